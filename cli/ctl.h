@@ -1,0 +1,75 @@
+/* ctl.h - what the layby-ctl commands share: the command row, connection
+ * settings and the small helpers every command uses.
+ *
+ * A command is one row in main.c's table and one handler in ctl_<topic>.c.
+ * The handler parses its own flags with ctl_args() (its cfg_opt rows plus the
+ * connection rows its `needs` ask for), so `layby-ctl <command> --help` is
+ * generated from the same tables that parse.
+ *
+ * Ownership: ctl_nats_close()/PQfinish() release what the open helpers return.
+ * Threads:   single-threaded tool.
+ */
+#ifndef LAYBY_CLI_CTL_H
+#define LAYBY_CLI_CTL_H
+
+#include <libpq-fe.h>
+#include <nats/nats.h>
+
+#include "cfg.h"
+#include "lb.h"
+
+/* Exit codes. */
+#define CTL_EXIT_OK    0
+#define CTL_EXIT_FAIL  1 /* the command ran and something is wrong */
+#define CTL_EXIT_USAGE 2 /* bad flags */
+
+/* Which connection settings a command takes (ctl_cmd.needs). */
+#define CTL_NEEDS_NATS 0x1u
+#define CTL_NEEDS_PG   0x2u
+
+/* Connection settings; every command's config struct starts with one, so the
+ * shared cfg_opt rows (offsets into ctl_conn) fit any of them. */
+typedef struct ctl_conn {
+    const char *nats_url;
+    const char *nats_user;
+    const char *nats_password;
+    const char *db_url;
+    int64_t timeout_ms; /* connect and request timeout */
+} ctl_conn;
+
+typedef struct ctl_cmd ctl_cmd;
+/* Runs the command; argv[0] is the command name, the rest its flags. */
+typedef int (*ctl_cmd_fn)(const ctl_cmd *cmd, int argc, char **argv);
+
+struct ctl_cmd {
+    const char *name; /* words typed after layby-ctl: "bus setup" */
+    unsigned needs;   /* CTL_NEEDS_* */
+    ctl_cmd_fn fn;
+    const char *help; /* one line for `layby-ctl --help` */
+};
+
+/* Parses argv into conf (which starts with a ctl_conn) from the connection
+ * rows cmd->needs asks for plus the command's own rows. Returns -1 to go on,
+ * else the exit code to return at once (after --help or a bad flag). */
+int ctl_args(void *conf, const ctl_cmd *cmd, const cfg_opt *opts, size_t n, int argc, char **argv);
+
+/* Connects to NATS once (no retry loop: a tool should fail fast) and makes
+ * a JetStream context; js may be NULL. */
+lb_status ctl_nats_open(natsConnection **nc, jsCtx **js, const ctl_conn *c, lb_err *err);
+void ctl_nats_close(natsConnection *nc, jsCtx *js); /* NULLs are fine */
+/* Copies the nats.c error text (nats_GetLastError) after `what`. */
+lb_status ctl_nats_err(lb_err *err, natsStatus s, const char *what);
+
+/* Connects to PostgreSQL with a connect timeout. */
+lb_status ctl_pg_open(PGconn **out, const ctl_conn *c, lb_err *err);
+
+/* Prints "layby-ctl <cmd>: <err>" on stderr and returns CTL_EXIT_FAIL. */
+int ctl_fail(const ctl_cmd *cmd, const lb_err *err);
+
+/* The handlers (one file per topic). */
+int ctl_bus_setup(const ctl_cmd *cmd, int argc, char **argv);
+int ctl_health(const ctl_cmd *cmd, int argc, char **argv);
+int ctl_token_mint(const ctl_cmd *cmd, int argc, char **argv);
+int ctl_dlq_list(const ctl_cmd *cmd, int argc, char **argv);
+
+#endif

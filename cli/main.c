@@ -1,0 +1,87 @@
+/* main.c - layby-ctl: the operator's tool. `layby-ctl <command> [--flag value]...`
+ *
+ * Commands are rows of ctl_cmds, walked by one loop: the longest row whose
+ * words match the start of argv wins, and `layby-ctl --help` lists the rows.
+ * Connection settings come from the same environment the stack writes
+ * (scripts/dev env): LAYBY_NATS_URL, LAYBY_CTL_NATS_USER/_PASSWORD (the admin
+ * user), LAYBY_CTL_DATABASE_URL. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "id.h"
+
+/* Saga commands (`saga list|show|retry|resolve`) and `replay` go here as
+ * rows, with their handlers in cli/ctl_saga.c and cli/ctl_replay.c declared
+ * in ctl.h; the flags CTL_NEEDS_NATS / CTL_NEEDS_PG give them connections.
+ * clang-format off */
+static const ctl_cmd ctl_cmds[] = {
+    /* name          needs                            handler          help */
+    { "bus setup",   CTL_NEEDS_NATS,                  ctl_bus_setup,   "create or update streams, durable consumers and key-value buckets" },
+    { "health",      CTL_NEEDS_NATS | CTL_NEEDS_PG,   ctl_health,      "check NATS, the streams (message counts), consumers and PostgreSQL" },
+    { "token mint",  0,                               ctl_token_mint,  "print an ES256 access token (--sub ID --role ADMIN|USER --ttl 1h)" },
+    { "dlq list",    CTL_NEEDS_NATS,                  ctl_dlq_list,    "list dead letters in LAYBY_DLQ with their Layby-Dlq-* headers" },
+};
+/* clang-format on */
+
+/* Number of argv words (from argv[1]) that spell name, or 0. */
+static int
+words_match(const char *name, int argc, char **argv)
+{
+    int i = 1;
+    const char *p = name;
+    while (*p != '\0') {
+        size_t len = strcspn(p, " ");
+        if (i >= argc || strlen(argv[i]) != len || strncmp(argv[i], p, len) != 0)
+            return 0;
+        i++;
+        p += len;
+        p += strspn(p, " ");
+    }
+    return i - 1;
+}
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: layby-ctl <command> [--flag value]...   (layby-ctl <command> --help)\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < LB_COUNTOF(ctl_cmds); i++)
+        fprintf(f, "  %-14s %s\n", ctl_cmds[i].name, ctl_cmds[i].help);
+    fprintf(f, "\nConnections use LAYBY_NATS_URL, LAYBY_CTL_NATS_USER, LAYBY_CTL_NATS_PASSWORD\n"
+               "and LAYBY_CTL_DATABASE_URL: eval \"$(scripts/dev env)\" sets them.\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    const ctl_cmd *best = NULL;
+    int best_words = 0;
+    lb_err err;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? CTL_EXIT_USAGE : CTL_EXIT_OK;
+    }
+    for (size_t i = 0; i < LB_COUNTOF(ctl_cmds); i++) {
+        int w = words_match(ctl_cmds[i].name, argc, argv);
+        if (w > best_words) {
+            best = &ctl_cmds[i];
+            best_words = w;
+        }
+    }
+    if (best == NULL) {
+        fprintf(stderr, "layby-ctl: unknown command '%s'\n\n", argv[1]);
+        usage(stderr);
+        return CTL_EXIT_USAGE;
+    }
+    if (id_init(&err) != LB_OK) {
+        fprintf(stderr, "layby-ctl: %s\n", err.msg);
+        return CTL_EXIT_FAIL;
+    }
+    /* The handler sees argv[0] = its last word, then its flags. */
+    int rc = best->fn(best, argc - best_words, argv + best_words);
+    nats_Close();
+    return rc;
+}

@@ -1,0 +1,169 @@
+/* edge_routes.c - the edge's one routing table and the civetweb handler that
+ * walks it: route lookup (404/405), trace context, token and role checks,
+ * the handler, then one metrics update and one log line per request.
+ *
+ * The auth column is enforced here and nowhere else, so a handler never runs
+ * for a caller its row does not admit.
+ */
+#include "edge_routes.h"
+
+#include <civetweb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "edge_app.h"
+#include "edge_catalog.h"
+#include "edge_ops.h"
+#include "log.h"
+#include "metrics.h"
+
+/* clang-format off */
+static const edge_route edge_routes[] = {
+    /* method  path                        who          handler */
+    { "GET",  "/healthz",                  EDGE_PUBLIC, edge_ops_healthz },
+    { "GET",  "/readyz",                   EDGE_PUBLIC, edge_ops_readyz },
+    { "GET",  "/metrics",                  EDGE_PUBLIC, edge_ops_metrics },
+    { "GET",  "/api/v1/openapi.json",      EDGE_PUBLIC, edge_ops_openapi },
+    { "POST", "/api/v1/products",          EDGE_ADMIN,  edge_product_create },
+    { "GET",  "/api/v1/products/{id}",     EDGE_PUBLIC, edge_product_get },
+};
+/* clang-format on */
+
+#define N_ROUTES     LB_COUNTOF(edge_routes)
+#define UNMATCHED    N_ROUTES /* metrics slot for requests no row matched */
+#define STATUS_SLOTS 500      /* HTTP 100..599 */
+
+/* Per route: a latency histogram made at start, and request counters per
+ * status made on first use (find-or-create in the registry takes a lock and
+ * a scan, so each is looked up once and kept here). */
+static metrics_metric *route_latency[N_ROUTES + 1];
+static _Atomic(metrics_metric *) route_count[N_ROUTES + 1][STATUS_SLOTS];
+
+const edge_route *
+edge_routes_table(size_t *n)
+{
+    *n = N_ROUTES;
+    return edge_routes;
+}
+
+static const char *
+route_label(size_t slot)
+{
+    return slot == UNMATCHED ? "unmatched" : edge_routes[slot].path;
+}
+
+void
+edge_routes_metrics_init(void)
+{
+    for (size_t i = 0; i <= N_ROUTES; i++) {
+        char labels[160];
+        snprintf(labels, sizeof labels, "route=\"%s\"", route_label(i));
+        route_latency[i] = metrics_histogram("layby_edge_request_duration_seconds", labels,
+                                             "HTTP request latency by route");
+    }
+}
+
+static void
+count_request(size_t slot, int status, int64_t us)
+{
+    if (route_latency[slot] != NULL)
+        metrics_observe_us(route_latency[slot], us);
+    if (status < 100 || status > 599)
+        return;
+    _Atomic(metrics_metric *) *cell = &route_count[slot][status - 100];
+    metrics_metric *m = atomic_load(cell);
+    if (m == NULL) {
+        char labels[200];
+        /* the row's method, never the client's text: labels must stay bounded */
+        snprintf(labels, sizeof labels, "route=\"%s\",method=\"%s\",status=\"%d\"",
+                 route_label(slot), slot == UNMATCHED ? "any" : edge_routes[slot].method, status);
+        m = metrics_counter("layby_edge_requests_total", labels,
+                            "HTTP requests by route and status");
+        atomic_store(cell, m);
+    }
+    metrics_add(m, 1);
+}
+
+/* Trace context: the caller's if well-formed, else a new one. */
+static void
+trace_init(edge_req *r)
+{
+    const char *tp = mg_get_header(r->conn, "traceparent");
+    if (tp != NULL && strlen(tp) < sizeof r->traceparent &&
+        bus_traceparent_check(tp, NULL) == LB_OK)
+        snprintf(r->traceparent, sizeof r->traceparent, "%s", tp);
+    else
+        bus_traceparent_new(r->traceparent);
+}
+
+/* Enforces the row's auth column; on refusal it has replied. */
+static bool
+authorize_or_reply(edge_req *r)
+{
+    if (r->route->who == EDGE_PUBLIC)
+        return true;
+    const char *h = mg_get_header(r->conn, "Authorization");
+    static const char scheme[] = "Bearer ";
+    if (h == NULL || strncasecmp(h, scheme, sizeof scheme - 1) != 0) {
+        edge_reply_status(r, LB_ERR_UNAUTHORIZED, NULL, "missing bearer token", NULL);
+        return false;
+    }
+    const char *token = h + sizeof scheme - 1;
+    while (*token == ' ')
+        token++;
+    lb_err err;
+    if (edge_auth_verify(&r->claims, r->app->auth, token, lb_now_ms() / 1000, &err) != LB_OK) {
+        edge_reply_error(r, &err, NULL);
+        return false;
+    }
+    r->authed = true;
+    snprintf(r->actor, sizeof r->actor, "%s %s", r->claims.sub, edge_role_name(r->claims.role));
+    if (r->route->who == EDGE_ADMIN && r->claims.role != EDGE_ROLE_ADMIN) {
+        edge_reply_status(r, LB_ERR_FORBIDDEN, NULL, "this route needs the ADMIN role", NULL);
+        return false;
+    }
+    return true;
+}
+
+int
+edge_dispatch(struct mg_connection *conn, void *cbdata)
+{
+    int64_t t0 = lb_mono_us();
+    edge_app *app = cbdata;
+    edge_req r = {
+        .conn = conn,
+        .ri = mg_get_request_info(conn),
+        .app = app,
+        .max_body = app->cfg.max_body,
+    };
+    trace_init(&r);
+    const char *method = r.ri->request_method ? r.ri->request_method : "";
+    const char *path = r.ri->local_uri ? r.ri->local_uri : "";
+
+    char allow[EDGE_ALLOW_MAX];
+    lb_status s = edge_route_find(&r.route, r.params, &r.n_params, allow, edge_routes, N_ROUTES,
+                                  method, path);
+    if (s == LB_ERR_NOT_FOUND) {
+        edge_reply_status(&r, s, NULL, "no such route", NULL);
+    } else if (s == LB_ERR_METHOD) {
+        char extra[EDGE_ALLOW_MAX + 16];
+        snprintf(extra, sizeof extra, "Allow: %s\r\n", allow);
+        edge_reply_status(&r, s, NULL, NULL, extra);
+    } else if (authorize_or_reply(&r)) {
+        r.route->fn(&r);
+        if (r.status == 0) /* a handler that forgot to answer is our bug */
+            edge_reply_status(&r, LB_ERR_INTERNAL, NULL, NULL, NULL);
+    }
+
+    int64_t us = lb_mono_us() - t0;
+    size_t slot = r.route ? (size_t)(r.route - edge_routes) : UNMATCHED;
+    count_request(slot, r.status, us);
+    log_ctx lc = { .correlation = r.correlation[0] ? r.correlation : NULL };
+    log_info(&lc, "edge.request", "request", LOG_STR("method", method),
+             LOG_STR("route", route_label(slot)), LOG_INT("status", r.status),
+             LOG_INT("duration_us", us), LOG_STR("traceparent", r.traceparent));
+    edge_req_destroy(&r);
+    return r.status;
+}

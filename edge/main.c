@@ -1,0 +1,184 @@
+/* main.c - layby-edge: settings, wiring and the process lifecycle.
+ *
+ * Reads the settings table, loads the token key, connects to NATS, starts
+ * civetweb with one handler for every path (edge_dispatch), then waits for
+ * SIGINT/SIGTERM and stops in reverse order: civetweb first (no new requests,
+ * running ones finish), then the bus.
+ */
+#include <civetweb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bus.h"
+#include "cfg.h"
+#include "edge_app.h"
+#include "edge_auth.h"
+#include "edge_routes.h"
+#include "id.h"
+#include "log.h"
+
+#define OFF(f) offsetof(edge_cfg, f)
+
+/* clang-format off */
+static const cfg_opt edge_opts[] = {
+    { "host", "LAYBY_EDGE_HOST", CFG_STR, "127.0.0.1", OFF(host), 0, 0, "address to listen on" },
+    { "port", "LAYBY_EDGE_PORT", CFG_INT, "8080", OFF(port), 1, 65535, "HTTP port" },
+    { "threads", "LAYBY_EDGE_THREADS", CFG_INT, "64", OFF(threads), 1, 4096,
+      "worker threads (one per concurrent keep-alive client)" },
+    { "max-body", "LAYBY_EDGE_MAX_BODY", CFG_INT, "65536", OFF(max_body), 1, 64 << 20,
+      "largest request body in bytes (413 above)" },
+    { "request-timeout", "LAYBY_EDGE_REQUEST_TIMEOUT", CFG_MS, "30s", OFF(request_timeout_ms),
+      100, 3600000, "time to read a request and write its response" },
+    { "command-timeout", "LAYBY_EDGE_COMMAND_TIMEOUT", CFG_MS, "5s", OFF(command_timeout_ms),
+      10, 600000, "wait for a command's outcome, then answer 202" },
+    { "query-timeout", "LAYBY_EDGE_QUERY_TIMEOUT", CFG_MS, "2s", OFF(query_timeout_ms), 10,
+      600000, "wait for a query's answer, then 504" },
+    { "ready-timeout", "LAYBY_EDGE_READY_TIMEOUT", CFG_MS, "500ms", OFF(ready_timeout_ms), 10,
+      60000, "JetStream probe timeout of /readyz" },
+    { "jwt-public-key-file", "LAYBY_JWT_PUBLIC_KEY_FILE", CFG_STR, NULL, OFF(jwt_key_file), 0, 0,
+      "PEM file with the ES256 public key of access tokens" },
+    { "jwt-issuer", "LAYBY_JWT_ISSUER", CFG_STR, "layby", OFF(jwt_issuer), 0, 0,
+      "required iss claim" },
+    { "auth-cache", "LAYBY_EDGE_AUTH_CACHE", CFG_INT, "4096", OFF(auth_cache), 0, 1 << 20,
+      "verified tokens remembered until their exp (0 = none)" },
+    { "nats-url", "LAYBY_NATS_URL", CFG_STR, "nats://127.0.0.1:4222", OFF(nats_url), 0, 0,
+      "NATS server URL" },
+    { "nats-user", "LAYBY_EDGE_NATS_USER", CFG_STR, "", OFF(nats_user), 0, 0, "NATS user" },
+    { "nats-password", "LAYBY_EDGE_NATS_PASSWORD", CFG_STR, "", OFF(nats_password), 0, 0,
+      "NATS password" },
+    { "instance", "LAYBY_INSTANCE", CFG_STR, "", OFF(instance), 0, 0,
+      "instance name in logs (default edge-<pid>)" },
+    { "log-level", "LAYBY_LOG_LEVEL", CFG_STR, "info", OFF(log_level), 0, 0,
+      "debug|info|warn|error" },
+};
+/* clang-format on */
+
+static const char about[] = "layby HTTP edge: JSON over HTTP to commands and queries on NATS.";
+
+static int
+civetweb_log(const struct mg_connection *conn, const char *message)
+{
+    (void)conn;
+    log_warn(NULL, "edge.civetweb", message);
+    return 1; /* handled: civetweb prints nothing itself */
+}
+
+static int
+fail(const char *what, const lb_err *err)
+{
+    fprintf(stderr, "layby-edge: %s: %s\n", what, err->msg);
+    log_error(NULL, "edge.start_failed", what, LOG_ERR(err));
+    return 1;
+}
+
+static lb_status
+start_http(struct mg_context **out, edge_app *app, lb_err *err)
+{
+    char ports[128], threads[16], timeout[24];
+    if (lb_fmt(ports, sizeof ports, err, "%s:%lld", app->cfg.host, (long long)app->cfg.port) !=
+        LB_OK)
+        return err->code;
+    snprintf(threads, sizeof threads, "%lld", (long long)app->cfg.threads);
+    snprintf(timeout, sizeof timeout, "%lld", (long long)app->cfg.request_timeout_ms);
+    const char *options[] = {
+        "listening_ports",    ports,   "num_threads", threads, "enable_keep_alive", "yes",
+        "request_timeout_ms", timeout, NULL,
+    };
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.log_message = civetweb_log;
+    struct mg_context *ctx = mg_start(&cb, app, options);
+    if (ctx == NULL)
+        return lb_err_set(err, LB_ERR_CONFIG, "cannot listen on %s (see edge.civetweb log)", ports);
+    mg_set_request_handler(ctx, "/", edge_dispatch, app);
+    *out = ctx;
+    return LB_OK;
+}
+
+int
+main(int argc, char **argv)
+{
+    edge_app app;
+    memset(&app, 0, sizeof app);
+    lb_err err;
+    bool help = false;
+    if (cfg_load(&app.cfg, edge_opts, LB_COUNTOF(edge_opts), argc, argv, &help, &err) != LB_OK) {
+        fprintf(stderr, "layby-edge: %s\n", err.msg);
+        return 2;
+    }
+    if (help) {
+        cfg_help_write(stdout, "layby-edge", about, edge_opts, LB_COUNTOF(edge_opts));
+        return 0;
+    }
+    log_level lvl;
+    if (log_level_parse(&lvl, app.cfg.log_level, &err) != LB_OK) {
+        fprintf(stderr, "layby-edge: --log-level: %s\n", err.msg);
+        return 2;
+    }
+    char instance[64];
+    if (app.cfg.instance[0] != '\0')
+        snprintf(instance, sizeof instance, "%s", app.cfg.instance);
+    else
+        snprintf(instance, sizeof instance, "edge-%ld", (long)getpid());
+    log_init("edge", instance, lvl);
+
+    /* Signals are taken by sigwait() below: block them before any thread
+     * (nats.c, civetweb) starts, so every thread inherits the mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 1;
+    struct mg_context *http = NULL;
+    if (id_init(&err) != LB_OK)
+        return fail("id_init", &err);
+    edge_auth_opts ao = EDGE_AUTH_OPTS_INIT;
+    ao.issuer = app.cfg.jwt_issuer;
+    ao.cache_cap = (size_t)app.cfg.auth_cache;
+    if (edge_auth_load(&app.auth, app.cfg.jwt_key_file, &ao, &err) != LB_OK)
+        return fail("--jwt-public-key-file", &err);
+    pthread_mutex_init(&app.ready_lock, NULL);
+    pthread_mutex_init(&app.kv_lock, NULL);
+
+    bus_opts bo = BUS_OPTS_INIT;
+    bo.url = app.cfg.nats_url;
+    bo.user = app.cfg.nats_user;
+    bo.password = app.cfg.nats_password;
+    bo.name = "layby-edge";
+    if (bus_open(&app.bus, &bo, &err) != LB_OK) {
+        fail("nats", &err);
+        goto out_auth;
+    }
+    edge_routes_metrics_init();
+    mg_init_library(0);
+    if (start_http(&http, &app, &err) != LB_OK) {
+        fail("http", &err);
+        goto out_library;
+    }
+    log_info(NULL, "edge.started", "listening", LOG_STR("host", app.cfg.host),
+             LOG_INT("port", app.cfg.port), LOG_INT("threads", app.cfg.threads));
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_info(NULL, "edge.stopping", "signal received", LOG_INT("signal", sig));
+    mg_stop(http);
+    rc = 0;
+out_library:
+    mg_exit_library();
+    if (app.kv != NULL)
+        kvStore_Destroy(app.kv);
+    bus_close(app.bus);
+out_auth:
+    edge_auth_free(app.auth);
+    pthread_mutex_destroy(&app.ready_lock);
+    pthread_mutex_destroy(&app.kv_lock);
+    return rc;
+}

@@ -1,0 +1,402 @@
+/* bus.c - the NATS connection, the DESIGN §2 envelope and publishing.
+ *
+ * Every publish sets Nats-Msg-Id: a JetStream publish that timed out may still
+ * be stored (PLATFORM.md), so the caller retries with the same envelope and the
+ * stream's duplicate window drops the repeat. */
+#include "bus.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "layby/v1/common.pb-c.h"
+#include "log.h"
+
+struct bus {
+    natsConnection *nc;
+    jsCtx *js;
+    int64_t publish_wait_ms;
+};
+
+lb_status
+bus__nats_err(lb_err *err, natsStatus s, const char *what)
+{
+    const char *last = nats_GetLastError(NULL);
+    lb_status code = (s == NATS_TIMEOUT) ? LB_ERR_TIMEOUT
+                     : (s == NATS_NO_RESPONDERS) ? LB_ERR_UNAVAILABLE
+                                                 : LB_ERR_BUS;
+    return lb_err_set(err, code, "%s: %s%s%s", what, natsStatus_GetText(s),
+                      (last && last[0]) ? ": " : "", last ? last : "");
+}
+
+/* --- envelope ------------------------------------------------------------ */
+
+static void
+copy_field(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+void
+bus_envelope_init(bus_envelope *env, const ProtobufCMessageDescriptor *type,
+                  const bus_envelope *cause)
+{
+    memset(env, 0, sizeof *env);
+    id_new(env->msg_id);
+    if (type != NULL)
+        copy_field(env->type, sizeof env->type, type->name);
+    if (cause != NULL) {
+        copy_field(env->correlation, sizeof env->correlation,
+                   cause->correlation[0] ? cause->correlation : cause->msg_id);
+        copy_field(env->causation, sizeof env->causation, cause->msg_id);
+        copy_field(env->actor, sizeof env->actor, cause->actor);
+        copy_field(env->traceparent, sizeof env->traceparent, cause->traceparent);
+    } else {
+        copy_field(env->correlation, sizeof env->correlation, env->msg_id);
+    }
+}
+
+typedef struct header_row {
+    const char *name;
+    size_t offset;
+    size_t cap;
+    bool required;
+} header_row;
+
+#define HROW(h, f, req) { h, offsetof(bus_envelope, f), sizeof(((bus_envelope *)0)->f), req }
+static const header_row header_rows[] = {
+    HROW(BUS_H_MSG_ID, msg_id, true),         HROW(BUS_H_TYPE, type, true),
+    HROW(BUS_H_CORRELATION, correlation, false), HROW(BUS_H_CAUSATION, causation, false),
+    HROW(BUS_H_REPLY, reply, false),          HROW(BUS_H_ACTOR, actor, false),
+    HROW(BUS_H_TRACEPARENT, traceparent, false),
+};
+#undef HROW
+
+lb_status
+bus_envelope_read(bus_envelope *env, natsMsg *m, lb_err *err)
+{
+    memset(env, 0, sizeof *env);
+    for (size_t i = 0; i < LB_COUNTOF(header_rows); i++) {
+        const header_row *r = &header_rows[i];
+        const char *v = NULL;
+        natsStatus s = natsMsgHeader_Get(m, r->name, &v);
+        if (s != NATS_OK || v == NULL || v[0] == '\0') {
+            if (r->required)
+                return lb_err_set(err, LB_ERR_DECODE, "header %s is missing", r->name);
+            continue;
+        }
+        if (strlen(v) >= r->cap)
+            return lb_err_set(err, LB_ERR_DECODE, "header %s is too long", r->name);
+        memcpy((char *)env + r->offset, v, strlen(v) + 1);
+    }
+    return LB_OK;
+}
+
+lb_status
+bus_envelope_write(natsMsg *m, const bus_envelope *env, lb_err *err)
+{
+    for (size_t i = 0; i < LB_COUNTOF(header_rows); i++) {
+        const char *v = (const char *)env + header_rows[i].offset;
+        if (v[0] == '\0')
+            continue;
+        natsStatus s = natsMsgHeader_Set(m, header_rows[i].name, v);
+        if (s != NATS_OK)
+            return bus__nats_err(err, s, "set header");
+    }
+    return LB_OK;
+}
+
+static bool
+is_lower_hex(const char *s, size_t n)
+{
+    bool nonzero = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+        if (c != '0')
+            nonzero = true;
+    }
+    return nonzero || n == 2;
+}
+
+lb_status
+bus_traceparent_check(const char *tp, lb_err *err)
+{
+    /* 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>; all-zero ids are invalid */
+    if (tp == NULL || strlen(tp) != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' ||
+        !is_lower_hex(tp, 2) || strncmp(tp, "ff", 2) == 0 || !is_lower_hex(tp + 3, 32) ||
+        !is_lower_hex(tp + 36, 16) || !is_lower_hex(tp + 53, 2))
+        return lb_err_set(err, LB_ERR_INVALID, "traceparent is malformed");
+    return LB_OK;
+}
+
+void
+bus_traceparent_new(char out[BUS_TRACE_MAX])
+{
+    uint8_t r[24];
+    randombytes_buf(r, sizeof r);
+    char hex[49];
+    sodium_bin2hex(hex, sizeof hex, r, sizeof r);
+    snprintf(out, BUS_TRACE_MAX, "00-%.32s-%.16s-01", hex, hex + 32);
+}
+
+/* --- connection ---------------------------------------------------------- */
+
+static void
+on_disconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+    log_warn(NULL, "bus.disconnected", "lost the NATS connection; reconnecting");
+}
+
+static void
+on_reconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    (void)closure;
+    log_info(NULL, "bus.reconnected", "NATS connection is back");
+}
+
+static void
+on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus s, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    (void)closure;
+    const char *last = nats_GetLastError(NULL);
+    log_warn(NULL, "bus.async_error", "NATS reported an error", LOG_STR("status", natsStatus_GetText(s)),
+             LOG_STR("detail", last ? last : ""));
+}
+
+lb_status
+bus_open(bus **out, const bus_opts *opts, lb_err *err)
+{
+    natsOptions *o = NULL;
+    bus *b = calloc(1, sizeof *b);
+    lb_status st = LB_OK;
+    natsStatus s;
+    if (b == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "bus");
+    b->publish_wait_ms = opts->publish_wait_ms > 0 ? opts->publish_wait_ms : 5000;
+    if ((s = natsOptions_Create(&o)) != NATS_OK)
+        goto out_nats;
+    if ((s = natsOptions_SetURL(o, opts->url)) != NATS_OK)
+        goto out_nats;
+    if (opts->user != NULL && opts->user[0] != '\0' &&
+        (s = natsOptions_SetUserInfo(o, opts->user, opts->password ? opts->password : "")) !=
+            NATS_OK)
+        goto out_nats;
+    if (opts->name != NULL)
+        natsOptions_SetName(o, opts->name);
+    natsOptions_SetMaxReconnect(o, -1);
+    natsOptions_SetReconnectWait(o, 250);
+    natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
+    natsOptions_SetReconnectBufSize(o, 64 * 1024 * 1024);
+    natsOptions_SetSendAsap(o, true); /* responders: replies leave at once (PLATFORM.md) */
+    natsOptions_SetDisconnectedCB(o, on_disconnected, NULL);
+    natsOptions_SetReconnectedCB(o, on_reconnected, NULL);
+    natsOptions_SetErrorHandler(o, on_async_error, NULL);
+    natsOptions_SetMaxPendingMsgs(o, 1 << 20);
+    s = natsConnection_Connect(&b->nc, o);
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED)
+        goto out_nats;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = b->publish_wait_ms;
+    jo.PublishAsync.MaxPending = opts->max_pending > 0 ? opts->max_pending : 4096;
+    if ((s = natsConnection_JetStream(&b->js, b->nc, &jo)) != NATS_OK)
+        goto out_nats;
+    natsOptions_Destroy(o);
+    *out = b;
+    return LB_OK;
+out_nats:
+    st = bus__nats_err(err, s, "connect to NATS");
+    natsOptions_Destroy(o);
+    bus_close(b);
+    return st;
+}
+
+void
+bus_close(bus *b)
+{
+    if (b == NULL)
+        return;
+    if (b->js != NULL) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = 2000;
+        js_PublishAsyncComplete(b->js, &po);
+        jsCtx_Destroy(b->js);
+    }
+    if (b->nc != NULL) {
+        natsConnection_FlushTimeout(b->nc, 1000);
+        natsConnection_Close(b->nc);
+        natsConnection_Destroy(b->nc);
+    }
+    free(b);
+}
+
+natsConnection *
+bus_conn(bus *b)
+{
+    return b->nc;
+}
+
+jsCtx *
+bus_js(bus *b)
+{
+    return b->js;
+}
+
+bool
+bus_connected(bus *b)
+{
+    return natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+/* --- messages ------------------------------------------------------------ */
+
+lb_status
+bus_msg_new_raw(natsMsg **out, const char *subject, const bus_envelope *env, const void *body,
+                size_t len, lb_err *err)
+{
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subject, NULL, (const char *)body, (int)len);
+    if (s != NATS_OK)
+        return bus__nats_err(err, s, "create message");
+    lb_status st = bus_envelope_write(m, env, err);
+    if (st != LB_OK) {
+        natsMsg_Destroy(m);
+        return st;
+    }
+    *out = m;
+    return LB_OK;
+}
+
+lb_status
+bus_msg_new(natsMsg **out, const char *subject, const bus_envelope *env,
+            const ProtobufCMessage *msg, lb_err *err)
+{
+    uint8_t stackbuf[4096];
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = len <= sizeof stackbuf ? stackbuf : malloc(len);
+    if (buf == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "pack %s", msg->descriptor->name);
+    protobuf_c_message_pack(msg, buf);
+    lb_status st = bus_msg_new_raw(out, subject, env, buf, len, err);
+    if (buf != stackbuf)
+        free(buf);
+    return st;
+}
+
+lb_status
+bus_publish(bus *b, const char *subject, const bus_envelope *env, const ProtobufCMessage *msg,
+            lb_err *err)
+{
+    natsMsg *m = NULL;
+    lb_status st = bus_msg_new(&m, subject, env, msg, err);
+    if (st != LB_OK)
+        return st;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MsgId = env->msg_id;
+    jsPubAck *ack = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_PublishMsg(&ack, b->js, m, &po, &jerr);
+    natsMsg_Destroy(m);
+    jsPubAck_Destroy(ack);
+    if (s != NATS_OK)
+        return bus__nats_err(err, s, "publish");
+    return LB_OK;
+}
+
+lb_status
+bus_publish_core(bus *b, const char *subject, const bus_envelope *env,
+                 const ProtobufCMessage *msg, lb_err *err)
+{
+    natsMsg *m = NULL;
+    lb_status st = bus_msg_new(&m, subject, env, msg, err);
+    if (st != LB_OK)
+        return st;
+    natsStatus s = natsConnection_PublishMsg(b->nc, m);
+    natsMsg_Destroy(m);
+    if (s != NATS_OK)
+        return bus__nats_err(err, s, "publish reply");
+    return LB_OK;
+}
+
+lb_status
+bus_request(natsMsg **reply, bus *b, const char *subject, const bus_envelope *env,
+            const ProtobufCMessage *req, int64_t timeout_ms, lb_err *err)
+{
+    natsMsg *m = NULL;
+    lb_status st = bus_msg_new(&m, subject, env, req, err);
+    if (st != LB_OK)
+        return st;
+    natsStatus s = natsConnection_RequestMsg(reply, b->nc, m, timeout_ms);
+    natsMsg_Destroy(m);
+    if (s != NATS_OK)
+        return bus__nats_err(err, s, subject);
+    return LB_OK;
+}
+
+lb_status
+bus_command(natsMsg **reply, bus *b, const char *subject, bus_envelope *env,
+            const ProtobufCMessage *cmd, int64_t timeout_ms, lb_err *err)
+{
+    char inbox[BUS_SUBJECT_MAX];
+    natsSubscription *sub = NULL;
+    natsInbox *ib = NULL;
+    natsStatus s = natsInbox_Create(&ib);
+    if (s != NATS_OK)
+        return bus__nats_err(err, s, "inbox");
+    snprintf(inbox, sizeof inbox, "%s", (const char *)ib);
+    natsInbox_Destroy(ib);
+    /* Subscribe before publishing so a fast reply cannot slip past us. */
+    if ((s = natsConnection_SubscribeSync(&sub, b->nc, inbox)) != NATS_OK)
+        return bus__nats_err(err, s, "subscribe reply inbox");
+    natsSubscription_AutoUnsubscribe(sub, 1);
+    snprintf(env->reply, sizeof env->reply, "%s", inbox);
+    int64_t t0 = lb_mono_us();
+    lb_status st = bus_publish(b, subject, env, cmd, err);
+    if (st == LB_OK) {
+        int64_t left = timeout_ms - (lb_mono_us() - t0) / 1000;
+        s = natsSubscription_NextMsg(reply, sub, left > 0 ? left : 1);
+        if (s != NATS_OK)
+            st = bus__nats_err(err, s, "wait for outcome");
+    }
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    return st;
+}
+
+lb_status
+bus_reply_decode(ProtobufCMessage **out, natsMsg *reply, const ProtobufCMessageDescriptor *want,
+                 lb_err *err)
+{
+    const char *type = NULL;
+    if (natsMsgHeader_Get(reply, BUS_H_TYPE, &type) != NATS_OK || type == NULL)
+        return lb_err_set(err, LB_ERR_DECODE, "reply without %s", BUS_H_TYPE);
+    const uint8_t *data = (const uint8_t *)natsMsg_GetData(reply);
+    size_t len = (size_t)natsMsg_GetDataLength(reply);
+    if (strcmp(type, layby__v1__failure__descriptor.name) == 0) {
+        ProtobufCMessage *f = NULL;
+        lb_status st = codec_unpack(&f, &layby__v1__failure__descriptor, data, len, err);
+        if (st != LB_OK)
+            return st;
+        Layby__V1__Failure *fail = (Layby__V1__Failure *)f;
+        lb_status code = lb_status_from_code(fail->code);
+        if (code == LB_OK)
+            code = LB_ERR_INTERNAL;
+        lb_err_field(err, code, fail->field, "%s", fail->message);
+        protobuf_c_message_free_unpacked(f, NULL);
+        return code;
+    }
+    if (strcmp(type, want->name) != 0)
+        return lb_err_set(err, LB_ERR_DECODE, "reply is %s, expected %s", type, want->name);
+    return codec_unpack(out, want, data, len, err);
+}

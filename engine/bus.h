@@ -1,0 +1,124 @@
+/* bus.h - NATS JetStream: connection, the message envelope, publishing, queries.
+ *
+ * Every message layby sends is one protobuf body plus the DESIGN §2 headers.
+ * Only bus_envelope_init() decides those headers; everything that publishes
+ * goes through a bus_envelope, so ids, correlation, causation, actor and
+ * traceparent are carried the same way everywhere.
+ *
+ * Ownership: bus_open() returns a bus freed with bus_close(); natsMsg values
+ *            returned to callers are theirs to natsMsg_Destroy().
+ * Threads:   a bus (one natsConnection + jsCtx) is thread-safe, as nats.c is.
+ */
+#ifndef LAYBY_ENGINE_BUS_H
+#define LAYBY_ENGINE_BUS_H
+
+#include <nats/nats.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "id.h"
+#include "lb.h"
+
+#define BUS_SUBJECT_MAX 256
+#define BUS_TYPE_MAX    128
+#define BUS_ACTOR_MAX   96
+#define BUS_TRACE_MAX   64 /* "00-<32 hex>-<16 hex>-<2 hex>" is 55 */
+
+/* Header names (DESIGN §2) and the extra ones a dead letter carries. */
+#define BUS_H_MSG_ID      "Nats-Msg-Id"
+#define BUS_H_TYPE        "Layby-Type"
+#define BUS_H_CORRELATION "Layby-Correlation"
+#define BUS_H_CAUSATION   "Layby-Causation"
+#define BUS_H_REPLY       "Layby-Reply"
+#define BUS_H_ACTOR       "Layby-Actor"
+#define BUS_H_TRACEPARENT "traceparent"
+#define BUS_H_DLQ_SUBJECT "Layby-Dlq-Subject"
+#define BUS_H_DLQ_CONSUMER "Layby-Dlq-Consumer"
+#define BUS_H_DLQ_ERROR   "Layby-Dlq-Error"
+#define BUS_H_DLQ_STREAM_SEQ "Layby-Dlq-Stream-Seq"
+#define BUS_H_DLQ_DELIVERIES "Layby-Dlq-Deliveries"
+
+/* Streams (DESIGN §2). */
+#define BUS_STREAM_CMD "LAYBY_CMD"
+#define BUS_STREAM_EVT "LAYBY_EVT"
+#define BUS_STREAM_DLQ "LAYBY_DLQ"
+
+typedef struct bus_envelope {
+    char msg_id[ID_STR_LEN];        /* Nats-Msg-Id */
+    char type[BUS_TYPE_MAX];        /* Layby-Type, full protobuf name */
+    char correlation[ID_STR_LEN];   /* Layby-Correlation ("" = none) */
+    char causation[ID_STR_LEN];     /* Layby-Causation ("" = none) */
+    char reply[BUS_SUBJECT_MAX];    /* Layby-Reply ("" = nobody waits) */
+    char actor[BUS_ACTOR_MAX];      /* Layby-Actor "<member id> <ROLE>" ("" = system) */
+    char traceparent[BUS_TRACE_MAX]; /* W3C trace context ("" = none) */
+} bus_envelope;
+
+/* Starts the envelope of a new message of type `type`: a fresh msg id; when
+ * `cause` is given, correlation, actor and traceparent are carried over and
+ * causation is the cause's msg id; otherwise correlation is the new msg id.
+ * The reply inbox is never inherited: set env->reply explicitly. */
+void bus_envelope_init(bus_envelope *env, const ProtobufCMessageDescriptor *type,
+                       const bus_envelope *cause);
+/* Reads the headers of a received message. A missing Nats-Msg-Id or Layby-Type
+ * is LB_ERR_DECODE (such a message cannot be handled exactly once). */
+lb_status bus_envelope_read(bus_envelope *env, natsMsg *m, lb_err *err);
+/* Writes env as headers onto m. */
+lb_status bus_envelope_write(natsMsg *m, const bus_envelope *env, lb_err *err);
+/* Parses a W3C traceparent; LB_ERR_INVALID if malformed. */
+lb_status bus_traceparent_check(const char *tp, lb_err *err);
+/* Makes a new sampled traceparent (for requests that arrive without one). */
+void bus_traceparent_new(char out[BUS_TRACE_MAX]);
+
+typedef struct bus_opts {
+    const char *url;        /* nats://127.0.0.1:4222 */
+    const char *user;       /* NULL or "" = anonymous */
+    const char *password;
+    const char *name;       /* connection name shown by the server */
+    int64_t publish_wait_ms; /* JetStream publish ack wait (default 5000) */
+    int64_t max_pending;    /* async publishes in flight (default 4096) */
+} bus_opts;
+#define BUS_OPTS_INIT { .publish_wait_ms = 5000, .max_pending = 4096 }
+
+typedef struct bus bus;
+
+/* Connects with unlimited reconnects (retrying a first connect that fails). */
+lb_status bus_open(bus **out, const bus_opts *opts, lb_err *err);
+void bus_close(bus *b); /* NULL is a no-op; flushes pending async publishes first */
+natsConnection *bus_conn(bus *b);
+jsCtx *bus_js(bus *b);
+bool bus_connected(bus *b);
+
+/* Builds a natsMsg carrying msg under env; on LB_OK *out is the caller's. */
+lb_status bus_msg_new(natsMsg **out, const char *subject, const bus_envelope *env,
+                      const ProtobufCMessage *msg, lb_err *err);
+/* Same with an already-packed body. */
+lb_status bus_msg_new_raw(natsMsg **out, const char *subject, const bus_envelope *env,
+                          const void *body, size_t len, lb_err *err);
+
+/* Publishes to JetStream and waits for the stored ack. A timeout is ambiguous
+ * (the message may be stored): retry with the same env, dedup drops a repeat. */
+lb_status bus_publish(bus *b, const char *subject, const bus_envelope *env,
+                      const ProtobufCMessage *msg, lb_err *err);
+/* Core NATS publish (replies to a waiting edge request); no persistence. */
+lb_status bus_publish_core(bus *b, const char *subject, const bus_envelope *env,
+                           const ProtobufCMessage *msg, lb_err *err);
+
+/* A query (DESIGN §2 request/reply): sends req on subject, waits timeout_ms.
+ * On LB_OK *reply is the caller's natsMsg. No responders is LB_ERR_UNAVAILABLE. */
+lb_status bus_request(natsMsg **reply, bus *b, const char *subject, const bus_envelope *env,
+                      const ProtobufCMessage *req, int64_t timeout_ms, lb_err *err);
+
+/* Sends a command to JetStream with a fresh reply inbox in Layby-Reply and
+ * waits up to timeout_ms for the outcome. LB_ERR_TIMEOUT means the command is
+ * stored (or may be) but nobody answered in time: it will still be handled. */
+lb_status bus_command(natsMsg **reply, bus *b, const char *subject, bus_envelope *env,
+                      const ProtobufCMessage *cmd, int64_t timeout_ms, lb_err *err);
+
+/* Decodes a reply: Layby-Type names either `want` (-> *out, LB_OK) or
+ * layby.v1.Failure (-> its status, message and field in err). */
+lb_status bus_reply_decode(ProtobufCMessage **out, natsMsg *reply,
+                           const ProtobufCMessageDescriptor *want, lb_err *err);
+
+/* Copies the last nats.c error text (nats_GetLastError) into err. */
+lb_status bus__nats_err(lb_err *err, natsStatus s, const char *what);
+
+#endif

@@ -1,0 +1,153 @@
+/* outbox.c - inbox claims and outbox writes inside a service transaction.
+ *
+ * Both work on whole batches: one statement marks every id of a batch in the
+ * inbox and one statement writes every row a batch produced, so a batch of 64
+ * messages costs two round trips here, not 128 (PLATFORM.md: round trips and
+ * commits are what limit throughput). Arrays travel as text array literals
+ * (store_array). */
+#include "outbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* clang-format off */
+static const char OUTBOX_SQL_INBOX_CLAIM[] =
+    "INSERT INTO inbox (msg_id) SELECT unnest($1::text[]) "
+    "ON CONFLICT DO NOTHING RETURNING msg_id";
+static const char OUTBOX_SQL_INSERT[] =
+    "INSERT INTO outbox (id, subject, msg_type, correlation, causation, actor, reply, traceparent, body) "
+    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::text[], $8::text[], $9::bytea[])";
+
+const store_stmt outbox_stmts[] = {
+    { "outbox_inbox_claim", OUTBOX_SQL_INBOX_CLAIM },
+    { "outbox_insert",      OUTBOX_SQL_INSERT },
+};
+/* clang-format on */
+const size_t outbox_stmts_len = LB_COUNTOF(outbox_stmts);
+
+struct outbox_row {
+    bus_envelope env;
+    char subject[BUS_SUBJECT_MAX];
+    uint8_t *body;
+    size_t len;
+};
+
+lb_status
+inbox_claim(store *s, const char *const *ids, size_t n, bool *fresh, lb_err *err)
+{
+    store_array a = { 0 };
+    store_array_begin(&a);
+    for (size_t i = 0; i < n; i++) {
+        store_array_text(&a, ids[i]);
+        fresh[i] = false;
+    }
+    store_array_end(&a);
+    if (a.oom) {
+        store_array_free(&a);
+        return lb_err_set(err, LB_ERR_NOMEM, "inbox ids");
+    }
+    const char *params[] = { a.p };
+    PGresult *r = NULL;
+    lb_status st = store_exec(s, &r, "outbox_inbox_claim", 1, params, err);
+    store_array_free(&a);
+    if (st != LB_OK)
+        return st;
+    /* RETURNING lists each new id once; the first occurrence in the batch wins. */
+    int rows = PQntuples(r);
+    for (int k = 0; k < rows; k++) {
+        const char *id = PQgetvalue(r, k, 0);
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(ids[i], id) == 0) {
+                fresh[i] = true;
+                break;
+            }
+        }
+    }
+    PQclear(r);
+    return LB_OK;
+}
+
+void
+outbox_buf_init(outbox_buf *b)
+{
+    memset(b, 0, sizeof *b);
+}
+
+void
+outbox_buf_reset(outbox_buf *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->rows[i].body);
+    b->n = 0;
+}
+
+void
+outbox_buf_destroy(outbox_buf *b)
+{
+    outbox_buf_reset(b);
+    free(b->rows);
+    memset(b, 0, sizeof *b);
+}
+
+lb_status
+outbox_buf_add(outbox_buf *b, const char *subject, const bus_envelope *env,
+               const ProtobufCMessage *msg, lb_err *err)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct outbox_row *nr = realloc(b->rows, cap * sizeof *nr);
+        if (nr == NULL)
+            return lb_err_set(err, LB_ERR_NOMEM, "outbox row");
+        b->rows = nr;
+        b->cap = cap;
+    }
+    struct outbox_row *row = &b->rows[b->n];
+    if (lb_fmt(row->subject, sizeof row->subject, err, "%s", subject) != LB_OK)
+        return LB_ERR_INVALID;
+    row->env = *env;
+    row->len = protobuf_c_message_get_packed_size(msg);
+    row->body = malloc(row->len ? row->len : 1);
+    if (row->body == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "outbox body");
+    protobuf_c_message_pack(msg, row->body);
+    b->n++;
+    return LB_OK;
+}
+
+lb_status
+outbox_buf_write(store *s, const outbox_buf *b, lb_err *err)
+{
+    if (b->n == 0)
+        return LB_OK;
+    enum { COLS = 9 };
+    store_array a[COLS];
+    memset(a, 0, sizeof a);
+    for (int c = 0; c < COLS; c++)
+        store_array_begin(&a[c]);
+    for (size_t i = 0; i < b->n; i++) {
+        const struct outbox_row *row = &b->rows[i];
+        store_array_text(&a[0], row->env.msg_id);
+        store_array_text(&a[1], row->subject);
+        store_array_text(&a[2], row->env.type);
+        store_array_text(&a[3], row->env.correlation);
+        store_array_text(&a[4], row->env.causation);
+        store_array_text(&a[5], row->env.actor);
+        store_array_text(&a[6], row->env.reply);
+        store_array_text(&a[7], row->env.traceparent);
+        store_array_bytea(&a[8], row->body, row->len);
+    }
+    const char *params[COLS];
+    bool oom = false;
+    for (int c = 0; c < COLS; c++) {
+        store_array_end(&a[c]);
+        oom |= a[c].oom;
+        params[c] = a[c].p;
+    }
+    lb_status st = oom ? lb_err_set(err, LB_ERR_NOMEM, "outbox arrays")
+                       : store_exec(s, NULL, "outbox_insert", COLS, params, err);
+    for (int c = 0; c < COLS; c++)
+        store_array_free(&a[c]);
+    return st;
+}

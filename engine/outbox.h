@@ -1,0 +1,79 @@
+/* outbox.h - the transactional inbox and outbox every service uses.
+ *
+ * A state change and the messages it causes must commit together and we have
+ * no two-phase commit with JetStream, so the messages are outbox rows in the
+ * caller's transaction; a relay publishes them after commit.
+ *
+ * Invariants:
+ * (1) An outbox row commits in the same transaction as the change it announces
+ *     and as the inbox id of the message that caused it.
+ * (2) The relay publishes a row with Nats-Msg-Id = row id and deletes it only
+ *     after JetStream acked it. A crash between the ack and the delete
+ *     republishes the same id: the stream's duplicate window or the reader's
+ *     inbox drops it.
+ * (3) Rows are claimed with FOR UPDATE SKIP LOCKED inside the relay's
+ *     transaction, so several instances never publish the same row at once.
+ *
+ * Tables (each service schema, sql/): inbox(msg_id, received_at),
+ * outbox(id, subject, msg_type, correlation, causation, actor, reply,
+ * traceparent, body, created_at) with a statement trigger that NOTIFYs
+ * channel "outbox_<schema>".
+ *
+ * Ownership: outbox_buf is caller memory (_init/_destroy); a relay is owned by
+ *            its creator and freed with outbox_relay_free().
+ * Threads:   an outbox_buf belongs to one thread; outbox_relay_wake() may be
+ *            called from any thread; the relay runs on its own thread.
+ */
+#ifndef LAYBY_ENGINE_OUTBOX_H
+#define LAYBY_ENGINE_OUTBOX_H
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "bus.h"
+#include "store.h"
+
+/* Statements the inbox/outbox need, prepared on every service connection. */
+extern const store_stmt outbox_stmts[];
+extern const size_t outbox_stmts_len;
+
+/* Marks which of n message ids are new: fresh[i] is true for the first
+ * occurrence of an id not seen before. Runs inside the caller's transaction. */
+lb_status inbox_claim(store *s, const char *const *ids, size_t n, bool *fresh, lb_err *err);
+
+/* Messages queued during one transaction, written with one statement. */
+typedef struct outbox_buf {
+    size_t n;       /* rows queued */
+    size_t cap;
+    struct outbox_row *rows;
+} outbox_buf;
+
+void outbox_buf_init(outbox_buf *b);
+void outbox_buf_destroy(outbox_buf *b);
+void outbox_buf_reset(outbox_buf *b);
+/* Copies subject, env and the packed msg into the buffer. */
+lb_status outbox_buf_add(outbox_buf *b, const char *subject, const bus_envelope *env,
+                         const ProtobufCMessage *msg, lb_err *err);
+/* Inserts every queued row in the caller's transaction (no-op when empty). */
+lb_status outbox_buf_write(store *s, const outbox_buf *b, lb_err *err);
+
+typedef struct outbox_relay outbox_relay;
+
+typedef struct outbox_relay_opts {
+    const char *service;     /* for logs and metrics labels */
+    const char *db_url;      /* the relay opens its own connection */
+    bus *bus;                /* borrowed; publishes through its connection */
+    int64_t batch;           /* rows per claim (default 1024) */
+    int64_t sweep_ms;        /* poll period when no wake-up comes (default 1000) */
+    int64_t inbox_keep_ms;   /* prune inbox ids older than this (default 7 d) */
+} outbox_relay_opts;
+
+lb_status outbox_relay_new(outbox_relay **out, const outbox_relay_opts *opts, lb_err *err);
+/* Starts the relay thread. */
+lb_status outbox_relay_start(outbox_relay *r, lb_err *err);
+/* Tells the relay rows were committed; cheap, async-safe, any thread. */
+void outbox_relay_wake(outbox_relay *r);
+/* Publishes everything committed so far on the caller's thread (tests, shutdown). */
+lb_status outbox_relay_drain(outbox_relay *r, size_t *published, lb_err *err);
+void outbox_relay_free(outbox_relay *r); /* stops the thread; NULL is a no-op */
+
+#endif

@@ -1,0 +1,369 @@
+/* saga.h - saga types as data and the pure decider that runs them.
+ *
+ * A saga type is a table of steps (saga_step): the command each step sends,
+ * the events that mean success or failure, an optional compensation and its
+ * events, a timeout and retry policies. saga_decide() is a pure function
+ *   (type, state, input) -> (new state, decision)
+ * where the decision lists the commands to send, the saga's one pending timer,
+ * a reply and a log line. It has no clock, no randomness and no I/O: time and
+ * a random seed come in with the input, so the orchestrator can persist the
+ * inputs in the saga's log and a replay decides exactly the same again.
+ * docs/SAGAS.md explains the rules; the states and invariants are below.
+ *
+ * Ownership: saga types, steps and retry policies are static const tables,
+ *            borrowed by everything here. saga_state, saga_input and
+ *            saga_decision are plain caller memory (no pointers inside the
+ *            state; an input's strings are borrowed for the call; a
+ *            decision's subjects and descriptors point into the type table).
+ *            saga_state_pack() returns a malloc'd buffer the caller free()s;
+ *            saga_cmd_build() returns a message the caller frees with
+ *            protobuf_c_message_free_unpacked(msg, NULL).
+ * Threads:   everything is reentrant; a registry is read-only once filled.
+ */
+#ifndef LAYBY_ENGINE_SAGA_H
+#define LAYBY_ENGINE_SAGA_H
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "id.h"
+#include "lb.h"
+
+#define SAGA_STEPS_MAX   16  /* steps in one saga type */
+#define SAGA_NAME_MAX    64  /* saga type name, with its NUL */
+#define SAGA_SUBJECT_MAX 256 /* a reply inbox (= BUS_SUBJECT_MAX) */
+#define SAGA_ACTOR_MAX   96  /* Layby-Actor or operator name (= BUS_ACTOR_MAX) */
+#define SAGA_TRACE_MAX   64  /* traceparent (= BUS_TRACE_MAX) */
+#define SAGA_REASON_MAX  256 /* failure or operator text; longer text is cut */
+#define SAGA_LOG_MAX     512 /* one log line; longer text is cut */
+#define SAGA_CMDS_MAX    2   /* commands one decision can send */
+
+/* Subjects the saga engine itself uses (DESIGN §2). */
+#define SAGA_SUBJ_RETRY      "layby.cmd.saga.retry"
+#define SAGA_SUBJ_RESOLVE    "layby.cmd.saga.resolve"
+#define SAGA_SUBJ_START_TEST "layby.cmd.saga.start_test"
+/* The test saga's participants. */
+#define SAGA_SUBJ_TEST_DO          "layby.cmd.sagatest.do"
+#define SAGA_SUBJ_TEST_UNDO        "layby.cmd.sagatest.undo"
+#define SAGA_SUBJ_TEST_DONE        "layby.evt.sagatest.done"
+#define SAGA_SUBJ_TEST_FAILED      "layby.evt.sagatest.failed"
+#define SAGA_SUBJ_TEST_UNDONE      "layby.evt.sagatest.undone"
+#define SAGA_SUBJ_TEST_UNDO_FAILED "layby.evt.sagatest.undo_failed"
+
+/* --- states --------------------------------------------------------------- */
+
+/* A saga's status. NONE is the zero value of a state that holds no saga.
+ * X(name, terminal, subject of the SagaChanged event announcing it)
+ * clang-format off */
+#define SAGA_STATUS_MAP(X)                                      \
+    X(NONE,         true,  "")                                  \
+    X(RUNNING,      false, "layby.evt.saga.running")            \
+    X(COMPENSATING, false, "layby.evt.saga.compensating")       \
+    X(COMPLETED,    true,  "layby.evt.saga.completed")          \
+    X(FAILED,       true,  "layby.evt.saga.failed")             \
+    X(STUCK,        false, "layby.evt.saga.stuck")              \
+    X(RESOLVED,     true,  "layby.evt.saga.resolved")
+/* clang-format on */
+
+typedef enum saga_status {
+#define SAGA__ENUM(name, terminal, subject) SAGA_##name,
+    SAGA_STATUS_MAP(SAGA__ENUM)
+#undef SAGA__ENUM
+        SAGA__STATUS_COUNT
+} saga_status;
+
+/* One step's progress. "FAILED" with SAGA_STEP_F_RETRY_WAIT is a failed
+ * attempt waiting for its backoff timer; without it the step failed for good. */
+typedef enum saga_step_status {
+    SAGA_STEP_PENDING,      /* not started */
+    SAGA_STEP_SENT,         /* command `attempt` sent, waiting for its outcome */
+    SAGA_STEP_DONE,         /* a success event arrived */
+    SAGA_STEP_FAILED,       /* last attempt failed (see RETRY_WAIT) */
+    SAGA_STEP_COMPENSATING, /* compensation `comp_attempt` sent or waiting to be resent */
+    SAGA_STEP_COMPENSATED,  /* compensation confirmed */
+    SAGA__STEP_STATUS_COUNT
+} saga_step_status;
+
+/* saga_step_state.flags */
+#define SAGA_STEP_F_RETRY_WAIT 0x1u /* last attempt failed; a retry timer is pending */
+#define SAGA_STEP_F_UNCERTAIN  0x2u /* failed without a final answer: it may have taken
+                                       effect, so it is compensated too */
+/* saga_state.flags */
+#define SAGA_F_REPLIED 0x1u /* the requester has had its one reply */
+
+typedef struct saga_step_state {
+    uint8_t status;        /* saga_step_status */
+    uint8_t flags;         /* SAGA_STEP_F_* */
+    uint16_t attempt;      /* forward attempts sent; the last one is `attempt` */
+    uint16_t tries;        /* forward attempts counted against the retry policy */
+    uint16_t comp_attempt; /* compensation attempts sent, never reset */
+    uint16_t comp_tries;   /* compensation attempts in the current budget
+                              (an operator retry starts a new budget) */
+} saga_step_state;
+
+typedef enum saga_timer_kind {
+    SAGA_TIMER_STEP_TIMEOUT, /* command sent, no outcome yet */
+    SAGA_TIMER_STEP_RETRY,   /* backoff after a failed attempt: then resend */
+    SAGA_TIMER_COMP_TIMEOUT, /* compensation sent, no outcome yet */
+    SAGA_TIMER_COMP_RETRY,   /* backoff after a failed compensation */
+    SAGA__TIMER_KIND_COUNT
+} saga_timer_kind;
+
+/* A durable timer. A saga has at most one pending; a timer input is acted on
+ * only if it equals that one, so stale or duplicated firings change nothing. */
+typedef struct saga_timer {
+    saga_timer_kind kind;
+    uint32_t step;
+    uint32_t attempt; /* forward or compensation attempt it belongs to */
+    int64_t due_ms;
+} saga_timer;
+
+/* Invariants (checked by saga_state_check()):
+ * (1) RUNNING: steps before `step` are DONE, steps after it PENDING; steps[step]
+ *     is SENT with timer STEP_TIMEOUT(step, attempt), or FAILED+RETRY_WAIT with
+ *     timer STEP_RETRY(step, attempt).
+ * (2) COMPENSATING: steps before `step` are DONE; steps[step] is COMPENSATING
+ *     with timer COMP_TIMEOUT(step, comp_attempt), or with RETRY_WAIT and timer
+ *     COMP_RETRY(step, comp_attempt); steps after it are PENDING, FAILED,
+ *     COMPENSATED, or DONE when they have no compensation.
+ * (3) STUCK: as (2) without RETRY_WAIT and without a timer.
+ * (4) COMPLETED, FAILED, RESOLVED: no timer, and nothing changes them again.
+ *     COMPLETED: every step DONE. FAILED: no step COMPENSATING, and no step
+ *     that has a compensation is DONE or FAILED+UNCERTAIN.
+ * (5) 0 < tries <= attempt once a step was sent; comp_tries <= comp_attempt;
+ *     attempts only grow, so every message and timer names its attempt
+ *     unambiguously.
+ * (6) At most one command is in flight per saga and at most one timer exists. */
+typedef struct saga_state {
+    /* identity, fixed by START */
+    char id[ID_STR_LEN];              /* UUIDv7 = Layby-Correlation of everything it sends */
+    char type[SAGA_NAME_MAX];         /* saga type name */
+    uint32_t version;                 /* type version it started on and always runs on */
+    char reply_to[SAGA_SUBJECT_MAX];  /* requester's Layby-Reply, "" = nobody waits */
+    char actor[SAGA_ACTOR_MAX];       /* Layby-Actor of the START, carried on commands */
+    char traceparent[SAGA_TRACE_MAX]; /* of the START, carried on commands */
+    int64_t created_ms;
+    /* progress */
+    int64_t updated_ms; /* now_ms of the last input that changed something */
+    saga_status status;
+    uint32_t step;  /* step being run (RUNNING) or compensated (COMPENSATING, STUCK) */
+    uint32_t flags; /* SAGA_F_* */
+    saga_step_state steps[SAGA_STEPS_MAX];
+    bool has_timer;
+    saga_timer timer;                       /* the one pending timer, if has_timer */
+    lb_status fail_code;                    /* why the saga is rolling back, LB_OK if not */
+    char fail_reason[SAGA_REASON_MAX];      /* text of that failure */
+    char last_error[SAGA_REASON_MAX];       /* most recent failure of any attempt */
+    char resolved_by[SAGA_ACTOR_MAX];       /* operator who resolved it */
+    char resolve_reason[SAGA_REASON_MAX];   /* and why */
+} saga_state;
+
+/* --- types ---------------------------------------------------------------- */
+
+/* Retry policy: `attempts` tries in all (>= 1); after a failed try n the next
+ * waits saga_backoff_ms(): base_ms * multiplier^(n-1), at most cap_ms, minus up
+ * to jitter_pct percent of it so retries of many sagas spread out. */
+typedef struct saga_retry {
+    uint32_t attempts;
+    int64_t base_ms;
+    uint32_t multiplier; /* 2 = doubling; 1 = constant */
+    int64_t cap_ms;
+    uint32_t jitter_pct; /* 0..100 */
+} saga_retry;
+
+/* What a decision asks to send. */
+typedef struct saga_cmd {
+    const char *subject;                    /* borrowed from the step table */
+    const ProtobufCMessageDescriptor *desc; /* message type to build */
+    uint32_t step;
+    uint32_t attempt; /* forward or compensation attempt, 1-based */
+    bool compensate;
+} saga_cmd;
+
+typedef struct saga_type saga_type;
+
+/* Builds the message of cmd for saga s, whose START carried `start` (decoded by
+ * the type's start descriptor). Pure apart from allocating *out. */
+typedef lb_status (*saga_build_fn)(ProtobufCMessage **out, const saga_type *t,
+                                   const saga_state *s, const saga_cmd *cmd,
+                                   const ProtobufCMessage *start, lb_err *err);
+
+typedef struct saga_step {
+    const char *name;
+    /* forward: command (NULL = the step only waits for its events) */
+    const ProtobufCMessageDescriptor *command;
+    const char *subject;
+    saga_build_fn build;
+    const ProtobufCMessageDescriptor *on_ok;
+    const ProtobufCMessageDescriptor *on_fail; /* NULL = it cannot fail, only time out */
+    int64_t timeout_ms;                        /* per attempt, forward and compensation */
+    const saga_retry *retry;
+    bool reply; /* answer the requester (OK, RUNNING) once this step is DONE */
+    /* compensation (NULL = nothing to undo) */
+    const ProtobufCMessageDescriptor *compensate;
+    const char *compensate_subject;
+    saga_build_fn build_compensate;
+    const ProtobufCMessageDescriptor *on_compensated;
+    const ProtobufCMessageDescriptor *on_compensate_fail;
+    const saga_retry *compensate_retry;
+} saga_step;
+
+struct saga_type {
+    const char *name;
+    uint32_t version;
+    const ProtobufCMessageDescriptor *start; /* the command that starts one */
+    const saga_step *steps;
+    size_t n_steps;
+};
+
+/* The test saga: three steps a, b, c of TestStepDo/TestStepUndo (docs/SAGAS.md). */
+extern const saga_type saga_sagatest_v1;
+
+/* --- inputs and decisions ------------------------------------------------- */
+
+typedef enum saga_input_kind {
+    SAGA_IN_START,   /* the start command: saga_id, reply_to, actor, traceparent */
+    SAGA_IN_EVENT,   /* a participant's event: event, step, attempt, final, code, reason */
+    SAGA_IN_TIMER,   /* a durable timer fired: timer, step, attempt */
+    SAGA_IN_RETRY,   /* operator: actor, reason */
+    SAGA_IN_RESOLVE, /* operator: actor, reason */
+    SAGA__INPUT_KIND_COUNT
+} saga_input_kind;
+
+typedef struct saga_input {
+    saga_input_kind kind;
+    int64_t now_ms;     /* the orchestrator's time for this input: the decider has no clock */
+    uint64_t seed;      /* randomness for jitter, recorded so a replay decides the same */
+    const char *msg_id; /* Nats-Msg-Id, for the log; NULL or "" for timers */
+    const char *saga_id;     /* START */
+    const char *reply_to;    /* START: requester inbox; NULL/"" = nobody waits */
+    const char *actor;       /* START: Layby-Actor; RETRY/RESOLVE: the operator */
+    const char *traceparent; /* START */
+    const ProtobufCMessageDescriptor *event; /* EVENT: its type */
+    uint32_t step;                           /* EVENT, TIMER: 0-based step index */
+    uint32_t attempt;                        /* EVENT, TIMER: 1-based; 0 = not said */
+    bool final;      /* EVENT: a failure that retrying cannot change */
+    lb_status code;  /* EVENT: status of a failure (LB_OK = unspecified) */
+    const char *reason;    /* EVENT: failure text; RETRY/RESOLVE: the operator's why */
+    saga_timer_kind timer; /* TIMER */
+} saga_input;
+
+typedef enum saga_verdict {
+    SAGA_APPLIED, /* the state changed: store it and the decision */
+    SAGA_IGNORED, /* stale, duplicate or out of place: nothing changes (log says why) */
+    SAGA_REFUSED, /* an operator command not allowed now: reply, nothing changes */
+} saga_verdict;
+
+typedef enum saga_timer_op {
+    SAGA_TIMER_KEEP,  /* leave the saga's pending timer as it is */
+    SAGA_TIMER_SET,   /* replace it by decision.timer */
+    SAGA_TIMER_CLEAR, /* the saga has no timer any more */
+} saga_timer_op;
+
+typedef struct saga_reply {
+    bool send;
+    bool to_sender;     /* reply to the input's Layby-Reply (operator commands, repeated
+                           START), not to the saga's requester (state.reply_to) */
+    lb_status status;   /* LB_OK -> SagaOutcome; otherwise a Failure with this code */
+    char reason[SAGA_REASON_MAX];
+} saga_reply;
+
+/* Everything one input causes. Turn it into effects, in one transaction with
+ * the saga row and the log row: cmds -> svc_emit(), timer -> the timer table,
+ * reply -> svc_reply(), status change -> SagaChanged on saga_status_subject(). */
+typedef struct saga_decision {
+    saga_verdict verdict;
+    saga_status from, to; /* saga status before and after */
+    size_t n_cmds;
+    saga_cmd cmds[SAGA_CMDS_MAX];
+    saga_timer_op timer_op;
+    saga_timer timer; /* when timer_op == SAGA_TIMER_SET */
+    saga_reply reply;
+    char log[SAGA_LOG_MAX]; /* what happened, for the saga's log */
+} saga_decision;
+
+/* Decides one input. `in` is the stored state, NULL when no saga with that id
+ * exists (only START creates one). *out receives the new state (equal to *in
+ * unless d->verdict is SAGA_APPLIED); out may alias in. t must be the type the
+ * saga runs on (saga_registry_find() with in->type and in->version), or for a
+ * START the latest version (saga_registry_latest()).
+ * Stale, duplicated and early inputs are decisions too (IGNORED), not errors;
+ * errors are LB_ERR_INVALID for a type/state mismatch or a broken state. */
+lb_status saga_decide(saga_state *out, saga_decision *d, const saga_type *t,
+                      const saga_state *in, const saga_input *input, lb_err *err);
+
+/* Delay before the try after failed try `attempt` (1-based). Pure. */
+int64_t saga_backoff_ms(const saga_retry *r, uint32_t attempt, uint64_t seed);
+
+/* Checks invariants (1)-(6) of s against t; LB_ERR_INVALID names the first one
+ * broken. */
+lb_status saga_state_check(const saga_type *t, const saga_state *s, lb_err *err);
+
+/* Fills an event input from a decoded participant event: its type, and the
+ * fields step, attempt, final, code (lb.h snake_case) and reason when the
+ * message has them. A message without `step` must name one step of t
+ * unambiguously by its type. LB_ERR_INVALID when it belongs to no step. */
+lb_status saga_event_read(saga_input *in, const saga_type *t, const ProtobufCMessage *ev,
+                          lb_err *err);
+
+/* Builds the message of a decided command (the step's build function). */
+lb_status saga_cmd_build(ProtobufCMessage **out, const saga_type *t, const saga_state *s,
+                         const saga_cmd *cmd, const ProtobufCMessage *start, lb_err *err);
+
+const char *saga_status_name(saga_status s); /* "RUNNING" */
+const char *saga_status_subject(saga_status s); /* "layby.evt.saga.running", "" for NONE */
+bool saga_status_terminal(saga_status s);
+/* Reverse of saga_status_name(); SAGA_NONE when unknown. */
+saga_status saga_status_from_name(const char *name);
+const char *saga_step_status_name(saga_step_status s); /* "SENT" */
+const char *saga_timer_kind_name(saga_timer_kind k);   /* "STEP_TIMEOUT" */
+const char *saga_input_kind_name(saga_input_kind k);   /* "EVENT" */
+
+/* --- registry ------------------------------------------------------------- */
+
+/* The saga types an orchestrator knows, keyed by (name, version). New sagas
+ * start on a name's latest version; a saga in flight keeps its own, so its
+ * version must stay registered until no saga of it is unfinished. */
+typedef struct saga_registry {
+    const saga_type *const *types; /* borrowed table */
+    size_t n_types;
+} saga_registry;
+
+/* Checks every type (steps, descriptors, policies) and that no (name, version)
+ * repeats; the table is borrowed. */
+lb_status saga_registry_init(saga_registry *r, const saga_type *const *types, size_t n,
+                             lb_err *err);
+const saga_type *saga_registry_find(const saga_registry *r, const char *name, uint32_t version);
+const saga_type *saga_registry_latest(const saga_registry *r, const char *name);
+/* The type a stored saga runs on; LB_ERR_NOT_FOUND if that version is gone. */
+lb_status saga_registry_for(const saga_type **out, const saga_registry *r, const saga_state *s,
+                            lb_err *err);
+/* Checks one type's table. */
+lb_status saga_type_check(const saga_type *t, lb_err *err);
+
+/* --- stored forms (layby.v1.SagaState, layby.v1.SagaInput) ----------------- */
+
+/* Packs s; *out is malloc'd, the caller free()s it. */
+lb_status saga_state_pack(uint8_t **out, size_t *out_len, const saga_state *s, lb_err *err);
+/* Unpacks what saga_state_pack() wrote; LB_ERR_DECODE for garbage, out-of-range
+ * values or strings too long. *out is untouched on error. */
+lb_status saga_state_unpack(saga_state *out, const uint8_t *buf, size_t len, lb_err *err);
+
+/* An input with the storage for its strings, as read back from a saga's log. */
+typedef struct saga_input_rec {
+    saga_input in; /* its pointers point into the buffers below */
+    char msg_id[ID_STR_LEN];
+    char saga_id[ID_STR_LEN];
+    char reply_to[SAGA_SUBJECT_MAX];
+    char actor[SAGA_ACTOR_MAX];
+    char traceparent[SAGA_TRACE_MAX];
+    char reason[SAGA_REASON_MAX];
+} saga_input_rec;
+
+/* Packs an input for the saga's log; *out is malloc'd, the caller free()s it. */
+lb_status saga_input_pack(uint8_t **out, size_t *out_len, const saga_input *in, lb_err *err);
+/* Unpacks a logged input of a saga of type t (its event type is looked up among
+ * t's events). LB_ERR_DECODE for garbage or an event type t does not know. */
+lb_status saga_input_unpack(saga_input_rec *out, const saga_type *t, const uint8_t *buf,
+                            size_t len, lb_err *err);
+
+#endif

@@ -1,0 +1,72 @@
+/* store.h - PostgreSQL access through libpq: one connection, its prepared
+ * statements and its transactions.
+ *
+ * A service names its SQL once in a table of store_stmt rows; store_open()
+ * prepares them on connect and again after a reconnect, so callers refer to
+ * statements by name only. Errors that a retry may cure (connection lost,
+ * deadlock, serialization failure) are LB_ERR_DB; a constraint violation is
+ * LB_ERR_CONFLICT; others LB_ERR_INTERNAL.
+ *
+ * Ownership: store_open() returns a store freed by store_close(); PGresult
+ *            values returned to callers are theirs to PQclear().
+ * Threads:   a store belongs to one thread at a time.
+ */
+#ifndef LAYBY_ENGINE_STORE_H
+#define LAYBY_ENGINE_STORE_H
+
+#include <libpq-fe.h>
+
+#include "lb.h"
+
+typedef struct store_stmt {
+    const char *name; /* prepared-statement name, also the C constant's name */
+    const char *sql;
+} store_stmt;
+
+typedef struct store store;
+
+/* Connects to url and prepares stmts (borrowed: the table must outlive the store). */
+lb_status store_open(store **out, const char *url, const store_stmt *stmts, size_t n,
+                     lb_err *err);
+void store_close(store *s); /* NULL is a no-op */
+PGconn *store_pg(store *s);
+/* Reconnects if the connection is bad (and re-prepares). */
+lb_status store_ensure(store *s, lb_err *err);
+
+lb_status store_begin(store *s, lb_err *err);
+lb_status store_commit(store *s, lb_err *err);
+void store_rollback(store *s); /* best effort; never fails the caller */
+
+/* Runs prepared statement `name` with text parameters (NULL value = SQL NULL).
+ * When out is not NULL and the statement returns rows, *out gets the result. */
+lb_status store_exec(store *s, PGresult **out, const char *name, int nparams,
+                     const char *const *values, lb_err *err);
+/* Same with per-parameter lengths and formats (binary parameters such as bytea). */
+lb_status store_exec_bin(store *s, PGresult **out, const char *name, int nparams,
+                         const char *const *values, const int *lengths, const int *formats,
+                         lb_err *err);
+/* Runs literal SQL without parameters (BEGIN, LISTEN ...). */
+lb_status store_exec_sql(store *s, const char *sql, lb_err *err);
+
+/* An array parameter built as a text literal ({"a","b"}), so a whole batch
+ * travels in one statement (unnest($1::text[])). Caller memory: begin, add,
+ * end, pass .p as the parameter, then store_array_free(). On allocation
+ * failure .oom is set and the adds become no-ops. */
+typedef struct store_array {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} store_array;
+
+void store_array_begin(store_array *a);
+void store_array_text(store_array *a, const char *s);
+void store_array_int(store_array *a, int64_t v);
+void store_array_bytea(store_array *a, const uint8_t *b, size_t n);
+void store_array_null(store_array *a);
+void store_array_end(store_array *a);
+void store_array_free(store_array *a);
+
+/* Maps a failed result to a status and fills err with PQresultErrorMessage. */
+lb_status store__result_err(const PGresult *r, PGconn *pg, lb_err *err, const char *what);
+
+#endif

@@ -1,0 +1,291 @@
+/* svc.c - the service runtime: lifecycle, common settings, and the consumer
+ * loop that turns each fetched batch into one transaction (see svc.h for the
+ * invariants). Queries live in svc_query.c; the batch transaction in svc_batch.c. */
+#include "svc.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "outbox.h"
+#include "svc_internal.h"
+
+/* --- settings ------------------------------------------------------------ */
+
+/* Env names depend on the service name; one daemon runs one service, so the
+ * generated names live in static storage that outlives cfg_load(). */
+static char svc_env_names[8][96];
+
+size_t
+svc_cfg_opts(cfg_opt *opts, size_t cap, const char *name, size_t base)
+{
+    char up[32];
+    size_t k = 0;
+    for (; name[k] && k < sizeof up - 1; k++)
+        up[k] = (char)((name[k] >= 'a' && name[k] <= 'z') ? name[k] - 32 : name[k]);
+    up[k] = '\0';
+    snprintf(svc_env_names[0], 96, "LAYBY_%s_NATS_USER", up);
+    snprintf(svc_env_names[1], 96, "LAYBY_%s_NATS_PASSWORD", up);
+    snprintf(svc_env_names[2], 96, "LAYBY_%s_DATABASE_URL|LAYBY_DATABASE_URL", up);
+    snprintf(svc_env_names[3], 96, "LAYBY_%s_METRICS_PORT", up);
+    snprintf(svc_env_names[4], 96, "LAYBY_%s_BATCH", up);
+    snprintf(svc_env_names[5], 96, "LAYBY_%s_QUERY_THREADS", up);
+#define OFF(f) (base + offsetof(svc_cfg, f))
+    /* clang-format off */
+    const cfg_opt rows[] = {
+        { "nats-url",      "LAYBY_NATS_URL",    CFG_STR,  "nats://127.0.0.1:14222", OFF(nats_url), 0, 0, "NATS server URL" },
+        { "nats-user",     svc_env_names[0],    CFG_STR,  "",       OFF(nats_user), 0, 0, "NATS user of this service" },
+        { "nats-password", svc_env_names[1],    CFG_STR,  "",       OFF(nats_password), 0, 0, "NATS password" },
+        { "database-url",  svc_env_names[2],    CFG_STR,  NULL,     OFF(db_url), 0, 0, "PostgreSQL connection URL (service role)" },
+        { "instance",      "LAYBY_INSTANCE",    CFG_STR,  "0",      OFF(instance), 0, 0, "instance name in logs" },
+        { "log-level",     "LAYBY_LOG_LEVEL",   CFG_STR,  "info",   OFF(log_level), 0, 0, "debug|info|warn|error" },
+        { "metrics-port",  svc_env_names[3],    CFG_INT,  "0",      OFF(metrics_port), 0, 65535, "serve /metrics on 127.0.0.1:PORT (0 = off)" },
+        { "batch",         svc_env_names[4],    CFG_INT,  "128",    OFF(batch), 1, 4096, "messages per fetch and transaction" },
+        { "fetch-wait",    "LAYBY_FETCH_WAIT",  CFG_MS,   "500ms",  OFF(fetch_wait_ms), 1, 60000, "longest wait of one fetch" },
+        { "max-deliver",   "LAYBY_MAX_DELIVER", CFG_INT,  "5",      OFF(max_deliver), 1, 1000, "deliveries before dead-lettering" },
+        { "nak-delay",     "LAYBY_NAK_DELAY",   CFG_MS,   "1s",     OFF(nak_delay_ms), 0, 3600000, "redelivery delay after a transient failure" },
+        { "relay-sweep",   "LAYBY_RELAY_SWEEP", CFG_MS,   "1s",     OFF(relay_sweep_ms), 10, 600000, "outbox sweep period" },
+        { "query-threads", svc_env_names[5],    CFG_INT,  "2",      OFF(query_threads), 0, 64, "query responders" },
+        { "inbox-keep",    "LAYBY_INBOX_KEEP",  CFG_MS,   "7d",     OFF(inbox_keep_ms), 60000, INT64_MAX, "how long inbox ids are kept (>= stream max age)" },
+    };
+    /* clang-format on */
+#undef OFF
+    size_t n = LB_COUNTOF(rows) < cap ? LB_COUNTOF(rows) : cap;
+    memcpy(opts, rows, n * sizeof rows[0]);
+    return n;
+}
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+lb_status
+svc_new(svc **out, const svc_def *def, const svc_cfg *cfg, lb_err *err)
+{
+    svc *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "svc");
+    s->def = def;
+    s->cfg = *cfg;
+    /* Every connection of the service prepares the engine's statements and the service's. */
+    s->n_stmts = outbox_stmts_len + def->n_stmts;
+    s->stmts = calloc(s->n_stmts, sizeof *s->stmts);
+    if (s->stmts == NULL) {
+        free(s);
+        return lb_err_set(err, LB_ERR_NOMEM, "svc statements");
+    }
+    memcpy(s->stmts, outbox_stmts, outbox_stmts_len * sizeof *s->stmts);
+    if (def->n_stmts)
+        memcpy(s->stmts + outbox_stmts_len, def->stmts, def->n_stmts * sizeof *s->stmts);
+    char labels[96];
+    snprintf(labels, sizeof labels, "service=\"%s\"", def->name);
+    s->m_handled = metrics_counter("layby_svc_messages_handled_total", labels,
+                                   "messages handled (committed and acked)");
+    s->m_duplicates = metrics_counter("layby_svc_messages_duplicate_total", labels,
+                                      "messages skipped by the inbox");
+    s->m_redelivered = metrics_counter("layby_svc_redeliveries_total", labels,
+                                       "messages delivered more than once");
+    s->m_dead = metrics_counter("layby_svc_dead_letters_total", labels,
+                                "messages moved to LAYBY_DLQ");
+    s->m_retries = metrics_counter("layby_svc_batch_retries_total", labels,
+                                   "batches rolled back and retried one by one");
+    s->m_batch = metrics_histogram("layby_svc_batch_seconds", labels,
+                                   "one batch: transaction, ack and replies");
+    s->m_queries = metrics_counter("layby_svc_queries_total", labels, "queries answered");
+    s->m_query_lat = metrics_histogram("layby_svc_query_seconds", labels, "query latency");
+    *out = s;
+    return LB_OK;
+}
+
+void
+svc_free(svc *s)
+{
+    if (s == NULL)
+        return;
+    free(s->stmts);
+    free(s);
+}
+
+void
+svc_stop(svc *s)
+{
+    atomic_store(&s->stop, true);
+}
+
+static svc *svc_signal_target;
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    if (svc_signal_target != NULL)
+        svc_stop(svc_signal_target);
+}
+
+void
+svc_signals_install(svc *s)
+{
+    svc_signal_target = s;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+/* --- consumer loop ------------------------------------------------------- */
+
+typedef struct consumer_thread {
+    svc *s;
+    const svc_consumer *c;
+    pthread_t thread;
+    natsSubscription *sub;
+    store *st;
+} consumer_thread;
+
+static void *
+consumer_main(void *arg)
+{
+    consumer_thread *ct = arg;
+    svc *s = ct->s;
+    svc__worker w;
+    svc__worker_init(&w, s, ct->st, ct->c);
+    while (!atomic_load(&s->stop)) {
+        natsMsgList list = { 0 };
+        jsErrCode jerr = 0;
+        natsStatus ns = natsSubscription_Fetch(&list, ct->sub, (int)s->cfg.batch,
+                                               s->cfg.fetch_wait_ms, &jerr);
+        if (ns == NATS_TIMEOUT)
+            continue;
+        if (ns != NATS_OK) {
+            lb_err err;
+            bus__nats_err(&err, ns, "fetch");
+            log_warn(NULL, "svc.fetch_failed", "fetch failed; retrying", LOG_ERR(&err),
+                     LOG_STR("stream", ct->c->stream));
+            natsMsgList_Destroy(&list);
+            struct timespec ts = { 0, 200 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        svc__worker_batch(&w, list.Msgs, (size_t)list.Count);
+        natsMsgList_Destroy(&list);
+    }
+    svc__worker_destroy(&w);
+    return NULL;
+}
+
+static lb_status
+bind_consumer(consumer_thread *ct, lb_err *err)
+{
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = ct->c->stream;
+    so.Consumer = ct->c->durable;
+    so.ManualAck = true;
+    jsErrCode jerr = 0;
+    natsStatus ns = js_PullSubscribe(&ct->sub, bus_js(ct->s->bus), NULL, ct->c->durable, NULL,
+                                     &so, &jerr);
+    if (ns != NATS_OK) {
+        bus__nats_err(err, ns, "bind durable consumer");
+        char what[160];
+        snprintf(what, sizeof what, "%s on %s (run `layby-ctl bus setup`)", ct->c->durable,
+                 ct->c->stream);
+        return lb_err_wrap(err, what);
+    }
+    return LB_OK;
+}
+
+static void
+wait_until_stopped(svc *s)
+{
+    while (!atomic_load(&s->stop)) {
+        struct timespec ts = { 0, 100 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
+lb_status
+svc_run(svc *s, lb_err *err)
+{
+    lb_status st;
+    consumer_thread *cts = calloc(s->def->n_consumers ? s->def->n_consumers : 1, sizeof *cts);
+    size_t started = 0;
+    svc__query_pool *qp = NULL;
+    svc__tick *tk = NULL;
+    metrics_server *ms = NULL;
+    if (cts == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "consumer threads");
+    bus_opts bo = BUS_OPTS_INIT;
+    bo.url = s->cfg.nats_url;
+    bo.user = s->cfg.nats_user;
+    bo.password = s->cfg.nats_password;
+    bo.name = s->def->name;
+    if ((st = bus_open(&s->bus, &bo, err)) != LB_OK)
+        goto out;
+    if ((st = metrics_server_start(&ms, (int)s->cfg.metrics_port, err)) != LB_OK)
+        goto out;
+    outbox_relay_opts ro = {
+        .service = s->def->name,
+        .db_url = s->cfg.db_url,
+        .bus = s->bus,
+        .sweep_ms = s->cfg.relay_sweep_ms,
+        .inbox_keep_ms = s->cfg.inbox_keep_ms,
+    };
+    if ((st = outbox_relay_new(&s->relay, &ro, err)) != LB_OK)
+        goto out;
+    if ((st = outbox_relay_start(s->relay, err)) != LB_OK)
+        goto out;
+    for (size_t i = 0; i < s->def->n_consumers; i++) {
+        consumer_thread *ct = &cts[i];
+        ct->s = s;
+        ct->c = &s->def->consumers[i];
+        if ((st = store_open(&ct->st, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK)
+            goto out;
+        if ((st = bind_consumer(ct, err)) != LB_OK)
+            goto out;
+    }
+    if ((st = svc__query_start(&qp, s, err)) != LB_OK)
+        goto out;
+    if ((st = svc__tick_start(&tk, s, err)) != LB_OK)
+        goto out;
+    for (; started < s->def->n_consumers; started++) {
+        if (pthread_create(&cts[started].thread, NULL, consumer_main, &cts[started]) != 0) {
+            st = lb_err_set(err, LB_ERR_INTERNAL, "start consumer thread");
+            svc_stop(s);
+            break;
+        }
+    }
+    if (st == LB_OK)
+        log_info(NULL, "svc.ready", "service is running", LOG_INT("consumers", started),
+                 LOG_INT("batch", s->cfg.batch));
+    wait_until_stopped(s);
+    log_info(NULL, "svc.stopping", "stopping");
+out:
+    svc_stop(s);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(cts[i].thread, NULL);
+    svc__tick_stop(tk);
+    svc__query_stop(qp);
+    for (size_t i = 0; i < s->def->n_consumers; i++) {
+        if (cts[i].sub != NULL)
+            natsSubscription_Destroy(cts[i].sub);
+        store_close(cts[i].st);
+    }
+    free(cts);
+    /* Publish what was committed before we go, so a clean stop leaves no backlog. */
+    if (s->relay != NULL) {
+        lb_err e2;
+        outbox_relay_free(s->relay);
+        (void)e2;
+        s->relay = NULL;
+    }
+    metrics_server_stop(ms);
+    bus_close(s->bus);
+    s->bus = NULL;
+    return st;
+}

@@ -1,0 +1,147 @@
+/* svc.h - the service runtime: a daemon declares its handlers as a table and
+ * this module runs them exactly once per message.
+ *
+ * For each batch fetched from the service's durable pull consumer(s):
+ *   BEGIN; inbox insert of every Nats-Msg-Id (duplicates are dropped here);
+ *   each handler group runs its SQL on the fresh items; every message the
+ *   handlers emitted is written to the outbox; COMMIT; ack; send replies.
+ * The outbox relay (outbox.h) then publishes what was committed.
+ *
+ * Invariants:
+ * (1) Business rows, inbox ids and outbox rows of a message commit together.
+ * (2) A message is acked only after its transaction committed; a crash before
+ *     the ack redelivers it, the inbox recognises the id and it is skipped.
+ * (3) A handler returning an error rolls the whole batch back; the items are
+ *     then retried one per transaction so one bad message cannot block others;
+ *     one that still fails is nak'd with a delay and, after max_deliver
+ *     attempts or at once if it cannot be decoded, moved to LAYBY_DLQ.
+ * (4) Business refusals (validation, not found, out of stock) are outcomes,
+ *     not errors: the handler sets item->outcome, the transaction commits and
+ *     the requester gets a layby.v1.Failure reply.
+ *
+ * Ownership: svc_new() returns a svc freed by svc_free(); the svc_def tables
+ *            are borrowed and must outlive it (they are static const).
+ * Threads:   svc_run() starts one consumer thread per consumer, the outbox
+ *            relay, the query responders and the tick thread, each with its
+ *            own PostgreSQL connection; handlers run on those threads.
+ */
+#ifndef LAYBY_ENGINE_SVC_H
+#define LAYBY_ENGINE_SVC_H
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "bus.h"
+#include "cfg.h"
+#include "lb.h"
+#include "store.h"
+
+typedef struct svc svc;
+typedef struct svc_batch svc_batch; /* one transaction in progress */
+typedef struct svc_query svc_query; /* one query being answered */
+
+/* One fresh (not duplicate) message given to a handler. */
+typedef struct svc_item {
+    const char *subject;      /* borrowed, valid during the handler */
+    const bus_envelope *env;  /* headers of the incoming message */
+    ProtobufCMessage *msg;    /* decoded body, owned by the engine */
+    int64_t now_ms;           /* wall time the batch started: handlers use this, not a clock */
+    /* Set by the handler: */
+    lb_status outcome;        /* LB_OK, or a business refusal (4xx-class status) */
+    lb_err why;               /* text and field of a refusal, sent in the Failure reply */
+    ProtobufCMessage *reply;  /* optional success reply to Layby-Reply; engine frees it */
+} svc_item;
+
+/* Handles n fresh items of one handler row, in arrival order, inside the
+ * batch's transaction. Returns LB_OK, or an error that rolls the batch back. */
+typedef lb_status (*svc_handler_fn)(svc_batch *b, svc_item *items, size_t n, lb_err *err);
+
+typedef struct svc_handler {
+    const char *subject;                    /* exact subject the message arrives on */
+    const ProtobufCMessageDescriptor *desc; /* body type; NULL = decode by Layby-Type */
+    svc_handler_fn fn;
+} svc_handler;
+
+/* Answers one query from the service's queue group. *reply (owned by the
+ * engine afterwards) or a refusal in err (-> layby.v1.Failure). */
+typedef lb_status (*svc_query_fn)(svc_query *q, const ProtobufCMessage *req,
+                                  ProtobufCMessage **reply, lb_err *err);
+
+typedef struct svc_query_route {
+    const char *subject; /* layby.qry.<service>.<name> */
+    const ProtobufCMessageDescriptor *desc;
+    svc_query_fn fn;
+} svc_query_route;
+
+/* Periodic work in its own transaction with the outbox (timers, pruning).
+ * Sets *more when it should run again at once (a full batch was claimed). */
+typedef lb_status (*svc_tick_fn)(svc_batch *b, int64_t now_ms, bool *more, lb_err *err);
+
+/* A durable pull consumer the service reads (created by `layby-ctl bus setup`). */
+typedef struct svc_consumer {
+    const char *stream;  /* LAYBY_CMD */
+    const char *durable; /* "catalog" */
+} svc_consumer;
+
+typedef struct svc_def {
+    const char *name; /* "catalog": log service, metrics label, DLQ subject layby.dlq.<name> */
+    const svc_consumer *consumers;
+    size_t n_consumers;
+    const svc_handler *handlers; /* matched by subject; unmatched messages are acked and ignored */
+    size_t n_handlers;
+    const svc_query_route *queries;
+    size_t n_queries;
+    const store_stmt *stmts; /* prepared on every connection of the service */
+    size_t n_stmts;
+    svc_tick_fn tick; /* NULL = none */
+    int64_t tick_interval_ms;
+} svc_def;
+
+/* Settings every daemon shares; filled by cfg_load() from svc_cfg_opts. */
+typedef struct svc_cfg {
+    const char *nats_url;
+    const char *nats_user;
+    const char *nats_password;
+    const char *db_url;
+    const char *instance;
+    const char *log_level;
+    int64_t metrics_port;
+    int64_t batch;          /* messages fetched (and handled) per transaction */
+    int64_t fetch_wait_ms;  /* how long a fetch waits for the first message */
+    int64_t max_deliver;    /* deliveries before a failing message is dead-lettered */
+    int64_t nak_delay_ms;   /* redelivery delay after a transient failure */
+    int64_t relay_sweep_ms; /* outbox sweep period (NOTIFY wakes it sooner) */
+    int64_t query_threads;  /* query responders (each with its own connection) */
+    int64_t inbox_keep_ms;  /* prune inbox ids older than this (>= the streams' max age) */
+} svc_cfg;
+
+/* Fills rows for the common settings of service `name` (env LAYBY_<NAME>_...)
+ * into opts (capacity cap) and returns how many; offsets relative to a svc_cfg
+ * placed at base_offset inside the caller's config struct. */
+size_t svc_cfg_opts(cfg_opt *opts, size_t cap, const char *name, size_t base_offset);
+
+lb_status svc_new(svc **out, const svc_def *def, const svc_cfg *cfg, lb_err *err);
+/* Runs until svc_stop(); returns LB_OK on a clean stop. */
+lb_status svc_run(svc *s, lb_err *err);
+/* Asks svc_run() to return; async-signal-safe. */
+void svc_stop(svc *s);
+void svc_free(svc *s); /* NULL is a no-op */
+
+/* Installs SIGINT/SIGTERM handlers that call svc_stop(s). */
+void svc_signals_install(svc *s);
+
+/* --- inside a handler or tick ------------------------------------------- */
+
+store *svc_batch_store(svc_batch *b);
+/* Queues msg for the outbox of this transaction; published after commit.
+ * env comes from bus_envelope_init(), usually with the item's envelope as cause. */
+lb_status svc_emit(svc_batch *b, const char *subject, const bus_envelope *env,
+                   const ProtobufCMessage *msg, lb_err *err);
+/* Queues a core-NATS message to `inbox`, sent after commit (never before:
+ * a reply must not announce what might still roll back). */
+lb_status svc_reply(svc_batch *b, const char *inbox, const bus_envelope *env,
+                    const ProtobufCMessage *msg, lb_err *err);
+
+store *svc_query_store(svc_query *q);
+const bus_envelope *svc_query_env(svc_query *q);
+
+#endif

@@ -1,0 +1,400 @@
+/* svc_batch.c - one fetched batch -> one transaction (svc.h invariants 1-4).
+ *
+ * CRASH POINTS:
+ *  - before COMMIT: nothing happened; the messages are redelivered after AckWait.
+ *  - after COMMIT, before the acks: redelivery finds every id in the inbox and
+ *    skips it (no second effect, and no second reply: the requester times out
+ *    and asks again with its Idempotency-Key).
+ *  - after the acks, before the relay published: the outbox rows stay and the
+ *    relay's sweep (this or another instance) publishes them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "layby/v1/common.pb-c.h"
+#include "log.h"
+#include "svc_internal.h"
+
+/* --- svc_batch ----------------------------------------------------------- */
+
+void
+svc__batch_init(svc_batch *b, svc *s, store *st)
+{
+    memset(b, 0, sizeof *b);
+    b->s = s;
+    b->st = st;
+    outbox_buf_init(&b->out);
+}
+
+void
+svc__batch_reset(svc_batch *b)
+{
+    outbox_buf_reset(&b->out);
+    for (size_t i = 0; i < b->n_replies; i++)
+        natsMsg_Destroy(b->replies[i].msg);
+    b->n_replies = 0;
+}
+
+void
+svc__batch_destroy(svc_batch *b)
+{
+    svc__batch_reset(b);
+    outbox_buf_destroy(&b->out);
+    free(b->replies);
+}
+
+void
+svc__batch_after_commit(svc_batch *b)
+{
+    for (size_t i = 0; i < b->n_replies; i++) {
+        /* Nobody may be waiting any more: a failed reply is not an error. */
+        natsConnection_PublishMsg(bus_conn(b->s->bus), b->replies[i].msg);
+        natsMsg_Destroy(b->replies[i].msg);
+    }
+    b->n_replies = 0;
+    if (b->out.n > 0 && b->s->relay != NULL)
+        outbox_relay_wake(b->s->relay);
+    outbox_buf_reset(&b->out);
+}
+
+store *
+svc_batch_store(svc_batch *b)
+{
+    return b->st;
+}
+
+lb_status
+svc_emit(svc_batch *b, const char *subject, const bus_envelope *env, const ProtobufCMessage *msg,
+         lb_err *err)
+{
+    return outbox_buf_add(&b->out, subject, env, msg, err);
+}
+
+lb_status
+svc_reply(svc_batch *b, const char *inbox, const bus_envelope *env, const ProtobufCMessage *msg,
+          lb_err *err)
+{
+    if (inbox == NULL || inbox[0] == '\0')
+        return LB_OK;
+    if (b->n_replies == b->cap_replies) {
+        size_t cap = b->cap_replies ? b->cap_replies * 2 : 32;
+        svc__pending_reply *nr = realloc(b->replies, cap * sizeof *nr);
+        if (nr == NULL)
+            return lb_err_set(err, LB_ERR_NOMEM, "reply queue");
+        b->replies = nr;
+        b->cap_replies = cap;
+    }
+    natsMsg *m = NULL;
+    lb_status st = bus_msg_new(&m, inbox, env, msg, err);
+    if (st != LB_OK)
+        return st;
+    b->replies[b->n_replies++].msg = m;
+    return LB_OK;
+}
+
+/* --- the worker ---------------------------------------------------------- */
+
+typedef enum entry_fate {
+    ENTRY_READY,  /* decoded, goes into the transaction */
+    ENTRY_IGNORE, /* no handler: acked and dropped */
+    ENTRY_DEAD    /* cannot be handled: dead-lettered at once */
+} entry_fate;
+
+typedef struct entry {
+    natsMsg *m;
+    bus_envelope env;
+    const svc_handler *h;
+    ProtobufCMessage *msg;
+    uint64_t delivered;
+    uint64_t stream_seq;
+    entry_fate fate;
+    lb_err err;
+} entry;
+
+void
+svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c)
+{
+    memset(w, 0, sizeof *w);
+    w->s = s;
+    w->st = st;
+    w->c = c;
+    svc__batch_init(&w->b, s, st);
+    snprintf(w->dlq_subject, sizeof w->dlq_subject, "layby.dlq.%s", s->def->name);
+    snprintf(w->consumer_name, sizeof w->consumer_name, "%s/%s", c->stream, c->durable);
+}
+
+void
+svc__worker_destroy(svc__worker *w)
+{
+    svc__batch_destroy(&w->b);
+}
+
+static const svc_handler *
+handler_find(const svc_def *def, const char *subject)
+{
+    for (size_t i = 0; i < def->n_handlers; i++)
+        if (strcmp(def->handlers[i].subject, subject) == 0)
+            return &def->handlers[i];
+    return NULL;
+}
+
+static void
+entry_prepare(svc__worker *w, entry *e)
+{
+    jsMsgMetaData *meta = NULL;
+    e->fate = ENTRY_READY;
+    e->delivered = 1;
+    if (natsMsg_GetMetaData(&meta, e->m) == NATS_OK) {
+        e->delivered = meta->NumDelivered;
+        e->stream_seq = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+    }
+    if (e->delivered > 1)
+        metrics_add(w->s->m_redelivered, 1);
+    if (bus_envelope_read(&e->env, e->m, &e->err) != LB_OK) {
+        e->fate = ENTRY_DEAD;
+        return;
+    }
+    e->h = handler_find(w->s->def, natsMsg_GetSubject(e->m));
+    if (e->h == NULL) {
+        e->fate = ENTRY_IGNORE;
+        return;
+    }
+    const ProtobufCMessageDescriptor *d = e->h->desc ? e->h->desc : codec_type_find(e->env.type);
+    if (d == NULL) {
+        lb_err_set(&e->err, LB_ERR_DECODE, "unknown Layby-Type %s", e->env.type);
+        e->fate = ENTRY_DEAD;
+        return;
+    }
+    if (strcmp(d->name, e->env.type) != 0) {
+        lb_err_set(&e->err, LB_ERR_DECODE, "Layby-Type %s does not match %s expected on %s",
+                   e->env.type, d->name, natsMsg_GetSubject(e->m));
+        e->fate = ENTRY_DEAD;
+        return;
+    }
+    if (codec_unpack(&e->msg, d, (const uint8_t *)natsMsg_GetData(e->m),
+                     (size_t)natsMsg_GetDataLength(e->m), &e->err) != LB_OK)
+        e->fate = ENTRY_DEAD;
+}
+
+/* Copies the message with its headers to layby.dlq.<service>, adding why.
+ * Dead letters keep the original Nats-Msg-Id, so a crash between this publish
+ * and the ack dead-letters it once, not twice (LAYBY_DLQ's duplicate window). */
+static void
+dead_letter(svc__worker *w, entry *e)
+{
+    natsMsg *d = NULL;
+    const char *data = natsMsg_GetData(e->m);
+    int len = natsMsg_GetDataLength(e->m);
+    if (natsMsg_Create(&d, w->dlq_subject, NULL, data, len) != NATS_OK)
+        goto out_nak;
+    const char **keys = NULL;
+    int nkeys = 0;
+    if (natsMsgHeader_Keys(e->m, &keys, &nkeys) == NATS_OK) {
+        for (int i = 0; i < nkeys; i++) {
+            const char **vals = NULL;
+            int nvals = 0;
+            if (natsMsgHeader_Values(e->m, keys[i], &vals, &nvals) == NATS_OK) {
+                for (int k = 0; k < nvals; k++)
+                    natsMsgHeader_Add(d, keys[i], vals[k]);
+                free((void *)vals);
+            }
+        }
+        free((void *)keys);
+    }
+    char seq[32], deliveries[32], msgid[64];
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)e->stream_seq);
+    snprintf(deliveries, sizeof deliveries, "%llu", (unsigned long long)e->delivered);
+    natsMsgHeader_Set(d, BUS_H_DLQ_SUBJECT, natsMsg_GetSubject(e->m));
+    natsMsgHeader_Set(d, BUS_H_DLQ_CONSUMER, w->consumer_name);
+    natsMsgHeader_Set(d, BUS_H_DLQ_ERROR, e->err.msg);
+    natsMsgHeader_Set(d, BUS_H_DLQ_STREAM_SEQ, seq);
+    natsMsgHeader_Set(d, BUS_H_DLQ_DELIVERIES, deliveries);
+    const char *orig_id = NULL;
+    if (natsMsgHeader_Get(e->m, BUS_H_MSG_ID, &orig_id) != NATS_OK || orig_id == NULL) {
+        snprintf(msgid, sizeof msgid, "%s-seq-%s", w->c->stream, seq);
+        natsMsgHeader_Set(d, BUS_H_MSG_ID, msgid);
+    }
+    jsPubAck *ack = NULL;
+    jsErrCode jerr = 0;
+    natsStatus ns = js_PublishMsg(&ack, bus_js(w->s->bus), d, NULL, &jerr);
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(d);
+    if (ns != NATS_OK)
+        goto out_nak;
+    log_warn(&(log_ctx){ .correlation = e->env.correlation }, "svc.dead_letter",
+             "message moved to LAYBY_DLQ", LOG_STR("subject", natsMsg_GetSubject(e->m)),
+             LOG_INT("deliveries", e->delivered), LOG_ERR(&e->err));
+    metrics_add(w->s->m_dead, 1);
+    natsMsg_Term(e->m, NULL);
+    return;
+out_nak:
+    log_warn(NULL, "svc.dead_letter_failed", "cannot reach LAYBY_DLQ; will retry",
+             LOG_STR("subject", natsMsg_GetSubject(e->m)));
+    natsMsg_NakWithDelay(e->m, w->s->cfg.nak_delay_ms, NULL);
+}
+
+static void
+reply_outcome(svc__worker *w, const svc_item *it)
+{
+    if (it->env->reply[0] == '\0')
+        return;
+    bus_envelope env;
+    if (it->outcome == LB_OK) {
+        if (it->reply == NULL)
+            return; /* the handler answers later (a saga) or not at all */
+        bus_envelope_init(&env, it->reply->descriptor, it->env);
+        bus_publish_core(w->s->bus, it->env->reply, &env, it->reply, NULL);
+        return;
+    }
+    Layby__V1__Failure f = LAYBY__V1__FAILURE__INIT;
+    f.code = (char *)lb_status_code(it->outcome);
+    f.message = (char *)(it->why.msg[0] ? it->why.msg : lb_status_text(it->outcome));
+    f.field = (char *)it->why.field;
+    bus_envelope_init(&env, &layby__v1__failure__descriptor, it->env);
+    bus_publish_core(w->s->bus, it->env->reply, &env, &f.base, NULL);
+}
+
+/* Runs es[0..k) in one transaction. On LB_OK everything committed, replies
+ * went out and the messages were acked. */
+static lb_status
+run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
+{
+    svc_batch *b = &w->b;
+    const char *ids_stack[256];
+    bool fresh_stack[256];
+    svc_item items_stack[64];
+    const char **ids = k <= 256 ? ids_stack : malloc(k * sizeof *ids);
+    bool *fresh = k <= 256 ? fresh_stack : malloc(k * sizeof *fresh);
+    svc_item *items = k <= 64 ? items_stack : malloc(k * sizeof *items);
+    size_t n_items = 0, n_fresh = 0;
+    lb_status st = LB_OK;
+    if (ids == NULL || fresh == NULL || items == NULL) {
+        st = lb_err_set(err, LB_ERR_NOMEM, "batch arrays");
+        goto out_free;
+    }
+    for (size_t i = 0; i < k; i++)
+        ids[i] = es[i]->env.msg_id;
+    int64_t now = lb_now_ms();
+    svc__batch_reset(b);
+    if ((st = store_begin(w->st, err)) != LB_OK)
+        goto out_free;
+    if ((st = inbox_claim(w->st, ids, k, fresh, err)) != LB_OK)
+        goto out_rollback;
+    /* Group fresh items by handler row, keeping arrival order inside a group. */
+    for (size_t hi = 0; hi < w->s->def->n_handlers; hi++) {
+        const svc_handler *h = &w->s->def->handlers[hi];
+        size_t first = n_items;
+        for (size_t i = 0; i < k; i++) {
+            if (!fresh[i] || es[i]->h != h)
+                continue;
+            svc_item *it = &items[n_items++];
+            memset(it, 0, sizeof *it);
+            it->subject = natsMsg_GetSubject(es[i]->m);
+            it->env = &es[i]->env;
+            it->msg = es[i]->msg;
+            it->now_ms = now;
+        }
+        if (n_items == first)
+            continue;
+        if ((st = h->fn(b, items + first, n_items - first, err)) != LB_OK)
+            goto out_rollback;
+    }
+    n_fresh = n_items;
+    if ((st = outbox_buf_write(w->st, &b->out, err)) != LB_OK)
+        goto out_rollback;
+    if ((st = store_commit(w->st, err)) != LB_OK)
+        goto out_rollback;
+    /* Committed: ack (a lost ack only causes a redelivery the inbox skips). */
+    for (size_t i = 0; i < k; i++)
+        natsMsg_Ack(es[i]->m, NULL);
+    for (size_t i = 0; i < n_items; i++)
+        reply_outcome(w, &items[i]);
+    svc__batch_after_commit(b);
+    metrics_add(w->s->m_handled, (int64_t)n_fresh);
+    metrics_add(w->s->m_duplicates, (int64_t)(k - n_fresh));
+    goto out_free;
+out_rollback:
+    store_rollback(w->st);
+    svc__batch_reset(b);
+out_free:
+    for (size_t i = 0; items != NULL && i < n_items; i++)
+        if (items[i].reply != NULL)
+            protobuf_c_message_free_unpacked(items[i].reply, NULL);
+    if (ids != ids_stack)
+        free(ids);
+    if (fresh != fresh_stack)
+        free(fresh);
+    if (items != items_stack)
+        free(items);
+    return st;
+}
+
+static void
+entry_fail(svc__worker *w, entry *e, const lb_err *why)
+{
+    e->err = *why;
+    if (e->delivered >= (uint64_t)w->s->cfg.max_deliver) {
+        dead_letter(w, e);
+        return;
+    }
+    log_warn(&(log_ctx){ .correlation = e->env.correlation }, "svc.nak",
+             "handling failed; redelivering later", LOG_STR("subject", natsMsg_GetSubject(e->m)),
+             LOG_INT("delivered", e->delivered), LOG_ERR(why));
+    natsMsg_NakWithDelay(e->m, w->s->cfg.nak_delay_ms, NULL);
+}
+
+void
+svc__worker_batch(svc__worker *w, natsMsg **msgs, size_t n)
+{
+    int64_t t0 = lb_mono_us();
+    entry stack_entries[128];
+    entry *stack_ready[128];
+    entry *es = n <= 128 ? stack_entries : calloc(n, sizeof *es);
+    entry **ready = n <= 128 ? stack_ready : calloc(n, sizeof *ready);
+    if (es == NULL || ready == NULL) {
+        for (size_t i = 0; i < n; i++)
+            natsMsg_NakWithDelay(msgs[i], w->s->cfg.nak_delay_ms, NULL);
+        goto out;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        memset(&es[i], 0, sizeof es[i]);
+        es[i].m = msgs[i];
+        entry_prepare(w, &es[i]);
+        if (es[i].fate == ENTRY_DEAD)
+            dead_letter(w, &es[i]);
+        else if (es[i].fate == ENTRY_IGNORE)
+            natsMsg_Ack(es[i].m, NULL);
+        else
+            ready[k++] = &es[i];
+    }
+    if (k > 0) {
+        lb_err err;
+        if (run_tx(w, ready, k, &err) != LB_OK) {
+            /* One bad message must not hold back the others: retry alone. */
+            metrics_add(w->s->m_retries, 1);
+            if (k == 1) {
+                entry_fail(w, ready[0], &err);
+            } else {
+                log_warn(NULL, "svc.batch_retry", "batch failed; retrying one by one",
+                         LOG_INT("size", k), LOG_ERR(&err));
+                for (size_t i = 0; i < k; i++) {
+                    lb_err e1;
+                    if (run_tx(w, &ready[i], 1, &e1) != LB_OK)
+                        entry_fail(w, ready[i], &e1);
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (es[i].msg != NULL)
+            protobuf_c_message_free_unpacked(es[i].msg, NULL);
+    metrics_observe_us(w->s->m_batch, lb_mono_us() - t0);
+out:
+    if (es != stack_entries)
+        free(es);
+    if (ready != stack_ready)
+        free(ready);
+}

@@ -1,0 +1,73 @@
+/* svc_internal.h - what svc.c, svc_batch.c and svc_query.c share.
+ *
+ * Ownership: everything here is owned by the struct svc it hangs off.
+ * Threads:   struct svc is read-only after svc_run() starts its threads, except
+ *            `stop` (atomic); each worker, query thread and the tick thread own
+ *            their store and svc_batch.
+ */
+#ifndef LAYBY_ENGINE_SVC_INTERNAL_H
+#define LAYBY_ENGINE_SVC_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include "metrics.h"
+#include "outbox.h"
+#include "svc.h"
+
+struct svc {
+    /* config */
+    const svc_def *def;
+    svc_cfg cfg;
+    store_stmt *stmts; /* engine rows + def->stmts, prepared on every connection */
+    size_t n_stmts;
+    /* state */
+    bus *bus;
+    outbox_relay *relay;
+    atomic_bool stop;
+    metrics_metric *m_handled, *m_duplicates, *m_redelivered, *m_dead, *m_retries, *m_batch;
+    metrics_metric *m_queries, *m_query_lat;
+};
+
+/* A core-NATS message held until the transaction commits. */
+typedef struct svc__pending_reply {
+    natsMsg *msg;
+} svc__pending_reply;
+
+struct svc_batch {
+    svc *s;
+    store *st;
+    outbox_buf out;
+    svc__pending_reply *replies;
+    size_t n_replies, cap_replies;
+};
+
+void svc__batch_init(svc_batch *b, svc *s, store *st);
+void svc__batch_reset(svc_batch *b); /* drops queued rows and replies (rollback) */
+void svc__batch_destroy(svc_batch *b);
+/* After commit: sends the queued replies and wakes the relay. */
+void svc__batch_after_commit(svc_batch *b);
+
+/* One consumer thread's reusable state. */
+typedef struct svc__worker {
+    svc *s;
+    store *st;
+    const svc_consumer *c;
+    svc_batch b;
+    char dlq_subject[BUS_SUBJECT_MAX];
+    char consumer_name[128];
+} svc__worker;
+
+void svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c);
+void svc__worker_destroy(svc__worker *w);
+/* Handles one fetched batch to the end: commit + ack, nak, or dead letter. */
+void svc__worker_batch(svc__worker *w, natsMsg **msgs, size_t n);
+
+typedef struct svc__query_pool svc__query_pool;
+lb_status svc__query_start(svc__query_pool **out, svc *s, lb_err *err);
+void svc__query_stop(svc__query_pool *qp); /* NULL is a no-op */
+
+typedef struct svc__tick svc__tick;
+lb_status svc__tick_start(svc__tick **out, svc *s, lb_err *err);
+void svc__tick_stop(svc__tick *t); /* NULL is a no-op */
+
+#endif

@@ -1,0 +1,268 @@
+/* svc_query.c - query responders and the periodic tick.
+ *
+ * Queries are core request/reply in a queue group (DESIGN §2): nothing is
+ * persisted, a lost query is simply asked again. Each responder thread owns a
+ * connection and a synchronous subscription on layby.qry.<service>.>.
+ * The tick runs svc_def.tick in its own transaction with the outbox, for timers
+ * and other work that no message starts. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "layby/v1/common.pb-c.h"
+#include "log.h"
+#include "svc_internal.h"
+
+struct svc_query {
+    svc *s;
+    store *st;
+    bus_envelope env;
+};
+
+store *
+svc_query_store(svc_query *q)
+{
+    return q->st;
+}
+
+const bus_envelope *
+svc_query_env(svc_query *q)
+{
+    return &q->env;
+}
+
+typedef struct query_thread {
+    svc *s;
+    store *st;
+    natsSubscription *sub;
+    pthread_t thread;
+    bool started;
+} query_thread;
+
+struct svc__query_pool {
+    query_thread *t;
+    size_t n;
+};
+
+static const svc_query_route *
+route_find(const svc_def *def, const char *subject)
+{
+    for (size_t i = 0; i < def->n_queries; i++)
+        if (strcmp(def->queries[i].subject, subject) == 0)
+            return &def->queries[i];
+    return NULL;
+}
+
+static void
+answer(query_thread *qt, natsMsg *m)
+{
+    svc *s = qt->s;
+    const char *to = natsMsg_GetReply(m);
+    if (to == NULL || to[0] == '\0')
+        return;
+    int64_t t0 = lb_mono_us();
+    svc_query q = { .s = s, .st = qt->st };
+    lb_err err;
+    lb_err_clear(&err);
+    ProtobufCMessage *req = NULL, *reply = NULL;
+    const svc_query_route *r = route_find(s->def, natsMsg_GetSubject(m));
+    lb_status st;
+    if (bus_envelope_read(&q.env, m, &err) != LB_OK) {
+        st = LB_ERR_INVALID;
+    } else if (r == NULL) {
+        st = lb_err_set(&err, LB_ERR_NOT_FOUND, "no query %s", natsMsg_GetSubject(m));
+    } else if ((st = codec_unpack(&req, r->desc, (const uint8_t *)natsMsg_GetData(m),
+                                  (size_t)natsMsg_GetDataLength(m), &err)) == LB_OK) {
+        if ((st = store_ensure(qt->st, &err)) == LB_OK)
+            st = r->fn(&q, req, &reply, &err);
+    }
+    bus_envelope env;
+    if (st == LB_OK && reply != NULL) {
+        bus_envelope_init(&env, reply->descriptor, &q.env);
+        bus_publish_core(s->bus, to, &env, reply, NULL);
+    } else {
+        if (st == LB_OK)
+            st = lb_err_set(&err, LB_ERR_INTERNAL, "query produced no answer");
+        if (lb_status_http(st) >= 500)
+            log_warn(&(log_ctx){ .correlation = q.env.correlation }, "svc.query_failed",
+                     "query failed", LOG_STR("subject", natsMsg_GetSubject(m)), LOG_ERR(&err));
+        Layby__V1__Failure f = LAYBY__V1__FAILURE__INIT;
+        f.code = (char *)lb_status_code(st);
+        f.message = (char *)(err.msg[0] ? err.msg : lb_status_text(st));
+        f.field = err.field;
+        bus_envelope_init(&env, &layby__v1__failure__descriptor, &q.env);
+        bus_publish_core(s->bus, to, &env, &f.base, NULL);
+    }
+    if (req != NULL)
+        protobuf_c_message_free_unpacked(req, NULL);
+    if (reply != NULL)
+        protobuf_c_message_free_unpacked(reply, NULL);
+    metrics_add(s->m_queries, 1);
+    metrics_observe_us(s->m_query_lat, lb_mono_us() - t0);
+}
+
+static void *
+query_main(void *arg)
+{
+    query_thread *qt = arg;
+    while (!atomic_load(&qt->s->stop)) {
+        natsMsg *m = NULL;
+        natsStatus ns = natsSubscription_NextMsg(&m, qt->sub, 200);
+        if (ns == NATS_TIMEOUT)
+            continue;
+        if (ns != NATS_OK) {
+            struct timespec ts = { 0, 100 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        answer(qt, m);
+        natsMsg_Destroy(m);
+    }
+    return NULL;
+}
+
+void
+svc__query_stop(svc__query_pool *qp)
+{
+    if (qp == NULL)
+        return;
+    for (size_t i = 0; i < qp->n; i++) {
+        query_thread *qt = &qp->t[i];
+        if (qt->started)
+            pthread_join(qt->thread, NULL);
+        if (qt->sub != NULL) {
+            natsSubscription_Unsubscribe(qt->sub);
+            natsSubscription_Destroy(qt->sub);
+        }
+        store_close(qt->st);
+    }
+    free(qp->t);
+    free(qp);
+}
+
+lb_status
+svc__query_start(svc__query_pool **out, svc *s, lb_err *err)
+{
+    *out = NULL;
+    if (s->def->n_queries == 0 || s->cfg.query_threads == 0)
+        return LB_OK;
+    svc__query_pool *qp = calloc(1, sizeof *qp);
+    if (qp == NULL || (qp->t = calloc((size_t)s->cfg.query_threads, sizeof *qp->t)) == NULL) {
+        free(qp);
+        return lb_err_set(err, LB_ERR_NOMEM, "query pool");
+    }
+    char subject[BUS_SUBJECT_MAX];
+    snprintf(subject, sizeof subject, "layby.qry.%s.>", s->def->name);
+    lb_status st = LB_OK;
+    for (size_t i = 0; i < (size_t)s->cfg.query_threads; i++) {
+        query_thread *qt = &qp->t[qp->n++];
+        qt->s = s;
+        if ((st = store_open(&qt->st, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK)
+            goto out_stop;
+        natsStatus ns =
+            natsConnection_QueueSubscribeSync(&qt->sub, bus_conn(s->bus), subject, s->def->name);
+        if (ns != NATS_OK) {
+            st = bus__nats_err(err, ns, "subscribe queries");
+            goto out_stop;
+        }
+        natsSubscription_SetPendingLimits(qt->sub, 1 << 16, 64 << 20);
+        if (pthread_create(&qt->thread, NULL, query_main, qt) != 0) {
+            st = lb_err_set(err, LB_ERR_INTERNAL, "start query thread");
+            goto out_stop;
+        }
+        qt->started = true;
+    }
+    *out = qp;
+    return LB_OK;
+out_stop:
+    svc_stop(s);
+    svc__query_stop(qp);
+    return st;
+}
+
+/* --- tick ---------------------------------------------------------------- */
+
+struct svc__tick {
+    svc *s;
+    store *st;
+    svc_batch b;
+    pthread_t thread;
+};
+
+static void *
+tick_main(void *arg)
+{
+    svc__tick *t = arg;
+    svc *s = t->s;
+    while (!atomic_load(&s->stop)) {
+        bool more = false;
+        lb_err err;
+        lb_status st = store_begin(t->st, &err);
+        if (st == LB_OK) {
+            svc__batch_reset(&t->b);
+            st = s->def->tick(&t->b, lb_now_ms(), &more, &err);
+            if (st == LB_OK)
+                st = outbox_buf_write(t->st, &t->b.out, &err);
+            if (st == LB_OK)
+                st = store_commit(t->st, &err);
+            if (st == LB_OK) {
+                svc__batch_after_commit(&t->b);
+            } else {
+                store_rollback(t->st);
+                svc__batch_reset(&t->b);
+            }
+        }
+        if (st != LB_OK) {
+            more = false;
+            log_warn(NULL, "svc.tick_failed", "periodic work failed; will retry", LOG_ERR(&err));
+        }
+        if (more)
+            continue;
+        /* Sleep in short slices so a stop is seen quickly. */
+        for (int64_t slept = 0; slept < s->def->tick_interval_ms && !atomic_load(&s->stop);
+             slept += 50) {
+            struct timespec ts = { 0, 50 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+lb_status
+svc__tick_start(svc__tick **out, svc *s, lb_err *err)
+{
+    *out = NULL;
+    if (s->def->tick == NULL)
+        return LB_OK;
+    svc__tick *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "tick");
+    t->s = s;
+    lb_status st = store_open(&t->st, s->cfg.db_url, s->stmts, s->n_stmts, err);
+    if (st != LB_OK) {
+        free(t);
+        return st;
+    }
+    svc__batch_init(&t->b, s, t->st);
+    if (pthread_create(&t->thread, NULL, tick_main, t) != 0) {
+        svc__batch_destroy(&t->b);
+        store_close(t->st);
+        free(t);
+        return lb_err_set(err, LB_ERR_INTERNAL, "start tick thread");
+    }
+    *out = t;
+    return LB_OK;
+}
+
+void
+svc__tick_stop(svc__tick *t)
+{
+    if (t == NULL)
+        return;
+    pthread_join(t->thread, NULL);
+    svc__batch_destroy(&t->b);
+    store_close(t->st);
+    free(t);
+}

@@ -1,0 +1,187 @@
+# scripts/lib/pg.sh - a private PostgreSQL 15 cluster: init, start, roles,
+# schemas, migrations, stop. Never touches the system cluster.
+#
+# initdb refuses root, so the cluster belongs to the `postgres` user, which
+# must be able to reach its folder (PLATFORM.md). A checkout it cannot enter
+# (under /root, mode 700) gets the cluster in a private folder under /tmp,
+# remembered in $LB_VAR/pg.location.
+# shellcheck shell=bash
+
+LB_PG_BIN=/usr/lib/postgresql/15/bin
+LB_PG_DB=layby
+
+# Service roles: role (= schema it owns), then the LAYBY_<X>_DATABASE_URL
+# prefixes that connect as it. layby-ctl works on sagas, so it is `saga` too.
+lb_pg_roles() {
+    cat <<'ROLES'
+catalog   CATALOG
+saga      ORCHESTRATOR CTL
+member    MEMBER
+orders    ORDER
+payment   PAYMENT
+delivery  DELIVERY
+mailer    MAILER
+ROLES
+}
+
+lb_pg_url() {
+    local pw
+    if [ "$1" = postgres ]; then pw=$(lb_secret pg-postgres.pw); else pw=$(lb_secret "pg-$1.pw"); fi
+    printf 'postgresql://%s:%s@127.0.0.1:%s/%s' "$1" "$pw" "$2" "$LB_PG_DB"
+}
+
+lb_pg() { runuser -u postgres -- "$@"; }
+
+# Sets LB_PG_ROOT (data/, sock/, postgres.log live there).
+lb_pg_locate() {
+    local loc=$LB_VAR/pg.location
+    if [ -f "$loc" ] && [ -d "$(cat "$loc")" ]; then
+        LB_PG_ROOT=$(cat "$loc")
+    elif [ ! -f "$loc" ] && lb_pg test -x "$LB_VAR"; then
+        LB_PG_ROOT=$LB_VAR/pg
+    else
+        LB_PG_ROOT=$(mktemp -d /tmp/layby-pg.XXXXXX)
+        chmod 755 "$LB_PG_ROOT"
+        echo "$LB_PG_ROOT" >"$loc"
+        lb_say "note: the postgres user cannot reach $LB_VAR; PostgreSQL data is in $LB_PG_ROOT (see $loc)"
+    fi
+    mkdir -p "$LB_PG_ROOT"
+    chown postgres: "$LB_PG_ROOT"
+    ln -sfn "$LB_PG_ROOT/postgres.log" "$LB_LOG/postgres.log"
+}
+
+# lb_pg_init: creates the cluster once; the superuser is postgres with a password.
+lb_pg_init() {
+    local data=$LB_PG_ROOT/data pwfile
+    [ -f "$data/PG_VERSION" ] && return 0
+    pwfile=$LB_PG_ROOT/.pw
+    (umask 077 && lb_secret pg-postgres.pw >"$pwfile")
+    chown postgres: "$pwfile"
+    lb_pg "$LB_PG_BIN/initdb" -D "$data" -U postgres -E UTF8 --no-locale \
+        --auth-local=peer --auth-host=scram-sha-256 --pwfile="$pwfile" >"$LB_PG_ROOT/initdb.log" 2>&1 ||
+        { rm -f "$pwfile"; cat "$LB_PG_ROOT/initdb.log" >&2; lb_die "initdb failed"; }
+    rm -f "$pwfile"
+    echo "include_if_exists = 'layby.conf'" >>"$data/postgresql.conf"
+}
+
+lb_pg_running() {
+    [ -f "$LB_PG_ROOT/data/PG_VERSION" ] && lb_pg "$LB_PG_BIN/pg_ctl" -D "$LB_PG_ROOT/data" status >/dev/null 2>&1
+}
+
+# lb_pg_start PORT SETTING: starts the cluster unless it runs already.
+lb_pg_start() {
+    local port=$1 data=$LB_PG_ROOT/data
+    if lb_pg_running; then
+        lb_say "postgres: already running on port $(lb_pg_port)"
+        [ "$(lb_pg_port)" = "$port" ] || lb_die "postgres runs on port $(lb_pg_port), not $port: run 'scripts/dev down' first"
+        return 0
+    fi
+    lb_port_check "$port" "$2" "PostgreSQL"
+    mkdir -p "$LB_PG_ROOT/sock"
+    chown postgres: "$LB_PG_ROOT/sock"
+    # rewritten on every start so a changed port takes effect
+    cat >"$data/layby.conf" <<CONF
+# written by scripts/lib/pg.sh on every start
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$LB_PG_ROOT/sock'
+shared_preload_libraries = 'pg_stat_statements'
+max_connections = 200
+fsync = on
+CONF
+    chown postgres: "$data/layby.conf"
+    lb_pg "$LB_PG_BIN/pg_ctl" -D "$data" -l "$LB_PG_ROOT/postgres.log" -w -t 60 start >/dev/null ||
+        { tail -n 20 "$LB_PG_ROOT/postgres.log" >&2; lb_die "PostgreSQL did not start (log: $LB_LOG/postgres.log)"; }
+}
+
+lb_pg_port() { sed -n 's/^port = //p' "$LB_PG_ROOT/data/layby.conf" 2>/dev/null; }
+
+lb_pg_stop() {
+    lb_pg_running || return 0
+    lb_pg "$LB_PG_BIN/pg_ctl" -D "$LB_PG_ROOT/data" -m fast -w stop >/dev/null
+}
+
+# lb_psql PORT DB ARGS...: psql as the superuser over TCP; the password goes
+# through the environment, never the command line.
+lb_psql() {
+    local port=$1 db=$2
+    shift 2
+    PGPASSWORD=$(lb_secret pg-postgres.pw) psql -X -q -v ON_ERROR_STOP=1 \
+        -h 127.0.0.1 -p "$port" -U postgres -d "$db" "$@"
+}
+
+# lb_pg_provision PORT: database, roles, schemas, migrations table. Idempotent.
+lb_pg_provision() {
+    local port=$1 role svc roles=()
+    lb_psql "$port" postgres <<SQL
+SELECT 'CREATE DATABASE $LB_PG_DB' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$LB_PG_DB') \gexec
+SQL
+    while read -r role svc; do roles+=("$role"); done < <(lb_pg_roles)
+    {
+        echo "REVOKE ALL ON DATABASE $LB_PG_DB FROM PUBLIC;"
+        echo "REVOKE ALL ON SCHEMA public FROM PUBLIC;"
+        for role in "${roles[@]}"; do
+            # the password is read from stdin, so it never shows in ps
+            cat <<SQL
+DO \$\$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$role') THEN CREATE ROLE $role; END IF;
+END \$\$;
+ALTER ROLE $role WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '$(lb_secret "pg-$role.pw")';
+ALTER ROLE $role SET search_path = $role;
+GRANT CONNECT ON DATABASE $LB_PG_DB TO $role;
+CREATE SCHEMA IF NOT EXISTS $role AUTHORIZATION $role;
+REVOKE ALL ON SCHEMA $role FROM PUBLIC;
+SQL
+        done
+        cat <<SQL
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+CREATE TABLE IF NOT EXISTS public.schema_migrations (
+    version    int PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+SQL
+    } | lb_psql "$port" "$LB_PG_DB"
+}
+
+# lb_pg_migrate PORT [SQL_DIR]: applies sql/NNNN_<schema>_<what>.sql files not
+# yet in public.schema_migrations, in order, each in one transaction run as
+# the schema's role (so the service role owns its tables). Schema `public`
+# runs as the superuser (extensions). A migration must not BEGIN/COMMIT itself.
+lb_pg_migrate() {
+    local port=$1 dir=${2:-$LB_ROOT/sql} f base version schema applied count=0 seen=" "
+    local known=" public "
+    local role svc
+    while read -r role svc; do known+="$role "; done < <(lb_pg_roles)
+    applied=" $(lb_psql "$port" "$LB_PG_DB" -At -c 'SELECT version FROM public.schema_migrations' | tr '\n' ' ') "
+    shopt -s nullglob
+    for f in "$dir"/[0-9][0-9][0-9][0-9]_*.sql; do
+        base=$(basename "$f")
+        [[ $base =~ ^([0-9]{4})_([a-z]+)_[a-z0-9_]+\.sql$ ]] ||
+            lb_die "migration $base: name must be NNNN_<schema>_<what>.sql (lower case)"
+        version=$((10#${BASH_REMATCH[1]}))
+        schema=${BASH_REMATCH[2]}
+        case $seen in *" $version "*) lb_die "migration version $version is used twice ($base)" ;; esac
+        seen+="$version "
+        case $known in *" $schema "*) ;; *) lb_die "migration $base: unknown schema '$schema' (known:$known)" ;; esac
+        case $applied in *" $version "*) continue ;; esac
+        local as="SET LOCAL ROLE $schema; SET LOCAL search_path = $schema;"
+        [ "$schema" = public ] && as="SET LOCAL search_path = public;"
+        lb_psql "$port" "$LB_PG_DB" -1 -c "$as" -f "$f" \
+            -c "RESET ROLE; INSERT INTO public.schema_migrations (version, name) VALUES ($version, '$base');" ||
+            lb_die "migration $base failed (nothing of it was applied)"
+        lb_say "migration applied: $base"
+        count=$((count + 1))
+    done
+    shopt -u nullglob
+    [ $count -gt 0 ] || lb_say "migrations: up to date"
+}
+
+# Sets LB_PG_ROOT to the cluster's folder without creating anything (down, status).
+lb_pg_find() {
+    if [ -f "$LB_VAR/pg.location" ]; then
+        LB_PG_ROOT=$(cat "$LB_VAR/pg.location")
+    else
+        LB_PG_ROOT=$LB_VAR/pg
+    fi
+}
