@@ -74,7 +74,8 @@ ctl_nats_open(natsConnection **nc, jsCtx **js, const ctl_conn *c, lb_err *err)
     *nc = NULL;
     if (js != NULL)
         *js = NULL;
-    if ((s = natsOptions_Create(&o)) != NATS_OK || (s = natsOptions_SetURL(o, c->nats_url)) != NATS_OK ||
+    if ((s = natsOptions_Create(&o)) != NATS_OK ||
+        (s = natsOptions_SetURL(o, c->nats_url)) != NATS_OK ||
         (s = natsOptions_SetName(o, "layby-ctl")) != NATS_OK ||
         (s = natsOptions_SetTimeout(o, c->timeout_ms)) != NATS_OK ||
         (s = natsOptions_SetAllowReconnect(o, false)) != NATS_OK) {
@@ -120,7 +121,8 @@ ctl_pg_open(PGconn **out, const ctl_conn *c, lb_err *err)
 {
     char secs[24];
     if (c->db_url == NULL || c->db_url[0] == '\0')
-        return lb_err_set(err, LB_ERR_CONFIG, "no database URL (--db-url or LAYBY_CTL_DATABASE_URL)");
+        return lb_err_set(err, LB_ERR_CONFIG,
+                          "no database URL (--db-url or LAYBY_CTL_DATABASE_URL)");
     snprintf(secs, sizeof secs, "%lld", (long long)(c->timeout_ms + 999) / 1000);
     const char *const keys[] = { "dbname", "connect_timeout", "application_name", NULL };
     const char *const vals[] = { c->db_url, secs, "layby-ctl", NULL };

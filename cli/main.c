@@ -17,10 +17,14 @@
  * clang-format off */
 static const ctl_cmd ctl_cmds[] = {
     /* name          needs                            handler          help */
-    { "bus setup",   CTL_NEEDS_NATS,                  ctl_bus_setup,   "create or update streams, durable consumers and key-value buckets" },
-    { "health",      CTL_NEEDS_NATS | CTL_NEEDS_PG,   ctl_health,      "check NATS, the streams (message counts), consumers and PostgreSQL" },
-    { "token mint",  0,                               ctl_token_mint,  "print an ES256 access token (--sub ID --role ADMIN|USER --ttl 1h)" },
-    { "dlq list",    CTL_NEEDS_NATS,                  ctl_dlq_list,    "list dead letters in LAYBY_DLQ with their Layby-Dlq-* headers" },
+    { "bus setup", CTL_NEEDS_NATS, ctl_bus_setup,
+      "create or update streams, durable consumers and key-value buckets" },
+    { "health", CTL_NEEDS_NATS | CTL_NEEDS_PG, ctl_health,
+      "check NATS, the streams (message counts), consumers and PostgreSQL" },
+    { "token mint", 0, ctl_token_mint,
+      "print an ES256 access token (--sub ID --role ADMIN|USER --ttl 1h)" },
+    { "dlq list", CTL_NEEDS_NATS, ctl_dlq_list,
+      "list dead letters in LAYBY_DLQ with their Layby-Dlq-* headers" },
 };
 /* clang-format on */
 

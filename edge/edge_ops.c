@@ -56,9 +56,10 @@ edge_ops_readyz(edge_req *r)
         lb_err_clear(&app->ready_why);
         app->ready_ok = probe(app, &app->ready_why);
         app->ready_at_us = lb_mono_us();
-        if (first || was != app->ready_ok)
-            log_info(NULL, "edge.readiness", app->ready_ok ? "ready" : "not ready",
-                     LOG_ERR(&app->ready_why));
+        if ((first || was != app->ready_ok) && app->ready_ok)
+            log_info(NULL, "edge.readiness", "ready");
+        else if (first || was != app->ready_ok)
+            log_warn(NULL, "edge.readiness", "not ready", LOG_ERR(&app->ready_why));
     }
     bool ok = app->ready_ok;
     why = app->ready_why;

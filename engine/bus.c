@@ -6,6 +6,7 @@
 #include "bus.h"
 
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@ struct bus {
     natsConnection *nc;
     jsCtx *js;
     int64_t publish_wait_ms;
+    atomic_bool closing; /* bus_close() runs: a disconnect is expected, not news */
 };
 
 lb_status
@@ -149,7 +151,9 @@ static void
 on_disconnected(natsConnection *nc, void *closure)
 {
     (void)nc;
-    (void)closure;
+    bus *b = closure;
+    if (atomic_load(&b->closing))
+        return;
     log_warn(NULL, "bus.disconnected", "lost the NATS connection; reconnecting");
 }
 
@@ -197,7 +201,7 @@ bus_open(bus **out, const bus_opts *opts, lb_err *err)
     natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL);
     natsOptions_SetReconnectBufSize(o, 64 * 1024 * 1024);
     natsOptions_SetSendAsap(o, true); /* responders: replies leave at once (PLATFORM.md) */
-    natsOptions_SetDisconnectedCB(o, on_disconnected, NULL);
+    natsOptions_SetDisconnectedCB(o, on_disconnected, b);
     natsOptions_SetReconnectedCB(o, on_reconnected, NULL);
     natsOptions_SetErrorHandler(o, on_async_error, NULL);
     natsOptions_SetMaxPendingMsgs(o, 1 << 20);
@@ -225,6 +229,7 @@ bus_close(bus *b)
 {
     if (b == NULL)
         return;
+    atomic_store(&b->closing, true);
     if (b->js != NULL) {
         jsPubOptions po;
         jsPubOptions_Init(&po);

@@ -57,10 +57,10 @@ typedef struct bus_topology_opts {
     int64_t max_deliver;     /* deliveries before the server gives up */
     int64_t max_ack_pending; /* unacked messages per durable */
 } bus_topology_opts;
-#define BUS_TOPOLOGY_OPTS_INIT                                                                     \
-    {                                                                                              \
-        .max_age_ms = 7LL * 24 * 3600 * 1000, .duplicates_ms = 2 * 60 * 1000,                      \
-        .ack_wait_ms = 30 * 1000, .max_deliver = 5, .max_ack_pending = 4096                        \
+#define BUS_TOPOLOGY_OPTS_INIT                                                \
+    {                                                                         \
+        .max_age_ms = 7LL * 24 * 3600 * 1000, .duplicates_ms = 2 * 60 * 1000, \
+        .ack_wait_ms = 30 * 1000, .max_deliver = 5, .max_ack_pending = 4096   \
     }
 
 typedef enum bus_topology_change {
@@ -78,8 +78,8 @@ lb_status bus_topology_stream_apply(bus_topology_change *out, jsCtx *js,
 /* Creates the durable, or updates it when its settings differ. A changed
  * filter cannot be updated on nats-server 2.9: that is an error naming it. */
 lb_status bus_topology_consumer_apply(bus_topology_change *out, jsCtx *js,
-                                      const bus_topology_consumer *c,
-                                      const bus_topology_opts *opts, lb_err *err);
+                                      const bus_topology_consumer *c, const bus_topology_opts *opts,
+                                      lb_err *err);
 /* Creates the bucket, or updates its TTL/history when they differ. */
 lb_status bus_topology_bucket_apply(bus_topology_change *out, jsCtx *js,
                                     const bus_topology_bucket *b, lb_err *err);

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -235,6 +236,7 @@ drain_batch(outbox_relay *r, size_t *n, lb_err *err)
                         natsStatus_GetText(ns));
         goto out_rollback;
     }
+    fault_point("relay.after_publish");
     const char *dp[] = { ids };
     if ((st = store_exec(r->st, NULL, "relay_delete", 1, dp, err)) != LB_OK)
         goto out_rollback;

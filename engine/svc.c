@@ -148,6 +148,23 @@ typedef struct consumer_thread {
     store *st;
 } consumer_thread;
 
+static lb_status bind_consumer(consumer_thread *ct, lb_err *err);
+
+static void
+rebind_consumer(consumer_thread *ct)
+{
+    natsSubscription *old = ct->sub;
+    lb_err err;
+    if (bind_consumer(ct, &err) != LB_OK) {
+        ct->sub = old;
+        log_warn(NULL, "svc.rebind_failed", "cannot bind the durable again", LOG_ERR(&err));
+        return;
+    }
+    natsSubscription_Destroy(old);
+    log_info(NULL, "svc.rebound", "bound the durable consumer again",
+             LOG_STR("stream", ct->c->stream), LOG_STR("durable", ct->c->durable));
+}
+
 static void *
 consumer_main(void *arg)
 {
@@ -155,19 +172,26 @@ consumer_main(void *arg)
     svc *s = ct->s;
     svc__worker w;
     svc__worker_init(&w, s, ct->st, ct->c);
+    int failures = 0;
     while (!atomic_load(&s->stop)) {
         natsMsgList list = { 0 };
         jsErrCode jerr = 0;
         natsStatus ns = natsSubscription_Fetch(&list, ct->sub, (int)s->cfg.batch,
                                                s->cfg.fetch_wait_ms, &jerr);
-        if (ns == NATS_TIMEOUT)
+        if (ns == NATS_TIMEOUT) {
+            failures = 0;
             continue;
+        }
         if (ns != NATS_OK) {
             lb_err err;
             bus__nats_err(&err, ns, "fetch");
             log_warn(NULL, "svc.fetch_failed", "fetch failed; retrying", LOG_ERR(&err),
                      LOG_STR("stream", ct->c->stream));
             natsMsgList_Destroy(&list);
+            /* A durable deleted and recreated by an operator (or a test) leaves
+             * this subscription dead: bind again after a few failures. */
+            if (++failures % 5 == 0 && bus_connected(s->bus))
+                rebind_consumer(ct);
             struct timespec ts = { 0, 200 * 1000 * 1000 };
             nanosleep(&ts, NULL);
             continue;

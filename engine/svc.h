@@ -126,6 +126,11 @@ lb_status svc_run(svc *s, lb_err *err);
 void svc_stop(svc *s);
 void svc_free(svc *s); /* NULL is a no-op */
 
+/* The whole main() of a service daemon: settings (flags + LAYBY_<NAME>_*),
+ * --help, logs, fault points, then svc_run() until SIGTERM. Returns the exit
+ * code: 0 clean stop, 1 runtime failure, 2 bad settings. */
+int svc_main(int argc, char **argv, const svc_def *def, const char *about);
+
 /* Installs SIGINT/SIGTERM handlers that call svc_stop(s). */
 void svc_signals_install(svc *s);
 

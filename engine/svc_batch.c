@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "fault.h"
 #include "layby/v1/common.pb-c.h"
 #include "log.h"
 #include "svc_internal.h"
@@ -306,6 +307,7 @@ run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
         goto out_rollback;
     if ((st = store_commit(w->st, err)) != LB_OK)
         goto out_rollback;
+    fault_point("svc.after_commit");
     /* Committed: ack (a lost ack only causes a redelivery the inbox skips). */
     for (size_t i = 0; i < k; i++)
         natsMsg_Ack(es[i]->m, NULL);

@@ -69,10 +69,10 @@ lb_deps_install() {
 
 # lb_build DIR TYPE: configures and builds the tree.
 lb_build() {
-    local dir=$1 type=$2
-    cmake -S "$LB_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="$type" >"$dir.cmake.log" 2>&1 ||
-        { cat "$dir.cmake.log" >&2; lb_die "cmake configure failed ($dir)"; }
-    rm -f "$dir.cmake.log"
+    local dir=$1 type=$2 out
+    mkdir -p "$dir"
+    out=$(cmake -S "$LB_ROOT" -B "$dir" -DCMAKE_BUILD_TYPE="$type" 2>&1) ||
+        { printf '%s\n' "$out" >&2; lb_die "cmake configure failed ($dir)"; }
     cmake --build "$dir" -j2 >&2 || lb_die "build failed ($dir)"
 }
 
@@ -108,12 +108,17 @@ lb_wait_port() {
     done
 }
 
-# True when the pid in file $1 is alive.
+# True when the pid in file $1 is alive and still the program the file is
+# named after (<program>[-<n>].pid): a stale file whose pid was reused by
+# another program, or a zombie, counts as not running.
 lb_pid_alive() {
-    local pid
+    local pid comm state
     [ -f "$1" ] || return 1
     pid=$(cat "$1" 2>/dev/null) || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+    state=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)
+    [ "$state" != Z ] && [[ $(basename "$1" .pid) == "$comm"* ]]
 }
 
 # lb_pid_stop PIDFILE SECONDS: SIGTERM, then SIGKILL after the deadline.
@@ -122,7 +127,7 @@ lb_pid_stop() {
     lb_pid_alive "$1" || { rm -f "$1"; return 0; }
     pid=$(cat "$1")
     kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do
+    while lb_pid_alive "$1"; do
         if [ $SECONDS -ge $deadline ]; then
             lb_say "pid $pid did not stop in $2 s; killing it"
             kill -KILL "$pid" 2>/dev/null || true

@@ -1,18 +1,116 @@
 /* tsupport.h - helpers shared by the integration and end-to-end suites.
  *
- * The servers are started once per run by tests/support/harness.sh, which
- * exports their addresses; these helpers read them, give each test clean
- * state and start/stop daemons built by this tree.
+ * The servers are started once per run by tests/support/harness.sh (through
+ * `scripts/dev test`), which exports their addresses and credentials; these
+ * helpers read them, give each test clean state, and start/stop the daemons
+ * built by this tree and the test nats-server itself.
  *
- * Ownership: returned strings are static or borrowed from the environment.
+ * Helpers named tsupport_* that cannot do their job fail the running test
+ * with a Criterion assertion (a test outside the harness fails with a message
+ * naming the missing variable), so callers need not check results.
+ *
+ * Typical suite:
+ *   static void setup(void) { tsupport_reset(); }   // before starting daemons
+ *   Test(catalog, reserves_stock, .init = setup) {
+ *       tsupport_proc p;
+ *       tsupport_daemon_start(&p, "layby-catalog", 0, NULL, NULL);
+ *       ...
+ *       cr_assert(tsupport_poll_until(rows_arrived, &want, 5000));
+ *       cr_assert_eq(tsupport_daemon_stop(&p, 5000), 0);
+ *   }
+ *
+ * Ownership: returned strings are static or borrowed from the environment;
+ *            tsupport_pg() is borrowed (one per test process); connections
+ *            from tsupport_nats_connect() are the caller's to destroy.
  * Threads:   test code only, one test at a time.
  */
 #ifndef LAYBY_TESTS_SUPPORT_TSUPPORT_H
 #define LAYBY_TESTS_SUPPORT_TSUPPORT_H
 
+#include <libpq-fe.h>
+#include <nats/nats.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bus_topology.h"
+
+/* --- environment ---------------------------------------------------------- */
 
 /* Value of an environment variable the harness exports, or NULL. */
 const char *tsupport_env(const char *name);
+/* Same, but fails the test when it is unset (the suite runs outside the harness). */
+const char *tsupport_env_req(const char *name);
+
+/* --- PostgreSQL (as the superuser, LAYBY_TEST_PG_ADMIN_URL) ----------------- */
+
+/* The test process's admin connection (opened on first use, reopened if it broke). */
+PGconn *tsupport_pg(void);
+/* Runs SQL (several statements allowed) and fails the test on error. */
+void tsupport_sql(const char *sql);
+/* Runs a query returning one row with one integer column (count(*), say). */
+int64_t tsupport_sql_int(const char *sql);
+
+/* --- NATS -------------------------------------------------------------------- */
+
+/* Connects as the user of LAYBY_<who>_NATS_USER/_PASSWORD (who: "CTL" = admin,
+ * "EDGE", "CATALOG", "ORCHESTRATOR", ...), without reconnecting. NULL who
+ * connects anonymously (the server refuses that). Returns the nats.c status;
+ * on NATS_OK *out is the caller's. errh may be NULL; it sees async errors
+ * such as permission violations. */
+natsStatus tsupport_nats_connect(natsConnection **out, const char *who, natsErrHandler errh,
+                                 void *errh_arg);
+/* Stops the test nats-server (SIGTERM, waits until it exited). */
+void tsupport_nats_stop(void);
+/* Starts it again with the same config, port and JetStream store; waits until
+ * it accepts connections. */
+void tsupport_nats_start(void);
+
+/* --- clean state ----------------------------------------------------------- */
+
+/* Truncates every table of the service schemas (everything but public, where
+ * the migrations table lives), purges the topology's streams and buckets and
+ * deletes + recreates its durables with default settings. Call before starting
+ * daemons: a daemon bound to a deleted durable stops receiving. */
+void tsupport_reset(void);
+/* Same with other consumer settings (short AckWait for redelivery tests). */
+void tsupport_reset_with(const bus_topology_opts *opts);
+
+/* --- daemons ----------------------------------------------------------------- */
+
+typedef struct tsupport_proc {
+    pid_t pid;          /* 0 when not running */
+    int port;           /* where /healthz answered */
+    char name[64];      /* layby-catalog */
+    char log[512];      /* LAYBY_TEST_TMP/<name>-<n>.log */
+    char pid_file[512]; /* LAYBY_TEST_TMP/run/<name>-<n>.pid, for the harness's cleanup */
+} tsupport_proc;
+
+/* Starts LAYBY_BUILD_DIR/<name> with extra arguments (NULL-terminated list or
+ * NULL) and extra "NAME=value" environment entries (same), stdout and stderr
+ * to p->log, and waits up to 30 s until GET http://127.0.0.1:<port>/healthz
+ * answers 200. port 0 = the daemon's port from the environment
+ * (LAYBY_CATALOG_METRICS_PORT, LAYBY_ORCHESTRATOR_METRICS_PORT, LAYBY_EDGE_PORT).
+ * A second instance needs its own port (tsupport_port_free()) passed both
+ * here and in its env or args. */
+void tsupport_daemon_start(tsupport_proc *p, const char *name, int port, const char *const *args,
+                           const char *const *env);
+/* SIGTERM, waits up to timeout_ms, then SIGKILL; reaps. Returns the exit
+ * status (0 = clean stop), 128 + signal if killed, -1 if it was not running. */
+int tsupport_daemon_stop(tsupport_proc *p, int timeout_ms);
+/* SIGKILL (a crash) and reap. */
+void tsupport_daemon_kill(tsupport_proc *p);
+/* True while the process runs (reaps it if it exited). */
+bool tsupport_daemon_alive(tsupport_proc *p);
+/* True when GET http://127.0.0.1:<port><path> answers 200 within 1 s. */
+bool tsupport_http_ok(int port, const char *path);
+/* A loopback TCP port nobody listens on right now. */
+int tsupport_port_free(void);
+
+/* --- waiting ------------------------------------------------------------------ */
+
+/* Calls cond(arg) every 20 ms until it returns true (-> true) or timeout_ms
+ * passed (-> false). The way to wait for anything asynchronous; never sleep. */
+bool tsupport_poll_until(bool (*cond)(void *), void *arg, int timeout_ms);
 
 #endif

@@ -1,0 +1,82 @@
+/* bench_common.c - see bench_common.h. */
+#include "bench_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+lb_status
+bench_open(bus **out, lb_err *err)
+{
+    bus_opts o = BUS_OPTS_INIT;
+    o.url = getenv("LAYBY_NATS_URL");
+    o.user = getenv("LAYBY_CTL_NATS_USER");
+    o.password = getenv("LAYBY_CTL_NATS_PASSWORD");
+    o.name = "layby-bench";
+    o.max_pending = 65536;
+    if (o.url == NULL)
+        return lb_err_set(err, LB_ERR_CONFIG, "LAYBY_NATS_URL is not set (eval \"$(scripts/dev env)\")");
+    return bus_open(out, &o, err);
+}
+
+void
+bench_lat_add(bench_lat *l, int64_t us)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4096;
+        int64_t *p = realloc(l->us, cap * sizeof *p);
+        if (p == NULL)
+            return;
+        l->us = p;
+        l->cap = cap;
+    }
+    l->us[l->n++] = us;
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+double
+bench_lat_pct_ms(bench_lat *l, double p)
+{
+    if (l->n == 0)
+        return 0;
+    qsort(l->us, l->n, sizeof *l->us, cmp_i64);
+    size_t i = (size_t)(p / 100.0 * (double)(l->n - 1) + 0.5);
+    return (double)l->us[i] / 1000.0;
+}
+
+void
+bench_lat_free(bench_lat *l)
+{
+    free(l->us);
+    memset(l, 0, sizeof *l);
+}
+
+int
+bench_flags(int argc, char **argv, const bench_flag *flags, size_t n)
+{
+    for (int i = 1; i < argc; i++) {
+        bool found = false;
+        for (size_t k = 0; k < n && !found; k++) {
+            if (strncmp(argv[i], "--", 2) == 0 && strcmp(argv[i] + 2, flags[k].name) == 0 &&
+                i + 1 < argc) {
+                *flags[k].value = atoll(argv[++i]);
+                found = true;
+            }
+        }
+        if (!found) {
+            fprintf(stderr, "usage: %s", argv[0]);
+            for (size_t k = 0; k < n; k++)
+                fprintf(stderr, " [--%s N (%lld): %s]", flags[k].name,
+                        (long long)*flags[k].value, flags[k].help);
+            fprintf(stderr, "\n");
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,535 @@
+/* products_test.c - products through the whole stack: HTTP -> layby-edge ->
+ * JetStream -> layby-catalog -> PostgreSQL, and back.
+ *
+ * Runs under tests/support/harness.sh, which starts nats-server and
+ * PostgreSQL and exports their settings and the dev JWT key pair. Each test
+ * resets state and starts its own daemons; tokens are minted here with the
+ * private key, as the member service will.
+ */
+#define _GNU_SOURCE /* strcasestr */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <jwt.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "id.h"
+#include "lb.h"
+#include "tsupport.h"
+
+static tsupport_proc catalog, edge;
+static char admin_auth[2048], user_auth[2048], hs256_auth[2048], expired_auth[2048];
+static const char admin_sub[] = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+
+/* --- tokens ------------------------------------------------------------------- */
+
+static char *
+file_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    static char buf[16384];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strdup(buf);
+}
+
+static void
+mint(char *out, size_t n, const char *role, jwt_alg_t alg, const char *key, int64_t exp)
+{
+    jwt_t *j = NULL;
+    cr_assert_eq(jwt_new(&j), 0);
+    jwt_add_grant(j, "sub", admin_sub);
+    jwt_add_grant(j, "role", role);
+    jwt_add_grant(j, "iss", "layby");
+    jwt_add_grant_int(j, "iat", (long)(lb_now_ms() / 1000));
+    jwt_add_grant_int(j, "exp", (long)exp);
+    cr_assert_eq(jwt_set_alg(j, alg, (const unsigned char *)key, (int)strlen(key)), 0);
+    char *t = jwt_encode_str(j);
+    cr_assert_not_null(t);
+    snprintf(out, n, "Authorization: Bearer %s", t);
+    free(t);
+    jwt_free(j);
+}
+
+static void
+tokens(void)
+{
+    char *priv = file_text(tsupport_env_req("LAYBY_JWT_PRIVATE_KEY_FILE"));
+    char *pub = file_text(tsupport_env_req("LAYBY_JWT_PUBLIC_KEY_FILE"));
+    int64_t later = lb_now_ms() / 1000 + 600;
+    mint(admin_auth, sizeof admin_auth, "ADMIN", JWT_ALG_ES256, priv, later);
+    mint(user_auth, sizeof user_auth, "USER", JWT_ALG_ES256, priv, later);
+    mint(expired_auth, sizeof expired_auth, "ADMIN", JWT_ALG_ES256, priv, lb_now_ms() / 1000 - 5);
+    /* the alg-confusion attack: HMAC keyed with the public key text */
+    mint(hs256_auth, sizeof hs256_auth, "ADMIN", JWT_ALG_HS256, pub, later);
+    free(priv);
+    free(pub);
+}
+
+/* --- HTTP ----------------------------------------------------------------------- */
+
+typedef struct resp {
+    long status;
+    char body[65536];
+    size_t body_len;
+    char headers[8192];
+    size_t headers_len;
+} resp;
+
+static size_t
+on_data(char *p, size_t sz, size_t n, char *dst, size_t cap, size_t *len)
+{
+    size_t got = sz * n;
+    size_t take = got < cap - 1 - *len ? got : cap - 1 - *len;
+    memcpy(dst + *len, p, take);
+    *len += take;
+    dst[*len] = '\0';
+    return got;
+}
+
+static size_t
+on_body(char *p, size_t sz, size_t n, void *ud)
+{
+    resp *r = ud;
+    return on_data(p, sz, n, r->body, sizeof r->body, &r->body_len);
+}
+
+static size_t
+on_header(char *p, size_t sz, size_t n, void *ud)
+{
+    resp *r = ud;
+    return on_data(p, sz, n, r->headers, sizeof r->headers, &r->headers_len);
+}
+
+typedef struct upload {
+    const char *data;
+    size_t left;
+} upload;
+
+static size_t
+on_read(char *buf, size_t sz, size_t n, void *ud)
+{
+    upload *u = ud;
+    size_t take = u->left < sz * n ? u->left : sz * n;
+    memcpy(buf, u->data, take);
+    u->data += take;
+    u->left -= take;
+    return take;
+}
+
+/* hdrs: NULL-terminated (NULL entries before the end are skipped: use n_hdrs) */
+static void
+call(resp *r, const char *method, const char *path, const char *const *hdrs, size_t n_hdrs,
+     const char *body, bool chunked)
+{
+    memset(r, 0, sizeof *r);
+    CURL *c = curl_easy_init();
+    cr_assert_not_null(c);
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", edge.port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    struct curl_slist *list = NULL;
+    for (size_t i = 0; i < n_hdrs; i++)
+        if (hdrs[i] != NULL)
+            list = curl_slist_append(list, hdrs[i]);
+    upload up = { body, body ? strlen(body) : 0 };
+    if (chunked) {
+        list = curl_slist_append(list, "Transfer-Encoding: chunked");
+        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, &up);
+    } else if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+    CURLcode rc = curl_easy_perform(c);
+    cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(list);
+    curl_easy_cleanup(c);
+}
+
+static void
+get(resp *r, const char *path)
+{
+    call(r, "GET", path, NULL, 0, NULL, false);
+}
+
+static void
+post_product(resp *r, const char *auth, const char *idem_key, const char *body)
+{
+    char key[300] = "";
+    if (idem_key != NULL)
+        snprintf(key, sizeof key, "Idempotency-Key: %s", idem_key);
+    const char *h[] = { "Content-Type: application/json", auth, idem_key ? key : NULL };
+    call(r, "POST", "/api/v1/products", h, LB_COUNTOF(h), body, false);
+}
+
+/* Value of response header name (without CRLF) into out; false if absent. */
+static bool
+header_value(const resp *r, const char *name, char *out, size_t n)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\n%s: ", name);
+    const char *p = strcasestr(r->headers, pat);
+    if (p == NULL)
+        return false;
+    p += strlen(pat);
+    size_t len = strcspn(p, "\r\n");
+    if (len >= n)
+        return false;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return true;
+}
+
+static json_t *
+body_json(const resp *r)
+{
+    json_error_t je;
+    json_t *j = json_loads(r->body, 0, &je);
+    cr_assert_not_null(j, "status %ld, body not JSON: %s", r->status, r->body);
+    return j;
+}
+
+static void
+assert_error(const resp *r, long status, const char *code, const char *field)
+{
+    cr_assert_eq(r->status, status, "want %ld got %ld: %s", status, r->status, r->body);
+    json_t *root = body_json(r);
+    json_t *e = json_object_get(root, "error");
+    cr_assert_str_eq(json_string_value(json_object_get(e, "code")), code, "%s", r->body);
+    cr_assert(json_is_string(json_object_get(e, "message")), "%s", r->body);
+    const char *f = json_string_value(json_object_get(e, "field"));
+    if (field == NULL)
+        cr_assert_null(f, "unexpected field: %s", r->body);
+    else
+        cr_assert(f != NULL && strcmp(f, field) == 0, "want field %s: %s", field, r->body);
+    json_decref(root);
+}
+
+static const char *
+str_of(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    cr_assert_not_null(s, "no string %s", k);
+    return s;
+}
+
+static bool
+rfc3339_utc(const char *s)
+{
+    regex_t re;
+    regcomp(&re, "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$",
+            REG_EXTENDED | REG_NOSUB);
+    bool ok = regexec(&re, s, 0, NULL, 0) == 0;
+    regfree(&re);
+    return ok;
+}
+
+static int64_t
+rows_named(const char *name)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM catalog.products WHERE name = '%s'", name);
+    return tsupport_sql_int(sql);
+}
+
+/* --- daemons ---------------------------------------------------------------------- */
+
+static bool
+ready_is(void *want)
+{
+    resp r;
+    get(&r, "/readyz");
+    return r.status == *(long *)want;
+}
+
+static void
+start_edge(const char *const *env)
+{
+    tsupport_daemon_start(&edge, "layby-edge", 0, NULL, env);
+    long ok = 200;
+    cr_assert(tsupport_poll_until(ready_is, &ok, 10000), "edge never became ready");
+}
+
+static void
+setup(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    lb_err err;
+    cr_assert_eq(id_init(&err), LB_OK);
+    tsupport_reset();
+    tokens();
+}
+
+static void
+setup_both(void)
+{
+    setup();
+    tsupport_daemon_start(&catalog, "layby-catalog", 0, NULL, NULL);
+    start_edge(NULL);
+}
+
+static void
+teardown(void)
+{
+    if (edge.pid != 0)
+        tsupport_daemon_stop(&edge, 5000);
+    if (catalog.pid != 0)
+        tsupport_daemon_stop(&catalog, 5000);
+    curl_global_cleanup();
+}
+
+TestSuite(products, .init = setup_both, .fini = teardown, .timeout = 120);
+
+/* --- the happy path ------------------------------------------------------------- */
+
+Test(products, create_then_read_back)
+{
+    resp r;
+    const char *tp = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const char *h[] = { "Content-Type: application/json", admin_auth, tp };
+    call(&r, "POST", "/api/v1/products", h, LB_COUNTOF(h),
+         "{\"name\":\"OLED TV 55\",\"price\":1890000,\"details\":\"4K, 120 Hz\","
+         "\"category\":\"tv\",\"stock\":7}",
+         false);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    char trace[64];
+    cr_assert(header_value(&r, "traceparent", trace, sizeof trace));
+    cr_assert_str_eq(trace, tp + strlen("traceparent: "));
+
+    json_t *p = body_json(&r);
+    const char *id = str_of(p, "productId");
+    cr_assert(id_valid(id), "%s", id);
+    cr_assert_str_eq(str_of(p, "name"), "OLED TV 55");
+    cr_assert_eq(json_integer_value(json_object_get(p, "price")), 1890000);
+    cr_assert_str_eq(str_of(p, "details"), "4K, 120 Hz");
+    cr_assert_str_eq(str_of(p, "category"), "tv");
+    cr_assert_eq(json_integer_value(json_object_get(p, "stockAvailable")), 7);
+    cr_assert(rfc3339_utc(str_of(p, "createdAt")), "%s", str_of(p, "createdAt"));
+    char loc[128], want_loc[128];
+    snprintf(want_loc, sizeof want_loc, "/api/v1/products/%s", id);
+    cr_assert(header_value(&r, "Location", loc, sizeof loc), "%s", r.headers);
+    cr_assert_str_eq(loc, want_loc);
+
+    resp g;
+    get(&g, loc);
+    cr_assert_eq(g.status, 200, "%s", g.body);
+    json_t *q = body_json(&g);
+    cr_assert(json_equal(p, q), "read back differs:\n%s\n%s", r.body, g.body);
+    json_decref(q);
+    json_decref(p);
+    cr_assert_eq(rows_named("OLED TV 55"), 1);
+}
+
+Test(products, repeat_with_same_idempotency_key_is_the_same_product)
+{
+    const char *body = "{\"name\":\"Soundbar\",\"price\":399000,\"details\":\"5.1\","
+                       "\"category\":\"audio\",\"stock\":3}";
+    resp a, b, c;
+    post_product(&a, admin_auth, "create-soundbar-1", body);
+    cr_assert_eq(a.status, 201, "%s", a.body);
+    post_product(&b, admin_auth, "create-soundbar-1", body);
+    cr_assert_eq(b.status, 201, "%s", b.body);
+    cr_assert_str_eq(a.body, b.body, "a repeat returns the first outcome");
+    char la[128], lb[128];
+    cr_assert(header_value(&a, "Location", la, sizeof la));
+    cr_assert(header_value(&b, "Location", lb, sizeof lb));
+    cr_assert_str_eq(la, lb);
+    cr_assert_eq(rows_named("Soundbar"), 1, "no second row");
+
+    /* the same key with another body is refused, and creates nothing */
+    post_product(&c, admin_auth, "create-soundbar-1",
+                 "{\"name\":\"Soundbar\",\"price\":1,\"details\":\"5.1\",\"category\":\"audio\","
+                 "\"stock\":3}");
+    assert_error(&c, 422, "unprocessable", NULL);
+    cr_assert_eq(rows_named("Soundbar"), 1);
+
+    /* another key is another product */
+    post_product(&c, admin_auth, "create-soundbar-2", body);
+    cr_assert_eq(c.status, 201, "%s", c.body);
+    cr_assert_str_neq(a.body, c.body);
+    cr_assert_eq(rows_named("Soundbar"), 2);
+}
+
+/* --- refusals ----------------------------------------------------------------------- */
+
+Test(products, tokens_are_checked)
+{
+    const char *body = "{\"name\":\"Blocked\",\"price\":1000,\"details\":\"\",\"category\":\"x\","
+                       "\"stock\":1}";
+    resp r;
+    char www[64];
+    post_product(&r, NULL, NULL, body);
+    assert_error(&r, 401, "unauthorized", NULL);
+    cr_assert(header_value(&r, "WWW-Authenticate", www, sizeof www));
+    cr_assert_str_eq(www, "Bearer");
+    post_product(&r, user_auth, NULL, body);
+    assert_error(&r, 403, "forbidden", NULL);
+    post_product(&r, hs256_auth, NULL, body);
+    assert_error(&r, 401, "unauthorized", NULL);
+    post_product(&r, expired_auth, NULL, body);
+    assert_error(&r, 401, "unauthorized", NULL);
+    cr_assert_eq(rows_named("Blocked"), 0);
+}
+
+Test(products, bad_bodies_are_400_with_field)
+{
+    resp r;
+    post_product(&r, admin_auth, NULL, "{\"name\": \"TV\",");
+    assert_error(&r, 400, "malformed_json", NULL);
+    post_product(&r, admin_auth, NULL, "{\"name\":\"TV\",\"colour\":\"black\"}");
+    assert_error(&r, 400, "unknown_field", "colour");
+    post_product(&r, admin_auth, NULL, "{\"name\":\"TV\",\"price\":true}");
+    assert_error(&r, 400, "wrong_type", "price");
+    /* passes the codec, refused by the catalog's own validation */
+    post_product(&r, admin_auth, NULL,
+                 "{\"name\":\"Cheap TV\",\"price\":-5,\"details\":\"\",\"category\":\"tv\","
+                 "\"stock\":1}");
+    assert_error(&r, 400, "invalid_argument", "price");
+    cr_assert_eq(rows_named("Cheap TV"), 0);
+}
+
+Test(products, body_limits_and_media_type)
+{
+    resp r;
+    size_t big = 70 * 1024; /* over the 64 KiB default */
+    char *huge = malloc(big + 1);
+    memset(huge, ' ', big);
+    huge[0] = '{';
+    huge[big - 1] = '}';
+    huge[big] = '\0';
+    post_product(&r, admin_auth, NULL, huge);
+    free(huge);
+    assert_error(&r, 413, "payload_too_large", NULL);
+
+    const char *h[] = { "Content-Type: application/json", admin_auth };
+    call(&r, "POST", "/api/v1/products", h, LB_COUNTOF(h), "{\"name\":\"x\"}", true);
+    assert_error(&r, 411, "length_required", NULL);
+
+    const char *t[] = { "Content-Type: text/plain", admin_auth };
+    call(&r, "POST", "/api/v1/products", t, LB_COUNTOF(t), "{\"name\":\"x\"}", false);
+    assert_error(&r, 415, "unsupported_media_type", NULL);
+}
+
+Test(products, unknown_and_malformed_ids)
+{
+    char id[ID_STR_LEN], path[128];
+    id_new(id);
+    snprintf(path, sizeof path, "/api/v1/products/%s", id);
+    resp r;
+    get(&r, path);
+    assert_error(&r, 404, "not_found", NULL);
+    get(&r, "/api/v1/products/12345");
+    assert_error(&r, 400, "invalid_argument", "id");
+}
+
+Test(products, routing_errors)
+{
+    resp r;
+    get(&r, "/api/v1/nothing-here");
+    assert_error(&r, 404, "not_found", NULL);
+    call(&r, "DELETE", "/api/v1/products", NULL, 0, NULL, false);
+    assert_error(&r, 405, "method_not_allowed", NULL);
+    char allow[64];
+    cr_assert(header_value(&r, "Allow", allow, sizeof allow));
+    cr_assert_str_eq(allow, "POST");
+}
+
+Test(products, operational_routes)
+{
+    resp r;
+    get(&r, "/healthz");
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    get(&r, "/readyz");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    get(&r, "/api/v1/openapi.json");
+    cr_assert_eq(r.status, 200);
+    json_t *doc = body_json(&r);
+    cr_assert_not_null(json_object_get(json_object_get(doc, "paths"), "/api/v1/products/{id}"));
+    json_decref(doc);
+    get(&r, "/metrics");
+    cr_assert_eq(r.status, 200);
+    cr_assert_not_null(strstr(r.body, "layby_edge_requests_total{route=\"/readyz\",method=\"GET\","
+                                      "status=\"200\"}"),
+                       "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "layby_edge_request_duration_seconds_count"), "%s", r.body);
+}
+
+Test(products, readyz_follows_nats)
+{
+    long down = 503, up = 200;
+    tsupport_nats_stop();
+    bool went_down = tsupport_poll_until(ready_is, &down, 10000);
+    resp r;
+    if (went_down) {
+        get(&r, "/readyz");
+        assert_error(&r, 503, "unavailable", NULL);
+    }
+    tsupport_nats_start();
+    cr_assert(went_down, "/readyz stayed 200 without NATS");
+    cr_assert(tsupport_poll_until(ready_is, &up, 15000), "/readyz did not recover");
+}
+
+Test(products, sigterm_stops_cleanly)
+{
+    cr_assert_eq(tsupport_daemon_stop(&edge, 5000), 0);
+}
+
+/* --- without a catalog ------------------------------------------------------------- */
+
+static bool
+product_readable(void *path)
+{
+    resp r;
+    get(&r, path);
+    return r.status == 200;
+}
+
+TestSuite(products_pending, .init = setup, .fini = teardown, .timeout = 120);
+
+Test(products_pending, unanswered_create_is_202_and_lands_later)
+{
+    const char *env[] = { "LAYBY_EDGE_COMMAND_TIMEOUT=300ms", NULL };
+    start_edge(env);
+    resp r;
+    post_product(&r, admin_auth, "late-1",
+                 "{\"name\":\"Late lamp\",\"price\":25000,\"details\":\"\",\"category\":\"home\","
+                 "\"stock\":2}");
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    json_t *p = body_json(&r);
+    cr_assert_str_eq(str_of(p, "status"), "PENDING");
+    char loc[128], want[128];
+    snprintf(want, sizeof want, "/api/v1/products/%s", str_of(p, "productId"));
+    cr_assert(header_value(&r, "Location", loc, sizeof loc));
+    cr_assert_str_eq(loc, want);
+
+    /* the command is stored: once the catalog runs, the product appears */
+    tsupport_daemon_start(&catalog, "layby-catalog", 0, NULL, NULL);
+    cr_assert(tsupport_poll_until(product_readable, loc, 15000), "product never appeared");
+
+    /* the 202 was not remembered: a repeat now gets the real outcome */
+    post_product(&r, admin_auth, "late-1",
+                 "{\"name\":\"Late lamp\",\"price\":25000,\"details\":\"\",\"category\":\"home\","
+                 "\"stock\":2}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    json_t *q = body_json(&r);
+    cr_assert_str_eq(str_of(q, "productId"), str_of(p, "productId"));
+    json_decref(q);
+    json_decref(p);
+    cr_assert_eq(rows_named("Late lamp"), 1);
+}

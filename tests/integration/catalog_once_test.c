@@ -1,0 +1,476 @@
+/* catalog_once_test.c - the runtime's delivery guarantees, shown through the
+ * catalog service against real nats-server and PostgreSQL: duplicates, crashes
+ * between commit and ack or between publish and delete, a NATS outage, poison
+ * messages and two instances sharing one durable. */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/bus.h"
+#include "engine/id.h"
+#include "layby/v1/catalog.pb-c.h"
+#include "tsupport.h"
+
+#define WAIT_MS 20000
+
+static bus *admin;
+
+static void
+open_admin(void)
+{
+    lb_err err;
+    cr_assert_eq(id_init(&err), LB_OK);
+    bus_opts o = BUS_OPTS_INIT;
+    o.url = tsupport_env_req("LAYBY_NATS_URL");
+    o.user = tsupport_env_req("LAYBY_CTL_NATS_USER");
+    o.password = tsupport_env_req("LAYBY_CTL_NATS_PASSWORD");
+    o.name = "catalog-once-test";
+    cr_assert_eq(bus_open(&admin, &o, &err), LB_OK, "%s", err.msg);
+}
+
+static void
+setup(void)
+{
+    tsupport_reset();
+    open_admin();
+}
+
+/* Daemons of the running test, killed in teardown even when an assertion failed
+ * half-way, so one failure does not leave a consumer running into the next test. */
+static tsupport_proc procs[4];
+
+/* Applies stream settings to LAYBY_CMD (teardown puts the defaults back). */
+static void
+set_cmd_stream(const bus_topology_opts *o)
+{
+    bus_topology_change ch;
+    lb_err err;
+    cr_assert_eq(bus_topology_stream_apply(&ch, bus_js(admin), &bus_topology_streams[0], o, &err),
+                 LB_OK, "%s", err.msg);
+}
+
+static void
+teardown(void)
+{
+    bus_topology_opts defaults = BUS_TOPOLOGY_OPTS_INIT;
+    set_cmd_stream(&defaults);
+    for (size_t i = 0; i < sizeof procs / sizeof procs[0]; i++)
+        if (procs[i].pid > 0)
+            tsupport_daemon_kill(&procs[i]);
+    memset(procs, 0, sizeof procs);
+    bus_close(admin);
+    admin = NULL;
+}
+
+/* Publishes CreateProduct(pid) under env (msg id chosen by the caller). */
+static void
+send_create(const bus_envelope *env, const char *pid, const char *name)
+{
+    Layby__V1__ProductDraft d = LAYBY__V1__PRODUCT_DRAFT__INIT;
+    d.name = (char *)name;
+    d.price = 990000;
+    d.details = "16 GB, 1 TB";
+    d.category = "laptop";
+    d.stock = 5;
+    Layby__V1__CreateProduct c = LAYBY__V1__CREATE_PRODUCT__INIT;
+    c.product_id = (char *)pid;
+    c.draft = &d;
+    lb_err err;
+    cr_assert_eq(bus_publish(admin, "layby.cmd.catalog.create_product", env, &c.base, &err), LB_OK,
+                 "%s", err.msg);
+}
+
+static void
+send_new(const char *name)
+{
+    char pid[ID_STR_LEN];
+    id_new(pid);
+    bus_envelope env;
+    bus_envelope_init(&env, &layby__v1__create_product__descriptor, NULL);
+    send_create(&env, pid, name);
+}
+
+static uint64_t
+stream_msgs(const char *stream)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_GetStreamInfo(&si, bus_js(admin), stream, NULL, &jerr), NATS_OK);
+    uint64_t n = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    return n;
+}
+
+/* True when the catalog durable has nothing pending or unacknowledged. */
+static bool
+consumer_idle(void *arg)
+{
+    (void)arg;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    if (js_GetConsumerInfo(&ci, bus_js(admin), "LAYBY_CMD", "catalog", NULL, &jerr) != NATS_OK)
+        return false;
+    bool idle = ci->NumPending == 0 && ci->NumAckPending == 0 && ci->NumRedelivered == 0;
+    jsConsumerInfo_Destroy(ci);
+    return idle;
+}
+
+typedef struct want {
+    const char *sql;
+    int64_t n;
+} want;
+
+static bool
+sql_equals(void *arg)
+{
+    want *w = arg;
+    return tsupport_sql_int(w->sql) == w->n;
+}
+
+typedef struct stream_want {
+    const char *stream;
+    uint64_t n;
+} stream_want;
+
+static bool
+stream_has(void *arg)
+{
+    stream_want *w = arg;
+    return stream_msgs(w->stream) >= w->n;
+}
+
+static bool
+proc_dead(void *arg)
+{
+    return !tsupport_daemon_alive(arg);
+}
+
+static void
+wait_sql(const char *sql, int64_t n)
+{
+    want w = { sql, n };
+    cr_assert(tsupport_poll_until(sql_equals, &w, WAIT_MS), "%s never became %lld (is %lld)", sql,
+              (long long)n, (long long)tsupport_sql_int(sql));
+}
+
+static void
+wait_stream(const char *stream, uint64_t n)
+{
+    stream_want w = { stream, n };
+    cr_assert(tsupport_poll_until(stream_has, &w, WAIT_MS), "%s never held %llu messages (%llu)",
+              stream, (unsigned long long)n, (unsigned long long)stream_msgs(stream));
+}
+
+static bool
+never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+TestSuite(catalog_once, .init = setup, .fini = teardown, .timeout = 120);
+
+Test(catalog_once, same_msg_id_delivered_twice_changes_the_database_once)
+{
+    /* A short duplicate window lets the broker store the repeat, so the
+     * consumer's inbox, not JetStream, is what must drop it. */
+    bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
+    o.duplicates_ms = 200;
+    set_cmd_stream(&o);
+    tsupport_proc *p = &procs[0];
+    tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
+    char pid[ID_STR_LEN];
+    id_new(pid);
+    bus_envelope env;
+    bus_envelope_init(&env, &layby__v1__create_product__descriptor, NULL);
+    send_create(&env, pid, "twice");
+    wait_sql("SELECT count(*) FROM catalog.products", 1);
+    wait_stream("LAYBY_EVT", 1);
+    /* Re-send until the broker's duplicate window has passed and it stores the
+     * repeat; a publish it drops as duplicate reaches no consumer. */
+    bool stored = false;
+    for (int i = 0; i < 100 && !stored; i++) {
+        Layby__V1__ProductDraft d = LAYBY__V1__PRODUCT_DRAFT__INIT;
+        d.name = "twice";
+        d.price = 990000;
+        d.details = "16 GB, 1 TB";
+        d.category = "laptop";
+        d.stock = 5;
+        Layby__V1__CreateProduct c = LAYBY__V1__CREATE_PRODUCT__INIT;
+        c.product_id = pid;
+        c.draft = &d;
+        natsMsg *m = NULL;
+        lb_err err;
+        cr_assert_eq(bus_msg_new(&m, "layby.cmd.catalog.create_product", &env, &c.base, &err),
+                     LB_OK);
+        jsPubAck *ack = NULL;
+        jsErrCode jerr = 0;
+        cr_assert_eq(js_PublishMsg(&ack, bus_js(admin), m, NULL, &jerr), NATS_OK);
+        stored = !ack->Duplicate;
+        jsPubAck_Destroy(ack);
+        natsMsg_Destroy(m);
+        if (!stored)
+            tsupport_poll_until(never, NULL, 100);
+    }
+    cr_assert_eq(stream_msgs("LAYBY_CMD"), 2, "the broker must have stored the repeat");
+    cr_assert(tsupport_poll_until(consumer_idle, NULL, WAIT_MS));
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.products"), 1);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.inbox"), 1);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.outbox"), 0);
+    cr_assert_eq(stream_msgs("LAYBY_EVT"), 1, "one event, not two");
+    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+}
+
+Test(catalog_once, same_product_under_two_msg_ids_is_one_product)
+{
+    tsupport_proc *p = &procs[0];
+    tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
+    char pid[ID_STR_LEN];
+    id_new(pid);
+    for (int i = 0; i < 3; i++) {
+        bus_envelope env;
+        bus_envelope_init(&env, &layby__v1__create_product__descriptor, NULL);
+        send_create(&env, pid, "retried");
+    }
+    wait_sql("SELECT count(*) FROM catalog.inbox", 3);
+    cr_assert(tsupport_poll_until(consumer_idle, NULL, WAIT_MS));
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.products"), 1);
+    wait_sql("SELECT count(*) FROM catalog.outbox", 0);
+    cr_assert_eq(stream_msgs("LAYBY_EVT"), 1);
+    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+}
+
+Test(catalog_once, killed_after_commit_before_ack_applies_nothing_twice)
+{
+    bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
+    o.ack_wait_ms = 1000; /* redeliver soon after the crash */
+    tsupport_reset_with(&o);
+    tsupport_proc *p = &procs[0];
+    const char *fault[] = { "LAYBY_FAULT=svc.after_commit", NULL };
+    tsupport_daemon_start(p, "layby-catalog", 0, NULL, fault);
+    send_new("crash-after-commit");
+    cr_assert(tsupport_poll_until(proc_dead, p, WAIT_MS), "the fault point never fired");
+    /* The transaction committed before the crash; the ack never left. */
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.products"), 1);
+    tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
+    cr_assert(tsupport_poll_until(consumer_idle, NULL, WAIT_MS), "redelivery was never acked");
+    wait_sql("SELECT count(*) FROM catalog.outbox", 0);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.products"), 1);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.inbox"), 1);
+    cr_assert_eq(stream_msgs("LAYBY_EVT"), 1);
+    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+}
+
+Test(catalog_once, killed_after_publish_before_delete_publishes_once)
+{
+    tsupport_proc *p = &procs[0];
+    const char *fault[] = { "LAYBY_FAULT=relay.after_publish", NULL };
+    tsupport_daemon_start(p, "layby-catalog", 0, NULL, fault);
+    for (int i = 0; i < 10; i++)
+        send_new("crash-after-publish");
+    cr_assert(tsupport_poll_until(proc_dead, p, WAIT_MS), "the fault point never fired");
+    tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
+    cr_assert(tsupport_poll_until(consumer_idle, NULL, WAIT_MS));
+    wait_sql("SELECT count(*) FROM catalog.products", 10);
+    wait_sql("SELECT count(*) FROM catalog.outbox", 0);
+    cr_assert_eq(stream_msgs("LAYBY_EVT"), 10, "republished rows must be dropped as duplicates");
+    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+}
+
+Test(catalog_once, events_written_while_nats_is_down_are_published_once_it_is_back)
+{
+    tsupport_proc *p = &procs[0];
+    tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
+    tsupport_nats_stop();
+    /* Committed events the relay cannot publish yet: rows written as the
+     * catalog's handlers write them, while the broker is away. */
+    Layby__V1__Product prod = LAYBY__V1__PRODUCT__INIT;
+    prod.name = "offline";
+    Layby__V1__ProductCreated ev = LAYBY__V1__PRODUCT_CREATED__INIT;
+    ev.product = &prod;
+    uint8_t body[256];
+    size_t len = layby__v1__product_created__pack(&ev, body);
+    char hex[600], sql[1200];
+    for (size_t i = 0; i < len; i++)
+        snprintf(hex + 2 * i, 3, "%02x", body[i]);
+    for (int i = 0; i < 25; i++) {
+        char id[ID_STR_LEN];
+        id_new(id);
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO catalog.outbox (id, subject, msg_type, correlation, causation, "
+                 "actor, reply, traceparent, body) VALUES ('%s', 'layby.evt.product.created', "
+                 "'layby.v1.ProductCreated', '%s', '', '', '', '', '\\x%s')",
+                 id, id, hex);
+        tsupport_sql(sql);
+    }
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.outbox"), 25);
+    tsupport_nats_start();
+    wait_sql("SELECT count(*) FROM catalog.outbox", 0);
+    cr_assert_eq(stream_msgs("LAYBY_EVT"), 25, "every row exactly once");
+    cr_assert(tsupport_daemon_alive(p));
+    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+}
+
+static void
+publish_raw(const char *subject, const char *msg_id, const char *type, const void *body,
+            size_t len)
+{
+    natsMsg *m = NULL;
+    cr_assert_eq(natsMsg_Create(&m, subject, NULL, body, (int)len), NATS_OK);
+    if (msg_id != NULL)
+        natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id);
+    if (type != NULL)
+        natsMsgHeader_Set(m, "Layby-Type", type);
+    jsPubAck *ack = NULL;
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_PublishMsg(&ack, bus_js(admin), m, NULL, &jerr), NATS_OK);
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(m);
+}
+
+static uint64_t
+stream_first_seq(const char *stream)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_GetStreamInfo(&si, bus_js(admin), stream, NULL, &jerr), NATS_OK);
+    uint64_t n = si->State.FirstSeq;
+    jsStreamInfo_Destroy(si);
+    return n;
+}
+
+/* The i-th (0-based) message now in LAYBY_DLQ (sequences keep growing across purges). */
+static natsMsg *
+dlq_get(uint64_t i)
+{
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_GetMsg(&m, bus_js(admin), "LAYBY_DLQ", stream_first_seq("LAYBY_DLQ") + i,
+                           NULL, &jerr),
+                 NATS_OK);
+    return m;
+}
+
+static void
+assert_dlq_has_error(uint64_t i, const char *want_in_error)
+{
+    natsMsg *m = dlq_get(i);
+    const char *e = NULL, *c = NULL, *subj = NULL;
+    cr_assert_eq(natsMsgHeader_Get(m, "Layby-Dlq-Error", &e), NATS_OK);
+    cr_assert_eq(natsMsgHeader_Get(m, "Layby-Dlq-Consumer", &c), NATS_OK);
+    cr_assert_eq(natsMsgHeader_Get(m, "Layby-Dlq-Subject", &subj), NATS_OK);
+    cr_assert_str_eq(c, "LAYBY_CMD/catalog");
+    cr_assert_str_eq(subj, "layby.cmd.catalog.create_product");
+    cr_assert(strstr(e, want_in_error) != NULL, "error '%s' lacks '%s'", e, want_in_error);
+    natsMsg_Destroy(m);
+}
+
+Test(catalog_once, poison_messages_land_in_the_dlq_and_the_consumer_goes_on)
+{
+    tsupport_proc *p = &procs[0];
+    tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
+    static const char garbage[] = "\xff\xff\xff\xff not protobuf";
+    publish_raw("layby.cmd.catalog.create_product", "poison-1", "layby.v1.CreateProduct",
+                garbage, sizeof garbage - 1);
+    wait_stream("LAYBY_DLQ", 1);
+    publish_raw("layby.cmd.catalog.create_product", NULL, "layby.v1.CreateProduct", "", 0);
+    wait_stream("LAYBY_DLQ", 2);
+    publish_raw("layby.cmd.catalog.create_product", "poison-3", "layby.v1.Nonsense", "", 0);
+    wait_stream("LAYBY_DLQ", 3);
+    send_new("after the poison");
+    wait_sql("SELECT count(*) FROM catalog.products", 1);
+    cr_assert(tsupport_poll_until(consumer_idle, NULL, WAIT_MS));
+    cr_assert_eq(stream_msgs("LAYBY_DLQ"), 3);
+    assert_dlq_has_error(0, "decode");
+    assert_dlq_has_error(1, "Nats-Msg-Id");
+    assert_dlq_has_error(2, "Layby-Type");
+    cr_assert(tsupport_daemon_alive(p));
+    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+}
+
+Test(catalog_once, a_message_that_keeps_failing_is_dead_lettered_after_max_deliver)
+{
+    tsupport_proc *p = &procs[0];
+    const char *args[] = { "--max-deliver", "3", "--nak-delay", "50ms", NULL };
+    tsupport_daemon_start(p, "layby-catalog", 0, args, NULL);
+    /* The catalog role loses its insert right: every attempt fails in PostgreSQL. */
+    tsupport_sql("REVOKE INSERT ON catalog.products FROM catalog");
+    send_new("cannot be stored");
+    wait_stream("LAYBY_DLQ", 1);
+    tsupport_sql("GRANT INSERT ON catalog.products TO catalog");
+    natsMsg *m = dlq_get(0);
+    const char *deliveries = NULL, *e = NULL;
+    cr_assert_eq(natsMsgHeader_Get(m, "Layby-Dlq-Deliveries", &deliveries), NATS_OK);
+    cr_assert_str_eq(deliveries, "3");
+    cr_assert_eq(natsMsgHeader_Get(m, "Layby-Dlq-Error", &e), NATS_OK);
+    cr_assert(strstr(e, "permission denied") != NULL, "%s", e);
+    natsMsg_Destroy(m);
+    send_new("stored again");
+    wait_sql("SELECT count(*) FROM catalog.products", 1);
+    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+}
+
+typedef struct body {
+    char buf[65536];
+    size_t len;
+} body;
+
+static size_t
+collect(void *p, size_t size, size_t n, void *arg)
+{
+    body *b = arg;
+    size_t k = size * n;
+    if (b->len + k >= sizeof b->buf)
+        k = sizeof b->buf - b->len - 1;
+    memcpy(b->buf + b->len, p, k);
+    b->len += k;
+    b->buf[b->len] = '\0';
+    return size * n;
+}
+
+/* layby_svc_messages_handled_total of the daemon serving metrics on port. */
+static long long
+handled_on(int port)
+{
+    static body b;
+    b.len = 0;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    const char *k = "layby_svc_messages_handled_total{service=\"catalog\"} ";
+    const char *at = strstr(b.buf, k);
+    cr_assert_not_null(at, "no handled counter in %s", b.buf);
+    return atoll(at + strlen(k));
+}
+
+Test(catalog_once, two_instances_share_the_durable)
+{
+    tsupport_proc *a = &procs[0], *b = &procs[1];
+    int port_b = tsupport_port_free();
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", port_b);
+    const char *args_a[] = { "--batch", "16", NULL };
+    const char *args_b[] = { "--batch", "16", "--metrics-port", port_arg, "--instance", "1", NULL };
+    tsupport_daemon_start(a, "layby-catalog", 0, args_a, NULL);
+    tsupport_daemon_start(b, "layby-catalog", port_b, args_b, NULL);
+    enum { N = 2000 };
+    for (int i = 0; i < N; i++)
+        send_new("shared");
+    wait_sql("SELECT count(*) FROM catalog.products", N);
+    wait_sql("SELECT count(*) FROM catalog.outbox", 0);
+    wait_stream("LAYBY_EVT", N);
+    long long ha = handled_on(a->port), hb = handled_on(b->port);
+    cr_assert_eq(ha + hb, N, "each command handled once: %lld + %lld", ha, hb);
+    cr_assert_gt(ha, 0);
+    cr_assert_gt(hb, 0);
+    cr_assert_eq(stream_msgs("LAYBY_EVT"), N);
+    cr_assert_eq(tsupport_daemon_stop(a, 10000), 0);
+    cr_assert_eq(tsupport_daemon_stop(b, 10000), 0);
+}

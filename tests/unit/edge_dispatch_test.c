@@ -1,0 +1,399 @@
+/* edge_dispatch_test.c - the edge's HTTP behaviour in one process, without
+ * NATS: civetweb with edge_dispatch on a free port, driven with libcurl.
+ *
+ * Everything answered before a message would be sent is checked here: the
+ * error shape on the wire, 404/405 with Allow, 401 with WWW-Authenticate,
+ * 403, the body limits (411/413/415), JSON decoding faults with their field,
+ * a malformed id, trace context echo, the operational routes. The bus is
+ * NULL, so a request that got as far as the bus would crash the test.
+ */
+#define _GNU_SOURCE /* strcasestr */
+#include <civetweb.h>
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <string.h>
+
+#include "../../edge/edge_auth.c"
+#include "../../edge/edge_catalog.c"
+#include "../../edge/edge_http.c"
+#include "../../edge/edge_idem.c"
+#include "../../edge/edge_openapi.c"
+#include "../../edge/edge_ops.c"
+#include "../../edge/edge_route.c"
+#include "../../edge/edge_routes.c"
+
+static edge_app app;
+static struct mg_context *http;
+static int port;
+static char priv_pem[4096], pub_pem[1024];
+
+static void
+pem_of(EVP_PKEY *k, bool priv, char *out, size_t n)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    cr_assert(priv ? PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL)
+                   : PEM_write_bio_PUBKEY(b, k));
+    char *data;
+    long len = BIO_get_mem_data(b, &data);
+    cr_assert(len > 0 && (size_t)len < n);
+    memcpy(out, data, (size_t)len);
+    out[len] = '\0';
+    BIO_free(b);
+}
+
+static char *
+token(const char *role, jwt_alg_t alg, const char *key, int64_t exp)
+{
+    jwt_t *j = NULL;
+    cr_assert_eq(jwt_new(&j), 0);
+    jwt_add_grant(j, "sub", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+    jwt_add_grant(j, "role", role);
+    jwt_add_grant(j, "iss", "layby");
+    jwt_add_grant_int(j, "exp", (long)exp);
+    cr_assert_eq(jwt_set_alg(j, alg, (const unsigned char *)key, (int)strlen(key)), 0);
+    char *t = jwt_encode_str(j);
+    jwt_free(j);
+    cr_assert_not_null(t);
+    return t;
+}
+
+static void
+setup(void)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    cr_assert_not_null(k);
+    pem_of(k, true, priv_pem, sizeof priv_pem);
+    pem_of(k, false, pub_pem, sizeof pub_pem);
+    EVP_PKEY_free(k);
+
+    memset(&app, 0, sizeof app);
+    app.cfg.max_body = 1024;
+    app.cfg.command_timeout_ms = 1000;
+    app.cfg.query_timeout_ms = 1000;
+    lb_err err;
+    cr_assert_eq(edge_auth_new(&app.auth, pub_pem, strlen(pub_pem), NULL, &err), LB_OK);
+    pthread_mutex_init(&app.ready_lock, NULL);
+    pthread_mutex_init(&app.kv_lock, NULL);
+    cr_assert_eq(id_init(&err), LB_OK);
+    edge_routes_metrics_init();
+    log_init("edge-test", "t", LOG_ERROR);
+
+    mg_init_library(0);
+    const char *opts[] = { "listening_ports",   "127.0.0.1:0", "num_threads", "4",
+                           "enable_keep_alive", "yes",         NULL };
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    http = mg_start(&cb, &app, opts);
+    cr_assert_not_null(http);
+    mg_set_request_handler(http, "/", edge_dispatch, &app);
+    struct mg_server_port ports[2];
+    cr_assert_eq(mg_get_server_ports(http, 2, ports), 1);
+    port = ports[0].port;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void
+teardown(void)
+{
+    mg_stop(http);
+    mg_exit_library();
+    edge_auth_free(app.auth);
+    curl_global_cleanup();
+}
+
+/* --- a tiny HTTP client ----------------------------------------------------- */
+
+typedef struct resp {
+    long status;
+    char body[65536];
+    size_t body_len;
+    char headers[8192];
+    size_t headers_len;
+} resp;
+
+static size_t
+on_body(char *p, size_t sz, size_t n, void *ud)
+{
+    resp *r = ud;
+    size_t len = sz * n;
+    size_t room = sizeof r->body - 1 - r->body_len;
+    size_t take = len < room ? len : room;
+    memcpy(r->body + r->body_len, p, take);
+    r->body_len += take;
+    r->body[r->body_len] = '\0';
+    return len;
+}
+
+static size_t
+on_header(char *p, size_t sz, size_t n, void *ud)
+{
+    resp *r = ud;
+    size_t len = sz * n;
+    size_t room = sizeof r->headers - 1 - r->headers_len;
+    size_t take = len < room ? len : room;
+    memcpy(r->headers + r->headers_len, p, take);
+    r->headers_len += take;
+    r->headers[r->headers_len] = '\0';
+    return len;
+}
+
+typedef struct chunk_src {
+    const char *data;
+    size_t left;
+} chunk_src;
+
+static size_t
+on_read(char *buf, size_t sz, size_t n, void *ud)
+{
+    chunk_src *s = ud;
+    size_t take = s->left < sz * n ? s->left : sz * n;
+    memcpy(buf, s->data, take);
+    s->data += take;
+    s->left -= take;
+    return take;
+}
+
+/* method, path, extra headers (NULL-terminated list), body (NULL = none);
+ * chunked sends the body with Transfer-Encoding: chunked. */
+static void
+call(resp *r, const char *method, const char *path, const char *const *hdrs, const char *body,
+     bool chunked)
+{
+    memset(r, 0, sizeof *r);
+    CURL *c = curl_easy_init();
+    cr_assert_not_null(c);
+    char url[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    struct curl_slist *list = NULL;
+    for (size_t i = 0; hdrs != NULL && hdrs[i] != NULL; i++)
+        list = curl_slist_append(list, hdrs[i]);
+    chunk_src src = { body, body ? strlen(body) : 0 };
+    if (chunked) {
+        list = curl_slist_append(list, "Transfer-Encoding: chunked");
+        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, &src);
+    } else if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+    CURLcode rc = curl_easy_perform(c);
+    cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(list);
+    curl_easy_cleanup(c);
+}
+
+static bool
+has_header(const resp *r, const char *line)
+{
+    return strcasestr(r->headers, line) != NULL;
+}
+
+static void
+assert_error(const resp *r, long status, const char *code, const char *field)
+{
+    cr_assert_eq(r->status, status, "want %ld got %ld: %s", status, r->status, r->body);
+    cr_assert(has_header(r, "Content-Type: application/json"), "%s", r->headers);
+    json_error_t je;
+    json_t *root = json_loads(r->body, 0, &je);
+    cr_assert_not_null(root, "not JSON: %s", r->body);
+    json_t *e = json_object_get(root, "error");
+    cr_assert_str_eq(json_string_value(json_object_get(e, "code")), code, "%s", r->body);
+    cr_assert(json_is_string(json_object_get(e, "message")), "%s", r->body);
+    const char *f = json_string_value(json_object_get(e, "field"));
+    if (field == NULL)
+        cr_assert_null(f, "unexpected field in %s", r->body);
+    else
+        cr_assert(f != NULL && strcmp(f, field) == 0, "want field %s: %s", field, r->body);
+    json_decref(root);
+}
+
+static char admin_auth[2048], user_auth[2048];
+
+static void
+tokens(void)
+{
+    int64_t exp = lb_now_ms() / 1000 + 600;
+    char *a = token("ADMIN", JWT_ALG_ES256, priv_pem, exp);
+    char *u = token("USER", JWT_ALG_ES256, priv_pem, exp);
+    snprintf(admin_auth, sizeof admin_auth, "Authorization: Bearer %s", a);
+    snprintf(user_auth, sizeof user_auth, "Authorization: Bearer %s", u);
+    free(a);
+    free(u);
+}
+
+static void
+post_product(resp *r, const char *auth, const char *ctype, const char *body)
+{
+    const char *h[] = { auth, ctype, NULL };
+    call(r, "POST", "/api/v1/products", h, body, false);
+}
+
+TestSuite(edge_dispatch, .init = setup, .fini = teardown);
+
+Test(edge_dispatch, healthz_and_trace_context)
+{
+    resp r;
+    const char *tp = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const char *h[] = { tp, NULL };
+    call(&r, "GET", "/healthz", h, NULL, false);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    cr_assert(has_header(&r, tp), "traceparent echoed: %s", r.headers);
+
+    const char *bad[] = { "traceparent: 00-zz-00", NULL };
+    call(&r, "GET", "/healthz", bad, NULL, false);
+    const char *got = strcasestr(r.headers, "traceparent: ");
+    cr_assert_not_null(got);
+    char val[64];
+    sscanf(got + strlen("traceparent: "), "%63s", val);
+    cr_assert_eq(bus_traceparent_check(val, NULL), LB_OK, "a fresh valid one: %s", val);
+}
+
+Test(edge_dispatch, unknown_route_is_404_and_wrong_method_is_405)
+{
+    resp r;
+    call(&r, "GET", "/api/v1/nothing", NULL, NULL, false);
+    assert_error(&r, 404, "not_found", NULL);
+    call(&r, "DELETE", "/api/v1/products/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", NULL, NULL, false);
+    assert_error(&r, 405, "method_not_allowed", NULL);
+    cr_assert(has_header(&r, "Allow: GET\r\n"), "%s", r.headers);
+    call(&r, "GET", "/api/v1/products", NULL, NULL, false);
+    assert_error(&r, 405, "method_not_allowed", NULL);
+    cr_assert(has_header(&r, "Allow: POST\r\n"), "%s", r.headers);
+}
+
+Test(edge_dispatch, tokens_and_roles)
+{
+    tokens();
+    resp r;
+    post_product(&r, NULL, "Content-Type: application/json", "{}");
+    assert_error(&r, 401, "unauthorized", NULL);
+    cr_assert(has_header(&r, "WWW-Authenticate: Bearer"), "%s", r.headers);
+
+    post_product(&r, "Authorization: Basic YWRtaW46YWRtaW4=", "Content-Type: application/json",
+                 "{}");
+    assert_error(&r, 401, "unauthorized", NULL);
+
+    post_product(&r, user_auth, "Content-Type: application/json", "{}");
+    assert_error(&r, 403, "forbidden", NULL);
+
+    char *hs = token("ADMIN", JWT_ALG_HS256, pub_pem, lb_now_ms() / 1000 + 600);
+    char h[2048];
+    snprintf(h, sizeof h, "Authorization: Bearer %s", hs);
+    free(hs);
+    post_product(&r, h, "Content-Type: application/json", "{}");
+    assert_error(&r, 401, "unauthorized", NULL);
+
+    char *old = token("ADMIN", JWT_ALG_ES256, priv_pem, lb_now_ms() / 1000 - 1);
+    snprintf(h, sizeof h, "Authorization: Bearer %s", old);
+    free(old);
+    post_product(&r, h, "Content-Type: application/json", "{}");
+    assert_error(&r, 401, "unauthorized", NULL);
+}
+
+Test(edge_dispatch, body_limits_and_content_type)
+{
+    tokens();
+    resp r;
+    post_product(&r, admin_auth, "Content-Type: text/plain", "{\"name\":\"x\"}");
+    assert_error(&r, 415, "unsupported_media_type", NULL);
+
+    char big[2048];
+    memset(big, ' ', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    big[0] = '{';
+    big[sizeof big - 2] = '}';
+    post_product(&r, admin_auth, "Content-Type: application/json", big);
+    assert_error(&r, 413, "payload_too_large", NULL);
+    cr_assert(has_header(&r, "Connection: close"), "unread body: close (%s)", r.headers);
+
+    const char *h[] = { admin_auth, "Content-Type: application/json", NULL };
+    call(&r, "POST", "/api/v1/products", h, "{\"name\":\"x\"}", true);
+    assert_error(&r, 411, "length_required", NULL);
+}
+
+Test(edge_dispatch, json_faults_name_the_field)
+{
+    tokens();
+    resp r;
+    const char *ct = "Content-Type: application/json; charset=utf-8";
+    post_product(&r, admin_auth, ct, "{\"name\":");
+    assert_error(&r, 400, "malformed_json", NULL);
+    post_product(&r, admin_auth, ct, "{\"name\":\"TV\",\"colour\":\"red\"}");
+    assert_error(&r, 400, "unknown_field", "colour");
+    post_product(&r, admin_auth, ct, "{\"name\":\"TV\",\"price\":true}");
+    assert_error(&r, 400, "wrong_type", "price");
+    post_product(&r, admin_auth, ct, "{\"name\":5}");
+    assert_error(&r, 400, "wrong_type", "name");
+    post_product(&r, admin_auth, ct, "[1,2]");
+    assert_error(&r, 400, "wrong_type", NULL);
+    post_product(&r, admin_auth, ct, "");
+    assert_error(&r, 400, "malformed_json", NULL);
+}
+
+Test(edge_dispatch, malformed_product_id_is_400)
+{
+    resp r;
+    call(&r, "GET", "/api/v1/products/not-a-uuid", NULL, NULL, false);
+    assert_error(&r, 400, "invalid_argument", "id");
+}
+
+Test(edge_dispatch, metrics_and_openapi)
+{
+    resp r;
+    call(&r, "GET", "/nope", NULL, NULL, false);
+    call(&r, "GET", "/api/v1/openapi.json", NULL, NULL, false);
+    cr_assert_eq(r.status, 200);
+    json_t *doc = json_loads(r.body, 0, NULL);
+    cr_assert(json_is_object(json_object_get(doc, "paths")));
+    json_decref(doc);
+    call(&r, "GET", "/metrics", NULL, NULL, false);
+    cr_assert_eq(r.status, 200);
+    cr_assert(has_header(&r, "Content-Type: text/plain"), "%s", r.headers);
+    cr_assert_not_null(strstr(r.body,
+                              "layby_edge_requests_total{route=\"unmatched\",method=\"any\","
+                              "status=\"404\"} 1"),
+                       "%s", r.body);
+    cr_assert_not_null(
+        strstr(r.body, "layby_edge_requests_total{route=\"/api/v1/openapi.json\",method=\"GET\","
+                       "status=\"200\"} 1"),
+        "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "layby_edge_request_duration_seconds_bucket"), "%s", r.body);
+}
+
+Test(edge_dispatch, keep_alive_connection_serves_many_requests)
+{
+    CURL *c = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
+    resp r;
+    memset(&r, 0, sizeof r);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    for (int i = 0; i < 20; i++) {
+        r.body_len = 0;
+        cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+        long code, conns = -1;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &conns);
+        cr_assert_eq(code, 200);
+        if (i > 0)
+            cr_assert_eq(conns, 0, "request %d opened a new connection", i);
+    }
+    curl_easy_cleanup(c);
+}
