@@ -140,7 +140,10 @@ edge_reply(edge_req *r, int status, const char *content_type, const char *body, 
         return;
     }
     mg_write(r->conn, head, (size_t)n);
-    if (len > 0)
+    /* HEAD gets the headers of the answer, never its body (RFC 9110 9.3.2):
+     * bytes after them would be read as the next response. */
+    bool head_only = r->ri->request_method && strcmp(r->ri->request_method, "HEAD") == 0;
+    if (len > 0 && !head_only)
         mg_write(r->conn, body, len);
     r->status = status;
 }

@@ -100,14 +100,13 @@ start_http(struct mg_context **out, edge_app *app, lb_err *err)
     return LB_OK;
 }
 
-int
-main(int argc, char **argv)
+/* Settings and logging. Returns -1 to go on, else the exit code (0 after --help). */
+static int
+configure(edge_cfg *cfg, int argc, char **argv)
 {
-    edge_app app;
-    memset(&app, 0, sizeof app);
     lb_err err;
     bool help = false;
-    if (cfg_load(&app.cfg, edge_opts, LB_COUNTOF(edge_opts), argc, argv, &help, &err) != LB_OK) {
+    if (cfg_load(cfg, edge_opts, LB_COUNTOF(edge_opts), argc, argv, &help, &err) != LB_OK) {
         fprintf(stderr, "layby-edge: %s\n", err.msg);
         return 2;
     }
@@ -116,16 +115,27 @@ main(int argc, char **argv)
         return 0;
     }
     log_level lvl;
-    if (log_level_parse(&lvl, app.cfg.log_level, &err) != LB_OK) {
+    if (log_level_parse(&lvl, cfg->log_level, &err) != LB_OK) {
         fprintf(stderr, "layby-edge: --log-level: %s\n", err.msg);
         return 2;
     }
     char instance[64];
-    if (app.cfg.instance[0] != '\0')
-        snprintf(instance, sizeof instance, "%s", app.cfg.instance);
+    if (cfg->instance[0] != '\0')
+        snprintf(instance, sizeof instance, "%s", cfg->instance);
     else
         snprintf(instance, sizeof instance, "edge-%ld", (long)getpid());
     log_init("edge", instance, lvl);
+    return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+    edge_app app;
+    memset(&app, 0, sizeof app);
+    int rc = configure(&app.cfg, argc, argv);
+    if (rc >= 0)
+        return rc;
 
     /* Signals are taken by sigwait() below: block them before any thread
      * (nats.c, civetweb) starts, so every thread inherits the mask. */
@@ -136,7 +146,8 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    int rc = 1;
+    rc = 1;
+    lb_err err;
     struct mg_context *http = NULL;
     if (id_init(&err) != LB_OK)
         return fail("id_init", &err);
@@ -169,7 +180,7 @@ main(int argc, char **argv)
     int sig = 0;
     sigwait(&sigs, &sig);
     log_info(NULL, "edge.stopping", "signal received", LOG_INT("signal", sig));
-    mg_stop(http);
+    mg_stop(http); /* returns once running requests are answered */
     rc = 0;
 out_library:
     mg_exit_library();

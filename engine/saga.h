@@ -38,9 +38,9 @@
 #define SAGA_CMDS_MAX    2   /* commands one decision can send */
 
 /* Subjects the saga engine itself uses (DESIGN §2). */
-#define SAGA_SUBJ_RETRY      "layby.cmd.saga.retry"
-#define SAGA_SUBJ_RESOLVE    "layby.cmd.saga.resolve"
-#define SAGA_SUBJ_START_TEST "layby.cmd.saga.start_test"
+#define SAGA_SUBJ_RETRY            "layby.cmd.saga.retry"
+#define SAGA_SUBJ_RESOLVE          "layby.cmd.saga.resolve"
+#define SAGA_SUBJ_START_TEST       "layby.cmd.saga.start_test"
 /* The test saga's participants. */
 #define SAGA_SUBJ_TEST_DO          "layby.cmd.sagatest.do"
 #define SAGA_SUBJ_TEST_UNDO        "layby.cmd.sagatest.undo"
@@ -54,21 +54,21 @@
 /* A saga's status. NONE is the zero value of a state that holds no saga.
  * X(name, terminal, subject of the SagaChanged event announcing it)
  * clang-format off */
-#define SAGA_STATUS_MAP(X)                                      \
-    X(NONE,         true,  "")                                  \
-    X(RUNNING,      false, "layby.evt.saga.running")            \
-    X(COMPENSATING, false, "layby.evt.saga.compensating")       \
-    X(COMPLETED,    true,  "layby.evt.saga.completed")          \
-    X(FAILED,       true,  "layby.evt.saga.failed")             \
-    X(STUCK,        false, "layby.evt.saga.stuck")              \
-    X(RESOLVED,     true,  "layby.evt.saga.resolved")
+#define SAGA_STATUS_MAP(X)                                \
+    X(NONE, true, "")                                     \
+    X(RUNNING, false, "layby.evt.saga.running")           \
+    X(COMPENSATING, false, "layby.evt.saga.compensating") \
+    X(COMPLETED, true, "layby.evt.saga.completed")        \
+    X(FAILED, true, "layby.evt.saga.failed")              \
+    X(STUCK, false, "layby.evt.saga.stuck")               \
+    X(RESOLVED, true, "layby.evt.saga.resolved")
 /* clang-format on */
 
 typedef enum saga_status {
 #define SAGA__ENUM(name, terminal, subject) SAGA_##name,
     SAGA_STATUS_MAP(SAGA__ENUM)
 #undef SAGA__ENUM
-        SAGA__STATUS_COUNT
+    SAGA__STATUS_COUNT
 } saga_status;
 
 /* One step's progress. "FAILED" with SAGA_STEP_F_RETRY_WAIT is a failed
@@ -85,8 +85,9 @@ typedef enum saga_step_status {
 
 /* saga_step_state.flags */
 #define SAGA_STEP_F_RETRY_WAIT 0x1u /* last attempt failed; a retry timer is pending */
-#define SAGA_STEP_F_UNCERTAIN  0x2u /* failed without a final answer: it may have taken
-                                       effect, so it is compensated too */
+#define SAGA_STEP_F_UNCERTAIN                                \
+    0x2u /* failed without a final answer: it may have taken \
+            effect, so it is compensated too */
 /* saga_state.flags */
 #define SAGA_F_REPLIED 0x1u /* the requester has had its one reply */
 
@@ -149,12 +150,12 @@ typedef struct saga_state {
     uint32_t flags; /* SAGA_F_* */
     saga_step_state steps[SAGA_STEPS_MAX];
     bool has_timer;
-    saga_timer timer;                       /* the one pending timer, if has_timer */
-    lb_status fail_code;                    /* why the saga is rolling back, LB_OK if not */
-    char fail_reason[SAGA_REASON_MAX];      /* text of that failure */
-    char last_error[SAGA_REASON_MAX];       /* most recent failure of any attempt */
-    char resolved_by[SAGA_ACTOR_MAX];       /* operator who resolved it */
-    char resolve_reason[SAGA_REASON_MAX];   /* and why */
+    saga_timer timer;                     /* the one pending timer, if has_timer */
+    lb_status fail_code;                  /* why the saga is rolling back, LB_OK if not */
+    char fail_reason[SAGA_REASON_MAX];    /* text of that failure */
+    char last_error[SAGA_REASON_MAX];     /* most recent failure of any attempt */
+    char resolved_by[SAGA_ACTOR_MAX];     /* operator who resolved it */
+    char resolve_reason[SAGA_REASON_MAX]; /* and why */
 } saga_state;
 
 /* --- types ---------------------------------------------------------------- */
@@ -183,9 +184,8 @@ typedef struct saga_type saga_type;
 
 /* Builds the message of cmd for saga s, whose START carried `start` (decoded by
  * the type's start descriptor). Pure apart from allocating *out. */
-typedef lb_status (*saga_build_fn)(ProtobufCMessage **out, const saga_type *t,
-                                   const saga_state *s, const saga_cmd *cmd,
-                                   const ProtobufCMessage *start, lb_err *err);
+typedef lb_status (*saga_build_fn)(ProtobufCMessage **out, const saga_type *t, const saga_state *s,
+                                   const saga_cmd *cmd, const ProtobufCMessage *start, lb_err *err);
 
 typedef struct saga_step {
     const char *name;
@@ -231,9 +231,9 @@ typedef enum saga_input_kind {
 
 typedef struct saga_input {
     saga_input_kind kind;
-    int64_t now_ms;     /* the orchestrator's time for this input: the decider has no clock */
-    uint64_t seed;      /* randomness for jitter, recorded so a replay decides the same */
-    const char *msg_id; /* Nats-Msg-Id, for the log; NULL or "" for timers */
+    int64_t now_ms;          /* the orchestrator's time for this input: the decider has no clock */
+    uint64_t seed;           /* randomness for jitter, recorded so a replay decides the same */
+    const char *msg_id;      /* Nats-Msg-Id, for the log; NULL or "" for timers */
     const char *saga_id;     /* START */
     const char *reply_to;    /* START: requester inbox; NULL/"" = nobody waits */
     const char *actor;       /* START: Layby-Actor; RETRY/RESOLVE: the operator */
@@ -241,8 +241,8 @@ typedef struct saga_input {
     const ProtobufCMessageDescriptor *event; /* EVENT: its type */
     uint32_t step;                           /* EVENT, TIMER: 0-based step index */
     uint32_t attempt;                        /* EVENT, TIMER: 1-based; 0 = not said */
-    bool final;      /* EVENT: a failure that retrying cannot change */
-    lb_status code;  /* EVENT: status of a failure (LB_OK = unspecified) */
+    bool final;                              /* EVENT: a failure that retrying cannot change */
+    lb_status code;                          /* EVENT: status of a failure (LB_OK = unspecified) */
     const char *reason;    /* EVENT: failure text; RETRY/RESOLVE: the operator's why */
     saga_timer_kind timer; /* TIMER */
 } saga_input;
@@ -261,9 +261,9 @@ typedef enum saga_timer_op {
 
 typedef struct saga_reply {
     bool send;
-    bool to_sender;     /* reply to the input's Layby-Reply (operator commands, repeated
-                           START), not to the saga's requester (state.reply_to) */
-    lb_status status;   /* LB_OK -> SagaOutcome; otherwise a Failure with this code */
+    bool to_sender;   /* reply to the input's Layby-Reply (operator commands, repeated
+                         START), not to the saga's requester (state.reply_to) */
+    lb_status status; /* LB_OK -> SagaOutcome; otherwise a Failure with this code */
     char reason[SAGA_REASON_MAX];
 } saga_reply;
 
@@ -283,13 +283,14 @@ typedef struct saga_decision {
 
 /* Decides one input. `in` is the stored state, NULL when no saga with that id
  * exists (only START creates one). *out receives the new state (equal to *in
- * unless d->verdict is SAGA_APPLIED); out may alias in. t must be the type the
+ * unless d->verdict is SAGA_APPLIED; all zero, status SAGA_NONE, when in is
+ * NULL and nothing was created); out may alias in. t must be the type the
  * saga runs on (saga_registry_find() with in->type and in->version), or for a
  * START the latest version (saga_registry_latest()).
  * Stale, duplicated and early inputs are decisions too (IGNORED), not errors;
  * errors are LB_ERR_INVALID for a type/state mismatch or a broken state. */
-lb_status saga_decide(saga_state *out, saga_decision *d, const saga_type *t,
-                      const saga_state *in, const saga_input *input, lb_err *err);
+lb_status saga_decide(saga_state *out, saga_decision *d, const saga_type *t, const saga_state *in,
+                      const saga_input *input, lb_err *err);
 
 /* Delay before the try after failed try `attempt` (1-based). Pure. */
 int64_t saga_backoff_ms(const saga_retry *r, uint32_t attempt, uint64_t seed);
@@ -309,7 +310,7 @@ lb_status saga_event_read(saga_input *in, const saga_type *t, const ProtobufCMes
 lb_status saga_cmd_build(ProtobufCMessage **out, const saga_type *t, const saga_state *s,
                          const saga_cmd *cmd, const ProtobufCMessage *start, lb_err *err);
 
-const char *saga_status_name(saga_status s); /* "RUNNING" */
+const char *saga_status_name(saga_status s);    /* "RUNNING" */
 const char *saga_status_subject(saga_status s); /* "layby.evt.saga.running", "" for NONE */
 bool saga_status_terminal(saga_status s);
 /* Reverse of saga_status_name(); SAGA_NONE when unknown. */
@@ -348,7 +349,8 @@ lb_status saga_state_pack(uint8_t **out, size_t *out_len, const saga_state *s, l
  * values or strings too long. *out is untouched on error. */
 lb_status saga_state_unpack(saga_state *out, const uint8_t *buf, size_t len, lb_err *err);
 
-/* An input with the storage for its strings, as read back from a saga's log. */
+/* An input with the storage for its strings, as read back from a saga's log.
+ * in points into the record itself: use it in place, never copy a record. */
 typedef struct saga_input_rec {
     saga_input in; /* its pointers point into the buffers below */
     char msg_id[ID_STR_LEN];
@@ -363,7 +365,7 @@ typedef struct saga_input_rec {
 lb_status saga_input_pack(uint8_t **out, size_t *out_len, const saga_input *in, lb_err *err);
 /* Unpacks a logged input of a saga of type t (its event type is looked up among
  * t's events). LB_ERR_DECODE for garbage or an event type t does not know. */
-lb_status saga_input_unpack(saga_input_rec *out, const saga_type *t, const uint8_t *buf,
-                            size_t len, lb_err *err);
+lb_status saga_input_unpack(saga_input_rec *out, const saga_type *t, const uint8_t *buf, size_t len,
+                            lb_err *err);
 
 #endif

@@ -315,8 +315,8 @@ comp_failed(ctx *c, uint32_t i, bool final, const char *reason)
     ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;
     c->s->status = SAGA_STUCK;
     clear_timer(c);
-    note(c, "compensation of %s failed%s after %u attempt(s): %s; STUCK for an operator",
-         st->name, final ? " finally" : "", ss->comp_tries, reason);
+    note(c, "compensation of %s failed%s after %u attempt(s): %s; STUCK for an operator", st->name,
+         final ? " finally" : "", ss->comp_tries, reason);
 }
 
 /* --- events ------------------------------------------------------------------ */
@@ -347,8 +347,7 @@ forward_event_ok(ctx *c, uint32_t i)
         snprintf(why, sizeof why, "%s is %s, not the current step", step_name(c, i),
                  saga_step_status_name(ss->status));
     } else if (event_attempt(c, ss->attempt) > ss->attempt) {
-        snprintf(why, sizeof why, "%s attempt %u was never sent", step_name(c, i),
-                 c->in->attempt);
+        snprintf(why, sizeof why, "%s attempt %u was never sent", step_name(c, i), c->in->attempt);
     } else {
         return true;
     }
@@ -403,8 +402,8 @@ comp_event_ok(ctx *c, uint32_t i, bool stuck_too)
         snprintf(why, sizeof why, "%s is %s, not being compensated", step_name(c, i),
                  saga_step_status_name(ss->status));
     } else if (event_attempt(c, ss->comp_attempt) > ss->comp_attempt) {
-        snprintf(why, sizeof why, "compensation of %s attempt %u was never sent",
-                 step_name(c, i), c->in->attempt);
+        snprintf(why, sizeof why, "compensation of %s attempt %u was never sent", step_name(c, i),
+                 c->in->attempt);
     } else {
         return true;
     }
@@ -471,8 +470,7 @@ on_event(ctx *c)
         return;
     }
     if (in->event == NULL || in->step >= c->t->n_steps) {
-        snprintf(why, sizeof why, "step %u is not in %s v%u", in->step, c->t->name,
-                 c->t->version);
+        snprintf(why, sizeof why, "step %u is not in %s v%u", in->step, c->t->name, c->t->version);
         ignore(c, why);
         return;
     }
@@ -643,8 +641,8 @@ on_resolve(ctx *c)
 }
 
 static void (*const input_fns[])(ctx *c) = {
-    [SAGA_IN_START] = on_start,   [SAGA_IN_EVENT] = on_event,     [SAGA_IN_TIMER] = on_timer,
-    [SAGA_IN_RETRY] = on_retry,   [SAGA_IN_RESOLVE] = on_resolve,
+    [SAGA_IN_START] = on_start, [SAGA_IN_EVENT] = on_event,     [SAGA_IN_TIMER] = on_timer,
+    [SAGA_IN_RETRY] = on_retry, [SAGA_IN_RESOLVE] = on_resolve,
 };
 _Static_assert(LB_COUNTOF(input_fns) == SAGA__INPUT_KIND_COUNT, "input handler table");
 
@@ -663,8 +661,8 @@ saga_decide(saga_state *out, saga_decision *d, const saga_type *t, const saga_st
     memset(&s, 0, sizeof s);
     if (in != NULL && in->status != SAGA_NONE) {
         if (strcmp(in->type, t->name) != 0 || in->version != t->version)
-            return lb_err_set(err, LB_ERR_INVALID, "saga %s is %s v%u, decided with %s v%u",
-                              in->id, in->type, in->version, t->name, t->version);
+            return lb_err_set(err, LB_ERR_INVALID, "saga %s is %s v%u, decided with %s v%u", in->id,
+                              in->type, in->version, t->name, t->version);
         lb_status st = saga_state_check(t, in, err);
         if (st != LB_OK)
             return lb_err_wrap(err, "saga_decide");

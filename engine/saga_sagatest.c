@@ -88,22 +88,17 @@ sagatest_build_undo(ProtobufCMessage **out, const saga_type *t, const saga_state
     return LB_OK;
 }
 
-#define SAGATEST_STEP(step_name)                                                                   \
-    {                                                                                              \
-        .name = step_name,                                                                         \
-        .command = &layby__v1__test_step_do__descriptor,                                           \
-        .subject = SAGA_SUBJ_TEST_DO,                                                              \
-        .build = sagatest_build_do,                                                                   \
-        .on_ok = &layby__v1__test_step_done__descriptor,                                           \
-        .on_fail = &layby__v1__test_step_failed__descriptor,                                       \
-        .timeout_ms = 1000,                                                                        \
-        .retry = &sagatest_retry,                                                                  \
-        .compensate = &layby__v1__test_step_undo__descriptor,                                      \
-        .compensate_subject = SAGA_SUBJ_TEST_UNDO,                                                 \
-        .build_compensate = sagatest_build_undo,                                                        \
-        .on_compensated = &layby__v1__test_step_undone__descriptor,                                \
-        .on_compensate_fail = &layby__v1__test_step_undo_failed__descriptor,                       \
-        .compensate_retry = &sagatest_compensate_retry,                                            \
+#define SAGATEST_STEP(step_name)                                                            \
+    {                                                                                       \
+        .name = step_name, .command = &layby__v1__test_step_do__descriptor,                 \
+        .subject = SAGA_SUBJ_TEST_DO, .build = sagatest_build_do,                           \
+        .on_ok = &layby__v1__test_step_done__descriptor,                                    \
+        .on_fail = &layby__v1__test_step_failed__descriptor, .timeout_ms = 1000,            \
+        .retry = &sagatest_retry, .compensate = &layby__v1__test_step_undo__descriptor,     \
+        .compensate_subject = SAGA_SUBJ_TEST_UNDO, .build_compensate = sagatest_build_undo, \
+        .on_compensated = &layby__v1__test_step_undone__descriptor,                         \
+        .on_compensate_fail = &layby__v1__test_step_undo_failed__descriptor,                \
+        .compensate_retry = &sagatest_compensate_retry,                                     \
     }
 
 static const saga_step sagatest_v1_steps[] = {

@@ -82,8 +82,7 @@ check_running(const check *k)
         return rc;
     for (uint32_t i = s->step + 1; i < k->t->n_steps; i++)
         if (s->steps[i].status != SAGA_STEP_PENDING || s->steps[i].attempt != 0)
-            return lb_err_set(k->err, LB_ERR_INVALID, "(1) step %u after current was started",
-                              i);
+            return lb_err_set(k->err, LB_ERR_INVALID, "(1) step %u after current was started", i);
     bool sent = cur->status == SAGA_STEP_SENT && !(cur->flags & SAGA_STEP_F_RETRY_WAIT) &&
                 timer_is(s, SAGA_TIMER_STEP_TIMEOUT, s->step, cur->attempt);
     bool waiting = cur->status == SAGA_STEP_FAILED && (cur->flags & SAGA_STEP_F_RETRY_WAIT) &&
@@ -157,9 +156,12 @@ check_failed(const check *k)
 }
 
 static lb_status (*const status_checks[])(const check *k) = {
-    [SAGA_NONE] = check_none,           [SAGA_RUNNING] = check_running,
-    [SAGA_COMPENSATING] = check_compensating, [SAGA_COMPLETED] = check_completed,
-    [SAGA_FAILED] = check_failed,       [SAGA_STUCK] = check_stuck,
+    [SAGA_NONE] = check_none,
+    [SAGA_RUNNING] = check_running,
+    [SAGA_COMPENSATING] = check_compensating,
+    [SAGA_COMPLETED] = check_completed,
+    [SAGA_FAILED] = check_failed,
+    [SAGA_STUCK] = check_stuck,
     [SAGA_RESOLVED] = check_none,
 };
 _Static_assert(LB_COUNTOF(status_checks) == SAGA__STATUS_COUNT, "status check table");

@@ -142,8 +142,7 @@ step_check(const saga_type *t, size_t i, lb_err *err)
     if (st->name == NULL || st->name[0] == '\0')
         return lb_err_set(err, LB_ERR_CONFIG, "%s: no name", what);
     if (st->command != NULL && (st->subject == NULL || st->build == NULL))
-        return lb_err_set(err, LB_ERR_CONFIG, "%s: a command needs a subject and a builder",
-                          what);
+        return lb_err_set(err, LB_ERR_CONFIG, "%s: a command needs a subject and a builder", what);
     if (st->on_ok == NULL)
         return lb_err_set(err, LB_ERR_CONFIG, "%s: no success event", what);
     if (st->timeout_ms <= 0)
@@ -177,11 +176,10 @@ saga_type_check(const saga_type *t, lb_err *err)
     if (t->version < 1)
         return lb_err_set(err, LB_ERR_CONFIG, "saga %s: version must be >= 1", t->name);
     if (t->start == NULL)
-        return lb_err_set(err, LB_ERR_CONFIG, "saga %s v%u: no start message", t->name,
-                          t->version);
+        return lb_err_set(err, LB_ERR_CONFIG, "saga %s v%u: no start message", t->name, t->version);
     if (t->steps == NULL || t->n_steps < 1 || t->n_steps > SAGA_STEPS_MAX)
-        return lb_err_set(err, LB_ERR_CONFIG, "saga %s v%u: needs 1..%d steps", t->name,
-                          t->version, SAGA_STEPS_MAX);
+        return lb_err_set(err, LB_ERR_CONFIG, "saga %s v%u: needs 1..%d steps", t->name, t->version,
+                          SAGA_STEPS_MAX);
     for (size_t i = 0; i < t->n_steps; i++) {
         lb_status rc = step_check(t, i, err);
         if (rc != LB_OK)
@@ -237,14 +235,13 @@ saga_registry_latest(const saga_registry *r, const char *name)
 }
 
 lb_status
-saga_registry_for(const saga_type **out, const saga_registry *r, const saga_state *s,
-                  lb_err *err)
+saga_registry_for(const saga_type **out, const saga_registry *r, const saga_state *s, lb_err *err)
 {
     const saga_type *t = saga_registry_find(r, s->type, s->version);
     if (t == NULL)
         return lb_err_set(err, LB_ERR_NOT_FOUND,
-                          "saga %s runs on %s v%u, which this build does not have", s->id,
-                          s->type, s->version);
+                          "saga %s runs on %s v%u, which this build does not have", s->id, s->type,
+                          s->version);
     *out = t;
     return LB_OK;
 }
@@ -281,8 +278,7 @@ saga__event_find(const saga_type *t, const char *full_name)
 /* The step an event without a `step` field belongs to: the one step that
  * names its type. */
 static lb_status
-step_by_type(uint32_t *out, const saga_type *t, const ProtobufCMessageDescriptor *desc,
-             lb_err *err)
+step_by_type(uint32_t *out, const saga_type *t, const ProtobufCMessageDescriptor *desc, lb_err *err)
 {
     size_t found = 0;
     for (size_t i = 0; i < t->n_steps; i++) {
@@ -295,8 +291,10 @@ step_by_type(uint32_t *out, const saga_type *t, const ProtobufCMessageDescriptor
     }
     if (found == 1)
         return LB_OK;
-    return lb_err_set(err, LB_ERR_INVALID, "%s is an event of %zu steps of saga %s v%u and has no "
-                      "step field", desc->name, found, t->name, t->version);
+    return lb_err_set(err, LB_ERR_INVALID,
+                      "%s is an event of %zu steps of saga %s v%u and has no "
+                      "step field",
+                      desc->name, found, t->name, t->version);
 }
 
 lb_status
@@ -332,8 +330,8 @@ saga_event_read(saga_input *in, const saga_type *t, const ProtobufCMessage *ev, 
 }
 
 lb_status
-saga_cmd_build(ProtobufCMessage **out, const saga_type *t, const saga_state *s,
-               const saga_cmd *cmd, const ProtobufCMessage *start, lb_err *err)
+saga_cmd_build(ProtobufCMessage **out, const saga_type *t, const saga_state *s, const saga_cmd *cmd,
+               const ProtobufCMessage *start, lb_err *err)
 {
     if (out == NULL || t == NULL || s == NULL || cmd == NULL || cmd->step >= t->n_steps)
         return lb_err_set(err, LB_ERR_INVALID, "saga_cmd_build: bad argument");

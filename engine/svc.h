@@ -51,8 +51,10 @@ typedef struct svc_item {
     ProtobufCMessage *reply;  /* optional success reply to Layby-Reply; engine frees it */
 } svc_item;
 
-/* Handles n fresh items of one handler row, in arrival order, inside the
- * batch's transaction. Returns LB_OK, or an error that rolls the batch back. */
+/* Handles n fresh items, in arrival order, inside the batch's transaction: the
+ * items of every handler row that names this function (so one function may
+ * take several message types at once and check item->msg->descriptor).
+ * Returns LB_OK, or an error that rolls the batch back. */
 typedef lb_status (*svc_handler_fn)(svc_batch *b, svc_item *items, size_t n, lb_err *err);
 
 typedef struct svc_handler {

@@ -283,12 +283,18 @@ run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
         goto out_free;
     if ((st = inbox_claim(w->st, ids, k, fresh, err)) != LB_OK)
         goto out_rollback;
-    /* Group fresh items by handler row, keeping arrival order inside a group. */
+    /* Group fresh items by handler function (rows sharing one function form one
+     * group), keeping arrival order inside a group. */
     for (size_t hi = 0; hi < w->s->def->n_handlers; hi++) {
         const svc_handler *h = &w->s->def->handlers[hi];
+        bool seen_fn = false;
+        for (size_t hj = 0; hj < hi && !seen_fn; hj++)
+            seen_fn = w->s->def->handlers[hj].fn == h->fn;
+        if (seen_fn)
+            continue;
         size_t first = n_items;
         for (size_t i = 0; i < k; i++) {
-            if (!fresh[i] || es[i]->h != h)
+            if (!fresh[i] || es[i]->h->fn != h->fn)
                 continue;
             svc_item *it = &items[n_items++];
             memset(it, 0, sizeof *it);

@@ -30,7 +30,7 @@ lb_pg_url() {
     printf 'postgresql://%s:%s@127.0.0.1:%s/%s' "$1" "$pw" "$2" "$LB_PG_DB"
 }
 
-lb_pg() { runuser -u postgres -- "$@"; }
+lb_pg() { (cd / && runuser -u postgres -- "$@"); }
 
 # Sets LB_PG_ROOT (data/, sock/, postgres.log live there).
 lb_pg_locate() {
@@ -106,7 +106,8 @@ lb_pg_stop() {
 lb_psql() {
     local port=$1 db=$2
     shift 2
-    PGPASSWORD=$(lb_secret pg-postgres.pw) psql -X -q -v ON_ERROR_STOP=1 \
+    PGOPTIONS="-c client_min_messages=warning" PGPASSWORD=$(lb_secret pg-postgres.pw) \
+        psql -X -q -v ON_ERROR_STOP=1 \
         -h 127.0.0.1 -p "$port" -U postgres -d "$db" "$@"
 }
 

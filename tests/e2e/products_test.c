@@ -275,21 +275,59 @@ setup(void)
     tokens();
 }
 
+/* The catalog's /healthz answers before its query responders subscribe:
+ * wait until a query gets an answer (404 for an unknown id), not 503. */
+static bool
+catalog_answers(void *unused)
+{
+    (void)unused;
+    char id[ID_STR_LEN], path[128];
+    id_new(id);
+    snprintf(path, sizeof path, "/api/v1/products/%s", id);
+    resp r;
+    get(&r, path);
+    return r.status == 404;
+}
+
 static void
 setup_both(void)
 {
     setup();
     tsupport_daemon_start(&catalog, "layby-catalog", 0, NULL, NULL);
     start_edge(NULL);
+    cr_assert(tsupport_poll_until(catalog_answers, NULL, 10000), "catalog never answered");
+}
+
+/* A daemon's sanitizer report lands in its log, not in this test's output:
+ * look for one, so an Asan build cannot pass over a memory error. */
+static void
+assert_log_clean(const tsupport_proc *p)
+{
+    FILE *f = fopen(p->log, "r");
+    if (f == NULL)
+        return;
+    char line[4096];
+    while (fgets(line, sizeof line, f) != NULL)
+        cr_expect(strstr(line, "Sanitizer") == NULL && strstr(line, "runtime error") == NULL,
+                  "%s: %s", p->log, line);
+    fclose(f);
+}
+
+static void
+stop(tsupport_proc *p)
+{
+    if (p->pid == 0)
+        return;
+    int rc = tsupport_daemon_stop(p, 10000);
+    cr_expect_eq(rc, 0, "%s exited with %d (log %s)", p->name, rc, p->log);
+    assert_log_clean(p);
 }
 
 static void
 teardown(void)
 {
-    if (edge.pid != 0)
-        tsupport_daemon_stop(&edge, 5000);
-    if (catalog.pid != 0)
-        tsupport_daemon_stop(&catalog, 5000);
+    stop(&edge);
+    stop(&catalog);
     curl_global_cleanup();
 }
 
@@ -487,7 +525,9 @@ Test(products, readyz_follows_nats)
 
 Test(products, sigterm_stops_cleanly)
 {
-    cr_assert_eq(tsupport_daemon_stop(&edge, 5000), 0);
+    cr_assert_eq(tsupport_daemon_stop(&edge, 10000), 0);
+    cr_assert_not(tsupport_daemon_alive(&edge));
+    assert_log_clean(&edge);
 }
 
 /* --- without a catalog ------------------------------------------------------------- */

@@ -63,7 +63,7 @@ natsStatus tsupport_nats_connect(natsConnection **out, const char *who, natsErrH
 /* Stops the test nats-server (SIGTERM, waits until it exited). */
 void tsupport_nats_stop(void);
 /* Starts it again with the same config, port and JetStream store; waits until
- * it accepts connections. */
+ * it accepts connections. Does nothing when it runs (so it fits a .fini). */
 void tsupport_nats_start(void);
 
 /* --- clean state ----------------------------------------------------------- */

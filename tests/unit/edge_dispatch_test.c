@@ -276,6 +276,35 @@ Test(edge_dispatch, unknown_route_is_404_and_wrong_method_is_405)
     cr_assert(has_header(&r, "Allow: POST\r\n"), "%s", r.headers);
 }
 
+Test(edge_dispatch, head_gets_headers_without_a_body)
+{
+    CURL *c = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
+    resp r;
+    memset(&r, 0, sizeof r);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+    long code;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    cr_assert_eq(code, 405);
+    cr_assert(has_header(&r, "Allow: GET"), "%s", r.headers);
+    /* the same connection still works: no stray body bytes were sent */
+    curl_easy_setopt(c, CURLOPT_NOBODY, 0L);
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    cr_assert_eq(code, 200);
+    cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    curl_easy_cleanup(c);
+}
+
 Test(edge_dispatch, tokens_and_roles)
 {
     tokens();

@@ -43,13 +43,13 @@ state_eq(const saga_state *a, const saga_state *b)
     for (size_t i = 0; i < SAGA_STEPS_MAX; i++)
         if (!step_state_eq(&a->steps[i], &b->steps[i]))
             return false;
-    return strcmp(a->id, b->id) == 0 && strcmp(a->type, b->type) == 0 &&
-           a->version == b->version && strcmp(a->reply_to, b->reply_to) == 0 &&
-           strcmp(a->actor, b->actor) == 0 && strcmp(a->traceparent, b->traceparent) == 0 &&
-           a->created_ms == b->created_ms && a->updated_ms == b->updated_ms &&
-           a->status == b->status && a->step == b->step && a->flags == b->flags &&
-           a->has_timer == b->has_timer && (!a->has_timer || timer_eq(&a->timer, &b->timer)) &&
-           a->fail_code == b->fail_code && strcmp(a->fail_reason, b->fail_reason) == 0 &&
+    return strcmp(a->id, b->id) == 0 && strcmp(a->type, b->type) == 0 && a->version == b->version &&
+           strcmp(a->reply_to, b->reply_to) == 0 && strcmp(a->actor, b->actor) == 0 &&
+           strcmp(a->traceparent, b->traceparent) == 0 && a->created_ms == b->created_ms &&
+           a->updated_ms == b->updated_ms && a->status == b->status && a->step == b->step &&
+           a->flags == b->flags && a->has_timer == b->has_timer &&
+           (!a->has_timer || timer_eq(&a->timer, &b->timer)) && a->fail_code == b->fail_code &&
+           strcmp(a->fail_reason, b->fail_reason) == 0 &&
            strcmp(a->last_error, b->last_error) == 0 &&
            strcmp(a->resolved_by, b->resolved_by) == 0 &&
            strcmp(a->resolve_reason, b->resolve_reason) == 0;
@@ -59,10 +59,9 @@ static bool
 decision_eq(const saga_decision *a, const saga_decision *b)
 {
     if (a->verdict != b->verdict || a->from != b->from || a->to != b->to ||
-        a->n_cmds != b->n_cmds || a->timer_op != b->timer_op ||
-        a->reply.send != b->reply.send || a->reply.to_sender != b->reply.to_sender ||
-        a->reply.status != b->reply.status || strcmp(a->reply.reason, b->reply.reason) != 0 ||
-        strcmp(a->log, b->log) != 0)
+        a->n_cmds != b->n_cmds || a->timer_op != b->timer_op || a->reply.send != b->reply.send ||
+        a->reply.to_sender != b->reply.to_sender || a->reply.status != b->reply.status ||
+        strcmp(a->reply.reason, b->reply.reason) != 0 || strcmp(a->log, b->log) != 0)
         return false;
     if (a->timer_op == SAGA_TIMER_SET && !timer_eq(&a->timer, &b->timer))
         return false;
@@ -80,9 +79,8 @@ static void
 steps_string(char *out, const saga_type *t, const saga_state *s)
 {
     static const char letters[] = {
-        [SAGA_STEP_PENDING] = 'P',     [SAGA_STEP_SENT] = 'S',
-        [SAGA_STEP_DONE] = 'D',        [SAGA_STEP_FAILED] = 'F',
-        [SAGA_STEP_COMPENSATING] = 'C', [SAGA_STEP_COMPENSATED] = 'X',
+        [SAGA_STEP_PENDING] = 'P', [SAGA_STEP_SENT] = 'S',         [SAGA_STEP_DONE] = 'D',
+        [SAGA_STEP_FAILED] = 'F',  [SAGA_STEP_COMPENSATING] = 'C', [SAGA_STEP_COMPENSATED] = 'X',
     };
     size_t i;
     for (i = 0; i < t->n_steps; i++) {
@@ -323,8 +321,8 @@ replay_check(const drv *v)
             continue;
         }
         cr_assert_eq(saga_decide(&s, &d, v->t, s.status ? &s : NULL, &rec.in, &err), LB_OK);
-        cr_assert(decision_eq(&d, &v->decisions[i]), "replayed decision %zu differs: %s / %s",
-                  i, d.log, v->decisions[i].log);
+        cr_assert(decision_eq(&d, &v->decisions[i]), "replayed decision %zu differs: %s / %s", i,
+                  d.log, v->decisions[i].log);
     }
     cr_assert(state_eq(&s, &v->s), "replay ends in another state");
 }
@@ -340,7 +338,7 @@ typedef struct scenario {
     char cmds[64]; /* every command sent, in order; ~ = compensation */
 } scenario;
 
-#define STUCK_AT_B "start ok:a ok:b final:c undofail:b fire undofail:b fire undofail:b"
+#define STUCK_AT_B       "start ok:a ok:b final:c undofail:b fire undofail:b fire undofail:b"
 #define FINAL_STUCK_AT_B "start ok:a ok:b final:c undofinal:b"
 
 /* clang-format off */
@@ -567,8 +565,8 @@ Test(saga_decide, resolve_records_who_and_why)
     run_script(v, STUCK_AT_B " resolve");
     cr_assert_str_eq(v->s.resolved_by, "ops-kim");
     cr_assert_str_eq(v->s.resolve_reason, "participant repaired");
-    cr_assert(strstr(v->d.log, "ops-kim") && strstr(v->d.log, "participant repaired"),
-              "log: %s", v->d.log);
+    cr_assert(strstr(v->d.log, "ops-kim") && strstr(v->d.log, "participant repaired"), "log: %s",
+              v->d.log);
     cr_assert(v->d.reply.send && v->d.reply.to_sender);
     cr_assert_eq(v->d.reply.status, LB_OK);
     drv_free(v);
@@ -651,8 +649,10 @@ Test(saga_decide, wrong_version_or_broken_state_is_an_error)
     saga_state out;
     saga_decision d;
     lb_err err = { 0 };
-    saga_input in = { .kind = SAGA_IN_EVENT, .event = &layby__v1__test_step_done__descriptor,
-                      .step = 1, .attempt = 1 };
+    saga_input in = { .kind = SAGA_IN_EVENT,
+                      .event = &layby__v1__test_step_done__descriptor,
+                      .step = 1,
+                      .attempt = 1 };
     cr_assert_eq(saga_decide(&out, &d, T, &bad, &in, &err), LB_ERR_INVALID);
     bad = v->s;
     bad.steps[0].status = SAGA_STEP_PENDING; /* breaks invariant (1) */
@@ -670,8 +670,11 @@ Test(saga_decide, out_may_alias_in)
     saga_state s = v->s;
     saga_decision d;
     lb_err err = { 0 };
-    saga_input in = { .kind = SAGA_IN_EVENT, .event = &layby__v1__test_step_done__descriptor,
-                      .step = 0, .attempt = 1, .now_ms = v->now };
+    saga_input in = { .kind = SAGA_IN_EVENT,
+                      .event = &layby__v1__test_step_done__descriptor,
+                      .step = 0,
+                      .attempt = 1,
+                      .now_ms = v->now };
     cr_assert_eq(saga_decide(&s, &d, T, &s, &in, &err), LB_OK);
     cr_assert_eq(d.verdict, SAGA_APPLIED);
     cr_assert_eq(s.steps[0].status, SAGA_STEP_DONE);
@@ -691,8 +694,9 @@ Test(saga_backoff, doubles_up_to_the_cap_without_jitter)
 
 Test(saga_backoff, jitter_stays_in_bounds_and_is_deterministic)
 {
-    saga_retry r = { .attempts = 10, .base_ms = 100, .multiplier = 3, .cap_ms = 5000,
-                     .jitter_pct = 25 };
+    saga_retry r = {
+        .attempts = 10, .base_ms = 100, .multiplier = 3, .cap_ms = 5000, .jitter_pct = 25
+    };
     bool varied = false;
     for (uint64_t seed = 0; seed < 500; seed++) {
         for (uint32_t a = 1; a <= 6; a++) {
@@ -714,8 +718,11 @@ Test(saga_backoff, constant_huge_and_degenerate_policies)
 {
     saga_retry constant = { .attempts = 5, .base_ms = 250, .multiplier = 1, .cap_ms = 250 };
     cr_assert_eq(saga_backoff_ms(&constant, 4, 9), 250);
-    saga_retry huge = { .attempts = 100, .base_ms = INT64_MAX / 4, .multiplier = 10,
-                        .cap_ms = INT64_MAX / 2, .jitter_pct = 100 };
+    saga_retry huge = { .attempts = 100,
+                        .base_ms = INT64_MAX / 4,
+                        .multiplier = 10,
+                        .cap_ms = INT64_MAX / 2,
+                        .jitter_pct = 100 };
     for (uint32_t a = 1; a < 100; a += 7) {
         int64_t d = saga_backoff_ms(&huge, a, a);
         cr_assert(d >= 0 && d <= INT64_MAX / 2, "no overflow at attempt %u", a);
@@ -736,19 +743,17 @@ test_build(ProtobufCMessage **out, const saga_type *t, const saga_state *s, cons
     return LB_OK;
 }
 
-static const saga_retry v2_retry = { .attempts = 2, .base_ms = 50, .multiplier = 2,
-                                     .cap_ms = 500 };
+static const saga_retry v2_retry = { .attempts = 2, .base_ms = 50, .multiplier = 2, .cap_ms = 500 };
 
-#define V2_STEP(n)                                                                                 \
-    {                                                                                              \
-        .name = n, .command = &layby__v1__test_step_do__descriptor,                                \
-        .subject = SAGA_SUBJ_TEST_DO, .build = test_build,                                         \
-        .on_ok = &layby__v1__test_step_done__descriptor,                                           \
-        .on_fail = &layby__v1__test_step_failed__descriptor, .timeout_ms = 2000,                   \
-        .retry = &v2_retry, .compensate = &layby__v1__test_step_undo__descriptor,                  \
-        .compensate_subject = SAGA_SUBJ_TEST_UNDO, .build_compensate = test_build,                 \
-        .on_compensated = &layby__v1__test_step_undone__descriptor,                                \
-        .on_compensate_fail = &layby__v1__test_step_undo_failed__descriptor,                       \
+#define V2_STEP(n)                                                                                \
+    {                                                                                             \
+        .name = n, .command = &layby__v1__test_step_do__descriptor, .subject = SAGA_SUBJ_TEST_DO, \
+        .build = test_build, .on_ok = &layby__v1__test_step_done__descriptor,                     \
+        .on_fail = &layby__v1__test_step_failed__descriptor, .timeout_ms = 2000,                  \
+        .retry = &v2_retry, .compensate = &layby__v1__test_step_undo__descriptor,                 \
+        .compensate_subject = SAGA_SUBJ_TEST_UNDO, .build_compensate = test_build,                \
+        .on_compensated = &layby__v1__test_step_undone__descriptor,                               \
+        .on_compensate_fail = &layby__v1__test_step_undo_failed__descriptor,                      \
     }
 
 /* Version 2 of the test saga: a fourth step and other timings. */
@@ -830,23 +835,31 @@ Test(saga_versions, registry_refuses_duplicates_and_broken_tables)
 
     static const saga_retry bad_retry = { .attempts = 0 };
     static const saga_step bad_steps[] = {
-        { .name = "x", .on_ok = &layby__v1__test_step_done__descriptor, .timeout_ms = 10,
+        { .name = "x",
+          .on_ok = &layby__v1__test_step_done__descriptor,
+          .timeout_ms = 10,
           .retry = &bad_retry },
     };
-    static const saga_type bad = { .name = "bad", .version = 1,
+    static const saga_type bad = { .name = "bad",
+                                   .version = 1,
                                    .start = &layby__v1__start_test_saga__descriptor,
-                                   .steps = bad_steps, .n_steps = 1 };
+                                   .steps = bad_steps,
+                                   .n_steps = 1 };
     static const saga_type *const broken[] = { &bad };
     cr_assert_eq(saga_registry_init(&reg, broken, 1, &err), LB_ERR_CONFIG);
 
     static const saga_step same_events[] = {
-        { .name = "x", .on_ok = &layby__v1__test_step_done__descriptor,
-          .on_fail = &layby__v1__test_step_done__descriptor, .timeout_ms = 10,
+        { .name = "x",
+          .on_ok = &layby__v1__test_step_done__descriptor,
+          .on_fail = &layby__v1__test_step_done__descriptor,
+          .timeout_ms = 10,
           .retry = &v2_retry },
     };
-    static const saga_type ambiguous = { .name = "amb", .version = 1,
+    static const saga_type ambiguous = { .name = "amb",
+                                         .version = 1,
                                          .start = &layby__v1__start_test_saga__descriptor,
-                                         .steps = same_events, .n_steps = 1 };
+                                         .steps = same_events,
+                                         .n_steps = 1 };
     cr_assert_eq(saga_type_check(&ambiguous, &err), LB_ERR_CONFIG);
     cr_assert_eq(saga_type_check(&saga_sagatest_v1, &err), LB_OK, "%s", err.msg);
     cr_assert_eq(saga_type_check(&sagatest_v2, &err), LB_OK, "%s", err.msg);
@@ -897,8 +910,10 @@ Test(saga_messages, commands_are_built_from_the_start_message)
     start.script = "b:fail";
     ProtobufCMessage *m = NULL;
     lb_err err = { 0 };
-    saga_cmd cmd = { .subject = SAGA_SUBJ_TEST_DO, .desc = &layby__v1__test_step_do__descriptor,
-                     .step = 1, .attempt = 2 };
+    saga_cmd cmd = { .subject = SAGA_SUBJ_TEST_DO,
+                     .desc = &layby__v1__test_step_do__descriptor,
+                     .step = 1,
+                     .attempt = 2 };
     cr_assert_eq(saga_cmd_build(&m, T, &v->s, &cmd, &start.base, &err), LB_OK, "%s", err.msg);
     cr_assert_eq(m->descriptor, &layby__v1__test_step_do__descriptor);
     Layby__V1__TestStepDo *doit = (Layby__V1__TestStepDo *)m;
@@ -1087,8 +1102,10 @@ any_fresh(const world *w)
 static void
 fire_timer(world *w)
 {
-    saga_input in = { .kind = SAGA_IN_TIMER, .timer = w->s.timer.kind,
-                      .step = w->s.timer.step, .attempt = w->s.timer.attempt };
+    saga_input in = { .kind = SAGA_IN_TIMER,
+                      .timer = w->s.timer.kind,
+                      .step = w->s.timer.step,
+                      .attempt = w->s.timer.attempt };
     if (w->s.timer.due_ms > w->now)
         w->now = w->s.timer.due_ms;
     deliver(w, &in);
@@ -1104,8 +1121,9 @@ world_run(world *w)
         bool fresh = any_fresh(w);
         if (w->chaos && w->n_seen > 0 && rnd(w) % 7 == 0) { /* a stale or repeated timer */
             saga_timer tm = w->seen_timers[rnd(w) % w->n_seen];
-            saga_input in = { .kind = SAGA_IN_TIMER, .timer = tm.kind, .step = tm.step,
-                              .attempt = tm.attempt };
+            saga_input in = {
+                .kind = SAGA_IN_TIMER, .timer = tm.kind, .step = tm.step, .attempt = tm.attempt
+            };
             if (!(w->s.has_timer && timer_eq(&tm, &w->s.timer)))
                 deliver(w, &in);
             continue;
@@ -1152,8 +1170,7 @@ Test(saga_converge, shuffled_and_duplicated_inputs_end_like_ordered_ones)
             cr_assert_eq(w->s.status, ordered->s.status, "script %zu seed %llu: %s, want %s", k,
                          (unsigned long long)seed, saga_status_name(w->s.status),
                          saga_status_name(ordered->s.status));
-            cr_assert_str_eq(got, want, "script %zu seed %llu: steps", k,
-                             (unsigned long long)seed);
+            cr_assert_str_eq(got, want, "script %zu seed %llu: steps", k, (unsigned long long)seed);
             cr_assert_eq(w->s.fail_code, ordered->s.fail_code, "script %zu seed %llu", k,
                          (unsigned long long)seed);
             free(w);
@@ -1201,12 +1218,13 @@ Test(saga_converge, every_input_twice_ends_the_same)
                 saga_input_rec rec;
                 saga_decision d;
                 size_t idx = order[i];
-                cr_assert_eq(saga_input_unpack(&rec, T, v->log[idx], v->log_len[idx], &err),
-                             LB_OK);
+                cr_assert_eq(saga_input_unpack(&rec, T, v->log[idx], v->log_len[idx], &err), LB_OK);
                 cr_assert_eq(saga_decide(&s, &d, T, s.status ? &s : NULL, &rec.in, &err), LB_OK);
                 if (seen[idx])
-                    cr_assert_neq(d.verdict, SAGA_APPLIED, "script %zu: a repeat of input %zu "
-                                  "was applied: %s", k, idx, d.log);
+                    cr_assert_neq(d.verdict, SAGA_APPLIED,
+                                  "script %zu: a repeat of input %zu "
+                                  "was applied: %s",
+                                  k, idx, d.log);
                 seen[idx] = true;
             }
             char got[SAGA_STEPS_MAX + 1], want[SAGA_STEPS_MAX + 1];

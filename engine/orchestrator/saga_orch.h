@@ -1,0 +1,48 @@
+/* saga_orch.h - layby-orchestrator: persists sagas and runs the pure decider
+ * (engine/saga.h) on every input, exactly once, through the svc runtime.
+ *
+ * Parts: saga_orch_sql.c (every statement), saga_orch_apply.c (load, decide and
+ * persist a batch of inputs: the core), saga_orch_msg.c (what it sends besides
+ * step commands), saga_orch_handlers.c (handler table, timers, housekeeping).
+ *
+ * Ownership: inputs are caller memory; their strings are borrowed for the call.
+ * Threads:   handlers and the tick run on svc threads, each with its own store.
+ */
+#ifndef LAYBY_ENGINE_ORCHESTRATOR_SAGA_ORCH_H
+#define LAYBY_ENGINE_ORCHESTRATOR_SAGA_ORCH_H
+
+#include "engine/saga.h"
+#include "engine/svc.h"
+
+#define SAGA_ORCH_STMTS_COUNT 6
+extern const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT];
+extern const svc_def saga_orch_def;
+
+/* One input for one saga, in arrival order. */
+typedef struct saga_orch_input {
+    saga_input in;                       /* kind, now_ms, seed and kind's fields */
+    char saga_id[ID_STR_LEN];            /* which saga */
+    const svc_item *item;                /* message that carried it; NULL for timers */
+    const saga_type *start_type;         /* START: type to start (latest version) */
+    const ProtobufCMessage *event;       /* EVENT: decoded later, against the saga's type */
+} saga_orch_input;
+
+/* Locks the sagas the inputs name (in id order, so two orchestrators never
+ * deadlock), decides every input in order, and writes in the batch's
+ * transaction: saga rows with their timer, a log row per input, the commands
+ * and SagaChanged events (outbox), replies (after commit). */
+lb_status saga_orch_apply(svc_batch *b, saga_orch_input *ins, size_t n, lb_err *err);
+
+/* The saga types this orchestrator runs (saga_orch_handlers.c). */
+const saga_registry *saga_orch_registry(void);
+lb_status saga_orch_init(lb_err *err);
+
+/* Builders (saga_orch_msg.c). *out is the caller's. */
+lb_status saga_orch_msg_changed(ProtobufCMessage **out, const saga_type *t, const saga_state *s,
+                                saga_status from, const char *actor, lb_err *err);
+lb_status saga_orch_msg_outcome(ProtobufCMessage **out, const saga_type *t, const saga_state *s,
+                                lb_err *err);
+lb_status saga_orch_msg_failure(ProtobufCMessage **out, lb_status code, const char *reason,
+                                lb_err *err);
+
+#endif

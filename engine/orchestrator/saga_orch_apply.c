@@ -1,0 +1,402 @@
+/* saga_orch_apply.c - one batch of saga inputs: lock, decide, persist.
+ *
+ * Invariants:
+ * (1) A saga's row is locked (FOR UPDATE) from before its state is read until
+ *     its new state commits, so two orchestrators never advance one saga at once.
+ *     Rows are locked in saga id order in one statement: batches that share
+ *     sagas wait for each other instead of deadlocking.
+ * (2) The new state, its timer (a column of the same row), a log row for every
+ *     input, the commands and events (outbox) and the inbox ids of the messages
+ *     commit in one transaction; replies leave only after it committed.
+ * (3) Inputs for one saga are decided in arrival order; the decider makes
+ *     duplicated and reordered inputs converge (saga_decide.c R1-R7).
+ *
+ * CRASH POINT saga.after_commit (engine/fault.h): the decision is stored but
+ * the inputs are not acked. Redelivery hits the inbox and is skipped; the
+ * outbox relay publishes the commands, which participants take once per
+ * (saga, step). */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/codec.h"
+#include "engine/log.h"
+#include "saga_orch.h"
+
+typedef struct slot {
+    char id[ID_STR_LEN];
+    bool exists;  /* a row exists, or a START created the saga in this batch */
+    bool changed; /* state must be written */
+    saga_state st;
+    const saga_type *t;
+    /* the start command: raw bytes and type for the row, decoded for builders */
+    const char *start_type;
+    uint8_t *start_buf;
+    size_t start_len;
+    ProtobufCMessage *start; /* owned unless start_borrowed */
+    bool start_borrowed;
+} slot;
+
+/* Everything this batch writes, as array parameters. */
+typedef struct batch_out {
+    store_array s_id, s_type, s_ver, s_status, s_state, s_stt, s_start, s_due, s_cr, s_up;
+    store_array l_id, l_at, l_msg, l_kind, l_in, l_verdict, l_from, l_to, l_line;
+    size_t n_sagas, n_logs;
+} batch_out;
+
+#define SAGA_ARRAYS(o)                                                                             \
+    &(o)->s_id, &(o)->s_type, &(o)->s_ver, &(o)->s_status, &(o)->s_state, &(o)->s_stt,             \
+        &(o)->s_start, &(o)->s_due, &(o)->s_cr, &(o)->s_up
+#define LOG_ARRAYS(o)                                                                              \
+    &(o)->l_id, &(o)->l_at, &(o)->l_msg, &(o)->l_kind, &(o)->l_in, &(o)->l_verdict, &(o)->l_from, \
+        &(o)->l_to, &(o)->l_line
+
+static int
+slot_cmp(const void *a, const void *b)
+{
+    return strcmp(((const slot *)a)->id, ((const slot *)b)->id);
+}
+
+static slot *
+slot_find(slot *slots, size_t n, const char *id)
+{
+    slot key;
+    memcpy(key.id, id, ID_STR_LEN);
+    return bsearch(&key, slots, n, sizeof *slots, slot_cmp);
+}
+
+static const char *const verdict_names[] = {
+    [SAGA_APPLIED] = "APPLIED",
+    [SAGA_IGNORED] = "IGNORED",
+    [SAGA_REFUSED] = "REFUSED",
+};
+
+/* Loads and locks the rows of every saga named; unknown ones stay !exists. */
+static lb_status
+load(store *st, slot *slots, size_t n, lb_err *err)
+{
+    store_array ids = { 0 };
+    store_array_begin(&ids);
+    for (size_t i = 0; i < n; i++)
+        store_array_text(&ids, slots[i].id);
+    store_array_end(&ids);
+    if (ids.oom) {
+        store_array_free(&ids);
+        return lb_err_set(err, LB_ERR_NOMEM, "saga ids");
+    }
+    const char *p[] = { ids.p };
+    PGresult *r = PQexecPrepared(store_pg(st), "saga_lock", 1, p, NULL, NULL, 1);
+    store_array_free(&ids);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        lb_status s = store__result_err(r, store_pg(st), err, "saga_lock");
+        PQclear(r);
+        return s;
+    }
+    lb_status s = LB_OK;
+    for (int row = 0; row < PQntuples(r) && s == LB_OK; row++) {
+        slot *sl = slot_find(slots, n, PQgetvalue(r, row, 0));
+        if (sl == NULL)
+            continue;
+        s = saga_state_unpack(&sl->st, (const uint8_t *)PQgetvalue(r, row, 1),
+                              (size_t)PQgetlength(r, row, 1), err);
+        if (s != LB_OK)
+            break;
+        if ((s = saga_registry_for(&sl->t, saga_orch_registry(), &sl->st, err)) != LB_OK)
+            break;
+        const ProtobufCMessageDescriptor *d = codec_type_find(PQgetvalue(r, row, 2));
+        if (d == NULL) {
+            s = lb_err_set(err, LB_ERR_DECODE, "saga %s: unknown start type %s", sl->id,
+                           PQgetvalue(r, row, 2));
+            break;
+        }
+        s = codec_unpack(&sl->start, d, (const uint8_t *)PQgetvalue(r, row, 3),
+                         (size_t)PQgetlength(r, row, 3), err);
+        sl->start_type = d->name;
+        sl->exists = true;
+    }
+    PQclear(r);
+    return s;
+}
+
+/* Envelope of something the saga sends: correlation = saga id, and the
+ * actor and trace of the flow that started it. */
+static void
+saga_envelope(bus_envelope *env, const ProtobufCMessageDescriptor *d, const saga_state *s,
+              const svc_item *cause)
+{
+    bus_envelope_init(env, d, cause != NULL ? cause->env : NULL);
+    snprintf(env->correlation, sizeof env->correlation, "%s", s->id);
+    snprintf(env->actor, sizeof env->actor, "%s", s->actor);
+    snprintf(env->traceparent, sizeof env->traceparent, "%s", s->traceparent);
+    env->reply[0] = '\0';
+}
+
+static lb_status
+send_reply(svc_batch *b, const saga_orch_input *oi, const slot *sl, const saga_reply *rep,
+           lb_err *err)
+{
+    const char *to = rep->to_sender ? (oi->item ? oi->item->env->reply : "") : sl->st.reply_to;
+    if (to == NULL || to[0] == '\0')
+        return LB_OK; /* nobody waits (any more): nothing to do, nothing breaks */
+    ProtobufCMessage *m = NULL;
+    lb_status s = rep->status == LB_OK ? saga_orch_msg_outcome(&m, sl->t, &sl->st, err)
+                                       : saga_orch_msg_failure(&m, rep->status, rep->reason, err);
+    if (s != LB_OK)
+        return s;
+    bus_envelope env;
+    saga_envelope(&env, m->descriptor, &sl->st, oi->item);
+    s = svc_reply(b, to, &env, m, err);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return s;
+}
+
+/* Turns a decision into messages: step commands, a SagaChanged, a reply. */
+static lb_status
+effects(svc_batch *b, const saga_orch_input *oi, slot *sl, const saga_decision *d, lb_err *err)
+{
+    lb_status s = LB_OK;
+    for (size_t i = 0; i < d->n_cmds && s == LB_OK; i++) {
+        ProtobufCMessage *cmd = NULL;
+        if ((s = saga_cmd_build(&cmd, sl->t, &sl->st, &d->cmds[i], sl->start, err)) != LB_OK)
+            break;
+        bus_envelope env;
+        saga_envelope(&env, cmd->descriptor, &sl->st, oi->item);
+        s = svc_emit(b, d->cmds[i].subject, &env, cmd, err);
+        protobuf_c_message_free_unpacked(cmd, NULL);
+    }
+    if (s == LB_OK && d->verdict == SAGA_APPLIED && d->from != d->to) {
+        ProtobufCMessage *ev = NULL;
+        const char *actor = (oi->in.kind == SAGA_IN_RETRY || oi->in.kind == SAGA_IN_RESOLVE)
+                                ? oi->in.actor
+                                : "";
+        if ((s = saga_orch_msg_changed(&ev, sl->t, &sl->st, d->from, actor, err)) == LB_OK) {
+            bus_envelope env;
+            saga_envelope(&env, ev->descriptor, &sl->st, oi->item);
+            s = svc_emit(b, saga_status_subject(d->to), &env, ev, err);
+            protobuf_c_message_free_unpacked(ev, NULL);
+        }
+    }
+    if (s == LB_OK && d->reply.send)
+        s = send_reply(b, oi, sl, &d->reply, err);
+    return s;
+}
+
+static lb_status
+log_row(batch_out *o, const saga_orch_input *oi, const slot *sl, const saga_decision *d,
+        lb_err *err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    lb_status s = saga_input_pack(&buf, &len, &oi->in, err);
+    if (s != LB_OK)
+        return s;
+    store_array_text(&o->l_id, sl->id);
+    store_array_int(&o->l_at, oi->in.now_ms);
+    store_array_text(&o->l_msg, oi->in.msg_id ? oi->in.msg_id : "");
+    store_array_text(&o->l_kind, saga_input_kind_name(oi->in.kind));
+    store_array_bytea(&o->l_in, buf, len);
+    store_array_text(&o->l_verdict, verdict_names[d->verdict]);
+    store_array_text(&o->l_from, saga_status_name(d->from));
+    store_array_text(&o->l_to, saga_status_name(d->to));
+    store_array_text(&o->l_line, d->log);
+    free(buf);
+    o->n_logs++;
+    return LB_OK;
+}
+
+static lb_status
+saga_row(batch_out *o, const slot *sl, lb_err *err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    lb_status s = saga_state_pack(&buf, &len, &sl->st, err);
+    if (s != LB_OK)
+        return s;
+    store_array_text(&o->s_id, sl->id);
+    store_array_text(&o->s_type, sl->st.type);
+    store_array_int(&o->s_ver, sl->st.version);
+    store_array_text(&o->s_status, saga_status_name(sl->st.status));
+    store_array_bytea(&o->s_state, buf, len);
+    store_array_text(&o->s_stt, sl->start_type);
+    store_array_bytea(&o->s_start, sl->start_buf ? sl->start_buf : (const uint8_t *)"",
+                      sl->start_buf ? sl->start_len : 0);
+    if (sl->st.has_timer)
+        store_array_int(&o->s_due, sl->st.timer.due_ms);
+    else
+        store_array_null(&o->s_due);
+    store_array_int(&o->s_cr, sl->st.created_ms);
+    store_array_int(&o->s_up, sl->st.updated_ms);
+    free(buf);
+    o->n_sagas++;
+    return LB_OK;
+}
+
+/* Fills the kind-specific part of an input once its saga is known. */
+static lb_status
+input_complete(saga_orch_input *oi, const slot *sl, lb_err *err)
+{
+    if (oi->in.kind == SAGA_IN_EVENT) {
+        int64_t now = oi->in.now_ms;
+        uint64_t seed = oi->in.seed;
+        const char *msg_id = oi->in.msg_id;
+        lb_status s = saga_event_read(&oi->in, sl->t, oi->event, err);
+        oi->in.now_ms = now;
+        oi->in.seed = seed;
+        oi->in.msg_id = msg_id;
+        return s;
+    }
+    if (oi->in.kind == SAGA_IN_TIMER && oi->item == NULL) {
+        /* A tick fires whatever timer the locked row holds now. */
+        if (!sl->st.has_timer)
+            return lb_err_set(err, LB_ERR_STATE, "no timer pending");
+        oi->in.timer = sl->st.timer.kind;
+        oi->in.step = sl->st.timer.step;
+        oi->in.attempt = sl->st.timer.attempt;
+    }
+    return LB_OK;
+}
+
+static lb_status
+decide_one(svc_batch *b, batch_out *o, saga_orch_input *oi, slot *sl, lb_err *err)
+{
+    const saga_type *t = sl->exists ? sl->t : oi->start_type;
+    if (t == NULL) {
+        /* An event or operator command for a saga that does not exist (pruned,
+         * or never started): refuse it to a waiting operator, drop it otherwise. */
+        if (oi->item != NULL && oi->item->env->reply[0] != '\0') {
+            ProtobufCMessage *m = NULL;
+            lb_status s = saga_orch_msg_failure(&m, LB_ERR_NOT_FOUND, "no such saga", err);
+            if (s != LB_OK)
+                return s;
+            bus_envelope env;
+            bus_envelope_init(&env, m->descriptor, oi->item->env);
+            s = svc_reply(b, oi->item->env->reply, &env, m, err);
+            protobuf_c_message_free_unpacked(m, NULL);
+            return s;
+        }
+        log_info(&(log_ctx){ .correlation = oi->saga_id }, "saga.unknown",
+                 "input for a saga that does not exist",
+                 LOG_STR("input", saga_input_kind_name(oi->in.kind)));
+        return LB_OK;
+    }
+    if (!sl->exists) {
+        sl->t = t;
+        sl->start = (ProtobufCMessage *)oi->item->msg;
+        sl->start_borrowed = true;
+        sl->start_type = oi->item->msg->descriptor->name;
+        sl->start_len = protobuf_c_message_get_packed_size(sl->start);
+        if ((sl->start_buf = malloc(sl->start_len ? sl->start_len : 1)) == NULL)
+            return lb_err_set(err, LB_ERR_NOMEM, "start copy");
+        protobuf_c_message_pack(sl->start, sl->start_buf);
+    }
+    lb_err why;
+    if (input_complete(oi, sl, &why) != LB_OK) {
+        log_warn(&(log_ctx){ .correlation = sl->id }, "saga.input_ignored",
+                 "input does not fit the saga", LOG_ERR(&why));
+        return LB_OK;
+    }
+    saga_decision d;
+    lb_status s = saga_decide(&sl->st, &d, sl->t, sl->exists ? &sl->st : NULL, &oi->in, err);
+    if (s != LB_OK)
+        return s;
+    if (d.verdict == SAGA_APPLIED) {
+        sl->changed = true;
+        sl->exists = true;
+    }
+    if (!sl->exists)
+        return LB_OK; /* a START refused before the saga existed: nothing to log against */
+    if ((s = effects(b, oi, sl, &d, err)) != LB_OK)
+        return s;
+    return log_row(o, oi, sl, &d, err);
+}
+
+static lb_status
+write_all(store *st, batch_out *o, slot *slots, size_t n, lb_err *err)
+{
+    lb_status s = LB_OK;
+    for (size_t i = 0; i < n && s == LB_OK; i++)
+        if (slots[i].changed)
+            s = saga_row(o, &slots[i], err);
+    if (s != LB_OK)
+        return s;
+    store_array *sa[] = { SAGA_ARRAYS(o) };
+    store_array *la[] = { LOG_ARRAYS(o) };
+    const char *sp[LB_COUNTOF(sa)], *lp[LB_COUNTOF(la)];
+    bool oom = false;
+    for (size_t i = 0; i < LB_COUNTOF(sa); i++) {
+        store_array_end(sa[i]);
+        oom |= sa[i]->oom;
+        sp[i] = sa[i]->p;
+    }
+    for (size_t i = 0; i < LB_COUNTOF(la); i++) {
+        store_array_end(la[i]);
+        oom |= la[i]->oom;
+        lp[i] = la[i]->p;
+    }
+    if (oom)
+        return lb_err_set(err, LB_ERR_NOMEM, "saga arrays");
+    /* Sagas first: a new saga's log rows reference its row. */
+    if (o->n_sagas > 0 &&
+        (s = store_exec(st, NULL, "saga_upsert", (int)LB_COUNTOF(sa), sp, err)) != LB_OK)
+        return s;
+    if (o->n_logs > 0)
+        s = store_exec(st, NULL, "saga_log", (int)LB_COUNTOF(la), lp, err);
+    return s;
+}
+
+lb_status
+saga_orch_apply(svc_batch *b, saga_orch_input *ins, size_t n, lb_err *err)
+{
+    if (n == 0)
+        return LB_OK;
+    slot *slots = calloc(n, sizeof *slots);
+    batch_out *o = calloc(1, sizeof *o);
+    lb_status s = LB_OK;
+    size_t ns = 0;
+    if (slots == NULL || o == NULL) {
+        s = lb_err_set(err, LB_ERR_NOMEM, "saga slots");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        memcpy(slots[i].id, ins[i].saga_id, ID_STR_LEN);
+    qsort(slots, n, sizeof *slots, slot_cmp);
+    for (size_t i = 0; i < n; i++)
+        if (ns == 0 || strcmp(slots[ns - 1].id, slots[i].id) != 0)
+            slots[ns++] = slots[i];
+    {
+        store_array *sa[] = { SAGA_ARRAYS(o) };
+        store_array *la[] = { LOG_ARRAYS(o) };
+        for (size_t i = 0; i < LB_COUNTOF(sa); i++)
+            store_array_begin(sa[i]);
+        for (size_t i = 0; i < LB_COUNTOF(la); i++)
+            store_array_begin(la[i]);
+    }
+    if ((s = load(svc_batch_store(b), slots, ns, err)) != LB_OK)
+        goto out;
+    for (size_t i = 0; i < n && s == LB_OK; i++) {
+        slot *sl = slot_find(slots, ns, ins[i].saga_id);
+        uint64_t seed;
+        randombytes_buf(&seed, sizeof seed);
+        ins[i].in.seed = seed;
+        s = decide_one(b, o, &ins[i], sl, err);
+    }
+    if (s == LB_OK)
+        s = write_all(svc_batch_store(b), o, slots, ns, err);
+out:
+    if (o != NULL) {
+        store_array *sa[] = { SAGA_ARRAYS(o) };
+        store_array *la[] = { LOG_ARRAYS(o) };
+        for (size_t i = 0; i < LB_COUNTOF(sa); i++)
+            store_array_free(sa[i]);
+        for (size_t i = 0; i < LB_COUNTOF(la); i++)
+            store_array_free(la[i]);
+        free(o);
+    }
+    for (size_t i = 0; slots != NULL && i < ns; i++) {
+        if (slots[i].start != NULL && !slots[i].start_borrowed)
+            protobuf_c_message_free_unpacked(slots[i].start, NULL);
+        free(slots[i].start_buf);
+    }
+    free(slots);
+    return s;
+}

@@ -1,0 +1,231 @@
+/* saga_orch_handlers.c - what the orchestrator reads and when: its handler
+ * table (starts, participant events, operator commands), the timer tick and
+ * housekeeping (status gauges, pruning finished sagas).
+ *
+ * Every row names the same function, so the svc runtime hands all of a
+ * batch's saga inputs to one saga_orch_apply() call: one lock statement and
+ * one write per table per batch, however many sagas the batch touches. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/log.h"
+#include "engine/metrics.h"
+#include "layby/v1/saga.pb-c.h"
+#include "saga_orch.h"
+
+#define SAGA_TICK_BATCH       256
+#define SAGA_GAUGE_EVERY_MS   5000
+#define SAGA_PRUNE_EVERY_MS   60000
+
+/* --- registry ------------------------------------------------------------- */
+
+/* Every saga type and version this build runs. Keep a version listed until no
+ * saga started on it is unfinished (docs/SAGAS.md, versions). */
+static const saga_type *const saga_orch_types[] = {
+    &saga_sagatest_v1,
+};
+
+/* Which saga a start command starts: START subject -> saga type name. */
+typedef struct start_row {
+    const ProtobufCMessageDescriptor *desc;
+    const char *saga;
+} start_row;
+
+static const start_row saga_orch_starts[] = {
+    { &layby__v1__start_test_saga__descriptor, "sagatest" },
+};
+
+static saga_registry saga_orch_reg;
+
+lb_status
+saga_orch_init(lb_err *err)
+{
+    return saga_registry_init(&saga_orch_reg, saga_orch_types, LB_COUNTOF(saga_orch_types), err);
+}
+
+const saga_registry *
+saga_orch_registry(void)
+{
+    return &saga_orch_reg;
+}
+
+/* --- inputs from messages ------------------------------------------------- */
+
+/* The string field `name` of m, or NULL when m has none. */
+static const char *
+str_field(const ProtobufCMessage *m, const char *name)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED)
+        return NULL;
+    return *(char *const *)((const char *)m + f->offset);
+}
+
+static const saga_type *
+start_type_of(const ProtobufCMessageDescriptor *d)
+{
+    for (size_t i = 0; i < LB_COUNTOF(saga_orch_starts); i++)
+        if (saga_orch_starts[i].desc == d)
+            return saga_registry_latest(&saga_orch_reg, saga_orch_starts[i].saga);
+    return NULL;
+}
+
+/* Builds the decider input of one message; false (with why) if it names no saga. */
+static bool
+input_from_item(saga_orch_input *oi, const svc_item *it, lb_err *why)
+{
+    memset(oi, 0, sizeof *oi);
+    const ProtobufCMessage *m = it->msg;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    /* A message names its saga by a saga_id field, else by its correlation. */
+    const char *id = str_field(m, "saga_id");
+    if (id == NULL || id[0] == '\0')
+        id = it->env->correlation;
+    if (!id_valid(id)) {
+        lb_err_field(why, LB_ERR_INVALID, "sagaId", "sagaId must be a UUID");
+        return false;
+    }
+    snprintf(oi->saga_id, sizeof oi->saga_id, "%s", id);
+    oi->item = it;
+    oi->in.now_ms = it->now_ms;
+    oi->in.msg_id = it->env->msg_id;
+    oi->in.saga_id = oi->saga_id;
+    if (d == &layby__v1__retry_saga__descriptor || d == &layby__v1__resolve_saga__descriptor) {
+        const char *actor = str_field(m, "actor");
+        oi->in.kind = d == &layby__v1__retry_saga__descriptor ? SAGA_IN_RETRY : SAGA_IN_RESOLVE;
+        oi->in.actor = (actor != NULL && actor[0]) ? actor : it->env->actor;
+        oi->in.reason = str_field(m, "reason");
+        return true;
+    }
+    if ((oi->start_type = start_type_of(d)) != NULL) {
+        oi->in.kind = SAGA_IN_START;
+        oi->in.reply_to = it->env->reply;
+        oi->in.actor = it->env->actor;
+        oi->in.traceparent = it->env->traceparent;
+        return true;
+    }
+    oi->in.kind = SAGA_IN_EVENT;
+    oi->event = m;
+    return true;
+}
+
+static lb_status
+saga_orch_on_input(svc_batch *b, svc_item *items, size_t n, lb_err *err)
+{
+    saga_orch_input *ins = calloc(n, sizeof *ins);
+    if (ins == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "saga inputs");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (input_from_item(&ins[k], &items[i], &items[i].why))
+            k++;
+        else
+            items[i].outcome = items[i].why.code;
+    }
+    lb_status s = saga_orch_apply(b, ins, k, err);
+    free(ins);
+    return s;
+}
+
+/* --- timers and housekeeping ---------------------------------------------- */
+
+static int64_t saga_orch_retention_ms = 30LL * 24 * 3600 * 1000;
+static int64_t saga_orch_last_gauge_ms, saga_orch_last_prune_ms; /* tick thread only */
+
+static void
+housekeeping(store *st, int64_t now)
+{
+    lb_err err;
+    if (now - saga_orch_last_gauge_ms >= SAGA_GAUGE_EVERY_MS) {
+        saga_orch_last_gauge_ms = now;
+        PGresult *r = NULL;
+        if (store_exec(st, &r, "saga_counts", 0, NULL, &err) == LB_OK) {
+            int64_t by[SAGA__STATUS_COUNT] = { 0 };
+            for (int i = 0; i < PQntuples(r); i++)
+                by[saga_status_from_name(PQgetvalue(r, i, 0))] = atoll(PQgetvalue(r, i, 1));
+            for (int s = SAGA_RUNNING; s < SAGA__STATUS_COUNT; s++) {
+                char labels[64];
+                snprintf(labels, sizeof labels, "status=\"%s\"", saga_status_name(s));
+                metrics_set(metrics_gauge("layby_saga_sagas", labels, "sagas by status"), by[s]);
+            }
+            PQclear(r);
+        }
+    }
+    if (now - saga_orch_last_prune_ms >= SAGA_PRUNE_EVERY_MS) {
+        saga_orch_last_prune_ms = now;
+        char keep[24];
+        snprintf(keep, sizeof keep, "%lld", (long long)saga_orch_retention_ms);
+        const char *p[] = { keep };
+        if (store_exec(st, NULL, "saga_prune", 1, p, &err) != LB_OK)
+            log_warn(NULL, "saga.prune_failed", "pruning finished sagas failed", LOG_ERR(&err));
+    }
+}
+
+/* Fires due timers: each becomes a TIMER input of its (locked) saga. */
+static lb_status
+saga_orch_tick(svc_batch *b, int64_t now_ms, bool *more, lb_err *err)
+{
+    store *st = svc_batch_store(b);
+    char now[24], lim[16];
+    snprintf(now, sizeof now, "%lld", (long long)now_ms);
+    snprintf(lim, sizeof lim, "%d", SAGA_TICK_BATCH);
+    const char *p[] = { now, lim };
+    PGresult *r = NULL;
+    lb_status s = store_exec(st, &r, "saga_timers_due", 2, p, err);
+    if (s != LB_OK)
+        return s;
+    int rows = PQntuples(r);
+    saga_orch_input *ins = rows > 0 ? calloc((size_t)rows, sizeof *ins) : NULL;
+    if (rows > 0 && ins == NULL) {
+        PQclear(r);
+        return lb_err_set(err, LB_ERR_NOMEM, "timer inputs");
+    }
+    for (int i = 0; i < rows; i++) {
+        snprintf(ins[i].saga_id, sizeof ins[i].saga_id, "%s", PQgetvalue(r, i, 0));
+        ins[i].in.kind = SAGA_IN_TIMER;
+        ins[i].in.now_ms = now_ms;
+        ins[i].in.msg_id = "";
+        ins[i].in.saga_id = ins[i].saga_id;
+    }
+    PQclear(r);
+    s = saga_orch_apply(b, ins, (size_t)rows, err);
+    free(ins);
+    *more = rows == SAGA_TICK_BATCH;
+    if (s == LB_OK && !*more)
+        housekeeping(st, now_ms);
+    return s;
+}
+
+/* --- the service ----------------------------------------------------------- */
+
+/* clang-format off */
+static const svc_handler saga_orch_handlers[] = {
+    /* subject                     body type                                      handler */
+    { SAGA_SUBJ_START_TEST,        &layby__v1__start_test_saga__descriptor,        saga_orch_on_input },
+    { SAGA_SUBJ_RETRY,             &layby__v1__retry_saga__descriptor,             saga_orch_on_input },
+    { SAGA_SUBJ_RESOLVE,           &layby__v1__resolve_saga__descriptor,           saga_orch_on_input },
+    { SAGA_SUBJ_TEST_DONE,         &layby__v1__test_step_done__descriptor,         saga_orch_on_input },
+    { SAGA_SUBJ_TEST_FAILED,       &layby__v1__test_step_failed__descriptor,       saga_orch_on_input },
+    { SAGA_SUBJ_TEST_UNDONE,       &layby__v1__test_step_undone__descriptor,       saga_orch_on_input },
+    { SAGA_SUBJ_TEST_UNDO_FAILED,  &layby__v1__test_step_undo_failed__descriptor,  saga_orch_on_input },
+};
+
+static const svc_consumer saga_orch_consumers[] = {
+    { "LAYBY_EVT", "orchestrator" },  /* participants' events */
+    { "LAYBY_CMD", "orchestrator" },  /* layby.cmd.saga.>: starts and operator commands */
+};
+/* clang-format on */
+
+const svc_def saga_orch_def = {
+    .name = "orchestrator",
+    .consumers = saga_orch_consumers,
+    .n_consumers = LB_COUNTOF(saga_orch_consumers),
+    .handlers = saga_orch_handlers,
+    .n_handlers = LB_COUNTOF(saga_orch_handlers),
+    .stmts = saga_orch_stmts,
+    .n_stmts = SAGA_ORCH_STMTS_COUNT,
+    .tick = saga_orch_tick,
+    .tick_interval_ms = 50,
+};

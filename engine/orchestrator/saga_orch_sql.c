@@ -1,0 +1,44 @@
+/* saga_orch_sql.c - every statement of the orchestrator. Batches travel as
+ * arrays (store_array): one statement per batch, whatever its size. */
+#include "saga_orch.h"
+
+/* clang-format off */
+static const char SAGA_SQL_LOCK[] =
+    "SELECT saga_id::text, state, start_type, start FROM saga.sagas "
+    "WHERE saga_id = ANY($1::uuid[]) ORDER BY saga_id FOR UPDATE";
+static const char SAGA_SQL_UPSERT[] =
+    "INSERT INTO saga.sagas (saga_id, saga_type, version, status, state, start_type, start, "
+    "timer_due_at, created_at, updated_at) "
+    "SELECT u.id, u.t, u.v, u.st, u.s, u.stt, u.sta, "
+    "to_timestamp(u.due / 1000.0), to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0) "
+    "FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[], $6::text[], "
+    "$7::bytea[], $8::bigint[], $9::bigint[], $10::bigint[]) AS u(id, t, v, st, s, stt, sta, due, cr, up) "
+    "ON CONFLICT (saga_id) DO UPDATE SET status = EXCLUDED.status, state = EXCLUDED.state, "
+    "timer_due_at = EXCLUDED.timer_due_at, updated_at = EXCLUDED.updated_at";
+static const char SAGA_SQL_LOG[] =
+    "INSERT INTO saga.saga_log (saga_id, at, msg_id, input_kind, input, verdict, from_status, "
+    "to_status, line) "
+    "SELECT u.id, to_timestamp(u.at / 1000.0), u.m, u.k, u.i, u.v, u.f, u.t, u.l "
+    "FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bytea[], $6::text[], "
+    "$7::text[], $8::text[], $9::text[]) AS u(id, at, m, k, i, v, f, t, l)";
+/* Due timers of sagas nobody else holds right now (SKIP LOCKED: two
+ * orchestrators never fire the same timer; a busy saga is taken next tick). */
+static const char SAGA_SQL_TIMERS_DUE[] =
+    "SELECT saga_id::text FROM saga.sagas WHERE timer_due_at <= to_timestamp($1::bigint / 1000.0) "
+    "ORDER BY timer_due_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+static const char SAGA_SQL_PRUNE[] =
+    "DELETE FROM saga.sagas WHERE saga_id IN (SELECT saga_id FROM saga.sagas "
+    "WHERE status IN ('COMPLETED', 'FAILED', 'RESOLVED') "
+    "AND updated_at < now() - make_interval(secs => $1::bigint / 1000.0) LIMIT 500)";
+static const char SAGA_SQL_COUNTS[] =
+    "SELECT status, count(*) FROM saga.sagas GROUP BY status";
+
+const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT] = {
+    { "saga_lock",       SAGA_SQL_LOCK },
+    { "saga_upsert",     SAGA_SQL_UPSERT },
+    { "saga_log",        SAGA_SQL_LOG },
+    { "saga_timers_due", SAGA_SQL_TIMERS_DUE },
+    { "saga_prune",      SAGA_SQL_PRUNE },
+    { "saga_counts",     SAGA_SQL_COUNTS },
+};
+/* clang-format on */

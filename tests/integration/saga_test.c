@@ -1,0 +1,517 @@
+/* saga_test.c - the orchestrator with real nats-server, PostgreSQL and the
+ * test participant (tests/participant/sagatest.c): completion, compensation in
+ * reverse order, lost commands, failing compensations, STUCK and operator
+ * commands, crashes, timers across restarts, and two orchestrators at once. */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/bus.h"
+#include "engine/bus_topology.h"
+#include "engine/saga.h"
+#include "engine/id.h"
+#include "layby/v1/common.pb-c.h"
+#include "layby/v1/saga.pb-c.h"
+#include "tsupport.h"
+
+#define WAIT_MS 30000
+
+static bus *admin;
+static tsupport_proc procs[4]; /* killed in teardown whatever happened */
+static const bus_topology_consumer sagatest_consumer = { "LAYBY_CMD", "sagatest",
+                                                         "layby.cmd.sagatest.>", "layby-sagatest" };
+
+static void
+load_participant_schema(void)
+{
+    FILE *f = fopen(LAYBY_SOURCE_DIR "/tests/participant/schema.sql", "r");
+    cr_assert_not_null(f);
+    static char sql[8192];
+    size_t n = fread(sql, 1, sizeof sql - 1, f);
+    fclose(f);
+    sql[n] = '\0';
+    tsupport_sql(sql);
+}
+
+static void
+setup(void)
+{
+    tsupport_reset();
+    load_participant_schema();
+    lb_err err;
+    cr_assert_eq(id_init(&err), LB_OK);
+    bus_opts o = BUS_OPTS_INIT;
+    o.url = tsupport_env_req("LAYBY_NATS_URL");
+    o.user = tsupport_env_req("LAYBY_CTL_NATS_USER");
+    o.password = tsupport_env_req("LAYBY_CTL_NATS_PASSWORD");
+    o.name = "saga-test";
+    cr_assert_eq(bus_open(&admin, &o, &err), LB_OK, "%s", err.msg);
+    js_DeleteConsumer(bus_js(admin), "LAYBY_CMD", "sagatest", NULL, NULL);
+    bus_topology_opts to = BUS_TOPOLOGY_OPTS_INIT;
+    bus_topology_change ch;
+    cr_assert_eq(bus_topology_consumer_apply(&ch, bus_js(admin), &sagatest_consumer, &to, &err),
+                 LB_OK, "%s", err.msg);
+}
+
+static void
+teardown(void)
+{
+    for (size_t i = 0; i < LB_COUNTOF(procs); i++)
+        if (procs[i].pid > 0)
+            tsupport_daemon_kill(&procs[i]);
+    memset(procs, 0, sizeof procs);
+    bus_close(admin);
+    admin = NULL;
+}
+
+TestSuite(saga, .init = setup, .fini = teardown, .timeout = 180);
+
+static void
+start_participant(tsupport_proc *p)
+{
+    static char url[512], port[16];
+    const char *admin_url = tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL");
+    snprintf(url, sizeof url, "%s%soptions=-csearch_path%%3Dsagatest", admin_url,
+             strchr(admin_url, '?') ? "&" : "?");
+    int pt = tsupport_port_free();
+    snprintf(port, sizeof port, "%d", pt);
+    const char *args[] = { "--database-url", url,
+                           "--nats-user", tsupport_env_req("LAYBY_CTL_NATS_USER"),
+                           "--nats-password", tsupport_env_req("LAYBY_CTL_NATS_PASSWORD"),
+                           "--metrics-port", port, "--nak-delay", "50ms", NULL };
+    tsupport_daemon_start(p, "layby-sagatest", pt, args, NULL);
+}
+
+static void
+start_orchestrator(tsupport_proc *p, int instance, const char *const *env)
+{
+    if (instance == 0) {
+        tsupport_daemon_start(p, "layby-orchestrator", 0, NULL, env);
+        return;
+    }
+    static char port[16], inst[16];
+    int pt = tsupport_port_free();
+    snprintf(port, sizeof port, "%d", pt);
+    snprintf(inst, sizeof inst, "%d", instance);
+    const char *args[] = { "--metrics-port", port, "--instance", inst, NULL };
+    tsupport_daemon_start(p, "layby-orchestrator", pt, args, env);
+}
+
+static void
+start_msg(Layby__V1__StartTestSaga *m, const char *id, const char *script)
+{
+    layby__v1__start_test_saga__init(m);
+    m->saga_id = (char *)id;
+    m->key = "key";
+    m->script = (char *)script;
+}
+
+/* Starts a saga and returns at once; id receives its id. */
+static void
+saga_start(char id[ID_STR_LEN], const char *script)
+{
+    id_new(id);
+    Layby__V1__StartTestSaga m;
+    start_msg(&m, id, script);
+    bus_envelope env;
+    bus_envelope_init(&env, &layby__v1__start_test_saga__descriptor, NULL);
+    lb_err err;
+    cr_assert_eq(bus_publish(admin, SAGA_SUBJ_START_TEST, &env, &m.base, &err), LB_OK, "%s",
+                 err.msg);
+}
+
+/* Sends an operator or start command and waits for the orchestrator's reply. */
+static natsMsg *
+command(const char *subject, const ProtobufCMessage *m)
+{
+    bus_envelope env;
+    bus_envelope_init(&env, m->descriptor, NULL);
+    natsMsg *reply = NULL;
+    lb_err err;
+    cr_assert_eq(bus_command(&reply, admin, subject, &env, m, WAIT_MS, &err), LB_OK, "%s",
+                 err.msg);
+    return reply;
+}
+
+static char *
+sql_text(const char *sql)
+{
+    PGresult *r = PQexec(tsupport_pg(), sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(tsupport_pg()));
+    static char out[1024];
+    snprintf(out, sizeof out, "%s", PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return out;
+}
+
+typedef struct want {
+    char sql[512];
+    int64_t n;
+} want;
+
+static bool
+sql_is(void *arg)
+{
+    want *w = arg;
+    return tsupport_sql_int(w->sql) == w->n;
+}
+
+__attribute__((format(printf, 2, 3))) static void
+wait_count(int64_t n, const char *fmt, ...)
+{
+    want w = { .n = n };
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w.sql, sizeof w.sql, fmt, ap);
+    va_end(ap);
+    cr_assert(tsupport_poll_until(sql_is, &w, WAIT_MS), "%s never became %lld (is %lld)", w.sql,
+              (long long)n, (long long)tsupport_sql_int(w.sql));
+}
+
+static int64_t
+effects(const char *id, const char *kind)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM sagatest.effects WHERE saga_id = '%s' AND kind = '%s'", id,
+             kind);
+    return tsupport_sql_int(sql);
+}
+
+static int64_t
+tries(const char *id, int step, const char *kind)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(max(n), 0) FROM sagatest.tries WHERE saga_id = '%s' AND step = %d "
+             "AND kind = '%s'",
+             id, step, kind);
+    return tsupport_sql_int(sql);
+}
+
+static void
+wait_status(const char *id, const char *status)
+{
+    wait_count(1, "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND status = '%s'", id,
+               status);
+}
+
+static uint64_t
+subject_count(const char *subject)
+{
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Stream.Info.SubjectsFilter = subject;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_GetStreamInfo(&si, bus_js(admin), "LAYBY_EVT", &o, &jerr), NATS_OK);
+    uint64_t n = 0;
+    if (si->State.Subjects != NULL)
+        for (int i = 0; i < si->State.Subjects->Count; i++)
+            n += si->State.Subjects->List[i].Msgs;
+    jsStreamInfo_Destroy(si);
+    return n;
+}
+
+static bool
+proc_dead(void *arg)
+{
+    return !tsupport_daemon_alive(arg);
+}
+
+Test(saga, three_steps_complete_and_the_requester_hears_it)
+{
+    start_participant(&procs[0]);
+    start_orchestrator(&procs[1], 0, NULL);
+    char id[ID_STR_LEN];
+    id_new(id);
+    Layby__V1__StartTestSaga m;
+    start_msg(&m, id, "");
+    natsMsg *reply = command(SAGA_SUBJ_START_TEST, &m.base);
+    ProtobufCMessage *out = NULL;
+    lb_err err;
+    cr_assert_eq(bus_reply_decode(&out, reply, &layby__v1__saga_outcome__descriptor, &err), LB_OK,
+                 "%s", err.msg);
+    Layby__V1__SagaOutcome *o = (Layby__V1__SagaOutcome *)out;
+    cr_assert_str_eq(o->saga_id, id);
+    cr_assert_str_eq(o->status, "COMPLETED");
+    protobuf_c_message_free_unpacked(out, NULL);
+    natsMsg_Destroy(reply);
+    wait_status(id, "COMPLETED");
+    cr_assert_eq(effects(id, "do"), 3);
+    cr_assert_eq(effects(id, "undo"), 0);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' AND verdict = 'APPLIED'", id);
+    cr_assert_eq(tsupport_sql_int(sql), 4, "START and three step events");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM saga.sagas WHERE timer_due_at IS NOT NULL"),
+                 0);
+}
+
+Test(saga, a_failing_third_step_compensates_the_second_then_the_first)
+{
+    start_participant(&procs[0]);
+    start_orchestrator(&procs[1], 0, NULL);
+    char id[ID_STR_LEN];
+    saga_start(id, "2:fail");
+    wait_status(id, "FAILED");
+    cr_assert_eq(effects(id, "do"), 2);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT string_agg(step::text, ',' ORDER BY id) FROM sagatest.effects "
+             "WHERE saga_id = '%s' AND kind = 'undo'",
+             id);
+    cr_assert_str_eq(sql_text(sql), "1,0", "reverse order");
+    cr_assert_eq(tries(id, 2, "do"), 1, "a final failure is not retried");
+}
+
+Test(saga, a_dropped_command_is_recovered_by_the_step_timeout)
+{
+    start_participant(&procs[0]);
+    start_orchestrator(&procs[1], 0, NULL);
+    char id[ID_STR_LEN];
+    saga_start(id, "1:drop=1");
+    wait_status(id, "COMPLETED");
+    cr_assert_eq(tries(id, 1, "do"), 2, "sent again after the timeout");
+    cr_assert_eq(effects(id, "do"), 3, "and done once");
+}
+
+Test(saga, a_flaky_step_is_retried_then_succeeds)
+{
+    start_participant(&procs[0]);
+    start_orchestrator(&procs[1], 0, NULL);
+    char id[ID_STR_LEN];
+    saga_start(id, "0:flaky=2");
+    wait_status(id, "COMPLETED");
+    cr_assert_eq(tries(id, 0, "do"), 3);
+    cr_assert_eq(effects(id, "do"), 3);
+}
+
+Test(saga, a_compensation_failing_twice_then_succeeding_finishes_the_rollback)
+{
+    start_participant(&procs[0]);
+    start_orchestrator(&procs[1], 0, NULL);
+    char id[ID_STR_LEN];
+    saga_start(id, "2:fail 1:undofail=2");
+    wait_status(id, "FAILED");
+    cr_assert_eq(tries(id, 1, "undo"), 3);
+    cr_assert_eq(effects(id, "undo"), 2);
+}
+
+Test(saga, a_compensation_that_keeps_failing_is_stuck_until_an_operator_retries)
+{
+    start_participant(&procs[0]);
+    start_orchestrator(&procs[1], 0, NULL);
+    char id[ID_STR_LEN];
+    saga_start(id, "2:fail 1:undofail=4"); /* the retry policy allows 3 */
+    wait_status(id, "STUCK");
+    cr_assert_eq(effects(id, "undo"), 0);
+    Layby__V1__RetrySaga r = LAYBY__V1__RETRY_SAGA__INIT;
+    r.saga_id = id;
+    r.actor = "ops-anna";
+    r.reason = "gateway fixed";
+    natsMsg *reply = command(SAGA_SUBJ_RETRY, &r.base);
+    ProtobufCMessage *out = NULL;
+    lb_err err;
+    cr_assert_eq(bus_reply_decode(&out, reply, &layby__v1__saga_outcome__descriptor, &err), LB_OK,
+                 "%s", err.msg);
+    protobuf_c_message_free_unpacked(out, NULL);
+    natsMsg_Destroy(reply);
+    wait_status(id, "FAILED");
+    cr_assert_eq(effects(id, "undo"), 2, "both steps undone once");
+    wait_count(1,
+               "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' AND input_kind = 'RETRY' "
+               "AND verdict = 'APPLIED'",
+               id);
+}
+
+Test(saga, a_stuck_saga_resolved_by_an_operator_is_recorded_and_left_alone)
+{
+    start_participant(&procs[0]);
+    start_orchestrator(&procs[1], 0, NULL);
+    char id[ID_STR_LEN];
+    saga_start(id, "2:fail 1:undofail=99");
+    wait_status(id, "STUCK");
+    Layby__V1__ResolveSaga r = LAYBY__V1__RESOLVE_SAGA__INIT;
+    r.saga_id = id;
+    r.actor = "ops-anna";
+    r.reason = "refunded by hand";
+    natsMsg *reply = command(SAGA_SUBJ_RESOLVE, &r.base);
+    natsMsg_Destroy(reply);
+    wait_status(id, "RESOLVED");
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' AND input_kind = 'RESOLVE' "
+             "AND verdict = 'APPLIED'",
+             id);
+    cr_assert_eq(tsupport_sql_int(sql), 1);
+    /* A retry of a resolved saga is refused, and says so. */
+    Layby__V1__RetrySaga again = LAYBY__V1__RETRY_SAGA__INIT;
+    again.saga_id = id;
+    again.actor = "ops-anna";
+    again.reason = "oops";
+    reply = command(SAGA_SUBJ_RETRY, &again.base);
+    ProtobufCMessage *out = NULL;
+    lb_err err;
+    cr_assert_neq(bus_reply_decode(&out, reply, &layby__v1__saga_outcome__descriptor, &err),
+                  LB_OK);
+    natsMsg_Destroy(reply);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM saga.sagas WHERE status = 'RESOLVED'"),
+                 1);
+}
+
+static void
+publish_event(const char *subject, const ProtobufCMessage *m, const char *saga_id)
+{
+    bus_envelope env;
+    bus_envelope_init(&env, m->descriptor, NULL);
+    snprintf(env.correlation, sizeof env.correlation, "%s", saga_id);
+    lb_err err;
+    cr_assert_eq(bus_publish(admin, subject, &env, m, &err), LB_OK, "%s", err.msg);
+}
+
+Test(saga, duplicated_and_reordered_events_leave_the_same_final_state)
+{
+    start_orchestrator(&procs[1], 0, NULL);
+    char id[ID_STR_LEN];
+    saga_start(id, "");
+    wait_count(1, "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s'", id);
+    /* Early answers for steps not yet reached, then step 0 twice. */
+    for (int step = 2; step >= 0; step--) {
+        Layby__V1__TestStepDone d = LAYBY__V1__TEST_STEP_DONE__INIT;
+        d.saga_id = id;
+        d.step = (uint32_t)step;
+        d.attempt = 1;
+        publish_event(SAGA_SUBJ_TEST_DONE, &d.base, id);
+    }
+    Layby__V1__TestStepDone d0 = LAYBY__V1__TEST_STEP_DONE__INIT;
+    d0.saga_id = id;
+    d0.attempt = 1;
+    publish_event(SAGA_SUBJ_TEST_DONE, &d0.base, id);
+    /* The participant now does steps 1 and 2 (re-sent after their timeouts). */
+    start_participant(&procs[0]);
+    wait_status(id, "COMPLETED");
+    /* Late duplicates and a stale failure change nothing. */
+    Layby__V1__TestStepFailed f = LAYBY__V1__TEST_STEP_FAILED__INIT;
+    f.saga_id = id;
+    f.step = 1;
+    f.attempt = 1;
+    f.final = true;
+    publish_event(SAGA_SUBJ_TEST_FAILED, &f.base, id);
+    publish_event(SAGA_SUBJ_TEST_DONE, &d0.base, id);
+    wait_count(2,
+               "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' AND verdict = 'IGNORED' "
+               "AND id > (SELECT max(id) FROM saga.saga_log WHERE verdict = 'APPLIED' "
+               "AND saga_id = '%s')",
+               id, id);
+    wait_status(id, "COMPLETED");
+    /* The participant also took step 0's command, late: once, and its answer
+     * was a duplicate the saga ignored. */
+    cr_assert_eq(effects(id, "do"), 3, "each step done once");
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(DISTINCT step) FROM sagatest.effects WHERE saga_id = '%s'", id);
+    cr_assert_eq(tsupport_sql_int(sql), 3);
+    cr_assert_eq(effects(id, "undo"), 0);
+    cr_assert_eq(subject_count("layby.evt.saga.completed"), 1);
+}
+
+Test(saga, timers_survive_a_restart)
+{
+    start_participant(&procs[0]);
+    start_orchestrator(&procs[1], 0, NULL);
+    char id[ID_STR_LEN];
+    saga_start(id, "1:drop=1");
+    /* Step 1's command was dropped: its timeout timer is the saga's only way on. */
+    wait_count(1, "SELECT count(*) FROM sagatest.tries WHERE saga_id = '%s' AND step = 1", id);
+    tsupport_daemon_kill(&procs[1]);
+    wait_count(1, "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND timer_due_at < now()",
+               id);
+    start_orchestrator(&procs[1], 0, NULL);
+    wait_status(id, "COMPLETED");
+    cr_assert_eq(tries(id, 1, "do"), 2);
+    cr_assert_eq(effects(id, "do"), 3);
+}
+
+Test(saga, killed_among_200_running_sagas_every_saga_ends_exactly_once)
+{
+    bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
+    o.ack_wait_ms = 2000;
+    tsupport_reset_with(&o);
+    load_participant_schema();
+    start_participant(&procs[0]);
+    const char *fault[] = { "LAYBY_FAULT=svc.after_commit:5", NULL };
+    start_orchestrator(&procs[1], 0, fault);
+    enum { N = 200 };
+    char id[ID_STR_LEN];
+    for (int i = 0; i < N; i++)
+        saga_start(id, "");
+    cr_assert(tsupport_poll_until(proc_dead, &procs[1], WAIT_MS), "the fault point never fired");
+    cr_assert_lt(tsupport_sql_int("SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'"),
+                 N, "killed in the middle, not after the end");
+    start_orchestrator(&procs[1], 0, NULL);
+    wait_count(N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.effects WHERE kind = 'do'"), 3 * N);
+    cr_assert_eq(tsupport_sql_int("SELECT count(DISTINCT (saga_id, step)) FROM sagatest.effects"),
+                 3 * N, "no command had a second effect");
+    wait_count(0, "SELECT count(*) FROM saga.outbox");
+    cr_assert_eq(subject_count("layby.evt.saga.completed"), N, "each saga ended once");
+}
+
+typedef struct body {
+    char buf[65536];
+    size_t len;
+} body;
+
+static size_t
+collect(void *p, size_t size, size_t n, void *arg)
+{
+    body *b = arg;
+    size_t k = size * n;
+    if (b->len + k >= sizeof b->buf)
+        k = sizeof b->buf - b->len - 1;
+    memcpy(b->buf + b->len, p, k);
+    b->len += k;
+    b->buf[b->len] = '\0';
+    return size * n;
+}
+
+static long long
+handled_on(int port)
+{
+    static body b;
+    b.len = 0;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    const char *k = "layby_svc_messages_handled_total{service=\"orchestrator\"} ";
+    const char *at = strstr(b.buf, k);
+    cr_assert_not_null(at);
+    return atoll(at + strlen(k));
+}
+
+Test(saga, two_orchestrators_share_1000_sagas_and_each_completes_once)
+{
+    start_participant(&procs[0]);
+    start_orchestrator(&procs[1], 0, NULL);
+    start_orchestrator(&procs[2], 1, NULL);
+    enum { N = 1000 };
+    char id[ID_STR_LEN];
+    for (int i = 0; i < N; i++)
+        saga_start(id, "");
+    wait_count(N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.effects"), 3 * N);
+    cr_assert_eq(tsupport_sql_int("SELECT count(DISTINCT (saga_id, step)) FROM sagatest.effects"),
+                 3 * N);
+    wait_count(0, "SELECT count(*) FROM saga.outbox");
+    cr_assert_eq(subject_count("layby.evt.saga.completed"), N);
+    cr_assert_gt(handled_on(procs[1].port), 0);
+    cr_assert_gt(handled_on(procs[2].port), 0);
+}
