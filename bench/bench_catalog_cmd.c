@@ -15,14 +15,15 @@
 
 #include "bench_common.h"
 #include "engine/id.h"
+#include "engine/subjects.h"
 #include "layby/v1/catalog.pb-c.h"
 
 typedef struct run {
     int64_t count;
-    int64_t *sent_us;  /* publish time per index */
-    int64_t *recv_us;  /* event time per index, 0 until seen */
+    int64_t *sent_us; /* publish time per index */
+    int64_t *recv_us; /* event time per index, 0 until seen */
     atomic_long seen;
-    long long tag;     /* per run, so events of earlier runs are ignored */
+    long long tag; /* per run, so events of earlier runs are ignored */
 } run;
 
 static void
@@ -66,7 +67,7 @@ main(int argc, char **argv)
     r.sent_us = calloc((size_t)count, sizeof *r.sent_us);
     r.recv_us = calloc((size_t)count, sizeof *r.recv_us);
     natsSubscription *sub = NULL;
-    natsConnection_Subscribe(&sub, bus_conn(b), "layby.evt.product.created", on_event, &r);
+    natsConnection_Subscribe(&sub, bus_conn(b), SUBJ_PRODUCT_CREATED, on_event, &r);
     natsSubscription_SetPendingLimits(sub, -1, -1);
     natsConnection_Flush(bus_conn(b));
 
@@ -95,7 +96,7 @@ main(int argc, char **argv)
         bus_envelope env;
         bus_envelope_init(&env, &layby__v1__create_product__descriptor, NULL);
         natsMsg *m = NULL;
-        if (bus_msg_new(&m, "layby.cmd.catalog.create_product", &env, &c.base, &err) != LB_OK) {
+        if (bus_msg_new(&m, SUBJ_CATALOG_CREATE_PRODUCT, &env, &c.base, &err) != LB_OK) {
             fprintf(stderr, "bench: %s\n", err.msg);
             return 1;
         }

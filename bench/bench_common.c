@@ -15,7 +15,8 @@ bench_open(bus **out, lb_err *err)
     o.name = "layby-bench";
     o.max_pending = 65536;
     if (o.url == NULL)
-        return lb_err_set(err, LB_ERR_CONFIG, "LAYBY_NATS_URL is not set (eval \"$(scripts/dev env)\")");
+        return lb_err_set(err, LB_ERR_CONFIG,
+                          "LAYBY_NATS_URL is not set (eval \"$(scripts/dev env)\")");
     return bus_open(out, &o, err);
 }
 
@@ -72,8 +73,8 @@ bench_flags(int argc, char **argv, const bench_flag *flags, size_t n)
         if (!found) {
             fprintf(stderr, "usage: %s", argv[0]);
             for (size_t k = 0; k < n; k++)
-                fprintf(stderr, " [--%s N (%lld): %s]", flags[k].name,
-                        (long long)*flags[k].value, flags[k].help);
+                fprintf(stderr, " [--%s N (%lld): %s]", flags[k].name, (long long)*flags[k].value,
+                        flags[k].help);
             fprintf(stderr, "\n");
             return -1;
         }

@@ -28,7 +28,8 @@ main(int argc, char **argv)
         size = sizeof payload;
     int64_t t0 = lb_mono_us();
     for (int64_t i = 0; i < count; i++) {
-        natsStatus s = js_PublishAsync(bus_js(b), "layby.cmd.bench.baseline", payload, (int)size, NULL);
+        natsStatus s =
+            js_PublishAsync(bus_js(b), "layby.cmd.bench.baseline", payload, (int)size, NULL);
         if (s != NATS_OK) {
             fprintf(stderr, "bench: publish: %s\n", natsStatus_GetText(s));
             return 1;

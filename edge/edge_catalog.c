@@ -142,7 +142,7 @@ edge_product_create(edge_req *r)
     natsMsg *reply = NULL;
     lb_err err;
     lb_err_clear(&err);
-    lb_status s = bus_command(&reply, app->bus, EDGE_SUBJ_CREATE_PRODUCT, &env, &cmd.base,
+    lb_status s = bus_command(&reply, app->bus, SUBJ_CATALOG_CREATE_PRODUCT, &env, &cmd.base,
                               app->cfg.command_timeout_ms, &err);
     outcome o = { .status = 0 };
     create_outcome(&o, r, s, reply, id, &err);
@@ -173,7 +173,7 @@ edge_product_get(edge_req *r)
     ProtobufCMessage *p = NULL;
     lb_err err;
     lb_err_clear(&err);
-    lb_status s = bus_request(&reply, app->bus, EDGE_SUBJ_GET_PRODUCT, &env, &q.base,
+    lb_status s = bus_request(&reply, app->bus, SUBJ_CATALOG_GET_PRODUCT, &env, &q.base,
                               app->cfg.query_timeout_ms, &err);
     if (s == LB_OK)
         s = bus_reply_decode(&p, reply, &layby__v1__product__descriptor, &err);

@@ -9,8 +9,7 @@
 #include "edge_http.h"
 
 /* The catalog's subjects (DESIGN §2). */
-#define EDGE_SUBJ_CREATE_PRODUCT "layby.cmd.catalog.create_product"
-#define EDGE_SUBJ_GET_PRODUCT    "layby.qry.catalog.get_product"
+#include "engine/subjects.h"
 
 /* POST /api/v1/products (admin): 201 Product, 202 while the catalog has not
  * answered yet, or the catalog's refusal. */

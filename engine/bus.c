@@ -5,11 +5,13 @@
  * stream's duplicate window drops the repeat. */
 #include "bus.h"
 
+#include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codec.h"
 #include "layby/v1/common.pb-c.h"
@@ -20,13 +22,18 @@ struct bus {
     jsCtx *js;
     int64_t publish_wait_ms;
     atomic_bool closing; /* bus_close() runs: a disconnect is expected, not news */
+    /* nats.c runs callbacks on its own thread, after Close returns: the bus
+     * lives until the closed callback (the last one) has run. */
+    pthread_mutex_t lock;
+    pthread_cond_t closed_cond;
+    bool closed; /* guarded by lock */
 };
 
 lb_status
 bus__nats_err(lb_err *err, natsStatus s, const char *what)
 {
     const char *last = nats_GetLastError(NULL);
-    lb_status code = (s == NATS_TIMEOUT) ? LB_ERR_TIMEOUT
+    lb_status code = (s == NATS_TIMEOUT)         ? LB_ERR_TIMEOUT
                      : (s == NATS_NO_RESPONDERS) ? LB_ERR_UNAVAILABLE
                                                  : LB_ERR_BUS;
     return lb_err_set(err, code, "%s: %s%s%s", what, natsStatus_GetText(s),
@@ -67,11 +74,17 @@ typedef struct header_row {
     bool required;
 } header_row;
 
-#define HROW(h, f, req) { h, offsetof(bus_envelope, f), sizeof(((bus_envelope *)0)->f), req }
+#define HROW(h, f, req)                                                   \
+    {                                                                     \
+        h, offsetof(bus_envelope, f), sizeof(((bus_envelope *)0)->f), req \
+    }
 static const header_row header_rows[] = {
-    HROW(BUS_H_MSG_ID, msg_id, true),         HROW(BUS_H_TYPE, type, true),
-    HROW(BUS_H_CORRELATION, correlation, false), HROW(BUS_H_CAUSATION, causation, false),
-    HROW(BUS_H_REPLY, reply, false),          HROW(BUS_H_ACTOR, actor, false),
+    HROW(BUS_H_MSG_ID, msg_id, true),
+    HROW(BUS_H_TYPE, type, true),
+    HROW(BUS_H_CORRELATION, correlation, false),
+    HROW(BUS_H_CAUSATION, causation, false),
+    HROW(BUS_H_REPLY, reply, false),
+    HROW(BUS_H_ACTOR, actor, false),
     HROW(BUS_H_TRACEPARENT, traceparent, false),
 };
 #undef HROW
@@ -158,6 +171,17 @@ on_disconnected(natsConnection *nc, void *closure)
 }
 
 static void
+on_closed(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    bus *b = closure;
+    pthread_mutex_lock(&b->lock);
+    b->closed = true;
+    pthread_cond_signal(&b->closed_cond);
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void
 on_reconnected(natsConnection *nc, void *closure)
 {
     (void)nc;
@@ -172,8 +196,8 @@ on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus s, void *cl
     (void)sub;
     (void)closure;
     const char *last = nats_GetLastError(NULL);
-    log_warn(NULL, "bus.async_error", "NATS reported an error", LOG_STR("status", natsStatus_GetText(s)),
-             LOG_STR("detail", last ? last : ""));
+    log_warn(NULL, "bus.async_error", "NATS reported an error",
+             LOG_STR("status", natsStatus_GetText(s)), LOG_STR("detail", last ? last : ""));
 }
 
 lb_status
@@ -185,6 +209,8 @@ bus_open(bus **out, const bus_opts *opts, lb_err *err)
     natsStatus s;
     if (b == NULL)
         return lb_err_set(err, LB_ERR_NOMEM, "bus");
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->closed_cond, NULL);
     b->publish_wait_ms = opts->publish_wait_ms > 0 ? opts->publish_wait_ms : 5000;
     if ((s = natsOptions_Create(&o)) != NATS_OK)
         goto out_nats;
@@ -203,6 +229,7 @@ bus_open(bus **out, const bus_opts *opts, lb_err *err)
     natsOptions_SetSendAsap(o, true); /* responders: replies leave at once (PLATFORM.md) */
     natsOptions_SetDisconnectedCB(o, on_disconnected, b);
     natsOptions_SetReconnectedCB(o, on_reconnected, NULL);
+    natsOptions_SetClosedCB(o, on_closed, b);
     natsOptions_SetErrorHandler(o, on_async_error, NULL);
     natsOptions_SetMaxPendingMsgs(o, 1 << 20);
     s = natsConnection_Connect(&b->nc, o);
@@ -240,8 +267,22 @@ bus_close(bus *b)
     if (b->nc != NULL) {
         natsConnection_FlushTimeout(b->nc, 1000);
         natsConnection_Close(b->nc);
+        /* Wait (bounded) for the closed callback: no callback may touch b after free. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 5;
+        pthread_mutex_lock(&b->lock);
+        while (!b->closed)
+            if (pthread_cond_timedwait(&b->closed_cond, &b->lock, &until) != 0)
+                break;
+        bool closed = b->closed;
+        pthread_mutex_unlock(&b->lock);
         natsConnection_Destroy(b->nc);
+        if (!closed)
+            return; /* leak rather than free memory a late callback may still use */
     }
+    pthread_cond_destroy(&b->closed_cond);
+    pthread_mutex_destroy(&b->lock);
     free(b);
 }
 
@@ -320,8 +361,8 @@ bus_publish(bus *b, const char *subject, const bus_envelope *env, const Protobuf
 }
 
 lb_status
-bus_publish_core(bus *b, const char *subject, const bus_envelope *env,
-                 const ProtobufCMessage *msg, lb_err *err)
+bus_publish_core(bus *b, const char *subject, const bus_envelope *env, const ProtobufCMessage *msg,
+                 lb_err *err)
 {
     natsMsg *m = NULL;
     lb_status st = bus_msg_new(&m, subject, env, msg, err);

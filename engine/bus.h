@@ -24,16 +24,16 @@
 #define BUS_TRACE_MAX   64 /* "00-<32 hex>-<16 hex>-<2 hex>" is 55 */
 
 /* Header names (DESIGN §2) and the extra ones a dead letter carries. */
-#define BUS_H_MSG_ID      "Nats-Msg-Id"
-#define BUS_H_TYPE        "Layby-Type"
-#define BUS_H_CORRELATION "Layby-Correlation"
-#define BUS_H_CAUSATION   "Layby-Causation"
-#define BUS_H_REPLY       "Layby-Reply"
-#define BUS_H_ACTOR       "Layby-Actor"
-#define BUS_H_TRACEPARENT "traceparent"
-#define BUS_H_DLQ_SUBJECT "Layby-Dlq-Subject"
-#define BUS_H_DLQ_CONSUMER "Layby-Dlq-Consumer"
-#define BUS_H_DLQ_ERROR   "Layby-Dlq-Error"
+#define BUS_H_MSG_ID         "Nats-Msg-Id"
+#define BUS_H_TYPE           "Layby-Type"
+#define BUS_H_CORRELATION    "Layby-Correlation"
+#define BUS_H_CAUSATION      "Layby-Causation"
+#define BUS_H_REPLY          "Layby-Reply"
+#define BUS_H_ACTOR          "Layby-Actor"
+#define BUS_H_TRACEPARENT    "traceparent"
+#define BUS_H_DLQ_SUBJECT    "Layby-Dlq-Subject"
+#define BUS_H_DLQ_CONSUMER   "Layby-Dlq-Consumer"
+#define BUS_H_DLQ_ERROR      "Layby-Dlq-Error"
 #define BUS_H_DLQ_STREAM_SEQ "Layby-Dlq-Stream-Seq"
 #define BUS_H_DLQ_DELIVERIES "Layby-Dlq-Deliveries"
 
@@ -43,12 +43,12 @@
 #define BUS_STREAM_DLQ "LAYBY_DLQ"
 
 typedef struct bus_envelope {
-    char msg_id[ID_STR_LEN];        /* Nats-Msg-Id */
-    char type[BUS_TYPE_MAX];        /* Layby-Type, full protobuf name */
-    char correlation[ID_STR_LEN];   /* Layby-Correlation ("" = none) */
-    char causation[ID_STR_LEN];     /* Layby-Causation ("" = none) */
-    char reply[BUS_SUBJECT_MAX];    /* Layby-Reply ("" = nobody waits) */
-    char actor[BUS_ACTOR_MAX];      /* Layby-Actor "<member id> <ROLE>" ("" = system) */
+    char msg_id[ID_STR_LEN];         /* Nats-Msg-Id */
+    char type[BUS_TYPE_MAX];         /* Layby-Type, full protobuf name */
+    char correlation[ID_STR_LEN];    /* Layby-Correlation ("" = none) */
+    char causation[ID_STR_LEN];      /* Layby-Causation ("" = none) */
+    char reply[BUS_SUBJECT_MAX];     /* Layby-Reply ("" = nobody waits) */
+    char actor[BUS_ACTOR_MAX];       /* Layby-Actor "<member id> <ROLE>" ("" = system) */
     char traceparent[BUS_TRACE_MAX]; /* W3C trace context ("" = none) */
 } bus_envelope;
 
@@ -69,14 +69,17 @@ lb_status bus_traceparent_check(const char *tp, lb_err *err);
 void bus_traceparent_new(char out[BUS_TRACE_MAX]);
 
 typedef struct bus_opts {
-    const char *url;        /* nats://127.0.0.1:4222 */
-    const char *user;       /* NULL or "" = anonymous */
+    const char *url;  /* nats://127.0.0.1:4222 */
+    const char *user; /* NULL or "" = anonymous */
     const char *password;
-    const char *name;       /* connection name shown by the server */
+    const char *name;        /* connection name shown by the server */
     int64_t publish_wait_ms; /* JetStream publish ack wait (default 5000) */
-    int64_t max_pending;    /* async publishes in flight (default 4096) */
+    int64_t max_pending;     /* async publishes in flight (default 4096) */
 } bus_opts;
-#define BUS_OPTS_INIT { .publish_wait_ms = 5000, .max_pending = 4096 }
+#define BUS_OPTS_INIT                                \
+    {                                                \
+        .publish_wait_ms = 5000, .max_pending = 4096 \
+    }
 
 typedef struct bus bus;
 

@@ -66,8 +66,8 @@ apply(void *conf, const cfg_opt *o, const char *v, const char *from, lb_err *err
     case CFG_BOOL: {
         bool b;
         if (parse_bool(&b, v) != LB_OK)
-            return lb_err_set(err, LB_ERR_CONFIG, "--%s (%s): '%s' is not true or false",
-                              o->flag, from, v);
+            return lb_err_set(err, LB_ERR_CONFIG, "--%s (%s): '%s' is not true or false", o->flag,
+                              from, v);
         memcpy(dst, &b, sizeof b);
         return LB_OK;
     }
@@ -90,8 +90,8 @@ apply(void *conf, const cfg_opt *o, const char *v, const char *from, lb_err *err
     }
     if (n < o->min || n > o->max)
         return lb_err_set(err, LB_ERR_CONFIG,
-                          "--%s (%s): %s is out of range [%" PRId64 ", %" PRId64 "]", o->flag,
-                          from, v, o->min, o->max);
+                          "--%s (%s): %s is out of range [%" PRId64 ", %" PRId64 "]", o->flag, from,
+                          v, o->min, o->max);
     memcpy(dst, &n, sizeof n);
     return LB_OK;
 }
@@ -126,8 +126,7 @@ find_flag(const cfg_opt *opts, size_t n, const char *name, size_t len)
 }
 
 lb_status
-cfg_load(void *conf, const cfg_opt *opts, size_t n, int argc, char **argv, bool *help,
-         lb_err *err)
+cfg_load(void *conf, const cfg_opt *opts, size_t n, int argc, char **argv, bool *help, lb_err *err)
 {
     *help = false;
     for (int i = 1; i < argc; i++) {
@@ -197,8 +196,8 @@ cfg_help_write(FILE *f, const char *prog, const char *about, const cfg_opt *opts
     static const char *const kind_names[] = {
         [CFG_STR] = "TEXT", [CFG_INT] = "N", [CFG_BOOL] = "BOOL", [CFG_MS] = "DURATION"
     };
-    fprintf(f, "usage: %s [--flag value]...\n%s\n\nflags (environment variable, default):\n",
-            prog, about);
+    fprintf(f, "usage: %s [--flag value]...\n%s\n\nflags (environment variable, default):\n", prog,
+            about);
     for (size_t i = 0; i < n; i++) {
         const cfg_opt *o = &opts[i];
         fprintf(f, "  --%-22s %-8s %s\n", o->flag, kind_names[o->kind], o->help);

@@ -394,8 +394,8 @@ dec_string(void *slot, const ProtobufCFieldDescriptor *f, const type_row *t, con
            codec_ctx *c)
 {
     (void)t;
-    const char *s;
-    size_t len;
+    const char *s = NULL;
+    size_t len = 0;
     lb_status st = c_string(&s, &len, v, c);
     if (st != LB_OK)
         return st;

@@ -17,8 +17,8 @@
 
 #define LB_COUNTOF(a) (sizeof(a) / sizeof((a)[0]))
 
-/* X(name, http status, snake_case code, default human text)
- * clang-format off */
+/* X(name, http status, snake_case code, default human text) */
+/* clang-format off */
 #define LB_STATUS_MAP(X)                                                              \
     X(OK,               200, "ok",                    "ok")                           \
     X(ERR_INVALID,      400, "invalid_argument",      "invalid input")                \
@@ -52,7 +52,7 @@ typedef enum lb_status {
 #define LB__ENUM(name, http, code, text) LB_##name,
     LB_STATUS_MAP(LB__ENUM)
 #undef LB__ENUM
-        LB__STATUS_COUNT
+    LB__STATUS_COUNT
 } lb_status;
 
 #define LB_ERR_MSG_MAX   256

@@ -39,8 +39,8 @@ log_level_parse(log_level *out, const char *s, lb_err *err)
 }
 
 void
-log_write(log_level lvl, const log_ctx *lc, const char *event, const char *msg,
-          const log_kv *kvs, size_t n)
+log_write(log_level lvl, const log_ctx *lc, const char *event, const char *msg, const log_kv *kvs,
+          size_t n)
 {
     if (lvl < log_min)
         return;

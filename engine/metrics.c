@@ -21,8 +21,8 @@ typedef enum metrics_kind {
 } metrics_kind;
 
 /* Upper bounds in microseconds; rendered in seconds. */
-static const int64_t bucket_us[] = { 100,    250,    500,     1000,    2500,    5000,
-                                     10000,  25000,  50000,   100000,  250000,  500000,
+static const int64_t bucket_us[] = { 100,     250,     500,     1000,    2500,   5000,
+                                     10000,   25000,   50000,   100000,  250000, 500000,
                                      1000000, 2500000, 5000000, 10000000 };
 #define METRICS_BUCKETS (LB_COUNTOF(bucket_us))
 
@@ -33,8 +33,8 @@ struct metrics_metric {
     char labels[METRICS_LABEL_MAX];
     char help[METRICS_HELP_MAX];
     /* state: lock-free */
-    _Atomic int64_t value;                   /* counter/gauge; histogram: count */
-    _Atomic int64_t sum_us;                  /* histogram */
+    _Atomic int64_t value;                    /* counter/gauge; histogram: count */
+    _Atomic int64_t sum_us;                   /* histogram */
     _Atomic int64_t buckets[METRICS_BUCKETS]; /* histogram, non-cumulative */
 };
 
@@ -256,8 +256,7 @@ metrics_server_start(metrics_server **out, int port, lb_err *err)
     srv->ctx = mg_start(&cb, NULL, options);
     if (srv->ctx == NULL) {
         free(srv);
-        return lb_err_set(err, LB_ERR_CONFIG, "metrics: cannot listen on %s (port in use?)",
-                          ports);
+        return lb_err_set(err, LB_ERR_CONFIG, "metrics: cannot listen on %s (port in use?)", ports);
     }
     mg_set_request_handler(srv->ctx, "/metrics$", serve_metrics, NULL);
     mg_set_request_handler(srv->ctx, "/healthz$", serve_healthz, NULL);

@@ -121,7 +121,9 @@ outbox_buf_write(store *s, const outbox_buf *b, lb_err *err)
 {
     if (b->n == 0)
         return LB_OK;
-    enum { COLS = 9 };
+    enum {
+        COLS = 9
+    };
     store_array a[COLS];
     memset(a, 0, sizeof a);
     for (int c = 0; c < COLS; c++)

@@ -42,7 +42,7 @@ lb_status inbox_claim(store *s, const char *const *ids, size_t n, bool *fresh, l
 
 /* Messages queued during one transaction, written with one statement. */
 typedef struct outbox_buf {
-    size_t n;       /* rows queued */
+    size_t n; /* rows queued */
     size_t cap;
     struct outbox_row *rows;
 } outbox_buf;
@@ -59,12 +59,12 @@ lb_status outbox_buf_write(store *s, const outbox_buf *b, lb_err *err);
 typedef struct outbox_relay outbox_relay;
 
 typedef struct outbox_relay_opts {
-    const char *service;     /* for logs and metrics labels */
-    const char *db_url;      /* the relay opens its own connection */
-    bus *bus;                /* borrowed; publishes through its connection */
-    int64_t batch;           /* rows per claim (default 1024) */
-    int64_t sweep_ms;        /* poll period when no wake-up comes (default 1000) */
-    int64_t inbox_keep_ms;   /* prune inbox ids older than this (default 7 d) */
+    const char *service;   /* for logs and metrics labels */
+    const char *db_url;    /* the relay opens its own connection */
+    bus *bus;              /* borrowed; publishes through its connection */
+    int64_t batch;         /* rows per claim (default 1024) */
+    int64_t sweep_ms;      /* poll period when no wake-up comes (default 1000) */
+    int64_t inbox_keep_ms; /* prune inbox ids older than this (default 7 d) */
 } outbox_relay_opts;
 
 lb_status outbox_relay_new(outbox_relay **out, const outbox_relay_opts *opts, lb_err *err);

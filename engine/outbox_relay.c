@@ -148,8 +148,8 @@ ensure_listening(outbox_relay *r, lb_err *err)
         return st;
     char sql[128];
     const char *schema = PQgetvalue(res, 0, 0);
-    bool safe = schema[0] != '\0' && strspn(schema, "abcdefghijklmnopqrstuvwxyz_0123456789") ==
-                                          strlen(schema);
+    bool safe = schema[0] != '\0' &&
+                strspn(schema, "abcdefghijklmnopqrstuvwxyz_0123456789") == strlen(schema);
     snprintf(sql, sizeof sql, "LISTEN outbox_%s", safe ? schema : "unknown");
     PQclear(res);
     if ((st = store_exec_sql(r->st, sql, err)) != LB_OK)
@@ -207,7 +207,7 @@ drain_batch(outbox_relay *r, size_t *n, lb_err *err)
             offsetof(bus_envelope, actor),       offsetof(bus_envelope, reply),
             offsetof(bus_envelope, traceparent),
         };
-        static const size_t caps[] = { ID_STR_LEN, BUS_TYPE_MAX,  ID_STR_LEN,    ID_STR_LEN,
+        static const size_t caps[] = { ID_STR_LEN,    BUS_TYPE_MAX,    ID_STR_LEN,   ID_STR_LEN,
                                        BUS_ACTOR_MAX, BUS_SUBJECT_MAX, BUS_TRACE_MAX };
         static const int col_of[] = { 0, 2, 3, 4, 5, 6, 7 };
         for (size_t c = 0; c < LB_COUNTOF(cols); c++)

@@ -156,8 +156,8 @@ store_rollback(store *s)
 }
 
 lb_status
-store_exec_bin(store *s, PGresult **out, const char *name, int nparams,
-               const char *const *values, const int *lengths, const int *formats, lb_err *err)
+store_exec_bin(store *s, PGresult **out, const char *name, int nparams, const char *const *values,
+               const int *lengths, const int *formats, lb_err *err)
 {
     PGresult *r = PQexecPrepared(s->pg, name, nparams, values, lengths, formats, 0);
     ExecStatusType t = PQresultStatus(r);

@@ -26,8 +26,7 @@ typedef struct store_stmt {
 typedef struct store store;
 
 /* Connects to url and prepares stmts (borrowed: the table must outlive the store). */
-lb_status store_open(store **out, const char *url, const store_stmt *stmts, size_t n,
-                     lb_err *err);
+lb_status store_open(store **out, const char *url, const store_stmt *stmts, size_t n, lb_err *err);
 void store_close(store *s); /* NULL is a no-op */
 PGconn *store_pg(store *s);
 /* Reconnects if the connection is bad (and re-prepares). */

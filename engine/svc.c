@@ -88,8 +88,8 @@ svc_new(svc **out, const svc_def *def, const svc_cfg *cfg, lb_err *err)
                                       "messages skipped by the inbox");
     s->m_redelivered = metrics_counter("layby_svc_redeliveries_total", labels,
                                        "messages delivered more than once");
-    s->m_dead = metrics_counter("layby_svc_dead_letters_total", labels,
-                                "messages moved to LAYBY_DLQ");
+    s->m_dead =
+        metrics_counter("layby_svc_dead_letters_total", labels, "messages moved to LAYBY_DLQ");
     s->m_retries = metrics_counter("layby_svc_batch_retries_total", labels,
                                    "batches rolled back and retried one by one");
     s->m_batch = metrics_histogram("layby_svc_batch_seconds", labels,
@@ -176,8 +176,8 @@ consumer_main(void *arg)
     while (!atomic_load(&s->stop)) {
         natsMsgList list = { 0 };
         jsErrCode jerr = 0;
-        natsStatus ns = natsSubscription_Fetch(&list, ct->sub, (int)s->cfg.batch,
-                                               s->cfg.fetch_wait_ms, &jerr);
+        natsStatus ns =
+            natsSubscription_Fetch(&list, ct->sub, (int)s->cfg.batch, s->cfg.fetch_wait_ms, &jerr);
         if (ns == NATS_TIMEOUT) {
             failures = 0;
             continue;
@@ -212,8 +212,8 @@ bind_consumer(consumer_thread *ct, lb_err *err)
     so.Consumer = ct->c->durable;
     so.ManualAck = true;
     jsErrCode jerr = 0;
-    natsStatus ns = js_PullSubscribe(&ct->sub, bus_js(ct->s->bus), NULL, ct->c->durable, NULL,
-                                     &so, &jerr);
+    natsStatus ns =
+        js_PullSubscribe(&ct->sub, bus_js(ct->s->bus), NULL, ct->c->durable, NULL, &so, &jerr);
     if (ns != NATS_OK) {
         bus__nats_err(err, ns, "bind durable consumer");
         char what[160];
@@ -251,8 +251,6 @@ svc_run(svc *s, lb_err *err)
     bo.name = s->def->name;
     if ((st = bus_open(&s->bus, &bo, err)) != LB_OK)
         goto out;
-    if ((st = metrics_server_start(&ms, (int)s->cfg.metrics_port, err)) != LB_OK)
-        goto out;
     outbox_relay_opts ro = {
         .service = s->def->name,
         .db_url = s->cfg.db_url,
@@ -276,6 +274,10 @@ svc_run(svc *s, lb_err *err)
     if ((st = svc__query_start(&qp, s, err)) != LB_OK)
         goto out;
     if ((st = svc__tick_start(&tk, s, err)) != LB_OK)
+        goto out;
+    /* /healthz answers only once consumers and responders are bound, so
+     * "healthy" means "ready to take work" to the stack and the tests. */
+    if ((st = metrics_server_start(&ms, (int)s->cfg.metrics_port, err)) != LB_OK)
         goto out;
     for (; started < s->def->n_consumers; started++) {
         if (pthread_create(&cts[started].thread, NULL, consumer_main, &cts[started]) != 0) {

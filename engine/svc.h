@@ -41,14 +41,14 @@ typedef struct svc_query svc_query; /* one query being answered */
 
 /* One fresh (not duplicate) message given to a handler. */
 typedef struct svc_item {
-    const char *subject;      /* borrowed, valid during the handler */
-    const bus_envelope *env;  /* headers of the incoming message */
-    ProtobufCMessage *msg;    /* decoded body, owned by the engine */
-    int64_t now_ms;           /* wall time the batch started: handlers use this, not a clock */
+    const char *subject;     /* borrowed, valid during the handler */
+    const bus_envelope *env; /* headers of the incoming message */
+    ProtobufCMessage *msg;   /* decoded body, owned by the engine */
+    int64_t now_ms;          /* wall time the batch started: handlers use this, not a clock */
     /* Set by the handler: */
-    lb_status outcome;        /* LB_OK, or a business refusal (4xx-class status) */
-    lb_err why;               /* text and field of a refusal, sent in the Failure reply */
-    ProtobufCMessage *reply;  /* optional success reply to Layby-Reply; engine frees it */
+    lb_status outcome;       /* LB_OK, or a business refusal (4xx-class status) */
+    lb_err why;              /* text and field of a refusal, sent in the Failure reply */
+    ProtobufCMessage *reply; /* optional success reply to Layby-Reply; engine frees it */
 } svc_item;
 
 /* Handles n fresh items, in arrival order, inside the batch's transaction: the

@@ -20,11 +20,11 @@ extern const svc_def saga_orch_def;
 
 /* One input for one saga, in arrival order. */
 typedef struct saga_orch_input {
-    saga_input in;                       /* kind, now_ms, seed and kind's fields */
-    char saga_id[ID_STR_LEN];            /* which saga */
-    const svc_item *item;                /* message that carried it; NULL for timers */
-    const saga_type *start_type;         /* START: type to start (latest version) */
-    const ProtobufCMessage *event;       /* EVENT: decoded later, against the saga's type */
+    saga_input in;                 /* kind, now_ms, seed and kind's fields */
+    char saga_id[ID_STR_LEN];      /* which saga */
+    const svc_item *item;          /* message that carried it; NULL for timers */
+    const saga_type *start_type;   /* START: type to start (latest version) */
+    const ProtobufCMessage *event; /* EVENT: decoded later, against the saga's type */
 } saga_orch_input;
 
 /* Locks the sagas the inputs name (in id order, so two orchestrators never

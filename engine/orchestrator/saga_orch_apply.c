@@ -44,10 +44,10 @@ typedef struct batch_out {
     size_t n_sagas, n_logs;
 } batch_out;
 
-#define SAGA_ARRAYS(o)                                                                             \
-    &(o)->s_id, &(o)->s_type, &(o)->s_ver, &(o)->s_status, &(o)->s_state, &(o)->s_stt,             \
+#define SAGA_ARRAYS(o)                                                                 \
+    &(o)->s_id, &(o)->s_type, &(o)->s_ver, &(o)->s_status, &(o)->s_state, &(o)->s_stt, \
         &(o)->s_start, &(o)->s_due, &(o)->s_cr, &(o)->s_up
-#define LOG_ARRAYS(o)                                                                              \
+#define LOG_ARRAYS(o)                                                                             \
     &(o)->l_id, &(o)->l_at, &(o)->l_msg, &(o)->l_kind, &(o)->l_in, &(o)->l_verdict, &(o)->l_from, \
         &(o)->l_to, &(o)->l_line
 
@@ -166,9 +166,8 @@ effects(svc_batch *b, const saga_orch_input *oi, slot *sl, const saga_decision *
     }
     if (s == LB_OK && d->verdict == SAGA_APPLIED && d->from != d->to) {
         ProtobufCMessage *ev = NULL;
-        const char *actor = (oi->in.kind == SAGA_IN_RETRY || oi->in.kind == SAGA_IN_RESOLVE)
-                                ? oi->in.actor
-                                : "";
+        const char *actor =
+            (oi->in.kind == SAGA_IN_RETRY || oi->in.kind == SAGA_IN_RESOLVE) ? oi->in.actor : "";
         if ((s = saga_orch_msg_changed(&ev, sl->t, &sl->st, d->from, actor, err)) == LB_OK) {
             bus_envelope env;
             saga_envelope(&env, ev->descriptor, &sl->st, oi->item);

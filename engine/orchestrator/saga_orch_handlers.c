@@ -14,9 +14,9 @@
 #include "layby/v1/saga.pb-c.h"
 #include "saga_orch.h"
 
-#define SAGA_TICK_BATCH       256
-#define SAGA_GAUGE_EVERY_MS   5000
-#define SAGA_PRUNE_EVERY_MS   60000
+#define SAGA_TICK_BATCH     256
+#define SAGA_GAUGE_EVERY_MS 5000
+#define SAGA_PRUNE_EVERY_MS 60000
 
 /* --- registry ------------------------------------------------------------- */
 

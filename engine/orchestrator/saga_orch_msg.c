@@ -51,8 +51,7 @@ saga_orch_msg_changed(ProtobufCMessage **out, const saga_type *t, const saga_sta
 }
 
 lb_status
-saga_orch_msg_outcome(ProtobufCMessage **out, const saga_type *t, const saga_state *s,
-                      lb_err *err)
+saga_orch_msg_outcome(ProtobufCMessage **out, const saga_type *t, const saga_state *s, lb_err *err)
 {
     Layby__V1__SagaOutcome *m = malloc(sizeof *m);
     if (m == NULL)

@@ -40,6 +40,7 @@ lb_now() { date +%s.%3N; }
 lb_elapsed() { awk -v a="$1" -v b="$(lb_now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # lb_layout VAR_DIR: sets every path used below.
+# shellcheck disable=SC2034 # the paths are used by the other scripts/lib files
 lb_layout() {
     LB_VAR=$1
     LB_SECRETS=$LB_VAR/secrets
@@ -50,7 +51,7 @@ lb_layout() {
     mkdir -p "$LB_VAR" "$LB_LOG" "$LB_RUN" "$LB_NATS_DIR"
     # postgres must be able to traverse it (see lb_pg_locate)
     chmod 755 "$LB_VAR"
-    mkdir -p -m 700 "$LB_SECRETS"
+    mkdir -p "$LB_SECRETS"
     chmod 700 "$LB_SECRETS"
 }
 
@@ -90,8 +91,8 @@ lb_port_check() {
 
 # Prints a free loopback port not in the list given as arguments.
 lb_port_free() {
-    local p taken=" $* " i
-    for i in $(seq 1 200); do
+    local p taken=" $* "
+    for _ in $(seq 1 200); do
         p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
         case $taken in *" $p "*) continue ;; esac
         lb_port_busy "$p" || { echo "$p"; return 0; }

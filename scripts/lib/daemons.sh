@@ -23,9 +23,9 @@ lb_wait_healthy() {
 
 # lb_daemons_start BUILD_DIR: (re)starts every built daemon; skips the others.
 lb_daemons_start() {
-    local build=$1 row name var def port pid
+    local build=$1 row name var port pid
     for row in "${LB_DAEMONS[@]}"; do
-        read -r name var def <<<"$row"
+        read -r name var _ <<<"$row"
         pid=$LB_RUN/$name.pid
         if [ ! -x "$build/$name" ]; then
             lb_say "$name: not built yet ($build/$name); skipped"
@@ -46,9 +46,9 @@ lb_daemons_start() {
 }
 
 lb_daemons_stop() {
-    local row name var def
+    local row name var
     for row in "${LB_DAEMONS[@]}"; do
-        read -r name var def <<<"$row"
+        read -r name var _ <<<"$row"
         lb_pid_stop "$LB_RUN/$name.pid" 10
     done
 }

@@ -113,11 +113,11 @@ lb_psql() {
 
 # lb_pg_provision PORT: database, roles, schemas, migrations table. Idempotent.
 lb_pg_provision() {
-    local port=$1 role svc roles=()
+    local port=$1 role roles=()
     lb_psql "$port" postgres <<SQL
 SELECT 'CREATE DATABASE $LB_PG_DB' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$LB_PG_DB') \gexec
 SQL
-    while read -r role svc; do roles+=("$role"); done < <(lb_pg_roles)
+    while read -r role _; do roles+=("$role"); done < <(lb_pg_roles)
     {
         echo "REVOKE ALL ON DATABASE $LB_PG_DB FROM PUBLIC;"
         echo "REVOKE ALL ON SCHEMA public FROM PUBLIC;"
@@ -152,8 +152,8 @@ SQL
 lb_pg_migrate() {
     local port=$1 dir=${2:-$LB_ROOT/sql} f base version schema applied count=0 seen=" "
     local known=" public "
-    local role svc
-    while read -r role svc; do known+="$role "; done < <(lb_pg_roles)
+    local role
+    while read -r role _; do known+="$role "; done < <(lb_pg_roles)
     applied=" $(lb_psql "$port" "$LB_PG_DB" -At -c 'SELECT version FROM public.schema_migrations' | tr '\n' ' ') "
     shopt -s nullglob
     for f in "$dir"/[0-9][0-9][0-9][0-9]_*.sql; do

@@ -10,13 +10,9 @@
 
 #include <libpq-fe.h>
 
+#include "engine/subjects.h"
 #include "engine/svc.h"
 #include "layby/v1/catalog.pb-c.h"
-
-/* Subjects this service reads and writes (DESIGN §2). */
-#define CATALOG_CMD_CREATE_PRODUCT "layby.cmd.catalog.create_product"
-#define CATALOG_QRY_GET_PRODUCT    "layby.qry.catalog.get_product"
-#define CATALOG_EVT_PRODUCT_CREATED "layby.evt.product.created"
 
 /* Limits of a product's fields (catalog_validate and sql/ CHECKs agree). */
 #define CATALOG_NAME_MAX     200

@@ -41,8 +41,7 @@ catalog_draft_validate(const Layby__V1__ProductDraft *d, lb_err *err)
         const text_rule *r = &draft_text_rules[i];
         const char *v = *(char *const *)((const char *)d + r->offset);
         if (v == NULL || !lb_utf8_valid(v))
-            return lb_err_field(err, LB_ERR_INVALID, r->field, "%s must be UTF-8 text",
-                                r->field);
+            return lb_err_field(err, LB_ERR_INVALID, r->field, "%s must be UTF-8 text", r->field);
         size_t len = lb_utf8_len(v);
         if (len < r->min || (r->min > 0 && blank(v)))
             return lb_err_field(err, LB_ERR_INVALID, r->field, "%s must not be empty", r->field);
@@ -85,7 +84,7 @@ emit_created(svc_batch *b, svc_item *it, lb_err *err)
     ev.product = p;
     bus_envelope env;
     bus_envelope_init(&env, &layby__v1__product_created__descriptor, it->env);
-    st = svc_emit(b, CATALOG_EVT_PRODUCT_CREATED, &env, &ev.base, err);
+    st = svc_emit(b, SUBJ_PRODUCT_CREATED, &env, &ev.base, err);
     if (st == LB_OK)
         it->reply = &p->base; /* the item owns it now */
     else
@@ -206,11 +205,11 @@ catalog_product_get(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage 
 /* clang-format off */
 static const svc_handler catalog_handlers[] = {
     /* subject                      body type                                  handler */
-    { CATALOG_CMD_CREATE_PRODUCT, &layby__v1__create_product__descriptor, catalog_product_create },
+    { SUBJ_CATALOG_CREATE_PRODUCT, &layby__v1__create_product__descriptor, catalog_product_create },
 };
 
 static const svc_query_route catalog_queries[] = {
-    { CATALOG_QRY_GET_PRODUCT,    &layby__v1__get_product__descriptor,    catalog_product_get },
+    { SUBJ_CATALOG_GET_PRODUCT,    &layby__v1__get_product__descriptor,    catalog_product_get },
 };
 
 static const svc_consumer catalog_consumers[] = {

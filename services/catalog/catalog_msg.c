@@ -43,9 +43,8 @@ lb_status
 catalog_msg_product_from_row(Layby__V1__Product **out, const PGresult *r, int row, lb_err *err)
 {
     return product_new(out, PQgetvalue(r, row, 0), PQgetvalue(r, row, 1),
-                       atoll(PQgetvalue(r, row, 2)), PQgetvalue(r, row, 3),
-                       PQgetvalue(r, row, 4), atoll(PQgetvalue(r, row, 5)),
-                       PQgetvalue(r, row, 6), err);
+                       atoll(PQgetvalue(r, row, 2)), PQgetvalue(r, row, 3), PQgetvalue(r, row, 4),
+                       atoll(PQgetvalue(r, row, 5)), PQgetvalue(r, row, 6), err);
 }
 
 lb_status

@@ -3,8 +3,8 @@
  * batch, not one per product. */
 #include "catalog.h"
 
-#define PRODUCT_COLS                                                                     \
-    "product_id::text, name, price_won, details, category, stock_available, "           \
+#define PRODUCT_COLS                                                          \
+    "product_id::text, name, price_won, details, category, stock_available, " \
     "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 /* clang-format off */

@@ -313,8 +313,10 @@ assert_log_clean(const tsupport_proc *p)
     fclose(f);
 }
 
+/* Stops a daemon and checks it stopped cleanly. Called at the end of each
+ * test body: assertions in .fini are printed but do not fail the test. */
 static void
-stop(tsupport_proc *p)
+stop_checked(tsupport_proc *p)
 {
     if (p->pid == 0)
         return;
@@ -324,10 +326,20 @@ stop(tsupport_proc *p)
 }
 
 static void
+finish(void)
+{
+    stop_checked(&edge);
+    stop_checked(&catalog);
+}
+
+static void
 teardown(void)
 {
-    stop(&edge);
-    stop(&catalog);
+    /* after a failed assertion the body did not reach finish() */
+    if (edge.pid != 0)
+        tsupport_daemon_stop(&edge, 10000);
+    if (catalog.pid != 0)
+        tsupport_daemon_stop(&catalog, 10000);
     curl_global_cleanup();
 }
 
@@ -371,6 +383,7 @@ Test(products, create_then_read_back)
     json_decref(q);
     json_decref(p);
     cr_assert_eq(rows_named("OLED TV 55"), 1);
+    finish();
 }
 
 Test(products, repeat_with_same_idempotency_key_is_the_same_product)
@@ -401,6 +414,7 @@ Test(products, repeat_with_same_idempotency_key_is_the_same_product)
     cr_assert_eq(c.status, 201, "%s", c.body);
     cr_assert_str_neq(a.body, c.body);
     cr_assert_eq(rows_named("Soundbar"), 2);
+    finish();
 }
 
 /* --- refusals ----------------------------------------------------------------------- */
@@ -422,6 +436,7 @@ Test(products, tokens_are_checked)
     post_product(&r, expired_auth, NULL, body);
     assert_error(&r, 401, "unauthorized", NULL);
     cr_assert_eq(rows_named("Blocked"), 0);
+    finish();
 }
 
 Test(products, bad_bodies_are_400_with_field)
@@ -439,6 +454,7 @@ Test(products, bad_bodies_are_400_with_field)
                  "\"stock\":1}");
     assert_error(&r, 400, "invalid_argument", "price");
     cr_assert_eq(rows_named("Cheap TV"), 0);
+    finish();
 }
 
 Test(products, body_limits_and_media_type)
@@ -461,6 +477,7 @@ Test(products, body_limits_and_media_type)
     const char *t[] = { "Content-Type: text/plain", admin_auth };
     call(&r, "POST", "/api/v1/products", t, LB_COUNTOF(t), "{\"name\":\"x\"}", false);
     assert_error(&r, 415, "unsupported_media_type", NULL);
+    finish();
 }
 
 Test(products, unknown_and_malformed_ids)
@@ -473,6 +490,7 @@ Test(products, unknown_and_malformed_ids)
     assert_error(&r, 404, "not_found", NULL);
     get(&r, "/api/v1/products/12345");
     assert_error(&r, 400, "invalid_argument", "id");
+    finish();
 }
 
 Test(products, routing_errors)
@@ -485,6 +503,7 @@ Test(products, routing_errors)
     char allow[64];
     cr_assert(header_value(&r, "Allow", allow, sizeof allow));
     cr_assert_str_eq(allow, "POST");
+    finish();
 }
 
 Test(products, operational_routes)
@@ -506,6 +525,7 @@ Test(products, operational_routes)
                                       "status=\"200\"}"),
                        "%s", r.body);
     cr_assert_not_null(strstr(r.body, "layby_edge_request_duration_seconds_count"), "%s", r.body);
+    finish();
 }
 
 Test(products, readyz_follows_nats)
@@ -521,6 +541,7 @@ Test(products, readyz_follows_nats)
     tsupport_nats_start();
     cr_assert(went_down, "/readyz stayed 200 without NATS");
     cr_assert(tsupport_poll_until(ready_is, &up, 15000), "/readyz did not recover");
+    finish();
 }
 
 Test(products, sigterm_stops_cleanly)
@@ -528,6 +549,7 @@ Test(products, sigterm_stops_cleanly)
     cr_assert_eq(tsupport_daemon_stop(&edge, 10000), 0);
     cr_assert_not(tsupport_daemon_alive(&edge));
     assert_log_clean(&edge);
+    finish();
 }
 
 /* --- without a catalog ------------------------------------------------------------- */
@@ -572,4 +594,5 @@ Test(products_pending, unanswered_create_is_202_and_lands_later)
     json_decref(q);
     json_decref(p);
     cr_assert_eq(rows_named("Late lamp"), 1);
+    finish();
 }

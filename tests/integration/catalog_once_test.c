@@ -314,8 +314,7 @@ Test(catalog_once, events_written_while_nats_is_down_are_published_once_it_is_ba
 }
 
 static void
-publish_raw(const char *subject, const char *msg_id, const char *type, const void *body,
-            size_t len)
+publish_raw(const char *subject, const char *msg_id, const char *type, const void *body, size_t len)
 {
     natsMsg *m = NULL;
     cr_assert_eq(natsMsg_Create(&m, subject, NULL, body, (int)len), NATS_OK);
@@ -347,9 +346,9 @@ dlq_get(uint64_t i)
 {
     natsMsg *m = NULL;
     jsErrCode jerr = 0;
-    cr_assert_eq(js_GetMsg(&m, bus_js(admin), "LAYBY_DLQ", stream_first_seq("LAYBY_DLQ") + i,
-                           NULL, &jerr),
-                 NATS_OK);
+    cr_assert_eq(
+        js_GetMsg(&m, bus_js(admin), "LAYBY_DLQ", stream_first_seq("LAYBY_DLQ") + i, NULL, &jerr),
+        NATS_OK);
     return m;
 }
 
@@ -372,8 +371,8 @@ Test(catalog_once, poison_messages_land_in_the_dlq_and_the_consumer_goes_on)
     tsupport_proc *p = &procs[0];
     tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
     static const char garbage[] = "\xff\xff\xff\xff not protobuf";
-    publish_raw("layby.cmd.catalog.create_product", "poison-1", "layby.v1.CreateProduct",
-                garbage, sizeof garbage - 1);
+    publish_raw("layby.cmd.catalog.create_product", "poison-1", "layby.v1.CreateProduct", garbage,
+                sizeof garbage - 1);
     wait_stream("LAYBY_DLQ", 1);
     publish_raw("layby.cmd.catalog.create_product", NULL, "layby.v1.CreateProduct", "", 0);
     wait_stream("LAYBY_DLQ", 2);
@@ -460,7 +459,9 @@ Test(catalog_once, two_instances_share_the_durable)
     const char *args_b[] = { "--batch", "16", "--metrics-port", port_arg, "--instance", "1", NULL };
     tsupport_daemon_start(a, "layby-catalog", 0, args_a, NULL);
     tsupport_daemon_start(b, "layby-catalog", port_b, args_b, NULL);
-    enum { N = 2000 };
+    enum {
+        N = 2000
+    };
     for (int i = 0; i < N; i++)
         send_new("shared");
     wait_sql("SELECT count(*) FROM catalog.products", N);

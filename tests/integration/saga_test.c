@@ -10,8 +10,8 @@
 
 #include "engine/bus.h"
 #include "engine/bus_topology.h"
-#include "engine/saga.h"
 #include "engine/id.h"
+#include "engine/saga.h"
 #include "layby/v1/common.pb-c.h"
 #include "layby/v1/saga.pb-c.h"
 #include "tsupport.h"
@@ -77,10 +77,17 @@ start_participant(tsupport_proc *p)
              strchr(admin_url, '?') ? "&" : "?");
     int pt = tsupport_port_free();
     snprintf(port, sizeof port, "%d", pt);
-    const char *args[] = { "--database-url", url,
-                           "--nats-user", tsupport_env_req("LAYBY_CTL_NATS_USER"),
-                           "--nats-password", tsupport_env_req("LAYBY_CTL_NATS_PASSWORD"),
-                           "--metrics-port", port, "--nak-delay", "50ms", NULL };
+    const char *args[] = { "--database-url",
+                           url,
+                           "--nats-user",
+                           tsupport_env_req("LAYBY_CTL_NATS_USER"),
+                           "--nats-password",
+                           tsupport_env_req("LAYBY_CTL_NATS_PASSWORD"),
+                           "--metrics-port",
+                           port,
+                           "--nak-delay",
+                           "50ms",
+                           NULL };
     tsupport_daemon_start(p, "layby-sagatest", pt, args, NULL);
 }
 
@@ -130,8 +137,7 @@ command(const char *subject, const ProtobufCMessage *m)
     bus_envelope_init(&env, m->descriptor, NULL);
     natsMsg *reply = NULL;
     lb_err err;
-    cr_assert_eq(bus_command(&reply, admin, subject, &env, m, WAIT_MS, &err), LB_OK, "%s",
-                 err.msg);
+    cr_assert_eq(bus_command(&reply, admin, subject, &env, m, WAIT_MS, &err), LB_OK, "%s", err.msg);
     return reply;
 }
 
@@ -355,11 +361,9 @@ Test(saga, a_stuck_saga_resolved_by_an_operator_is_recorded_and_left_alone)
     reply = command(SAGA_SUBJ_RETRY, &again.base);
     ProtobufCMessage *out = NULL;
     lb_err err;
-    cr_assert_neq(bus_reply_decode(&out, reply, &layby__v1__saga_outcome__descriptor, &err),
-                  LB_OK);
+    cr_assert_neq(bus_reply_decode(&out, reply, &layby__v1__saga_outcome__descriptor, &err), LB_OK);
     natsMsg_Destroy(reply);
-    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM saga.sagas WHERE status = 'RESOLVED'"),
-                 1);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM saga.sagas WHERE status = 'RESOLVED'"), 1);
 }
 
 static void
@@ -444,16 +448,19 @@ Test(saga, killed_among_200_running_sagas_every_saga_ends_exactly_once)
     start_participant(&procs[0]);
     const char *fault[] = { "LAYBY_FAULT=svc.after_commit:5", NULL };
     start_orchestrator(&procs[1], 0, fault);
-    enum { N = 200 };
+    enum {
+        N = 200
+    };
     char id[ID_STR_LEN];
     for (int i = 0; i < N; i++)
         saga_start(id, "");
     cr_assert(tsupport_poll_until(proc_dead, &procs[1], WAIT_MS), "the fault point never fired");
-    cr_assert_lt(tsupport_sql_int("SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'"),
-                 N, "killed in the middle, not after the end");
+    cr_assert_lt(tsupport_sql_int("SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'"), N,
+                 "killed in the middle, not after the end");
     start_orchestrator(&procs[1], 0, NULL);
     wait_count(N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
-    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.effects WHERE kind = 'do'"), 3 * N);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.effects WHERE kind = 'do'"),
+                 3 * N);
     cr_assert_eq(tsupport_sql_int("SELECT count(DISTINCT (saga_id, step)) FROM sagatest.effects"),
                  3 * N, "no command had a second effect");
     wait_count(0, "SELECT count(*) FROM saga.outbox");
@@ -502,7 +509,9 @@ Test(saga, two_orchestrators_share_1000_sagas_and_each_completes_once)
     start_participant(&procs[0]);
     start_orchestrator(&procs[1], 0, NULL);
     start_orchestrator(&procs[2], 1, NULL);
-    enum { N = 1000 };
+    enum {
+        N = 1000
+    };
     char id[ID_STR_LEN];
     for (int i = 0; i < N; i++)
         saga_start(id, "");

@@ -197,9 +197,9 @@ sagatest_on_command(svc_batch *b, svc_item *items, size_t n, lb_err *err)
             saga_id = m->saga_id, script = m->script, step = m->step, attempt = m->attempt;
         }
         const sagatest_answer *a = undo ? &ans_undone : &ans_done;
-        lb_status s = sagatest_noop ? LB_OK
-                                    : handle_one(svc_batch_store(b), saga_id, step, undo, script,
-                                                 &a, err);
+        lb_status s = sagatest_noop
+                          ? LB_OK
+                          : handle_one(svc_batch_store(b), saga_id, step, undo, script, &a, err);
         if (s != LB_OK)
             return s;
         if (a != NULL && (s = emit_answer(b, it, saga_id, step, attempt, a, err)) != LB_OK)

@@ -16,7 +16,8 @@
 # LAYBY_TEST_NATS_CONF, LAYBY_TEST_NATS_PID_FILE, LAYBY_TEST_TMP and
 # LAYBY_BUILD_DIR.
 #
-# LAYBY_TEST_KEEP=1 keeps the temp folder (logs, data) for a look afterwards;
+# LAYBY_TEST_SQL_DIR=<dir> applies the migrations of another folder (to try
+# the runner on throwaway files). LAYBY_TEST_KEEP=1 keeps the temp folder (logs, data) for a look afterwards;
 # when ctest fails, the server logs are copied to BUILD_DIR/Testing/layby-logs.
 set -euo pipefail
 
@@ -32,6 +33,7 @@ done
 [ -x "$BUILD/layby-ctl" ] || lb_die "$BUILD/layby-ctl is not built"
 
 TMP=$(mktemp -d /tmp/layby-test.XXXXXX)
+# shellcheck disable=SC2317 # runs from the EXIT trap
 cleanup() {
     local rc=$?
     set +e
@@ -46,7 +48,7 @@ cleanup() {
     else
         rm -rf "$TMP"
     fi
-    exit $rc
+    exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -55,12 +57,12 @@ t0=$(lb_now)
 lb_layout "$TMP"
 PG_PORT=$(lb_port_free)
 NATS_PORT=$(lb_port_free "$PG_PORT")
-taken="$PG_PORT $NATS_PORT"
+taken=("$PG_PORT" "$NATS_PORT")
 ports=()
 for row in "${LB_DAEMONS[@]}"; do
-    read -r name var def <<<"$row"
-    p=$(lb_port_free $taken)
-    taken+=" $p"
+    read -r _ var _ <<<"$row"
+    p=$(lb_port_free "${taken[@]}")
+    taken+=("$p")
     ports+=("$var=$p")
 done
 

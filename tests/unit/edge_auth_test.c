@@ -11,7 +11,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "../../edge/edge_auth.c"
+#include "edge_auth.h"
 
 static char priv_pem[4096], pub_pem[1024], other_priv_pem[4096];
 static edge_auth *auth;

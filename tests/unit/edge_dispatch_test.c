@@ -17,14 +17,14 @@
 #include <openssl/pem.h>
 #include <string.h>
 
-#include "../../edge/edge_auth.c"
-#include "../../edge/edge_catalog.c"
-#include "../../edge/edge_http.c"
-#include "../../edge/edge_idem.c"
-#include "../../edge/edge_openapi.c"
-#include "../../edge/edge_ops.c"
-#include "../../edge/edge_route.c"
-#include "../../edge/edge_routes.c"
+#include "edge_app.h"
+#include "edge_auth.h"
+#include "edge_catalog.h"
+#include "edge_http.h"
+#include "edge_idem.h"
+#include "edge_ops.h"
+#include "edge_routes.h"
+#include "engine/log.h"
 
 static edge_app app;
 static struct mg_context *http;

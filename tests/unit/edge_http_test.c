@@ -10,14 +10,14 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../../edge/edge_auth.c"
-#include "../../edge/edge_catalog.c"
-#include "../../edge/edge_http.c"
-#include "../../edge/edge_idem.c"
-#include "../../edge/edge_openapi.c"
-#include "../../edge/edge_ops.c"
-#include "../../edge/edge_route.c"
-#include "../../edge/edge_routes.c"
+#include "edge_app.h"
+#include "edge_auth.h"
+#include "edge_catalog.h"
+#include "edge_http.h"
+#include "edge_idem.h"
+#include "edge_ops.h"
+#include "edge_routes.h"
+#include "engine/log.h"
 
 /* --- error body shape ---------------------------------------------------- */
 
