@@ -265,6 +265,9 @@ Test(catalog_once, killed_after_commit_before_ack_applies_nothing_twice)
 
 Test(catalog_once, killed_after_publish_before_delete_publishes_once)
 {
+    bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
+    o.ack_wait_ms = 1000; /* commands fetched but not acked at the crash come back soon */
+    tsupport_reset_with(&o);
     tsupport_proc *p = &procs[0];
     const char *fault[] = { "LAYBY_FAULT=relay.after_publish", NULL };
     tsupport_daemon_start(p, "layby-catalog", 0, NULL, fault);

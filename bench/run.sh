@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# bench/run.sh - every benchmark in one run on this machine, beside its baselines.
+#
+#   bench/run.sh [RUNS]      (default 3 runs of each figure; medians are printed)
+#
+# Brings the local stack up (scripts/dev up, Release), then measures, in this order:
+#   baseline  pgbench: single-row INSERT commits, 16 clients, 10 s
+#   baseline  raw JetStream async publish loop (bench_js_publish)
+#   (a)       catalog commands/s end to end (bench_catalog_cmd), then p50/p99 at half of it
+#   (b)       HTTP through the edge: POST and GET /api/v1/products, GET /healthz (wrk)
+#   (c)       completed 3-step sagas/s with a no-op participant (bench_saga), then at half
+# and prints one table of medians with ratios to the baselines. docs/BENCHMARKS.md
+# records the results. Nothing else should run on the machine meanwhile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-3}
+B=build/release
+
+scripts/dev up >/dev/null
+eval "$(scripts/dev env)"
+export LAYBY_NATS_URL LAYBY_CTL_NATS_USER LAYBY_CTL_NATS_PASSWORD LAYBY_PG_ADMIN_URL
+OUT=$(mktemp -d /tmp/layby-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+say() { printf '%s\n' "$*" >&2; }
+
+# --- baselines ---------------------------------------------------------------
+PGB="$LAYBY_PG_ADMIN_URL"
+psql -q "$PGB" -c 'DROP TABLE IF EXISTS public.bench_insert' \
+    -c 'CREATE TABLE public.bench_insert (id bigserial PRIMARY KEY, v int NOT NULL)'
+echo 'INSERT INTO public.bench_insert (v) VALUES (1);' >"$OUT/insert.sql"
+for i in $(seq "$RUNS"); do
+    pgbench -n -c 16 -j 2 -T 10 -f "$OUT/insert.sql" "$PGB" 2>/dev/null |
+        sed -n 's/^tps = \([0-9.]*\).*/\1/p' | tee -a "$OUT/pgbench" >&2
+done
+psql -q "$PGB" -c 'DROP TABLE public.bench_insert'
+for i in $(seq "$RUNS"); do
+    $B/bench/bench_js_publish --count 200000 | tee -a "$OUT/js" >&2
+done
+
+# --- (a) catalog commands ----------------------------------------------------
+for i in $(seq "$RUNS"); do
+    $B/bench/bench_catalog_cmd --count 40000 | tee -a "$OUT/cmd" >&2
+done
+CMD=$(field per_s <"$OUT/cmd" | median)
+HALF=$(awk -v r="$CMD" 'BEGIN {printf "%d", r / 2}')
+for i in $(seq "$RUNS"); do
+    $B/bench/bench_catalog_cmd --count $((HALF * 6)) --rate "$HALF" | tee -a "$OUT/cmd_half" >&2
+done
+
+# --- (b) HTTP ------------------------------------------------------------------
+export LAYBY_BENCH_TOKEN
+LAYBY_BENCH_TOKEN=$($B/layby-ctl token mint --sub bench --role ADMIN --ttl 1h)
+ID=$(curl -s -X POST localhost:8080/api/v1/products -H "Authorization: Bearer $LAYBY_BENCH_TOKEN" \
+    -H 'Content-Type: application/json' \
+    -d '{"name":"bench","price":1000,"details":"","category":"bench","stock":1}' | jq -r .productId)
+http() { # name, then wrk args
+    local name=$1
+    shift
+    for i in $(seq "$RUNS"); do
+        wrk -t2 -c32 -d10s --latency "$@" | awk -v n="$name" '
+            /Requests\/sec/ {rps=$2} /^ +99%/ {p99=$2}
+            END {printf "%s per_s=%s p99=%s\n", n, rps, p99}' | tee -a "$OUT/$name" >&2
+    done
+}
+http healthz http://127.0.0.1:8080/healthz
+http get "http://127.0.0.1:8080/api/v1/products/$ID"
+http post -s bench/wrk_post_product.lua http://127.0.0.1:8080/api/v1/products
+
+# --- (c) sagas -------------------------------------------------------------------
+$B/bench/bench_saga --setup 1
+LAYBY_SAGATEST_NOOP=1 $B/layby-sagatest --database-url "$LAYBY_PG_ADMIN_URL?options=-csearch_path%3Dsagatest" \
+    --nats-user "$LAYBY_CTL_NATS_USER" --nats-password "$LAYBY_CTL_NATS_PASSWORD" \
+    --log-level warn 2>"$OUT/participant.log" &
+sleep 1
+for i in $(seq "$RUNS"); do
+    $B/bench/bench_saga --count 20000 | tee -a "$OUT/saga" >&2
+done
+SAGA=$(field per_s <"$OUT/saga" | median)
+SHALF=$(awk -v r="$SAGA" 'BEGIN {printf "%d", r / 2}')
+for i in $(seq "$RUNS"); do
+    $B/bench/bench_saga --count $((SHALF * 6)) --rate "$SHALF" | tee -a "$OUT/saga_half" >&2
+done
+
+# --- summary -----------------------------------------------------------------
+PG=$(median <"$OUT/pgbench")
+JS=$(field per_s <"$OUT/js" | median)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+wrkrate() { field per_s <"$OUT/$1" | median; }
+echo
+echo "medians of $RUNS runs ($(date -u +%FT%TZ), $(nproc) cores)"
+printf '%-44s %12s  %s\n' "figure" "value" "ratio"
+printf '%-44s %12s\n' "pgbench 16 clients, single-row insert tps" "$PG"
+printf '%-44s %12s\n' "JetStream async publish msg/s" "$JS"
+printf '%-44s %12s  %s x pgbench, %s x JetStream\n' "(a) catalog commands/s, end to end" "$CMD" \
+    "$(ratio "$CMD" "$PG")" "$(ratio "$CMD" "$JS")"
+printf '%-44s %12s\n' "(a) at $HALF/s: p50 ms" "$(field p50_ms <"$OUT/cmd_half" | median)"
+printf '%-44s %12s\n' "(a) at $HALF/s: p99 ms" "$(field p99_ms <"$OUT/cmd_half" | median)"
+H=$(wrkrate healthz)
+G=$(wrkrate get)
+P=$(wrkrate post)
+printf '%-44s %12s\n' "(b) GET /healthz req/s" "$H"
+printf '%-44s %12s  %s x healthz\n' "(b) GET /api/v1/products/{id} req/s" "$G" "$(ratio "$G" "$H")"
+printf '%-44s %12s  %s x healthz\n' "(b) POST /api/v1/products req/s" "$P" "$(ratio "$P" "$H")"
+printf '%-44s %12s\n' "(b) p99: healthz / get / post" \
+    "$(field p99 <"$OUT/healthz" | sort | sed -n 2p) / $(field p99 <"$OUT/get" | sort | sed -n 2p) / $(field p99 <"$OUT/post" | sort | sed -n 2p)"
+printf '%-44s %12s  %s x pgbench\n' "(c) completed 3-step sagas/s" "$SAGA" "$(ratio "$SAGA" "$PG")"
+printf '%-44s %12s\n' "(c) at $SHALF/s: p50 ms" "$(field p50_ms <"$OUT/saga_half" | median)"
+printf '%-44s %12s\n' "(c) at $SHALF/s: p99 ms" "$(field p99_ms <"$OUT/saga_half" | median)"
+echo "raw results: $OUT"
