@@ -1,6 +1,6 @@
 /* edge_openapi.c - the OpenAPI 3.0 document served at GET /api/v1/openapi.json.
  *
- * It describes the routes edge_routes.c serves now; tests/unit/edge_routes_test.c
+ * It describes the routes edge_routes.c serves now; tests/unit/edge_http_test.c
  * checks that every route of the table is in it, so the two cannot drift.
  */
 #include "edge_ops.h"

@@ -116,17 +116,62 @@ env_lookup(const char *list, char *name, size_t cap)
     return NULL;
 }
 
+/* Finds the row of flag name[0..len) among all groups. */
 static const cfg_opt *
-find_flag(const cfg_opt *opts, size_t n, const char *name, size_t len)
+find_flag(const cfg_group *groups, size_t ng, const char *name, size_t len, void **conf)
 {
-    for (size_t i = 0; i < n; i++)
-        if (strlen(opts[i].flag) == len && strncmp(opts[i].flag, name, len) == 0)
-            return &opts[i];
+    for (size_t g = 0; g < ng; g++) {
+        for (size_t i = 0; i < groups[g].n; i++) {
+            const cfg_opt *o = &groups[g].opts[i];
+            if (strlen(o->flag) == len && strncmp(o->flag, name, len) == 0) {
+                *conf = groups[g].conf;
+                return o;
+            }
+        }
+    }
     return NULL;
 }
 
+/* Defaults, then the environment: flags come later and win. */
+static lb_status
+load_defaults_env(const cfg_group *grp, lb_err *err)
+{
+    for (size_t i = 0; i < grp->n; i++) {
+        const cfg_opt *o = &grp->opts[i];
+        if (o->def != NULL) {
+            lb_status s = apply(grp->conf, o, o->def, "default", err);
+            if (s != LB_OK)
+                return s;
+        }
+        char name[128];
+        const char *v = o->env ? env_lookup(o->env, name, sizeof name) : NULL;
+        if (v != NULL) {
+            lb_status s = apply(grp->conf, o, v, name, err);
+            if (s != LB_OK)
+                return s;
+        }
+    }
+    return LB_OK;
+}
+
+static lb_status
+check_required(const cfg_group *grp, lb_err *err)
+{
+    for (size_t i = 0; i < grp->n; i++) {
+        const cfg_opt *o = &grp->opts[i];
+        if (o->kind != CFG_STR || o->def != NULL)
+            continue;
+        const char *v;
+        memcpy(&v, (char *)grp->conf + o->offset, sizeof v);
+        if (v == NULL || v[0] == '\0')
+            return lb_err_set(err, LB_ERR_CONFIG, "--%s is required (or set %s)", o->flag,
+                              o->env ? o->env : "the flag");
+    }
+    return LB_OK;
+}
+
 lb_status
-cfg_load(void *conf, const cfg_opt *opts, size_t n, int argc, char **argv, bool *help, lb_err *err)
+cfg_load_groups(const cfg_group *groups, size_t ng, int argc, char **argv, bool *help, lb_err *err)
 {
     *help = false;
     for (int i = 1; i < argc; i++) {
@@ -135,22 +180,10 @@ cfg_load(void *conf, const cfg_opt *opts, size_t n, int argc, char **argv, bool 
             return LB_OK;
         }
     }
-    /* Defaults, then environment, then flags: later wins. */
-    for (size_t i = 0; i < n; i++) {
-        if (opts[i].def != NULL) {
-            lb_status s = apply(conf, &opts[i], opts[i].def, "default", err);
-            if (s != LB_OK)
-                return s;
-        }
-        char name[128];
-        const char *v = opts[i].env ? env_lookup(opts[i].env, name, sizeof name) : NULL;
-        if (v != NULL) {
-            lb_status s = apply(conf, &opts[i], v, name, err);
-            if (s != LB_OK)
-                return s;
-        }
-    }
-    bool seen[256] = { 0 };
+    lb_status s;
+    for (size_t g = 0; g < ng; g++)
+        if ((s = load_defaults_env(&groups[g], err)) != LB_OK)
+            return s;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0)
@@ -158,7 +191,8 @@ cfg_load(void *conf, const cfg_opt *opts, size_t n, int argc, char **argv, bool 
         a += 2;
         const char *eq = strchr(a, '=');
         size_t len = eq ? (size_t)(eq - a) : strlen(a);
-        const cfg_opt *o = find_flag(opts, n, a, len);
+        void *conf = NULL;
+        const cfg_opt *o = find_flag(groups, ng, a, len, &conf);
         if (o == NULL)
             return lb_err_set(err, LB_ERR_CONFIG, "unknown flag '--%.*s' (see --help)", (int)len,
                               a);
@@ -171,37 +205,47 @@ cfg_load(void *conf, const cfg_opt *opts, size_t n, int argc, char **argv, bool 
             else
                 return lb_err_set(err, LB_ERR_CONFIG, "--%s needs a value", o->flag);
         }
-        lb_status s = apply(conf, o, v, "flag", err);
-        if (s != LB_OK)
+        if ((s = apply(conf, o, v, "flag", err)) != LB_OK)
             return s;
-        size_t idx = (size_t)(o - opts);
-        if (idx < LB_COUNTOF(seen))
-            seen[idx] = true;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (opts[i].kind != CFG_STR || opts[i].def != NULL)
-            continue;
-        const char *v;
-        memcpy(&v, (char *)conf + opts[i].offset, sizeof v);
-        if (v == NULL || v[0] == '\0')
-            return lb_err_set(err, LB_ERR_CONFIG, "--%s is required (or set %s)", opts[i].flag,
-                              opts[i].env ? opts[i].env : "the flag");
-    }
+    for (size_t g = 0; g < ng; g++)
+        if ((s = check_required(&groups[g], err)) != LB_OK)
+            return s;
     return LB_OK;
+}
+
+lb_status
+cfg_load(void *conf, const cfg_opt *opts, size_t n, int argc, char **argv, bool *help, lb_err *err)
+{
+    const cfg_group g = { conf, opts, n };
+    return cfg_load_groups(&g, 1, argc, argv, help, err);
+}
+
+static void
+help_row(FILE *f, const cfg_opt *o)
+{
+    static const char *const kind_names[] = {
+        [CFG_STR] = "TEXT", [CFG_INT] = "N", [CFG_BOOL] = "BOOL", [CFG_MS] = "DURATION"
+    };
+    fprintf(f, "  --%-22s %-8s %s\n", o->flag, kind_names[o->kind], o->help);
+    fprintf(f, "  %-33s env %s, default %s\n", "", o->env ? o->env : "-",
+            o->def == NULL ? "(required)" : (o->def[0] ? o->def : "(none)"));
+}
+
+void
+cfg_help_write_groups(FILE *f, const char *prog, const char *about, const cfg_group *groups,
+                      size_t ng)
+{
+    fprintf(f, "usage: %s [--flag value]...\n%s\n\nflags (environment variable, default):\n", prog,
+            about);
+    for (size_t g = 0; g < ng; g++)
+        for (size_t i = 0; i < groups[g].n; i++)
+            help_row(f, &groups[g].opts[i]);
 }
 
 void
 cfg_help_write(FILE *f, const char *prog, const char *about, const cfg_opt *opts, size_t n)
 {
-    static const char *const kind_names[] = {
-        [CFG_STR] = "TEXT", [CFG_INT] = "N", [CFG_BOOL] = "BOOL", [CFG_MS] = "DURATION"
-    };
-    fprintf(f, "usage: %s [--flag value]...\n%s\n\nflags (environment variable, default):\n", prog,
-            about);
-    for (size_t i = 0; i < n; i++) {
-        const cfg_opt *o = &opts[i];
-        fprintf(f, "  --%-22s %-8s %s\n", o->flag, kind_names[o->kind], o->help);
-        fprintf(f, "  %-33s env %s, default %s\n", "", o->env ? o->env : "-",
-                o->def == NULL ? "(required)" : (o->def[0] ? o->def : "(none)"));
-    }
+    const cfg_group g = { NULL, opts, n };
+    cfg_help_write_groups(f, prog, about, &g, 1);
 }

@@ -34,12 +34,25 @@ typedef struct cfg_opt {
     const char *help;
 } cfg_opt;
 
+/* Rows whose offsets point into one struct; a program may load several groups
+ * at once (a service's common settings and its own). */
+typedef struct cfg_group {
+    void *conf;
+    const cfg_opt *opts;
+    size_t n;
+} cfg_group;
+
 /* Fills conf from argv and the environment. LB_ERR_CONFIG names the flag and
  * the bad value. When --help is given, *help is set and nothing else is checked. */
 lb_status cfg_load(void *conf, const cfg_opt *opts, size_t n, int argc, char **argv, bool *help,
                    lb_err *err);
+/* Same for several groups: a flag belongs to whichever group has its row. */
+lb_status cfg_load_groups(const cfg_group *groups, size_t n_groups, int argc, char **argv,
+                          bool *help, lb_err *err);
 /* Writes the usage text generated from the table. */
 void cfg_help_write(FILE *f, const char *prog, const char *about, const cfg_opt *opts, size_t n);
+void cfg_help_write_groups(FILE *f, const char *prog, const char *about, const cfg_group *groups,
+                           size_t n_groups);
 /* Parses a duration ("30s") into milliseconds. */
 lb_status cfg_duration_parse(int64_t *out_ms, const char *s, lb_err *err);
 

@@ -3,8 +3,9 @@
  * LAYBY_FAULT="<point>[:<n>]" makes the n-th (default first) pass through
  * fault_point("<point>") kill the process with SIGKILL, exactly as a power cut
  * or the OOM killer would at that line. Unset (production), a point costs one
- * predictable branch. Points: svc.after_commit (committed, not acked),
- * relay.after_publish (published, not deleted), saga.after_commit.
+ * predictable branch. Points: svc.after_commit (a batch committed, not acked;
+ * every service and the orchestrator), svc.tick_after_commit (a timer tick
+ * committed, replies not sent), relay.after_publish (published, not deleted).
  *
  * Ownership: none.  Threads: safe; the counter is atomic.
  */

@@ -74,6 +74,7 @@ lb_status outbox_relay_start(outbox_relay *r, lb_err *err);
 void outbox_relay_wake(outbox_relay *r);
 /* Publishes everything committed so far on the caller's thread (tests, shutdown). */
 lb_status outbox_relay_drain(outbox_relay *r, size_t *published, lb_err *err);
-void outbox_relay_free(outbox_relay *r); /* stops the thread; NULL is a no-op */
+/* Stops the thread, publishes what is still committed, frees. NULL is a no-op. */
+void outbox_relay_free(outbox_relay *r);
 
 #endif

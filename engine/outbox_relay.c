@@ -1,8 +1,8 @@
 /* outbox_relay.c - publishes committed outbox rows to JetStream.
  *
  * Woken three ways: a wake-up from a worker thread of this process right after
- * its commit (cheapest), a NOTIFY on channel "outbox" from any process writing
- * the same schema (the table's statement trigger), and a periodic sweep that
+ * its commit (cheapest), a NOTIFY on channel "outbox_<schema>" from any process
+ * writing the same schema (the table's statement trigger), and a periodic sweep that
  * also picks up rows a crashed instance left behind.
  *
  * CRASH POINTS:
@@ -27,11 +27,13 @@
 #include "metrics.h"
 
 /* clang-format off */
+/* Claim and delete in one statement: the rows stay locked (and invisible as
+ * deleted) until our COMMIT, which comes only after JetStream acked them all; a
+ * failed publish rolls the delete back and the rows are claimed again. */
 static const char RELAY_SQL_CLAIM[] =
-    "SELECT id::text, subject, msg_type, correlation, causation, actor, reply, traceparent, body "
-    "FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
-static const char RELAY_SQL_DELETE[] =
-    "DELETE FROM outbox WHERE id = ANY($1::uuid[])";
+    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT $1 "
+    "FOR UPDATE SKIP LOCKED) "
+    "RETURNING id::text, subject, msg_type, correlation, causation, actor, reply, traceparent, body";
 static const char RELAY_SQL_BACKLOG[] =
     "SELECT count(*) FROM outbox";
 static const char RELAY_SQL_INBOX_PRUNE[] =
@@ -40,14 +42,14 @@ static const char RELAY_SQL_INBOX_PRUNE[] =
 
 static const store_stmt relay_stmts[] = {
     { "relay_claim",       RELAY_SQL_CLAIM },
-    { "relay_delete",      RELAY_SQL_DELETE },
     { "relay_backlog",     RELAY_SQL_BACKLOG },
     { "relay_inbox_prune", RELAY_SQL_INBOX_PRUNE },
     { "relay_schema",      "SELECT current_schema()" },
 };
 /* clang-format on */
 
-#define RELAY_PRUNE_EVERY_MS 60000
+#define RELAY_PRUNE_EVERY_MS 10000
+#define RELAY_PRUNE_ROUNDS   50 /* x 1000 ids per prune: keeps up with 5,000 msg/s */
 
 struct outbox_relay {
     /* config */
@@ -158,6 +160,16 @@ ensure_listening(outbox_relay *r, lb_err *err)
     return LB_OK;
 }
 
+/* qsort has no context argument; the relay thread is the only caller. */
+static _Thread_local const PGresult *relay_sort_res;
+
+static int
+by_id(const void *a, const void *b)
+{
+    return strcmp(PQgetvalue(relay_sort_res, *(const int *)a, 0),
+                  PQgetvalue(relay_sort_res, *(const int *)b, 0));
+}
+
 /* Claims, publishes and deletes one batch. *n = rows published. */
 static lb_status
 drain_batch(outbox_relay *r, size_t *n, lb_err *err)
@@ -190,15 +202,19 @@ drain_batch(outbox_relay *r, size_t *n, lb_err *err)
         return store_commit(r->st, err);
     }
     atomic_store(&r->pub_errors, 0);
-    /* The delete's id array literal: {uuid,uuid,...}, 37 bytes per id. */
-    char *ids = malloc((size_t)rows * 37 + 3);
-    size_t ilen = 0;
-    if (ids == NULL) {
-        st = lb_err_set(err, LB_ERR_NOMEM, "relay ids");
+    /* DELETE ... RETURNING has no order: publish in id (UUIDv7: commit-time) order. */
+    int order_stack[1024];
+    int *order = rows <= 1024 ? order_stack : malloc((size_t)rows * sizeof *order);
+    if (order == NULL) {
+        st = lb_err_set(err, LB_ERR_NOMEM, "relay order");
         goto out_rollback;
     }
-    ids[ilen++] = '{';
-    for (int i = 0; i < rows; i++) {
+    for (int i = 0; i < rows; i++)
+        order[i] = i;
+    relay_sort_res = res;
+    qsort(order, (size_t)rows, sizeof *order, by_id);
+    for (int k = 0; k < rows; k++) {
+        int i = order[k];
         bus_envelope env;
         memset(&env, 0, sizeof env);
         static const size_t cols[] = {
@@ -215,21 +231,18 @@ drain_batch(outbox_relay *r, size_t *n, lb_err *err)
         natsMsg *m = NULL;
         st = bus_msg_new_raw(&m, PQgetvalue(res, i, 1), &env, PQgetvalue(res, i, 8),
                              (size_t)PQgetlength(res, i, 8), err);
-        if (st != LB_OK)
-            goto out_rollback;
-        natsStatus ns = js_PublishMsgAsync(r->js, &m, NULL);
-        if (ns != NATS_OK) {
+        natsStatus ns = st == LB_OK ? js_PublishMsgAsync(r->js, &m, NULL) : NATS_OK;
+        if (st == LB_OK && ns != NATS_OK) {
             natsMsg_Destroy(m);
             st = bus__nats_err(err, ns, "relay publish");
-            goto out_rollback;
         }
-        if (i > 0)
-            ids[ilen++] = ',';
-        memcpy(ids + ilen, env.msg_id, 36);
-        ilen += 36;
+        if (st != LB_OK)
+            break;
     }
-    ids[ilen++] = '}';
-    ids[ilen] = '\0';
+    if (order != order_stack)
+        free(order);
+    if (st != LB_OK)
+        goto out_rollback;
     natsStatus ns = js_PublishAsyncComplete(r->js, &po);
     if (ns != NATS_OK || atomic_load(&r->pub_errors) != 0) {
         st = lb_err_set(err, LB_ERR_BUS, "outbox publish not acknowledged (%s)",
@@ -237,13 +250,9 @@ drain_batch(outbox_relay *r, size_t *n, lb_err *err)
         goto out_rollback;
     }
     fault_point("relay.after_publish");
-    const char *dp[] = { ids };
-    if ((st = store_exec(r->st, NULL, "relay_delete", 1, dp, err)) != LB_OK)
-        goto out_rollback;
     PQclear(res);
-    free(ids);
-    /* CRASH POINT: published and acked; if COMMIT fails the rows are published again
-     * under the same ids and dropped as duplicates. */
+    /* CRASH POINT: published and acked, delete not committed: the rows are
+     * published again under the same ids and dropped as duplicates. */
     if ((st = store_commit(r->st, err)) != LB_OK)
         return st;
     *n = (size_t)rows;
@@ -252,7 +261,6 @@ drain_batch(outbox_relay *r, size_t *n, lb_err *err)
     return LB_OK;
 out_rollback:
     PQclear(res);
-    free(ids);
     store_rollback(r->st);
     return st;
 }
@@ -291,8 +299,19 @@ housekeeping(outbox_relay *r)
         char keep[24];
         snprintf(keep, sizeof keep, "%lld", (long long)r->opts.inbox_keep_ms);
         const char *p[] = { keep };
-        if (store_exec(r->st, NULL, "relay_inbox_prune", 1, p, &err) != LB_OK)
-            log_warn(NULL, "outbox.prune_failed", "inbox pruning failed", LOG_ERR(&err));
+        /* Small deletes, one short transaction each, until a round finds fewer than
+         * a full batch: never a long lock, and the table cannot outgrow the pruning. */
+        for (int round = 0; round < RELAY_PRUNE_ROUNDS; round++) {
+            PGresult *res = NULL;
+            if (store_exec(r->st, &res, "relay_inbox_prune", 1, p, &err) != LB_OK) {
+                log_warn(NULL, "outbox.prune_failed", "inbox pruning failed", LOG_ERR(&err));
+                break;
+            }
+            int deleted = atoi(PQcmdTuples(res));
+            PQclear(res);
+            if (deleted < 1000)
+                break;
+        }
     }
 }
 
@@ -355,6 +374,13 @@ outbox_relay_free(outbox_relay *r)
     if (r->started) {
         outbox_relay_wake(r);
         pthread_join(r->thread, NULL);
+        /* Last rows committed by workers that stopped just before us. */
+        lb_err err;
+        size_t n = 0;
+        atomic_store(&r->stop, false);
+        if (r->st != NULL && outbox_relay_drain(r, &n, &err) != LB_OK)
+            log_warn(NULL, "outbox.final_drain_failed", "rows left for the next start",
+                     LOG_ERR(&err));
     }
     if (r->js != NULL) {
         jsPubOptions po;

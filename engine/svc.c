@@ -47,8 +47,8 @@ svc_cfg_opts(cfg_opt *opts, size_t cap, const char *name, size_t base)
         { "metrics-port",  svc_env_names[3],    CFG_INT,  "0",      OFF(metrics_port), 0, 65535, "serve /metrics on 127.0.0.1:PORT (0 = off)" },
         { "batch",         svc_env_names[4],    CFG_INT,  "128",    OFF(batch), 1, 4096, "messages per fetch and transaction" },
         { "fetch-wait",    "LAYBY_FETCH_WAIT",  CFG_MS,   "500ms",  OFF(fetch_wait_ms), 1, 60000, "longest wait of one fetch" },
-        { "max-deliver",   "LAYBY_MAX_DELIVER", CFG_INT,  "5",      OFF(max_deliver), 1, 1000, "deliveries before dead-lettering" },
-        { "nak-delay",     "LAYBY_NAK_DELAY",   CFG_MS,   "1s",     OFF(nak_delay_ms), 0, 3600000, "redelivery delay after a transient failure" },
+        { "max-deliver",   "LAYBY_MAX_DELIVER", CFG_INT,  "5",      OFF(max_deliver), 1, 1000, "deliveries before dead-lettering (capped at the durable's MaxDeliver)" },
+        { "nak-delay",     "LAYBY_NAK_DELAY",   CFG_MS,   "1s",     OFF(nak_delay_ms), 0, 3600000, "first redelivery delay after a failure (doubles, at most 1 min)" },
         { "relay-sweep",   "LAYBY_RELAY_SWEEP", CFG_MS,   "1s",     OFF(relay_sweep_ms), 10, 600000, "outbox sweep period" },
         { "query-threads", svc_env_names[5],    CFG_INT,  "2",      OFF(query_threads), 0, 64, "query responders" },
         { "inbox-keep",    "LAYBY_INBOX_KEEP",  CFG_MS,   "7d",     OFF(inbox_keep_ms), 60000, INT64_MAX, "how long inbox ids are kept (>= stream max age)" },
@@ -146,6 +146,7 @@ typedef struct consumer_thread {
     pthread_t thread;
     natsSubscription *sub;
     store *st;
+    int64_t max_deliver; /* see svc__worker.max_deliver */
 } consumer_thread;
 
 static lb_status bind_consumer(consumer_thread *ct, lb_err *err);
@@ -171,7 +172,7 @@ consumer_main(void *arg)
     consumer_thread *ct = arg;
     svc *s = ct->s;
     svc__worker w;
-    svc__worker_init(&w, s, ct->st, ct->c);
+    svc__worker_init(&w, s, ct->st, ct->c, ct->max_deliver);
     int failures = 0;
     while (!atomic_load(&s->stop)) {
         natsMsgList list = { 0 };
@@ -220,6 +221,19 @@ bind_consumer(consumer_thread *ct, lb_err *err)
         snprintf(what, sizeof what, "%s on %s (run `layby-ctl bus setup`)", ct->c->durable,
                  ct->c->stream);
         return lb_err_wrap(err, what);
+    }
+    /* The server stops redelivering at the durable's MaxDeliver: dead-letter no
+     * later than that, or a failing message would silently stop coming back. */
+    ct->max_deliver = ct->s->cfg.max_deliver;
+    jsConsumerInfo *ci = NULL;
+    if (natsSubscription_GetConsumerInfo(&ci, ct->sub, NULL, &jerr) == NATS_OK) {
+        int64_t server_max = ci->Config->MaxDeliver;
+        if (server_max > 0 && server_max < ct->max_deliver) {
+            log_warn(NULL, "svc.max_deliver_lowered", "the durable redelivers fewer times",
+                     LOG_STR("durable", ct->c->durable), LOG_INT("max_deliver", server_max));
+            ct->max_deliver = server_max;
+        }
+        jsConsumerInfo_Destroy(ci);
     }
     return LB_OK;
 }
@@ -303,13 +317,10 @@ out:
         store_close(cts[i].st);
     }
     free(cts);
-    /* Publish what was committed before we go, so a clean stop leaves no backlog. */
-    if (s->relay != NULL) {
-        lb_err e2;
-        outbox_relay_free(s->relay);
-        (void)e2;
-        s->relay = NULL;
-    }
+    /* outbox_relay_free() publishes what was committed before it returns, so a
+     * clean stop leaves no backlog (a crash leaves it to the next sweep). */
+    outbox_relay_free(s->relay);
+    s->relay = NULL;
     metrics_server_stop(ms);
     bus_close(s->bus);
     s->bus = NULL;

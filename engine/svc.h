@@ -96,6 +96,7 @@ typedef struct svc_def {
     size_t n_stmts;
     svc_tick_fn tick; /* NULL = none */
     int64_t tick_interval_ms;
+    cfg_group opts; /* the daemon's own settings besides svc_cfg ({NULL, NULL, 0} = none) */
 } svc_def;
 
 /* Settings every daemon shares; filled by cfg_load() from svc_cfg_opts. */

@@ -114,10 +114,11 @@ typedef struct entry {
 } entry;
 
 void
-svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c)
+svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c, int64_t max_deliver)
 {
     memset(w, 0, sizeof *w);
     w->s = s;
+    w->max_deliver = max_deliver;
     w->st = st;
     w->c = c;
     svc__batch_init(&w->b, s, st);
@@ -343,14 +344,19 @@ static void
 entry_fail(svc__worker *w, entry *e, const lb_err *why)
 {
     e->err = *why;
-    if (e->delivered >= (uint64_t)w->s->cfg.max_deliver) {
+    if (e->delivered >= (uint64_t)w->max_deliver) {
         dead_letter(w, e);
         return;
     }
+    /* Exponential backoff: nak-delay, then twice that, ... at most a minute. */
+    int shift = e->delivered > 7 ? 6 : (int)e->delivered - 1;
+    int64_t delay = w->s->cfg.nak_delay_ms << shift;
+    if (delay > 60000)
+        delay = 60000;
     log_warn(&(log_ctx){ .correlation = e->env.correlation }, "svc.nak",
              "handling failed; redelivering later", LOG_STR("subject", natsMsg_GetSubject(e->m)),
-             LOG_INT("delivered", e->delivered), LOG_ERR(why));
-    natsMsg_NakWithDelay(e->m, w->s->cfg.nak_delay_ms, NULL);
+             LOG_INT("delivered", e->delivered), LOG_INT("retry_ms", delay), LOG_ERR(why));
+    natsMsg_NakWithDelay(e->m, delay, NULL);
 }
 
 void

@@ -55,9 +55,11 @@ typedef struct svc__worker {
     svc_batch b;
     char dlq_subject[BUS_SUBJECT_MAX];
     char consumer_name[128];
+    int64_t max_deliver; /* dead-letter at this delivery: min(--max-deliver, durable's) */
 } svc__worker;
 
-void svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c);
+void svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c,
+                      int64_t max_deliver);
 void svc__worker_destroy(svc__worker *w);
 /* Handles one fetched batch to the end: commit + ack, nak, or dead letter. */
 void svc__worker_batch(svc__worker *w, natsMsg **msgs, size_t n);

@@ -19,12 +19,14 @@ svc_main(int argc, char **argv, const svc_def *def, const char *about)
     lb_err err;
     char prog[64];
     snprintf(prog, sizeof prog, "layby-%s", def->name);
-    if (cfg_load(&conf, opts, n, argc, argv, &help, &err) != LB_OK) {
+    const cfg_group groups[] = { { &conf, opts, n }, def->opts };
+    size_t ng = def->opts.n > 0 ? 2 : 1;
+    if (cfg_load_groups(groups, ng, argc, argv, &help, &err) != LB_OK) {
         fprintf(stderr, "%s: %s\n", prog, err.msg);
         return 2;
     }
     if (help) {
-        cfg_help_write(stdout, prog, about, opts, n);
+        cfg_help_write_groups(stdout, prog, about, groups, ng);
         return 0;
     }
     log_level lvl;

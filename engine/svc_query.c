@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "fault.h"
 #include "layby/v1/common.pb-c.h"
 #include "log.h"
 #include "svc_internal.h"
@@ -208,6 +209,7 @@ tick_main(void *arg)
             if (st == LB_OK)
                 st = store_commit(t->st, &err);
             if (st == LB_OK) {
+                fault_point("svc.tick_after_commit");
                 svc__batch_after_commit(&t->b);
             } else {
                 store_rollback(t->st);

@@ -11,7 +11,7 @@
  * (3) Inputs for one saga are decided in arrival order; the decider makes
  *     duplicated and reordered inputs converge (saga_decide.c R1-R7).
  *
- * CRASH POINT saga.after_commit (engine/fault.h): the decision is stored but
+ * CRASH POINT svc.after_commit (engine/fault.h): the decision is stored but
  * the inputs are not acked. Redelivery hits the inbox and is skipped; the
  * outbox relay publishes the commands, which participants take once per
  * (saga, step). */

@@ -16,7 +16,8 @@
 
 #define SAGA_TICK_BATCH     256
 #define SAGA_GAUGE_EVERY_MS 5000
-#define SAGA_PRUNE_EVERY_MS 60000
+#define SAGA_PRUNE_EVERY_MS 10000
+#define SAGA_PRUNE_ROUNDS   20 /* x 500 sagas per prune */
 
 /* --- registry ------------------------------------------------------------- */
 
@@ -131,7 +132,11 @@ saga_orch_on_input(svc_batch *b, svc_item *items, size_t n, lb_err *err)
 
 /* --- timers and housekeeping ---------------------------------------------- */
 
-static int64_t saga_orch_retention_ms = 30LL * 24 * 3600 * 1000;
+/* The orchestrator's own settings, filled by svc_main() before threads start. */
+typedef struct saga_orch_cfg {
+    int64_t retention_ms; /* keep finished sagas this long */
+} saga_orch_cfg;
+static saga_orch_cfg saga_orch_conf;
 static int64_t saga_orch_last_gauge_ms, saga_orch_last_prune_ms; /* tick thread only */
 
 static void
@@ -156,10 +161,21 @@ housekeeping(store *st, int64_t now)
     if (now - saga_orch_last_prune_ms >= SAGA_PRUNE_EVERY_MS) {
         saga_orch_last_prune_ms = now;
         char keep[24];
-        snprintf(keep, sizeof keep, "%lld", (long long)saga_orch_retention_ms);
+        snprintf(keep, sizeof keep, "%lld", (long long)saga_orch_conf.retention_ms);
         const char *p[] = { keep };
-        if (store_exec(st, NULL, "saga_prune", 1, p, &err) != LB_OK)
-            log_warn(NULL, "saga.prune_failed", "pruning finished sagas failed", LOG_ERR(&err));
+        /* Batches of 500 until one comes back short: a bounded amount of work per
+         * tick, and pruning keeps up with the rate sagas finish at. */
+        for (int round = 0; round < SAGA_PRUNE_ROUNDS; round++) {
+            PGresult *r = NULL;
+            if (store_exec(st, &r, "saga_prune", 1, p, &err) != LB_OK) {
+                log_warn(NULL, "saga.prune_failed", "pruning finished sagas failed", LOG_ERR(&err));
+                break;
+            }
+            int deleted = atoi(PQcmdTuples(r));
+            PQclear(r);
+            if (deleted < 500)
+                break;
+        }
     }
 }
 
@@ -201,6 +217,11 @@ saga_orch_tick(svc_batch *b, int64_t now_ms, bool *more, lb_err *err)
 /* --- the service ----------------------------------------------------------- */
 
 /* clang-format off */
+static const cfg_opt saga_orch_opts[] = {
+    { "saga-retention", "LAYBY_SAGA_RETENTION", CFG_MS, "30d", offsetof(saga_orch_cfg, retention_ms),
+      60000, INT64_MAX, "keep finished sagas and their logs this long" },
+};
+
 static const svc_handler saga_orch_handlers[] = {
     /* subject                     body type                                      handler */
     { SAGA_SUBJ_START_TEST,        &layby__v1__start_test_saga__descriptor,        saga_orch_on_input },
@@ -228,4 +249,5 @@ const svc_def saga_orch_def = {
     .n_stmts = SAGA_ORCH_STMTS_COUNT,
     .tick = saga_orch_tick,
     .tick_interval_ms = 50,
+    .opts = { &saga_orch_conf, saga_orch_opts, LB_COUNTOF(saga_orch_opts) },
 };

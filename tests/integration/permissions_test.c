@@ -84,6 +84,8 @@ static perm_case publish_cases[] = {
     { "CATALOG",      "$JS.API.CONSUMER.MSG.NEXT.LAYBY_EVT.orchestrator", false },
     { "EDGE",         "layby.cmd.member.x",            true },
     { "EDGE",         "layby.qry.catalog.product",     true },
+    { "EDGE",         "layby.cmd.saga.retry",          false },
+    { "EDGE",         "layby.cmd.saga.resolve",        false },
     { "EDGE",         "layby.evt.product.created",     false },
     { "EDGE",         "$JS.API.CONSUMER.MSG.NEXT.LAYBY_CMD.catalog", false },
     { "EDGE",         "$JS.ACK.LAYBY_CMD.catalog.1.1.1.1.1", false },
