@@ -5,7 +5,8 @@
  * Needs layby-orchestrator and a no-op participant (LAYBY_SAGATEST_NOOP=1
  * build/release/layby-sagatest); --setup 1 creates the participant's durable
  * and schema first (bench/run.sh does all of it). --rate 0 starts sagas as
- * fast as JetStream takes them; --rate R paces the starts. */
+ * fast as JetStream takes them; --rate R paces the starts. The saga type is
+ * "sagabench": the test saga's steps with production-like 30 s timeouts. */
 #include <libpq-fe.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -125,14 +126,14 @@ main(int argc, char **argv)
                 nanosleep(&ts, NULL);
             }
         }
-        Layby__V1__StartTestSaga m = LAYBY__V1__START_TEST_SAGA__INIT;
+        Layby__V1__StartBenchSaga m = LAYBY__V1__START_BENCH_SAGA__INIT;
         m.saga_id = r.ids[i];
         m.key = "bench";
         m.script = "";
         bus_envelope env;
-        bus_envelope_init(&env, &layby__v1__start_test_saga__descriptor, NULL);
+        bus_envelope_init(&env, &layby__v1__start_bench_saga__descriptor, NULL);
         natsMsg *msg = NULL;
-        if (bus_msg_new(&msg, SAGA_SUBJ_START_TEST, &env, &m.base, &err) != LB_OK)
+        if (bus_msg_new(&msg, SAGA_SUBJ_START_BENCH, &env, &m.base, &err) != LB_OK)
             return 1;
         r.sent_us[i] = lb_mono_us();
         if (js_PublishMsgAsync(bus_js(b), &msg, NULL) != NATS_OK) {

@@ -12,6 +12,7 @@
 #ifndef LAYBY_CLI_CTL_H
 #define LAYBY_CLI_CTL_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <nats/nats.h>
 
@@ -66,10 +67,33 @@ lb_status ctl_pg_open(PGconn **out, const ctl_conn *c, lb_err *err);
 /* Prints "layby-ctl <cmd>: <err>" on stderr and returns CTL_EXIT_FAIL. */
 int ctl_fail(const ctl_cmd *cmd, const lb_err *err);
 
+/* Takes the one positional argument (`saga show <id>`), which must follow
+ * the command word, out of argv so ctl_args() sees only flags. Returns -1 to
+ * go on (*out is NULL when --help was asked: ctl_args() answers it), else the
+ * exit code. Messages name it <what>. (ctl_msg.c) */
+int ctl_positional(const char **out, const ctl_cmd *cmd, const char *what, int *argc, char **argv);
+/* Parses a positive decimal integer argument; -1 to go on, else the exit code. */
+int ctl_u64_arg(uint64_t *out, const ctl_cmd *cmd, const char *what, const char *text);
+/* RFC 3339 ("2025-01-31T09:30:00.250Z", "...+09:00") to ms since the epoch. */
+lb_status ctl_time_parse(int64_t *out_ms, const char *s, lb_err *err);
+/* A stored message as JSON: seq, time, subject, headers, type and body (the
+ * message decoded by its Layby-Type), or bodyBase64 and error when it cannot
+ * be decoded. The caller json_decref()s it. ctl_msg_print() prints it with
+ * json_dumps() flags: JSON_COMPACT (one line) or JSON_INDENT(2). */
+json_t *ctl_msg_json(natsMsg *m, uint64_t seq, int64_t time_ns);
+void ctl_msg_print(natsMsg *m, uint64_t seq, int64_t time_ns, size_t flags);
+
 /* The handlers (one file per topic). */
 int ctl_bus_setup(const ctl_cmd *cmd, int argc, char **argv);
 int ctl_health(const ctl_cmd *cmd, int argc, char **argv);
 int ctl_token_mint(const ctl_cmd *cmd, int argc, char **argv);
 int ctl_dlq_list(const ctl_cmd *cmd, int argc, char **argv);
+int ctl_dlq_show(const ctl_cmd *cmd, int argc, char **argv);
+int ctl_dlq_retry(const ctl_cmd *cmd, int argc, char **argv);
+int ctl_saga_list(const ctl_cmd *cmd, int argc, char **argv);
+int ctl_saga_show(const ctl_cmd *cmd, int argc, char **argv);
+int ctl_saga_op(const ctl_cmd *cmd, int argc, char **argv); /* retry, resolve */
+int ctl_saga_replay(const ctl_cmd *cmd, int argc, char **argv);
+int ctl_replay(const ctl_cmd *cmd, int argc, char **argv);
 
 #endif

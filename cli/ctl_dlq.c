@@ -1,7 +1,9 @@
-/* ctl_dlq.c - `layby-ctl dlq list`: what the services gave up on. Reads
- * LAYBY_DLQ by sequence (direct gets; no consumer is created, so listing
- * changes nothing) and prints each message's subject, time and the
- * Layby-Dlq-* headers the engine adds (bus.h BUS_H_DLQ_*). */
+/* ctl_dlq.c - `layby-ctl dlq list|show|retry`: what the services gave up on.
+ * list and show read LAYBY_DLQ by sequence (direct gets; no consumer is
+ * created, so reading changes nothing): list prints each message's subject,
+ * time and the Layby-Dlq-* headers the engine adds (bus.h BUS_H_DLQ_*), show
+ * one message as JSON with its decoded body. retry republishes a dead letter
+ * to its original subject with its original headers and then deletes it. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +99,156 @@ ctl_dlq_list(const ctl_cmd *cmd, int argc, char **argv)
         rc = ctl_fail(cmd, &err);
     else
         rc = CTL_EXIT_OK;
+    ctl_nats_close(nc, js);
+    return rc;
+}
+
+/* --- dlq show | retry ------------------------------------------------------ */
+
+typedef struct dlq_one_conf {
+    ctl_conn conn;
+} dlq_one_conf;
+
+/* Parses `<seq>` and connects; -1 to go on, else the exit code. */
+static int
+dlq_one_open(dlq_one_conf *conf, uint64_t *seq, natsConnection **nc, jsCtx **js, const ctl_cmd *cmd,
+             int argc, char **argv)
+{
+    const char *text = NULL;
+    lb_err err;
+    int rc = ctl_positional(&text, cmd, "seq", &argc, argv);
+    if (rc < 0)
+        rc = ctl_args(conf, cmd, NULL, 0, argc, argv);
+    if (rc < 0)
+        rc = ctl_u64_arg(seq, cmd, "seq", text);
+    if (rc < 0 && ctl_nats_open(nc, js, &conf->conn, &err) != LB_OK)
+        rc = ctl_fail(cmd, &err);
+    return rc;
+}
+
+static lb_status
+dlq_get(natsMsg **m, jsCtx *js, uint64_t seq, lb_err *err)
+{
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetMsg(m, js, BUS_STREAM_DLQ, seq, NULL, &jerr);
+    if (s == NATS_NOT_FOUND)
+        return lb_err_set(err, LB_ERR_NOT_FOUND, "no message %" PRIu64 " in %s", seq,
+                          BUS_STREAM_DLQ);
+    return s == NATS_OK ? LB_OK : ctl_nats_err(err, s, "read " BUS_STREAM_DLQ);
+}
+
+int
+ctl_dlq_show(const ctl_cmd *cmd, int argc, char **argv)
+{
+    dlq_one_conf conf = { 0 };
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    natsMsg *m = NULL;
+    uint64_t seq = 0;
+    lb_err err;
+    int rc = dlq_one_open(&conf, &seq, &nc, &js, cmd, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (dlq_get(&m, js, seq, &err) != LB_OK) {
+        rc = ctl_fail(cmd, &err);
+    } else {
+        ctl_msg_print(m, seq, natsMsg_GetTime(m), JSON_INDENT(2));
+        rc = CTL_EXIT_OK;
+    }
+    natsMsg_Destroy(m);
+    ctl_nats_close(nc, js);
+    return rc;
+}
+
+/* The original message again: its subject, body and headers without the
+ * Layby-Dlq-* ones (its Nats-Msg-Id included, so the services still see
+ * the message they refused). */
+static lb_status
+dlq_original(natsMsg **out, natsMsg *dead, lb_err *err)
+{
+    const char *subject = NULL, **keys = NULL;
+    int n = 0;
+    natsStatus s = natsMsgHeader_Get(dead, BUS_H_DLQ_SUBJECT, &subject);
+    if (s != NATS_OK || subject == NULL || subject[0] == '\0')
+        return lb_err_set(err, LB_ERR_INVALID, "no %s header: not a dead letter",
+                          BUS_H_DLQ_SUBJECT);
+    if ((s = natsMsg_Create(out, subject, NULL, natsMsg_GetData(dead),
+                            natsMsg_GetDataLength(dead))) != NATS_OK)
+        return ctl_nats_err(err, s, "message");
+    if (natsMsgHeader_Keys(dead, &keys, &n) != NATS_OK)
+        return LB_OK;
+    for (int i = 0; i < n; i++) {
+        const char **vals = NULL;
+        int nv = 0;
+        if (strncmp(keys[i], "Layby-Dlq-", 10) == 0 ||
+            natsMsgHeader_Values(dead, keys[i], &vals, &nv) != NATS_OK)
+            continue;
+        for (int k = 0; k < nv; k++)
+            natsMsgHeader_Add(*out, keys[i], vals[k]);
+        free((void *)vals);
+    }
+    free((void *)keys);
+    return LB_OK;
+}
+
+/* Publishes the original; a duplicate ack means JetStream dropped it (its
+ * Nats-Msg-Id is still in the stream's window), so the dead letter stays. */
+static lb_status
+dlq_republish(jsCtx *js, natsMsg *dead, uint64_t seq, lb_err *err)
+{
+    natsMsg *m = NULL;
+    jsPubAck *ack = NULL;
+    jsErrCode jerr = 0;
+    lb_status st = dlq_original(&m, dead, err);
+    if (st != LB_OK)
+        return st;
+    natsStatus s = js_PublishMsg(&ack, js, m, NULL, &jerr);
+    if (s != NATS_OK)
+        st = ctl_nats_err(err, s, natsMsg_GetSubject(m));
+    else if (ack->Duplicate)
+        st = lb_err_set(err, LB_ERR_CONFLICT,
+                        "JetStream dropped the republish as a duplicate of %s seq %" PRIu64
+                        " (its Nats-Msg-Id is still inside the duplicate window): message %" PRIu64
+                        " kept in %s, retry after the window",
+                        ack->Stream, ack->Sequence, seq, BUS_STREAM_DLQ);
+    else
+        printf("republished %s message %" PRIu64 " to %s as %s seq %" PRIu64 "\n", BUS_STREAM_DLQ,
+               seq, natsMsg_GetSubject(m), ack->Stream, ack->Sequence);
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(m);
+    return st;
+}
+
+static lb_status
+dlq_retry_one(jsCtx *js, uint64_t seq, lb_err *err)
+{
+    natsMsg *dead = NULL;
+    jsErrCode jerr = 0;
+    lb_status st = dlq_get(&dead, js, seq, err);
+    if (st == LB_OK)
+        st = dlq_republish(js, dead, seq, err);
+    natsMsg_Destroy(dead);
+    if (st != LB_OK)
+        return st;
+    natsStatus s = js_DeleteMsg(js, BUS_STREAM_DLQ, seq, NULL, &jerr);
+    if (s != NATS_OK)
+        return ctl_nats_err(err, s, "republished, but deleting it from " BUS_STREAM_DLQ);
+    printf("deleted message %" PRIu64 " from %s\n", seq, BUS_STREAM_DLQ);
+    return LB_OK;
+}
+
+int
+ctl_dlq_retry(const ctl_cmd *cmd, int argc, char **argv)
+{
+    dlq_one_conf conf = { 0 };
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    uint64_t seq = 0;
+    lb_err err;
+    int rc = dlq_one_open(&conf, &seq, &nc, &js, cmd, argc, argv);
+    if (rc >= 0)
+        return rc;
+    rc = dlq_retry_one(js, seq, &err) == LB_OK ? CTL_EXIT_OK : ctl_fail(cmd, &err);
     ctl_nats_close(nc, js);
     return rc;
 }

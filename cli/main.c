@@ -11,9 +11,8 @@
 #include "ctl.h"
 #include "id.h"
 
-/* Saga commands (`saga list|show|retry|resolve`) and `replay` go here as
- * rows, with their handlers in cli/ctl_saga.c and cli/ctl_replay.c declared
- * in ctl.h; the flags CTL_NEEDS_NATS / CTL_NEEDS_PG give them connections.
+/* One row per command, handlers declared in ctl.h (ctl_<topic>.c); the
+ * flags CTL_NEEDS_NATS / CTL_NEEDS_PG give them connection settings.
  * clang-format off */
 static const ctl_cmd ctl_cmds[] = {
     /* name          needs                            handler          help */
@@ -25,6 +24,22 @@ static const ctl_cmd ctl_cmds[] = {
       "print an ES256 access token (--sub ID --role ADMIN|USER --ttl 1h)" },
     { "dlq list", CTL_NEEDS_NATS, ctl_dlq_list,
       "list dead letters in LAYBY_DLQ with their Layby-Dlq-* headers" },
+    { "dlq show", CTL_NEEDS_NATS, ctl_dlq_show,
+      "<seq>: one dead letter as JSON, headers and decoded body" },
+    { "dlq retry", CTL_NEEDS_NATS, ctl_dlq_retry,
+      "<seq>: republish a dead letter to its original subject, then delete it" },
+    { "saga list", CTL_NEEDS_PG, ctl_saga_list,
+      "sagas, most recently changed first (--status STUCK --limit 50)" },
+    { "saga show", CTL_NEEDS_PG, ctl_saga_show,
+      "<id>: a saga's state, steps, timer and transition log" },
+    { "saga retry", CTL_NEEDS_NATS, ctl_saga_op,
+      "<id> --reason TEXT: restart a STUCK saga's compensation" },
+    { "saga resolve", CTL_NEEDS_NATS, ctl_saga_op,
+      "<id> --reason TEXT: mark a STUCK saga repaired by hand (RESOLVED)" },
+    { "saga replay", CTL_NEEDS_PG, ctl_saga_replay,
+      "<id>: re-decide the saga's log and compare with its stored state" },
+    { "replay", CTL_NEEDS_NATS, ctl_replay,
+      "<stream>: print stored messages as JSON lines (--subject --since --seq --limit)" },
 };
 /* clang-format on */
 

@@ -41,6 +41,7 @@
 #define SAGA_SUBJ_RETRY            "layby.cmd.saga.retry"
 #define SAGA_SUBJ_RESOLVE          "layby.cmd.saga.resolve"
 #define SAGA_SUBJ_START_TEST       "layby.cmd.saga.start_test"
+#define SAGA_SUBJ_START_BENCH      "layby.cmd.saga.start_bench"
 /* The test saga's participants. */
 #define SAGA_SUBJ_TEST_DO          "layby.cmd.sagatest.do"
 #define SAGA_SUBJ_TEST_UNDO        "layby.cmd.sagatest.undo"
@@ -217,6 +218,9 @@ struct saga_type {
 
 /* The test saga: three steps a, b, c of TestStepDo/TestStepUndo (docs/SAGAS.md). */
 extern const saga_type saga_sagatest_v1;
+/* The same steps with production-like timeouts (30 s), for the benchmark: under
+ * full load a 1 s timeout fires before the answer arrives and retries pile up. */
+extern const saga_type saga_sagabench_v1;
 
 /* --- inputs and decisions ------------------------------------------------- */
 

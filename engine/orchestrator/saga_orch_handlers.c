@@ -25,6 +25,7 @@
  * saga started on it is unfinished (docs/SAGAS.md, versions). */
 static const saga_type *const saga_orch_types[] = {
     &saga_sagatest_v1,
+    &saga_sagabench_v1,
 };
 
 /* Which saga a start command starts: START subject -> saga type name. */
@@ -35,6 +36,7 @@ typedef struct start_row {
 
 static const start_row saga_orch_starts[] = {
     { &layby__v1__start_test_saga__descriptor, "sagatest" },
+    { &layby__v1__start_bench_saga__descriptor, "sagabench" },
 };
 
 static saga_registry saga_orch_reg;
@@ -225,6 +227,7 @@ static const cfg_opt saga_orch_opts[] = {
 static const svc_handler saga_orch_handlers[] = {
     /* subject                     body type                                      handler */
     { SAGA_SUBJ_START_TEST,        &layby__v1__start_test_saga__descriptor,        saga_orch_on_input },
+    { SAGA_SUBJ_START_BENCH,       &layby__v1__start_bench_saga__descriptor,       saga_orch_on_input },
     { SAGA_SUBJ_RETRY,             &layby__v1__retry_saga__descriptor,             saga_orch_on_input },
     { SAGA_SUBJ_RESOLVE,           &layby__v1__resolve_saga__descriptor,           saga_orch_on_input },
     { SAGA_SUBJ_TEST_DONE,         &layby__v1__test_step_done__descriptor,         saga_orch_on_input },

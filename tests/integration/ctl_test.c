@@ -1,0 +1,432 @@
+/* ctl_test.c - the operator commands of the real layby-ctl binary against real
+ * nats-server, PostgreSQL, layby-orchestrator, the test participant and
+ * layby-catalog: saga list/show/retry/resolve/replay on a STUCK saga, replay
+ * of LAYBY_EVT as JSON lines, and dlq show/retry of poison messages. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "engine/bus.h"
+#include "engine/bus_topology.h"
+#include "engine/id.h"
+#include "engine/saga.h"
+#include "layby/v1/catalog.pb-c.h"
+#include "layby/v1/saga.pb-c.h"
+#include "tsupport.h"
+
+extern char **environ;
+
+#define WAIT_MS     30000
+#define SUBJ_POISON "layby.cmd.catalog.create_product"
+
+static bus *admin;
+static tsupport_proc procs[3]; /* killed in teardown whatever happened */
+static const bus_topology_consumer sagatest_consumer = { "LAYBY_CMD", "sagatest",
+                                                         "layby.cmd.sagatest.>", "layby-sagatest" };
+
+/* --- set-up (as tests/integration/saga_test.c) ------------------------------ */
+
+static void
+load_participant_schema(void)
+{
+    FILE *f = fopen(LAYBY_SOURCE_DIR "/tests/participant/schema.sql", "r");
+    cr_assert_not_null(f);
+    static char sql[8192];
+    size_t n = fread(sql, 1, sizeof sql - 1, f);
+    fclose(f);
+    sql[n] = '\0';
+    tsupport_sql(sql);
+}
+
+static void
+setup(void)
+{
+    tsupport_reset();
+    load_participant_schema();
+    lb_err err;
+    cr_assert_eq(id_init(&err), LB_OK);
+    bus_opts o = BUS_OPTS_INIT;
+    o.url = tsupport_env_req("LAYBY_NATS_URL");
+    o.user = tsupport_env_req("LAYBY_CTL_NATS_USER");
+    o.password = tsupport_env_req("LAYBY_CTL_NATS_PASSWORD");
+    o.name = "ctl-test";
+    cr_assert_eq(bus_open(&admin, &o, &err), LB_OK, "%s", err.msg);
+    js_DeleteConsumer(bus_js(admin), "LAYBY_CMD", "sagatest", NULL, NULL);
+    bus_topology_opts to = BUS_TOPOLOGY_OPTS_INIT;
+    bus_topology_change ch;
+    cr_assert_eq(bus_topology_consumer_apply(&ch, bus_js(admin), &sagatest_consumer, &to, &err),
+                 LB_OK, "%s", err.msg);
+}
+
+static void
+teardown(void)
+{
+    for (size_t i = 0; i < LB_COUNTOF(procs); i++)
+        if (procs[i].pid > 0)
+            tsupport_daemon_kill(&procs[i]);
+    memset(procs, 0, sizeof procs);
+    bus_close(admin);
+    admin = NULL;
+}
+
+TestSuite(ctl, .init = setup, .fini = teardown, .timeout = 180);
+
+static void
+start_participant(tsupport_proc *p)
+{
+    static char url[512], port[16];
+    const char *admin_url = tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL");
+    snprintf(url, sizeof url, "%s%soptions=-csearch_path%%3Dsagatest", admin_url,
+             strchr(admin_url, '?') ? "&" : "?");
+    int pt = tsupport_port_free();
+    snprintf(port, sizeof port, "%d", pt);
+    const char *args[] = { "--database-url",
+                           url,
+                           "--nats-user",
+                           tsupport_env_req("LAYBY_CTL_NATS_USER"),
+                           "--nats-password",
+                           tsupport_env_req("LAYBY_CTL_NATS_PASSWORD"),
+                           "--metrics-port",
+                           port,
+                           "--nak-delay",
+                           "50ms",
+                           NULL };
+    tsupport_daemon_start(p, "layby-sagatest", pt, args, NULL);
+}
+
+static void
+saga_start(char id[ID_STR_LEN], const char *script)
+{
+    id_new(id);
+    Layby__V1__StartTestSaga m = LAYBY__V1__START_TEST_SAGA__INIT;
+    m.saga_id = id;
+    m.key = "key";
+    m.script = (char *)script;
+    bus_envelope env;
+    bus_envelope_init(&env, &layby__v1__start_test_saga__descriptor, NULL);
+    lb_err err;
+    cr_assert_eq(bus_publish(admin, SAGA_SUBJ_START_TEST, &env, &m.base, &err), LB_OK, "%s",
+                 err.msg);
+}
+
+typedef struct want {
+    char sql[512];
+    int64_t n;
+} want;
+
+static bool
+sql_is(void *arg)
+{
+    want *w = arg;
+    return tsupport_sql_int(w->sql) == w->n;
+}
+
+__attribute__((format(printf, 2, 3))) static void
+wait_count(int64_t n, const char *fmt, ...)
+{
+    want w = { .n = n };
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w.sql, sizeof w.sql, fmt, ap);
+    va_end(ap);
+    cr_assert(tsupport_poll_until(sql_is, &w, WAIT_MS), "%s never became %lld (is %lld)", w.sql,
+              (long long)n, (long long)tsupport_sql_int(w.sql));
+}
+
+static void
+wait_status(const char *id, const char *status)
+{
+    wait_count(1, "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND status = '%s'", id,
+               status);
+}
+
+/* --- running layby-ctl -------------------------------------------------------- */
+
+/* Runs LAYBY_BUILD_DIR/layby-ctl with args (NULL-terminated) in the harness's
+ * environment; *out receives stdout (and stderr after it when err_too), the
+ * caller free()s it. Returns the exit status. */
+static int
+ctl_run(char **out, bool err_too, const char *const *args)
+{
+    static char bin[512];
+    snprintf(bin, sizeof bin, "%s/layby-ctl", tsupport_env_req("LAYBY_BUILD_DIR"));
+    const char *argv[32] = { bin };
+    size_t n = 1;
+    while (args[n - 1] != NULL && n + 1 < LB_COUNTOF(argv)) {
+        argv[n] = args[n - 1];
+        n++;
+    }
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+    if (err_too)
+        posix_spawn_file_actions_adddup2(&fa, fds[1], STDERR_FILENO);
+    posix_spawn_file_actions_addclose(&fa, fds[0]);
+    posix_spawn_file_actions_addclose(&fa, fds[1]);
+    pid_t pid;
+    cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0, "%s", bin);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    ssize_t k;
+    while (buf != NULL && (k = read(fds[0], buf + len, cap - len - 1)) > 0) {
+        len += (size_t)k;
+        if (cap - len < 1024)
+            buf = realloc(buf, cap *= 2);
+    }
+    close(fds[0]);
+    cr_assert_not_null(buf);
+    buf[len] = '\0';
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status), "layby-ctl died: %s", buf);
+    cr_assert_null(strstr(buf, "Sanitizer"), "%s", buf);
+    cr_assert_null(strstr(buf, "runtime error"), "%s", buf);
+    *out = buf;
+    return WEXITSTATUS(status);
+}
+
+#define CTL(out, ...)  ctl_run(out, true, (const char *const[]){ __VA_ARGS__, NULL })
+#define CTL1(out, ...) ctl_run(out, false, (const char *const[]){ __VA_ARGS__, NULL })
+
+/* --- sagas ---------------------------------------------------------------------- */
+
+/* Statuses of the SagaChanged bodies of saga id in replay's JSON lines, "," joined. */
+static void
+changed_statuses(char *dst, size_t n, const char *lines, const char *id)
+{
+    dst[0] = '\0';
+    for (const char *p = lines; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : p) {
+        json_error_t je;
+        json_t *o = json_loadb(p, strcspn(p, "\n"), 0, &je);
+        cr_assert_not_null(o, "not JSON: %.*s (%s)", (int)strcspn(p, "\n"), p, je.text);
+        cr_assert_str_eq(json_string_value(json_object_get(o, "type")), "layby.v1.SagaChanged");
+        cr_assert_not_null(json_object_get(o, "seq"));
+        cr_assert_not_null(json_object_get(json_object_get(o, "headers"), BUS_H_MSG_ID));
+        json_t *body = json_object_get(o, "body");
+        cr_assert_not_null(body, "body not decoded: %.*s", (int)strcspn(p, "\n"), p);
+        if (strcmp(json_string_value(json_object_get(body, "sagaId")), id) == 0) {
+            const char *st = json_string_value(json_object_get(body, "status"));
+            size_t at = strlen(dst);
+            snprintf(dst + at, n - at, "%s%s", at ? "," : "", st ? st : "?");
+        }
+        json_decref(o);
+    }
+}
+
+static size_t
+lines_count(const char *s)
+{
+    size_t n = 0;
+    for (; *s != '\0'; s++)
+        n += *s == '\n';
+    return n;
+}
+
+Test(ctl, operator_commands_on_a_stuck_saga)
+{
+    start_participant(&procs[0]);
+    tsupport_daemon_start(&procs[1], "layby-orchestrator", 0, NULL, NULL);
+    char id[ID_STR_LEN], other[ID_STR_LEN];
+    saga_start(id, "2:fail 1:undofail=99");
+    wait_status(id, "STUCK");
+    char *out = NULL;
+
+    cr_assert_eq(CTL(&out, "saga", "list", "--status", "STUCK"), 0, "%s", out);
+    cr_assert_not_null(strstr(out, id), "%s", out);
+    cr_assert_not_null(strstr(out, "1 saga\n"), "%s", out);
+    free(out);
+    cr_assert_eq(CTL(&out, "saga", "list", "--status", "COMPLETED"), 0, "%s", out);
+    cr_assert_null(strstr(out, id), "%s", out);
+    free(out);
+    cr_assert_eq(CTL(&out, "saga", "list", "--status", "NOPE"), 2, "%s", out);
+    free(out);
+
+    cr_assert_eq(CTL(&out, "saga", "show", id), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "status        STUCK\n"), "%s", out);
+    cr_assert_not_null(strstr(out, "COMPENSATING->STUCK"), "%s", out);
+    cr_assert_not_null(strstr(out, " START "), "%s", out);
+    char want_log[64];
+    snprintf(want_log, sizeof want_log, "log (%lld entries)",
+             (long long)tsupport_sql_int("SELECT count(*) FROM saga.saga_log"));
+    cr_assert_not_null(strstr(out, want_log), "%s", out);
+    free(out);
+    id_new(other);
+    cr_assert_eq(CTL(&out, "saga", "show", other), 1, "%s", out);
+    cr_assert_not_null(strstr(out, "no saga"), "%s", out);
+    free(out);
+
+    cr_assert_eq(CTL(&out, "saga", "replay", id), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "replay matches"), "%s", out);
+    free(out);
+
+    cr_assert_eq(CTL(&out, "saga", "resolve", id, "--reason", "x", "--actor", "ops-anna"), 0, "%s",
+                 out);
+    cr_assert_not_null(strstr(out, "RESOLVED"), "%s", out);
+    free(out);
+    wait_status(id, "RESOLVED");
+    cr_assert_eq(CTL(&out, "saga", "retry", id, "--reason", "again", "--actor", "ops-anna"), 1,
+                 "%s", out);
+    free(out);
+    cr_assert_eq(CTL(&out, "saga", "retry", id), 2, "--reason is required: %s", out);
+    free(out);
+    cr_assert_eq(CTL(&out, "saga", "show", id), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "resolved by   ops-anna: x\n"), "%s", out);
+    cr_assert_not_null(strstr(out, "RETRY   REFUSED"), "the refused retry is logged: %s", out);
+    free(out);
+    cr_assert_eq(CTL(&out, "saga", "replay", id), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "replay matches"), "%s", out);
+    free(out);
+
+    /* Every SagaChanged has left the outbox: replay shows the whole story. */
+    wait_count(0, "SELECT count(*) FROM saga.outbox");
+    char statuses[256];
+    cr_assert_eq(CTL1(&out, "replay", "LAYBY_EVT", "--subject", "layby.evt.saga.>"), 0, "%s", out);
+    changed_statuses(statuses, sizeof statuses, out, id);
+    cr_assert_str_eq(statuses, "RUNNING,COMPENSATING,STUCK,RESOLVED", "%s", out);
+    free(out);
+    cr_assert_eq(CTL1(&out, "replay", "LAYBY_EVT", "--subject", "layby.evt.saga.>", "--limit", "2"),
+                 0, "%s", out);
+    cr_assert_eq(lines_count(out), 2, "%s", out);
+    free(out);
+    cr_assert_eq(CTL1(&out, "replay", "LAYBY_EVT", "--since", "2200-01-01T00:00:00+09:00"), 0, "%s",
+                 out);
+    cr_assert_str_eq(out, "", "nothing after the end");
+    free(out);
+    cr_assert_eq(CTL1(&out, "replay", "LAYBY_EVT", "--since", "2999-01-01T00:00:00Z"), 1, "%s",
+                 out);
+    free(out);
+
+    /* A log that no longer decides the stored state is reported. */
+    tsupport_sql("DELETE FROM saga.saga_log WHERE input_kind = 'RESOLVE'");
+    cr_assert_eq(CTL(&out, "saga", "replay", id), 1, "%s", out);
+    cr_assert_not_null(strstr(out, "MISMATCH"), "%s", out);
+    free(out);
+}
+
+/* --- dead letters ------------------------------------------------------------- */
+
+static uint64_t dlq_last; /* LAYBY_DLQ's last sequence, by dlq_has() */
+
+static bool
+dlq_has(void *arg)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (js_GetStreamInfo(&si, bus_js(admin), BUS_STREAM_DLQ, NULL, &jerr) != NATS_OK)
+        return false;
+    bool ok = si->State.Msgs == *(uint64_t *)arg;
+    dlq_last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    return ok;
+}
+
+static void
+wait_dlq(uint64_t n)
+{
+    cr_assert(tsupport_poll_until(dlq_has, &n, WAIT_MS), "LAYBY_DLQ never held %llu",
+              (unsigned long long)n);
+}
+
+/* Publishes CreateProduct(pid) with Layby-Type `type`, without a
+ * Nats-Msg-Id when drop_id. */
+static void
+publish_create(const char *pid, const char *type, bool drop_id)
+{
+    Layby__V1__ProductDraft d = LAYBY__V1__PRODUCT_DRAFT__INIT;
+    d.name = "Poison laptop";
+    d.price = 990000;
+    d.details = "16 GB";
+    d.category = "laptop";
+    d.stock = 5;
+    Layby__V1__CreateProduct c = LAYBY__V1__CREATE_PRODUCT__INIT;
+    c.product_id = (char *)pid;
+    c.draft = &d;
+    bus_envelope env;
+    bus_envelope_init(&env, &layby__v1__create_product__descriptor, NULL);
+    snprintf(env.type, sizeof env.type, "%s", type);
+    natsMsg *m = NULL;
+    lb_err err;
+    cr_assert_eq(bus_msg_new(&m, SUBJ_POISON, &env, &c.base, &err), LB_OK, "%s", err.msg);
+    if (drop_id)
+        cr_assert_eq(natsMsgHeader_Delete(m, BUS_H_MSG_ID), NATS_OK);
+    jsPubAck *ack = NULL;
+    cr_assert_eq(js_PublishMsg(&ack, bus_js(admin), m, NULL, NULL), NATS_OK);
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(m);
+}
+
+static json_t *
+dlq_show(uint64_t seq)
+{
+    char arg[24], *out = NULL;
+    snprintf(arg, sizeof arg, "%llu", (unsigned long long)seq);
+    cr_assert_eq(CTL1(&out, "dlq", "show", arg), 0, "%s", out);
+    json_error_t je;
+    json_t *o = json_loads(out, 0, &je);
+    cr_assert_not_null(o, "not JSON (%s): %s", je.text, out);
+    free(out);
+    return o;
+}
+
+static const char *
+jstr(json_t *o, const char *a, const char *b)
+{
+    json_t *v = json_object_get(o, a);
+    return json_string_value(b ? json_object_get(v, b) : v);
+}
+
+Test(ctl, dead_letters_are_shown_and_retried)
+{
+    tsupport_daemon_start(&procs[2], "layby-catalog", 0, NULL, NULL);
+    char pid[ID_STR_LEN], seq[24], *out = NULL;
+
+    /* An unknown Layby-Type: dead at once, and its Nats-Msg-Id is fresh. */
+    id_new(pid);
+    publish_create(pid, "layby.v1.NoSuchType", false);
+    wait_dlq(1);
+    uint64_t poison = dlq_last;
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)poison);
+    cr_assert_eq(CTL(&out, "dlq", "list"), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "NoSuchType"), "%s", out);
+    free(out);
+    json_t *o = dlq_show(poison);
+    cr_assert_str_eq(jstr(o, "headers", BUS_H_DLQ_SUBJECT), SUBJ_POISON);
+    cr_assert_str_eq(jstr(o, "type", NULL), "layby.v1.NoSuchType");
+    cr_assert_not_null(jstr(o, "bodyBase64", NULL), "undecodable bodies come raw");
+    cr_assert_not_null(jstr(o, "error", NULL));
+    cr_assert_null(json_object_get(o, "body"));
+    json_decref(o);
+    cr_assert_eq(CTL(&out, "dlq", "retry", seq), 1, "%s", out);
+    cr_assert_not_null(strstr(out, "duplicate"), "%s", out);
+    free(out);
+    wait_dlq(1); /* kept */
+
+    /* No Nats-Msg-Id: dead-lettered under a new id, so a retry goes through. */
+    id_new(pid);
+    publish_create(pid, layby__v1__create_product__descriptor.name, true);
+    wait_dlq(2);
+    uint64_t missing = dlq_last;
+    o = dlq_show(missing);
+    cr_assert_str_eq(jstr(o, "body", "productId"), pid);
+    cr_assert_null(json_object_get(o, "bodyBase64"));
+    json_decref(o);
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)missing);
+    cr_assert_eq(CTL(&out, "dlq", "retry", seq), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "deleted message"), "%s", out);
+    free(out);
+    wait_dlq(1);
+    wait_count(1, "SELECT count(*) FROM catalog.products WHERE product_id = '%s'", pid);
+    cr_assert_eq(CTL(&out, "dlq", "show", seq), 1, "%s", out);
+    free(out);
+    cr_assert_eq(CTL(&out, "dlq", "show", "zero"), 2, "%s", out);
+    free(out);
+}
