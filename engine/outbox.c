@@ -27,13 +27,6 @@ const store_stmt outbox_stmts[] = {
 /* clang-format on */
 const size_t outbox_stmts_len = LB_COUNTOF(outbox_stmts);
 
-struct outbox_row {
-    bus_envelope env;
-    char subject[BUS_SUBJECT_MAX];
-    uint8_t *body;
-    size_t len;
-};
-
 lb_status
 inbox_claim(store *s, const char *const *ids, size_t n, bool *fresh, lb_err *err)
 {
@@ -97,13 +90,13 @@ outbox_buf_add(outbox_buf *b, const char *subject, const bus_envelope *env,
 {
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
-        struct outbox_row *nr = realloc(b->rows, cap * sizeof *nr);
+        outbox_row *nr = realloc(b->rows, cap * sizeof *nr);
         if (nr == NULL)
             return lb_err_set(err, LB_ERR_NOMEM, "outbox row");
         b->rows = nr;
         b->cap = cap;
     }
-    struct outbox_row *row = &b->rows[b->n];
+    outbox_row *row = &b->rows[b->n];
     if (lb_fmt(row->subject, sizeof row->subject, err, "%s", subject) != LB_OK)
         return LB_ERR_INVALID;
     row->env = *env;
@@ -114,6 +107,78 @@ outbox_buf_add(outbox_buf *b, const char *subject, const bus_envelope *env,
     protobuf_c_message_pack(msg, row->body);
     b->n++;
     return LB_OK;
+}
+
+static lb_status
+reserve(outbox_buf *b, size_t more, lb_err *err)
+{
+    if (b->n + more <= b->cap)
+        return LB_OK;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->n + more)
+        cap *= 2;
+    outbox_row *nr = realloc(b->rows, cap * sizeof *nr);
+    if (nr == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "outbox rows");
+    b->rows = nr;
+    b->cap = cap;
+    return LB_OK;
+}
+
+lb_status
+outbox_buf_add_row(outbox_buf *b, const PGresult *res, int i, lb_err *err)
+{
+    if (reserve(b, 1, err) != LB_OK)
+        return LB_ERR_NOMEM;
+    outbox_row *row = &b->rows[b->n];
+    memset(&row->env, 0, sizeof row->env);
+    /* column -> envelope field; column 1 is the subject, 8 the body */
+    static const struct {
+        int col;
+        size_t off, cap;
+    } cols[] = {
+        { 0, offsetof(bus_envelope, msg_id), ID_STR_LEN },
+        { 2, offsetof(bus_envelope, type), BUS_TYPE_MAX },
+        { 3, offsetof(bus_envelope, correlation), ID_STR_LEN },
+        { 4, offsetof(bus_envelope, causation), ID_STR_LEN },
+        { 5, offsetof(bus_envelope, actor), BUS_ACTOR_MAX },
+        { 6, offsetof(bus_envelope, reply), BUS_SUBJECT_MAX },
+        { 7, offsetof(bus_envelope, traceparent), BUS_TRACE_MAX },
+    };
+    for (size_t c = 0; c < LB_COUNTOF(cols); c++)
+        snprintf((char *)&row->env + cols[c].off, cols[c].cap, "%s",
+                 PQgetvalue(res, i, cols[c].col));
+    snprintf(row->subject, sizeof row->subject, "%s", PQgetvalue(res, i, 1));
+    row->len = (size_t)PQgetlength(res, i, 8);
+    if ((row->body = malloc(row->len ? row->len : 1)) == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "outbox body");
+    memcpy(row->body, PQgetvalue(res, i, 8), row->len);
+    b->n++;
+    return LB_OK;
+}
+
+void
+outbox_buf_move(outbox_buf *dst, outbox_buf *src)
+{
+    if (reserve(dst, src->n, NULL) != LB_OK) {
+        outbox_buf_reset(src); /* in the table still: the sweep publishes them */
+        return;
+    }
+    memcpy(dst->rows + dst->n, src->rows, src->n * sizeof *src->rows);
+    dst->n += src->n;
+    src->n = 0; /* bodies belong to dst now */
+}
+
+static int
+row_by_id(const void *a, const void *b)
+{
+    return strcmp(((const outbox_row *)a)->env.msg_id, ((const outbox_row *)b)->env.msg_id);
+}
+
+void
+outbox_buf_sort(outbox_buf *b)
+{
+    qsort(b->rows, b->n, sizeof *b->rows, row_by_id);
 }
 
 lb_status
@@ -129,7 +194,7 @@ outbox_buf_write(store *s, const outbox_buf *b, lb_err *err)
     for (int c = 0; c < COLS; c++)
         store_array_begin(&a[c]);
     for (size_t i = 0; i < b->n; i++) {
-        const struct outbox_row *row = &b->rows[i];
+        const outbox_row *row = &b->rows[i];
         store_array_text(&a[0], row->env.msg_id);
         store_array_text(&a[1], row->subject);
         store_array_text(&a[2], row->env.type);

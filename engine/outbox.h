@@ -40,11 +40,19 @@ extern const size_t outbox_stmts_len;
  * occurrence of an id not seen before. Runs inside the caller's transaction. */
 lb_status inbox_claim(store *s, const char *const *ids, size_t n, bool *fresh, lb_err *err);
 
+/* One message to publish: its envelope, subject and packed body (owned). */
+typedef struct outbox_row {
+    bus_envelope env;
+    char subject[BUS_SUBJECT_MAX];
+    uint8_t *body;
+    size_t len;
+} outbox_row;
+
 /* Messages queued during one transaction, written with one statement. */
 typedef struct outbox_buf {
     size_t n; /* rows queued */
     size_t cap;
-    struct outbox_row *rows;
+    outbox_row *rows;
 } outbox_buf;
 
 void outbox_buf_init(outbox_buf *b);
@@ -53,6 +61,13 @@ void outbox_buf_reset(outbox_buf *b);
 /* Copies subject, env and the packed msg into the buffer. */
 lb_status outbox_buf_add(outbox_buf *b, const char *subject, const bus_envelope *env,
                          const ProtobufCMessage *msg, lb_err *err);
+/* Appends row i of a relay claim result (id, subject, msg_type, correlation,
+ * causation, actor, reply, traceparent, body; binary format). */
+lb_status outbox_buf_add_row(outbox_buf *b, const PGresult *res, int i, lb_err *err);
+/* Moves every row of src to the end of dst (bodies change owner); src is left empty. */
+void outbox_buf_move(outbox_buf *dst, outbox_buf *src);
+/* Sorts rows by id: UUIDv7 ids sort in creation order. */
+void outbox_buf_sort(outbox_buf *b);
 /* Inserts every queued row in the caller's transaction (no-op when empty). */
 lb_status outbox_buf_write(store *s, const outbox_buf *b, lb_err *err);
 
@@ -72,6 +87,10 @@ lb_status outbox_relay_new(outbox_relay **out, const outbox_relay_opts *opts, lb
 lb_status outbox_relay_start(outbox_relay *r, lb_err *err);
 /* Tells the relay rows were committed; cheap, async-safe, any thread. */
 void outbox_relay_wake(outbox_relay *r);
+/* Hands the rows of a committed transaction to the relay (moved out of
+ * committed, which is left empty), so it publishes them without reading them
+ * back from the table; any thread. */
+void outbox_relay_hand(outbox_relay *r, outbox_buf *committed);
 /* Publishes everything committed so far on the caller's thread (tests, shutdown). */
 lb_status outbox_relay_drain(outbox_relay *r, size_t *published, lb_err *err);
 /* Stops the thread, publishes what is still committed, frees. NULL is a no-op. */

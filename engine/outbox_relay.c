@@ -1,14 +1,24 @@
 /* outbox_relay.c - publishes committed outbox rows to JetStream.
  *
- * Woken three ways: a wake-up from a worker thread of this process right after
- * its commit (cheapest), a NOTIFY on channel "outbox_<schema>" from any process
- * writing the same schema (the table's statement trigger), and a periodic sweep that
- * also picks up rows a crashed instance left behind.
+ * Two paths, one thread:
+ *  - hand-off (the fast path): right after a worker's commit the svc runtime
+ *    hands the rows it wrote (already packed, in memory) to the relay, which
+ *    publishes them and deletes them by primary key. No scan of the outbox.
+ *  - sweep: every sweep period, and when a NOTIFY on "outbox_<schema>" says
+ *    another process wrote rows, the relay claims rows older than
+ *    RELAY_SWEEP_GRACE_MS (so it does not race live hand-offs) with DELETE ...
+ *    RETURNING and publishes them. This picks up what a crashed instance left,
+ *    rows whose hand-off failed (NATS down), and rows written by other tools.
+ * Why not only the sweep: an outbox is a queue table; its id index fills with
+ * dead entries faster than autovacuum removes them, and `ORDER BY id LIMIT n`
+ * then walks them all: measured 2-3.5 ms per claim at 50 sagas/s, seven claims
+ * on a saga's path (docs/BENCHMARKS.md).
  *
  * CRASH POINTS:
- *  - published, not deleted: the rows come back in the next claim and are
- *    published again with the same Nats-Msg-Id; JetStream's duplicate window
- *    (2 min) drops them, and readers' inboxes drop anything older.
+ *  - published, not deleted (relay.after_publish): the rows stay and the sweep
+ *    publishes them again with the same Nats-Msg-Id; JetStream's duplicate
+ *    window (2 min) drops them, and readers' inboxes drop anything older.
+ *  - handed off, not published: the rows are in the table; the sweep takes them.
  *  - NATS down: the async publishes wait in nats.c's reconnect buffer; we do not
  *    delete until every ack arrived, and do not publish more until they have. */
 #include "outbox.h"
@@ -31,25 +41,29 @@
  * deleted) until our COMMIT, which comes only after JetStream acked them all; a
  * failed publish rolls the delete back and the rows are claimed again. */
 static const char RELAY_SQL_CLAIM[] =
-    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT $1 "
-    "FOR UPDATE SKIP LOCKED) "
+    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox "
+    "WHERE created_at < now() - make_interval(secs => $2::bigint / 1000.0) "
+    "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
     "RETURNING id::text, subject, msg_type, correlation, causation, actor, reply, traceparent, body";
-static const char RELAY_SQL_BACKLOG[] =
-    "SELECT count(*) FROM outbox";
+static const char RELAY_SQL_DELETE[] =
+    "DELETE FROM outbox WHERE id = ANY($1::uuid[])";
 static const char RELAY_SQL_INBOX_PRUNE[] =
     "DELETE FROM inbox WHERE msg_id IN (SELECT msg_id FROM inbox "
     "WHERE received_at < now() - make_interval(secs => $1::bigint / 1000.0) LIMIT 1000)";
 
 static const store_stmt relay_stmts[] = {
     { "relay_claim",       RELAY_SQL_CLAIM },
-    { "relay_backlog",     RELAY_SQL_BACKLOG },
+    { "relay_delete",      RELAY_SQL_DELETE },
     { "relay_inbox_prune", RELAY_SQL_INBOX_PRUNE },
     { "relay_schema",      "SELECT current_schema()" },
 };
 /* clang-format on */
 
-#define RELAY_PRUNE_EVERY_MS 10000
-#define RELAY_PRUNE_ROUNDS   50 /* x 1000 ids per prune: keeps up with 5,000 msg/s */
+#define RELAY_PRUNE_EVERY_MS  10000
+#define RELAY_PRUNE_ROUNDS    50    /* x 1000 ids per prune: keeps up with 5,000 msg/s */
+#define RELAY_SWEEP_GRACE_MS  2000  /* rows younger than this belong to a hand-off */
+#define RELAY_NOTIFY_SWEEP_MS 100   /* sweeps a NOTIFY may cause, at most one per this */
+#define RELAY_QUEUE_MAX       65536 /* handed-off rows kept in memory; beyond, the sweep */
 
 struct outbox_relay {
     /* config */
@@ -60,15 +74,18 @@ struct outbox_relay {
     store *st;
     PGconn *listening_on; /* connection that ran LISTEN; changes after a reconnect */
     jsCtx *js;            /* own context, so publish errors reach this relay */
-    int64_t last_prune_ms;
-    int64_t last_backlog_ms;
+    outbox_buf work;      /* rows being published */
+    int64_t last_prune_ms, last_sweep_ms;
+    bool notified; /* a NOTIFY asked for a sweep */
     /* shared */
-    int wake[2]; /* self-pipe: any thread writes a byte */
+    pthread_mutex_t lock; /* guards queue */
+    outbox_buf queue;     /* handed-off rows waiting for the relay thread */
+    int wake[2];          /* self-pipe: any thread writes a byte */
     pthread_t thread;
     bool started;
     atomic_bool stop;
-    atomic_int pub_errors; /* async publish failures since the last claim */
-    metrics_metric *m_published, *m_backlog, *m_errors, *m_latency;
+    atomic_int pub_errors; /* async publish failures since the last batch */
+    metrics_metric *m_published, *m_backlog, *m_errors, *m_latency, *m_swept;
 };
 
 static void
@@ -90,6 +107,9 @@ outbox_relay_new(outbox_relay **out, const outbox_relay_opts *opts, lb_err *err)
         return lb_err_set(err, LB_ERR_NOMEM, "relay");
     r->opts = *opts;
     r->wake[0] = r->wake[1] = -1;
+    pthread_mutex_init(&r->lock, NULL);
+    outbox_buf_init(&r->queue);
+    outbox_buf_init(&r->work);
     snprintf(r->service, sizeof r->service, "%s", opts->service ? opts->service : "");
     if (r->opts.batch <= 0)
         r->opts.batch = 1024;
@@ -122,12 +142,14 @@ outbox_relay_new(outbox_relay **out, const outbox_relay_opts *opts, lb_err *err)
     snprintf(labels, sizeof labels, "service=\"%s\"", r->service);
     r->m_published = metrics_counter("layby_outbox_published_total", labels,
                                      "outbox rows published and deleted");
+    r->m_swept = metrics_counter("layby_outbox_swept_total", labels,
+                                 "outbox rows published by the sweep, not by hand-off");
     r->m_backlog = metrics_gauge("layby_outbox_backlog_rows", labels,
-                                 "outbox rows waiting to be published (sampled each sweep)");
+                                 "committed rows handed to the relay and not yet published");
     r->m_errors = metrics_counter("layby_outbox_publish_errors_total", labels,
                                   "async publishes JetStream refused");
     r->m_latency = metrics_histogram("layby_outbox_drain_seconds", labels,
-                                     "time to claim, publish and delete one batch");
+                                     "time to publish and delete one batch");
     *out = r;
     return LB_OK;
 out_free:
@@ -135,6 +157,9 @@ out_free:
     return st;
 }
 
+/* Connects (again) if needed; a new connection LISTENs and commits
+ * asynchronously: losing a relay commit in a crash only republishes rows under
+ * their ids, which dedup drops, so the relay need not wait for the WAL flush. */
 static lb_status
 ensure_listening(outbox_relay *r, lb_err *err)
 {
@@ -143,6 +168,8 @@ ensure_listening(outbox_relay *r, lb_err *err)
         return st;
     if (r->listening_on == store_pg(r->st))
         return LB_OK;
+    if ((st = store_exec_sql(r->st, "SET synchronous_commit = off", err)) != LB_OK)
+        return st;
     /* The channel is per schema (the trigger notifies outbox_<schema>), so
      * services sharing one database do not wake each other. */
     PGresult *res = NULL;
@@ -160,157 +187,215 @@ ensure_listening(outbox_relay *r, lb_err *err)
     return LB_OK;
 }
 
-/* qsort has no context argument; the relay thread is the only caller. */
-static _Thread_local const PGresult *relay_sort_res;
-
-static int
-by_id(const void *a, const void *b)
-{
-    return strcmp(PQgetvalue(relay_sort_res, *(const int *)a, 0),
-                  PQgetvalue(relay_sort_res, *(const int *)b, 0));
-}
-
-/* Claims, publishes and deletes one batch. *n = rows published. */
+/* Publishes rows[0..n) asynchronously and waits for every ack. */
 static lb_status
-drain_batch(outbox_relay *r, size_t *n, lb_err *err)
+publish_rows(outbox_relay *r, const outbox_buf *b, lb_err *err)
 {
-    *n = 0;
+    if (b->n == 0)
+        return LB_OK;
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = 5000;
-    /* Earlier publishes still unacknowledged (NATS was down): wait for them first,
-     * so an outage does not pile copies of the same rows into the reconnect buffer. */
+    atomic_store(&r->pub_errors, 0);
+    for (size_t i = 0; i < b->n; i++) {
+        const outbox_row *row = &b->rows[i];
+        natsMsg *m = NULL;
+        lb_status st = bus_msg_new_raw(&m, row->subject, &row->env, row->body, row->len, err);
+        if (st != LB_OK)
+            return st;
+        natsStatus ns = js_PublishMsgAsync(r->js, &m, NULL);
+        if (ns != NATS_OK) {
+            natsMsg_Destroy(m);
+            return bus__nats_err(err, ns, "relay publish");
+        }
+    }
+    natsStatus ns = js_PublishAsyncComplete(r->js, &po);
+    if (ns != NATS_OK || atomic_load(&r->pub_errors) != 0)
+        return lb_err_set(err, LB_ERR_BUS, "outbox publish not acknowledged (%s)",
+                          natsStatus_GetText(ns));
+    fault_point("relay.after_publish");
+    return LB_OK;
+}
+
+/* Earlier publishes still unacknowledged (NATS was down): wait for them first,
+ * so an outage does not pile copies of the same rows into the reconnect buffer. */
+static lb_status
+earlier_acked(outbox_relay *r, lb_err *err)
+{
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 5000;
     if (js_PublishAsyncComplete(r->js, &po) != NATS_OK)
         return lb_err_set(err, LB_ERR_BUS, "earlier outbox publishes are still unacknowledged");
-    lb_status st = store_begin(r->st, err);
-    if (st != LB_OK)
-        return st;
-    char limit[24];
-    snprintf(limit, sizeof limit, "%lld", (long long)r->opts.batch);
-    const char *lp[] = { limit };
+    return LB_OK;
+}
+
+/* The fast path: publish what workers handed over, then delete it by id. */
+static lb_status
+publish_handed(outbox_relay *r, size_t *n, lb_err *err)
+{
+    *n = 0;
+    pthread_mutex_lock(&r->lock);
+    outbox_buf tmp = r->queue;
+    r->queue = r->work;
+    r->work = tmp;
+    pthread_mutex_unlock(&r->lock);
+    metrics_set(r->m_backlog, (int64_t)r->work.n);
+    if (r->work.n == 0)
+        return LB_OK;
     int64_t t0 = lb_mono_us();
-    PGresult *res = PQexecPrepared(store_pg(r->st), "relay_claim", 1, lp, NULL, NULL, 1);
+    lb_status st = earlier_acked(r, err);
+    if (st == LB_OK)
+        st = publish_rows(r, &r->work, err);
+    store_array ids = { 0 };
+    store_array_begin(&ids);
+    for (size_t i = 0; st == LB_OK && i < r->work.n; i++)
+        store_array_text(&ids, r->work.rows[i].env.msg_id);
+    store_array_end(&ids);
+    if (st == LB_OK && ids.oom)
+        st = lb_err_set(err, LB_ERR_NOMEM, "relay ids");
+    const char *p[] = { ids.p };
+    if (st == LB_OK && (st = ensure_listening(r, err)) == LB_OK)
+        st = store_exec(r->st, NULL, "relay_delete", 1, p, err);
+    store_array_free(&ids);
+    if (st == LB_OK) {
+        *n = r->work.n;
+        metrics_add(r->m_published, (int64_t)r->work.n);
+        metrics_observe_us(r->m_latency, lb_mono_us() - t0);
+    }
+    /* On failure the rows are still in the table: the sweep publishes them. */
+    outbox_buf_reset(&r->work);
+    return st;
+}
+
+/* The sweep: claim (and delete) rows at least grace_ms old, publish, commit. */
+static lb_status
+sweep_batch(outbox_relay *r, int64_t grace_ms, size_t *n, lb_err *err)
+{
+    *n = 0;
+    lb_status st = earlier_acked(r, err);
+    if (st != LB_OK || (st = store_begin(r->st, err)) != LB_OK)
+        return st;
+    char limit[24], grace[24];
+    snprintf(limit, sizeof limit, "%lld", (long long)r->opts.batch);
+    snprintf(grace, sizeof grace, "%lld", (long long)grace_ms);
+    const char *lp[] = { limit, grace };
+    int64_t t0 = lb_mono_us();
+    PGresult *res = PQexecPrepared(store_pg(r->st), "relay_claim", 2, lp, NULL, NULL, 1);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         st = store__result_err(res, store_pg(r->st), err, "relay claim");
-        PQclear(res);
-        store_rollback(r->st);
-        return st;
+        goto out_rollback;
     }
-    int rows = PQntuples(res);
-    if (rows == 0) {
+    if (PQntuples(res) == 0) {
         PQclear(res);
         return store_commit(r->st, err);
     }
-    atomic_store(&r->pub_errors, 0);
-    /* DELETE ... RETURNING has no order: publish in id (UUIDv7: commit-time) order. */
-    int order_stack[1024];
-    int *order = rows <= 1024 ? order_stack : malloc((size_t)rows * sizeof *order);
-    if (order == NULL) {
-        st = lb_err_set(err, LB_ERR_NOMEM, "relay order");
+    outbox_buf_reset(&r->work);
+    for (int i = 0; i < PQntuples(res) && st == LB_OK; i++)
+        st = outbox_buf_add_row(&r->work, res, i, err);
+    /* DELETE ... RETURNING has no order: publish in id (UUIDv7: creation) order. */
+    outbox_buf_sort(&r->work);
+    if (st != LB_OK || (st = publish_rows(r, &r->work, err)) != LB_OK)
         goto out_rollback;
-    }
-    for (int i = 0; i < rows; i++)
-        order[i] = i;
-    relay_sort_res = res;
-    qsort(order, (size_t)rows, sizeof *order, by_id);
-    for (int k = 0; k < rows; k++) {
-        int i = order[k];
-        bus_envelope env;
-        memset(&env, 0, sizeof env);
-        static const size_t cols[] = {
-            offsetof(bus_envelope, msg_id),      offsetof(bus_envelope, type),
-            offsetof(bus_envelope, correlation), offsetof(bus_envelope, causation),
-            offsetof(bus_envelope, actor),       offsetof(bus_envelope, reply),
-            offsetof(bus_envelope, traceparent),
-        };
-        static const size_t caps[] = { ID_STR_LEN,    BUS_TYPE_MAX,    ID_STR_LEN,   ID_STR_LEN,
-                                       BUS_ACTOR_MAX, BUS_SUBJECT_MAX, BUS_TRACE_MAX };
-        static const int col_of[] = { 0, 2, 3, 4, 5, 6, 7 };
-        for (size_t c = 0; c < LB_COUNTOF(cols); c++)
-            snprintf((char *)&env + cols[c], caps[c], "%s", PQgetvalue(res, i, col_of[c]));
-        natsMsg *m = NULL;
-        st = bus_msg_new_raw(&m, PQgetvalue(res, i, 1), &env, PQgetvalue(res, i, 8),
-                             (size_t)PQgetlength(res, i, 8), err);
-        natsStatus ns = st == LB_OK ? js_PublishMsgAsync(r->js, &m, NULL) : NATS_OK;
-        if (st == LB_OK && ns != NATS_OK) {
-            natsMsg_Destroy(m);
-            st = bus__nats_err(err, ns, "relay publish");
-        }
-        if (st != LB_OK)
-            break;
-    }
-    if (order != order_stack)
-        free(order);
-    if (st != LB_OK)
-        goto out_rollback;
-    natsStatus ns = js_PublishAsyncComplete(r->js, &po);
-    if (ns != NATS_OK || atomic_load(&r->pub_errors) != 0) {
-        st = lb_err_set(err, LB_ERR_BUS, "outbox publish not acknowledged (%s)",
-                        natsStatus_GetText(ns));
-        goto out_rollback;
-    }
-    fault_point("relay.after_publish");
     PQclear(res);
-    /* CRASH POINT: published and acked, delete not committed: the rows are
-     * published again under the same ids and dropped as duplicates. */
     if ((st = store_commit(r->st, err)) != LB_OK)
         return st;
-    *n = (size_t)rows;
-    metrics_add(r->m_published, rows);
+    *n = r->work.n;
+    metrics_add(r->m_published, (int64_t)r->work.n);
+    metrics_add(r->m_swept, (int64_t)r->work.n);
     metrics_observe_us(r->m_latency, lb_mono_us() - t0);
+    outbox_buf_reset(&r->work);
     return LB_OK;
 out_rollback:
     PQclear(res);
+    outbox_buf_reset(&r->work);
     store_rollback(r->st);
+    return st;
+}
+
+static lb_status
+sweep(outbox_relay *r, int64_t grace_ms, size_t *total, lb_err *err)
+{
+    size_t n = 0;
+    lb_status st;
+    *total = 0;
+    do {
+        if ((st = ensure_listening(r, err)) != LB_OK)
+            break;
+        st = sweep_batch(r, grace_ms, &n, err);
+        *total += n;
+    } while (st == LB_OK && n == (size_t)r->opts.batch && !atomic_load(&r->stop));
     return st;
 }
 
 lb_status
 outbox_relay_drain(outbox_relay *r, size_t *published, lb_err *err)
 {
-    size_t total = 0, n = 0;
-    lb_status st;
-    do {
-        if ((st = ensure_listening(r, err)) != LB_OK)
-            break;
-        st = drain_batch(r, &n, err);
-        total += n;
-    } while (st == LB_OK && n == (size_t)r->opts.batch && !atomic_load(&r->stop));
+    size_t a = 0, b = 0;
+    lb_status st = publish_handed(r, &a, err);
+    if (st == LB_OK)
+        st = sweep(r, 0, &b, err);
     if (published != NULL)
-        *published = total;
+        *published = a + b;
     return st;
 }
 
-static void
-housekeeping(outbox_relay *r)
+void
+outbox_relay_hand(outbox_relay *r, outbox_buf *committed)
 {
-    int64_t now = lb_now_ms();
-    lb_err err;
-    if (now - r->last_backlog_ms >= r->opts.sweep_ms) {
-        r->last_backlog_ms = now;
+    if (committed->n == 0)
+        return;
+    pthread_mutex_lock(&r->lock);
+    /* Past the cap the rows stay only in the table: the sweep will take them. */
+    if (r->queue.n + committed->n <= RELAY_QUEUE_MAX)
+        outbox_buf_move(&r->queue, committed);
+    pthread_mutex_unlock(&r->lock);
+    outbox_buf_reset(committed);
+    outbox_relay_wake(r);
+}
+
+static void
+prune_inbox(outbox_relay *r, int64_t now)
+{
+    if (now - r->last_prune_ms < RELAY_PRUNE_EVERY_MS)
+        return;
+    r->last_prune_ms = now;
+    char keep[24];
+    snprintf(keep, sizeof keep, "%lld", (long long)r->opts.inbox_keep_ms);
+    const char *p[] = { keep };
+    /* Small deletes, one short transaction each, until a round finds fewer than
+     * a full batch: never a long lock, and the table cannot outgrow the pruning. */
+    for (int round = 0; round < RELAY_PRUNE_ROUNDS; round++) {
         PGresult *res = NULL;
-        if (store_exec(r->st, &res, "relay_backlog", 0, NULL, &err) == LB_OK) {
-            metrics_set(r->m_backlog, atoll(PQgetvalue(res, 0, 0)));
-            PQclear(res);
+        lb_err err;
+        if (store_exec(r->st, &res, "relay_inbox_prune", 1, p, &err) != LB_OK) {
+            log_warn(NULL, "outbox.prune_failed", "inbox pruning failed", LOG_ERR(&err));
+            break;
         }
+        int deleted = atoi(PQcmdTuples(res));
+        PQclear(res);
+        if (deleted < 1000)
+            break;
     }
-    if (now - r->last_prune_ms >= RELAY_PRUNE_EVERY_MS) {
-        r->last_prune_ms = now;
-        char keep[24];
-        snprintf(keep, sizeof keep, "%lld", (long long)r->opts.inbox_keep_ms);
-        const char *p[] = { keep };
-        /* Small deletes, one short transaction each, until a round finds fewer than
-         * a full batch: never a long lock, and the table cannot outgrow the pruning. */
-        for (int round = 0; round < RELAY_PRUNE_ROUNDS; round++) {
-            PGresult *res = NULL;
-            if (store_exec(r->st, &res, "relay_inbox_prune", 1, p, &err) != LB_OK) {
-                log_warn(NULL, "outbox.prune_failed", "inbox pruning failed", LOG_ERR(&err));
-                break;
-            }
-            int deleted = atoi(PQcmdTuples(res));
-            PQclear(res);
-            if (deleted < 1000)
-                break;
+}
+
+/* Waits for a hand-off, a NOTIFY or the next sweep; notes a NOTIFY. */
+static void
+relay_wait(outbox_relay *r, int timeout_ms)
+{
+    struct pollfd fds[2] = { { .fd = r->wake[0], .events = POLLIN }, { .fd = -1 } };
+    PGconn *pg = store_pg(r->st);
+    if (pg != NULL && PQstatus(pg) == CONNECTION_OK)
+        fds[1] = (struct pollfd){ .fd = PQsocket(pg), .events = POLLIN };
+    poll(fds, 2, timeout_ms);
+    char drainbuf[64];
+    while (read(r->wake[0], drainbuf, sizeof drainbuf) > 0)
+        ;
+    if (fds[1].fd >= 0 && PQconsumeInput(pg)) {
+        PGnotify *nt;
+        while ((nt = PQnotifies(pg)) != NULL) {
+            r->notified = true;
+            PQfreemem(nt);
         }
     }
 }
@@ -323,27 +408,27 @@ relay_main(void *arg)
     while (!atomic_load(&r->stop)) {
         lb_err err;
         size_t n = 0;
-        lb_status st = outbox_relay_drain(r, &n, &err);
+        lb_status st = publish_handed(r, &n, &err);
+        int64_t now = lb_now_ms();
+        bool due = now - r->last_sweep_ms >= r->opts.sweep_ms ||
+                   (r->notified && now - r->last_sweep_ms >= RELAY_NOTIFY_SWEEP_MS);
+        if (st == LB_OK && due) {
+            r->last_sweep_ms = now;
+            r->notified = false;
+            st = sweep(r, RELAY_SWEEP_GRACE_MS, &n, &err);
+            if (st == LB_OK)
+                prune_inbox(r, now);
+        }
         if (st != LB_OK) {
             backoff_ms = backoff_ms ? (backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2) : 50;
             log_warn(NULL, "outbox.drain_failed", "outbox relay will retry", LOG_ERR(&err),
                      LOG_INT("retry_ms", backoff_ms));
+            r->last_sweep_ms = 0; /* the rows are in the table: sweep them next */
         } else {
             backoff_ms = 0;
-            housekeeping(r);
         }
-        struct pollfd fds[2] = { { .fd = r->wake[0], .events = POLLIN }, { .fd = -1 } };
-        if (st == LB_OK && store_pg(r->st) != NULL && PQstatus(store_pg(r->st)) == CONNECTION_OK)
-            fds[1] = (struct pollfd){ .fd = PQsocket(store_pg(r->st)), .events = POLLIN };
-        poll(fds, 2, (int)(backoff_ms ? backoff_ms : r->opts.sweep_ms));
-        char drainbuf[64];
-        while (read(r->wake[0], drainbuf, sizeof drainbuf) > 0)
-            ;
-        if (fds[1].fd >= 0 && PQconsumeInput(store_pg(r->st))) {
-            PGnotify *nt;
-            while ((nt = PQnotifies(store_pg(r->st))) != NULL)
-                PQfreemem(nt);
-        }
+        int64_t until_sweep = r->opts.sweep_ms - (lb_now_ms() - r->last_sweep_ms);
+        relay_wait(r, (int)(backoff_ms ? backoff_ms : (until_sweep > 0 ? until_sweep : 0)));
     }
     return NULL;
 }
@@ -351,6 +436,9 @@ relay_main(void *arg)
 lb_status
 outbox_relay_start(outbox_relay *r, lb_err *err)
 {
+    lb_status st = ensure_listening(r, err);
+    if (st != LB_OK)
+        return st;
     if (pthread_create(&r->thread, NULL, relay_main, r) != 0)
         return lb_err_set(err, LB_ERR_INTERNAL, "start relay thread");
     r->started = true;
@@ -378,7 +466,7 @@ outbox_relay_free(outbox_relay *r)
         lb_err err;
         size_t n = 0;
         atomic_store(&r->stop, false);
-        if (r->st != NULL && outbox_relay_drain(r, &n, &err) != LB_OK)
+        if (outbox_relay_drain(r, &n, &err) != LB_OK)
             log_warn(NULL, "outbox.final_drain_failed", "rows left for the next start",
                      LOG_ERR(&err));
     }
@@ -394,6 +482,9 @@ outbox_relay_free(outbox_relay *r)
         close(r->wake[0]);
     if (r->wake[1] >= 0)
         close(r->wake[1]);
+    outbox_buf_destroy(&r->queue);
+    outbox_buf_destroy(&r->work);
+    pthread_mutex_destroy(&r->lock);
     free(r->db_url);
     free(r);
 }

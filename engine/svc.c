@@ -35,6 +35,7 @@ svc_cfg_opts(cfg_opt *opts, size_t cap, const char *name, size_t base)
     snprintf(svc_env_names[3], 96, "LAYBY_%s_METRICS_PORT", up);
     snprintf(svc_env_names[4], 96, "LAYBY_%s_BATCH", up);
     snprintf(svc_env_names[5], 96, "LAYBY_%s_QUERY_THREADS", up);
+    snprintf(svc_env_names[6], 96, "LAYBY_%s_WORKERS", up);
 #define OFF(f) (base + offsetof(svc_cfg, f))
     /* clang-format off */
     const cfg_opt rows[] = {
@@ -51,6 +52,7 @@ svc_cfg_opts(cfg_opt *opts, size_t cap, const char *name, size_t base)
         { "nak-delay",     "LAYBY_NAK_DELAY",   CFG_MS,   "1s",     OFF(nak_delay_ms), 0, 3600000, "first redelivery delay after a failure (doubles, at most 1 min)" },
         { "relay-sweep",   "LAYBY_RELAY_SWEEP", CFG_MS,   "1s",     OFF(relay_sweep_ms), 10, 600000, "outbox sweep period" },
         { "query-threads", svc_env_names[5],    CFG_INT,  "2",      OFF(query_threads), 0, 64, "query responders" },
+        { "workers",       svc_env_names[6],    CFG_INT,  "1",      OFF(workers), 1, 64, "concurrent batches per durable consumer" },
         { "inbox-keep",    "LAYBY_INBOX_KEEP",  CFG_MS,   "7d",     OFF(inbox_keep_ms), 60000, INT64_MAX, "how long inbox ids are kept (>= stream max age)" },
     };
     /* clang-format on */
@@ -251,7 +253,12 @@ lb_status
 svc_run(svc *s, lb_err *err)
 {
     lb_status st;
-    consumer_thread *cts = calloc(s->def->n_consumers ? s->def->n_consumers : 1, sizeof *cts);
+    /* `workers` threads per durable, each with its own connection and pull
+     * subscription: batches of one durable run concurrently (row locks taken in
+     * key order keep them from deadlocking), so one slow commit does not queue
+     * every message behind it. */
+    size_t n_threads = s->def->n_consumers * (size_t)s->cfg.workers;
+    consumer_thread *cts = calloc(n_threads ? n_threads : 1, sizeof *cts);
     size_t started = 0;
     svc__query_pool *qp = NULL;
     svc__tick *tk = NULL;
@@ -276,10 +283,10 @@ svc_run(svc *s, lb_err *err)
         goto out;
     if ((st = outbox_relay_start(s->relay, err)) != LB_OK)
         goto out;
-    for (size_t i = 0; i < s->def->n_consumers; i++) {
+    for (size_t i = 0; i < n_threads; i++) {
         consumer_thread *ct = &cts[i];
         ct->s = s;
-        ct->c = &s->def->consumers[i];
+        ct->c = &s->def->consumers[i % s->def->n_consumers];
         if ((st = store_open(&ct->st, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK)
             goto out;
         if ((st = bind_consumer(ct, err)) != LB_OK)
@@ -293,7 +300,7 @@ svc_run(svc *s, lb_err *err)
      * "healthy" means "ready to take work" to the stack and the tests. */
     if ((st = metrics_server_start(&ms, (int)s->cfg.metrics_port, err)) != LB_OK)
         goto out;
-    for (; started < s->def->n_consumers; started++) {
+    for (; started < n_threads; started++) {
         if (pthread_create(&cts[started].thread, NULL, consumer_main, &cts[started]) != 0) {
             st = lb_err_set(err, LB_ERR_INTERNAL, "start consumer thread");
             svc_stop(s);
@@ -311,7 +318,7 @@ out:
         pthread_join(cts[i].thread, NULL);
     svc__tick_stop(tk);
     svc__query_stop(qp);
-    for (size_t i = 0; i < s->def->n_consumers; i++) {
+    for (size_t i = 0; i < n_threads; i++) {
         if (cts[i].sub != NULL)
             natsSubscription_Destroy(cts[i].sub);
         store_close(cts[i].st);

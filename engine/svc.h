@@ -114,6 +114,7 @@ typedef struct svc_cfg {
     int64_t nak_delay_ms;   /* redelivery delay after a transient failure */
     int64_t relay_sweep_ms; /* outbox sweep period (NOTIFY wakes it sooner) */
     int64_t query_threads;  /* query responders (each with its own connection) */
+    int64_t workers;        /* consumer threads per durable (each with its own connection) */
     int64_t inbox_keep_ms;  /* prune inbox ids older than this (>= the streams' max age) */
 } svc_cfg;
 

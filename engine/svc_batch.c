@@ -54,8 +54,8 @@ svc__batch_after_commit(svc_batch *b)
         natsMsg_Destroy(b->replies[i].msg);
     }
     b->n_replies = 0;
-    if (b->out.n > 0 && b->s->relay != NULL)
-        outbox_relay_wake(b->s->relay);
+    if (b->s->relay != NULL)
+        outbox_relay_hand(b->s->relay, &b->out);
     outbox_buf_reset(&b->out);
 }
 

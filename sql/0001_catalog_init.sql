@@ -40,3 +40,7 @@ CREATE TABLE catalog.products (
     created_at      timestamptz NOT NULL
 );
 CREATE INDEX products_category ON catalog.products (category, product_id);
+
+-- Queue-like churn: every row is deleted or rewritten within seconds, so vacuum
+-- after a fixed number of dead rows rather than a fraction of the table.
+ALTER TABLE catalog.outbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000);

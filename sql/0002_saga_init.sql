@@ -50,13 +50,18 @@ CREATE TABLE saga.sagas (
 CREATE INDEX sagas_timer_due ON saga.sagas (timer_due_at) WHERE timer_due_at IS NOT NULL;
 CREATE INDEX sagas_finished ON saga.sagas (updated_at)
     WHERE status IN ('COMPLETED', 'FAILED', 'RESOLVED');
-CREATE INDEX sagas_status ON saga.sagas (status);
+-- Unfinished sagas only: the status gauges count them without a full scan.
+CREATE INDEX sagas_active ON saga.sagas (status)
+    WHERE status IN ('RUNNING', 'COMPENSATING', 'STUCK');
 
 -- Every input a saga was given and what was decided, in order (id).
 -- `input` is layby.v1.SagaInput: replaying a saga re-decides these.
+-- No foreign key to saga.sagas: the orchestrator holds the saga row's lock
+-- while it writes its log, so the key check would only cost a lookup per row;
+-- pruning deletes a saga and its log in one statement.
 CREATE TABLE saga.saga_log (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    saga_id     uuid NOT NULL REFERENCES saga.sagas (saga_id) ON DELETE CASCADE,
+    saga_id     uuid NOT NULL,
+    id          bigint GENERATED ALWAYS AS IDENTITY,
     at          timestamptz NOT NULL,
     msg_id      text NOT NULL,
     input_kind  text NOT NULL,
@@ -64,6 +69,11 @@ CREATE TABLE saga.saga_log (
     verdict     text NOT NULL CHECK (verdict IN ('APPLIED', 'IGNORED', 'REFUSED')),
     from_status text NOT NULL,
     to_status   text NOT NULL,
-    line        text NOT NULL
+    line        text NOT NULL,
+    PRIMARY KEY (saga_id, id)
 );
-CREATE INDEX saga_log_saga ON saga.saga_log (saga_id, id);
+
+-- Queue-like churn: every row is deleted or rewritten within seconds, so vacuum
+-- after a fixed number of dead rows rather than a fraction of the table.
+ALTER TABLE saga.outbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000);
+ALTER TABLE saga.sagas SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000);

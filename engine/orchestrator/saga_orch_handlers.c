@@ -152,10 +152,15 @@ housekeeping(store *st, int64_t now)
             int64_t by[SAGA__STATUS_COUNT] = { 0 };
             for (int i = 0; i < PQntuples(r); i++)
                 by[saga_status_from_name(PQgetvalue(r, i, 0))] = atoll(PQgetvalue(r, i, 1));
+            /* Unfinished sagas only: finished ones are announced (SagaChanged)
+             * and pruned, and counting them would scan the whole table. */
             for (int s = SAGA_RUNNING; s < SAGA__STATUS_COUNT; s++) {
+                if (saga_status_terminal((saga_status)s))
+                    continue;
                 char labels[64];
                 snprintf(labels, sizeof labels, "status=\"%s\"", saga_status_name(s));
-                metrics_set(metrics_gauge("layby_saga_sagas", labels, "sagas by status"), by[s]);
+                metrics_set(metrics_gauge("layby_saga_sagas", labels, "unfinished sagas by status"),
+                            by[s]);
             }
             PQclear(r);
         }

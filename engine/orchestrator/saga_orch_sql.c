@@ -27,11 +27,14 @@ static const char SAGA_SQL_TIMERS_DUE[] =
     "SELECT saga_id::text FROM saga.sagas WHERE timer_due_at <= to_timestamp($1::bigint / 1000.0) "
     "ORDER BY timer_due_at LIMIT $2 FOR UPDATE SKIP LOCKED";
 static const char SAGA_SQL_PRUNE[] =
-    "DELETE FROM saga.sagas WHERE saga_id IN (SELECT saga_id FROM saga.sagas "
+    "WITH gone AS (DELETE FROM saga.sagas WHERE saga_id IN (SELECT saga_id FROM saga.sagas "
     "WHERE status IN ('COMPLETED', 'FAILED', 'RESOLVED') "
-    "AND updated_at < now() - make_interval(secs => $1::bigint / 1000.0) LIMIT 500)";
+    "AND updated_at < now() - make_interval(secs => $1::bigint / 1000.0) LIMIT 500) "
+    "RETURNING saga_id) "
+    "DELETE FROM saga.saga_log WHERE saga_id IN (SELECT saga_id FROM gone)";
 static const char SAGA_SQL_COUNTS[] =
-    "SELECT status, count(*) FROM saga.sagas GROUP BY status";
+    "SELECT status, count(*) FROM saga.sagas "
+    "WHERE status IN ('RUNNING', 'COMPENSATING', 'STUCK') GROUP BY status";
 
 const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT] = {
     { "saga_lock",       SAGA_SQL_LOCK },

@@ -88,6 +88,10 @@ unix_socket_directories = '$LB_PG_ROOT/sock'
 shared_preload_libraries = 'pg_stat_statements'
 max_connections = 200
 fsync = on
+# Outbox and saga tables churn (insert, update, delete within seconds): look
+# for work every 10 s instead of every minute, and do not throttle it.
+autovacuum_naptime = 10s
+autovacuum_vacuum_cost_delay = 0
 CONF
     chown postgres: "$data/layby.conf"
     lb_pg "$LB_PG_BIN/pg_ctl" -D "$data" -l "$LB_PG_ROOT/postgres.log" -w -t 60 start >/dev/null ||

@@ -459,7 +459,9 @@ Test(catalog_once, two_instances_share_the_durable)
     char port_arg[16];
     snprintf(port_arg, sizeof port_arg, "%d", port_b);
     const char *args_a[] = { "--batch", "16", NULL };
-    const char *args_b[] = { "--batch", "16", "--metrics-port", port_arg, "--instance", "1", NULL };
+    const char *args_b[] = { "--batch",   "16",         "--metrics-port",
+                             port_arg,    "--instance", "1",
+                             "--workers", "2",          NULL };
     tsupport_daemon_start(a, "layby-catalog", 0, args_a, NULL);
     tsupport_daemon_start(b, "layby-catalog", port_b, args_b, NULL);
     enum {
