@@ -3,7 +3,6 @@
  * between commit and ack or between publish and delete, a NATS outage, poison
  * messages and two instances sharing one durable. */
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,23 +17,10 @@
 static bus *admin;
 
 static void
-open_admin(void)
-{
-    lb_err err;
-    cr_assert_eq(id_init(&err), LB_OK);
-    bus_opts o = BUS_OPTS_INIT;
-    o.url = tsupport_env_req("LAYBY_NATS_URL");
-    o.user = tsupport_env_req("LAYBY_CTL_NATS_USER");
-    o.password = tsupport_env_req("LAYBY_CTL_NATS_PASSWORD");
-    o.name = "catalog-once-test";
-    cr_assert_eq(bus_open(&admin, &o, &err), LB_OK, "%s", err.msg);
-}
-
-static void
 setup(void)
 {
     tsupport_reset();
-    open_admin();
+    admin = tsupport_admin_bus("catalog-once-test");
 }
 
 /* Daemons of the running test, killed in teardown even when an assertion failed
@@ -414,44 +400,6 @@ Test(catalog_once, a_message_that_keeps_failing_is_dead_lettered_after_max_deliv
     cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
 }
 
-typedef struct body {
-    char buf[65536];
-    size_t len;
-} body;
-
-static size_t
-collect(void *p, size_t size, size_t n, void *arg)
-{
-    body *b = arg;
-    size_t k = size * n;
-    if (b->len + k >= sizeof b->buf)
-        k = sizeof b->buf - b->len - 1;
-    memcpy(b->buf + b->len, p, k);
-    b->len += k;
-    b->buf[b->len] = '\0';
-    return size * n;
-}
-
-/* layby_svc_messages_handled_total of the daemon serving metrics on port. */
-static long long
-handled_on(int port)
-{
-    static body b;
-    b.len = 0;
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
-    CURL *c = curl_easy_init();
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
-    curl_easy_cleanup(c);
-    const char *k = "layby_svc_messages_handled_total{service=\"catalog\"} ";
-    const char *at = strstr(b.buf, k);
-    cr_assert_not_null(at, "no handled counter in %s", b.buf);
-    return atoll(at + strlen(k));
-}
-
 Test(catalog_once, two_instances_share_the_durable)
 {
     tsupport_proc *a = &procs[0], *b = &procs[1];
@@ -472,7 +420,8 @@ Test(catalog_once, two_instances_share_the_durable)
     wait_sql("SELECT count(*) FROM catalog.products", N);
     wait_sql("SELECT count(*) FROM catalog.outbox", 0);
     wait_stream("LAYBY_EVT", N);
-    long long ha = handled_on(a->port), hb = handled_on(b->port);
+    const char *k = "layby_svc_messages_handled_total{service=\"catalog\"}";
+    long long ha = tsupport_metric(a->port, k), hb = tsupport_metric(b->port, k);
     cr_assert_eq(ha + hb, N, "each command handled once: %lld + %lld", ha, hb);
     cr_assert_gt(ha, 0);
     cr_assert_gt(hb, 0);

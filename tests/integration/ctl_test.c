@@ -26,41 +26,15 @@ extern char **environ;
 
 static bus *admin;
 static tsupport_proc procs[3]; /* killed in teardown whatever happened */
-static const bus_topology_consumer sagatest_consumer = { "LAYBY_CMD", "sagatest",
-                                                         "layby.cmd.sagatest.>", "layby-sagatest" };
 
-/* --- set-up (as tests/integration/saga_test.c) ------------------------------ */
-
-static void
-load_participant_schema(void)
-{
-    FILE *f = fopen(LAYBY_SOURCE_DIR "/tests/participant/schema.sql", "r");
-    cr_assert_not_null(f);
-    static char sql[8192];
-    size_t n = fread(sql, 1, sizeof sql - 1, f);
-    fclose(f);
-    sql[n] = '\0';
-    tsupport_sql(sql);
-}
+/* --- set-up ---------------------------------------------------------------- */
 
 static void
 setup(void)
 {
     tsupport_reset();
-    load_participant_schema();
-    lb_err err;
-    cr_assert_eq(id_init(&err), LB_OK);
-    bus_opts o = BUS_OPTS_INIT;
-    o.url = tsupport_env_req("LAYBY_NATS_URL");
-    o.user = tsupport_env_req("LAYBY_CTL_NATS_USER");
-    o.password = tsupport_env_req("LAYBY_CTL_NATS_PASSWORD");
-    o.name = "ctl-test";
-    cr_assert_eq(bus_open(&admin, &o, &err), LB_OK, "%s", err.msg);
-    js_DeleteConsumer(bus_js(admin), "LAYBY_CMD", "sagatest", NULL, NULL);
-    bus_topology_opts to = BUS_TOPOLOGY_OPTS_INIT;
-    bus_topology_change ch;
-    cr_assert_eq(bus_topology_consumer_apply(&ch, bus_js(admin), &sagatest_consumer, &to, &err),
-                 LB_OK, "%s", err.msg);
+    admin = tsupport_admin_bus("ctl-test");
+    tsupport_sagatest_setup(admin);
 }
 
 static void
@@ -75,29 +49,6 @@ teardown(void)
 }
 
 TestSuite(ctl, .init = setup, .fini = teardown, .timeout = 180);
-
-static void
-start_participant(tsupport_proc *p)
-{
-    static char url[512], port[16];
-    const char *admin_url = tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL");
-    snprintf(url, sizeof url, "%s%soptions=-csearch_path%%3Dsagatest", admin_url,
-             strchr(admin_url, '?') ? "&" : "?");
-    int pt = tsupport_port_free();
-    snprintf(port, sizeof port, "%d", pt);
-    const char *args[] = { "--database-url",
-                           url,
-                           "--nats-user",
-                           tsupport_env_req("LAYBY_CTL_NATS_USER"),
-                           "--nats-password",
-                           tsupport_env_req("LAYBY_CTL_NATS_PASSWORD"),
-                           "--metrics-port",
-                           port,
-                           "--nak-delay",
-                           "50ms",
-                           NULL };
-    tsupport_daemon_start(p, "layby-sagatest", pt, args, NULL);
-}
 
 static void
 saga_start(char id[ID_STR_LEN], const char *script)
@@ -233,7 +184,7 @@ lines_count(const char *s)
 
 Test(ctl, operator_commands_on_a_stuck_saga)
 {
-    start_participant(&procs[0]);
+    tsupport_sagatest_start(&procs[0]);
     tsupport_daemon_start(&procs[1], "layby-orchestrator", 0, NULL, NULL);
     char id[ID_STR_LEN], other[ID_STR_LEN];
     saga_start(id, "2:fail 1:undofail=99");

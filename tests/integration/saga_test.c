@@ -3,7 +3,6 @@
  * reverse order, lost commands, failing compensations, STUCK and operator
  * commands, crashes, timers across restarts, and two orchestrators at once. */
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,42 +16,17 @@
 #include "tsupport.h"
 
 #define WAIT_MS 30000
+#define HANDLED "layby_svc_messages_handled_total{service=\"orchestrator\"}"
 
 static bus *admin;
 static tsupport_proc procs[4]; /* killed in teardown whatever happened */
-static const bus_topology_consumer sagatest_consumer = { "LAYBY_CMD", "sagatest",
-                                                         "layby.cmd.sagatest.>", "layby-sagatest" };
-
-static void
-load_participant_schema(void)
-{
-    FILE *f = fopen(LAYBY_SOURCE_DIR "/tests/participant/schema.sql", "r");
-    cr_assert_not_null(f);
-    static char sql[8192];
-    size_t n = fread(sql, 1, sizeof sql - 1, f);
-    fclose(f);
-    sql[n] = '\0';
-    tsupport_sql(sql);
-}
 
 static void
 setup(void)
 {
     tsupport_reset();
-    load_participant_schema();
-    lb_err err;
-    cr_assert_eq(id_init(&err), LB_OK);
-    bus_opts o = BUS_OPTS_INIT;
-    o.url = tsupport_env_req("LAYBY_NATS_URL");
-    o.user = tsupport_env_req("LAYBY_CTL_NATS_USER");
-    o.password = tsupport_env_req("LAYBY_CTL_NATS_PASSWORD");
-    o.name = "saga-test";
-    cr_assert_eq(bus_open(&admin, &o, &err), LB_OK, "%s", err.msg);
-    js_DeleteConsumer(bus_js(admin), "LAYBY_CMD", "sagatest", NULL, NULL);
-    bus_topology_opts to = BUS_TOPOLOGY_OPTS_INIT;
-    bus_topology_change ch;
-    cr_assert_eq(bus_topology_consumer_apply(&ch, bus_js(admin), &sagatest_consumer, &to, &err),
-                 LB_OK, "%s", err.msg);
+    admin = tsupport_admin_bus("saga-test");
+    tsupport_sagatest_setup(admin);
 }
 
 static void
@@ -67,29 +41,6 @@ teardown(void)
 }
 
 TestSuite(saga, .init = setup, .fini = teardown, .timeout = 180);
-
-static void
-start_participant(tsupport_proc *p)
-{
-    static char url[512], port[16];
-    const char *admin_url = tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL");
-    snprintf(url, sizeof url, "%s%soptions=-csearch_path%%3Dsagatest", admin_url,
-             strchr(admin_url, '?') ? "&" : "?");
-    int pt = tsupport_port_free();
-    snprintf(port, sizeof port, "%d", pt);
-    const char *args[] = { "--database-url",
-                           url,
-                           "--nats-user",
-                           tsupport_env_req("LAYBY_CTL_NATS_USER"),
-                           "--nats-password",
-                           tsupport_env_req("LAYBY_CTL_NATS_PASSWORD"),
-                           "--metrics-port",
-                           port,
-                           "--nak-delay",
-                           "50ms",
-                           NULL };
-    tsupport_daemon_start(p, "layby-sagatest", pt, args, NULL);
-}
 
 static void
 start_orchestrator(tsupport_proc *p, int instance, const char *const *env)
@@ -229,7 +180,7 @@ proc_dead(void *arg)
 
 Test(saga, three_steps_complete_and_the_requester_hears_it)
 {
-    start_participant(&procs[0]);
+    tsupport_sagatest_start(&procs[0]);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     id_new(id);
@@ -258,7 +209,7 @@ Test(saga, three_steps_complete_and_the_requester_hears_it)
 
 Test(saga, a_failing_third_step_compensates_the_second_then_the_first)
 {
-    start_participant(&procs[0]);
+    tsupport_sagatest_start(&procs[0]);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "2:fail");
@@ -275,7 +226,7 @@ Test(saga, a_failing_third_step_compensates_the_second_then_the_first)
 
 Test(saga, a_dropped_command_is_recovered_by_the_step_timeout)
 {
-    start_participant(&procs[0]);
+    tsupport_sagatest_start(&procs[0]);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "1:drop=1");
@@ -286,7 +237,7 @@ Test(saga, a_dropped_command_is_recovered_by_the_step_timeout)
 
 Test(saga, a_flaky_step_is_retried_then_succeeds)
 {
-    start_participant(&procs[0]);
+    tsupport_sagatest_start(&procs[0]);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "0:flaky=2");
@@ -297,7 +248,7 @@ Test(saga, a_flaky_step_is_retried_then_succeeds)
 
 Test(saga, a_compensation_failing_twice_then_succeeding_finishes_the_rollback)
 {
-    start_participant(&procs[0]);
+    tsupport_sagatest_start(&procs[0]);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "2:fail 1:undofail=2");
@@ -308,7 +259,7 @@ Test(saga, a_compensation_failing_twice_then_succeeding_finishes_the_rollback)
 
 Test(saga, a_compensation_that_keeps_failing_is_stuck_until_an_operator_retries)
 {
-    start_participant(&procs[0]);
+    tsupport_sagatest_start(&procs[0]);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "2:fail 1:undofail=4"); /* the retry policy allows 3 */
@@ -335,7 +286,7 @@ Test(saga, a_compensation_that_keeps_failing_is_stuck_until_an_operator_retries)
 
 Test(saga, a_stuck_saga_resolved_by_an_operator_is_recorded_and_left_alone)
 {
-    start_participant(&procs[0]);
+    tsupport_sagatest_start(&procs[0]);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "2:fail 1:undofail=99");
@@ -395,7 +346,7 @@ Test(saga, duplicated_and_reordered_events_leave_the_same_final_state)
     d0.attempt = 1;
     publish_event(SAGA_SUBJ_TEST_DONE, &d0.base, id);
     /* The participant now does steps 1 and 2 (re-sent after their timeouts). */
-    start_participant(&procs[0]);
+    tsupport_sagatest_start(&procs[0]);
     wait_status(id, "COMPLETED");
     /* Late duplicates and a stale failure change nothing. */
     Layby__V1__TestStepFailed f = LAYBY__V1__TEST_STEP_FAILED__INIT;
@@ -424,7 +375,7 @@ Test(saga, duplicated_and_reordered_events_leave_the_same_final_state)
 
 Test(saga, timers_survive_a_restart)
 {
-    start_participant(&procs[0]);
+    tsupport_sagatest_start(&procs[0]);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "1:drop=1");
@@ -444,8 +395,8 @@ Test(saga, killed_among_200_running_sagas_every_saga_ends_exactly_once)
     bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
     o.ack_wait_ms = 2000;
     tsupport_reset_with(&o);
-    load_participant_schema();
-    start_participant(&procs[0]);
+    tsupport_sagatest_setup(admin);
+    tsupport_sagatest_start(&procs[0]);
     const char *fault[] = { "LAYBY_FAULT=svc.after_commit:5", NULL };
     start_orchestrator(&procs[1], 0, fault);
     enum {
@@ -467,46 +418,9 @@ Test(saga, killed_among_200_running_sagas_every_saga_ends_exactly_once)
     cr_assert_eq(subject_count("layby.evt.saga.completed"), N, "each saga ended once");
 }
 
-typedef struct body {
-    char buf[65536];
-    size_t len;
-} body;
-
-static size_t
-collect(void *p, size_t size, size_t n, void *arg)
-{
-    body *b = arg;
-    size_t k = size * n;
-    if (b->len + k >= sizeof b->buf)
-        k = sizeof b->buf - b->len - 1;
-    memcpy(b->buf + b->len, p, k);
-    b->len += k;
-    b->buf[b->len] = '\0';
-    return size * n;
-}
-
-static long long
-handled_on(int port)
-{
-    static body b;
-    b.len = 0;
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
-    CURL *c = curl_easy_init();
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
-    curl_easy_cleanup(c);
-    const char *k = "layby_svc_messages_handled_total{service=\"orchestrator\"} ";
-    const char *at = strstr(b.buf, k);
-    cr_assert_not_null(at);
-    return atoll(at + strlen(k));
-}
-
 Test(saga, two_orchestrators_share_1000_sagas_and_each_completes_once)
 {
-    start_participant(&procs[0]);
+    tsupport_sagatest_start(&procs[0]);
     start_orchestrator(&procs[1], 0, NULL);
     start_orchestrator(&procs[2], 1, NULL);
     enum {
@@ -521,6 +435,6 @@ Test(saga, two_orchestrators_share_1000_sagas_and_each_completes_once)
                  3 * N);
     wait_count(0, "SELECT count(*) FROM saga.outbox");
     cr_assert_eq(subject_count("layby.evt.saga.completed"), N);
-    cr_assert_gt(handled_on(procs[1].port), 0);
-    cr_assert_gt(handled_on(procs[2].port), 0);
+    cr_assert_gt(tsupport_metric(procs[1].port, HANDLED), 0);
+    cr_assert_gt(tsupport_metric(procs[2].port, HANDLED), 0);
 }

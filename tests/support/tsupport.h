@@ -113,4 +113,18 @@ int tsupport_port_free(void);
  * passed (-> false). The way to wait for anything asynchronous; never sleep. */
 bool tsupport_poll_until(bool (*cond)(void *), void *arg, int timeout_ms);
 
+/* --- layby pieces the suites share (tsupport_layby.c) ---------------------- */
+
+struct bus;
+/* A bus connected as the admin user (LAYBY_CTL_NATS_*); the caller bus_close()s it. */
+struct bus *tsupport_admin_bus(const char *name);
+/* The test saga's participant: (re)creates its schema (tests/participant/
+ * schema.sql) and its durable `sagatest` on LAYBY_CMD. Call after tsupport_reset(). */
+void tsupport_sagatest_setup(struct bus *admin);
+/* Starts LAYBY_BUILD_DIR/layby-sagatest on a free metrics port. */
+void tsupport_sagatest_start(tsupport_proc *p);
+/* The value of one series ("layby_svc_messages_handled_total{service=\"catalog\"}")
+ * on the daemon serving /metrics at port; fails the test when it is absent. */
+long long tsupport_metric(int port, const char *series);
+
 #endif

@@ -1,0 +1,108 @@
+/* tsupport_layby.c - set-up the saga, ctl and catalog suites share: the admin
+ * bus, the test saga's participant, and reading one metric of a daemon. */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/bus.h"
+#include "engine/bus_topology.h"
+#include "engine/id.h"
+#include "tsupport.h"
+
+struct bus *
+tsupport_admin_bus(const char *name)
+{
+    lb_err err;
+    cr_assert_eq(id_init(&err), LB_OK);
+    bus_opts o = BUS_OPTS_INIT;
+    o.url = tsupport_env_req("LAYBY_NATS_URL");
+    o.user = tsupport_env_req("LAYBY_CTL_NATS_USER");
+    o.password = tsupport_env_req("LAYBY_CTL_NATS_PASSWORD");
+    o.name = name;
+    bus *b = NULL;
+    cr_assert_eq(bus_open(&b, &o, &err), LB_OK, "%s", err.msg);
+    return b;
+}
+
+void
+tsupport_sagatest_setup(struct bus *admin)
+{
+    FILE *f = fopen(LAYBY_SOURCE_DIR "/tests/participant/schema.sql", "r");
+    cr_assert_not_null(f);
+    static char sql[8192];
+    size_t n = fread(sql, 1, sizeof sql - 1, f);
+    fclose(f);
+    sql[n] = '\0';
+    tsupport_sql(sql);
+    static const bus_topology_consumer c = { "LAYBY_CMD", "sagatest", "layby.cmd.sagatest.>",
+                                             "layby-sagatest" };
+    js_DeleteConsumer(bus_js(admin), c.stream, c.durable, NULL, NULL);
+    bus_topology_opts to = BUS_TOPOLOGY_OPTS_INIT;
+    bus_topology_change ch;
+    lb_err err;
+    cr_assert_eq(bus_topology_consumer_apply(&ch, bus_js(admin), &c, &to, &err), LB_OK, "%s",
+                 err.msg);
+}
+
+void
+tsupport_sagatest_start(tsupport_proc *p)
+{
+    static char url[512], port[16];
+    const char *admin_url = tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL");
+    snprintf(url, sizeof url, "%s%soptions=-csearch_path%%3Dsagatest", admin_url,
+             strchr(admin_url, '?') ? "&" : "?");
+    int pt = tsupport_port_free();
+    snprintf(port, sizeof port, "%d", pt);
+    const char *args[] = { "--database-url",
+                           url,
+                           "--nats-user",
+                           tsupport_env_req("LAYBY_CTL_NATS_USER"),
+                           "--nats-password",
+                           tsupport_env_req("LAYBY_CTL_NATS_PASSWORD"),
+                           "--metrics-port",
+                           port,
+                           "--nak-delay",
+                           "50ms",
+                           NULL };
+    tsupport_daemon_start(p, "layby-sagatest", pt, args, NULL);
+}
+
+typedef struct body {
+    char buf[65536];
+    size_t len;
+} body;
+
+static size_t
+collect(void *p, size_t size, size_t n, void *arg)
+{
+    body *b = arg;
+    size_t k = size * n;
+    if (b->len + k >= sizeof b->buf)
+        k = sizeof b->buf - b->len - 1;
+    memcpy(b->buf + b->len, p, k);
+    b->len += k;
+    b->buf[b->len] = '\0';
+    return size * n;
+}
+
+long long
+tsupport_metric(int port, const char *series)
+{
+    static body b;
+    b.len = 0;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    char key[256];
+    snprintf(key, sizeof key, "%s ", series);
+    const char *at = strstr(b.buf, key);
+    cr_assert_not_null(at, "no %s in the metrics of port %d", series, port);
+    return atoll(at + strlen(key));
+}
