@@ -85,9 +85,11 @@ start_http(struct mg_context **out, edge_app *app, lb_err *err)
         return err->code;
     snprintf(threads, sizeof threads, "%lld", (long long)app->cfg.threads);
     snprintf(timeout, sizeof timeout, "%lld", (long long)app->cfg.request_timeout_ms);
+    /* tcp_nodelay: a response leaves as headers then body; with Nagle the body
+     * waits for the client's delayed ACK, 40 ms per keep-alive request. */
     const char *options[] = {
         "listening_ports",    ports,   "num_threads", threads, "enable_keep_alive", "yes",
-        "request_timeout_ms", timeout, NULL,
+        "request_timeout_ms", timeout, "tcp_nodelay", "1",     NULL,
     };
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof cb);
