@@ -438,3 +438,26 @@ Test(saga, two_orchestrators_share_1000_sagas_and_each_completes_once)
     cr_assert_gt(tsupport_metric(procs[1].port, HANDLED), 0);
     cr_assert_gt(tsupport_metric(procs[2].port, HANDLED), 0);
 }
+
+Test(saga, two_orchestrators_never_fire_the_same_timer)
+{
+    tsupport_sagatest_start(&procs[0]);
+    start_orchestrator(&procs[1], 0, NULL);
+    start_orchestrator(&procs[2], 1, NULL);
+    /* Every saga's step 1 command is dropped once: only its timeout timer moves
+     * it on. A timer fired twice would send a third attempt. */
+    enum {
+        N = 100
+    };
+    char id[ID_STR_LEN];
+    for (int i = 0; i < N; i++)
+        saga_start(id, "1:drop=1");
+    wait_count(N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.tries WHERE step = 1 AND "
+                                  "kind = 'do' AND n = 2"),
+                 N, "each step-1 command sent exactly twice");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM saga.saga_log WHERE input_kind = 'TIMER' "
+                                  "AND verdict = 'APPLIED'"),
+                 2 * N, "per saga one timeout, then one backoff before the retry");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.effects"), 3 * N);
+}
