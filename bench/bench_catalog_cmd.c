@@ -83,14 +83,7 @@ main(int argc, char **argv)
     c.product_id = pid;
     int64_t t0 = lb_mono_us();
     for (int64_t i = 0; i < count; i++) {
-        if (rate > 0) {
-            int64_t due = t0 + i * 1000000 / rate;
-            int64_t now;
-            while ((now = lb_mono_us()) < due) {
-                struct timespec ts = { 0, (due - now) * 1000 };
-                nanosleep(&ts, NULL);
-            }
-        }
+        bench_pace(t0, i, rate);
         snprintf(name, sizeof name, "bench-%lld-%lld", r.tag, (long long)i);
         id_new(pid);
         bus_envelope env;
@@ -112,30 +105,12 @@ main(int argc, char **argv)
     jsPubOptions_Init(&po);
     po.MaxWait = 30000;
     js_PublishAsyncComplete(bus_js(b), &po);
-    int64_t published_us = lb_mono_us();
-    while (atomic_load(&r.seen) < count && lb_mono_us() - t0 < timeout_s * 1000000) {
-        struct timespec ts = { 0, 1000000 };
-        nanosleep(&ts, NULL);
-    }
-    int64_t last = 0;
-    bench_lat lat = { 0 };
-    for (int64_t i = 0; i < count; i++) {
-        if (r.recv_us[i] == 0)
-            continue;
-        if (r.recv_us[i] > last)
-            last = r.recv_us[i];
-        bench_lat_add(&lat, r.recv_us[i] - r.sent_us[i]);
-    }
-    long seen = atomic_load(&r.seen);
-    double secs = (double)(last - t0) / 1e6;
-    printf("catalog_cmd count=%lld seen=%ld rate_target=%lld publish_s=%.3f elapsed_s=%.3f "
-           "per_s=%.0f p50_ms=%.2f p99_ms=%.2f\n",
-           (long long)count, seen, (long long)rate, (double)(published_us - t0) / 1e6, secs,
-           secs > 0 ? (double)seen / secs : 0, bench_lat_pct_ms(&lat, 50),
-           bench_lat_pct_ms(&lat, 99));
+    char extra[48];
+    snprintf(extra, sizeof extra, " publish_s=%.3f", (double)(lb_mono_us() - t0) / 1e6);
+    long seen = bench_finish("catalog_cmd", count, rate, t0, r.sent_us, r.recv_us, &r.seen,
+                             timeout_s, extra);
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
-    bench_lat_free(&lat);
     free(r.sent_us);
     free(r.recv_us);
     bus_close(b);

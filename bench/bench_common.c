@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 lb_status
 bench_open(bus **out, lb_err *err)
@@ -80,4 +81,43 @@ bench_flags(int argc, char **argv, const bench_flag *flags, size_t n)
         }
     }
     return 0;
+}
+
+void
+bench_pace(int64_t t0_us, int64_t i, int64_t rate)
+{
+    if (rate <= 0)
+        return;
+    int64_t due = t0_us + i * 1000000 / rate, now;
+    while ((now = lb_mono_us()) < due) {
+        struct timespec ts = { 0, (due - now) * 1000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
+long
+bench_finish(const char *name, int64_t count, int64_t rate, int64_t t0_us, const int64_t *sent_us,
+             const int64_t *recv_us, const _Atomic long *seen, int64_t timeout_s, const char *extra)
+{
+    while (*seen < count && lb_mono_us() - t0_us < timeout_s * 1000000) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    int64_t last = 0;
+    bench_lat lat = { 0 };
+    for (int64_t i = 0; i < count; i++) {
+        if (recv_us[i] == 0)
+            continue;
+        if (recv_us[i] > last)
+            last = recv_us[i];
+        bench_lat_add(&lat, recv_us[i] - sent_us[i]);
+    }
+    long n = *seen;
+    double secs = (double)(last - t0_us) / 1e6;
+    printf("%s count=%lld seen=%ld rate_target=%lld elapsed_s=%.3f per_s=%.0f p50_ms=%.2f "
+           "p99_ms=%.2f%s\n",
+           name, (long long)count, n, (long long)rate, secs, secs > 0 ? (double)n / secs : 0,
+           bench_lat_pct_ms(&lat, 50), bench_lat_pct_ms(&lat, 99), extra ? extra : "");
+    bench_lat_free(&lat);
+    return n;
 }

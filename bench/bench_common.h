@@ -23,6 +23,17 @@ void bench_lat_add(bench_lat *l, int64_t us);
 double bench_lat_pct_ms(bench_lat *l, double p);
 void bench_lat_free(bench_lat *l);
 
+/* Sleeps until item i of a run paced at rate per second, started at t0_us, is
+ * due (rate 0: returns at once). */
+void bench_pace(int64_t t0_us, int64_t i, int64_t rate);
+
+/* Waits until *seen reaches count (or timeout_s passed), then prints one result
+ * line "<name> count= seen= rate_target= elapsed_s= per_s= p50_ms= p99_ms=<extra>"
+ * from the per-item send and receive times (0 = never received). Returns seen. */
+long bench_finish(const char *name, int64_t count, int64_t rate, int64_t t0_us,
+                  const int64_t *sent_us, const int64_t *recv_us, const _Atomic long *seen,
+                  int64_t timeout_s, const char *extra);
+
 /* Parses "--name value" pairs into int64 settings; unknown flags are an error. */
 typedef struct bench_flag {
     const char *name;

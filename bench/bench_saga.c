@@ -119,13 +119,7 @@ main(int argc, char **argv)
     natsConnection_Flush(bus_conn(b));
     int64_t t0 = lb_mono_us();
     for (int64_t i = 0; i < count; i++) {
-        if (rate > 0) {
-            int64_t due = t0 + i * 1000000 / rate, now;
-            while ((now = lb_mono_us()) < due) {
-                struct timespec ts = { 0, (due - now) * 1000 };
-                nanosleep(&ts, NULL);
-            }
-        }
+        bench_pace(t0, i, rate);
         Layby__V1__StartBenchSaga m = LAYBY__V1__START_BENCH_SAGA__INIT;
         m.saga_id = r.ids[i];
         m.key = "bench";
@@ -146,28 +140,10 @@ main(int argc, char **argv)
     jsPubOptions_Init(&po);
     po.MaxWait = 30000;
     js_PublishAsyncComplete(bus_js(b), &po);
-    while (atomic_load(&r.seen) < count && lb_mono_us() - t0 < timeout_s * 1000000) {
-        struct timespec ts = { 0, 1000000 };
-        nanosleep(&ts, NULL);
-    }
-    int64_t last = 0;
-    bench_lat lat = { 0 };
-    for (int64_t i = 0; i < count; i++) {
-        if (r.done_us[i] == 0)
-            continue;
-        if (r.done_us[i] > last)
-            last = r.done_us[i];
-        bench_lat_add(&lat, r.done_us[i] - r.sent_us[i]);
-    }
-    long seen = atomic_load(&r.seen);
-    double secs = (double)(last - t0) / 1e6;
-    printf("saga count=%lld seen=%ld rate_target=%lld elapsed_s=%.3f per_s=%.0f p50_ms=%.2f "
-           "p99_ms=%.2f\n",
-           (long long)count, seen, (long long)rate, secs, secs > 0 ? (double)seen / secs : 0,
-           bench_lat_pct_ms(&lat, 50), bench_lat_pct_ms(&lat, 99));
+    long seen =
+        bench_finish("saga", count, rate, t0, r.sent_us, r.done_us, &r.seen, timeout_s, NULL);
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
-    bench_lat_free(&lat);
     free(r.ids);
     free(r.sent_us);
     free(r.done_us);

@@ -42,10 +42,7 @@ teardown(void)
 {
     bus_topology_opts defaults = BUS_TOPOLOGY_OPTS_INIT;
     set_cmd_stream(&defaults);
-    for (size_t i = 0; i < sizeof procs / sizeof procs[0]; i++)
-        if (procs[i].pid > 0)
-            tsupport_daemon_kill(&procs[i]);
-    memset(procs, 0, sizeof procs);
+    tsupport_daemons_kill(procs, LB_COUNTOF(procs));
     bus_close(admin);
     admin = NULL;
 }

@@ -40,10 +40,7 @@ setup(void)
 static void
 teardown(void)
 {
-    for (size_t i = 0; i < LB_COUNTOF(procs); i++)
-        if (procs[i].pid > 0)
-            tsupport_daemon_kill(&procs[i]);
-    memset(procs, 0, sizeof procs);
+    tsupport_daemons_kill(procs, LB_COUNTOF(procs));
     bus_close(admin);
     admin = NULL;
 }

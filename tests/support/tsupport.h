@@ -30,6 +30,7 @@
 #include <libpq-fe.h>
 #include <nats/nats.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -123,6 +124,9 @@ struct bus *tsupport_admin_bus(const char *name);
 void tsupport_sagatest_setup(struct bus *admin);
 /* Starts LAYBY_BUILD_DIR/layby-sagatest on a free metrics port. */
 void tsupport_sagatest_start(tsupport_proc *p);
+/* Kills (SIGKILL) every running daemon of procs[0..n) and zeroes the array: a
+ * suite's .fini, so a test that failed half-way leaves nothing running. */
+void tsupport_daemons_kill(tsupport_proc *procs, size_t n);
 /* The value of one series ("layby_svc_messages_handled_total{service=\"catalog\"}")
  * on the daemon serving /metrics at port; fails the test when it is absent. */
 long long tsupport_metric(int port, const char *series);

@@ -69,6 +69,15 @@ tsupport_sagatest_start(tsupport_proc *p)
     tsupport_daemon_start(p, "layby-sagatest", pt, args, NULL);
 }
 
+void
+tsupport_daemons_kill(tsupport_proc *procs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (procs[i].pid > 0)
+            tsupport_daemon_kill(&procs[i]);
+    memset(procs, 0, n * sizeof *procs);
+}
+
 typedef struct body {
     char buf[65536];
     size_t len;
