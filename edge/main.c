@@ -88,8 +88,17 @@ start_http(struct mg_context **out, edge_app *app, lb_err *err)
     /* tcp_nodelay: a response leaves as headers then body; with Nagle the body
      * waits for the client's delayed ACK, 40 ms per keep-alive request. */
     const char *options[] = {
-        "listening_ports",    ports,   "num_threads", threads, "enable_keep_alive", "yes",
-        "request_timeout_ms", timeout, "tcp_nodelay", "1",     NULL,
+        "listening_ports",
+        ports,
+        "num_threads",
+        threads,
+        "enable_keep_alive",
+        "yes",
+        "request_timeout_ms",
+        timeout,
+        "tcp_nodelay",
+        "1",
+        NULL,
     };
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof cb);

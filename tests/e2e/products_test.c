@@ -6,9 +6,8 @@
  * resets state and starts its own daemons; tokens are minted here with the
  * private key, as the member service will.
  */
-#define _GNU_SOURCE /* strcasestr */
 #include <criterion/criterion.h>
-#include <curl/curl.h>
+#include <curl/curl.h> /* curl_global_init */
 #include <jansson.h>
 #include <jwt.h>
 #include <regex.h>
@@ -22,7 +21,6 @@
 
 static tsupport_proc catalog, edge;
 static char admin_auth[2048], user_auth[2048], hs256_auth[2048], expired_auth[2048];
-static const char admin_sub[] = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 
 /* --- tokens ------------------------------------------------------------------- */
 
@@ -39,185 +37,44 @@ file_text(const char *path)
 }
 
 static void
-mint(char *out, size_t n, const char *role, jwt_alg_t alg, const char *key, int64_t exp)
-{
-    jwt_t *j = NULL;
-    cr_assert_eq(jwt_new(&j), 0);
-    jwt_add_grant(j, "sub", admin_sub);
-    jwt_add_grant(j, "role", role);
-    jwt_add_grant(j, "iss", "layby");
-    jwt_add_grant_int(j, "iat", (long)(lb_now_ms() / 1000));
-    jwt_add_grant_int(j, "exp", (long)exp);
-    cr_assert_eq(jwt_set_alg(j, alg, (const unsigned char *)key, (int)strlen(key)), 0);
-    char *t = jwt_encode_str(j);
-    cr_assert_not_null(t);
-    snprintf(out, n, "Authorization: Bearer %s", t);
-    free(t);
-    jwt_free(j);
-}
-
-static void
 tokens(void)
 {
     char *priv = file_text(tsupport_env_req("LAYBY_JWT_PRIVATE_KEY_FILE"));
     char *pub = file_text(tsupport_env_req("LAYBY_JWT_PUBLIC_KEY_FILE"));
-    int64_t later = lb_now_ms() / 1000 + 600;
-    mint(admin_auth, sizeof admin_auth, "ADMIN", JWT_ALG_ES256, priv, later);
-    mint(user_auth, sizeof user_auth, "USER", JWT_ALG_ES256, priv, later);
-    mint(expired_auth, sizeof expired_auth, "ADMIN", JWT_ALG_ES256, priv, lb_now_ms() / 1000 - 5);
+    int64_t now = lb_now_ms() / 1000, later = now + 600;
+    tsupport_jwt_mint(admin_auth, sizeof admin_auth, "ADMIN", JWT_ALG_ES256, priv, now, later);
+    tsupport_jwt_mint(user_auth, sizeof user_auth, "USER", JWT_ALG_ES256, priv, now, later);
+    tsupport_jwt_mint(expired_auth, sizeof expired_auth, "ADMIN", JWT_ALG_ES256, priv, now,
+                      now - 5);
     /* the alg-confusion attack: HMAC keyed with the public key text */
-    mint(hs256_auth, sizeof hs256_auth, "ADMIN", JWT_ALG_HS256, pub, later);
+    tsupport_jwt_mint(hs256_auth, sizeof hs256_auth, "ADMIN", JWT_ALG_HS256, pub, now, later);
     free(priv);
     free(pub);
 }
 
 /* --- HTTP ----------------------------------------------------------------------- */
 
-typedef struct resp {
-    long status;
-    char body[65536];
-    size_t body_len;
-    char headers[8192];
-    size_t headers_len;
-} resp;
-
-static size_t
-on_data(char *p, size_t sz, size_t n, char *dst, size_t cap, size_t *len)
-{
-    size_t got = sz * n;
-    size_t take = got < cap - 1 - *len ? got : cap - 1 - *len;
-    memcpy(dst + *len, p, take);
-    *len += take;
-    dst[*len] = '\0';
-    return got;
-}
-
-static size_t
-on_body(char *p, size_t sz, size_t n, void *ud)
-{
-    resp *r = ud;
-    return on_data(p, sz, n, r->body, sizeof r->body, &r->body_len);
-}
-
-static size_t
-on_header(char *p, size_t sz, size_t n, void *ud)
-{
-    resp *r = ud;
-    return on_data(p, sz, n, r->headers, sizeof r->headers, &r->headers_len);
-}
-
-typedef struct upload {
-    const char *data;
-    size_t left;
-} upload;
-
-static size_t
-on_read(char *buf, size_t sz, size_t n, void *ud)
-{
-    upload *u = ud;
-    size_t take = u->left < sz * n ? u->left : sz * n;
-    memcpy(buf, u->data, take);
-    u->data += take;
-    u->left -= take;
-    return take;
-}
-
-/* hdrs: NULL-terminated (NULL entries before the end are skipped: use n_hdrs) */
 static void
-call(resp *r, const char *method, const char *path, const char *const *hdrs, size_t n_hdrs,
-     const char *body, bool chunked)
+get(tsupport_resp *r, const char *path)
 {
-    memset(r, 0, sizeof *r);
-    CURL *c = curl_easy_init();
-    cr_assert_not_null(c);
-    char url[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", edge.port, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-    struct curl_slist *list = NULL;
-    for (size_t i = 0; i < n_hdrs; i++)
-        if (hdrs[i] != NULL)
-            list = curl_slist_append(list, hdrs[i]);
-    upload up = { body, body ? strlen(body) : 0 };
-    if (chunked) {
-        list = curl_slist_append(list, "Transfer-Encoding: chunked");
-        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(c, CURLOPT_READDATA, &up);
-    } else if (body != NULL) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-    CURLcode rc = curl_easy_perform(c);
-    cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_slist_free_all(list);
-    curl_easy_cleanup(c);
+    tsupport_http_call(r, edge.port, "GET", path, NULL, NULL, false);
 }
 
 static void
-get(resp *r, const char *path)
-{
-    call(r, "GET", path, NULL, 0, NULL, false);
-}
-
-static void
-post_product(resp *r, const char *auth, const char *idem_key, const char *body)
+post_product(tsupport_resp *r, const char *auth, const char *idem_key, const char *body)
 {
     char key[300] = "";
     if (idem_key != NULL)
         snprintf(key, sizeof key, "Idempotency-Key: %s", idem_key);
-    const char *h[] = { "Content-Type: application/json", auth, idem_key ? key : NULL };
-    call(r, "POST", "/api/v1/products", h, LB_COUNTOF(h), body, false);
-}
-
-/* Value of response header name (without CRLF) into out; false if absent. */
-static bool
-header_value(const resp *r, const char *name, char *out, size_t n)
-{
-    char pat[128];
-    snprintf(pat, sizeof pat, "\n%s: ", name);
-    const char *p = strcasestr(r->headers, pat);
-    if (p == NULL)
-        return false;
-    p += strlen(pat);
-    size_t len = strcspn(p, "\r\n");
-    if (len >= n)
-        return false;
-    memcpy(out, p, len);
-    out[len] = '\0';
-    return true;
-}
-
-static json_t *
-body_json(const resp *r)
-{
-    json_error_t je;
-    json_t *j = json_loads(r->body, 0, &je);
-    cr_assert_not_null(j, "status %ld, body not JSON: %s", r->status, r->body);
-    return j;
-}
-
-static void
-assert_error(const resp *r, long status, const char *code, const char *field)
-{
-    cr_assert_eq(r->status, status, "want %ld got %ld: %s", status, r->status, r->body);
-    json_t *root = body_json(r);
-    json_t *e = json_object_get(root, "error");
-    cr_assert_str_eq(json_string_value(json_object_get(e, "code")), code, "%s", r->body);
-    cr_assert(json_is_string(json_object_get(e, "message")), "%s", r->body);
-    const char *f = json_string_value(json_object_get(e, "field"));
-    if (field == NULL)
-        cr_assert_null(f, "unexpected field: %s", r->body);
-    else
-        cr_assert(f != NULL && strcmp(f, field) == 0, "want field %s: %s", field, r->body);
-    json_decref(root);
+    /* auth and idem_key may be NULL: list only the lines there are */
+    const char *h[4] = { "Content-Type: application/json" };
+    size_t n = 1;
+    if (auth != NULL)
+        h[n++] = auth;
+    if (idem_key != NULL)
+        h[n++] = key;
+    h[n] = NULL;
+    tsupport_http_call(r, edge.port, "POST", "/api/v1/products", h, body, false);
 }
 
 static const char *
@@ -252,7 +109,7 @@ rows_named(const char *name)
 static bool
 ready_is(void *want)
 {
-    resp r;
+    tsupport_resp r;
     get(&r, "/readyz");
     return r.status == *(long *)want;
 }
@@ -284,7 +141,7 @@ catalog_answers(void *unused)
     char id[ID_STR_LEN], path[128];
     id_new(id);
     snprintf(path, sizeof path, "/api/v1/products/%s", id);
-    resp r;
+    tsupport_resp r;
     get(&r, path);
     return r.status == 404;
 }
@@ -349,19 +206,19 @@ TestSuite(products, .init = setup_both, .fini = teardown, .timeout = 120);
 
 Test(products, create_then_read_back)
 {
-    resp r;
+    tsupport_resp r;
     const char *tp = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    const char *h[] = { "Content-Type: application/json", admin_auth, tp };
-    call(&r, "POST", "/api/v1/products", h, LB_COUNTOF(h),
-         "{\"name\":\"OLED TV 55\",\"price\":1890000,\"details\":\"4K, 120 Hz\","
-         "\"category\":\"tv\",\"stock\":7}",
-         false);
+    const char *h[] = { "Content-Type: application/json", admin_auth, tp, NULL };
+    tsupport_http_call(&r, edge.port, "POST", "/api/v1/products", h,
+                       "{\"name\":\"OLED TV 55\",\"price\":1890000,\"details\":\"4K, 120 Hz\","
+                       "\"category\":\"tv\",\"stock\":7}",
+                       false);
     cr_assert_eq(r.status, 201, "%s", r.body);
     char trace[64];
-    cr_assert(header_value(&r, "traceparent", trace, sizeof trace));
+    cr_assert(tsupport_http_header(&r, "traceparent", trace, sizeof trace));
     cr_assert_str_eq(trace, tp + strlen("traceparent: "));
 
-    json_t *p = body_json(&r);
+    json_t *p = tsupport_http_json(&r);
     const char *id = str_of(p, "productId");
     cr_assert(id_valid(id), "%s", id);
     cr_assert_str_eq(str_of(p, "name"), "OLED TV 55");
@@ -372,13 +229,13 @@ Test(products, create_then_read_back)
     cr_assert(rfc3339_utc(str_of(p, "createdAt")), "%s", str_of(p, "createdAt"));
     char loc[128], want_loc[128];
     snprintf(want_loc, sizeof want_loc, "/api/v1/products/%s", id);
-    cr_assert(header_value(&r, "Location", loc, sizeof loc), "%s", r.headers);
+    cr_assert(tsupport_http_header(&r, "Location", loc, sizeof loc), "%s", r.headers);
     cr_assert_str_eq(loc, want_loc);
 
-    resp g;
+    tsupport_resp g;
     get(&g, loc);
     cr_assert_eq(g.status, 200, "%s", g.body);
-    json_t *q = body_json(&g);
+    json_t *q = tsupport_http_json(&g);
     cr_assert(json_equal(p, q), "read back differs:\n%s\n%s", r.body, g.body);
     json_decref(q);
     json_decref(p);
@@ -390,15 +247,15 @@ Test(products, repeat_with_same_idempotency_key_is_the_same_product)
 {
     const char *body = "{\"name\":\"Soundbar\",\"price\":399000,\"details\":\"5.1\","
                        "\"category\":\"audio\",\"stock\":3}";
-    resp a, b, c;
+    tsupport_resp a, b, c;
     post_product(&a, admin_auth, "create-soundbar-1", body);
     cr_assert_eq(a.status, 201, "%s", a.body);
     post_product(&b, admin_auth, "create-soundbar-1", body);
     cr_assert_eq(b.status, 201, "%s", b.body);
     cr_assert_str_eq(a.body, b.body, "a repeat returns the first outcome");
     char la[128], lb[128];
-    cr_assert(header_value(&a, "Location", la, sizeof la));
-    cr_assert(header_value(&b, "Location", lb, sizeof lb));
+    cr_assert(tsupport_http_header(&a, "Location", la, sizeof la));
+    cr_assert(tsupport_http_header(&b, "Location", lb, sizeof lb));
     cr_assert_str_eq(la, lb);
     cr_assert_eq(rows_named("Soundbar"), 1, "no second row");
 
@@ -406,7 +263,7 @@ Test(products, repeat_with_same_idempotency_key_is_the_same_product)
     post_product(&c, admin_auth, "create-soundbar-1",
                  "{\"name\":\"Soundbar\",\"price\":1,\"details\":\"5.1\",\"category\":\"audio\","
                  "\"stock\":3}");
-    assert_error(&c, 422, "unprocessable", NULL);
+    tsupport_http_assert_error(&c, 422, "unprocessable", NULL);
     cr_assert_eq(rows_named("Soundbar"), 1);
 
     /* another key is another product */
@@ -423,43 +280,43 @@ Test(products, tokens_are_checked)
 {
     const char *body = "{\"name\":\"Blocked\",\"price\":1000,\"details\":\"\",\"category\":\"x\","
                        "\"stock\":1}";
-    resp r;
+    tsupport_resp r;
     char www[64];
     post_product(&r, NULL, NULL, body);
-    assert_error(&r, 401, "unauthorized", NULL);
-    cr_assert(header_value(&r, "WWW-Authenticate", www, sizeof www));
+    tsupport_http_assert_error(&r, 401, "unauthorized", NULL);
+    cr_assert(tsupport_http_header(&r, "WWW-Authenticate", www, sizeof www));
     cr_assert_str_eq(www, "Bearer");
     post_product(&r, user_auth, NULL, body);
-    assert_error(&r, 403, "forbidden", NULL);
+    tsupport_http_assert_error(&r, 403, "forbidden", NULL);
     post_product(&r, hs256_auth, NULL, body);
-    assert_error(&r, 401, "unauthorized", NULL);
+    tsupport_http_assert_error(&r, 401, "unauthorized", NULL);
     post_product(&r, expired_auth, NULL, body);
-    assert_error(&r, 401, "unauthorized", NULL);
+    tsupport_http_assert_error(&r, 401, "unauthorized", NULL);
     cr_assert_eq(rows_named("Blocked"), 0);
     finish();
 }
 
 Test(products, bad_bodies_are_400_with_field)
 {
-    resp r;
+    tsupport_resp r;
     post_product(&r, admin_auth, NULL, "{\"name\": \"TV\",");
-    assert_error(&r, 400, "malformed_json", NULL);
+    tsupport_http_assert_error(&r, 400, "malformed_json", NULL);
     post_product(&r, admin_auth, NULL, "{\"name\":\"TV\",\"colour\":\"black\"}");
-    assert_error(&r, 400, "unknown_field", "colour");
+    tsupport_http_assert_error(&r, 400, "unknown_field", "colour");
     post_product(&r, admin_auth, NULL, "{\"name\":\"TV\",\"price\":true}");
-    assert_error(&r, 400, "wrong_type", "price");
+    tsupport_http_assert_error(&r, 400, "wrong_type", "price");
     /* passes the codec, refused by the catalog's own validation */
     post_product(&r, admin_auth, NULL,
                  "{\"name\":\"Cheap TV\",\"price\":-5,\"details\":\"\",\"category\":\"tv\","
                  "\"stock\":1}");
-    assert_error(&r, 400, "invalid_argument", "price");
+    tsupport_http_assert_error(&r, 400, "invalid_argument", "price");
     cr_assert_eq(rows_named("Cheap TV"), 0);
     finish();
 }
 
 Test(products, body_limits_and_media_type)
 {
-    resp r;
+    tsupport_resp r;
     size_t big = 70 * 1024; /* over the 64 KiB default */
     char *huge = malloc(big + 1);
     memset(huge, ' ', big);
@@ -468,15 +325,15 @@ Test(products, body_limits_and_media_type)
     huge[big] = '\0';
     post_product(&r, admin_auth, NULL, huge);
     free(huge);
-    assert_error(&r, 413, "payload_too_large", NULL);
+    tsupport_http_assert_error(&r, 413, "payload_too_large", NULL);
 
-    const char *h[] = { "Content-Type: application/json", admin_auth };
-    call(&r, "POST", "/api/v1/products", h, LB_COUNTOF(h), "{\"name\":\"x\"}", true);
-    assert_error(&r, 411, "length_required", NULL);
+    const char *h[] = { "Content-Type: application/json", admin_auth, NULL };
+    tsupport_http_call(&r, edge.port, "POST", "/api/v1/products", h, "{\"name\":\"x\"}", true);
+    tsupport_http_assert_error(&r, 411, "length_required", NULL);
 
-    const char *t[] = { "Content-Type: text/plain", admin_auth };
-    call(&r, "POST", "/api/v1/products", t, LB_COUNTOF(t), "{\"name\":\"x\"}", false);
-    assert_error(&r, 415, "unsupported_media_type", NULL);
+    const char *t[] = { "Content-Type: text/plain", admin_auth, NULL };
+    tsupport_http_call(&r, edge.port, "POST", "/api/v1/products", t, "{\"name\":\"x\"}", false);
+    tsupport_http_assert_error(&r, 415, "unsupported_media_type", NULL);
     finish();
 }
 
@@ -485,30 +342,30 @@ Test(products, unknown_and_malformed_ids)
     char id[ID_STR_LEN], path[128];
     id_new(id);
     snprintf(path, sizeof path, "/api/v1/products/%s", id);
-    resp r;
+    tsupport_resp r;
     get(&r, path);
-    assert_error(&r, 404, "not_found", NULL);
+    tsupport_http_assert_error(&r, 404, "not_found", NULL);
     get(&r, "/api/v1/products/12345");
-    assert_error(&r, 400, "invalid_argument", "id");
+    tsupport_http_assert_error(&r, 400, "invalid_argument", "id");
     finish();
 }
 
 Test(products, routing_errors)
 {
-    resp r;
+    tsupport_resp r;
     get(&r, "/api/v1/nothing-here");
-    assert_error(&r, 404, "not_found", NULL);
-    call(&r, "DELETE", "/api/v1/products", NULL, 0, NULL, false);
-    assert_error(&r, 405, "method_not_allowed", NULL);
+    tsupport_http_assert_error(&r, 404, "not_found", NULL);
+    tsupport_http_call(&r, edge.port, "DELETE", "/api/v1/products", NULL, NULL, false);
+    tsupport_http_assert_error(&r, 405, "method_not_allowed", NULL);
     char allow[64];
-    cr_assert(header_value(&r, "Allow", allow, sizeof allow));
+    cr_assert(tsupport_http_header(&r, "Allow", allow, sizeof allow));
     cr_assert_str_eq(allow, "POST");
     finish();
 }
 
 Test(products, operational_routes)
 {
-    resp r;
+    tsupport_resp r;
     get(&r, "/healthz");
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
@@ -516,7 +373,7 @@ Test(products, operational_routes)
     cr_assert_eq(r.status, 200, "%s", r.body);
     get(&r, "/api/v1/openapi.json");
     cr_assert_eq(r.status, 200);
-    json_t *doc = body_json(&r);
+    json_t *doc = tsupport_http_json(&r);
     cr_assert_not_null(json_object_get(json_object_get(doc, "paths"), "/api/v1/products/{id}"));
     json_decref(doc);
     get(&r, "/metrics");
@@ -533,10 +390,10 @@ Test(products, readyz_follows_nats)
     long down = 503, up = 200;
     tsupport_nats_stop();
     bool went_down = tsupport_poll_until(ready_is, &down, 10000);
-    resp r;
+    tsupport_resp r;
     if (went_down) {
         get(&r, "/readyz");
-        assert_error(&r, 503, "unavailable", NULL);
+        tsupport_http_assert_error(&r, 503, "unavailable", NULL);
     }
     tsupport_nats_start();
     cr_assert(went_down, "/readyz stayed 200 without NATS");
@@ -557,7 +414,7 @@ Test(products, sigterm_stops_cleanly)
 static bool
 product_readable(void *path)
 {
-    resp r;
+    tsupport_resp r;
     get(&r, path);
     return r.status == 200;
 }
@@ -568,16 +425,16 @@ Test(products_pending, unanswered_create_is_202_and_lands_later)
 {
     const char *env[] = { "LAYBY_EDGE_COMMAND_TIMEOUT=300ms", NULL };
     start_edge(env);
-    resp r;
+    tsupport_resp r;
     post_product(&r, admin_auth, "late-1",
                  "{\"name\":\"Late lamp\",\"price\":25000,\"details\":\"\",\"category\":\"home\","
                  "\"stock\":2}");
     cr_assert_eq(r.status, 202, "%s", r.body);
-    json_t *p = body_json(&r);
+    json_t *p = tsupport_http_json(&r);
     cr_assert_str_eq(str_of(p, "status"), "PENDING");
     char loc[128], want[128];
     snprintf(want, sizeof want, "/api/v1/products/%s", str_of(p, "productId"));
-    cr_assert(header_value(&r, "Location", loc, sizeof loc));
+    cr_assert(tsupport_http_header(&r, "Location", loc, sizeof loc));
     cr_assert_str_eq(loc, want);
 
     /* the command is stored: once the catalog runs, the product appears */
@@ -589,7 +446,7 @@ Test(products_pending, unanswered_create_is_202_and_lands_later)
                  "{\"name\":\"Late lamp\",\"price\":25000,\"details\":\"\",\"category\":\"home\","
                  "\"stock\":2}");
     cr_assert_eq(r.status, 201, "%s", r.body);
-    json_t *q = body_json(&r);
+    json_t *q = tsupport_http_json(&r);
     cr_assert_str_eq(str_of(q, "productId"), str_of(p, "productId"));
     json_decref(q);
     json_decref(p);

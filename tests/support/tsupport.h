@@ -27,6 +27,8 @@
 #ifndef LAYBY_TESTS_SUPPORT_TSUPPORT_H
 #define LAYBY_TESTS_SUPPORT_TSUPPORT_H
 
+#include <jansson.h>
+#include <jwt.h>
 #include <libpq-fe.h>
 #include <nats/nats.h>
 #include <stdbool.h>
@@ -130,5 +132,51 @@ void tsupport_daemons_kill(tsupport_proc *procs, size_t n);
 /* The value of one series ("layby_svc_messages_handled_total{service=\"catalog\"}")
  * on the daemon serving /metrics at port; fails the test when it is absent. */
 long long tsupport_metric(int port, const char *series);
+
+/* --- HTTP client for edge suites (tsupport_http.c) ---------------------------- */
+
+/* Needs no harness server: the unit suites that run the edge in-process use
+ * it too. The body and headers are captured into fixed buffers; what does not
+ * fit is dropped (still NUL-terminated), which no edge answer comes near. */
+typedef struct tsupport_resp {
+    long status;        /* HTTP status, 0 before an answer */
+    char body[65536];   /* the response body, NUL-terminated */
+    size_t body_len;    /* bytes of body kept */
+    char headers[8192]; /* status line + header lines as received (CRLF kept) */
+    size_t headers_len; /* bytes of headers kept */
+} tsupport_resp;
+
+/* curl CURLOPT_WRITEFUNCTION / CURLOPT_HEADERFUNCTION appending to the
+ * tsupport_resp passed as WRITEDATA / HEADERDATA, for a test that drives its
+ * own CURL handle (keep-alive, HEAD). Zero the tsupport_resp first. */
+size_t tsupport_http_on_body(char *p, size_t sz, size_t n, void *resp);
+size_t tsupport_http_on_header(char *p, size_t sz, size_t n, void *resp);
+/* method path on http://127.0.0.1:<port> with extra header lines hdrs
+ * ("Name: value", NULL-terminated list, or NULL) and body (NULL = none), on a
+ * fresh connection; *r gets the answer (it is zeroed first). chunked sends the
+ * body with Transfer-Encoding: chunked and no Content-Length. Fails the test
+ * when no answer came within 20 s. */
+void tsupport_http_call(tsupport_resp *r, int port, const char *method, const char *path,
+                        const char *const *hdrs, const char *body, bool chunked);
+/* Value of response header name (case-insensitive, without CRLF) into out
+ * (n bytes); false if absent or longer than n - 1. */
+bool tsupport_http_header(const tsupport_resp *r, const char *name, char *out, size_t n);
+/* The body parsed as JSON (the caller json_decref()s it); fails the test when
+ * it is not JSON. */
+json_t *tsupport_http_json(const tsupport_resp *r);
+/* Asserts the edge's error shape: status, a JSON body {"error": {"code": code,
+ * "message": <string>, "field": field}}, field absent when field is NULL. */
+void tsupport_http_assert_error(const tsupport_resp *r, long status, const char *code,
+                                const char *field);
+
+/* iat value for tsupport_jwt_mint(): leave the claim out. */
+#define TSUPPORT_JWT_NO_IAT (-1)
+/* Signs a token as the member service would (sub = a fixed member id, role,
+ * iss "layby", iat unless TSUPPORT_JWT_NO_IAT, exp; seconds since the epoch)
+ * with alg and key_pem (a PEM private key for ES256; for HS256 the text is the
+ * HMAC secret, which is how a suite forges the alg-confusion attack) and writes
+ * the header line "Authorization: Bearer <token>" into out (n bytes). */
+void tsupport_jwt_mint(char *out, size_t n, const char *role, jwt_alg_t alg, const char *key_pem,
+                       int64_t iat, int64_t exp);
 
 #endif

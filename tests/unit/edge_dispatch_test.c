@@ -25,6 +25,7 @@
 #include "edge_ops.h"
 #include "edge_routes.h"
 #include "engine/log.h"
+#include "tsupport.h"
 
 static edge_app app;
 static struct mg_context *http;
@@ -43,22 +44,6 @@ pem_of(EVP_PKEY *k, bool priv, char *out, size_t n)
     memcpy(out, data, (size_t)len);
     out[len] = '\0';
     BIO_free(b);
-}
-
-static char *
-token(const char *role, jwt_alg_t alg, const char *key, int64_t exp)
-{
-    jwt_t *j = NULL;
-    cr_assert_eq(jwt_new(&j), 0);
-    jwt_add_grant(j, "sub", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
-    jwt_add_grant(j, "role", role);
-    jwt_add_grant(j, "iss", "layby");
-    jwt_add_grant_int(j, "exp", (long)exp);
-    cr_assert_eq(jwt_set_alg(j, alg, (const unsigned char *)key, (int)strlen(key)), 0);
-    char *t = jwt_encode_str(j);
-    jwt_free(j);
-    cr_assert_not_null(t);
-    return t;
 }
 
 static void
@@ -105,120 +90,19 @@ teardown(void)
     curl_global_cleanup();
 }
 
-/* --- a tiny HTTP client ----------------------------------------------------- */
-
-typedef struct resp {
-    long status;
-    char body[65536];
-    size_t body_len;
-    char headers[8192];
-    size_t headers_len;
-} resp;
-
-static size_t
-on_body(char *p, size_t sz, size_t n, void *ud)
-{
-    resp *r = ud;
-    size_t len = sz * n;
-    size_t room = sizeof r->body - 1 - r->body_len;
-    size_t take = len < room ? len : room;
-    memcpy(r->body + r->body_len, p, take);
-    r->body_len += take;
-    r->body[r->body_len] = '\0';
-    return len;
-}
-
-static size_t
-on_header(char *p, size_t sz, size_t n, void *ud)
-{
-    resp *r = ud;
-    size_t len = sz * n;
-    size_t room = sizeof r->headers - 1 - r->headers_len;
-    size_t take = len < room ? len : room;
-    memcpy(r->headers + r->headers_len, p, take);
-    r->headers_len += take;
-    r->headers[r->headers_len] = '\0';
-    return len;
-}
-
-typedef struct chunk_src {
-    const char *data;
-    size_t left;
-} chunk_src;
-
-static size_t
-on_read(char *buf, size_t sz, size_t n, void *ud)
-{
-    chunk_src *s = ud;
-    size_t take = s->left < sz * n ? s->left : sz * n;
-    memcpy(buf, s->data, take);
-    s->data += take;
-    s->left -= take;
-    return take;
-}
-
-/* method, path, extra headers (NULL-terminated list), body (NULL = none);
- * chunked sends the body with Transfer-Encoding: chunked. */
-static void
-call(resp *r, const char *method, const char *path, const char *const *hdrs, const char *body,
-     bool chunked)
-{
-    memset(r, 0, sizeof *r);
-    CURL *c = curl_easy_init();
-    cr_assert_not_null(c);
-    char url[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-    struct curl_slist *list = NULL;
-    for (size_t i = 0; hdrs != NULL && hdrs[i] != NULL; i++)
-        list = curl_slist_append(list, hdrs[i]);
-    chunk_src src = { body, body ? strlen(body) : 0 };
-    if (chunked) {
-        list = curl_slist_append(list, "Transfer-Encoding: chunked");
-        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(c, CURLOPT_READDATA, &src);
-    } else if (body != NULL) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-    CURLcode rc = curl_easy_perform(c);
-    cr_assert_eq(rc, CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_slist_free_all(list);
-    curl_easy_cleanup(c);
-}
-
 static bool
-has_header(const resp *r, const char *line)
+has_header(const tsupport_resp *r, const char *line)
 {
     return strcasestr(r->headers, line) != NULL;
 }
 
+/* The shared error-shape check, plus the media type on the wire. */
 static void
-assert_error(const resp *r, long status, const char *code, const char *field)
+assert_error(const tsupport_resp *r, long status, const char *code, const char *field)
 {
     cr_assert_eq(r->status, status, "want %ld got %ld: %s", status, r->status, r->body);
     cr_assert(has_header(r, "Content-Type: application/json"), "%s", r->headers);
-    json_error_t je;
-    json_t *root = json_loads(r->body, 0, &je);
-    cr_assert_not_null(root, "not JSON: %s", r->body);
-    json_t *e = json_object_get(root, "error");
-    cr_assert_str_eq(json_string_value(json_object_get(e, "code")), code, "%s", r->body);
-    cr_assert(json_is_string(json_object_get(e, "message")), "%s", r->body);
-    const char *f = json_string_value(json_object_get(e, "field"));
-    if (field == NULL)
-        cr_assert_null(f, "unexpected field in %s", r->body);
-    else
-        cr_assert(f != NULL && strcmp(f, field) == 0, "want field %s: %s", field, r->body);
-    json_decref(root);
+    tsupport_http_assert_error(r, status, code, field);
 }
 
 static char admin_auth[2048], user_auth[2048];
@@ -227,35 +111,33 @@ static void
 tokens(void)
 {
     int64_t exp = lb_now_ms() / 1000 + 600;
-    char *a = token("ADMIN", JWT_ALG_ES256, priv_pem, exp);
-    char *u = token("USER", JWT_ALG_ES256, priv_pem, exp);
-    snprintf(admin_auth, sizeof admin_auth, "Authorization: Bearer %s", a);
-    snprintf(user_auth, sizeof user_auth, "Authorization: Bearer %s", u);
-    free(a);
-    free(u);
+    tsupport_jwt_mint(admin_auth, sizeof admin_auth, "ADMIN", JWT_ALG_ES256, priv_pem,
+                      TSUPPORT_JWT_NO_IAT, exp);
+    tsupport_jwt_mint(user_auth, sizeof user_auth, "USER", JWT_ALG_ES256, priv_pem,
+                      TSUPPORT_JWT_NO_IAT, exp);
 }
 
 static void
-post_product(resp *r, const char *auth, const char *ctype, const char *body)
+post_product(tsupport_resp *r, const char *auth, const char *ctype, const char *body)
 {
     const char *h[] = { auth, ctype, NULL };
-    call(r, "POST", "/api/v1/products", h, body, false);
+    tsupport_http_call(r, port, "POST", "/api/v1/products", h, body, false);
 }
 
 TestSuite(edge_dispatch, .init = setup, .fini = teardown);
 
 Test(edge_dispatch, healthz_and_trace_context)
 {
-    resp r;
+    tsupport_resp r;
     const char *tp = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const char *h[] = { tp, NULL };
-    call(&r, "GET", "/healthz", h, NULL, false);
+    tsupport_http_call(&r, port, "GET", "/healthz", h, NULL, false);
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, "{\"status\":\"ok\"}");
     cr_assert(has_header(&r, tp), "traceparent echoed: %s", r.headers);
 
     const char *bad[] = { "traceparent: 00-zz-00", NULL };
-    call(&r, "GET", "/healthz", bad, NULL, false);
+    tsupport_http_call(&r, port, "GET", "/healthz", bad, NULL, false);
     const char *got = strcasestr(r.headers, "traceparent: ");
     cr_assert_not_null(got);
     char val[64];
@@ -265,13 +147,14 @@ Test(edge_dispatch, healthz_and_trace_context)
 
 Test(edge_dispatch, unknown_route_is_404_and_wrong_method_is_405)
 {
-    resp r;
-    call(&r, "GET", "/api/v1/nothing", NULL, NULL, false);
+    tsupport_resp r;
+    tsupport_http_call(&r, port, "GET", "/api/v1/nothing", NULL, NULL, false);
     assert_error(&r, 404, "not_found", NULL);
-    call(&r, "DELETE", "/api/v1/products/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", NULL, NULL, false);
+    tsupport_http_call(&r, port, "DELETE", "/api/v1/products/0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+                       NULL, NULL, false);
     assert_error(&r, 405, "method_not_allowed", NULL);
     cr_assert(has_header(&r, "Allow: GET\r\n"), "%s", r.headers);
-    call(&r, "GET", "/api/v1/products", NULL, NULL, false);
+    tsupport_http_call(&r, port, "GET", "/api/v1/products", NULL, NULL, false);
     assert_error(&r, 405, "method_not_allowed", NULL);
     cr_assert(has_header(&r, "Allow: POST\r\n"), "%s", r.headers);
 }
@@ -281,11 +164,11 @@ Test(edge_dispatch, head_gets_headers_without_a_body)
     CURL *c = curl_easy_init();
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    resp r;
+    tsupport_resp r;
     memset(&r, 0, sizeof r);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, tsupport_http_on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
     cr_assert_eq(curl_easy_perform(c), CURLE_OK);
@@ -296,7 +179,7 @@ Test(edge_dispatch, head_gets_headers_without_a_body)
     /* the same connection still works: no stray body bytes were sent */
     curl_easy_setopt(c, CURLOPT_NOBODY, 0L);
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tsupport_http_on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
     cr_assert_eq(curl_easy_perform(c), CURLE_OK);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
@@ -308,7 +191,7 @@ Test(edge_dispatch, head_gets_headers_without_a_body)
 Test(edge_dispatch, tokens_and_roles)
 {
     tokens();
-    resp r;
+    tsupport_resp r;
     post_product(&r, NULL, "Content-Type: application/json", "{}");
     assert_error(&r, 401, "unauthorized", NULL);
     cr_assert(has_header(&r, "WWW-Authenticate: Bearer"), "%s", r.headers);
@@ -320,16 +203,14 @@ Test(edge_dispatch, tokens_and_roles)
     post_product(&r, user_auth, "Content-Type: application/json", "{}");
     assert_error(&r, 403, "forbidden", NULL);
 
-    char *hs = token("ADMIN", JWT_ALG_HS256, pub_pem, lb_now_ms() / 1000 + 600);
     char h[2048];
-    snprintf(h, sizeof h, "Authorization: Bearer %s", hs);
-    free(hs);
+    tsupport_jwt_mint(h, sizeof h, "ADMIN", JWT_ALG_HS256, pub_pem, TSUPPORT_JWT_NO_IAT,
+                      lb_now_ms() / 1000 + 600);
     post_product(&r, h, "Content-Type: application/json", "{}");
     assert_error(&r, 401, "unauthorized", NULL);
 
-    char *old = token("ADMIN", JWT_ALG_ES256, priv_pem, lb_now_ms() / 1000 - 1);
-    snprintf(h, sizeof h, "Authorization: Bearer %s", old);
-    free(old);
+    tsupport_jwt_mint(h, sizeof h, "ADMIN", JWT_ALG_ES256, priv_pem, TSUPPORT_JWT_NO_IAT,
+                      lb_now_ms() / 1000 - 1);
     post_product(&r, h, "Content-Type: application/json", "{}");
     assert_error(&r, 401, "unauthorized", NULL);
 }
@@ -337,7 +218,7 @@ Test(edge_dispatch, tokens_and_roles)
 Test(edge_dispatch, body_limits_and_content_type)
 {
     tokens();
-    resp r;
+    tsupport_resp r;
     post_product(&r, admin_auth, "Content-Type: text/plain", "{\"name\":\"x\"}");
     assert_error(&r, 415, "unsupported_media_type", NULL);
 
@@ -351,14 +232,14 @@ Test(edge_dispatch, body_limits_and_content_type)
     cr_assert(has_header(&r, "Connection: close"), "unread body: close (%s)", r.headers);
 
     const char *h[] = { admin_auth, "Content-Type: application/json", NULL };
-    call(&r, "POST", "/api/v1/products", h, "{\"name\":\"x\"}", true);
+    tsupport_http_call(&r, port, "POST", "/api/v1/products", h, "{\"name\":\"x\"}", true);
     assert_error(&r, 411, "length_required", NULL);
 }
 
 Test(edge_dispatch, json_faults_name_the_field)
 {
     tokens();
-    resp r;
+    tsupport_resp r;
     const char *ct = "Content-Type: application/json; charset=utf-8";
     post_product(&r, admin_auth, ct, "{\"name\":");
     assert_error(&r, 400, "malformed_json", NULL);
@@ -376,21 +257,21 @@ Test(edge_dispatch, json_faults_name_the_field)
 
 Test(edge_dispatch, malformed_product_id_is_400)
 {
-    resp r;
-    call(&r, "GET", "/api/v1/products/not-a-uuid", NULL, NULL, false);
+    tsupport_resp r;
+    tsupport_http_call(&r, port, "GET", "/api/v1/products/not-a-uuid", NULL, NULL, false);
     assert_error(&r, 400, "invalid_argument", "id");
 }
 
 Test(edge_dispatch, metrics_and_openapi)
 {
-    resp r;
-    call(&r, "GET", "/nope", NULL, NULL, false);
-    call(&r, "GET", "/api/v1/openapi.json", NULL, NULL, false);
+    tsupport_resp r;
+    tsupport_http_call(&r, port, "GET", "/nope", NULL, NULL, false);
+    tsupport_http_call(&r, port, "GET", "/api/v1/openapi.json", NULL, NULL, false);
     cr_assert_eq(r.status, 200);
     json_t *doc = json_loads(r.body, 0, NULL);
     cr_assert(json_is_object(json_object_get(doc, "paths")));
     json_decref(doc);
-    call(&r, "GET", "/metrics", NULL, NULL, false);
+    tsupport_http_call(&r, port, "GET", "/metrics", NULL, NULL, false);
     cr_assert_eq(r.status, 200);
     cr_assert(has_header(&r, "Content-Type: text/plain"), "%s", r.headers);
     cr_assert_not_null(strstr(r.body,
@@ -409,10 +290,10 @@ Test(edge_dispatch, keep_alive_connection_serves_many_requests)
     CURL *c = curl_easy_init();
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    resp r;
+    tsupport_resp r;
     memset(&r, 0, sizeof r);
     curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tsupport_http_on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
     for (int i = 0; i < 20; i++) {
         r.body_len = 0;
