@@ -51,53 +51,46 @@ start_str(const ProtobufCMessage *start, const char *name)
     return *(char *const *)((const char *)start + f->offset);
 }
 
-/* Fills the fields TestStepDo and TestStepUndo share; false when out of memory
- * (what was set is freed with the message). */
+/* Sets string field `name` of m to a copy of v; false when out of memory. */
 static bool
-fill_common(char **saga_id, char **key, char **script, const saga_state *s,
-            const ProtobufCMessage *start)
+set_str(ProtobufCMessage *m, const char *name, const char *v)
 {
-    *saga_id = dup_str(s->id);
-    *key = dup_str(start_str(start, "key"));
-    *script = dup_str(start_str(start, "script"));
-    return *saga_id != NULL && *key != NULL && *script != NULL;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    char *copy = dup_str(v);
+    if (copy == NULL)
+        return false;
+    memcpy((char *)m + f->offset, &copy, sizeof copy);
+    return true;
 }
 
-static lb_status
-sagatest_build_do(ProtobufCMessage **out, const saga_type *t, const saga_state *s,
-                  const saga_cmd *cmd, const ProtobufCMessage *start, lb_err *err)
+static void
+set_u32(ProtobufCMessage *m, const char *name, uint32_t v)
 {
-    (void)t;
-    Layby__V1__TestStepDo *m = malloc(sizeof *m);
-    if (m == NULL)
-        return lb_err_set(err, LB_ERR_NOMEM, "sagatest: out of memory");
-    layby__v1__test_step_do__init(m);
-    m->step = cmd->step;
-    m->attempt = cmd->attempt;
-    if (!fill_common(&m->saga_id, &m->key, &m->script, s, start)) {
-        protobuf_c_message_free_unpacked(&m->base, NULL);
-        return lb_err_set(err, LB_ERR_NOMEM, "sagatest: out of memory");
-    }
-    *out = &m->base;
-    return LB_OK;
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    memcpy((char *)m + f->offset, &v, sizeof v);
 }
 
+/* Builds TestStepDo or TestStepUndo (cmd->desc): both carry saga_id, step,
+ * attempt, and the start command's key and script, so one builder serves both. */
 static lb_status
-sagatest_build_undo(ProtobufCMessage **out, const saga_type *t, const saga_state *s,
-                    const saga_cmd *cmd, const ProtobufCMessage *start, lb_err *err)
+sagatest_build(ProtobufCMessage **out, const saga_type *t, const saga_state *s, const saga_cmd *cmd,
+               const ProtobufCMessage *start, lb_err *err)
 {
     (void)t;
-    Layby__V1__TestStepUndo *m = malloc(sizeof *m);
+    ProtobufCMessage *m = malloc(cmd->desc->sizeof_message);
     if (m == NULL)
         return lb_err_set(err, LB_ERR_NOMEM, "sagatest: out of memory");
-    layby__v1__test_step_undo__init(m);
-    m->step = cmd->step;
-    m->attempt = cmd->attempt;
-    if (!fill_common(&m->saga_id, &m->key, &m->script, s, start)) {
-        protobuf_c_message_free_unpacked(&m->base, NULL);
+    protobuf_c_message_init(cmd->desc, m);
+    set_u32(m, "step", cmd->step);
+    set_u32(m, "attempt", cmd->attempt);
+    if (!set_str(m, "saga_id", s->id) || !set_str(m, "key", start_str(start, "key")) ||
+        !set_str(m, "script", start_str(start, "script"))) {
+        protobuf_c_message_free_unpacked(m, NULL);
         return lb_err_set(err, LB_ERR_NOMEM, "sagatest: out of memory");
     }
-    *out = &m->base;
+    *out = m;
     return LB_OK;
 }
 
@@ -107,14 +100,14 @@ sagatest_build_undo(ProtobufCMessage **out, const saga_type *t, const saga_state
         .name = step_name,                                                       \
         .command = &layby__v1__test_step_do__descriptor,                         \
         .subject = SAGA_SUBJ_TEST_DO,                                            \
-        .build = sagatest_build_do,                                              \
+        .build = sagatest_build,                                              \
         .on_ok = &layby__v1__test_step_done__descriptor,                         \
         .on_fail = &layby__v1__test_step_failed__descriptor,                     \
         .timeout_ms = (timeout),                                                 \
         .retry = &sagatest_retry,                                                \
         .compensate = &layby__v1__test_step_undo__descriptor,                    \
         .compensate_subject = SAGA_SUBJ_TEST_UNDO,                               \
-        .build_compensate = sagatest_build_undo,                                 \
+        .build_compensate = sagatest_build,                                 \
         .on_compensated = &layby__v1__test_step_undone__descriptor,              \
         .on_compensate_fail = &layby__v1__test_step_undo_failed__descriptor,     \
         .compensate_retry = &sagatest_compensate_retry,                          \

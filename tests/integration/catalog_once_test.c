@@ -100,18 +100,6 @@ consumer_idle(void *arg)
     return idle;
 }
 
-typedef struct want {
-    const char *sql;
-    int64_t n;
-} want;
-
-static bool
-sql_equals(void *arg)
-{
-    want *w = arg;
-    return tsupport_sql_int(w->sql) == w->n;
-}
-
 typedef struct stream_want {
     const char *stream;
     uint64_t n;
@@ -128,14 +116,6 @@ static bool
 proc_dead(void *arg)
 {
     return !tsupport_daemon_alive(arg);
-}
-
-static void
-wait_sql(const char *sql, int64_t n)
-{
-    want w = { sql, n };
-    cr_assert(tsupport_poll_until(sql_equals, &w, WAIT_MS), "%s never became %lld (is %lld)", sql,
-              (long long)n, (long long)tsupport_sql_int(sql));
 }
 
 static void
@@ -169,7 +149,7 @@ Test(catalog_once, same_msg_id_delivered_twice_changes_the_database_once)
     bus_envelope env;
     bus_envelope_init(&env, &layby__v1__create_product__descriptor, NULL);
     send_create(&env, pid, "twice");
-    wait_sql("SELECT count(*) FROM catalog.products", 1);
+    tsupport_wait_count(WAIT_MS, 1, "SELECT count(*) FROM catalog.products");
     wait_stream("LAYBY_EVT", 1);
     /* Re-send until the broker's duplicate window has passed and it stores the
      * repeat; a publish it drops as duplicate reaches no consumer. */
@@ -217,10 +197,10 @@ Test(catalog_once, same_product_under_two_msg_ids_is_one_product)
         bus_envelope_init(&env, &layby__v1__create_product__descriptor, NULL);
         send_create(&env, pid, "retried");
     }
-    wait_sql("SELECT count(*) FROM catalog.inbox", 3);
+    tsupport_wait_count(WAIT_MS, 3, "SELECT count(*) FROM catalog.inbox");
     cr_assert(tsupport_poll_until(consumer_idle, NULL, WAIT_MS));
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.products"), 1);
-    wait_sql("SELECT count(*) FROM catalog.outbox", 0);
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM catalog.outbox");
     cr_assert_eq(stream_msgs("LAYBY_EVT"), 1);
     cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
 }
@@ -239,7 +219,7 @@ Test(catalog_once, killed_after_commit_before_ack_applies_nothing_twice)
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.products"), 1);
     tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
     cr_assert(tsupport_poll_until(consumer_idle, NULL, WAIT_MS), "redelivery was never acked");
-    wait_sql("SELECT count(*) FROM catalog.outbox", 0);
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM catalog.outbox");
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.products"), 1);
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.inbox"), 1);
     cr_assert_eq(stream_msgs("LAYBY_EVT"), 1);
@@ -259,8 +239,8 @@ Test(catalog_once, killed_after_publish_before_delete_publishes_once)
     cr_assert(tsupport_poll_until(proc_dead, p, WAIT_MS), "the fault point never fired");
     tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
     cr_assert(tsupport_poll_until(consumer_idle, NULL, WAIT_MS));
-    wait_sql("SELECT count(*) FROM catalog.products", 10);
-    wait_sql("SELECT count(*) FROM catalog.outbox", 0);
+    tsupport_wait_count(WAIT_MS, 10, "SELECT count(*) FROM catalog.products");
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM catalog.outbox");
     cr_assert_eq(stream_msgs("LAYBY_EVT"), 10, "republished rows must be dropped as duplicates");
     cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
 }
@@ -293,7 +273,7 @@ Test(catalog_once, events_written_while_nats_is_down_are_published_once_it_is_ba
     }
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.outbox"), 25);
     tsupport_nats_start();
-    wait_sql("SELECT count(*) FROM catalog.outbox", 0);
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM catalog.outbox");
     cr_assert_eq(stream_msgs("LAYBY_EVT"), 25, "every row exactly once");
     cr_assert(tsupport_daemon_alive(p));
     cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
@@ -365,7 +345,7 @@ Test(catalog_once, poison_messages_land_in_the_dlq_and_the_consumer_goes_on)
     publish_raw("layby.cmd.catalog.create_product", "poison-3", "layby.v1.Nonsense", "", 0);
     wait_stream("LAYBY_DLQ", 3);
     send_new("after the poison");
-    wait_sql("SELECT count(*) FROM catalog.products", 1);
+    tsupport_wait_count(WAIT_MS, 1, "SELECT count(*) FROM catalog.products");
     cr_assert(tsupport_poll_until(consumer_idle, NULL, WAIT_MS));
     cr_assert_eq(stream_msgs("LAYBY_DLQ"), 3);
     assert_dlq_has_error(0, "decode");
@@ -393,7 +373,7 @@ Test(catalog_once, a_message_that_keeps_failing_is_dead_lettered_after_max_deliv
     cr_assert(strstr(e, "permission denied") != NULL, "%s", e);
     natsMsg_Destroy(m);
     send_new("stored again");
-    wait_sql("SELECT count(*) FROM catalog.products", 1);
+    tsupport_wait_count(WAIT_MS, 1, "SELECT count(*) FROM catalog.products");
     cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
 }
 
@@ -414,8 +394,8 @@ Test(catalog_once, two_instances_share_the_durable)
     };
     for (int i = 0; i < N; i++)
         send_new("shared");
-    wait_sql("SELECT count(*) FROM catalog.products", N);
-    wait_sql("SELECT count(*) FROM catalog.outbox", 0);
+    tsupport_wait_count(WAIT_MS, N, "SELECT count(*) FROM catalog.products");
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM catalog.outbox");
     wait_stream("LAYBY_EVT", N);
     const char *k = "layby_svc_messages_handled_total{service=\"catalog\"}";
     long long ha = tsupport_metric(a->port, k), hb = tsupport_metric(b->port, k);

@@ -62,35 +62,12 @@ saga_start(char id[ID_STR_LEN], const char *script)
                  err.msg);
 }
 
-typedef struct want {
-    char sql[512];
-    int64_t n;
-} want;
-
-static bool
-sql_is(void *arg)
-{
-    want *w = arg;
-    return tsupport_sql_int(w->sql) == w->n;
-}
-
-__attribute__((format(printf, 2, 3))) static void
-wait_count(int64_t n, const char *fmt, ...)
-{
-    want w = { .n = n };
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w.sql, sizeof w.sql, fmt, ap);
-    va_end(ap);
-    cr_assert(tsupport_poll_until(sql_is, &w, WAIT_MS), "%s never became %lld (is %lld)", w.sql,
-              (long long)n, (long long)tsupport_sql_int(w.sql));
-}
-
 static void
 wait_status(const char *id, const char *status)
 {
-    wait_count(1, "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND status = '%s'", id,
-               status);
+    tsupport_wait_count(WAIT_MS, 1,
+                        "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND status = '%s'",
+                        id, status);
 }
 
 /* --- running layby-ctl -------------------------------------------------------- */
@@ -235,7 +212,7 @@ Test(ctl, operator_commands_on_a_stuck_saga)
     free(out);
 
     /* Every SagaChanged has left the outbox: replay shows the whole story. */
-    wait_count(0, "SELECT count(*) FROM saga.outbox");
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM saga.outbox");
     char statuses[256];
     cr_assert_eq(CTL1(&out, "replay", "LAYBY_EVT", "--subject", "layby.evt.saga.>"), 0, "%s", out);
     changed_statuses(statuses, sizeof statuses, out, id);
@@ -372,7 +349,8 @@ Test(ctl, dead_letters_are_shown_and_retried)
     cr_assert_not_null(strstr(out, "deleted message"), "%s", out);
     free(out);
     wait_dlq(1);
-    wait_count(1, "SELECT count(*) FROM catalog.products WHERE product_id = '%s'", pid);
+    tsupport_wait_count(WAIT_MS, 1, "SELECT count(*) FROM catalog.products WHERE product_id = '%s'",
+                        pid);
     cr_assert_eq(CTL(&out, "dlq", "show", seq), 1, "%s", out);
     free(out);
     cr_assert_eq(CTL(&out, "dlq", "show", "zero"), 2, "%s", out);

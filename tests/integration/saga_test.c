@@ -100,30 +100,6 @@ sql_text(const char *sql)
     return out;
 }
 
-typedef struct want {
-    char sql[512];
-    int64_t n;
-} want;
-
-static bool
-sql_is(void *arg)
-{
-    want *w = arg;
-    return tsupport_sql_int(w->sql) == w->n;
-}
-
-__attribute__((format(printf, 2, 3))) static void
-wait_count(int64_t n, const char *fmt, ...)
-{
-    want w = { .n = n };
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(w.sql, sizeof w.sql, fmt, ap);
-    va_end(ap);
-    cr_assert(tsupport_poll_until(sql_is, &w, WAIT_MS), "%s never became %lld (is %lld)", w.sql,
-              (long long)n, (long long)tsupport_sql_int(w.sql));
-}
-
 static int64_t
 effects(const char *id, const char *kind)
 {
@@ -148,8 +124,9 @@ tries(const char *id, int step, const char *kind)
 static void
 wait_status(const char *id, const char *status)
 {
-    wait_count(1, "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND status = '%s'", id,
-               status);
+    tsupport_wait_count(WAIT_MS, 1,
+                        "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND status = '%s'",
+                        id, status);
 }
 
 static uint64_t
@@ -275,10 +252,11 @@ Test(saga, a_compensation_that_keeps_failing_is_stuck_until_an_operator_retries)
     natsMsg_Destroy(reply);
     wait_status(id, "FAILED");
     cr_assert_eq(effects(id, "undo"), 2, "both steps undone once");
-    wait_count(1,
-               "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' AND input_kind = 'RETRY' "
-               "AND verdict = 'APPLIED'",
-               id);
+    tsupport_wait_count(
+        WAIT_MS, 1,
+        "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' AND input_kind = 'RETRY' "
+        "AND verdict = 'APPLIED'",
+        id);
 }
 
 Test(saga, a_stuck_saga_resolved_by_an_operator_is_recorded_and_left_alone)
@@ -329,7 +307,7 @@ Test(saga, duplicated_and_reordered_events_leave_the_same_final_state)
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "");
-    wait_count(1, "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s'", id);
+    tsupport_wait_count(WAIT_MS, 1, "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s'", id);
     /* Early answers for steps not yet reached, then step 0 twice. */
     for (int step = 2; step >= 0; step--) {
         Layby__V1__TestStepDone d = LAYBY__V1__TEST_STEP_DONE__INIT;
@@ -353,11 +331,12 @@ Test(saga, duplicated_and_reordered_events_leave_the_same_final_state)
     f.final = true;
     publish_event(SAGA_SUBJ_TEST_FAILED, &f.base, id);
     publish_event(SAGA_SUBJ_TEST_DONE, &d0.base, id);
-    wait_count(2,
-               "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' AND verdict = 'IGNORED' "
-               "AND id > (SELECT max(id) FROM saga.saga_log WHERE verdict = 'APPLIED' "
-               "AND saga_id = '%s')",
-               id, id);
+    tsupport_wait_count(
+        WAIT_MS, 2,
+        "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' AND verdict = 'IGNORED' "
+        "AND id > (SELECT max(id) FROM saga.saga_log WHERE verdict = 'APPLIED' "
+        "AND saga_id = '%s')",
+        id, id);
     wait_status(id, "COMPLETED");
     /* The participant also took step 0's command, late: once, and its answer
      * was a duplicate the saga ignored. */
@@ -377,10 +356,12 @@ Test(saga, timers_survive_a_restart)
     char id[ID_STR_LEN];
     saga_start(id, "1:drop=1");
     /* Step 1's command was dropped: its timeout timer is the saga's only way on. */
-    wait_count(1, "SELECT count(*) FROM sagatest.tries WHERE saga_id = '%s' AND step = 1", id);
+    tsupport_wait_count(
+        WAIT_MS, 1, "SELECT count(*) FROM sagatest.tries WHERE saga_id = '%s' AND step = 1", id);
     tsupport_daemon_kill(&procs[1]);
-    wait_count(1, "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND timer_due_at < now()",
-               id);
+    tsupport_wait_count(
+        WAIT_MS, 1, "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND timer_due_at < now()",
+        id);
     start_orchestrator(&procs[1], 0, NULL);
     wait_status(id, "COMPLETED");
     cr_assert_eq(tries(id, 1, "do"), 2);
@@ -406,12 +387,12 @@ Test(saga, killed_among_200_running_sagas_every_saga_ends_exactly_once)
     cr_assert_lt(tsupport_sql_int("SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'"), N,
                  "killed in the middle, not after the end");
     start_orchestrator(&procs[1], 0, NULL);
-    wait_count(N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
+    tsupport_wait_count(WAIT_MS, N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.effects WHERE kind = 'do'"),
                  3 * N);
     cr_assert_eq(tsupport_sql_int("SELECT count(DISTINCT (saga_id, step)) FROM sagatest.effects"),
                  3 * N, "no command had a second effect");
-    wait_count(0, "SELECT count(*) FROM saga.outbox");
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM saga.outbox");
     cr_assert_eq(subject_count("layby.evt.saga.completed"), N, "each saga ended once");
 }
 
@@ -426,11 +407,11 @@ Test(saga, two_orchestrators_share_1000_sagas_and_each_completes_once)
     char id[ID_STR_LEN];
     for (int i = 0; i < N; i++)
         saga_start(id, "");
-    wait_count(N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
+    tsupport_wait_count(WAIT_MS, N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.effects"), 3 * N);
     cr_assert_eq(tsupport_sql_int("SELECT count(DISTINCT (saga_id, step)) FROM sagatest.effects"),
                  3 * N);
-    wait_count(0, "SELECT count(*) FROM saga.outbox");
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM saga.outbox");
     cr_assert_eq(subject_count("layby.evt.saga.completed"), N);
     cr_assert_gt(tsupport_metric(procs[1].port, HANDLED), 0);
     cr_assert_gt(tsupport_metric(procs[2].port, HANDLED), 0);
@@ -449,7 +430,7 @@ Test(saga, two_orchestrators_never_fire_the_same_timer)
     char id[ID_STR_LEN];
     for (int i = 0; i < N; i++)
         saga_start(id, "1:drop=1");
-    wait_count(N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
+    tsupport_wait_count(WAIT_MS, N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.tries WHERE step = 1 AND "
                                   "kind = 'do' AND n = 2"),
                  N, "each step-1 command sent exactly twice");

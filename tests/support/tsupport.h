@@ -126,6 +126,10 @@ struct bus *tsupport_admin_bus(const char *name);
 void tsupport_sagatest_setup(struct bus *admin);
 /* Starts LAYBY_BUILD_DIR/layby-sagatest on a free metrics port. */
 void tsupport_sagatest_start(tsupport_proc *p);
+/* Polls the integer query built from fmt (count(*), say) until it returns n;
+ * fails the test, showing the last value, when timeout_ms passes first. */
+void tsupport_wait_count(int timeout_ms, int64_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Kills (SIGKILL) every running daemon of procs[0..n) and zeroes the array: a
  * suite's .fini, so a test that failed half-way leaves nothing running. */
 void tsupport_daemons_kill(tsupport_proc *procs, size_t n);

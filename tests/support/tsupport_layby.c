@@ -2,6 +2,7 @@
  * bus, the test saga's participant, and reading one metric of a daemon. */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,30 @@ tsupport_sagatest_start(tsupport_proc *p)
                            "50ms",
                            NULL };
     tsupport_daemon_start(p, "layby-sagatest", pt, args, NULL);
+}
+
+typedef struct want {
+    char sql[512];
+    int64_t n;
+} want;
+
+static bool
+sql_is(void *arg)
+{
+    want *w = arg;
+    return tsupport_sql_int(w->sql) == w->n;
+}
+
+void
+tsupport_wait_count(int timeout_ms, int64_t n, const char *fmt, ...)
+{
+    want w = { .n = n };
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w.sql, sizeof w.sql, fmt, ap);
+    va_end(ap);
+    cr_assert(tsupport_poll_until(sql_is, &w, timeout_ms), "%s never became %lld (is %lld)", w.sql,
+              (long long)n, (long long)tsupport_sql_int(w.sql));
 }
 
 void
