@@ -139,6 +139,10 @@ long long tsupport_metric(int port, const char *series);
 
 /* --- HTTP client for edge suites (tsupport_http.c) ---------------------------- */
 
+/* A fresh ES256 (P-256) key pair as PEM: PKCS#8 private key into priv, public
+ * key into pub (pub may be NULL). Fails the test when a buffer is too small. */
+void tsupport_es256_keys(char *priv, size_t priv_n, char *pub, size_t pub_n);
+
 /* Needs no harness server: the unit suites that run the edge in-process use
  * it too. The body and headers are captured into fixed buffers; what does not
  * fit is dropped (still NUL-terminated), which no edge answer comes near. */

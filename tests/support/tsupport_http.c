@@ -10,6 +10,8 @@
 #define _GNU_SOURCE /* strcasestr */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,4 +172,29 @@ tsupport_jwt_mint(char *out, size_t n, const char *role, jwt_alg_t alg, const ch
     cr_assert_not_null(t);
     snprintf(out, n, "Authorization: Bearer %s", t);
     free(t);
+}
+
+static void
+pem_of(EVP_PKEY *k, bool priv, char *out, size_t n)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    cr_assert(priv ? PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL)
+                   : PEM_write_bio_PUBKEY(b, k));
+    char *data;
+    long len = BIO_get_mem_data(b, &data);
+    cr_assert(len > 0 && (size_t)len < n);
+    memcpy(out, data, (size_t)len);
+    out[len] = '\0';
+    BIO_free(b);
+}
+
+void
+tsupport_es256_keys(char *priv, size_t priv_n, char *pub, size_t pub_n)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    cr_assert_not_null(k);
+    pem_of(k, true, priv, priv_n);
+    if (pub != NULL)
+        pem_of(k, false, pub, pub_n);
+    EVP_PKEY_free(k);
 }

@@ -6,42 +6,21 @@
  */
 #include <criterion/criterion.h>
 #include <jwt.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <pthread.h>
 #include <string.h>
 
 #include "edge_auth.h"
+#include "tsupport.h"
 
 static char priv_pem[4096], pub_pem[1024], other_priv_pem[4096];
 static edge_auth *auth;
 static const int64_t NOW = 1700000000;
 
 static void
-pem_of(EVP_PKEY *k, bool priv, char *out, size_t n)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    cr_assert(priv ? PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL)
-                   : PEM_write_bio_PUBKEY(b, k));
-    char *data;
-    long len = BIO_get_mem_data(b, &data);
-    cr_assert(len > 0 && (size_t)len < n);
-    memcpy(out, data, (size_t)len);
-    out[len] = '\0';
-    BIO_free(b);
-}
-
-static void
 setup(void)
 {
-    EVP_PKEY *k = EVP_EC_gen("P-256");
-    EVP_PKEY *other = EVP_EC_gen("P-256");
-    cr_assert(k != NULL && other != NULL);
-    pem_of(k, true, priv_pem, sizeof priv_pem);
-    pem_of(k, false, pub_pem, sizeof pub_pem);
-    pem_of(other, true, other_priv_pem, sizeof other_priv_pem);
-    EVP_PKEY_free(k);
-    EVP_PKEY_free(other);
+    tsupport_es256_keys(priv_pem, sizeof priv_pem, pub_pem, sizeof pub_pem);
+    tsupport_es256_keys(other_priv_pem, sizeof other_priv_pem, NULL, 0);
     lb_err err;
     cr_assert_eq(edge_auth_new(&auth, pub_pem, strlen(pub_pem), NULL, &err), LB_OK, "%s", err.msg);
 }

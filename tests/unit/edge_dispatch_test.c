@@ -13,8 +13,6 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <jwt.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <string.h>
 
 #include "edge_app.h"
@@ -33,27 +31,9 @@ static int port;
 static char priv_pem[4096], pub_pem[1024];
 
 static void
-pem_of(EVP_PKEY *k, bool priv, char *out, size_t n)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    cr_assert(priv ? PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL)
-                   : PEM_write_bio_PUBKEY(b, k));
-    char *data;
-    long len = BIO_get_mem_data(b, &data);
-    cr_assert(len > 0 && (size_t)len < n);
-    memcpy(out, data, (size_t)len);
-    out[len] = '\0';
-    BIO_free(b);
-}
-
-static void
 setup(void)
 {
-    EVP_PKEY *k = EVP_EC_gen("P-256");
-    cr_assert_not_null(k);
-    pem_of(k, true, priv_pem, sizeof priv_pem);
-    pem_of(k, false, pub_pem, sizeof pub_pem);
-    EVP_PKEY_free(k);
+    tsupport_es256_keys(priv_pem, sizeof priv_pem, pub_pem, sizeof pub_pem);
 
     memset(&app, 0, sizeof app);
     app.cfg.max_body = 1024;
