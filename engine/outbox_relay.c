@@ -3,21 +3,27 @@
  * Two paths, one thread:
  *  - hand-off (the fast path): right after a worker's commit the svc runtime
  *    hands the rows it wrote (already packed, in memory) to the relay, which
- *    publishes them and deletes them by primary key. No scan of the outbox.
- *  - sweep: every sweep period, and when a NOTIFY on "outbox_<schema>" says
- *    another process wrote rows, the relay claims rows older than
+ *    publishes them at once. Their ids are deleted later, many per statement:
+ *    at most RELAY_DELETE_EVERY_MS after publishing, so a delete never sits
+ *    between a commit and its publish, and a busy relay makes one delete per
+ *    period instead of one per hand-off. No scan of the outbox.
+ *  - sweep: every sweep period the relay claims rows older than
  *    RELAY_SWEEP_GRACE_MS (so it does not race live hand-offs) with DELETE ...
  *    RETURNING and publishes them. This picks up what a crashed instance left,
- *    rows whose hand-off failed (NATS down), and rows written by other tools.
+ *    rows whose hand-off failed (NATS down) or overflowed the queue.
  * Why not only the sweep: an outbox is a queue table; its id index fills with
  * dead entries faster than autovacuum removes them, and `ORDER BY id LIMIT n`
  * then walks them all: measured 2-3.5 ms per claim at 50 sagas/s, seven claims
  * on a saga's path (docs/BENCHMARKS.md).
+ * Why no LISTEN/NOTIFY: every writer has its own relay, so a NOTIFY only told
+ * relays what they knew; and PostgreSQL serializes the commits of notifying
+ * transactions on one lock and signals every listening backend.
  *
  * CRASH POINTS:
- *  - published, not deleted (relay.after_publish): the rows stay and the sweep
- *    publishes them again with the same Nats-Msg-Id; JetStream's duplicate
- *    window (2 min) drops them, and readers' inboxes drop anything older.
+ *  - published, not deleted (relay.after_publish, or a crash within the
+ *    delete period): the rows stay and the sweep publishes them again with the
+ *    same Nats-Msg-Id; JetStream's duplicate window (2 min) drops them, and
+ *    readers' inboxes drop anything older.
  *  - handed off, not published: the rows are in the table; the sweep takes them.
  *  - NATS down: the async publishes wait in nats.c's reconnect buffer; we do not
  *    delete until every ack arrived, and do not publish more until they have. */
@@ -55,15 +61,15 @@ static const store_stmt relay_stmts[] = {
     { "relay_claim",       RELAY_SQL_CLAIM },
     { "relay_delete",      RELAY_SQL_DELETE },
     { "relay_inbox_prune", RELAY_SQL_INBOX_PRUNE },
-    { "relay_schema",      "SELECT current_schema()" },
 };
 /* clang-format on */
 
 #define RELAY_PRUNE_EVERY_MS  10000
 #define RELAY_PRUNE_ROUNDS    50    /* x 1000 ids per prune: keeps up with 5,000 msg/s */
 #define RELAY_SWEEP_GRACE_MS  2000  /* rows younger than this belong to a hand-off */
-#define RELAY_NOTIFY_SWEEP_MS 100   /* sweeps a NOTIFY may cause, at most one per this */
 #define RELAY_QUEUE_MAX       65536 /* handed-off rows kept in memory; beyond, the sweep */
+#define RELAY_DELETE_EVERY_MS 20    /* published ids wait at most this long for their delete */
+#define RELAY_DELETE_BATCH    4096  /* ... or until this many are waiting */
 
 struct outbox_relay {
     /* config */
@@ -72,11 +78,13 @@ struct outbox_relay {
     char *db_url;
     /* state, owned by the relay thread (or the drain caller before start) */
     store *st;
-    PGconn *listening_on; /* connection that ran LISTEN; changes after a reconnect */
-    jsCtx *js;            /* own context, so publish errors reach this relay */
-    outbox_buf work;      /* rows being published */
+    PGconn *configured_on;    /* connection set up by ensure_conn(); changes after a reconnect */
+    jsCtx *js;                /* own context, so publish errors reach this relay */
+    outbox_buf work;          /* rows being published */
+    char (*done)[ID_STR_LEN]; /* ids published and not yet deleted */
+    size_t n_done, cap_done;
+    int64_t done_since_ms; /* when the oldest of them was published */
     int64_t last_prune_ms, last_sweep_ms;
-    bool notified; /* a NOTIFY asked for a sweep */
     /* shared */
     pthread_mutex_t lock; /* guards queue */
     outbox_buf queue;     /* handed-off rows waiting for the relay thread */
@@ -157,33 +165,20 @@ out_free:
     return st;
 }
 
-/* Connects (again) if needed; a new connection LISTENs and commits
- * asynchronously: losing a relay commit in a crash only republishes rows under
- * their ids, which dedup drops, so the relay need not wait for the WAL flush. */
+/* Connects (again) if needed; a new connection commits asynchronously:
+ * losing a relay commit in a crash only republishes rows under their ids,
+ * which dedup drops, so the relay need not wait for the WAL flush. */
 static lb_status
-ensure_listening(outbox_relay *r, lb_err *err)
+ensure_conn(outbox_relay *r, lb_err *err)
 {
     lb_status st = store_ensure(r->st, err);
     if (st != LB_OK)
         return st;
-    if (r->listening_on == store_pg(r->st))
+    if (r->configured_on == store_pg(r->st))
         return LB_OK;
     if ((st = store_exec_sql(r->st, "SET synchronous_commit = off", err)) != LB_OK)
         return st;
-    /* The channel is per schema (the trigger notifies outbox_<schema>), so
-     * services sharing one database do not wake each other. */
-    PGresult *res = NULL;
-    if ((st = store_exec(r->st, &res, "relay_schema", 0, NULL, err)) != LB_OK)
-        return st;
-    char sql[128];
-    const char *schema = PQgetvalue(res, 0, 0);
-    bool safe = schema[0] != '\0' &&
-                strspn(schema, "abcdefghijklmnopqrstuvwxyz_0123456789") == strlen(schema);
-    snprintf(sql, sizeof sql, "LISTEN outbox_%s", safe ? schema : "unknown");
-    PQclear(res);
-    if ((st = store_exec_sql(r->st, sql, err)) != LB_OK)
-        return st;
-    r->listening_on = store_pg(r->st);
+    r->configured_on = store_pg(r->st);
     return LB_OK;
 }
 
@@ -230,7 +225,38 @@ earlier_acked(outbox_relay *r, lb_err *err)
     return LB_OK;
 }
 
-/* The fast path: publish what workers handed over, then delete it by id. */
+/* Deletes the rows published so far (one statement, asynchronous commit). On
+ * failure the ids are kept for the next try; the rows are still in the table,
+ * so nothing is lost either way. */
+static lb_status
+delete_done(outbox_relay *r, lb_err *err)
+{
+    if (r->n_done == 0)
+        return LB_OK;
+    store_array ids = { 0 };
+    store_array_begin(&ids);
+    for (size_t i = 0; i < r->n_done; i++)
+        store_array_text(&ids, r->done[i]);
+    store_array_end(&ids);
+    lb_status st = ids.oom ? lb_err_set(err, LB_ERR_NOMEM, "relay ids") : ensure_conn(r, err);
+    if (st == LB_OK) {
+        const char *p[] = { ids.p };
+        st = store_exec(r->st, NULL, "relay_delete", 1, p, err);
+    }
+    store_array_free(&ids);
+    if (st == LB_OK)
+        r->n_done = 0;
+    return st;
+}
+
+static bool
+delete_due(const outbox_relay *r, int64_t now)
+{
+    return r->n_done > 0 &&
+           (r->n_done >= RELAY_DELETE_BATCH || now - r->done_since_ms >= RELAY_DELETE_EVERY_MS);
+}
+
+/* The fast path: publish what workers handed over; their ids wait in done. */
 static lb_status
 publish_handed(outbox_relay *r, size_t *n, lb_err *err)
 {
@@ -247,18 +273,23 @@ publish_handed(outbox_relay *r, size_t *n, lb_err *err)
     lb_status st = earlier_acked(r, err);
     if (st == LB_OK)
         st = publish_rows(r, &r->work, err);
-    store_array ids = { 0 };
-    store_array_begin(&ids);
-    for (size_t i = 0; st == LB_OK && i < r->work.n; i++)
-        store_array_text(&ids, r->work.rows[i].env.msg_id);
-    store_array_end(&ids);
-    if (st == LB_OK && ids.oom)
-        st = lb_err_set(err, LB_ERR_NOMEM, "relay ids");
-    const char *p[] = { ids.p };
-    if (st == LB_OK && (st = ensure_listening(r, err)) == LB_OK)
-        st = store_exec(r->st, NULL, "relay_delete", 1, p, err);
-    store_array_free(&ids);
+    if (st == LB_OK && r->n_done + r->work.n > r->cap_done) {
+        size_t cap = r->cap_done ? r->cap_done : 1024;
+        while (cap < r->n_done + r->work.n)
+            cap *= 2;
+        void *nd = realloc(r->done, cap * sizeof *r->done);
+        if (nd == NULL) {
+            st = lb_err_set(err, LB_ERR_NOMEM, "relay ids"); /* the sweep republishes */
+        } else {
+            r->done = nd;
+            r->cap_done = cap;
+        }
+    }
     if (st == LB_OK) {
+        if (r->n_done == 0)
+            r->done_since_ms = lb_now_ms();
+        for (size_t i = 0; i < r->work.n; i++)
+            memcpy(r->done[r->n_done++], r->work.rows[i].env.msg_id, ID_STR_LEN);
         *n = r->work.n;
         metrics_add(r->m_published, (int64_t)r->work.n);
         metrics_observe_us(r->m_latency, lb_mono_us() - t0);
@@ -281,11 +312,9 @@ sweep_batch(outbox_relay *r, int64_t grace_ms, size_t *n, lb_err *err)
     snprintf(grace, sizeof grace, "%lld", (long long)grace_ms);
     const char *lp[] = { limit, grace };
     int64_t t0 = lb_mono_us();
-    PGresult *res = PQexecPrepared(store_pg(r->st), "relay_claim", 2, lp, NULL, NULL, 1);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        st = store__result_err(res, store_pg(r->st), err, "relay claim");
+    PGresult *res = NULL;
+    if ((st = store_exec_bin(r->st, &res, "relay_claim", 2, lp, NULL, NULL, 1, err)) != LB_OK)
         goto out_rollback;
-    }
     if (PQntuples(res) == 0) {
         PQclear(res);
         return store_commit(r->st, err);
@@ -319,8 +348,11 @@ sweep(outbox_relay *r, int64_t grace_ms, size_t *total, lb_err *err)
     size_t n = 0;
     lb_status st;
     *total = 0;
+    /* Published rows first, so the claim does not take them again. */
+    if ((st = delete_done(r, err)) != LB_OK)
+        return st;
     do {
-        if ((st = ensure_listening(r, err)) != LB_OK)
+        if ((st = ensure_conn(r, err)) != LB_OK)
             break;
         st = sweep_batch(r, grace_ms, &n, err);
         *total += n;
@@ -335,6 +367,8 @@ outbox_relay_drain(outbox_relay *r, size_t *published, lb_err *err)
     lb_status st = publish_handed(r, &a, err);
     if (st == LB_OK)
         st = sweep(r, 0, &b, err);
+    else
+        delete_done(r, &(lb_err){ 0 });
     if (published != NULL)
         *published = a + b;
     return st;
@@ -379,25 +413,15 @@ prune_inbox(outbox_relay *r, int64_t now)
     }
 }
 
-/* Waits for a hand-off, a NOTIFY or the next sweep; notes a NOTIFY. */
+/* Waits for a hand-off or until timeout_ms passed. */
 static void
 relay_wait(outbox_relay *r, int timeout_ms)
 {
-    struct pollfd fds[2] = { { .fd = r->wake[0], .events = POLLIN }, { .fd = -1 } };
-    PGconn *pg = store_pg(r->st);
-    if (pg != NULL && PQstatus(pg) == CONNECTION_OK)
-        fds[1] = (struct pollfd){ .fd = PQsocket(pg), .events = POLLIN };
-    poll(fds, 2, timeout_ms);
+    struct pollfd fd = { .fd = r->wake[0], .events = POLLIN };
+    poll(&fd, 1, timeout_ms);
     char drainbuf[64];
     while (read(r->wake[0], drainbuf, sizeof drainbuf) > 0)
         ;
-    if (fds[1].fd >= 0 && PQconsumeInput(pg)) {
-        PGnotify *nt;
-        while ((nt = PQnotifies(pg)) != NULL) {
-            r->notified = true;
-            PQfreemem(nt);
-        }
-    }
 }
 
 static void *
@@ -410,11 +434,10 @@ relay_main(void *arg)
         size_t n = 0;
         lb_status st = publish_handed(r, &n, &err);
         int64_t now = lb_now_ms();
-        bool due = now - r->last_sweep_ms >= r->opts.sweep_ms ||
-                   (r->notified && now - r->last_sweep_ms >= RELAY_NOTIFY_SWEEP_MS);
-        if (st == LB_OK && due) {
+        if (st == LB_OK && delete_due(r, now))
+            st = delete_done(r, &err);
+        if (st == LB_OK && now - r->last_sweep_ms >= r->opts.sweep_ms) {
             r->last_sweep_ms = now;
-            r->notified = false;
             st = sweep(r, RELAY_SWEEP_GRACE_MS, &n, &err);
             if (st == LB_OK)
                 prune_inbox(r, now);
@@ -427,8 +450,11 @@ relay_main(void *arg)
         } else {
             backoff_ms = 0;
         }
-        int64_t until_sweep = r->opts.sweep_ms - (lb_now_ms() - r->last_sweep_ms);
-        relay_wait(r, (int)(backoff_ms ? backoff_ms : (until_sweep > 0 ? until_sweep : 0)));
+        now = lb_now_ms();
+        int64_t wait = r->opts.sweep_ms - (now - r->last_sweep_ms);
+        if (r->n_done > 0 && r->done_since_ms + RELAY_DELETE_EVERY_MS - now < wait)
+            wait = r->done_since_ms + RELAY_DELETE_EVERY_MS - now;
+        relay_wait(r, (int)(backoff_ms ? backoff_ms : (wait > 0 ? wait : 0)));
     }
     return NULL;
 }
@@ -436,7 +462,7 @@ relay_main(void *arg)
 lb_status
 outbox_relay_start(outbox_relay *r, lb_err *err)
 {
-    lb_status st = ensure_listening(r, err);
+    lb_status st = ensure_conn(r, err);
     if (st != LB_OK)
         return st;
     if (pthread_create(&r->thread, NULL, relay_main, r) != 0)
@@ -484,6 +510,7 @@ outbox_relay_free(outbox_relay *r)
         close(r->wake[1]);
     outbox_buf_destroy(&r->queue);
     outbox_buf_destroy(&r->work);
+    free(r->done);
     pthread_mutex_destroy(&r->lock);
     free(r->db_url);
     free(r);

@@ -32,18 +32,26 @@ PGconn *store_pg(store *s);
 /* Reconnects if the connection is bad (and re-prepares). */
 lb_status store_ensure(store *s, lb_err *err);
 
+/* A transaction is pipelined (store.c): BEGIN leaves with the first statement
+ * that waits for its result, and inside a transaction a statement whose result
+ * is not asked for (out == NULL) is sent without waiting. Its failure is
+ * reported by the next statement that waits, or by store_commit(); either way
+ * the caller then calls store_rollback(). Outside a transaction every
+ * statement waits. */
 lb_status store_begin(store *s, lb_err *err);
 lb_status store_commit(store *s, lb_err *err);
 void store_rollback(store *s); /* best effort; never fails the caller */
 
 /* Runs prepared statement `name` with text parameters (NULL value = SQL NULL).
- * When out is not NULL and the statement returns rows, *out gets the result. */
+ * When out is not NULL, *out gets the result (text format). Parameter memory
+ * may be freed as soon as this returns, even when the statement was only sent. */
 lb_status store_exec(store *s, PGresult **out, const char *name, int nparams,
                      const char *const *values, lb_err *err);
-/* Same with per-parameter lengths and formats (binary parameters such as bytea). */
+/* Same with per-parameter lengths and formats (binary parameters such as bytea)
+ * and the result's format (0 text, 1 binary). */
 lb_status store_exec_bin(store *s, PGresult **out, const char *name, int nparams,
                          const char *const *values, const int *lengths, const int *formats,
-                         lb_err *err);
+                         int result_format, lb_err *err);
 /* Runs literal SQL without parameters (BEGIN, LISTEN ...). */
 lb_status store_exec_sql(store *s, const char *sql, lb_err *err);
 

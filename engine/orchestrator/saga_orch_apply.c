@@ -85,14 +85,11 @@ load(store *st, slot *slots, size_t n, lb_err *err)
         return lb_err_set(err, LB_ERR_NOMEM, "saga ids");
     }
     const char *p[] = { ids.p };
-    PGresult *r = PQexecPrepared(store_pg(st), "saga_lock", 1, p, NULL, NULL, 1);
+    PGresult *r = NULL;
+    lb_status s = store_exec_bin(st, &r, "saga_lock", 1, p, NULL, NULL, 1, err);
     store_array_free(&ids);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        lb_status s = store__result_err(r, store_pg(st), err, "saga_lock");
-        PQclear(r);
+    if (s != LB_OK)
         return s;
-    }
-    lb_status s = LB_OK;
     for (int row = 0; row < PQntuples(r) && s == LB_OK; row++) {
         slot *sl = slot_find(slots, n, PQgetvalue(r, row, 0));
         if (sl == NULL)

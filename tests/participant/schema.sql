@@ -7,10 +7,6 @@ CREATE TABLE sagatest.outbox (
     id uuid PRIMARY KEY, subject text NOT NULL, msg_type text NOT NULL, correlation text NOT NULL,
     causation text NOT NULL, actor text NOT NULL, reply text NOT NULL, traceparent text NOT NULL,
     body bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
-CREATE FUNCTION sagatest.outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_notify('outbox_' || TG_TABLE_SCHEMA, ''); RETURN NULL; END $$;
-CREATE TRIGGER outbox_notify AFTER INSERT ON sagatest.outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION sagatest.outbox_notify();
 -- deliveries seen per (saga, step, kind): drives the scripts (fail the first N)
 CREATE TABLE sagatest.tries (saga_id uuid, step int, kind text, n int NOT NULL,
     PRIMARY KEY (saga_id, step, kind));

@@ -1,0 +1,176 @@
+/* store_test.c - pipelined transactions (engine/store.c) against the real
+ * PostgreSQL: statements whose result nobody waits for still run in order,
+ * their failures surface at the next wait or at COMMIT with the statement's
+ * name, a rollback leaves nothing behind, and the store stays usable after a
+ * failure and after its backend was killed. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "tsupport.h"
+
+/* clang-format off */
+static const store_stmt stmts[] = {
+    { "st_put",   "INSERT INTO storetest.t (k, v) VALUES ($1::int, $2)" },
+    { "st_count", "SELECT count(*) FROM storetest.t" },
+    { "st_get",   "SELECT v FROM storetest.t WHERE k = $1::int" },
+    { "st_pid",   "SELECT pg_backend_pid()" },
+    { "st_bin",   "SELECT k, v::bytea FROM storetest.t ORDER BY k" },
+};
+/* clang-format on */
+
+static store *st;
+
+static void
+setup(void)
+{
+    tsupport_sql(
+        "DROP SCHEMA IF EXISTS storetest CASCADE; CREATE SCHEMA storetest;"
+        "CREATE TABLE storetest.t (k int PRIMARY KEY, v text NOT NULL CHECK (v <> 'bad'))");
+    lb_err err;
+    cr_assert_eq(store_open(&st, tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL"), stmts,
+                            LB_COUNTOF(stmts), &err),
+                 LB_OK, "%s", err.msg);
+}
+
+static void
+teardown(void)
+{
+    store_close(st);
+    st = NULL;
+    tsupport_sql("DROP SCHEMA IF EXISTS storetest CASCADE");
+}
+
+static void
+put(const char *k, const char *v, lb_status want)
+{
+    lb_err err;
+    const char *p[] = { k, v };
+    lb_status got = store_exec(st, NULL, "st_put", 2, p, &err);
+    cr_assert_eq(got, want, "put %s: %s", k, got == LB_OK ? "ok" : err.msg);
+}
+
+static int64_t
+count_in_tx(void)
+{
+    PGresult *r = NULL;
+    lb_err err;
+    cr_assert_eq(store_exec(st, &r, "st_count", 0, NULL, &err), LB_OK, "%s", err.msg);
+    int64_t n = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+Test(store, unawaited_writes_run_in_order_and_commit)
+{
+    lb_err err;
+    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    put("1", "a", LB_OK);
+    put("2", "b", LB_OK);
+    /* A statement that waits sees the writes sent before it. */
+    cr_assert_eq(count_in_tx(), 2);
+    put("3", "c", LB_OK);
+    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 3);
+    /* Outside a transaction every statement waits. */
+    put("4", "d", LB_OK);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 4);
+}
+
+Test(store, failed_write_is_reported_at_commit_and_rolls_back_everything)
+{
+    lb_err err;
+    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    put("1", "a", LB_OK);
+    put("2", "bad", LB_OK); /* only sent: the CHECK fails on the server */
+    put("3", "c", LB_OK);
+    lb_status s = store_commit(st, &err);
+    cr_assert_eq(s, LB_ERR_CONFLICT, "a constraint violation, got %d", s);
+    cr_assert(strstr(err.msg, "st_put") != NULL, "names the statement: %s", err.msg);
+    cr_assert(strstr(err.msg, "23514") != NULL, "carries the sqlstate: %s", err.msg);
+    store_rollback(st);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 0);
+    /* The same store runs the next transaction normally. */
+    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    put("5", "e", LB_OK);
+    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 1);
+}
+
+Test(store, failed_write_is_reported_by_the_next_waiting_statement)
+{
+    lb_err err;
+    put("7", "x", LB_OK);
+    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    put("7", "duplicate", LB_OK);
+    PGresult *r = NULL;
+    const char *p[] = { "7" };
+    lb_status s = store_exec(st, &r, "st_get", 1, p, &err);
+    cr_assert_eq(s, LB_ERR_CONFLICT, "the duplicate key surfaces here, got %d", s);
+    cr_assert_null(r);
+    cr_assert(strstr(err.msg, "st_put") != NULL, "%s", err.msg);
+    store_rollback(st);
+    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_exec(st, &r, "st_get", 1, p, &err), LB_OK, "%s", err.msg);
+    cr_assert_str_eq(PQgetvalue(r, 0, 0), "x");
+    PQclear(r);
+    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
+}
+
+Test(store, rollback_discards_writes_never_awaited)
+{
+    lb_err err;
+    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    put("1", "a", LB_OK);
+    put("2", "b", LB_OK);
+    store_rollback(st);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 0);
+    put("3", "c", LB_OK);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 1);
+}
+
+Test(store, binary_results_inside_a_transaction)
+{
+    lb_err err;
+    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    put("1", "ab", LB_OK);
+    PGresult *r = NULL;
+    cr_assert_eq(store_exec_bin(st, &r, "st_bin", 0, NULL, NULL, NULL, 1, &err), LB_OK, "%s",
+                 err.msg);
+    cr_assert_eq(PQntuples(r), 1);
+    cr_assert_eq(PQgetlength(r, 0, 0), 4, "int4 in binary is 4 bytes");
+    cr_assert_eq(PQgetlength(r, 0, 1), 2);
+    cr_assert_eq(memcmp(PQgetvalue(r, 0, 1), "ab", 2), 0);
+    PQclear(r);
+    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
+}
+
+Test(store, killed_backend_fails_the_transaction_then_reconnects)
+{
+    lb_err err;
+    PGresult *r = NULL;
+    cr_assert_eq(store_exec(st, &r, "st_pid", 0, NULL, &err), LB_OK, "%s", err.msg);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+             PQgetvalue(r, 0, 0));
+    char kill[128];
+    snprintf(kill, sizeof kill, "SELECT pg_terminate_backend(%s)", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    put("1", "a", LB_OK);
+    tsupport_sql(kill);
+    for (int i = 0; i < 50 && tsupport_sql_int(sql) > 0; i++)
+        tsupport_sql("SELECT pg_sleep(0.02)");
+    lb_status s = store_commit(st, &err);
+    cr_assert_eq(s, LB_ERR_DB, "a lost connection is retryable, got %d (%s)", s, err.msg);
+    store_rollback(st);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 0);
+    /* store_begin reconnects and prepares the statements again. */
+    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    put("2", "b", LB_OK);
+    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 1);
+}
