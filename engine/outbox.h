@@ -16,13 +16,14 @@
  *
  * Tables (each service schema, sql/): inbox(msg_id, received_at),
  * outbox(id, subject, msg_type, correlation, causation, actor, reply,
- * traceparent, body, created_at) with a statement trigger that NOTIFYs
- * channel "outbox_<schema>".
+ * traceparent, body, created_at).
  *
  * Ownership: outbox_buf is caller memory (_init/_destroy); a relay is owned by
  *            its creator and freed with outbox_relay_free().
- * Threads:   an outbox_buf belongs to one thread; outbox_relay_wake() may be
- *            called from any thread; the relay runs on its own thread.
+ * Threads:   an outbox_buf belongs to one thread; outbox_relay_wake() and
+ *            outbox_relay_hand() may be called from any thread; the relay runs
+ *            two threads of its own (hand-offs; sweeps), each with its own
+ *            PostgreSQL connection.
  */
 #ifndef LAYBY_ENGINE_OUTBOX_H
 #define LAYBY_ENGINE_OUTBOX_H
@@ -75,7 +76,7 @@ typedef struct outbox_relay outbox_relay;
 
 typedef struct outbox_relay_opts {
     const char *service;   /* for logs and metrics labels */
-    const char *db_url;    /* the relay opens its own connection */
+    const char *db_url;    /* the relay opens two connections of its own */
     bus *bus;              /* borrowed; publishes through its connection */
     int64_t batch;         /* rows per claim (default 1024) */
     int64_t sweep_ms;      /* poll period when no wake-up comes (default 1000) */

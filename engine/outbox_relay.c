@@ -1,20 +1,22 @@
 /* outbox_relay.c - publishes committed outbox rows to JetStream.
  *
- * Two paths, one thread:
+ * Two paths, two threads (lanes), each with its own PostgreSQL connection and
+ * JetStream context, so a slow sweep never holds back a hand-off:
  *  - hand-off (the fast path): right after a worker's commit the svc runtime
  *    hands the rows it wrote (already packed, in memory) to the relay, which
  *    publishes them at once. Their ids are deleted later, many per statement:
  *    at most RELAY_DELETE_EVERY_MS after publishing, so a delete never sits
  *    between a commit and its publish, and a busy relay makes one delete per
  *    period instead of one per hand-off. No scan of the outbox.
- *  - sweep: every sweep period the relay claims rows older than
+ *  - sweep (its own lane): every sweep period the relay claims rows older than
  *    RELAY_SWEEP_GRACE_MS (so it does not race live hand-offs) with DELETE ...
  *    RETURNING and publishes them. This picks up what a crashed instance left,
  *    rows whose hand-off failed (NATS down) or overflowed the queue.
  * Why not only the sweep: an outbox is a queue table; its id index fills with
  * dead entries faster than autovacuum removes them, and `ORDER BY id LIMIT n`
  * then walks them all: measured 2-3.5 ms per claim at 50 sagas/s, seven claims
- * on a saga's path (docs/BENCHMARKS.md).
+ * on a saga's path; and 5-10 ms per sweep of the saga outbox at 500 sagas/s,
+ * which is why the sweep has its own thread (docs/BENCHMARKS.md).
  * Why no LISTEN/NOTIFY: every writer has its own relay, so a NOTIFY only told
  * relays what they knew; and PostgreSQL serializes the commits of notifying
  * transactions on one lock and signals every listening backend.
@@ -71,28 +73,36 @@ static const store_stmt relay_stmts[] = {
 #define RELAY_DELETE_EVERY_MS 20    /* published ids wait at most this long for their delete */
 #define RELAY_DELETE_BATCH    4096  /* ... or until this many are waiting */
 
+/* One thread's tools: its connection, its JetStream context (publish errors
+ * are counted per context) and its wake-up pipe. */
+typedef struct relay_lane {
+    struct outbox_relay *r;
+    store *st;
+    PGconn *configured_on; /* connection set up by lane_conn(); changes after a reconnect */
+    jsCtx *js;
+    outbox_buf work; /* rows being published */
+    atomic_int pub_errors;
+    int wake[2]; /* self-pipe: any thread writes a byte */
+    pthread_t thread;
+    bool started;
+} relay_lane;
+
 struct outbox_relay {
     /* config */
     outbox_relay_opts opts;
     char service[64];
-    char *db_url;
-    /* state, owned by the relay thread (or the drain caller before start) */
-    store *st;
-    PGconn *configured_on;    /* connection set up by ensure_conn(); changes after a reconnect */
-    jsCtx *js;                /* own context, so publish errors reach this relay */
-    outbox_buf work;          /* rows being published */
+    /* lanes: hand-offs and deletes; sweeps and inbox pruning */
+    relay_lane pub, sweeper;
+    /* publisher lane only (or the drain caller) */
     char (*done)[ID_STR_LEN]; /* ids published and not yet deleted */
     size_t n_done, cap_done;
     int64_t done_since_ms; /* when the oldest of them was published */
-    int64_t last_prune_ms, last_sweep_ms;
+    /* sweeper lane only */
+    int64_t last_prune_ms;
     /* shared */
     pthread_mutex_t lock; /* guards queue */
-    outbox_buf queue;     /* handed-off rows waiting for the relay thread */
-    int wake[2];          /* self-pipe: any thread writes a byte */
-    pthread_t thread;
-    bool started;
+    outbox_buf queue;     /* handed-off rows waiting for the publisher lane */
     atomic_bool stop;
-    atomic_int pub_errors; /* async publish failures since the last batch */
     metrics_metric *m_published, *m_backlog, *m_errors, *m_latency, *m_swept;
 };
 
@@ -100,11 +110,69 @@ static void
 on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
 {
     (void)js;
-    outbox_relay *r = closure;
-    atomic_fetch_add(&r->pub_errors, 1);
-    metrics_add(r->m_errors, 1);
+    relay_lane *l = closure;
+    atomic_fetch_add(&l->pub_errors, 1);
+    metrics_add(l->r->m_errors, 1);
     log_warn(NULL, "outbox.publish_failed", "JetStream refused an outbox row; it will be retried",
              LOG_STR("detail", pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err)));
+}
+
+static lb_status
+lane_init(relay_lane *l, outbox_relay *r, lb_err *err)
+{
+    l->r = r;
+    l->wake[0] = l->wake[1] = -1;
+    outbox_buf_init(&l->work);
+    if (pipe(l->wake) != 0)
+        return lb_err_set(err, LB_ERR_NOMEM, "relay wake-up pipe");
+    fcntl(l->wake[0], F_SETFL, O_NONBLOCK);
+    fcntl(l->wake[1], F_SETFL, O_NONBLOCK);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.ErrHandler = on_pub_error;
+    jo.PublishAsync.ErrHandlerClosure = l;
+    jo.PublishAsync.MaxPending = 8192;
+    jo.Wait = 5000;
+    natsStatus ns = natsConnection_JetStream(&l->js, bus_conn(r->opts.bus), &jo);
+    if (ns != NATS_OK)
+        return bus__nats_err(err, ns, "relay jetstream context");
+    return store_open(&l->st, r->opts.db_url, relay_stmts, LB_COUNTOF(relay_stmts), err);
+}
+
+static void
+lane_wake(relay_lane *l)
+{
+    char c = 1;
+    ssize_t w = write(l->wake[1], &c, 1); /* a full pipe already means "wake up" */
+    (void)w;
+}
+
+/* Waits for a wake-up or until timeout_ms passed. */
+static void
+lane_wait(relay_lane *l, int64_t timeout_ms)
+{
+    struct pollfd fd = { .fd = l->wake[0], .events = POLLIN };
+    poll(&fd, 1, (int)(timeout_ms > 0 ? timeout_ms : 0));
+    char drainbuf[64];
+    while (read(l->wake[0], drainbuf, sizeof drainbuf) > 0)
+        ;
+}
+
+static void
+lane_free(relay_lane *l)
+{
+    if (l->js != NULL) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MaxWait = 2000;
+        js_PublishAsyncComplete(l->js, &po);
+        jsCtx_Destroy(l->js);
+    }
+    store_close(l->st);
+    for (int i = 0; i < 2; i++)
+        if (l->wake[i] >= 0)
+            close(l->wake[i]);
+    outbox_buf_destroy(&l->work);
 }
 
 lb_status
@@ -114,10 +182,9 @@ outbox_relay_new(outbox_relay **out, const outbox_relay_opts *opts, lb_err *err)
     if (r == NULL)
         return lb_err_set(err, LB_ERR_NOMEM, "relay");
     r->opts = *opts;
-    r->wake[0] = r->wake[1] = -1;
+    r->pub.wake[0] = r->pub.wake[1] = r->sweeper.wake[0] = r->sweeper.wake[1] = -1;
     pthread_mutex_init(&r->lock, NULL);
     outbox_buf_init(&r->queue);
-    outbox_buf_init(&r->work);
     snprintf(r->service, sizeof r->service, "%s", opts->service ? opts->service : "");
     if (r->opts.batch <= 0)
         r->opts.batch = 1024;
@@ -125,26 +192,13 @@ outbox_relay_new(outbox_relay **out, const outbox_relay_opts *opts, lb_err *err)
         r->opts.sweep_ms = 1000;
     if (r->opts.inbox_keep_ms <= 0)
         r->opts.inbox_keep_ms = 7LL * 24 * 3600 * 1000;
-    lb_status st = LB_OK;
-    r->db_url = strdup(opts->db_url);
-    if (r->db_url == NULL || pipe(r->wake) != 0) {
+    lb_status st;
+    if ((r->opts.db_url = strdup(opts->db_url)) == NULL) {
         st = lb_err_set(err, LB_ERR_NOMEM, "relay setup");
         goto out_free;
     }
-    fcntl(r->wake[0], F_SETFL, O_NONBLOCK);
-    fcntl(r->wake[1], F_SETFL, O_NONBLOCK);
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.PublishAsync.ErrHandler = on_pub_error;
-    jo.PublishAsync.ErrHandlerClosure = r;
-    jo.PublishAsync.MaxPending = 8192;
-    jo.Wait = 5000;
-    natsStatus ns = natsConnection_JetStream(&r->js, bus_conn(opts->bus), &jo);
-    if (ns != NATS_OK) {
-        st = bus__nats_err(err, ns, "relay jetstream context");
-        goto out_free;
-    }
-    if ((st = store_open(&r->st, r->db_url, relay_stmts, LB_COUNTOF(relay_stmts), err)) != LB_OK)
+    if ((st = lane_init(&r->pub, r, err)) != LB_OK ||
+        (st = lane_init(&r->sweeper, r, err)) != LB_OK)
         goto out_free;
     char labels[96];
     snprintf(labels, sizeof labels, "service=\"%s\"", r->service);
@@ -156,8 +210,8 @@ outbox_relay_new(outbox_relay **out, const outbox_relay_opts *opts, lb_err *err)
                                  "committed rows handed to the relay and not yet published");
     r->m_errors = metrics_counter("layby_outbox_publish_errors_total", labels,
                                   "async publishes JetStream refused");
-    r->m_latency = metrics_histogram("layby_outbox_drain_seconds", labels,
-                                     "time to publish and delete one batch");
+    r->m_latency =
+        metrics_histogram("layby_outbox_drain_seconds", labels, "time to publish one batch");
     *out = r;
     return LB_OK;
 out_free:
@@ -169,43 +223,43 @@ out_free:
  * losing a relay commit in a crash only republishes rows under their ids,
  * which dedup drops, so the relay need not wait for the WAL flush. */
 static lb_status
-ensure_conn(outbox_relay *r, lb_err *err)
+lane_conn(relay_lane *l, lb_err *err)
 {
-    lb_status st = store_ensure(r->st, err);
+    lb_status st = store_ensure(l->st, err);
     if (st != LB_OK)
         return st;
-    if (r->configured_on == store_pg(r->st))
+    if (l->configured_on == store_pg(l->st))
         return LB_OK;
-    if ((st = store_exec_sql(r->st, "SET synchronous_commit = off", err)) != LB_OK)
+    if ((st = store_exec_sql(l->st, "SET synchronous_commit = off", err)) != LB_OK)
         return st;
-    r->configured_on = store_pg(r->st);
+    l->configured_on = store_pg(l->st);
     return LB_OK;
 }
 
-/* Publishes rows[0..n) asynchronously and waits for every ack. */
+/* Publishes b's rows asynchronously and waits for every ack. */
 static lb_status
-publish_rows(outbox_relay *r, const outbox_buf *b, lb_err *err)
+publish_rows(relay_lane *l, const outbox_buf *b, lb_err *err)
 {
     if (b->n == 0)
         return LB_OK;
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = 5000;
-    atomic_store(&r->pub_errors, 0);
+    atomic_store(&l->pub_errors, 0);
     for (size_t i = 0; i < b->n; i++) {
         const outbox_row *row = &b->rows[i];
         natsMsg *m = NULL;
         lb_status st = bus_msg_new_raw(&m, row->subject, &row->env, row->body, row->len, err);
         if (st != LB_OK)
             return st;
-        natsStatus ns = js_PublishMsgAsync(r->js, &m, NULL);
+        natsStatus ns = js_PublishMsgAsync(l->js, &m, NULL);
         if (ns != NATS_OK) {
             natsMsg_Destroy(m);
             return bus__nats_err(err, ns, "relay publish");
         }
     }
-    natsStatus ns = js_PublishAsyncComplete(r->js, &po);
-    if (ns != NATS_OK || atomic_load(&r->pub_errors) != 0)
+    natsStatus ns = js_PublishAsyncComplete(l->js, &po);
+    if (ns != NATS_OK || atomic_load(&l->pub_errors) != 0)
         return lb_err_set(err, LB_ERR_BUS, "outbox publish not acknowledged (%s)",
                           natsStatus_GetText(ns));
     fault_point("relay.after_publish");
@@ -215,15 +269,17 @@ publish_rows(outbox_relay *r, const outbox_buf *b, lb_err *err)
 /* Earlier publishes still unacknowledged (NATS was down): wait for them first,
  * so an outage does not pile copies of the same rows into the reconnect buffer. */
 static lb_status
-earlier_acked(outbox_relay *r, lb_err *err)
+earlier_acked(relay_lane *l, lb_err *err)
 {
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = 5000;
-    if (js_PublishAsyncComplete(r->js, &po) != NATS_OK)
+    if (js_PublishAsyncComplete(l->js, &po) != NATS_OK)
         return lb_err_set(err, LB_ERR_BUS, "earlier outbox publishes are still unacknowledged");
     return LB_OK;
 }
+
+/* --- publisher lane: hand-offs, then their deletes ----------------------- */
 
 /* Deletes the rows published so far (one statement, asynchronous commit). On
  * failure the ids are kept for the next try; the rows are still in the table,
@@ -238,10 +294,10 @@ delete_done(outbox_relay *r, lb_err *err)
     for (size_t i = 0; i < r->n_done; i++)
         store_array_text(&ids, r->done[i]);
     store_array_end(&ids);
-    lb_status st = ids.oom ? lb_err_set(err, LB_ERR_NOMEM, "relay ids") : ensure_conn(r, err);
+    lb_status st = ids.oom ? lb_err_set(err, LB_ERR_NOMEM, "relay ids") : lane_conn(&r->pub, err);
     if (st == LB_OK) {
         const char *p[] = { ids.p };
-        st = store_exec(r->st, NULL, "relay_delete", 1, p, err);
+        st = store_exec(r->pub.st, NULL, "relay_delete", 1, p, err);
     }
     store_array_free(&ids);
     if (st == LB_OK)
@@ -256,56 +312,95 @@ delete_due(const outbox_relay *r, int64_t now)
            (r->n_done >= RELAY_DELETE_BATCH || now - r->done_since_ms >= RELAY_DELETE_EVERY_MS);
 }
 
+/* Remembers the ids of work's rows, now published, for delete_done(). */
+static lb_status
+done_add(outbox_relay *r, const outbox_buf *work, lb_err *err)
+{
+    if (r->n_done + work->n > r->cap_done) {
+        size_t cap = r->cap_done ? r->cap_done : 1024;
+        while (cap < r->n_done + work->n)
+            cap *= 2;
+        void *nd = realloc(r->done, cap * sizeof *r->done);
+        if (nd == NULL)
+            return lb_err_set(err, LB_ERR_NOMEM, "relay ids"); /* the sweep republishes */
+        r->done = nd;
+        r->cap_done = cap;
+    }
+    if (r->n_done == 0)
+        r->done_since_ms = lb_now_ms();
+    for (size_t i = 0; i < work->n; i++)
+        memcpy(r->done[r->n_done++], work->rows[i].env.msg_id, ID_STR_LEN);
+    return LB_OK;
+}
+
 /* The fast path: publish what workers handed over; their ids wait in done. */
 static lb_status
 publish_handed(outbox_relay *r, size_t *n, lb_err *err)
 {
+    relay_lane *l = &r->pub;
     *n = 0;
     pthread_mutex_lock(&r->lock);
     outbox_buf tmp = r->queue;
-    r->queue = r->work;
-    r->work = tmp;
+    r->queue = l->work;
+    l->work = tmp;
     pthread_mutex_unlock(&r->lock);
-    metrics_set(r->m_backlog, (int64_t)r->work.n);
-    if (r->work.n == 0)
+    metrics_set(r->m_backlog, (int64_t)l->work.n);
+    if (l->work.n == 0)
         return LB_OK;
     int64_t t0 = lb_mono_us();
-    lb_status st = earlier_acked(r, err);
+    lb_status st = earlier_acked(l, err);
     if (st == LB_OK)
-        st = publish_rows(r, &r->work, err);
-    if (st == LB_OK && r->n_done + r->work.n > r->cap_done) {
-        size_t cap = r->cap_done ? r->cap_done : 1024;
-        while (cap < r->n_done + r->work.n)
-            cap *= 2;
-        void *nd = realloc(r->done, cap * sizeof *r->done);
-        if (nd == NULL) {
-            st = lb_err_set(err, LB_ERR_NOMEM, "relay ids"); /* the sweep republishes */
-        } else {
-            r->done = nd;
-            r->cap_done = cap;
-        }
-    }
+        st = publish_rows(l, &l->work, err);
+    if (st == LB_OK)
+        st = done_add(r, &l->work, err);
     if (st == LB_OK) {
-        if (r->n_done == 0)
-            r->done_since_ms = lb_now_ms();
-        for (size_t i = 0; i < r->work.n; i++)
-            memcpy(r->done[r->n_done++], r->work.rows[i].env.msg_id, ID_STR_LEN);
-        *n = r->work.n;
-        metrics_add(r->m_published, (int64_t)r->work.n);
+        *n = l->work.n;
+        metrics_add(r->m_published, (int64_t)l->work.n);
         metrics_observe_us(r->m_latency, lb_mono_us() - t0);
     }
     /* On failure the rows are still in the table: the sweep publishes them. */
-    outbox_buf_reset(&r->work);
+    outbox_buf_reset(&l->work);
     return st;
 }
 
-/* The sweep: claim (and delete) rows at least grace_ms old, publish, commit. */
-static lb_status
-sweep_batch(outbox_relay *r, int64_t grace_ms, size_t *n, lb_err *err)
+static void *
+publisher_main(void *arg)
 {
+    outbox_relay *r = arg;
+    int64_t backoff_ms = 0;
+    while (!atomic_load(&r->stop)) {
+        lb_err err;
+        size_t n = 0;
+        lb_status st = publish_handed(r, &n, &err);
+        int64_t now = lb_now_ms();
+        if (st == LB_OK && delete_due(r, now))
+            st = delete_done(r, &err);
+        if (st != LB_OK) {
+            backoff_ms = backoff_ms ? (backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2) : 50;
+            log_warn(NULL, "outbox.drain_failed", "outbox relay will retry", LOG_ERR(&err),
+                     LOG_INT("retry_ms", backoff_ms));
+            lane_wait(&r->pub, backoff_ms);
+            continue;
+        }
+        backoff_ms = 0;
+        /* Sleep until the next hand-off, or until the pending deletes are due. */
+        int64_t wait = r->n_done > 0 ? r->done_since_ms + RELAY_DELETE_EVERY_MS - lb_now_ms()
+                                     : r->opts.sweep_ms;
+        lane_wait(&r->pub, wait);
+    }
+    return NULL;
+}
+
+/* --- sweeper lane: rows nobody handed over, inbox pruning ----------------- */
+
+/* Claims (and deletes) rows at least grace_ms old, publishes them, commits. */
+static lb_status
+sweep_batch(relay_lane *l, int64_t grace_ms, size_t *n, lb_err *err)
+{
+    outbox_relay *r = l->r;
     *n = 0;
-    lb_status st = earlier_acked(r, err);
-    if (st != LB_OK || (st = store_begin(r->st, err)) != LB_OK)
+    lb_status st = earlier_acked(l, err);
+    if (st != LB_OK || (st = store_begin(l->st, err)) != LB_OK)
         return st;
     char limit[24], grace[24];
     snprintf(limit, sizeof limit, "%lld", (long long)r->opts.batch);
@@ -313,62 +408,112 @@ sweep_batch(outbox_relay *r, int64_t grace_ms, size_t *n, lb_err *err)
     const char *lp[] = { limit, grace };
     int64_t t0 = lb_mono_us();
     PGresult *res = NULL;
-    if ((st = store_exec_bin(r->st, &res, "relay_claim", 2, lp, NULL, NULL, 1, err)) != LB_OK)
+    if ((st = store_exec_bin(l->st, &res, "relay_claim", 2, lp, NULL, NULL, 1, err)) != LB_OK)
         goto out_rollback;
     if (PQntuples(res) == 0) {
         PQclear(res);
-        return store_commit(r->st, err);
+        return store_commit(l->st, err);
     }
-    outbox_buf_reset(&r->work);
+    outbox_buf_reset(&l->work);
     for (int i = 0; i < PQntuples(res) && st == LB_OK; i++)
-        st = outbox_buf_add_row(&r->work, res, i, err);
+        st = outbox_buf_add_row(&l->work, res, i, err);
     /* DELETE ... RETURNING has no order: publish in id (UUIDv7: creation) order. */
-    outbox_buf_sort(&r->work);
-    if (st != LB_OK || (st = publish_rows(r, &r->work, err)) != LB_OK)
+    outbox_buf_sort(&l->work);
+    if (st != LB_OK || (st = publish_rows(l, &l->work, err)) != LB_OK)
         goto out_rollback;
     PQclear(res);
-    if ((st = store_commit(r->st, err)) != LB_OK)
+    if ((st = store_commit(l->st, err)) != LB_OK)
         return st;
-    *n = r->work.n;
-    metrics_add(r->m_published, (int64_t)r->work.n);
-    metrics_add(r->m_swept, (int64_t)r->work.n);
+    *n = l->work.n;
+    metrics_add(r->m_published, (int64_t)l->work.n);
+    metrics_add(r->m_swept, (int64_t)l->work.n);
     metrics_observe_us(r->m_latency, lb_mono_us() - t0);
-    outbox_buf_reset(&r->work);
+    outbox_buf_reset(&l->work);
     return LB_OK;
 out_rollback:
     PQclear(res);
-    outbox_buf_reset(&r->work);
-    store_rollback(r->st);
+    outbox_buf_reset(&l->work);
+    store_rollback(l->st);
     return st;
 }
 
 static lb_status
-sweep(outbox_relay *r, int64_t grace_ms, size_t *total, lb_err *err)
+sweep(relay_lane *l, int64_t grace_ms, size_t *total, lb_err *err)
 {
     size_t n = 0;
     lb_status st;
     *total = 0;
-    /* Published rows first, so the claim does not take them again. */
-    if ((st = delete_done(r, err)) != LB_OK)
-        return st;
     do {
-        if ((st = ensure_conn(r, err)) != LB_OK)
+        if ((st = lane_conn(l, err)) != LB_OK)
             break;
-        st = sweep_batch(r, grace_ms, &n, err);
+        st = sweep_batch(l, grace_ms, &n, err);
         *total += n;
-    } while (st == LB_OK && n == (size_t)r->opts.batch && !atomic_load(&r->stop));
+    } while (st == LB_OK && n == (size_t)l->r->opts.batch && !atomic_load(&l->r->stop));
     return st;
 }
+
+static void
+prune_inbox(relay_lane *l, int64_t now)
+{
+    outbox_relay *r = l->r;
+    if (now - r->last_prune_ms < RELAY_PRUNE_EVERY_MS)
+        return;
+    r->last_prune_ms = now;
+    char keep[24];
+    snprintf(keep, sizeof keep, "%lld", (long long)r->opts.inbox_keep_ms);
+    const char *p[] = { keep };
+    /* Small deletes, one short transaction each, until a round finds fewer than
+     * a full batch: never a long lock, and the table cannot outgrow the pruning. */
+    for (int round = 0; round < RELAY_PRUNE_ROUNDS; round++) {
+        PGresult *res = NULL;
+        lb_err err;
+        if (store_exec(l->st, &res, "relay_inbox_prune", 1, p, &err) != LB_OK) {
+            log_warn(NULL, "outbox.prune_failed", "inbox pruning failed", LOG_ERR(&err));
+            break;
+        }
+        int deleted = atoi(PQcmdTuples(res));
+        PQclear(res);
+        if (deleted < 1000)
+            break;
+    }
+}
+
+static void *
+sweeper_main(void *arg)
+{
+    outbox_relay *r = arg;
+    relay_lane *l = &r->sweeper;
+    int64_t backoff_ms = 0;
+    while (!atomic_load(&r->stop)) {
+        lb_err err;
+        size_t n = 0;
+        lb_status st = sweep(l, RELAY_SWEEP_GRACE_MS, &n, &err);
+        if (st == LB_OK)
+            prune_inbox(l, lb_now_ms());
+        if (st != LB_OK) {
+            backoff_ms = backoff_ms ? (backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2) : 50;
+            log_warn(NULL, "outbox.sweep_failed", "outbox sweep will retry", LOG_ERR(&err),
+                     LOG_INT("retry_ms", backoff_ms));
+        } else {
+            backoff_ms = 0;
+        }
+        lane_wait(l, backoff_ms ? backoff_ms : r->opts.sweep_ms);
+    }
+    return NULL;
+}
+
+/* --- lifecycle ------------------------------------------------------------ */
 
 lb_status
 outbox_relay_drain(outbox_relay *r, size_t *published, lb_err *err)
 {
     size_t a = 0, b = 0;
     lb_status st = publish_handed(r, &a, err);
+    /* Published rows first, so the claim does not take them again. */
     if (st == LB_OK)
-        st = sweep(r, 0, &b, err);
-    else
-        delete_done(r, &(lb_err){ 0 });
+        st = delete_done(r, err);
+    if (st == LB_OK)
+        st = sweep(&r->pub, 0, &b, err);
     if (published != NULL)
         *published = a + b;
     return st;
@@ -388,95 +533,27 @@ outbox_relay_hand(outbox_relay *r, outbox_buf *committed)
     outbox_relay_wake(r);
 }
 
-static void
-prune_inbox(outbox_relay *r, int64_t now)
-{
-    if (now - r->last_prune_ms < RELAY_PRUNE_EVERY_MS)
-        return;
-    r->last_prune_ms = now;
-    char keep[24];
-    snprintf(keep, sizeof keep, "%lld", (long long)r->opts.inbox_keep_ms);
-    const char *p[] = { keep };
-    /* Small deletes, one short transaction each, until a round finds fewer than
-     * a full batch: never a long lock, and the table cannot outgrow the pruning. */
-    for (int round = 0; round < RELAY_PRUNE_ROUNDS; round++) {
-        PGresult *res = NULL;
-        lb_err err;
-        if (store_exec(r->st, &res, "relay_inbox_prune", 1, p, &err) != LB_OK) {
-            log_warn(NULL, "outbox.prune_failed", "inbox pruning failed", LOG_ERR(&err));
-            break;
-        }
-        int deleted = atoi(PQcmdTuples(res));
-        PQclear(res);
-        if (deleted < 1000)
-            break;
-    }
-}
-
-/* Waits for a hand-off or until timeout_ms passed. */
-static void
-relay_wait(outbox_relay *r, int timeout_ms)
-{
-    struct pollfd fd = { .fd = r->wake[0], .events = POLLIN };
-    poll(&fd, 1, timeout_ms);
-    char drainbuf[64];
-    while (read(r->wake[0], drainbuf, sizeof drainbuf) > 0)
-        ;
-}
-
-static void *
-relay_main(void *arg)
-{
-    outbox_relay *r = arg;
-    int64_t backoff_ms = 0;
-    while (!atomic_load(&r->stop)) {
-        lb_err err;
-        size_t n = 0;
-        lb_status st = publish_handed(r, &n, &err);
-        int64_t now = lb_now_ms();
-        if (st == LB_OK && delete_due(r, now))
-            st = delete_done(r, &err);
-        if (st == LB_OK && now - r->last_sweep_ms >= r->opts.sweep_ms) {
-            r->last_sweep_ms = now;
-            st = sweep(r, RELAY_SWEEP_GRACE_MS, &n, &err);
-            if (st == LB_OK)
-                prune_inbox(r, now);
-        }
-        if (st != LB_OK) {
-            backoff_ms = backoff_ms ? (backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2) : 50;
-            log_warn(NULL, "outbox.drain_failed", "outbox relay will retry", LOG_ERR(&err),
-                     LOG_INT("retry_ms", backoff_ms));
-            r->last_sweep_ms = 0; /* the rows are in the table: sweep them next */
-        } else {
-            backoff_ms = 0;
-        }
-        now = lb_now_ms();
-        int64_t wait = r->opts.sweep_ms - (now - r->last_sweep_ms);
-        if (r->n_done > 0 && r->done_since_ms + RELAY_DELETE_EVERY_MS - now < wait)
-            wait = r->done_since_ms + RELAY_DELETE_EVERY_MS - now;
-        relay_wait(r, (int)(backoff_ms ? backoff_ms : (wait > 0 ? wait : 0)));
-    }
-    return NULL;
-}
-
 lb_status
 outbox_relay_start(outbox_relay *r, lb_err *err)
 {
-    lb_status st = ensure_conn(r, err);
+    lb_status st = lane_conn(&r->pub, err);
+    if (st == LB_OK)
+        st = lane_conn(&r->sweeper, err);
     if (st != LB_OK)
         return st;
-    if (pthread_create(&r->thread, NULL, relay_main, r) != 0)
+    if (pthread_create(&r->pub.thread, NULL, publisher_main, r) != 0)
         return lb_err_set(err, LB_ERR_INTERNAL, "start relay thread");
-    r->started = true;
+    r->pub.started = true;
+    if (pthread_create(&r->sweeper.thread, NULL, sweeper_main, r) != 0)
+        return lb_err_set(err, LB_ERR_INTERNAL, "start sweeper thread");
+    r->sweeper.started = true;
     return LB_OK;
 }
 
 void
 outbox_relay_wake(outbox_relay *r)
 {
-    char c = 1;
-    ssize_t w = write(r->wake[1], &c, 1); /* a full pipe already means "wake up" */
-    (void)w;
+    lane_wake(&r->pub);
 }
 
 void
@@ -485,9 +562,16 @@ outbox_relay_free(outbox_relay *r)
     if (r == NULL)
         return;
     atomic_store(&r->stop, true);
-    if (r->started) {
-        outbox_relay_wake(r);
-        pthread_join(r->thread, NULL);
+    relay_lane *lanes[] = { &r->pub, &r->sweeper };
+    bool started = false;
+    for (size_t i = 0; i < LB_COUNTOF(lanes); i++) {
+        if (!lanes[i]->started)
+            continue;
+        lane_wake(lanes[i]);
+        pthread_join(lanes[i]->thread, NULL);
+        started = true;
+    }
+    if (started) {
         /* Last rows committed by workers that stopped just before us. */
         lb_err err;
         size_t n = 0;
@@ -496,22 +580,11 @@ outbox_relay_free(outbox_relay *r)
             log_warn(NULL, "outbox.final_drain_failed", "rows left for the next start",
                      LOG_ERR(&err));
     }
-    if (r->js != NULL) {
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MaxWait = 2000;
-        js_PublishAsyncComplete(r->js, &po);
-        jsCtx_Destroy(r->js);
-    }
-    store_close(r->st);
-    if (r->wake[0] >= 0)
-        close(r->wake[0]);
-    if (r->wake[1] >= 0)
-        close(r->wake[1]);
+    lane_free(&r->pub);
+    lane_free(&r->sweeper);
     outbox_buf_destroy(&r->queue);
-    outbox_buf_destroy(&r->work);
-    free(r->done);
     pthread_mutex_destroy(&r->lock);
-    free(r->db_url);
+    free(r->done);
+    free((char *)r->opts.db_url);
     free(r);
 }

@@ -66,8 +66,17 @@ lb_nats_start() {
     lb_port_check "$port" "$2" "nats-server"
     nats-server -t -c "$LB_NATS_DIR/nats.conf" >/dev/null 2>&1 ||
         lb_die "nats-server rejects $LB_NATS_DIR/nats.conf (check etc/nats-users.tsv)"
+    # On a machine of 1-2 cores shared with PostgreSQL and the daemons, one Go
+    # processor: the runtime's idle spinning on a second one only takes CPU
+    # from the others (docs/BENCHMARKS.md: +10% sagas/s, lower p50).
+    # LAYBY_NATS_GOMAXPROCS overrides; empty lets Go choose.
+    local procs=${LAYBY_NATS_GOMAXPROCS-}
+    [ -n "${LAYBY_NATS_GOMAXPROCS+set}" ] || { [ "$(nproc)" -le 2 ] && procs=1; }
     # detached (the subshell exits), so it is nobody's zombie when stopped
-    (exec nohup nats-server -c "$LB_NATS_DIR/nats.conf" >>"$LB_LOG/nats-server.log" 2>&1 &)
+    (
+        [ -z "$procs" ] || export GOMAXPROCS=$procs
+        exec nohup nats-server -c "$LB_NATS_DIR/nats.conf" >>"$LB_LOG/nats-server.log" 2>&1 &
+    )
     lb_wait_port "$port" 15 ||
         { tail -n 20 "$LB_LOG/nats-server.log" >&2; lb_die "nats-server did not start on port $port"; }
 }
