@@ -28,25 +28,31 @@ const store_stmt outbox_stmts[] = {
 const size_t outbox_stmts_len = LB_COUNTOF(outbox_stmts);
 
 lb_status
-inbox_claim(store *s, const char *const *ids, size_t n, bool *fresh, lb_err *err)
+inbox_claim_send(store *s, const char *const *ids, size_t n, int *ticket, lb_err *err)
 {
     store_array a = { 0 };
     store_array_begin(&a);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         store_array_text(&a, ids[i]);
-        fresh[i] = false;
-    }
     store_array_end(&a);
     if (a.oom) {
         store_array_free(&a);
         return lb_err_set(err, LB_ERR_NOMEM, "inbox ids");
     }
     const char *params[] = { a.p };
-    PGresult *r = NULL;
-    lb_status st = store_exec(s, &r, "outbox_inbox_claim", 1, params, err);
+    lb_status st = store_send(s, ticket, "outbox_inbox_claim", 1, params, 0, err);
     store_array_free(&a);
-    if (st != LB_OK)
-        return st;
+    return st;
+}
+
+lb_status
+inbox_claim_fresh(store *s, int ticket, const char *const *ids, size_t n, bool *fresh, lb_err *err)
+{
+    for (size_t i = 0; i < n; i++)
+        fresh[i] = false;
+    PGresult *r = store_take(s, ticket);
+    if (r == NULL)
+        return lb_err_set(err, LB_ERR_INTERNAL, "inbox claim result missing");
     /* RETURNING lists each new id once; the first occurrence in the batch wins. */
     int rows = PQntuples(r);
     for (int k = 0; k < rows; k++) {

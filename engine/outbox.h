@@ -37,9 +37,14 @@
 extern const store_stmt outbox_stmts[];
 extern const size_t outbox_stmts_len;
 
-/* Marks which of n message ids are new: fresh[i] is true for the first
- * occurrence of an id not seen before. Runs inside the caller's transaction. */
-lb_status inbox_claim(store *s, const char *const *ids, size_t n, bool *fresh, lb_err *err);
+/* The inbox claim of a batch, in two halves so other reads can share its round
+ * trip: inbox_claim_send() sends it inside the caller's transaction without
+ * waiting (store_send); after the next wait (store_flush), inbox_claim_fresh()
+ * marks which of the n ids are new: fresh[i] is true for the first occurrence
+ * of an id not seen before. */
+lb_status inbox_claim_send(store *s, const char *const *ids, size_t n, int *ticket, lb_err *err);
+lb_status inbox_claim_fresh(store *s, int ticket, const char *const *ids, size_t n, bool *fresh,
+                            lb_err *err);
 
 /* One message to publish: its envelope, subject and packed body (owned). */
 typedef struct outbox_row {

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #define STORE_UNREAD_MAX 256 /* names kept for error messages; more are counted only */
+#define STORE_KEEP_MAX   4   /* results kept for store_take() per transaction */
 
 struct store {
     /* config */
@@ -29,9 +30,13 @@ struct store {
     PGconn *pg;
     bool prepared; /* stmts prepared on this pg */
     bool in_tx;    /* between store_begin and commit/rollback: pipeline mode */
-    /* Statements sent in this transaction whose results are not read yet. */
+    /* Statements sent in this transaction whose results are not read yet;
+     * keep[i] >= 0 names the kept[] slot that receives the result. */
     const char *unread[STORE_UNREAD_MAX];
+    signed char keep[STORE_UNREAD_MAX];
     int n_unread;
+    PGresult *kept[STORE_KEEP_MAX]; /* results of store_send(), until store_take() */
+    int n_kept;
 };
 
 lb_status
@@ -138,6 +143,15 @@ store_ensure(store *s, lb_err *err)
 /* The connection is in an unknown protocol state: drop it; store_ensure()
  * reconnects before the next transaction. */
 static void
+kept_clear(store *s)
+{
+    for (int i = 0; i < s->n_kept; i++)
+        PQclear(s->kept[i]);
+    memset(s->kept, 0, sizeof s->kept);
+    s->n_kept = 0;
+}
+
+static void
 store_broken(store *s)
 {
     if (s->pg != NULL)
@@ -146,26 +160,31 @@ store_broken(store *s)
     s->prepared = false;
     s->in_tx = false;
     s->n_unread = 0;
+    kept_clear(s);
 }
 
 static void
-unread_push(store *s, const char *name)
+unread_push(store *s, const char *name, int keep)
 {
-    if (s->n_unread < STORE_UNREAD_MAX)
+    if (s->n_unread < STORE_UNREAD_MAX) {
         s->unread[s->n_unread] = name;
+        s->keep[s->n_unread] = (signed char)keep;
+    }
     s->n_unread++;
 }
 
 /* Reads the result of every unread statement, then the sync. The first failure
- * goes to err; *keep, when not NULL, receives the last statement's result. */
+ * goes to err; *out, when not NULL, receives the last statement's result, and
+ * results of store_send() go to their kept[] slot. */
 static lb_status
-pipeline_read(store *s, PGresult **keep, lb_err *err)
+pipeline_read(store *s, PGresult **out, lb_err *err)
 {
     lb_status st = LB_OK;
     int n = s->n_unread;
     s->n_unread = 0;
     for (int i = 0; i < n; i++) {
         const char *name = i < STORE_UNREAD_MAX ? s->unread[i] : "statement";
+        int keep = i < STORE_UNREAD_MAX ? s->keep[i] : -1;
         PGresult *r = PQgetResult(s->pg);
         if (r == NULL) {
             store_broken(s);
@@ -175,8 +194,10 @@ pipeline_read(store *s, PGresult **keep, lb_err *err)
         if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK && t != PGRES_PIPELINE_ABORTED &&
             st == LB_OK)
             st = store__result_err(r, s->pg, err, name);
-        if (i == n - 1 && keep != NULL && st == LB_OK)
-            *keep = r;
+        if (i == n - 1 && out != NULL && st == LB_OK)
+            *out = r;
+        else if (keep >= 0 && st == LB_OK)
+            s->kept[keep] = r;
         else
             PQclear(r);
         PGresult *end = PQgetResult(s->pg); /* NULL ends one statement's results */
@@ -190,9 +211,9 @@ pipeline_read(store *s, PGresult **keep, lb_err *err)
     bool ok = sync != NULL && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
     PQclear(sync);
     if (!ok) {
-        if (keep != NULL && *keep != NULL) {
-            PQclear(*keep);
-            *keep = NULL;
+        if (out != NULL && *out != NULL) {
+            PQclear(*out);
+            *out = NULL;
         }
         store_broken(s);
         return st != LB_OK ? st : lb_err_set(err, LB_ERR_DB, "pipeline sync lost");
@@ -202,14 +223,14 @@ pipeline_read(store *s, PGresult **keep, lb_err *err)
 
 static lb_status
 pipeline_send(store *s, const char *name, bool prepared, int nparams, const char *const *values,
-              const int *lengths, const int *formats, int result_format, lb_err *err)
+              const int *lengths, const int *formats, int result_format, int keep, lb_err *err)
 {
     int ok = prepared ? PQsendQueryPrepared(s->pg, name, nparams, values, lengths, formats,
                                             result_format)
                       : PQsendQueryParams(s->pg, name, 0, NULL, NULL, NULL, NULL, result_format);
     if (!ok)
         return store__result_err(NULL, s->pg, err, name);
-    unread_push(s, name);
+    unread_push(s, name, keep);
     return LB_OK;
 }
 
@@ -220,7 +241,7 @@ pipeline_exec(store *s, PGresult **out, const char *name, bool prepared, int npa
               bool wait, lb_err *err)
 {
     lb_status st =
-        pipeline_send(s, name, prepared, nparams, values, lengths, formats, result_format, err);
+        pipeline_send(s, name, prepared, nparams, values, lengths, formats, result_format, -1, err);
     if (st != LB_OK || !wait)
         return st;
     if (!PQpipelineSync(s->pg))
@@ -260,8 +281,43 @@ store_begin(store *s, lb_err *err)
         return store__result_err(NULL, s->pg, err, "enter pipeline mode");
     s->in_tx = true;
     s->n_unread = 0;
+    kept_clear(s);
     /* Not sent alone: it leaves with the first statement that waits. */
-    return pipeline_send(s, "BEGIN", false, 0, NULL, NULL, NULL, 0, err);
+    return pipeline_send(s, "BEGIN", false, 0, NULL, NULL, NULL, 0, -1, err);
+}
+
+lb_status
+store_send(store *s, int *ticket, const char *name, int nparams, const char *const *values,
+           int result_format, lb_err *err)
+{
+    if (!s->in_tx || s->n_kept == STORE_KEEP_MAX)
+        return lb_err_set(err, LB_ERR_INTERNAL, "store_send %s: no transaction or too many kept",
+                          name);
+    lb_status st =
+        pipeline_send(s, name, true, nparams, values, NULL, NULL, result_format, s->n_kept, err);
+    if (st == LB_OK)
+        *ticket = s->n_kept++;
+    return st;
+}
+
+lb_status
+store_flush(store *s, lb_err *err)
+{
+    if (!s->in_tx || s->n_unread == 0)
+        return LB_OK;
+    if (!PQpipelineSync(s->pg))
+        return store__result_err(NULL, s->pg, err, "pipeline sync");
+    return pipeline_read(s, NULL, err);
+}
+
+PGresult *
+store_take(store *s, int ticket)
+{
+    if (ticket < 0 || ticket >= s->n_kept)
+        return NULL;
+    PGresult *r = s->kept[ticket];
+    s->kept[ticket] = NULL;
+    return r;
 }
 
 static void
@@ -285,6 +341,7 @@ store_commit(store *s, lb_err *err)
     if (st != LB_OK)
         return st; /* still in the transaction block: the caller rolls back */
     pipeline_leave(s);
+    kept_clear(s);
     return LB_OK;
 }
 
@@ -302,6 +359,7 @@ store_rollback(store *s)
         }
         pipeline_leave(s);
         s->n_unread = 0;
+        kept_clear(s);
     }
     if (s->pg == NULL || PQstatus(s->pg) != CONNECTION_OK)
         return;

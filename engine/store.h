@@ -42,6 +42,20 @@ lb_status store_begin(store *s, lb_err *err);
 lb_status store_commit(store *s, lb_err *err);
 void store_rollback(store *s); /* best effort; never fails the caller */
 
+/* Inside a transaction: sends prepared statement `name` without waiting and
+ * keeps its result (format 0 text, 1 binary) for store_take(*ticket), so reads
+ * that do not depend on each other share one round trip. At most 4 per
+ * transaction. */
+lb_status store_send(store *s, int *ticket, const char *name, int nparams,
+                     const char *const *values, int result_format, lb_err *err);
+/* Waits for everything sent so far (one round trip; none if nothing is in
+ * flight). Returns the first failure among them. */
+lb_status store_flush(store *s, lb_err *err);
+/* The kept result of a sent statement once a later wait read it; the caller
+ * PQclear()s it. NULL when it failed, was not read yet or was taken already.
+ * Results not taken are freed at commit or rollback. */
+PGresult *store_take(store *s, int ticket);
+
 /* Runs prepared statement `name` with text parameters (NULL value = SQL NULL).
  * When out is not NULL, *out gets the result (text format). Parameter memory
  * may be freed as soon as this returns, even when the statement was only sent. */

@@ -74,6 +74,13 @@ typedef struct svc_query_route {
     svc_query_fn fn;
 } svc_query_route;
 
+/* Optional, per service: sees every message of a batch (duplicates too, since
+ * the inbox was not read yet) at the start of its transaction, and may send
+ * reads with store_send() whose results the handler needs. They share the inbox
+ * claim's round trip; the handler finds the ticket with svc_batch_prefetched().
+ * items[].outcome is ignored here. */
+typedef lb_status (*svc_prefetch_fn)(svc_batch *b, const svc_item *items, size_t n, lb_err *err);
+
 /* Periodic work in its own transaction with the outbox (timers, pruning).
  * Sets *more when it should run again at once (a full batch was claimed). */
 typedef lb_status (*svc_tick_fn)(svc_batch *b, int64_t now_ms, bool *more, lb_err *err);
@@ -94,7 +101,8 @@ typedef struct svc_def {
     size_t n_queries;
     const store_stmt *stmts; /* prepared on every connection of the service */
     size_t n_stmts;
-    svc_tick_fn tick; /* NULL = none */
+    svc_prefetch_fn prefetch; /* NULL = none */
+    svc_tick_fn tick;         /* NULL = none */
     int64_t tick_interval_ms;
     cfg_group opts; /* the daemon's own settings besides svc_cfg ({NULL, NULL, 0} = none) */
 } svc_def;
@@ -141,6 +149,10 @@ void svc_signals_install(svc *s);
 /* --- inside a handler or tick ------------------------------------------- */
 
 store *svc_batch_store(svc_batch *b);
+/* In svc_def.prefetch: leaves the ticket of a store_send() for the handler.
+ * In the handler: that ticket (once; -1 when there is none, as in a tick). */
+void svc_batch_prefetch_set(svc_batch *b, int ticket);
+int svc_batch_prefetched(svc_batch *b);
 /* Queues msg for the outbox of this transaction; published after commit.
  * env comes from bus_envelope_init(), usually with the item's envelope as cause. */
 lb_status svc_emit(svc_batch *b, const char *subject, const bus_envelope *env,

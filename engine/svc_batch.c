@@ -25,6 +25,7 @@ svc__batch_init(svc_batch *b, svc *s, store *st)
     memset(b, 0, sizeof *b);
     b->s = s;
     b->st = st;
+    b->prefetch_ticket = -1;
     outbox_buf_init(&b->out);
 }
 
@@ -35,6 +36,7 @@ svc__batch_reset(svc_batch *b)
     for (size_t i = 0; i < b->n_replies; i++)
         natsMsg_Destroy(b->replies[i].msg);
     b->n_replies = 0;
+    b->prefetch_ticket = -1;
 }
 
 void
@@ -63,6 +65,20 @@ store *
 svc_batch_store(svc_batch *b)
 {
     return b->st;
+}
+
+void
+svc_batch_prefetch_set(svc_batch *b, int ticket)
+{
+    b->prefetch_ticket = ticket;
+}
+
+int
+svc_batch_prefetched(svc_batch *b)
+{
+    int t = b->prefetch_ticket;
+    b->prefetch_ticket = -1;
+    return t;
 }
 
 lb_status
@@ -280,9 +296,23 @@ run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
         ids[i] = es[i]->env.msg_id;
     int64_t now = lb_now_ms();
     svc__batch_reset(b);
+    int claim = -1;
     if ((st = store_begin(w->st, err)) != LB_OK)
         goto out_free;
-    if ((st = inbox_claim(w->st, ids, k, fresh, err)) != LB_OK)
+    if ((st = inbox_claim_send(w->st, ids, k, &claim, err)) != LB_OK)
+        goto out_rollback;
+    if (w->s->def->prefetch != NULL) {
+        for (size_t i = 0; i < k; i++)
+            items[i] = (svc_item){ .subject = natsMsg_GetSubject(es[i]->m),
+                                   .env = &es[i]->env,
+                                   .msg = es[i]->msg,
+                                   .now_ms = now };
+        if ((st = w->s->def->prefetch(b, items, k, err)) != LB_OK)
+            goto out_rollback;
+    }
+    /* One round trip: BEGIN, the inbox claim and the prefetched reads. */
+    if ((st = store_flush(w->st, err)) != LB_OK ||
+        (st = inbox_claim_fresh(w->st, claim, ids, k, fresh, err)) != LB_OK)
         goto out_rollback;
     /* Group fresh items by handler function (rows sharing one function form one
      * group), keeping arrival order inside a group. */

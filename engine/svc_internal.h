@@ -39,6 +39,7 @@ struct svc_batch {
     outbox_buf out;
     svc__pending_reply *replies;
     size_t n_replies, cap_replies;
+    int prefetch_ticket; /* -1 = none */
 };
 
 void svc__batch_init(svc_batch *b, svc *s, store *st);

@@ -32,6 +32,9 @@ typedef struct saga_orch_input {
  * transaction: saga rows with their timer, a log row per input, the commands
  * and SagaChanged events (outbox), replies (after commit). */
 lb_status saga_orch_apply(svc_batch *b, saga_orch_input *ins, size_t n, lb_err *err);
+/* Sends the lock of sagas ids[0..n) (sorted, distinct) as the batch's prefetch;
+ * saga_orch_apply() reads the rows from it. */
+lb_status saga_orch_lock_send(svc_batch *b, const char (*ids)[ID_STR_LEN], size_t n, lb_err *err);
 
 /* The saga types this orchestrator runs (saga_orch_handlers.c). */
 const saga_registry *saga_orch_registry(void);

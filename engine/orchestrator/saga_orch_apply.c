@@ -71,25 +71,60 @@ static const char *const verdict_names[] = {
     [SAGA_REFUSED] = "REFUSED",
 };
 
-/* Loads and locks the rows of every saga named; unknown ones stay !exists. */
+/* Locks the rows of sagas ids[0..n) (sorted: batches sharing sagas wait for
+ * each other instead of deadlocking). With ticket, the statement is only sent
+ * and *out stays NULL; otherwise *out is the result. */
 static lb_status
-load(store *st, slot *slots, size_t n, lb_err *err)
+lock_rows(store *st, const char (*ids)[ID_STR_LEN], size_t n, int *ticket, PGresult **out,
+          lb_err *err)
 {
-    store_array ids = { 0 };
-    store_array_begin(&ids);
+    store_array a = { 0 };
+    store_array_begin(&a);
     for (size_t i = 0; i < n; i++)
-        store_array_text(&ids, slots[i].id);
-    store_array_end(&ids);
-    if (ids.oom) {
-        store_array_free(&ids);
+        store_array_text(&a, ids[i]);
+    store_array_end(&a);
+    if (a.oom) {
+        store_array_free(&a);
         return lb_err_set(err, LB_ERR_NOMEM, "saga ids");
     }
-    const char *p[] = { ids.p };
-    PGresult *r = NULL;
-    lb_status s = store_exec_bin(st, &r, "saga_lock", 1, p, NULL, NULL, 1, err);
-    store_array_free(&ids);
-    if (s != LB_OK)
-        return s;
+    const char *p[] = { a.p };
+    lb_status s = ticket != NULL ? store_send(st, ticket, "saga_lock", 1, p, 1, err)
+                                 : store_exec_bin(st, out, "saga_lock", 1, p, NULL, NULL, 1, err);
+    store_array_free(&a);
+    return s;
+}
+
+lb_status
+saga_orch_lock_send(svc_batch *b, const char (*ids)[ID_STR_LEN], size_t n, lb_err *err)
+{
+    int ticket = -1;
+    lb_status s = lock_rows(svc_batch_store(b), ids, n, &ticket, NULL, err);
+    if (s == LB_OK)
+        svc_batch_prefetch_set(b, ticket);
+    return s;
+}
+
+/* Loads and locks the rows of every saga named; unknown ones stay !exists.
+ * The rows come from the batch's prefetch when it ran (saga_orch_prefetch():
+ * same lock, one round trip fewer), else from a lock statement now. */
+static lb_status
+load(svc_batch *b, slot *slots, size_t n, lb_err *err)
+{
+    store *st = svc_batch_store(b);
+    int ticket = svc_batch_prefetched(b);
+    PGresult *r = ticket >= 0 ? store_take(st, ticket) : NULL;
+    lb_status s = LB_OK;
+    if (r == NULL) {
+        char(*ids)[ID_STR_LEN] = malloc((n ? n : 1) * ID_STR_LEN);
+        if (ids == NULL)
+            return lb_err_set(err, LB_ERR_NOMEM, "saga ids");
+        for (size_t i = 0; i < n; i++)
+            memcpy(ids[i], slots[i].id, ID_STR_LEN);
+        s = lock_rows(st, (const char(*)[ID_STR_LEN])ids, n, NULL, &r, err);
+        free(ids);
+        if (s != LB_OK)
+            return s;
+    }
     for (int row = 0; row < PQntuples(r) && s == LB_OK; row++) {
         slot *sl = slot_find(slots, n, PQgetvalue(r, row, 0));
         if (sl == NULL)
@@ -367,7 +402,7 @@ saga_orch_apply(svc_batch *b, saga_orch_input *ins, size_t n, lb_err *err)
         for (size_t i = 0; i < LB_COUNTOF(la); i++)
             store_array_begin(la[i]);
     }
-    if ((s = load(svc_batch_store(b), slots, ns, err)) != LB_OK)
+    if ((s = load(b, slots, ns, err)) != LB_OK)
         goto out;
     for (size_t i = 0; i < n && s == LB_OK; i++) {
         slot *sl = slot_find(slots, ns, ins[i].saga_id);

@@ -114,6 +114,38 @@ input_from_item(saga_orch_input *oi, const svc_item *it, lb_err *why)
     return true;
 }
 
+static int
+id_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* Locks every saga the batch names in the inbox claim's round trip, before it
+ * is known which messages are duplicates: locking a saga a duplicate names
+ * costs nothing, and the batch saves a round trip to PostgreSQL. */
+static lb_status
+saga_orch_prefetch(svc_batch *b, const svc_item *items, size_t n, lb_err *err)
+{
+    char(*ids)[ID_STR_LEN] = malloc((n ? n : 1) * ID_STR_LEN);
+    if (ids == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "saga ids");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        saga_orch_input oi;
+        lb_err why;
+        if (input_from_item(&oi, &items[i], &why))
+            memcpy(ids[k++], oi.saga_id, ID_STR_LEN);
+    }
+    qsort(ids, k, ID_STR_LEN, id_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < k; i++)
+        if (u == 0 || strcmp(ids[u - 1], ids[i]) != 0)
+            memcpy(ids[u++], ids[i], ID_STR_LEN);
+    lb_status s = saga_orch_lock_send(b, (const char(*)[ID_STR_LEN])ids, u, err);
+    free(ids);
+    return s;
+}
+
 static lb_status
 saga_orch_on_input(svc_batch *b, svc_item *items, size_t n, lb_err *err)
 {
@@ -255,6 +287,7 @@ const svc_def saga_orch_def = {
     .n_handlers = LB_COUNTOF(saga_orch_handlers),
     .stmts = saga_orch_stmts,
     .n_stmts = SAGA_ORCH_STMTS_COUNT,
+    .prefetch = saga_orch_prefetch,
     .tick = saga_orch_tick,
     .tick_interval_ms = 50,
     .opts = { &saga_orch_conf, saga_orch_opts, LB_COUNTOF(saga_orch_opts) },

@@ -174,3 +174,48 @@ Test(store, killed_backend_fails_the_transaction_then_reconnects)
     cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 1);
 }
+
+Test(store, sent_reads_share_one_round_trip_and_keep_their_results)
+{
+    lb_err err;
+    put("1", "a", LB_OK);
+    put("2", "b", LB_OK);
+    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    int t_count = -1, t_get = -1;
+    const char *p[] = { "2" };
+    cr_assert_eq(store_send(st, &t_count, "st_count", 0, NULL, 0, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_send(st, &t_get, "st_get", 1, p, 0, &err), LB_OK, "%s", err.msg);
+    cr_assert_null(store_take(st, t_count), "nothing is read before a wait");
+    cr_assert_eq(store_flush(st, &err), LB_OK, "%s", err.msg);
+    PGresult *r = store_take(st, t_get);
+    cr_assert_not_null(r);
+    cr_assert_str_eq(PQgetvalue(r, 0, 0), "b");
+    PQclear(r);
+    cr_assert_null(store_take(st, t_get), "a result is taken once");
+    r = store_take(st, t_count);
+    cr_assert_not_null(r);
+    cr_assert_str_eq(PQgetvalue(r, 0, 0), "2");
+    PQclear(r);
+    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
+}
+
+Test(store, sent_read_after_a_failed_write_reports_the_write)
+{
+    lb_err err;
+    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    put("1", "bad", LB_OK);
+    int t = -1;
+    cr_assert_eq(store_send(st, &t, "st_count", 0, NULL, 0, &err), LB_OK, "%s", err.msg);
+    lb_status s = store_flush(st, &err);
+    cr_assert_eq(s, LB_ERR_CONFLICT, "got %d", s);
+    cr_assert(strstr(err.msg, "st_put") != NULL, "%s", err.msg);
+    cr_assert_null(store_take(st, t), "an aborted read keeps no result");
+    store_rollback(st);
+    /* Results left untaken are dropped with the transaction, not leaked. */
+    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_send(st, &t, "st_count", 0, NULL, 0, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_flush(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_send(st, &t, "st_count", 0, NULL, 0, &err), LB_ERR_INTERNAL,
+                 "store_send needs a transaction");
+}
