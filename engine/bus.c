@@ -252,18 +252,24 @@ out_nats:
 }
 
 void
+bus_js_destroy(jsCtx *js, int64_t wait_ms)
+{
+    if (js == NULL)
+        return;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = wait_ms;
+    js_PublishAsyncComplete(js, &po);
+    jsCtx_Destroy(js);
+}
+
+void
 bus_close(bus *b)
 {
     if (b == NULL)
         return;
     atomic_store(&b->closing, true);
-    if (b->js != NULL) {
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MaxWait = 2000;
-        js_PublishAsyncComplete(b->js, &po);
-        jsCtx_Destroy(b->js);
-    }
+    bus_js_destroy(b->js, 2000);
     if (b->nc != NULL) {
         natsConnection_FlushTimeout(b->nc, 1000);
         natsConnection_Close(b->nc);

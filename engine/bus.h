@@ -86,6 +86,8 @@ typedef struct bus bus;
 /* Connects with unlimited reconnects (retrying a first connect that fails). */
 lb_status bus_open(bus **out, const bus_opts *opts, lb_err *err);
 void bus_close(bus *b); /* NULL is a no-op; flushes pending async publishes first */
+/* Waits up to wait_ms for js's pending async publishes, then destroys it (NULL: no-op). */
+void bus_js_destroy(jsCtx *js, int64_t wait_ms);
 natsConnection *bus_conn(bus *b);
 jsCtx *bus_js(bus *b);
 bool bus_connected(bus *b);

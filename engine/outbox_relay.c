@@ -161,13 +161,7 @@ lane_wait(relay_lane *l, int64_t timeout_ms)
 static void
 lane_free(relay_lane *l)
 {
-    if (l->js != NULL) {
-        jsPubOptions po;
-        jsPubOptions_Init(&po);
-        po.MaxWait = 2000;
-        js_PublishAsyncComplete(l->js, &po);
-        jsCtx_Destroy(l->js);
-    }
+    bus_js_destroy(l->js, 2000);
     store_close(l->st);
     for (int i = 0; i < 2; i++)
         if (l->wake[i] >= 0)

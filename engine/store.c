@@ -8,7 +8,8 @@
  * a service batch used to make seven of them (BEGIN, inbox, read, three
  * writes, COMMIT). Now BEGIN travels with the first statement that waits for
  * its result, and statements whose result nobody asks for travel with the
- * next one that waits or with COMMIT: three round trips for a saga batch.
+ * next one that waits or with COMMIT, and reads that do not depend on each
+ * other share one round trip (store_send): two round trips for a saga batch.
  * The server runs them in order inside the explicit transaction; the first
  * failure aborts the rest, and store_commit() (or the next waiting statement)
  * reports it with the failing statement's name. */

@@ -120,7 +120,7 @@ typedef struct svc_cfg {
     int64_t fetch_wait_ms;  /* how long a fetch waits for the first message */
     int64_t max_deliver;    /* deliveries before a failing message is dead-lettered */
     int64_t nak_delay_ms;   /* redelivery delay after a transient failure */
-    int64_t relay_sweep_ms; /* outbox sweep period (NOTIFY wakes it sooner) */
+    int64_t relay_sweep_ms; /* outbox sweep period (rows no relay was handed) */
     int64_t query_threads;  /* query responders (each with its own connection) */
     int64_t workers;        /* consumer threads per durable (each with its own connection) */
     int64_t inbox_keep_ms;  /* prune inbox ids older than this (>= the streams' max age) */

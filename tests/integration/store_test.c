@@ -52,6 +52,24 @@ put(const char *k, const char *v, lb_status want)
 }
 
 static int64_t
+rows(void)
+{
+    return tsupport_sql_int("SELECT count(*) FROM storetest.t");
+}
+
+/* One more transaction on the same store commits one more row. */
+static void
+assert_usable(const char *k)
+{
+    lb_err err;
+    int64_t before = rows();
+    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    put(k, "ok", LB_OK);
+    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(rows(), before + 1);
+}
+
+static int64_t
 count_in_tx(void)
 {
     PGresult *r = NULL;
@@ -74,10 +92,10 @@ Test(store, unawaited_writes_run_in_order_and_commit)
     cr_assert_eq(count_in_tx(), 2);
     put("3", "c", LB_OK);
     cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
-    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 3);
+    cr_assert_eq(rows(), 3);
     /* Outside a transaction every statement waits. */
     put("4", "d", LB_OK);
-    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 4);
+    cr_assert_eq(rows(), 4);
 }
 
 Test(store, failed_write_is_reported_at_commit_and_rolls_back_everything)
@@ -92,12 +110,8 @@ Test(store, failed_write_is_reported_at_commit_and_rolls_back_everything)
     cr_assert(strstr(err.msg, "st_put") != NULL, "names the statement: %s", err.msg);
     cr_assert(strstr(err.msg, "23514") != NULL, "carries the sqlstate: %s", err.msg);
     store_rollback(st);
-    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 0);
-    /* The same store runs the next transaction normally. */
-    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
-    put("5", "e", LB_OK);
-    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
-    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 1);
+    cr_assert_eq(rows(), 0);
+    assert_usable("5"); /* the same store runs the next transaction normally */
 }
 
 Test(store, failed_write_is_reported_by_the_next_waiting_statement)
@@ -127,9 +141,9 @@ Test(store, rollback_discards_writes_never_awaited)
     put("1", "a", LB_OK);
     put("2", "b", LB_OK);
     store_rollback(st);
-    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 0);
+    cr_assert_eq(rows(), 0);
     put("3", "c", LB_OK);
-    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 1);
+    cr_assert_eq(rows(), 1);
 }
 
 Test(store, binary_results_inside_a_transaction)
@@ -167,12 +181,8 @@ Test(store, killed_backend_fails_the_transaction_then_reconnects)
     lb_status s = store_commit(st, &err);
     cr_assert_eq(s, LB_ERR_DB, "a lost connection is retryable, got %d (%s)", s, err.msg);
     store_rollback(st);
-    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 0);
-    /* store_begin reconnects and prepares the statements again. */
-    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
-    put("2", "b", LB_OK);
-    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
-    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM storetest.t"), 1);
+    cr_assert_eq(rows(), 0);
+    assert_usable("2"); /* store_begin reconnects and prepares the statements again */
 }
 
 Test(store, sent_reads_share_one_round_trip_and_keep_their_results)
