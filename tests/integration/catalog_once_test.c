@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/bus.h"
 #include "engine/id.h"
@@ -275,6 +276,9 @@ Test(catalog_once, events_written_while_nats_is_down_are_published_once_it_is_ba
     tsupport_nats_start();
     tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM catalog.outbox");
     cr_assert_eq(stream_msgs("LAYBY_EVT"), 25, "every row exactly once");
+    /* The restarted server forgot the catalog's pull requests: it asks again. */
+    send_new("after-restart");
+    tsupport_wait_count(WAIT_MS, 1, "SELECT count(*) FROM catalog.products");
     cr_assert(tsupport_daemon_alive(p));
     cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
 }
@@ -405,4 +409,48 @@ Test(catalog_once, two_instances_share_the_durable)
     cr_assert_eq(stream_msgs("LAYBY_EVT"), N);
     cr_assert_eq(tsupport_daemon_stop(a, 10000), 0);
     cr_assert_eq(tsupport_daemon_stop(b, 10000), 0);
+}
+
+/* A worker waiting in a fetch across idle seconds (pull requests expiring and
+ * renewed under it) still takes the next command at once. */
+Test(catalog_once, commands_after_idle_seconds_are_handled_at_once)
+{
+    tsupport_proc *p = &procs[0];
+    tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
+    for (int round = 1; round <= 3; round++) {
+        struct timespec idle = { 2, 500 * 1000 * 1000 }; /* outlives two request lifetimes */
+        nanosleep(&idle, NULL);
+        int64_t t0 = lb_mono_us();
+        send_new("after-idle");
+        tsupport_wait_count(WAIT_MS, round, "SELECT count(*) FROM catalog.products");
+        int64_t ms = (lb_mono_us() - t0) / 1000;
+        cr_assert_lt(ms, 900, "round %d took %lld ms after idling", round, (long long)ms);
+    }
+    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+}
+
+/* Stopping an instance in the middle of a stream of commands leaves none of
+ * them delivered-but-unacked: the next instance takes the rest at once, not
+ * after the durable's AckWait (30 s). A consumer loop that kept pull requests
+ * open past its stop failed this (docs/BENCHMARKS.md, "tried and not kept"). */
+Test(catalog_once, a_restarted_instance_takes_the_rest_without_waiting_for_ack_wait)
+{
+    tsupport_proc *p = &procs[0];
+    tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
+    enum {
+        N = 3000
+    };
+    for (int i = 0; i < N; i++)
+        send_new("handed-back");
+    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+    int64_t done = tsupport_sql_int("SELECT count(*) FROM catalog.products");
+    int64_t t0 = lb_mono_us();
+    tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
+    tsupport_wait_count(WAIT_MS, N, "SELECT count(*) FROM catalog.products");
+    int64_t ms = (lb_mono_us() - t0) / 1000;
+    cr_assert_lt(ms, 10000, "the rest (%lld of %d) waited for AckWait: %lld ms",
+                 (long long)(N - done), N, (long long)ms);
+    cr_assert(tsupport_poll_until(consumer_idle, NULL, WAIT_MS));
+    cr_assert_eq(stream_msgs("LAYBY_EVT"), N, "each command once");
+    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
 }
