@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/id.h"
+
 lb_status
 bench_open(bus **out, lb_err *err)
 {
@@ -18,7 +20,8 @@ bench_open(bus **out, lb_err *err)
     if (o.url == NULL)
         return lb_err_set(err, LB_ERR_CONFIG,
                           "LAYBY_NATS_URL is not set (eval \"$(scripts/dev env)\")");
-    return bus_open(out, &o, err);
+    lb_status st = id_init(err); /* every bench names its messages */
+    return st != LB_OK ? st : bus_open(out, &o, err);
 }
 
 void

@@ -10,7 +10,8 @@
 
 #include "engine/bus.h"
 
-/* Connects with LAYBY_NATS_URL and LAYBY_CTL_NATS_USER/PASSWORD. */
+/* Seeds the id generator (id_init) and connects with LAYBY_NATS_URL and
+ * LAYBY_CTL_NATS_USER/PASSWORD. */
 lb_status bench_open(bus **out, lb_err *err);
 
 typedef struct bench_lat {

@@ -98,7 +98,7 @@ main(int argc, char **argv)
         return 2;
     lb_err err;
     bus *b = NULL;
-    if (id_init(&err) != LB_OK || bench_open(&b, &err) != LB_OK) {
+    if (bench_open(&b, &err) != LB_OK) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }

@@ -52,15 +52,9 @@ teardown(void)
 static void
 send_create(const bus_envelope *env, const char *pid, const char *name)
 {
-    Layby__V1__ProductDraft d = LAYBY__V1__PRODUCT_DRAFT__INIT;
-    d.name = (char *)name;
-    d.price = 990000;
-    d.details = "16 GB, 1 TB";
-    d.category = "laptop";
-    d.stock = 5;
-    Layby__V1__CreateProduct c = LAYBY__V1__CREATE_PRODUCT__INIT;
-    c.product_id = (char *)pid;
-    c.draft = &d;
+    Layby__V1__ProductDraft d;
+    Layby__V1__CreateProduct c;
+    tsupport_create_product(&c, &d, pid, name);
     lb_err err;
     cr_assert_eq(bus_publish(admin, "layby.cmd.catalog.create_product", env, &c.base, &err), LB_OK,
                  "%s", err.msg);
@@ -156,15 +150,9 @@ Test(catalog_once, same_msg_id_delivered_twice_changes_the_database_once)
      * repeat; a publish it drops as duplicate reaches no consumer. */
     bool stored = false;
     for (int i = 0; i < 100 && !stored; i++) {
-        Layby__V1__ProductDraft d = LAYBY__V1__PRODUCT_DRAFT__INIT;
-        d.name = "twice";
-        d.price = 990000;
-        d.details = "16 GB, 1 TB";
-        d.category = "laptop";
-        d.stock = 5;
-        Layby__V1__CreateProduct c = LAYBY__V1__CREATE_PRODUCT__INIT;
-        c.product_id = pid;
-        c.draft = &d;
+        Layby__V1__ProductDraft d;
+        Layby__V1__CreateProduct c;
+        tsupport_create_product(&c, &d, pid, "twice");
         natsMsg *m = NULL;
         lb_err err;
         cr_assert_eq(bus_msg_new(&m, "layby.cmd.catalog.create_product", &env, &c.base, &err),

@@ -266,15 +266,9 @@ wait_dlq(uint64_t n)
 static void
 publish_create(const char *pid, const char *type, bool drop_id)
 {
-    Layby__V1__ProductDraft d = LAYBY__V1__PRODUCT_DRAFT__INIT;
-    d.name = "Poison laptop";
-    d.price = 990000;
-    d.details = "16 GB";
-    d.category = "laptop";
-    d.stock = 5;
-    Layby__V1__CreateProduct c = LAYBY__V1__CREATE_PRODUCT__INIT;
-    c.product_id = (char *)pid;
-    c.draft = &d;
+    Layby__V1__ProductDraft d;
+    Layby__V1__CreateProduct c;
+    tsupport_create_product(&c, &d, pid, "Poison laptop");
     bus_envelope env;
     bus_envelope_init(&env, &layby__v1__create_product__descriptor, NULL);
     snprintf(env.type, sizeof env.type, "%s", type);

@@ -136,6 +136,12 @@ void tsupport_daemons_kill(tsupport_proc *procs, size_t n);
 /* The value of one series ("layby_svc_messages_handled_total{service=\"catalog\"}")
  * on the daemon serving /metrics at port; fails the test when it is absent. */
 long long tsupport_metric(int port, const char *series);
+/* A valid CreateProduct for product pid named name (a laptop, stock 5) in the
+ * caller's c and d; the strings are borrowed, so keep them alive while c is used. */
+struct Layby__V1__CreateProduct;
+struct Layby__V1__ProductDraft;
+void tsupport_create_product(struct Layby__V1__CreateProduct *c, struct Layby__V1__ProductDraft *d,
+                             const char *pid, const char *name);
 
 /* --- HTTP client for edge suites (tsupport_http.c) ---------------------------- */
 

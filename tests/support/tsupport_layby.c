@@ -10,6 +10,7 @@
 #include "engine/bus.h"
 #include "engine/bus_topology.h"
 #include "engine/id.h"
+#include "layby/v1/catalog.pb-c.h"
 #include "tsupport.h"
 
 struct bus *
@@ -139,4 +140,19 @@ tsupport_metric(int port, const char *series)
     const char *at = strstr(b.buf, key);
     cr_assert_not_null(at, "no %s in the metrics of port %d", series, port);
     return atoll(at + strlen(key));
+}
+
+void
+tsupport_create_product(Layby__V1__CreateProduct *c, Layby__V1__ProductDraft *d, const char *pid,
+                        const char *name)
+{
+    layby__v1__product_draft__init(d);
+    d->name = (char *)name;
+    d->price = 990000;
+    d->details = "16 GB, 1 TB";
+    d->category = "laptop";
+    d->stock = 5;
+    layby__v1__create_product__init(c);
+    c->product_id = (char *)pid;
+    c->draft = d;
 }
