@@ -31,6 +31,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "bus.h"
+#include "metrics.h"
 #include "store.h"
 
 /* Statements the inbox/outbox need, prepared on every service connection. */
@@ -76,6 +77,20 @@ void outbox_buf_move(outbox_buf *dst, outbox_buf *src);
 void outbox_buf_sort(outbox_buf *b);
 /* Inserts every queued row in the caller's transaction (no-op when empty). */
 lb_status outbox_buf_write(store *s, const outbox_buf *b, lb_err *err);
+
+/* A JetStream publisher of outbox rows (its own JetStream context on the
+ * bus's connection). Owned by its creator; one thread at a time. */
+typedef struct outbox_pub outbox_pub;
+
+/* m_errors (may be NULL) counts rows JetStream refused. */
+lb_status outbox_pub_new(outbox_pub **out, bus *b, metrics_metric *m_errors, lb_err *err);
+void outbox_pub_free(outbox_pub *p); /* waits up to 2 s for pending acks; NULL is a no-op */
+/* Publishes every row of b (Nats-Msg-Id = row id) asynchronously and returns
+ * LB_OK only once JetStream acked them all. */
+lb_status outbox_pub_rows(outbox_pub *p, const outbox_buf *b, lb_err *err);
+/* Waits for acks of earlier publishes still pending (NATS was down), so an
+ * outage does not pile copies of the same rows into the reconnect buffer. */
+lb_status outbox_pub_settle(outbox_pub *p, lb_err *err);
 
 typedef struct outbox_relay outbox_relay;
 

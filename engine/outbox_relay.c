@@ -79,10 +79,9 @@ typedef struct relay_lane {
     struct outbox_relay *r;
     store *st;
     PGconn *configured_on; /* connection set up by lane_conn(); changes after a reconnect */
-    jsCtx *js;
+    outbox_pub *pub;
     outbox_buf work; /* rows being published */
-    atomic_int pub_errors;
-    int wake[2]; /* self-pipe: any thread writes a byte */
+    int wake[2];     /* self-pipe: any thread writes a byte */
     pthread_t thread;
     bool started;
 } relay_lane;
@@ -106,17 +105,6 @@ struct outbox_relay {
     metrics_metric *m_published, *m_backlog, *m_errors, *m_latency, *m_swept;
 };
 
-static void
-on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
-{
-    (void)js;
-    relay_lane *l = closure;
-    atomic_fetch_add(&l->pub_errors, 1);
-    metrics_add(l->r->m_errors, 1);
-    log_warn(NULL, "outbox.publish_failed", "JetStream refused an outbox row; it will be retried",
-             LOG_STR("detail", pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err)));
-}
-
 static lb_status
 lane_init(relay_lane *l, outbox_relay *r, lb_err *err)
 {
@@ -127,15 +115,9 @@ lane_init(relay_lane *l, outbox_relay *r, lb_err *err)
         return lb_err_set(err, LB_ERR_NOMEM, "relay wake-up pipe");
     fcntl(l->wake[0], F_SETFL, O_NONBLOCK);
     fcntl(l->wake[1], F_SETFL, O_NONBLOCK);
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.PublishAsync.ErrHandler = on_pub_error;
-    jo.PublishAsync.ErrHandlerClosure = l;
-    jo.PublishAsync.MaxPending = 8192;
-    jo.Wait = 5000;
-    natsStatus ns = natsConnection_JetStream(&l->js, bus_conn(r->opts.bus), &jo);
-    if (ns != NATS_OK)
-        return bus__nats_err(err, ns, "relay jetstream context");
+    lb_status st = outbox_pub_new(&l->pub, r->opts.bus, r->m_errors, err);
+    if (st != LB_OK)
+        return st;
     return store_open(&l->st, r->opts.db_url, relay_stmts, LB_COUNTOF(relay_stmts), err);
 }
 
@@ -161,7 +143,7 @@ lane_wait(relay_lane *l, int64_t timeout_ms)
 static void
 lane_free(relay_lane *l)
 {
-    bus_js_destroy(l->js, 2000);
+    outbox_pub_free(l->pub);
     store_close(l->st);
     for (int i = 0; i < 2; i++)
         if (l->wake[i] >= 0)
@@ -191,9 +173,6 @@ outbox_relay_new(outbox_relay **out, const outbox_relay_opts *opts, lb_err *err)
         st = lb_err_set(err, LB_ERR_NOMEM, "relay setup");
         goto out_free;
     }
-    if ((st = lane_init(&r->pub, r, err)) != LB_OK ||
-        (st = lane_init(&r->sweeper, r, err)) != LB_OK)
-        goto out_free;
     char labels[96];
     snprintf(labels, sizeof labels, "service=\"%s\"", r->service);
     r->m_published = metrics_counter("layby_outbox_published_total", labels,
@@ -206,6 +185,9 @@ outbox_relay_new(outbox_relay **out, const outbox_relay_opts *opts, lb_err *err)
                                   "async publishes JetStream refused");
     r->m_latency =
         metrics_histogram("layby_outbox_drain_seconds", labels, "time to publish one batch");
+    if ((st = lane_init(&r->pub, r, err)) != LB_OK ||
+        (st = lane_init(&r->sweeper, r, err)) != LB_OK)
+        goto out_free;
     *out = r;
     return LB_OK;
 out_free:
@@ -230,47 +212,14 @@ lane_conn(relay_lane *l, lb_err *err)
     return LB_OK;
 }
 
-/* Publishes b's rows asynchronously and waits for every ack. */
+/* Publishes b's rows and waits for every ack. */
 static lb_status
 publish_rows(relay_lane *l, const outbox_buf *b, lb_err *err)
 {
-    if (b->n == 0)
-        return LB_OK;
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = 5000;
-    atomic_store(&l->pub_errors, 0);
-    for (size_t i = 0; i < b->n; i++) {
-        const outbox_row *row = &b->rows[i];
-        natsMsg *m = NULL;
-        lb_status st = bus_msg_new_raw(&m, row->subject, &row->env, row->body, row->len, err);
-        if (st != LB_OK)
-            return st;
-        natsStatus ns = js_PublishMsgAsync(l->js, &m, NULL);
-        if (ns != NATS_OK) {
-            natsMsg_Destroy(m);
-            return bus__nats_err(err, ns, "relay publish");
-        }
-    }
-    natsStatus ns = js_PublishAsyncComplete(l->js, &po);
-    if (ns != NATS_OK || atomic_load(&l->pub_errors) != 0)
-        return lb_err_set(err, LB_ERR_BUS, "outbox publish not acknowledged (%s)",
-                          natsStatus_GetText(ns));
-    fault_point("relay.after_publish");
-    return LB_OK;
-}
-
-/* Earlier publishes still unacknowledged (NATS was down): wait for them first,
- * so an outage does not pile copies of the same rows into the reconnect buffer. */
-static lb_status
-earlier_acked(relay_lane *l, lb_err *err)
-{
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = 5000;
-    if (js_PublishAsyncComplete(l->js, &po) != NATS_OK)
-        return lb_err_set(err, LB_ERR_BUS, "earlier outbox publishes are still unacknowledged");
-    return LB_OK;
+    lb_status st = outbox_pub_rows(l->pub, b, err);
+    if (st == LB_OK && b->n > 0)
+        fault_point("relay.after_publish");
+    return st;
 }
 
 /* --- publisher lane: hand-offs, then their deletes ----------------------- */
@@ -342,7 +291,7 @@ publish_handed(outbox_relay *r, size_t *n, lb_err *err)
     if (l->work.n == 0)
         return LB_OK;
     int64_t t0 = lb_mono_us();
-    lb_status st = earlier_acked(l, err);
+    lb_status st = outbox_pub_settle(l->pub, err);
     if (st == LB_OK)
         st = publish_rows(l, &l->work, err);
     if (st == LB_OK)
@@ -393,7 +342,7 @@ sweep_batch(relay_lane *l, int64_t grace_ms, size_t *n, lb_err *err)
 {
     outbox_relay *r = l->r;
     *n = 0;
-    lb_status st = earlier_acked(l, err);
+    lb_status st = outbox_pub_settle(l->pub, err);
     if (st != LB_OK || (st = store_begin(l->st, err)) != LB_OK)
         return st;
     char limit[24], grace[24];

@@ -279,22 +279,21 @@ svc_run(svc *s, lb_err *err)
         .sweep_ms = s->cfg.relay_sweep_ms,
         .inbox_keep_ms = s->cfg.inbox_keep_ms,
     };
-    if ((st = outbox_relay_new(&s->relay, &ro, err)) != LB_OK)
-        goto out;
-    if ((st = outbox_relay_start(s->relay, err)) != LB_OK)
+    if (!s->def->stateless && ((st = outbox_relay_new(&s->relay, &ro, err)) != LB_OK ||
+                               (st = outbox_relay_start(s->relay, err)) != LB_OK))
         goto out;
     for (size_t i = 0; i < n_threads; i++) {
         consumer_thread *ct = &cts[i];
         ct->s = s;
         ct->c = &s->def->consumers[i % s->def->n_consumers];
-        if ((st = store_open(&ct->st, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK)
+        if (!s->def->stateless &&
+            (st = store_open(&ct->st, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK)
             goto out;
         if ((st = bind_consumer(ct, err)) != LB_OK)
             goto out;
     }
-    if ((st = svc__query_start(&qp, s, err)) != LB_OK)
-        goto out;
-    if ((st = svc__tick_start(&tk, s, err)) != LB_OK)
+    if (!s->def->stateless && ((st = svc__query_start(&qp, s, err)) != LB_OK ||
+                               (st = svc__tick_start(&tk, s, err)) != LB_OK))
         goto out;
     /* /healthz answers only once consumers and responders are bound, so
      * "healthy" means "ready to take work" to the stack and the tests. */

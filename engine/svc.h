@@ -105,6 +105,13 @@ typedef struct svc_def {
     svc_tick_fn tick;         /* NULL = none */
     int64_t tick_interval_ms;
     cfg_group opts; /* the daemon's own settings besides svc_cfg ({NULL, NULL, 0} = none) */
+    /* Handlers with no effects at all (the benchmark's no-op participant): no
+     * database, no inbox, no outbox. What they emit is published before the
+     * input is acked, with Nats-Msg-Id derived from the input's id and the
+     * row's place among that input's messages, so a redelivered input
+     * publishes the same ids and JetStream's duplicate window drops them.
+     * svc_batch_store() is NULL; queries and ticks are not run. */
+    bool stateless;
 } svc_def;
 
 /* Settings every daemon shares; filled by cfg_load() from svc_cfg_opts. */

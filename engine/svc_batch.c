@@ -13,6 +13,7 @@
 
 #include "codec.h"
 #include "fault.h"
+#include "id.h"
 #include "layby/v1/common.pb-c.h"
 #include "log.h"
 #include "svc_internal.h"
@@ -145,6 +146,8 @@ svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c, int64
 void
 svc__worker_destroy(svc__worker *w)
 {
+    outbox_pub_free(w->pub);
+    w->pub = NULL;
     svc__batch_destroy(&w->b);
 }
 
@@ -274,6 +277,40 @@ reply_outcome(svc__worker *w, const svc_item *it)
     bus_publish_core(w->s->bus, it->env->reply, &env, &f.base, NULL);
 }
 
+/* Runs the handlers on the fresh entries of es[0..k), filling items (room for
+ * k) and *n_items: entries sharing one handler function form one group, in
+ * arrival order inside the group. */
+static lb_status
+handlers_run(svc__worker *w, entry **es, size_t k, const bool *fresh, int64_t now, svc_item *items,
+             size_t *n_items, lb_err *err)
+{
+    for (size_t hi = 0; hi < w->s->def->n_handlers; hi++) {
+        const svc_handler *h = &w->s->def->handlers[hi];
+        bool seen_fn = false;
+        for (size_t hj = 0; hj < hi && !seen_fn; hj++)
+            seen_fn = w->s->def->handlers[hj].fn == h->fn;
+        if (seen_fn)
+            continue;
+        size_t first = *n_items;
+        for (size_t i = 0; i < k; i++) {
+            if ((fresh != NULL && !fresh[i]) || es[i]->h->fn != h->fn)
+                continue;
+            svc_item *it = &items[(*n_items)++];
+            memset(it, 0, sizeof *it);
+            it->subject = natsMsg_GetSubject(es[i]->m);
+            it->env = &es[i]->env;
+            it->msg = es[i]->msg;
+            it->now_ms = now;
+        }
+        if (*n_items == first)
+            continue;
+        lb_status st = h->fn(&w->b, items + first, *n_items - first, err);
+        if (st != LB_OK)
+            return st;
+    }
+    return LB_OK;
+}
+
 /* Runs es[0..k) in one transaction. On LB_OK everything committed, replies
  * went out and the messages were acked. */
 static lb_status
@@ -314,31 +351,8 @@ run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
     if ((st = store_flush(w->st, err)) != LB_OK ||
         (st = inbox_claim_fresh(w->st, claim, ids, k, fresh, err)) != LB_OK)
         goto out_rollback;
-    /* Group fresh items by handler function (rows sharing one function form one
-     * group), keeping arrival order inside a group. */
-    for (size_t hi = 0; hi < w->s->def->n_handlers; hi++) {
-        const svc_handler *h = &w->s->def->handlers[hi];
-        bool seen_fn = false;
-        for (size_t hj = 0; hj < hi && !seen_fn; hj++)
-            seen_fn = w->s->def->handlers[hj].fn == h->fn;
-        if (seen_fn)
-            continue;
-        size_t first = n_items;
-        for (size_t i = 0; i < k; i++) {
-            if (!fresh[i] || es[i]->h->fn != h->fn)
-                continue;
-            svc_item *it = &items[n_items++];
-            memset(it, 0, sizeof *it);
-            it->subject = natsMsg_GetSubject(es[i]->m);
-            it->env = &es[i]->env;
-            it->msg = es[i]->msg;
-            it->now_ms = now;
-        }
-        if (n_items == first)
-            continue;
-        if ((st = h->fn(b, items + first, n_items - first, err)) != LB_OK)
-            goto out_rollback;
-    }
+    if ((st = handlers_run(w, es, k, fresh, now, items, &n_items, err)) != LB_OK)
+        goto out_rollback;
     n_fresh = n_items;
     if ((st = outbox_buf_write(w->st, &b->out, err)) != LB_OK)
         goto out_rollback;
@@ -365,6 +379,57 @@ out_free:
         free(ids);
     if (fresh != fresh_stack)
         free(fresh);
+    if (items != items_stack)
+        free(items);
+    return st;
+}
+
+/* Stateless handlers (svc_def.stateless): no transaction. Each emitted row
+ * gets the id derived from its cause (the input's id) and its place among that
+ * cause's rows, so handling the same input again gives the same ids.
+ * CRASH POINTS: until JetStream acked every row, the inputs are not acked: a
+ * crash redelivers them, they publish the same ids again and the stream's
+ * duplicate window (2 min, longer than AckWait) drops the copies. */
+static lb_status
+run_stateless(svc__worker *w, entry **es, size_t k, lb_err *err)
+{
+    svc_batch *b = &w->b;
+    svc_item items_stack[64];
+    svc_item *items = k <= 64 ? items_stack : malloc(k * sizeof *items);
+    size_t n_items = 0;
+    if (items == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "batch items");
+    svc__batch_reset(b);
+    lb_status st = LB_OK;
+    if (w->pub == NULL)
+        st = outbox_pub_new(&w->pub, w->s->bus, NULL, err);
+    if (st == LB_OK)
+        st = handlers_run(w, es, k, NULL, lb_now_ms(), items, &n_items, err);
+    for (size_t i = 0; st == LB_OK && i < b->out.n; i++) {
+        outbox_row *row = &b->out.rows[i];
+        unsigned nth = 0;
+        for (size_t j = 0; j < i; j++)
+            nth += strcmp(b->out.rows[j].env.causation, row->env.causation) == 0;
+        char key[ID_STR_LEN + 16];
+        snprintf(key, sizeof key, "%s/%u", row->env.causation, nth);
+        id_from_key(row->env.msg_id, "svc.stateless", key);
+    }
+    if (st == LB_OK)
+        st = outbox_pub_rows(w->pub, &b->out, err);
+    if (st == LB_OK) {
+        fault_point("svc.after_publish");
+        for (size_t i = 0; i < k; i++)
+            natsMsg_Ack(es[i]->m, NULL);
+        for (size_t i = 0; i < n_items; i++)
+            reply_outcome(w, &items[i]);
+        svc__batch_after_commit(b);
+        metrics_add(w->s->m_handled, (int64_t)n_items);
+    } else {
+        svc__batch_reset(b);
+    }
+    for (size_t i = 0; i < n_items; i++)
+        if (items[i].reply != NULL)
+            protobuf_c_message_free_unpacked(items[i].reply, NULL);
     if (items != items_stack)
         free(items);
     return st;
@@ -416,7 +481,9 @@ svc__worker_batch(svc__worker *w, natsMsg **msgs, size_t n)
     }
     if (k > 0) {
         lb_err err;
-        if (run_tx(w, ready, k, &err) != LB_OK) {
+        lb_status (*run)(svc__worker *, entry **, size_t, lb_err *) =
+            w->s->def->stateless ? run_stateless : run_tx;
+        if (run(w, ready, k, &err) != LB_OK) {
             /* One bad message must not hold back the others: retry alone. */
             metrics_add(w->s->m_retries, 1);
             if (k == 1) {
@@ -426,7 +493,7 @@ svc__worker_batch(svc__worker *w, natsMsg **msgs, size_t n)
                          LOG_INT("size", k), LOG_ERR(&err));
                 for (size_t i = 0; i < k; i++) {
                     lb_err e1;
-                    if (run_tx(w, &ready[i], 1, &e1) != LB_OK)
+                    if (run(w, &ready[i], 1, &e1) != LB_OK)
                         entry_fail(w, ready[i], &e1);
                 }
             }

@@ -54,6 +54,7 @@ typedef struct svc__worker {
     store *st;
     const svc_consumer *c;
     svc_batch b;
+    outbox_pub *pub; /* stateless services only (svc_def.stateless) */
     char dlq_subject[BUS_SUBJECT_MAX];
     char consumer_name[128];
     int64_t max_deliver; /* dead-letter at this delivery: min(--max-deliver, durable's) */

@@ -158,7 +158,7 @@ lines_count(const char *s)
 
 Test(ctl, operator_commands_on_a_stuck_saga)
 {
-    tsupport_sagatest_start(&procs[0]);
+    tsupport_sagatest_start(&procs[0], NULL);
     tsupport_daemon_start(&procs[1], "layby-orchestrator", 0, NULL, NULL);
     char id[ID_STR_LEN], other[ID_STR_LEN];
     saga_start(id, "2:fail 1:undofail=99");

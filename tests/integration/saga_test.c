@@ -154,7 +154,7 @@ proc_dead(void *arg)
 
 Test(saga, three_steps_complete_and_the_requester_hears_it)
 {
-    tsupport_sagatest_start(&procs[0]);
+    tsupport_sagatest_start(&procs[0], NULL);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     id_new(id);
@@ -183,7 +183,7 @@ Test(saga, three_steps_complete_and_the_requester_hears_it)
 
 Test(saga, a_failing_third_step_compensates_the_second_then_the_first)
 {
-    tsupport_sagatest_start(&procs[0]);
+    tsupport_sagatest_start(&procs[0], NULL);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "2:fail");
@@ -200,7 +200,7 @@ Test(saga, a_failing_third_step_compensates_the_second_then_the_first)
 
 Test(saga, a_dropped_command_is_recovered_by_the_step_timeout)
 {
-    tsupport_sagatest_start(&procs[0]);
+    tsupport_sagatest_start(&procs[0], NULL);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "1:drop=1");
@@ -211,7 +211,7 @@ Test(saga, a_dropped_command_is_recovered_by_the_step_timeout)
 
 Test(saga, a_flaky_step_is_retried_then_succeeds)
 {
-    tsupport_sagatest_start(&procs[0]);
+    tsupport_sagatest_start(&procs[0], NULL);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "0:flaky=2");
@@ -222,7 +222,7 @@ Test(saga, a_flaky_step_is_retried_then_succeeds)
 
 Test(saga, a_compensation_failing_twice_then_succeeding_finishes_the_rollback)
 {
-    tsupport_sagatest_start(&procs[0]);
+    tsupport_sagatest_start(&procs[0], NULL);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "2:fail 1:undofail=2");
@@ -233,7 +233,7 @@ Test(saga, a_compensation_failing_twice_then_succeeding_finishes_the_rollback)
 
 Test(saga, a_compensation_that_keeps_failing_is_stuck_until_an_operator_retries)
 {
-    tsupport_sagatest_start(&procs[0]);
+    tsupport_sagatest_start(&procs[0], NULL);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "2:fail 1:undofail=4"); /* the retry policy allows 3 */
@@ -261,7 +261,7 @@ Test(saga, a_compensation_that_keeps_failing_is_stuck_until_an_operator_retries)
 
 Test(saga, a_stuck_saga_resolved_by_an_operator_is_recorded_and_left_alone)
 {
-    tsupport_sagatest_start(&procs[0]);
+    tsupport_sagatest_start(&procs[0], NULL);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "2:fail 1:undofail=99");
@@ -321,7 +321,7 @@ Test(saga, duplicated_and_reordered_events_leave_the_same_final_state)
     d0.attempt = 1;
     publish_event(SAGA_SUBJ_TEST_DONE, &d0.base, id);
     /* The participant now does steps 1 and 2 (re-sent after their timeouts). */
-    tsupport_sagatest_start(&procs[0]);
+    tsupport_sagatest_start(&procs[0], NULL);
     wait_status(id, "COMPLETED");
     /* Late duplicates and a stale failure change nothing. */
     Layby__V1__TestStepFailed f = LAYBY__V1__TEST_STEP_FAILED__INIT;
@@ -351,7 +351,7 @@ Test(saga, duplicated_and_reordered_events_leave_the_same_final_state)
 
 Test(saga, timers_survive_a_restart)
 {
-    tsupport_sagatest_start(&procs[0]);
+    tsupport_sagatest_start(&procs[0], NULL);
     start_orchestrator(&procs[1], 0, NULL);
     char id[ID_STR_LEN];
     saga_start(id, "1:drop=1");
@@ -374,7 +374,7 @@ Test(saga, killed_among_200_running_sagas_every_saga_ends_exactly_once)
     o.ack_wait_ms = 2000;
     tsupport_reset_with(&o);
     tsupport_sagatest_setup(admin);
-    tsupport_sagatest_start(&procs[0]);
+    tsupport_sagatest_start(&procs[0], NULL);
     const char *fault[] = { "LAYBY_FAULT=svc.after_commit:5", NULL };
     start_orchestrator(&procs[1], 0, fault);
     enum {
@@ -396,9 +396,56 @@ Test(saga, killed_among_200_running_sagas_every_saga_ends_exactly_once)
     cr_assert_eq(subject_count("layby.evt.saga.completed"), N, "each saga ended once");
 }
 
+static bool
+redelivered_and_acked(void *arg)
+{
+    const tsupport_proc *p = arg;
+    if (tsupport_metric(p->port, "layby_svc_redeliveries_total{service=\"sagatest\"}") == 0)
+        return false;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    if (js_GetConsumerInfo(&ci, bus_js(admin), "LAYBY_CMD", "sagatest", NULL, &jerr) != NATS_OK)
+        return false;
+    bool done = ci->NumAckPending == 0 && ci->NumPending == 0;
+    jsConsumerInfo_Destroy(ci);
+    return done;
+}
+
+/* The benchmark's no-op participant keeps nothing (svc_def.stateless): its
+ * answers carry ids derived from the command, so a command redelivered after a
+ * crash publishes the very same answer and JetStream drops the copy. */
+Test(saga, a_stateless_participant_killed_before_its_acks_answers_each_command_once)
+{
+    bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
+    o.ack_wait_ms = 2000;
+    tsupport_reset_with(&o);
+    tsupport_sagatest_setup(admin);
+    start_orchestrator(&procs[1], 0, NULL);
+    const char *noop_fault[] = { "LAYBY_SAGATEST_NOOP=1", "LAYBY_FAULT=svc.after_publish:3", NULL };
+    tsupport_sagatest_start(&procs[0], noop_fault);
+    enum {
+        N = 30
+    };
+    char id[ID_STR_LEN];
+    for (int i = 0; i < N; i++)
+        saga_start(id, "");
+    cr_assert(tsupport_poll_until(proc_dead, &procs[0], WAIT_MS), "the fault point never fired");
+    const char *noop[] = { "LAYBY_SAGATEST_NOOP=1", NULL };
+    tsupport_sagatest_start(&procs[0], noop);
+    tsupport_wait_count(WAIT_MS, N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
+    /* The answers went out before the crash, so the sagas may end before the
+     * unacked commands come back (AckWait): wait for them to be handled. */
+    cr_assert(tsupport_poll_until(redelivered_and_acked, &procs[0], WAIT_MS),
+              "the restarted participant got the commands it had answered but not acked");
+    cr_assert_eq(subject_count(SAGA_SUBJ_TEST_DONE), 3 * N, "each command answered once");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM saga.saga_log WHERE verdict <> 'APPLIED'"),
+                 0);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.inbox"), 0, "it keeps nothing");
+}
+
 Test(saga, two_orchestrators_share_1000_sagas_and_each_completes_once)
 {
-    tsupport_sagatest_start(&procs[0]);
+    tsupport_sagatest_start(&procs[0], NULL);
     start_orchestrator(&procs[1], 0, NULL);
     start_orchestrator(&procs[2], 1, NULL);
     enum {
@@ -419,7 +466,7 @@ Test(saga, two_orchestrators_share_1000_sagas_and_each_completes_once)
 
 Test(saga, two_orchestrators_never_fire_the_same_timer)
 {
-    tsupport_sagatest_start(&procs[0]);
+    tsupport_sagatest_start(&procs[0], NULL);
     start_orchestrator(&procs[1], 0, NULL);
     start_orchestrator(&procs[2], 1, NULL);
     /* Every saga's step 1 command is dropped once: only its timeout timer moves

@@ -11,8 +11,9 @@
  *   flaky=N     the first N attempts fail (retryably)
  *   drop=N      the first N deliveries are dropped (a lost message)
  *   undofail=N  the first N undos fail (retryably)
- * With LAYBY_SAGATEST_NOOP=1 it answers every do with done at once and keeps nothing
- * but its inbox (the benchmark's no-op participant). */
+ * With LAYBY_SAGATEST_NOOP=1 it answers every do with done at once and keeps
+ * nothing, not even an inbox: it runs stateless (svc.h), the benchmark's no-op
+ * participant. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,7 +234,11 @@ main(int argc, char **argv)
 {
     const char *noop = getenv("LAYBY_SAGATEST_NOOP");
     sagatest_noop = noop != NULL && strcmp(noop, "1") == 0;
-    return svc_main(argc, argv, &sagatest_def,
+    /* The no-op participant has no effects, so it needs no inbox and no outbox
+     * either: it runs stateless (svc.h), as a no-op step of any saga engine. */
+    svc_def def = sagatest_def;
+    def.stateless = sagatest_noop;
+    return svc_main(argc, argv, &def,
                     "Test participant of the sagatest saga (tests only); "
                     "LAYBY_SAGATEST_NOOP=1 answers every command at once.");
 }

@@ -124,8 +124,9 @@ struct bus *tsupport_admin_bus(const char *name);
 /* The test saga's participant: (re)creates its schema (tests/participant/
  * schema.sql) and its durable `sagatest` on LAYBY_CMD. Call after tsupport_reset(). */
 void tsupport_sagatest_setup(struct bus *admin);
-/* Starts LAYBY_BUILD_DIR/layby-sagatest on a free metrics port. */
-void tsupport_sagatest_start(tsupport_proc *p);
+/* Starts LAYBY_BUILD_DIR/layby-sagatest on a free metrics port, with extra
+ * environment entries "NAME=value" (NULL-terminated; NULL = none). */
+void tsupport_sagatest_start(tsupport_proc *p, const char *const *env);
 /* Polls the integer query built from fmt (count(*), say) until it returns n;
  * fails the test, showing the last value, when timeout_ms passes first. */
 void tsupport_wait_count(int timeout_ms, int64_t n, const char *fmt, ...)

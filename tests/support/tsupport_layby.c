@@ -49,7 +49,7 @@ tsupport_sagatest_setup(struct bus *admin)
 }
 
 void
-tsupport_sagatest_start(tsupport_proc *p)
+tsupport_sagatest_start(tsupport_proc *p, const char *const *env)
 {
     static char url[512], port[16];
     const char *admin_url = tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL");
@@ -68,7 +68,7 @@ tsupport_sagatest_start(tsupport_proc *p)
                            "--nak-delay",
                            "50ms",
                            NULL };
-    tsupport_daemon_start(p, "layby-sagatest", pt, args, NULL);
+    tsupport_daemon_start(p, "layby-sagatest", pt, args, env);
 }
 
 typedef struct want {

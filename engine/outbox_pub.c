@@ -1,0 +1,100 @@
+/* outbox_pub.c - publishes a buffer of outbox rows to JetStream and waits for
+ * every ack: the relay's lanes and the stateless workers (svc.h) use it.
+ *
+ * Each publisher has its own JetStream context, because publish errors and
+ * js_PublishAsyncComplete() are per context: one caller's wait must not cover
+ * (or be failed by) another's publishes. */
+#include "outbox.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "fault.h"
+#include "log.h"
+
+struct outbox_pub {
+    jsCtx *js;
+    atomic_int errors; /* JetStream refusals since the last outbox_pub_rows() */
+    metrics_metric *m_errors;
+};
+
+static void
+on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    outbox_pub *p = closure;
+    atomic_fetch_add(&p->errors, 1);
+    metrics_add(p->m_errors, 1);
+    log_warn(NULL, "outbox.publish_failed", "JetStream refused an outbox row; it will be retried",
+             LOG_STR("detail", pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err)));
+}
+
+lb_status
+outbox_pub_new(outbox_pub **out, bus *b, metrics_metric *m_errors, lb_err *err)
+{
+    outbox_pub *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "outbox publisher");
+    p->m_errors = m_errors;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.ErrHandler = on_pub_error;
+    jo.PublishAsync.ErrHandlerClosure = p;
+    jo.PublishAsync.MaxPending = 8192;
+    jo.Wait = 5000;
+    natsStatus ns = natsConnection_JetStream(&p->js, bus_conn(b), &jo);
+    if (ns != NATS_OK) {
+        free(p);
+        return bus__nats_err(err, ns, "outbox jetstream context");
+    }
+    *out = p;
+    return LB_OK;
+}
+
+void
+outbox_pub_free(outbox_pub *p)
+{
+    if (p == NULL)
+        return;
+    bus_js_destroy(p->js, 2000);
+    free(p);
+}
+
+lb_status
+outbox_pub_settle(outbox_pub *p, lb_err *err)
+{
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 5000;
+    if (js_PublishAsyncComplete(p->js, &po) != NATS_OK)
+        return lb_err_set(err, LB_ERR_BUS, "earlier outbox publishes are still unacknowledged");
+    return LB_OK;
+}
+
+lb_status
+outbox_pub_rows(outbox_pub *p, const outbox_buf *b, lb_err *err)
+{
+    if (b->n == 0)
+        return LB_OK;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = 5000;
+    atomic_store(&p->errors, 0);
+    for (size_t i = 0; i < b->n; i++) {
+        const outbox_row *row = &b->rows[i];
+        natsMsg *m = NULL;
+        lb_status st = bus_msg_new_raw(&m, row->subject, &row->env, row->body, row->len, err);
+        if (st != LB_OK)
+            return st;
+        natsStatus ns = js_PublishMsgAsync(p->js, &m, NULL);
+        if (ns != NATS_OK) {
+            natsMsg_Destroy(m);
+            return bus__nats_err(err, ns, "outbox publish");
+        }
+    }
+    natsStatus ns = js_PublishAsyncComplete(p->js, &po);
+    if (ns != NATS_OK || atomic_load(&p->errors) != 0)
+        return lb_err_set(err, LB_ERR_BUS, "outbox publish not acknowledged (%s)",
+                          natsStatus_GetText(ns));
+    return LB_OK;
+}
