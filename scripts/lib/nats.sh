@@ -72,9 +72,18 @@ lb_nats_start() {
     # LAYBY_NATS_GOMAXPROCS overrides; empty lets Go choose.
     local procs=${LAYBY_NATS_GOMAXPROCS-}
     [ -n "${LAYBY_NATS_GOMAXPROCS+set}" ] || { [ "$(nproc)" -le 2 ] && procs=1; }
+    # The duplicate window keeps every Nats-Msg-Id of the last 2 minutes in
+    # the server's heap (1.5 M ids at 1,400 sagas/s, ~220 MB live), and each Go
+    # GC cycle over it slowed message handling for 300-500 ms every 2.5 s. A
+    # larger GOGC makes the cycles 4-5 times rarer (docs/BENCHMARKS.md: saga
+    # p99 -25%); GOMEMLIMIT caps what that may cost. LAYBY_NATS_GOGC and
+    # LAYBY_NATS_GOMEMLIMIT override; empty leaves Go's default.
+    local gogc=${LAYBY_NATS_GOGC-400} memlimit=${LAYBY_NATS_GOMEMLIMIT-2GiB}
     # detached (the subshell exits), so it is nobody's zombie when stopped
     (
         [ -z "$procs" ] || export GOMAXPROCS=$procs
+        [ -z "$gogc" ] || export GOGC=$gogc
+        [ -z "$memlimit" ] || export GOMEMLIMIT=$memlimit
         exec nohup nats-server -c "$LB_NATS_DIR/nats.conf" >>"$LB_LOG/nats-server.log" 2>&1 &
     )
     lb_wait_port "$port" 15 ||
