@@ -30,6 +30,22 @@ struct bus {
 };
 
 lb_status
+bus_fetch(natsMsgList *list, natsSubscription *sub, int batch, int64_t wait_ms, lb_err *err)
+{
+    int waiting = 0, bytes = 0;
+    if (natsSubscription_GetPending(sub, &waiting, &bytes) == NATS_OK && waiting > 0 &&
+        waiting < batch)
+        batch = waiting;
+    jsErrCode jerr = 0;
+    natsStatus ns = natsSubscription_Fetch(list, sub, batch, wait_ms, &jerr);
+    if (ns == NATS_TIMEOUT)
+        return lb_err_set(err, LB_ERR_TIMEOUT, "fetch: nothing within %lld ms", (long long)wait_ms);
+    if (ns != NATS_OK)
+        return bus__nats_err(err, ns, "fetch");
+    return LB_OK;
+}
+
+lb_status
 bus__nats_err(lb_err *err, natsStatus s, const char *what)
 {
     const char *last = nats_GetLastError(NULL);

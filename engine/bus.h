@@ -118,6 +118,22 @@ lb_status bus_request(natsMsg **reply, bus *b, const char *subject, const bus_en
 lb_status bus_command(natsMsg **reply, bus *b, const char *subject, bus_envelope *env,
                       const ProtobufCMessage *cmd, int64_t timeout_ms, lb_err *err);
 
+/* Fetches up to batch messages from a pull subscription, waiting at most
+ * wait_ms for the first: natsSubscription_Fetch() with a guard. LB_OK fills
+ * *list (natsMsgList_Destroy() it); LB_ERR_TIMEOUT when nothing came; the
+ * status of bus__nats_err() otherwise.
+ * Why the guard: in nats.c 3.4 (Debian 12), when messages answering earlier
+ * pull requests already wait in the subscription, Fetch lowers its target by
+ * their number and then, if they were more than half the batch, keeps adding
+ * messages past the end of its array (heap corruption; fixed upstream in 3.9;
+ * tests/integration/bus_fetch_test.c). So when messages wait, this asks for
+ * at most those: Fetch takes them, reaches its target and sends no request.
+ * What remains is the microseconds between this check and Fetch's own: more
+ * than half a batch would have to land in them. One thread per subscription,
+ * as Fetch itself requires. */
+lb_status bus_fetch(natsMsgList *list, natsSubscription *sub, int batch, int64_t wait_ms,
+                    lb_err *err);
+
 /* Decodes a reply: Layby-Type names either `want` (-> *out, LB_OK) or
  * layby.v1.Failure (-> its status, message and field in err). */
 lb_status bus_reply_decode(ProtobufCMessage **out, natsMsg *reply,

@@ -178,16 +178,13 @@ consumer_main(void *arg)
     int failures = 0;
     while (!atomic_load(&s->stop)) {
         natsMsgList list = { 0 };
-        jsErrCode jerr = 0;
-        natsStatus ns =
-            natsSubscription_Fetch(&list, ct->sub, (int)s->cfg.batch, s->cfg.fetch_wait_ms, &jerr);
-        if (ns == NATS_TIMEOUT) {
+        lb_err err;
+        lb_status st = bus_fetch(&list, ct->sub, (int)s->cfg.batch, s->cfg.fetch_wait_ms, &err);
+        if (st == LB_ERR_TIMEOUT) {
             failures = 0;
             continue;
         }
-        if (ns != NATS_OK) {
-            lb_err err;
-            bus__nats_err(&err, ns, "fetch");
+        if (st != LB_OK) {
             log_warn(NULL, "svc.fetch_failed", "fetch failed; retrying", LOG_ERR(&err),
                      LOG_STR("stream", ct->c->stream));
             natsMsgList_Destroy(&list);
