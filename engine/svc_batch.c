@@ -277,6 +277,21 @@ reply_outcome(svc__worker *w, const svc_item *it)
     bus_publish_core(w->s->bus, it->env->reply, &env, &f.base, NULL);
 }
 
+/* The batch's effects are durable (committed, or published and acked by
+ * JetStream): ack its k messages, answer the n fresh items' requesters, send
+ * the queued replies and hand the outbox rows on. */
+static void
+batch_settled(svc__worker *w, entry **es, size_t k, const svc_item *items, size_t n)
+{
+    for (size_t i = 0; i < k; i++)
+        natsMsg_Ack(es[i]->m, NULL);
+    for (size_t i = 0; i < n; i++)
+        reply_outcome(w, &items[i]);
+    svc__batch_after_commit(&w->b);
+    metrics_add(w->s->m_handled, (int64_t)n);
+    metrics_add(w->s->m_duplicates, (int64_t)(k - n));
+}
+
 /* Runs the handlers on the fresh entries of es[0..k), filling items (room for
  * k) and *n_items: entries sharing one handler function form one group, in
  * arrival order inside the group. */
@@ -323,7 +338,7 @@ run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
     const char **ids = k <= 256 ? ids_stack : malloc(k * sizeof *ids);
     bool *fresh = k <= 256 ? fresh_stack : malloc(k * sizeof *fresh);
     svc_item *items = k <= 64 ? items_stack : malloc(k * sizeof *items);
-    size_t n_items = 0, n_fresh = 0;
+    size_t n_items = 0;
     lb_status st = LB_OK;
     if (ids == NULL || fresh == NULL || items == NULL) {
         st = lb_err_set(err, LB_ERR_NOMEM, "batch arrays");
@@ -353,20 +368,13 @@ run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
         goto out_rollback;
     if ((st = handlers_run(w, es, k, fresh, now, items, &n_items, err)) != LB_OK)
         goto out_rollback;
-    n_fresh = n_items;
     if ((st = outbox_buf_write(w->st, &b->out, err)) != LB_OK)
         goto out_rollback;
     if ((st = store_commit(w->st, err)) != LB_OK)
         goto out_rollback;
     fault_point("svc.after_commit");
     /* Committed: ack (a lost ack only causes a redelivery the inbox skips). */
-    for (size_t i = 0; i < k; i++)
-        natsMsg_Ack(es[i]->m, NULL);
-    for (size_t i = 0; i < n_items; i++)
-        reply_outcome(w, &items[i]);
-    svc__batch_after_commit(b);
-    metrics_add(w->s->m_handled, (int64_t)n_fresh);
-    metrics_add(w->s->m_duplicates, (int64_t)(k - n_fresh));
+    batch_settled(w, es, k, items, n_items);
     goto out_free;
 out_rollback:
     store_rollback(w->st);
@@ -418,12 +426,7 @@ run_stateless(svc__worker *w, entry **es, size_t k, lb_err *err)
         st = outbox_pub_rows(w->pub, &b->out, err);
     if (st == LB_OK) {
         fault_point("svc.after_publish");
-        for (size_t i = 0; i < k; i++)
-            natsMsg_Ack(es[i]->m, NULL);
-        for (size_t i = 0; i < n_items; i++)
-            reply_outcome(w, &items[i]);
-        svc__batch_after_commit(b);
-        metrics_add(w->s->m_handled, (int64_t)n_items);
+        batch_settled(w, es, k, items, n_items);
     } else {
         svc__batch_reset(b);
     }
