@@ -109,7 +109,8 @@ typedef struct svc_def {
      * database, no inbox, no outbox. What they emit is published before the
      * input is acked, with Nats-Msg-Id derived from the input's id and the
      * row's place among that input's messages, so a redelivered input
-     * publishes the same ids and JetStream's duplicate window drops them.
+     * publishes the same ids and JetStream's duplicate window drops them
+     * (emit with the input as cause; without one a row keeps a fresh id).
      * svc_batch_store() is NULL; queries and ticks are not run. */
     bool stateless;
 } svc_def;

@@ -415,6 +415,10 @@ run_stateless(svc__worker *w, entry **es, size_t k, lb_err *err)
         st = handlers_run(w, es, k, NULL, lb_now_ms(), items, &n_items, err);
     for (size_t i = 0; st == LB_OK && i < b->out.n; i++) {
         outbox_row *row = &b->out.rows[i];
+        /* Without a cause there is nothing to derive from: a fixed id would
+         * make the duplicate window drop the next such message. */
+        if (row->env.causation[0] == '\0')
+            continue;
         unsigned nth = 0;
         for (size_t j = 0; j < i; j++)
             nth += strcmp(b->out.rows[j].env.causation, row->env.causation) == 0;
