@@ -5,7 +5,9 @@
  * or the OOM killer would at that line. Unset (production), a point costs one
  * predictable branch. Points: svc.after_commit (a batch committed, not acked;
  * every service and the orchestrator), svc.tick_after_commit (a timer tick
- * committed, replies not sent), relay.after_publish (published, not deleted).
+ * committed, replies not sent), relay.after_publish (published, not deleted),
+ * svc.after_publish (a stateless batch published and acked by JetStream, its
+ * inputs not acked).
  *
  * Ownership: none.  Threads: safe; the counter is atomic.
  */
