@@ -32,8 +32,10 @@ struct bus {
 lb_status
 bus_fetch(natsMsgList *list, natsSubscription *sub, int batch, int64_t wait_ms, lb_err *err)
 {
+    /* Up to half a batch waiting is safe (Fetch stops at batch - waiting, which
+     * is then at least waiting); more, and it may only take those. */
     int waiting = 0, bytes = 0;
-    if (natsSubscription_GetPending(sub, &waiting, &bytes) == NATS_OK && waiting > 0 &&
+    if (natsSubscription_GetPending(sub, &waiting, &bytes) == NATS_OK && waiting > batch / 2 &&
         waiting < batch)
         batch = waiting;
     jsErrCode jerr = 0;

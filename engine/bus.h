@@ -126,8 +126,9 @@ lb_status bus_command(natsMsg **reply, bus *b, const char *subject, bus_envelope
  * pull requests already wait in the subscription, Fetch lowers its target by
  * their number and then, if they were more than half the batch, keeps adding
  * messages past the end of its array (heap corruption; fixed upstream in 3.9;
- * tests/integration/bus_fetch_test.c). So when messages wait, this asks for
- * at most those: Fetch takes them, reaches its target and sends no request.
+ * tests/integration/bus_fetch_test.c). So when more than half a batch waits,
+ * this asks for exactly those: Fetch takes them, reaches its target and sends
+ * no request.
  * What remains is the microseconds between this check and Fetch's own: more
  * than half a batch would have to land in them. One thread per subscription,
  * as Fetch itself requires. */
