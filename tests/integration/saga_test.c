@@ -77,6 +77,26 @@ saga_start(char id[ID_STR_LEN], const char *script)
                  err.msg);
 }
 
+/* Crash tests: a fresh stack whose unacked messages come back after 2 s
+ * (AckWait), not 30, so a killed daemon's batch is redelivered quickly. */
+static void
+reset_for_crashes(void)
+{
+    bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
+    o.ack_wait_ms = 2000;
+    tsupport_reset_with(&o);
+    tsupport_sagatest_setup(admin);
+}
+
+/* Starts n sagas with no script and returns at once. */
+static void
+sagas_start(int n)
+{
+    char id[ID_STR_LEN];
+    for (int i = 0; i < n; i++)
+        saga_start(id, "");
+}
+
 /* Sends an operator or start command and waits for the orchestrator's reply. */
 static natsMsg *
 command(const char *subject, const ProtobufCMessage *m)
@@ -370,19 +390,14 @@ Test(saga, timers_survive_a_restart)
 
 Test(saga, killed_among_200_running_sagas_every_saga_ends_exactly_once)
 {
-    bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
-    o.ack_wait_ms = 2000;
-    tsupport_reset_with(&o);
-    tsupport_sagatest_setup(admin);
+    reset_for_crashes();
     tsupport_sagatest_start(&procs[0], NULL);
     const char *fault[] = { "LAYBY_FAULT=svc.after_commit:5", NULL };
     start_orchestrator(&procs[1], 0, fault);
     enum {
         N = 200
     };
-    char id[ID_STR_LEN];
-    for (int i = 0; i < N; i++)
-        saga_start(id, "");
+    sagas_start(N);
     cr_assert(tsupport_poll_until(proc_dead, &procs[1], WAIT_MS), "the fault point never fired");
     cr_assert_lt(tsupport_sql_int("SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'"), N,
                  "killed in the middle, not after the end");
@@ -416,19 +431,14 @@ redelivered_and_acked(void *arg)
  * crash publishes the very same answer and JetStream drops the copy. */
 Test(saga, a_stateless_participant_killed_before_its_acks_answers_each_command_once)
 {
-    bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
-    o.ack_wait_ms = 2000;
-    tsupport_reset_with(&o);
-    tsupport_sagatest_setup(admin);
+    reset_for_crashes();
     start_orchestrator(&procs[1], 0, NULL);
     const char *noop_fault[] = { "LAYBY_SAGATEST_NOOP=1", "LAYBY_FAULT=svc.after_publish:3", NULL };
     tsupport_sagatest_start(&procs[0], noop_fault);
     enum {
         N = 30
     };
-    char id[ID_STR_LEN];
-    for (int i = 0; i < N; i++)
-        saga_start(id, "");
+    sagas_start(N);
     cr_assert(tsupport_poll_until(proc_dead, &procs[0], WAIT_MS), "the fault point never fired");
     const char *noop[] = { "LAYBY_SAGATEST_NOOP=1", NULL };
     tsupport_sagatest_start(&procs[0], noop);
@@ -451,9 +461,7 @@ Test(saga, two_orchestrators_share_1000_sagas_and_each_completes_once)
     enum {
         N = 1000
     };
-    char id[ID_STR_LEN];
-    for (int i = 0; i < N; i++)
-        saga_start(id, "");
+    sagas_start(N);
     tsupport_wait_count(WAIT_MS, N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.effects"), 3 * N);
     cr_assert_eq(tsupport_sql_int("SELECT count(DISTINCT (saga_id, step)) FROM sagatest.effects"),
