@@ -115,6 +115,16 @@ bench_finish(const char *name, int64_t count, int64_t rate, int64_t t0_us, const
             last = recv_us[i];
         bench_lat_add(&lat, recv_us[i] - sent_us[i]);
     }
+    /* LAYBY_BENCH_SERIES=<file>: one line per message, "start_ms latency_ms",
+     * to see whether a tail is a stall (a cluster in time) or spread out. */
+    const char *series = getenv("LAYBY_BENCH_SERIES");
+    FILE *sf = series != NULL ? fopen(series, "w") : NULL;
+    for (int64_t i = 0; sf != NULL && i < count; i++)
+        if (recv_us[i] != 0)
+            fprintf(sf, "%.3f %.3f\n", (double)(sent_us[i] - t0_us) / 1e3,
+                    (double)(recv_us[i] - sent_us[i]) / 1e3);
+    if (sf != NULL)
+        fclose(sf);
     long n = *seen;
     double secs = (double)(last - t0_us) / 1e6;
     printf("%s count=%lld seen=%ld rate_target=%lld elapsed_s=%.3f per_s=%.0f p50_ms=%.2f "

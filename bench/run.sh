@@ -6,6 +6,8 @@
 # Brings the local stack up (scripts/dev up, Release), then measures, in this order:
 #   baseline  pgbench: single-row INSERT commits, 16 clients, 10 s
 #   baseline  raw JetStream async publish loop (bench_js_publish)
+#   baseline  the disk: 500 fdatasync/s for 20 s beside var/ (bench_fsync), and the
+#             p99 floor its stalls put under a flow of 4 synchronous commits
 #   (a)       catalog commands/s end to end (bench_catalog_cmd), then p50/p99 at half of it
 #   (b)       HTTP through the edge: POST and GET /api/v1/products, GET /healthz (wrk)
 #   (c)       completed 3-step sagas/s with a no-op participant (bench_saga), then at half
@@ -38,6 +40,12 @@ done
 psql -q "$PGB" -c 'DROP TABLE public.bench_insert'
 for i in $(seq "$RUNS"); do
     $B/bench/bench_js_publish --count 200000 | tee -a "$OUT/js" >&2
+done
+# Beside PostgreSQL's data (var/pg, or the folder it fell back to).
+export LAYBY_BENCH_FSYNC_DIR
+LAYBY_BENCH_FSYNC_DIR=$(dirname "$(psql -Atq "$PGB" -c 'SHOW data_directory')")
+for i in $(seq "$RUNS"); do
+    $B/bench/bench_fsync --seconds 20 --rate 500 --commits 4 | tee -a "$OUT/fsync" >&2
 done
 
 # --- (a) catalog commands ----------------------------------------------------
@@ -94,6 +102,10 @@ echo "medians of $RUNS runs ($(date -u +%FT%TZ), $(nproc) cores)"
 printf '%-44s %12s  %s\n' "figure" "value" "ratio"
 printf '%-44s %12s\n' "pgbench 16 clients, single-row insert tps" "$PG"
 printf '%-44s %12s\n' "JetStream async publish msg/s" "$JS"
+printf '%-44s %12s\n' "disk: fdatasync p99 ms (500/s)" "$(field p99_ms <"$OUT/fsync" | median)"
+printf '%-44s %12s\n' "disk: time stalled > 2 ms, %" "$(field stalled_pct <"$OUT/fsync" | median)"
+printf '%-44s %12s\n' "disk: stalls > 20 ms per minute" "$(field stalls_20ms_per_min <"$OUT/fsync" | median)"
+printf '%-44s %12s\n' "disk: p99 floor of a 4-commit flow, ms" "$(field floor_p99_ms <"$OUT/fsync" | median)"
 printf '%-44s %12s  %s x pgbench, %s x JetStream\n' "(a) catalog commands/s, end to end" "$CMD" \
     "$(ratio "$CMD" "$PG")" "$(ratio "$CMD" "$JS")"
 printf '%-44s %12s\n' "(a) at $HALF/s: p50 ms" "$(field p50_ms <"$OUT/cmd_half" | median)"
