@@ -19,14 +19,31 @@ const bus_topology_stream bus_topology_streams[] = {
 const size_t bus_topology_n_streams = LB_COUNTOF(bus_topology_streams);
 
 /* Add a row per service as its daemon lands (member, order, payment, delivery,
- * mailer: layby.cmd.<svc>.> on LAYBY_CMD), with its user in etc/nats-users.tsv. */
+ * mailer: layby.cmd.<svc>.> on LAYBY_CMD), with its user in etc/nats-users.tsv.
+ * The orchestrator reads LAYBY_EVT through one durable per aggregate whose
+ * events a saga type waits for (orchestrator-<aggregate>, filter
+ * layby.evt.<aggregate>.>): nats-server 2.9 allows one filter per consumer,
+ * and one durable on all of layby.evt.> delivered every event of the shop to
+ * it, its own SagaChanged too (2 of its 6 inputs per saga), only to be acked
+ * unread. svc_new() refuses a handler that none of its durables' filters
+ * covers, so a saga type listening to a new aggregate cannot start without
+ * its row here. */
 const bus_topology_consumer bus_topology_consumers[] = {
-    /* stream       durable         filter                reader */
-    { "LAYBY_CMD", "catalog",      "layby.cmd.catalog.>", "layby-catalog" },
-    { "LAYBY_EVT", "orchestrator", "layby.evt.>",         "layby-orchestrator" },
-    { "LAYBY_CMD", "orchestrator", "layby.cmd.saga.>",    "layby-orchestrator" },
+    /* stream       durable                  filter                  reader */
+    { "LAYBY_CMD", "catalog",               "layby.cmd.catalog.>",  "layby-catalog" },
+    { "LAYBY_EVT", "orchestrator-sagatest", "layby.evt.sagatest.>", "layby-orchestrator" },
+    { "LAYBY_CMD", "orchestrator",          "layby.cmd.saga.>",     "layby-orchestrator" },
 };
 const size_t bus_topology_n_consumers = LB_COUNTOF(bus_topology_consumers);
+
+/* Durables an earlier layby created and no daemon reads any more: `bus setup`
+ * deletes them after creating the rows above, or they would keep every
+ * message they match pending for nobody. */
+const bus_topology_consumer bus_topology_retired[] = {
+    /* stream       durable         filter         why */
+    { "LAYBY_EVT", "orchestrator", "layby.evt.>", "replaced by orchestrator-<aggregate>" },
+};
+const size_t bus_topology_n_retired = LB_COUNTOF(bus_topology_retired);
 
 const bus_topology_bucket bus_topology_buckets[] = {
     /* name                 ttl                   history  about */
@@ -45,13 +62,45 @@ static const char *const change_names[] = {
     [BUS_TOPOLOGY_CREATED] = "created",
     [BUS_TOPOLOGY_UPDATED] = "updated",
     [BUS_TOPOLOGY_UNCHANGED] = "unchanged",
+    [BUS_TOPOLOGY_DELETED] = "deleted",
 };
-_Static_assert(LB_COUNTOF(change_names) == BUS_TOPOLOGY_UNCHANGED + 1, "change_names");
+_Static_assert(LB_COUNTOF(change_names) == BUS_TOPOLOGY_DELETED + 1, "change_names");
 
 const char *
 bus_topology_change_name(bus_topology_change c)
 {
     return (c >= 0 && (size_t)c < LB_COUNTOF(change_names)) ? change_names[c] : "?";
+}
+
+bool
+bus_topology_filter_matches(const char *filter, const char *subject)
+{
+    const char *f = filter, *s = subject;
+    for (;;) {
+        size_t fl = strcspn(f, "."), sl = strcspn(s, ".");
+        if (fl == 1 && f[0] == '>')
+            return sl > 0; /* '>' takes one token or more */
+        if (sl == 0 || fl == 0)
+            return false;
+        if (!(fl == 1 && f[0] == '*') && (fl != sl || memcmp(f, s, fl) != 0))
+            return false;
+        f += fl;
+        s += sl;
+        if (*f == '\0' || *s == '\0')
+            return *f == '\0' && *s == '\0';
+        f++;
+        s++;
+    }
+}
+
+const bus_topology_consumer *
+bus_topology_consumer_find(const char *stream, const char *durable)
+{
+    for (size_t i = 0; i < bus_topology_n_consumers; i++)
+        if (strcmp(bus_topology_consumers[i].stream, stream) == 0 &&
+            strcmp(bus_topology_consumers[i].durable, durable) == 0)
+            return &bus_topology_consumers[i];
+    return NULL;
 }
 
 static lb_status
@@ -291,6 +340,19 @@ bus_topology_apply(jsCtx *js, const bus_topology_opts *opts, bus_topology_report
         snprintf(name, sizeof name, "%s/%s", c->stream, c->durable);
         if (report != NULL)
             report(arg, "consumer", name, ch);
+    }
+    /* After the rows that replace them exist: nothing is unread in between. */
+    for (size_t i = 0; i < bus_topology_n_retired; i++) {
+        const bus_topology_consumer *c = &bus_topology_retired[i];
+        jsErrCode jerr = 0;
+        natsStatus s = js_DeleteConsumer(js, c->stream, c->durable, NULL, &jerr);
+        snprintf(name, sizeof name, "%s/%s", c->stream, c->durable);
+        if (is_not_found(s, jerr, JS_ERR_CONSUMER_NOT_FOUND))
+            continue;
+        if (s != NATS_OK)
+            return nats_fail(err, s, jerr, "delete retired consumer", name);
+        if (report != NULL)
+            report(arg, "consumer", name, BUS_TOPOLOGY_DELETED);
     }
     for (size_t i = 0; i < bus_topology_n_buckets; i++) {
         const bus_topology_bucket *b = &bus_topology_buckets[i];

@@ -48,6 +48,19 @@ extern const bus_topology_consumer bus_topology_consumers[];
 extern const size_t bus_topology_n_consumers;
 extern const bus_topology_bucket bus_topology_buckets[];
 extern const size_t bus_topology_n_buckets;
+/* Durables no daemon reads any more (their `reader` says what replaced them);
+ * bus_topology_apply() deletes them. */
+extern const bus_topology_consumer bus_topology_retired[];
+extern const size_t bus_topology_n_retired;
+
+/* The row of durable on stream, or NULL when the table has none (the test
+ * participant's durable is made by its suites). */
+const bus_topology_consumer *bus_topology_consumer_find(const char *stream, const char *durable);
+
+/* True when NATS subject filter (tokens, `*` for one, a last `>` for one or
+ * more) matches the literal subject: the server's own rule, so the services
+ * can check at start that their durables deliver what they handle. */
+bool bus_topology_filter_matches(const char *filter, const char *subject);
 
 /* Settings shared by every stream and consumer (DESIGN §2 defaults). */
 typedef struct bus_topology_opts {
@@ -66,7 +79,8 @@ typedef struct bus_topology_opts {
 typedef enum bus_topology_change {
     BUS_TOPOLOGY_CREATED,
     BUS_TOPOLOGY_UPDATED,
-    BUS_TOPOLOGY_UNCHANGED
+    BUS_TOPOLOGY_UNCHANGED,
+    BUS_TOPOLOGY_DELETED /* a retired durable, by bus_topology_apply() */
 } bus_topology_change;
 
 const char *bus_topology_change_name(bus_topology_change c); /* "created" ... */
@@ -89,7 +103,8 @@ lb_status bus_topology_bucket_apply(bus_topology_change *out, jsCtx *js,
 typedef void (*bus_topology_report_fn)(void *arg, const char *kind, const char *name,
                                        bus_topology_change change);
 
-/* Applies every row: streams first, then consumers and buckets. Stops at the
+/* Applies every row: streams first, then consumers (and deletes the retired
+ * ones that still exist), then buckets. Stops at the
  * first error (err names the object). report may be NULL. */
 lb_status bus_topology_apply(jsCtx *js, const bus_topology_opts *opts,
                              bus_topology_report_fn report, void *arg, lb_err *err);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus_topology.h"
 #include "log.h"
 #include "metrics.h"
 #include "outbox.h"
@@ -64,9 +65,36 @@ svc_cfg_opts(cfg_opt *opts, size_t cap, const char *name, size_t base)
 
 /* --- lifecycle ----------------------------------------------------------- */
 
+/* A handler none of the service's durables delivers would never run, and
+ * nothing would say so: refuse to start instead. A durable missing from the
+ * topology table (the test participant's) has a filter we cannot see, so it
+ * may cover anything. */
+static lb_status
+handlers_check(const svc_def *def, lb_err *err)
+{
+    for (size_t h = 0; h < def->n_handlers; h++) {
+        bool covered = false;
+        for (size_t c = 0; c < def->n_consumers && !covered; c++) {
+            const bus_topology_consumer *row =
+                bus_topology_consumer_find(def->consumers[c].stream, def->consumers[c].durable);
+            covered =
+                row == NULL || bus_topology_filter_matches(row->filter, def->handlers[h].subject);
+        }
+        if (!covered)
+            return lb_err_set(err, LB_ERR_CONFIG,
+                              "handler %s: no durable of %s delivers it (add one to "
+                              "engine/bus_topology.c)",
+                              def->handlers[h].subject, def->name);
+    }
+    return LB_OK;
+}
+
 lb_status
 svc_new(svc **out, const svc_def *def, const svc_cfg *cfg, lb_err *err)
 {
+    lb_status st = handlers_check(def, err);
+    if (st != LB_OK)
+        return st;
     svc *s = calloc(1, sizeof *s);
     if (s == NULL)
         return lb_err_set(err, LB_ERR_NOMEM, "svc");

@@ -274,7 +274,7 @@ static const svc_handler saga_orch_handlers[] = {
 };
 
 static const svc_consumer saga_orch_consumers[] = {
-    { "LAYBY_EVT", "orchestrator" },  /* participants' events */
+    { "LAYBY_EVT", "orchestrator-sagatest" }, /* the test saga's participant events */
     { "LAYBY_CMD", "orchestrator" },  /* layby.cmd.saga.>: starts and operator commands */
 };
 /* clang-format on */

@@ -81,7 +81,7 @@ static perm_case publish_cases[] = {
     { "CATALOG",      "layby.cmd.member.x",            false },
     { "CATALOG",      "layby.dlq.orchestrator",        false },
     { "CATALOG",      "$JS.API.STREAM.DELETE.LAYBY_CMD", false },
-    { "CATALOG",      "$JS.API.CONSUMER.MSG.NEXT.LAYBY_EVT.orchestrator", false },
+    { "CATALOG",      "$JS.API.CONSUMER.MSG.NEXT.LAYBY_EVT.orchestrator-sagatest", false },
     { "EDGE",         "layby.cmd.member.x",            true },
     { "EDGE",         "layby.qry.catalog.product",     true },
     { "EDGE",         "layby.cmd.saga.retry",          false },
@@ -278,10 +278,10 @@ Test(permissions, only_the_catalog_consumes_the_catalog_durable, .init = tsuppor
 Test(permissions, orchestrator_consumes_both_of_its_durables, .init = tsupport_reset)
 {
     static const struct {
-        const char *stream, *filter, *subject;
+        const char *stream, *durable, *filter, *subject;
     } rows[] = {
-        { "LAYBY_EVT", "layby.evt.>", "layby.evt.product.created" },
-        { "LAYBY_CMD", "layby.cmd.saga.>", "layby.cmd.saga.place_order" },
+        { "LAYBY_EVT", "orchestrator-sagatest", "layby.evt.sagatest.>", "layby.evt.sagatest.done" },
+        { "LAYBY_CMD", "orchestrator", "layby.cmd.saga.>", "layby.cmd.saga.place_order" },
     };
     natsConnection *admin = connect_as("CTL", NULL);
     natsConnection *orc = connect_as("ORCHESTRATOR", NULL);
@@ -291,7 +291,7 @@ Test(permissions, orchestrator_consumes_both_of_its_durables, .init = tsupport_r
         natsMsgList list = { 0 };
         jsErrCode jerr = 0;
         cr_assert_eq(js_Publish(NULL, ajs, rows[i].subject, "m", 1, NULL, &jerr), NATS_OK);
-        natsStatus s = bind_durable(&sub, ojs, rows[i].stream, "orchestrator", rows[i].filter);
+        natsStatus s = bind_durable(&sub, ojs, rows[i].stream, rows[i].durable, rows[i].filter);
         cr_assert_eq(s, NATS_OK, "bind %s: %s %s", rows[i].stream, natsStatus_GetText(s),
                      nats_GetLastError(NULL));
         s = natsSubscription_Fetch(&list, sub, 1, 5000, &jerr);

@@ -88,6 +88,65 @@ Test(stack, bus_setup_is_idempotent_and_updates_in_place, .init = tsupport_reset
     cr_expect_eq(stream_max_age_ms("LAYBY_EVT"), 7LL * 86400000);
 }
 
+/* A durable an earlier release made (the orchestrator's old one on all of
+ * layby.evt.>) is deleted by bus setup, once; the rows stay as they were. */
+Test(stack, bus_setup_deletes_a_retired_durable, .init = tsupport_reset)
+{
+    static char out[OUT_MAX];
+    const bus_topology_consumer *old = &bus_topology_retired[0];
+    natsConnection *nc = NULL;
+    jsCtx *js = admin_js(&nc);
+    jsConsumerConfig cfg;
+    jsConsumerConfig_Init(&cfg);
+    cfg.Durable = old->durable;
+    cfg.AckPolicy = js_AckExplicit;
+    cfg.FilterSubject = old->filter;
+    cr_assert_eq(js_AddConsumer(NULL, js, old->stream, &cfg, NULL, NULL), NATS_OK);
+
+    char name[128];
+    snprintf(name, sizeof name, "%s/%s", old->stream, old->durable);
+    cr_assert_eq(ctl(out, sizeof out, "bus setup"), 0, "%s", out);
+    cr_expect_eq(lines_with(out, name, "deleted"), 1, "%s", out);
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    cr_expect_neq(js_GetConsumerInfo(&ci, js, old->stream, old->durable, NULL, &jerr), NATS_OK);
+    jsConsumerInfo_Destroy(ci);
+
+    cr_assert_eq(ctl(out, sizeof out, "bus setup"), 0, "%s", out);
+    cr_expect_eq(lines_with(out, name, "deleted"), 0, "deleted twice:\n%s", out);
+    cr_expect_eq(lines_with(out, "consumer", "unchanged"), (int)bus_topology_n_consumers, "%s",
+                 out);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
+/* Events no saga waits for (another service's, the orchestrator's own
+ * SagaChanged) are never delivered to, nor held for, the orchestrator. */
+Test(stack, the_orchestrators_durables_hold_only_saga_inputs, .init = tsupport_reset)
+{
+    static const char *const others[] = { "layby.evt.product.created", "layby.evt.saga.running",
+                                          "layby.evt.saga.completed" };
+    natsConnection *nc = NULL;
+    jsCtx *js = admin_js(&nc);
+    for (size_t i = 0; i < LB_COUNTOF(others); i++)
+        cr_assert_eq(js_Publish(NULL, js, others[i], "x", 1, NULL, NULL), NATS_OK);
+    cr_assert_eq(js_Publish(NULL, js, "layby.evt.sagatest.done", "x", 1, NULL, NULL), NATS_OK);
+    uint64_t waiting = 0;
+    for (size_t i = 0; i < bus_topology_n_consumers; i++) {
+        const bus_topology_consumer *c = &bus_topology_consumers[i];
+        if (strcmp(c->reader, "layby-orchestrator") != 0 || strcmp(c->stream, "LAYBY_EVT") != 0)
+            continue;
+        jsConsumerInfo *ci = NULL;
+        cr_assert_eq(js_GetConsumerInfo(&ci, js, c->stream, c->durable, NULL, NULL), NATS_OK);
+        waiting += ci->NumPending;
+        jsConsumerInfo_Destroy(ci);
+    }
+    cr_expect_eq(waiting, 1, "the orchestrator's LAYBY_EVT durables hold %llu messages, want 1",
+                 (unsigned long long)waiting);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
 Test(stack, health_sees_streams_and_an_outage, .init = tsupport_reset, .fini = tsupport_nats_start)
 {
     static char out[OUT_MAX];
