@@ -79,31 +79,15 @@ void outbox_buf_sort(outbox_buf *b);
 lb_status outbox_buf_write(store *s, const outbox_buf *b, lb_err *err);
 
 /* A JetStream publisher of outbox rows (its own JetStream context on the
- * bus's connection). Owned by its creator; one thread at a time, but for
- * the acked callback (below). */
+ * bus's connection). Owned by its creator; one thread at a time. */
 typedef struct outbox_pub outbox_pub;
-
-/* The outcome of one row published with outbox_pub_rows_nowait(), on nats.c's
- * delivery thread of the publisher's JetStream context: ok = JetStream stored
- * it (or had it already: a duplicate); !ok = refused or unanswered within 5 s,
- * the row stays in its table for the sweep. msg_id is valid during the call. */
-typedef void (*outbox_pub_acked_fn)(void *closure, const char *msg_id, bool ok);
 
 /* m_errors (may be NULL) counts rows JetStream refused. */
 lb_status outbox_pub_new(outbox_pub **out, bus *b, metrics_metric *m_errors, lb_err *err);
-/* The same, with a callback for every row's outcome (required by
- * outbox_pub_rows_nowait()). */
-lb_status outbox_pub_new_acked(outbox_pub **out, bus *b, metrics_metric *m_errors,
-                               outbox_pub_acked_fn acked, void *closure, lb_err *err);
 void outbox_pub_free(outbox_pub *p); /* waits up to 2 s for pending acks; NULL is a no-op */
 /* Publishes every row of b (Nats-Msg-Id = row id) asynchronously and returns
  * LB_OK only once JetStream acked them all. */
 lb_status outbox_pub_rows(outbox_pub *p, const outbox_buf *b, lb_err *err);
-/* Publishes every row of b asynchronously and returns at once; each row's
- * outcome reaches the acked callback. A publish nats.c refuses (more than
- * 8192 unacknowledged, for 200 ms) is an error; the *sent rows before it
- * were sent and still get their outcome. */
-lb_status outbox_pub_rows_nowait(outbox_pub *p, const outbox_buf *b, size_t *sent, lb_err *err);
 /* Waits for acks of earlier publishes still pending (NATS was down), so an
  * outage does not pile copies of the same rows into the reconnect buffer. */
 lb_status outbox_pub_settle(outbox_pub *p, lb_err *err);

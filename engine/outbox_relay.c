@@ -4,16 +4,10 @@
  * JetStream context, so a slow sweep never holds back a hand-off:
  *  - hand-off (the fast path): right after a worker's commit the svc runtime
  *    hands the rows it wrote (already packed, in memory) to the relay, which
- *    publishes them at once, without waiting for the acks of what it
- *    published before: a hand-off that arrived while the relay waited for a
- *    PubAck round trip waited with it, on every saga step (measured: the
- *    relay's publish-and-wait took 1.4 ms on average under load). Each row's
- *    ack arrives on nats.c's delivery thread (on_row_acked()), which queues
- *    its id for deletion; the ids are deleted many per statement, at most
- *    RELAY_DELETE_EVERY_MS after their ack, so a delete never sits between a
- *    commit and its publish and a busy relay makes one delete per period. A
- *    row JetStream refuses, or does not answer within 5 s, is not deleted:
- *    the sweep publishes it. No scan of the outbox.
+ *    publishes them at once. Their ids are deleted later, many per statement:
+ *    at most RELAY_DELETE_EVERY_MS after publishing, so a delete never sits
+ *    between a commit and its publish, and a busy relay makes one delete per
+ *    period instead of one per hand-off. No scan of the outbox.
  *  - sweep (its own lane): every sweep period the relay claims rows older than
  *    RELAY_SWEEP_GRACE_MS (so it does not race live hand-offs) with DELETE ...
  *    RETURNING and publishes them. This picks up what a crashed instance left,
@@ -98,13 +92,10 @@ struct outbox_relay {
     char service[64];
     /* lanes: hand-offs and deletes; sweeps and inbox pruning */
     relay_lane pub, sweeper;
-    /* published ids: appended by on_row_acked() (nats.c's thread), deleted by
-     * the publisher lane (or the drain caller) */
-    pthread_mutex_t done_lock; /* guards done, n_done, cap_done, done_since_ms */
-    char (*done)[ID_STR_LEN];  /* ids acked by JetStream and not yet deleted */
+    /* publisher lane only (or the drain caller) */
+    char (*done)[ID_STR_LEN]; /* ids published and not yet deleted */
     size_t n_done, cap_done;
-    int64_t done_since_ms; /* when the oldest of them was acked */
-    atomic_long in_flight; /* rows published by hand-off, outcome not known yet */
+    int64_t done_since_ms; /* when the oldest of them was published */
     /* sweeper lane only */
     int64_t last_prune_ms;
     /* shared */
@@ -113,8 +104,6 @@ struct outbox_relay {
     atomic_bool stop;
     metrics_metric *m_published, *m_backlog, *m_errors, *m_latency, *m_swept;
 };
-
-static void on_row_acked(void *closure, const char *msg_id, bool ok);
 
 static lb_status
 lane_init(relay_lane *l, outbox_relay *r, lb_err *err)
@@ -126,11 +115,7 @@ lane_init(relay_lane *l, outbox_relay *r, lb_err *err)
         return lb_err_set(err, LB_ERR_NOMEM, "relay wake-up pipe");
     fcntl(l->wake[0], F_SETFL, O_NONBLOCK);
     fcntl(l->wake[1], F_SETFL, O_NONBLOCK);
-    /* The publisher lane learns each row's outcome (deletes follow acks); the
-     * sweeper publishes inside its claim's transaction and waits. */
-    lb_status st =
-        l == &r->pub ? outbox_pub_new_acked(&l->pub, r->opts.bus, r->m_errors, on_row_acked, r, err)
-                     : outbox_pub_new(&l->pub, r->opts.bus, r->m_errors, err);
+    lb_status st = outbox_pub_new(&l->pub, r->opts.bus, r->m_errors, err);
     if (st != LB_OK)
         return st;
     return store_open(&l->st, r->opts.db_url, relay_stmts, LB_COUNTOF(relay_stmts), err);
@@ -175,7 +160,6 @@ outbox_relay_new(outbox_relay **out, const outbox_relay_opts *opts, lb_err *err)
     r->opts = *opts;
     r->pub.wake[0] = r->pub.wake[1] = r->sweeper.wake[0] = r->sweeper.wake[1] = -1;
     pthread_mutex_init(&r->lock, NULL);
-    pthread_mutex_init(&r->done_lock, NULL);
     outbox_buf_init(&r->queue);
     snprintf(r->service, sizeof r->service, "%s", opts->service ? opts->service : "");
     if (r->opts.batch <= 0)
@@ -200,8 +184,7 @@ outbox_relay_new(outbox_relay **out, const outbox_relay_opts *opts, lb_err *err)
     r->m_errors = metrics_counter("layby_outbox_publish_errors_total", labels,
                                   "async publishes JetStream refused");
     r->m_latency =
-        metrics_histogram("layby_outbox_drain_seconds", labels,
-                          "time to publish one batch (hand-offs: to send it; acks come later)");
+        metrics_histogram("layby_outbox_drain_seconds", labels, "time to publish one batch");
     if ((st = lane_init(&r->pub, r, err)) != LB_OK ||
         (st = lane_init(&r->sweeper, r, err)) != LB_OK)
         goto out_free;
@@ -229,7 +212,7 @@ lane_conn(relay_lane *l, lb_err *err)
     return LB_OK;
 }
 
-/* Publishes b's rows and waits for every ack (the sweeper). */
+/* Publishes b's rows and waits for every ack. */
 static lb_status
 publish_rows(relay_lane *l, const outbox_buf *b, lb_err *err)
 {
@@ -247,77 +230,50 @@ publish_rows(relay_lane *l, const outbox_buf *b, lb_err *err)
 static lb_status
 delete_done(outbox_relay *r, lb_err *err)
 {
+    if (r->n_done == 0)
+        return LB_OK;
     store_array ids = { 0 };
     store_array_begin(&ids);
-    pthread_mutex_lock(&r->done_lock);
-    size_t k = r->n_done; /* acks arriving meanwhile wait for the next delete */
-    for (size_t i = 0; i < k; i++)
+    for (size_t i = 0; i < r->n_done; i++)
         store_array_text(&ids, r->done[i]);
-    pthread_mutex_unlock(&r->done_lock);
     store_array_end(&ids);
-    if (k == 0) {
-        store_array_free(&ids);
-        return LB_OK;
-    }
     lb_status st = ids.oom ? lb_err_set(err, LB_ERR_NOMEM, "relay ids") : lane_conn(&r->pub, err);
     if (st == LB_OK) {
         const char *p[] = { ids.p };
         st = store_exec(r->pub.st, NULL, "relay_delete", 1, p, err);
     }
     store_array_free(&ids);
-    if (st != LB_OK)
-        return st; /* the ids stay queued for the next try */
-    pthread_mutex_lock(&r->done_lock);
-    memmove(r->done, r->done + k, (r->n_done - k) * sizeof *r->done);
-    r->n_done -= k;
-    if (r->n_done > 0)
-        r->done_since_ms = lb_now_ms();
-    pthread_mutex_unlock(&r->done_lock);
-    return LB_OK;
+    if (st == LB_OK)
+        r->n_done = 0;
+    return st;
 }
 
-/* How long the publisher lane may sleep: until queued deletes are due, a
- * period while outcomes are outstanding, else the sweep period. */
-static int64_t
-publisher_wait_ms(outbox_relay *r, int64_t now)
+static bool
+delete_due(const outbox_relay *r, int64_t now)
 {
-    pthread_mutex_lock(&r->done_lock);
-    size_t n = r->n_done;
-    int64_t since = r->done_since_ms;
-    pthread_mutex_unlock(&r->done_lock);
-    if (n >= RELAY_DELETE_BATCH)
-        return 0;
-    if (n > 0)
-        return since + RELAY_DELETE_EVERY_MS - now;
-    return atomic_load(&r->in_flight) > 0 ? RELAY_DELETE_EVERY_MS : r->opts.sweep_ms;
+    return r->n_done > 0 &&
+           (r->n_done >= RELAY_DELETE_BATCH || now - r->done_since_ms >= RELAY_DELETE_EVERY_MS);
 }
 
-/* A hand-off row's outcome (nats.c's delivery thread). A refused row stays
- * in the table for the sweep. If the id cannot be queued (out of memory) the
- * row stays too: the sweep republishes it and the duplicate window drops it. */
-static void
-on_row_acked(void *closure, const char *msg_id, bool ok)
+/* Remembers the ids of work's rows, now published, for delete_done(). */
+static lb_status
+done_add(outbox_relay *r, const outbox_buf *work, lb_err *err)
 {
-    outbox_relay *r = closure;
-    atomic_fetch_sub(&r->in_flight, 1);
-    if (!ok)
-        return;
-    fault_point("relay.after_publish");
-    pthread_mutex_lock(&r->done_lock);
-    if (r->n_done == r->cap_done) {
-        size_t cap = r->cap_done ? r->cap_done * 2 : 1024;
+    if (r->n_done + work->n > r->cap_done) {
+        size_t cap = r->cap_done ? r->cap_done : 1024;
+        while (cap < r->n_done + work->n)
+            cap *= 2;
         void *nd = realloc(r->done, cap * sizeof *r->done);
-        if (nd == NULL) {
-            pthread_mutex_unlock(&r->done_lock);
-            return;
-        }
+        if (nd == NULL)
+            return lb_err_set(err, LB_ERR_NOMEM, "relay ids"); /* the sweep republishes */
         r->done = nd;
         r->cap_done = cap;
     }
     if (r->n_done == 0)
         r->done_since_ms = lb_now_ms();
-    snprintf(r->done[r->n_done++], ID_STR_LEN, "%s", msg_id);
-    pthread_mutex_unlock(&r->done_lock);
+    for (size_t i = 0; i < work->n; i++)
+        memcpy(r->done[r->n_done++], work->rows[i].env.msg_id, ID_STR_LEN);
+    return LB_OK;
 }
 
 /* The fast path: publish what workers handed over; their ids wait in done. */
@@ -335,18 +291,17 @@ publish_handed(outbox_relay *r, size_t *n, lb_err *err)
     if (l->work.n == 0)
         return LB_OK;
     int64_t t0 = lb_mono_us();
-    /* Counted before publishing: an ack may come back before we return. */
-    atomic_fetch_add(&r->in_flight, (long)l->work.n);
-    size_t sent = 0;
-    lb_status st = outbox_pub_rows_nowait(l->pub, &l->work, &sent, err);
-    atomic_fetch_sub(&r->in_flight, (long)(l->work.n - sent));
+    lb_status st = outbox_pub_settle(l->pub, err);
+    if (st == LB_OK)
+        st = publish_rows(l, &l->work, err);
+    if (st == LB_OK)
+        st = done_add(r, &l->work, err);
     if (st == LB_OK) {
         *n = l->work.n;
         metrics_add(r->m_published, (int64_t)l->work.n);
         metrics_observe_us(r->m_latency, lb_mono_us() - t0);
     }
-    /* On failure the rows are still in the table: the sweep publishes those
-     * nats.c did not take (the ones it took still reach on_row_acked()). */
+    /* On failure the rows are still in the table: the sweep publishes them. */
     outbox_buf_reset(&l->work);
     return st;
 }
@@ -360,7 +315,8 @@ publisher_main(void *arg)
         lb_err err;
         size_t n = 0;
         lb_status st = publish_handed(r, &n, &err);
-        if (st == LB_OK && publisher_wait_ms(r, lb_now_ms()) <= 0)
+        int64_t now = lb_now_ms();
+        if (st == LB_OK && delete_due(r, now))
             st = delete_done(r, &err);
         if (st != LB_OK) {
             backoff_ms = backoff_ms ? (backoff_ms * 2 > 2000 ? 2000 : backoff_ms * 2) : 50;
@@ -371,7 +327,9 @@ publisher_main(void *arg)
         }
         backoff_ms = 0;
         /* Sleep until the next hand-off, or until the pending deletes are due. */
-        lane_wait(&r->pub, publisher_wait_ms(r, lb_now_ms()));
+        int64_t wait = r->n_done > 0 ? r->done_since_ms + RELAY_DELETE_EVERY_MS - lb_now_ms()
+                                     : r->opts.sweep_ms;
+        lane_wait(&r->pub, wait);
     }
     return NULL;
 }
@@ -494,10 +452,7 @@ outbox_relay_drain(outbox_relay *r, size_t *published, lb_err *err)
 {
     size_t a = 0, b = 0;
     lb_status st = publish_handed(r, &a, err);
-    /* Every outcome in (acked ids queued), then their deletes: published rows
-     * first, so the claim does not take them again. */
-    if (st == LB_OK)
-        st = outbox_pub_settle(r->pub.pub, err);
+    /* Published rows first, so the claim does not take them again. */
     if (st == LB_OK)
         st = delete_done(r, err);
     if (st == LB_OK)
@@ -572,7 +527,6 @@ outbox_relay_free(outbox_relay *r)
     lane_free(&r->sweeper);
     outbox_buf_destroy(&r->queue);
     pthread_mutex_destroy(&r->lock);
-    pthread_mutex_destroy(&r->done_lock);
     free(r->done);
     free((char *)r->opts.db_url);
     free(r);

@@ -51,15 +51,14 @@ svc__batch_destroy(svc_batch *b)
 void
 svc__batch_after_commit(svc_batch *b)
 {
-    /* The rows first: they are the next hop of every flow in the batch. */
-    if (b->s->relay != NULL)
-        outbox_relay_hand(b->s->relay, &b->out);
     for (size_t i = 0; i < b->n_replies; i++) {
         /* Nobody may be waiting any more: a failed reply is not an error. */
         natsConnection_PublishMsg(bus_conn(b->s->bus), b->replies[i].msg);
         natsMsg_Destroy(b->replies[i].msg);
     }
     b->n_replies = 0;
+    if (b->s->relay != NULL)
+        outbox_relay_hand(b->s->relay, &b->out);
     outbox_buf_reset(&b->out);
 }
 
@@ -279,18 +278,16 @@ reply_outcome(svc__worker *w, const svc_item *it)
 }
 
 /* The batch's effects are durable (committed, or published and acked by
- * JetStream): hand the outbox rows on and send the queued replies, answer the
- * n fresh items' requesters, then ack the k messages. Acks last: they are on
- * no flow's path (a lost one only causes a redelivery the inbox skips), while
- * the rows and replies are the next step of every flow in the batch. */
+ * JetStream): ack its k messages, answer the n fresh items' requesters, send
+ * the queued replies and hand the outbox rows on. */
 static void
 batch_settled(svc__worker *w, entry **es, size_t k, const svc_item *items, size_t n)
 {
-    svc__batch_after_commit(&w->b);
-    for (size_t i = 0; i < n; i++)
-        reply_outcome(w, &items[i]);
     for (size_t i = 0; i < k; i++)
         natsMsg_Ack(es[i]->m, NULL);
+    for (size_t i = 0; i < n; i++)
+        reply_outcome(w, &items[i]);
+    svc__batch_after_commit(&w->b);
     metrics_add(w->s->m_handled, (int64_t)n);
     metrics_add(w->s->m_duplicates, (int64_t)(k - n));
 }
