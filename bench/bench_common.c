@@ -63,6 +63,53 @@ bench_lat_free(bench_lat *l)
 }
 
 int
+bench_stalls_add(bench_stalls *s, int64_t start_us, int64_t end_us)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        bench_stall *nv = realloc(s->v, cap * sizeof *nv);
+        if (nv == NULL)
+            return -1;
+        s->v = nv;
+        s->cap = cap;
+    }
+    s->v[s->n++] = (bench_stall){ start_us, end_us };
+    return 0;
+}
+
+void
+bench_stalls_free(bench_stalls *s)
+{
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+int64_t
+bench_stalls_end_at(const bench_stalls *s, int64_t t)
+{
+    size_t lo = 0, hi = s->n; /* the first stall ending after t */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->v[mid].end_us <= t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (lo < s->n && s->v[lo].start_us <= t) ? s->v[lo].end_us : t;
+}
+
+int64_t
+bench_stalls_flow_us(const bench_stalls *s, int64_t t0, int64_t k, int64_t base_us)
+{
+    int64_t shift = 0;
+    for (int64_t i = 1; i <= k; i++) {
+        int64_t at = t0 + base_us * i / k + shift;
+        shift += bench_stalls_end_at(s, at) - at;
+    }
+    return base_us + shift;
+}
+
+int
 bench_flags(int argc, char **argv, const bench_flag *flags, size_t n)
 {
     for (int i = 1; i < argc; i++) {

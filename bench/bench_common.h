@@ -35,6 +35,25 @@ long bench_finish(const char *name, int64_t count, int64_t rate, int64_t t0_us,
                   const int64_t *sent_us, const int64_t *recv_us, const _Atomic long *seen,
                   int64_t timeout_s, const char *extra);
 
+/* Flush stalls of a disk, [start, end] from a run's start, in time order and
+ * not overlapping (bench_fsync.c measures them one flush at a time). */
+typedef struct bench_stall {
+    int64_t start_us, end_us;
+} bench_stall;
+typedef struct bench_stalls {
+    bench_stall *v;
+    size_t n, cap;
+} bench_stalls;
+
+int bench_stalls_add(bench_stalls *s, int64_t start_us, int64_t end_us); /* -1: no memory */
+void bench_stalls_free(bench_stalls *s);
+/* The end of the stall that holds instant t, or t when none does. */
+int64_t bench_stalls_end_at(const bench_stalls *s, int64_t t_us);
+/* The latency stalls alone give a flow of k synchronous commits spread evenly
+ * over base_us, started at t0: a commit issued inside a stall waits until it
+ * ends and moves the later ones; everything else is free (a floor). */
+int64_t bench_stalls_flow_us(const bench_stalls *s, int64_t t0_us, int64_t k, int64_t base_us);
+
 /* Parses "--name value" pairs into int64 settings; unknown flags are an error. */
 typedef struct bench_flag {
     const char *name;

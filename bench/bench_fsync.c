@@ -29,58 +29,6 @@
 #define STALL_US   2000 /* a flush this slow is a stall (idle p99 is ~0.2 ms) */
 #define FLOWS      200000
 
-typedef struct stall {
-    int64_t start_us, end_us; /* from the run's start */
-} stall;
-
-typedef struct stalls {
-    stall *v;
-    size_t n, cap;
-} stalls;
-
-static int
-stalls_add(stalls *s, int64_t start, int64_t end)
-{
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        stall *nv = realloc(s->v, cap * sizeof *nv);
-        if (nv == NULL)
-            return -1;
-        s->v = nv;
-        s->cap = cap;
-    }
-    s->v[s->n++] = (stall){ start, end };
-    return 0;
-}
-
-/* The end of the stall that holds instant t, or t when none does. Stalls
- * are in time order and do not overlap (one flush at a time). */
-static int64_t
-stall_end_at(const stalls *s, int64_t t)
-{
-    size_t lo = 0, hi = s->n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (s->v[mid].end_us <= t)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return (lo < s->n && s->v[lo].start_us <= t) ? s->v[lo].end_us : t;
-}
-
-/* Latency of a flow of k commits over base_us, started at t0 (see the top). */
-static int64_t
-flow_latency_us(const stalls *s, int64_t t0, int64_t k, int64_t base_us)
-{
-    int64_t shift = 0;
-    for (int64_t i = 1; i <= k; i++) {
-        int64_t at = t0 + base_us * i / k + shift;
-        shift += stall_end_at(s, at) - at;
-    }
-    return base_us + shift;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -114,7 +62,7 @@ main(int argc, char **argv)
         }
     fdatasync(fd);
 
-    stalls st = { 0 };
+    bench_stalls st = { 0 };
     bench_lat lat = { 0 };
     int64_t stalled_us = 0, over20 = 0, n = 0;
     int64_t t0 = lb_mono_us(), end = t0 + seconds * 1000000;
@@ -131,7 +79,7 @@ main(int argc, char **argv)
         if (b - a >= STALL_US) {
             stalled_us += b - a;
             over20 += b - a >= 20000;
-            if (stalls_add(&st, a - t0, b - t0) != 0) {
+            if (bench_stalls_add(&st, a - t0, b - t0) != 0) {
                 fprintf(stderr, "bench: out of memory\n");
                 goto fail;
             }
@@ -146,7 +94,7 @@ main(int argc, char **argv)
     bench_lat floor = { 0 };
     int64_t base_us = base_ms * 1000, span = seconds * 1000000 - base_us - 1000000;
     for (int64_t i = 0; span > 0 && i < FLOWS; i++)
-        bench_lat_add(&floor, flow_latency_us(&st, span * i / FLOWS, commits, base_us));
+        bench_lat_add(&floor, bench_stalls_flow_us(&st, span * i / FLOWS, commits, base_us));
     printf("fsync per_s=%.0f p50_ms=%.3f p99_ms=%.3f max_ms=%.1f stalled_pct=%.2f "
            "stalls_20ms_per_min=%.1f floor_commits=%lld floor_p50_ms=%.2f floor_p99_ms=%.2f\n",
            (double)n / secs, bench_lat_pct_ms(&lat, 50), bench_lat_pct_ms(&lat, 99),
@@ -155,7 +103,7 @@ main(int argc, char **argv)
            bench_lat_pct_ms(&floor, 99));
     bench_lat_free(&lat);
     bench_lat_free(&floor);
-    free(st.v);
+    bench_stalls_free(&st);
     return 0;
 fail:
     close(fd);
