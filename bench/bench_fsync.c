@@ -60,7 +60,10 @@ main(int argc, char **argv)
             fprintf(stderr, "bench: cannot fill %s: %m\n", path);
             goto fail;
         }
-    fdatasync(fd);
+    if (fdatasync(fd) != 0) {
+        fprintf(stderr, "bench: cannot flush %s: %m\n", path);
+        goto fail;
+    }
 
     bench_stalls st = { 0 };
     bench_lat lat = { 0 };
