@@ -89,11 +89,17 @@ lb_port_check() {
     fi
 }
 
-# Prints a free loopback port not in the list given as arguments.
+# Prints a free loopback port not in the list given as arguments. It is drawn
+# below the kernel's ephemeral range (ip_local_port_range): a port handed out
+# now but bound only later (a daemon a test restarts on its own metrics port)
+# must not be taken meanwhile by bind(0) or by an outgoing connection.
 lb_port_free() {
-    local p taken=" $* "
+    local p lo=32768 span taken=" $* "
+    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    span=$((lo - 10000))
+    [ "$span" -ge 1000 ] || lb_die "the ephemeral port range starts at $lo: no room below it"
     for _ in $(seq 1 200); do
-        p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        p=$((10000 + (RANDOM * 32768 + RANDOM) % span))
         case $taken in *" $p "*) continue ;; esac
         lb_port_busy "$p" || { echo "$p"; return 0; }
     done

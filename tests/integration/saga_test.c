@@ -26,7 +26,7 @@ setup(void)
 {
     tsupport_reset();
     admin = tsupport_admin_bus("saga-test");
-    tsupport_sagatest_setup(admin);
+    tsupport_sagatest_setup(admin, NULL);
 }
 
 static void
@@ -79,13 +79,15 @@ saga_start(char id[ID_STR_LEN], const char *script)
 
 /* Crash tests: a fresh stack whose unacked messages come back after 2 s
  * (AckWait), not 30, so a killed daemon's batch is redelivered quickly. */
+#define CRASH_ACK_WAIT_MS 2000
+
 static void
 reset_for_crashes(void)
 {
     bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
-    o.ack_wait_ms = 2000;
+    o.ack_wait_ms = CRASH_ACK_WAIT_MS;
     tsupport_reset_with(&o);
-    tsupport_sagatest_setup(admin);
+    tsupport_sagatest_setup(admin, &o);
 }
 
 /* Starts n sagas with no script and returns at once. */
@@ -444,8 +446,10 @@ Test(saga, a_stateless_participant_killed_before_its_acks_answers_each_command_o
     tsupport_sagatest_start(&procs[0], noop);
     tsupport_wait_count(WAIT_MS, N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
     /* The answers went out before the crash, so the sagas may end before the
-     * unacked commands come back (AckWait): wait for them to be handled. */
-    cr_assert(tsupport_poll_until(redelivered_and_acked, &procs[0], WAIT_MS),
+     * unacked commands come back (AckWait): wait for them to be handled. A
+     * bound of a few AckWaits, not WAIT_MS, so a durable left at the default
+     * 30 s fails here every time instead of racing the deadline. */
+    cr_assert(tsupport_poll_until(redelivered_and_acked, &procs[0], 5 * CRASH_ACK_WAIT_MS),
               "the restarted participant got the commands it had answered but not acked");
     cr_assert_eq(subject_count(SAGA_SUBJ_TEST_DONE), 3 * N, "each command answered once");
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM saga.saga_log WHERE verdict <> 'APPLIED'"),

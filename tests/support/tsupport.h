@@ -122,8 +122,11 @@ struct bus;
 /* A bus connected as the admin user (LAYBY_CTL_NATS_*); the caller bus_close()s it. */
 struct bus *tsupport_admin_bus(const char *name);
 /* The test saga's participant: (re)creates its schema (tests/participant/
- * schema.sql) and its durable `sagatest` on LAYBY_CMD. Call after tsupport_reset(). */
-void tsupport_sagatest_setup(struct bus *admin);
+ * schema.sql) and its durable `sagatest` on LAYBY_CMD with opts (NULL = the
+ * defaults; pass what tsupport_reset_with() got, or a crash test waits the
+ * default 30 s AckWait for the participant's redeliveries). Call after
+ * tsupport_reset(). */
+void tsupport_sagatest_setup(struct bus *admin, const bus_topology_opts *opts);
 /* Starts LAYBY_BUILD_DIR/layby-sagatest on a free metrics port, with extra
  * environment entries "NAME=value" (NULL-terminated; NULL = none). */
 void tsupport_sagatest_start(tsupport_proc *p, const char *const *env);
