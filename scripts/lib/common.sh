@@ -95,7 +95,7 @@ lb_port_check() {
 # must not be taken meanwhile by bind(0) or by an outgoing connection.
 lb_port_free() {
     local p lo=32768 span taken=" $* "
-    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    { read -r lo _ </proc/sys/net/ipv4/ip_local_port_range; } 2>/dev/null || lo=32768
     span=$((lo - 10000))
     [ "$span" -ge 1000 ] || lb_die "the ephemeral port range starts at $lo: no room below it"
     for _ in $(seq 1 200); do

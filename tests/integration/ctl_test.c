@@ -34,7 +34,7 @@ setup(void)
 {
     tsupport_reset();
     admin = tsupport_admin_bus("ctl-test");
-    tsupport_sagatest_setup(admin, NULL);
+    tsupport_sagatest_setup(admin);
 }
 
 static void

@@ -26,7 +26,7 @@ setup(void)
 {
     tsupport_reset();
     admin = tsupport_admin_bus("saga-test");
-    tsupport_sagatest_setup(admin, NULL);
+    tsupport_sagatest_setup(admin);
 }
 
 static void
@@ -87,7 +87,7 @@ reset_for_crashes(void)
     bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
     o.ack_wait_ms = CRASH_ACK_WAIT_MS;
     tsupport_reset_with(&o);
-    tsupport_sagatest_setup(admin, &o);
+    tsupport_sagatest_setup(admin);
 }
 
 /* Starts n sagas with no script and returns at once. */

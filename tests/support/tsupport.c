@@ -278,6 +278,17 @@ purge(jsCtx *js, const char *stream)
                        nats_GetLastError(NULL));
 }
 
+/* What the last reset gave the durables: a suite's own durables (the test
+ * participant's) take the same, so a crash test's short AckWait holds for
+ * every consumer without each suite passing it along. */
+static bus_topology_opts reset_opts = BUS_TOPOLOGY_OPTS_INIT;
+
+const bus_topology_opts *
+tsupport_reset_opts(void)
+{
+    return &reset_opts;
+}
+
 void
 tsupport_reset_with(const bus_topology_opts *opts)
 {
@@ -285,6 +296,7 @@ tsupport_reset_with(const bus_topology_opts *opts)
     jsCtx *js = NULL;
     lb_err err;
 
+    reset_opts = *opts;
     tsupport_sql(truncate_sql);
     if (nats_pid() == 0) /* an outage test that failed half-way */
         tsupport_nats_start();

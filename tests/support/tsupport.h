@@ -78,6 +78,8 @@ void tsupport_nats_start(void);
 void tsupport_reset(void);
 /* Same with other consumer settings (short AckWait for redelivery tests). */
 void tsupport_reset_with(const bus_topology_opts *opts);
+/* The consumer settings of the last reset (the defaults before any). */
+const bus_topology_opts *tsupport_reset_opts(void);
 
 /* --- daemons ----------------------------------------------------------------- */
 
@@ -122,11 +124,9 @@ struct bus;
 /* A bus connected as the admin user (LAYBY_CTL_NATS_*); the caller bus_close()s it. */
 struct bus *tsupport_admin_bus(const char *name);
 /* The test saga's participant: (re)creates its schema (tests/participant/
- * schema.sql) and its durable `sagatest` on LAYBY_CMD with opts (NULL = the
- * defaults; pass what tsupport_reset_with() got, or a crash test waits the
- * default 30 s AckWait for the participant's redeliveries). Call after
- * tsupport_reset(). */
-void tsupport_sagatest_setup(struct bus *admin, const bus_topology_opts *opts);
+ * schema.sql) and its durable `sagatest` on LAYBY_CMD, with the settings of
+ * the last tsupport_reset()/tsupport_reset_with(). Call after either. */
+void tsupport_sagatest_setup(struct bus *admin);
 /* Starts LAYBY_BUILD_DIR/layby-sagatest on a free metrics port, with extra
  * environment entries "NAME=value" (NULL-terminated; NULL = none). */
 void tsupport_sagatest_start(tsupport_proc *p, const char *const *env);

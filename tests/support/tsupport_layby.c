@@ -29,7 +29,7 @@ tsupport_admin_bus(const char *name)
 }
 
 void
-tsupport_sagatest_setup(struct bus *admin, const bus_topology_opts *opts)
+tsupport_sagatest_setup(struct bus *admin)
 {
     FILE *f = fopen(LAYBY_SOURCE_DIR "/tests/participant/schema.sql", "r");
     cr_assert_not_null(f);
@@ -41,10 +41,9 @@ tsupport_sagatest_setup(struct bus *admin, const bus_topology_opts *opts)
     static const bus_topology_consumer c = { "LAYBY_CMD", "sagatest", "layby.cmd.sagatest.>",
                                              "layby-sagatest" };
     js_DeleteConsumer(bus_js(admin), c.stream, c.durable, NULL, NULL);
-    bus_topology_opts defaults = BUS_TOPOLOGY_OPTS_INIT;
     bus_topology_change ch;
     lb_err err;
-    cr_assert_eq(bus_topology_consumer_apply(&ch, bus_js(admin), &c, opts ? opts : &defaults, &err),
+    cr_assert_eq(bus_topology_consumer_apply(&ch, bus_js(admin), &c, tsupport_reset_opts(), &err),
                  LB_OK, "%s", err.msg);
 }
 
