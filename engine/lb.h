@@ -45,7 +45,8 @@
     X(ERR_BUS,          503, "unavailable",           "message bus error")            \
     X(ERR_UNAVAILABLE,  503, "unavailable",           "service unavailable")          \
     X(ERR_TIMEOUT,      504, "timeout",               "timed out")                    \
-    X(ERR_CRYPTO,       500, "internal",              "crypto error")
+    X(ERR_CRYPTO,       500, "internal",              "crypto error")                 \
+    X(ERR_STOCK_NEGATIVE,409, "stock_negative",       "stock cannot go below zero")
 /* clang-format on */
 
 typedef enum lb_status {

@@ -15,5 +15,30 @@
 #define SUBJ_CATALOG_CREATE_PRODUCT "layby.cmd.catalog.create_product"
 #define SUBJ_CATALOG_GET_PRODUCT    "layby.qry.catalog.get_product"
 #define SUBJ_PRODUCT_CREATED        "layby.evt.product.created"
+#define SUBJ_CATALOG_LIST_PRODUCTS  "layby.qry.catalog.list_products"
+#define SUBJ_CATALOG_ADJUST_STOCK   "layby.cmd.catalog.adjust_stock"
+#define SUBJ_PRODUCT_STOCK_CHANGED  "layby.evt.product.stock_changed"
+#define SUBJ_CATALOG_AUDIT          "layby.qry.catalog.audit"
+
+/* catalog: stock reservations, sent by the order sagas */
+#define SUBJ_CATALOG_RESERVE_STOCK    "layby.cmd.catalog.reserve_stock"
+#define SUBJ_CATALOG_RELEASE_STOCK    "layby.cmd.catalog.release_stock"
+#define SUBJ_CATALOG_CONFIRM_STOCK    "layby.cmd.catalog.confirm_stock"
+#define SUBJ_CATALOG_RESTOCK_RETURNED "layby.cmd.catalog.restock_returned"
+#define SUBJ_STOCK_RESERVED           "layby.evt.stock.reserved"
+#define SUBJ_STOCK_REJECTED           "layby.evt.stock.rejected"
+#define SUBJ_STOCK_RELEASED           "layby.evt.stock.released"
+#define SUBJ_STOCK_RELEASE_FAILED     "layby.evt.stock.release_failed"
+#define SUBJ_STOCK_CONFIRMED          "layby.evt.stock.confirmed"
+#define SUBJ_STOCK_CONFIRM_FAILED     "layby.evt.stock.confirm_failed"
+#define SUBJ_STOCK_RETURNED           "layby.evt.stock.returned"
+#define SUBJ_STOCK_RETURN_FAILED      "layby.evt.stock.return_failed"
+
+/* catalog: the member's wishlist */
+#define SUBJ_CATALOG_WISHLIST_PUT     "layby.cmd.catalog.wishlist_put"
+#define SUBJ_CATALOG_WISHLIST_REMOVE  "layby.cmd.catalog.wishlist_remove"
+#define SUBJ_CATALOG_WISHLIST_ORDERED "layby.cmd.catalog.wishlist_ordered"
+#define SUBJ_CATALOG_WISHLIST_GET     "layby.qry.catalog.wishlist"
+#define SUBJ_WISHLIST_ORDERED         "layby.evt.wishlist.ordered"
 
 #endif
