@@ -10,6 +10,12 @@
  *     commit in one transaction; replies leave only after it committed.
  * (3) Inputs for one saga are decided in arrival order; the decider makes
  *     duplicated and reordered inputs converge (saga_decide.c R1-R7).
+ * (4) A saga exists once. (1) cannot lock a row that does not exist yet, so
+ *     two orchestrators may both decide the START of one new id (two messages,
+ *     two ids); the new row is a plain INSERT (saga_write), so the second waits
+ *     for the first and fails on the key: its batch rolls back, and the svc
+ *     runtime retries its messages (alone), which now lock the row and decide
+ *     a repeated START: IGNORED, answered with the first saga's outcome.
  *
  * CRASH POINT svc.after_commit (engine/fault.h): the decision is stored but
  * the inputs are not acked. Redelivery hits the inbox and is skipped; the
@@ -26,6 +32,7 @@
 typedef struct slot {
     char id[ID_STR_LEN];
     bool exists;  /* a row exists, or a START created the saga in this batch */
+    bool stored;  /* the row existed when locked: UPDATE it, else INSERT it */
     bool changed; /* state must be written */
     saga_state st;
     const saga_type *t;
@@ -39,14 +46,14 @@ typedef struct slot {
 
 /* Everything this batch writes, as array parameters. */
 typedef struct batch_out {
-    store_array s_id, s_type, s_ver, s_status, s_state, s_stt, s_start, s_due, s_cr, s_up;
+    store_array s_id, s_type, s_ver, s_status, s_state, s_stt, s_start, s_due, s_cr, s_up, s_fresh;
     store_array l_id, l_at, l_msg, l_kind, l_in, l_verdict, l_from, l_to, l_line;
     size_t n_sagas, n_logs;
 } batch_out;
 
 #define SAGA_ARRAYS(o)                                                                 \
     &(o)->s_id, &(o)->s_type, &(o)->s_ver, &(o)->s_status, &(o)->s_state, &(o)->s_stt, \
-        &(o)->s_start, &(o)->s_due, &(o)->s_cr, &(o)->s_up
+        &(o)->s_start, &(o)->s_due, &(o)->s_cr, &(o)->s_up, &(o)->s_fresh
 #define LOG_ARRAYS(o)                                                                             \
     &(o)->l_id, &(o)->l_at, &(o)->l_msg, &(o)->l_kind, &(o)->l_in, &(o)->l_verdict, &(o)->l_from, \
         &(o)->l_to, &(o)->l_line
@@ -145,6 +152,7 @@ load(svc_batch *b, slot *slots, size_t n, lb_err *err)
                          (size_t)PQgetlength(r, row, 3), err);
         sl->start_type = d->name;
         sl->exists = true;
+        sl->stored = true;
     }
     PQclear(r);
     return s;
@@ -257,6 +265,7 @@ saga_row(batch_out *o, const slot *sl, lb_err *err)
         store_array_null(&o->s_due);
     store_array_int(&o->s_cr, sl->st.created_ms);
     store_array_int(&o->s_up, sl->st.updated_ms);
+    store_array_text(&o->s_fresh, sl->stored ? "f" : "t");
     free(buf);
     o->n_sagas++;
     return LB_OK;
@@ -368,7 +377,7 @@ write_all(store *st, batch_out *o, slot *slots, size_t n, lb_err *err)
         return lb_err_set(err, LB_ERR_NOMEM, "saga arrays");
     /* Sagas first: a new saga's log rows reference its row. */
     if (o->n_sagas > 0 &&
-        (s = store_exec(st, NULL, "saga_upsert", (int)LB_COUNTOF(sa), sp, err)) != LB_OK)
+        (s = store_exec(st, NULL, "saga_write", (int)LB_COUNTOF(sa), sp, err)) != LB_OK)
         return s;
     if (o->n_logs > 0)
         s = store_exec(st, NULL, "saga_log", (int)LB_COUNTOF(la), lp, err);

@@ -6,15 +6,23 @@
 static const char SAGA_SQL_LOCK[] =
     "SELECT saga_id::text, state, start_type, start FROM saga.sagas "
     "WHERE saga_id = ANY($1::uuid[]) ORDER BY saga_id FOR UPDATE";
-static const char SAGA_SQL_UPSERT[] =
-    "INSERT INTO saga.sagas (saga_id, saga_type, version, status, state, start_type, start, "
-    "timer_due_at, created_at, updated_at) "
-    "SELECT u.id, u.t, u.v, u.st, u.s, u.stt, u.sta, "
-    "to_timestamp(u.due / 1000.0), to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0) "
-    "FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[], $6::text[], "
-    "$7::bytea[], $8::bigint[], $9::bigint[], $10::bigint[]) AS u(id, t, v, st, s, stt, sta, due, cr, up) "
-    "ON CONFLICT (saga_id) DO UPDATE SET status = EXCLUDED.status, state = EXCLUDED.state, "
-    "timer_due_at = EXCLUDED.timer_due_at, updated_at = EXCLUDED.updated_at";
+/* New sagas (fresh) are INSERTed without ON CONFLICT: two orchestrators that
+ * both decided the START of one new id (neither could lock a row that did not
+ * exist yet) cannot both commit. The second INSERT waits for the first
+ * transaction and then fails on the key, so its batch rolls back and is
+ * retried, when the row is there to lock (saga_orch_apply.c, invariant 4).
+ * Existing sagas are locked (saga_lock) and UPDATEd. */
+static const char SAGA_SQL_WRITE[] =
+    "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[], "
+    "$6::text[], $7::bytea[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bool[]) "
+    "AS u(id, t, v, st, s, stt, sta, due, cr, up, fresh)), "
+    "ins AS (INSERT INTO saga.sagas (saga_id, saga_type, version, status, state, start_type, "
+    "start, timer_due_at, created_at, updated_at) "
+    "SELECT u.id, u.t, u.v, u.st, u.s, u.stt, u.sta, to_timestamp(u.due / 1000.0), "
+    "to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0) FROM u WHERE u.fresh) "
+    "UPDATE saga.sagas g SET status = u.st, state = u.s, "
+    "timer_due_at = to_timestamp(u.due / 1000.0), updated_at = to_timestamp(u.up / 1000.0) "
+    "FROM u WHERE NOT u.fresh AND g.saga_id = u.id";
 static const char SAGA_SQL_LOG[] =
     "INSERT INTO saga.saga_log (saga_id, at, msg_id, input_kind, input, verdict, from_status, "
     "to_status, line) "
@@ -38,7 +46,7 @@ static const char SAGA_SQL_COUNTS[] =
 
 const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT] = {
     { "saga_lock",       SAGA_SQL_LOCK },
-    { "saga_upsert",     SAGA_SQL_UPSERT },
+    { "saga_write",      SAGA_SQL_WRITE },
     { "saga_log",        SAGA_SQL_LOG },
     { "saga_timers_due", SAGA_SQL_TIMERS_DUE },
     { "saga_prune",      SAGA_SQL_PRUNE },
