@@ -11,7 +11,8 @@ static const char SAGA_SQL_LOCK[] =
  * exist yet) cannot both commit. The second INSERT waits for the first
  * transaction and then fails on the key, so its batch rolls back and is
  * retried, when the row is there to lock (saga_orch_apply.c, invariant 4).
- * Existing sagas are locked (saga_lock) and UPDATEd. */
+ * Existing sagas, locked by saga_lock, are updated through ON CONFLICT, which
+ * finds each row by the key's index whatever the planner thinks of the join. */
 static const char SAGA_SQL_WRITE[] =
     "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[], "
     "$6::text[], $7::bytea[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bool[]) "
@@ -20,9 +21,12 @@ static const char SAGA_SQL_WRITE[] =
     "start, timer_due_at, created_at, updated_at) "
     "SELECT u.id, u.t, u.v, u.st, u.s, u.stt, u.sta, to_timestamp(u.due / 1000.0), "
     "to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0) FROM u WHERE u.fresh) "
-    "UPDATE saga.sagas g SET status = u.st, state = u.s, "
-    "timer_due_at = to_timestamp(u.due / 1000.0), updated_at = to_timestamp(u.up / 1000.0) "
-    "FROM u WHERE NOT u.fresh AND g.saga_id = u.id";
+    "INSERT INTO saga.sagas (saga_id, saga_type, version, status, state, start_type, start, "
+    "timer_due_at, created_at, updated_at) "
+    "SELECT u.id, u.t, u.v, u.st, u.s, u.stt, u.sta, to_timestamp(u.due / 1000.0), "
+    "to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0) FROM u WHERE NOT u.fresh "
+    "ON CONFLICT (saga_id) DO UPDATE SET status = EXCLUDED.status, state = EXCLUDED.state, "
+    "timer_due_at = EXCLUDED.timer_due_at, updated_at = EXCLUDED.updated_at";
 static const char SAGA_SQL_LOG[] =
     "INSERT INTO saga.saga_log (saga_id, at, msg_id, input_kind, input, verdict, from_status, "
     "to_status, line) "
