@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "edge_app.h"
+#include "edge_openapi.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -88,5 +89,9 @@ edge_ops_metrics(edge_req *r)
 void
 edge_ops_openapi(edge_req *r)
 {
-    edge_reply_json(r, 200, edge_openapi_json, NULL);
+    const char *doc = edge_openapi_text();
+    if (doc == NULL)
+        edge_reply_status(r, LB_ERR_NOMEM, NULL, NULL, NULL);
+    else
+        edge_reply_json(r, 200, doc, NULL);
 }

@@ -16,10 +16,7 @@ void edge_ops_healthz(edge_req *r);
 void edge_ops_readyz(edge_req *r);
 /* GET /metrics: Prometheus text. */
 void edge_ops_metrics(edge_req *r);
-/* GET /api/v1/openapi.json: the OpenAPI 3.0 document (edge_openapi.c). */
+/* GET /api/v1/openapi.json: the generated OpenAPI 3.0 document (edge_openapi.c). */
 void edge_ops_openapi(edge_req *r);
-
-/* The OpenAPI document text (edge_openapi.c). */
-extern const char edge_openapi_json[];
 
 #endif

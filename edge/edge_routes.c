@@ -1,6 +1,7 @@
-/* edge_routes.c - the edge's one routing table and the civetweb handler that
- * walks it: route lookup (404/405), trace context, token and role checks,
- * the handler, then one metrics update and one log line per request.
+/* edge_routes.c - the civetweb handler that walks the route table
+ * (edge_table.c): route lookup (404/405), trace context, token and role
+ * checks, the row's handler or the runner, then one metrics update and one
+ * log line per request.
  *
  * The auth column is enforced here and nowhere else, so a handler never runs
  * for a caller its row does not admit.
@@ -14,54 +15,44 @@
 #include <strings.h>
 
 #include "edge_app.h"
-#include "edge_catalog.h"
-#include "edge_ops.h"
 #include "log.h"
 #include "metrics.h"
 
-/* clang-format off */
-static const edge_route edge_routes[] = {
-    /* method  path                        who          handler */
-    { "GET",  "/healthz",                  EDGE_PUBLIC, edge_ops_healthz },
-    { "GET",  "/readyz",                   EDGE_PUBLIC, edge_ops_readyz },
-    { "GET",  "/metrics",                  EDGE_PUBLIC, edge_ops_metrics },
-    { "GET",  "/api/v1/openapi.json",      EDGE_PUBLIC, edge_ops_openapi },
-    { "POST", "/api/v1/products",          EDGE_ADMIN,  edge_product_create },
-    { "GET",  "/api/v1/products/{id}",     EDGE_PUBLIC, edge_product_get },
-};
-/* clang-format on */
-
-#define N_ROUTES     LB_COUNTOF(edge_routes)
-#define UNMATCHED    N_ROUTES /* metrics slot for requests no row matched */
-#define STATUS_SLOTS 500      /* HTTP 100..599 */
+#define UNMATCHED    EDGE_ROUTES_MAX /* metrics slot for requests no row matched */
+#define STATUS_SLOTS 500             /* HTTP 100..599 */
 
 /* Per route: a latency histogram made at start, and request counters per
  * status made on first use (find-or-create in the registry takes a lock and
  * a scan, so each is looked up once and kept here). */
-static metrics_metric *route_latency[N_ROUTES + 1];
-static _Atomic(metrics_metric *) route_count[N_ROUTES + 1][STATUS_SLOTS];
+static metrics_metric *route_latency[EDGE_ROUTES_MAX + 1];
+static _Atomic(metrics_metric *) route_count[EDGE_ROUTES_MAX + 1][STATUS_SLOTS];
 
-const edge_route *
-edge_routes_table(size_t *n)
+/* The row in metrics slot `slot`, or NULL for UNMATCHED. */
+static const edge_route *
+route_at(size_t slot)
 {
-    *n = N_ROUTES;
-    return edge_routes;
+    size_t n;
+    const edge_route *routes = edge_routes_table(&n);
+    return slot < n ? &routes[slot] : NULL;
 }
 
 static const char *
 route_label(size_t slot)
 {
-    return slot == UNMATCHED ? "unmatched" : edge_routes[slot].path;
+    return route_at(slot) ? route_at(slot)->path : "unmatched";
 }
 
 void
 edge_routes_metrics_init(void)
 {
-    for (size_t i = 0; i <= N_ROUTES; i++) {
+    size_t n;
+    edge_routes_table(&n);
+    for (size_t i = 0; i <= n; i++) {
+        size_t slot = i < n ? i : UNMATCHED;
         char labels[160];
-        snprintf(labels, sizeof labels, "route=\"%s\"", route_label(i));
-        route_latency[i] = metrics_histogram("layby_edge_request_duration_seconds", labels,
-                                             "HTTP request latency by route");
+        snprintf(labels, sizeof labels, "route=\"%s\"", route_label(slot));
+        route_latency[slot] = metrics_histogram("layby_edge_request_duration_seconds", labels,
+                                                "HTTP request latency by route");
     }
 }
 
@@ -78,7 +69,7 @@ count_request(size_t slot, int status, int64_t us)
         char labels[200];
         /* the row's method, never the client's text: labels must stay bounded */
         snprintf(labels, sizeof labels, "route=\"%s\",method=\"%s\",status=\"%d\"",
-                 route_label(slot), slot == UNMATCHED ? "any" : edge_routes[slot].method, status);
+                 route_label(slot), route_at(slot) ? route_at(slot)->method : "any", status);
         m = metrics_counter("layby_edge_requests_total", labels,
                             "HTTP requests by route and status");
         atomic_store(cell, m);
@@ -143,8 +134,10 @@ edge_dispatch(struct mg_connection *conn, void *cbdata)
     const char *path = r.ri->local_uri ? r.ri->local_uri : "";
 
     char allow[EDGE_ALLOW_MAX];
-    lb_status s = edge_route_find(&r.route, r.params, &r.n_params, allow, edge_routes, N_ROUTES,
-                                  method, path);
+    size_t n_routes;
+    const edge_route *routes = edge_routes_table(&n_routes);
+    lb_status s =
+        edge_route_find(&r.route, r.params, &r.n_params, allow, routes, n_routes, method, path);
     if (s == LB_ERR_NOT_FOUND) {
         edge_reply_status(&r, s, NULL, "no such route", NULL);
     } else if (s == LB_ERR_METHOD) {
@@ -152,13 +145,16 @@ edge_dispatch(struct mg_connection *conn, void *cbdata)
         snprintf(extra, sizeof extra, "Allow: %s\r\n", allow);
         edge_reply_status(&r, s, NULL, NULL, extra);
     } else if (authorize_or_reply(&r)) {
-        r.route->fn(&r);
+        if (r.route->kind == EDGE_KIND_LOCAL)
+            r.route->fn(&r);
+        else
+            edge_route_run(&r);
         if (r.status == 0) /* a handler that forgot to answer is our bug */
             edge_reply_status(&r, LB_ERR_INTERNAL, NULL, NULL, NULL);
     }
 
     int64_t us = lb_mono_us() - t0;
-    size_t slot = r.route ? (size_t)(r.route - edge_routes) : UNMATCHED;
+    size_t slot = r.route ? (size_t)(r.route - routes) : UNMATCHED;
     count_request(slot, r.status, us);
     log_ctx lc = { .correlation = r.correlation[0] ? r.correlation : NULL };
     log_info(&lc, "edge.request", "request", LOG_STR("method", method),

@@ -1,19 +1,30 @@
-/* edge_routes.h - the edge's routing table and the one civetweb handler that
- * walks it.
+/* edge_routes.h - the edge's routes as data, and the one civetweb handler
+ * that walks them.
  *
- * Each route is { method, path pattern, who may call it, handler }. Patterns
- * are literal segments and {name} segments that capture one non-empty path
- * segment. A path that matches no pattern is 404; a path that matches only
- * under other methods is 405 with an Allow header.
+ * A route is one row (edge_route): method, path pattern, who may call it,
+ * kind, bus subject, request / body / reply message types, success status
+ * and Location, Idempotency-Key, where path and query parameters and the
+ * token's member id go in the request (binds), the business error codes it
+ * may answer, and optional hooks for what is truly route-specific. One
+ * function, edge_route_run(), runs any row that is not LOCAL; the OpenAPI
+ * document (edge_openapi.c) is generated from the same rows and the protobuf
+ * descriptors, so the two cannot drift. docs/ARCHITECTURE.md "Adding a route"
+ * says how to write a row.
+ *
+ * Patterns are literal segments and {name} segments that capture one
+ * non-empty path segment. A path that matches no pattern is 404; a path that
+ * matches only under other methods is 405 with an Allow header.
  *
  * Ownership: route tables are static const; edge_param values point into the
  *            caller's path.
- * Threads:   edge_route_find() is pure; edge_dispatch() runs on any civetweb
- *            worker thread.
+ * Threads:   edge_route_find() and edge_routes_check() are pure;
+ *            edge_dispatch() and edge_route_run() run on any civetweb worker.
  */
 #ifndef LAYBY_EDGE_EDGE_ROUTES_H
 #define LAYBY_EDGE_EDGE_ROUTES_H
 
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "edge_http.h"
@@ -27,17 +38,115 @@ typedef enum edge_who {
     EDGE_ADMIN   /* a valid access token with role ADMIN */
 } edge_who;
 
-/* Answers the request; must reply exactly once (edge_reply*). */
+/* What a row sends and how its outcome is waited for (table in edge_run.c). */
+typedef enum edge_kind {
+    EDGE_KIND_LOCAL,      /* answered in the edge by the row's fn (operations) */
+    EDGE_KIND_QUERY,      /* core request/reply; no answer in time is 504 */
+    EDGE_KIND_COMMAND,    /* JetStream command; no outcome in time is 202 */
+    EDGE_KIND_SAGA_START, /* a command on layby.cmd.saga.start.<type>: as COMMAND */
+    EDGE_KIND_SIGNAL,     /* a signal to a running saga by its id: as COMMAND */
+    EDGE_KIND__COUNT
+} edge_kind;
+
+/* Where a bound request field takes its value from. */
+typedef enum edge_from {
+    EDGE_FROM_END,    /* ends a bind list (zero, so EDGE_BINDS terminates it) */
+    EDGE_FROM_PATH,   /* the {name} path segment */
+    EDGE_FROM_QUERY,  /* the ?name= query parameter (absent: field keeps its default) */
+    EDGE_FROM_SUB,    /* the access token's sub, the member id */
+    EDGE_FROM_NEW_ID, /* a new UUID; with Idempotency-Key, derived from it (name = id kind) */
+} edge_from;
+
+/* Extra checks of a bound value before it is converted to the field's type. */
+typedef enum edge_fmt {
+    EDGE_FMT_ANY,  /* the field's protobuf type decides (string, integer, bool, enum) */
+    EDGE_FMT_UUID, /* must be a UUID (400 invalid_argument naming the parameter) */
+} edge_fmt;
+
+/* One request field filled from outside the body. */
+typedef struct edge_bind {
+    edge_from from;
+    const char *name;  /* path or query parameter; id kind for NEW_ID; NULL for SUB */
+    const char *field; /* proto field name (snake_case) of a top-level request field */
+    edge_fmt fmt;
+    const char *doc; /* OpenAPI description of a query parameter, or NULL */
+} edge_bind;
+
+/* One bind each, for EDGE_BINDS(...). */
+#define EDGE_PATH(pname, pfield)                                                        \
+    {                                                                                   \
+        .from = EDGE_FROM_PATH, .name = (pname), .field = (pfield), .fmt = EDGE_FMT_ANY \
+    }
+#define EDGE_PATH_UUID(pname, pfield)                                                    \
+    {                                                                                    \
+        .from = EDGE_FROM_PATH, .name = (pname), .field = (pfield), .fmt = EDGE_FMT_UUID \
+    }
+#define EDGE_QUERY(pname, pfield, pdoc)                                            \
+    {                                                                              \
+        .from = EDGE_FROM_QUERY, .name = (pname), .field = (pfield), .doc = (pdoc) \
+    }
+#define EDGE_SUB(pfield)                         \
+    {                                            \
+        .from = EDGE_FROM_SUB, .field = (pfield) \
+    }
+#define EDGE_NEW_ID(kind, pfield)                                   \
+    {                                                               \
+        .from = EDGE_FROM_NEW_ID, .name = (kind), .field = (pfield) \
+    }
+
+/* A business code answered by the service, shown to the client as another. */
+typedef struct edge_remap {
+    lb_status from, to;
+} edge_remap;
+
+/* Answers the request; must reply exactly once (edge_reply*). LOCAL rows. */
 typedef void (*edge_handler_fn)(edge_req *r);
+
+/* What a row cannot say as data. Every hook is optional. */
+typedef struct edge_hooks {
+    /* After the binds, before sending: fill or check request fields. An error
+     * is answered as it is (a 4xx with its field). */
+    lb_status (*prepare)(ProtobufCMessage *req, edge_req *r, lb_err *err);
+    /* On a decoded success reply: the status to answer instead of the row's
+     * (e.g. 202 while a saga is still deciding), or 0 to keep it. */
+    int (*reply_status)(const ProtobufCMessage *reply, const edge_req *r);
+} edge_hooks;
+
+/* Sentinel-terminated lists for a row, written inline in the table. */
+#define EDGE_BINDS(...)  ((const edge_bind[]){ __VA_ARGS__, { .from = EDGE_FROM_END } })
+#define EDGE_ERRORS(...) ((const lb_status[]){ __VA_ARGS__, LB_OK })
+#define EDGE_REMAP(...)  ((const edge_remap[]){ __VA_ARGS__, { LB_OK, LB_OK } })
 
 struct edge_route {
     const char *method;
     const char *path;
     edge_who who;
+    edge_kind kind;
+    const char *summary;   /* one line for OpenAPI */
+    const char *operation; /* OpenAPI operationId, unique, lowerCamelCase */
+    /* bus side (not LOCAL) */
+    const char *subject;                       /* engine/subjects.h */
+    const ProtobufCMessageDescriptor *request; /* the message sent */
+    const ProtobufCMessageDescriptor *body;    /* the JSON body; NULL = none read */
+    const char *body_field;                    /* request field holding the body; NULL = the
+                                                  body is the request itself */
+    const ProtobufCMessageDescriptor *reply;   /* the success reply */
+    int status;                                /* success status; 204 sends no body */
+    const char *location;    /* Location pattern, {jsonName} from the reply (from the
+                                request on 202), e.g. "/api/v1/products/{productId}" */
+    bool idempotent;         /* takes Idempotency-Key (POST that creates or pays) */
+    const edge_bind *binds;  /* EDGE_BINDS(...) or NULL */
+    const lb_status *errors; /* EDGE_ERRORS(...): business codes the service may answer */
+    const edge_remap *remap; /* EDGE_REMAP(...) or NULL */
+    const edge_hooks *hooks; /* NULL = none */
+    /* LOCAL rows */
     edge_handler_fn fn;
+    const char *produces; /* content type of the 200 body; NULL = application/json */
+    const char *schema;   /* JSON Schema text of the 200 body for OpenAPI */
 };
 
-#define EDGE_ALLOW_MAX 64 /* "GET, POST, PUT, PATCH, DELETE" */
+#define EDGE_ROUTES_MAX 128 /* rows in edge_table.c (metrics slots) */
+#define EDGE_ALLOW_MAX  64  /* "GET, POST, PUT, PATCH, DELETE" */
 
 /* Finds the route for method and path in routes[0..n). LB_OK sets *out and
  * params; LB_ERR_NOT_FOUND for an unknown path; LB_ERR_METHOD when the path is
@@ -46,7 +155,17 @@ lb_status edge_route_find(const edge_route **out, edge_param params[EDGE_PARAMS_
                           size_t *n_params, char allow[EDGE_ALLOW_MAX], const edge_route *routes,
                           size_t n, const char *method, const char *path);
 
-/* The edge's table (edge_routes.c). */
+/* Checks that rows are well-formed: fields named by binds, body_field and
+ * Location exist with fitting types, every {param} of a path is bound, every
+ * non-LOCAL row has subject, request and reply, operation ids are unique.
+ * The first fault is described in err (LB_ERR_CONFIG). */
+lb_status edge_routes_check(const edge_route *routes, size_t n, lb_err *err);
+
+/* Runs a non-LOCAL row for r (edge_run.c): decode the body, bind parameters,
+ * claim the Idempotency-Key, send, wait, answer. Replies exactly once. */
+void edge_route_run(edge_req *r);
+
+/* The edge's table (edge_table.c). */
 const edge_route *edge_routes_table(size_t *n);
 
 /* Creates the per-route metrics; call once before edge_dispatch() runs. */

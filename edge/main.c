@@ -162,6 +162,10 @@ main(int argc, char **argv)
     struct mg_context *http = NULL;
     if (id_init(&err) != LB_OK)
         return fail("id_init", &err);
+    size_t n_routes;
+    const edge_route *routes = edge_routes_table(&n_routes);
+    if (edge_routes_check(routes, n_routes, &err) != LB_OK)
+        return fail("route table", &err); /* a bad row is our bug: refuse to start */
     edge_auth_opts ao = EDGE_AUTH_OPTS_INIT;
     ao.issuer = app.cfg.jwt_issuer;
     ao.cache_cap = (size_t)app.cfg.auth_cache;

@@ -17,6 +17,7 @@ LB_PACKAGES=(
     postgresql postgresql-contrib libpq-dev
     libjansson-dev libcurl4-openssl-dev libssl-dev openssl
     curl jq wrk
+    python3-jsonschema openapi-specification
 )
 
 # Daemons the stack starts when they are built: binary, the variable naming the

@@ -17,7 +17,6 @@
 
 #include "edge_app.h"
 #include "edge_auth.h"
-#include "edge_catalog.h"
 #include "edge_http.h"
 #include "edge_idem.h"
 #include "edge_ops.h"

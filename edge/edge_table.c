@@ -1,0 +1,68 @@
+/* edge_table.c - every HTTP route of the shop, one row each (DESIGN §5).
+ *
+ * The rows drive dispatch (edge_routes.c), the runner (edge_run.c) and the
+ * OpenAPI document (edge_openapi.c); edge_routes_check() and
+ * tests/unit/edge_openapi_test.c refuse a malformed row. How to write one:
+ * docs/ARCHITECTURE.md, "Adding a route". Rows are tried in order and the
+ * first match wins: a literal segment ("/products/search") must come before
+ * a {param} row that would swallow it. Each area keeps its rows in its own
+ * section so parallel additions do not collide.
+ */
+#include "edge_ops.h"
+#include "edge_routes.h"
+#include "engine/subjects.h"
+#include "layby/v1/catalog.pb-c.h"
+
+/* JSON Schemas of the operational answers, which are not protobuf messages. */
+#define SCHEMA_STATUS  "{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\"}}}"
+#define SCHEMA_METRICS "{\"type\":\"string\",\"description\":\"Prometheus text format 0.0.4\"}"
+#define SCHEMA_OPENAPI "{\"type\":\"object\",\"description\":\"this OpenAPI 3.0 document\"}"
+
+/* clang-format off */
+static const edge_route edge_routes[] = {
+    /* --- operations ---------------------------------------------------------------------- */
+    { .method = "GET", .path = "/healthz", .who = EDGE_PUBLIC, .kind = EDGE_KIND_LOCAL,
+      .fn = edge_ops_healthz, .schema = SCHEMA_STATUS,
+      .summary = "Liveness: the process answers", .operation = "healthz" },
+    { .method = "GET", .path = "/readyz", .who = EDGE_PUBLIC, .kind = EDGE_KIND_LOCAL,
+      .fn = edge_ops_readyz, .schema = SCHEMA_STATUS, .errors = EDGE_ERRORS(LB_ERR_UNAVAILABLE),
+      .summary = "Readiness: NATS connected and JetStream answering", .operation = "readyz" },
+    { .method = "GET", .path = "/metrics", .who = EDGE_PUBLIC, .kind = EDGE_KIND_LOCAL,
+      .fn = edge_ops_metrics, .schema = SCHEMA_METRICS,
+      .produces = "text/plain; version=0.0.4; charset=utf-8",
+      .summary = "Prometheus metrics", .operation = "metrics" },
+    { .method = "GET", .path = "/api/v1/openapi.json", .who = EDGE_PUBLIC, .kind = EDGE_KIND_LOCAL,
+      .fn = edge_ops_openapi, .schema = SCHEMA_OPENAPI,
+      .summary = "This document", .operation = "openapi" },
+
+    /* --- catalog: products, stock, wishlist ------------------------------------------------ */
+    { .method = "POST", .path = "/api/v1/products", .who = EDGE_ADMIN, .kind = EDGE_KIND_COMMAND,
+      .summary = "Create a product (admin)", .operation = "createProduct",
+      .subject = SUBJ_CATALOG_CREATE_PRODUCT,
+      .request = &layby__v1__create_product__descriptor,
+      .body = &layby__v1__product_draft__descriptor, .body_field = "draft",
+      .reply = &layby__v1__product__descriptor, .status = 201,
+      .location = "/api/v1/products/{productId}", .idempotent = true,
+      .binds = EDGE_BINDS(EDGE_NEW_ID("product", "product_id")),
+      .errors = EDGE_ERRORS(LB_ERR_INVALID) },
+    { .method = "GET", .path = "/api/v1/products/{id}", .who = EDGE_PUBLIC, .kind = EDGE_KIND_QUERY,
+      .summary = "Read a product", .operation = "getProduct",
+      .subject = SUBJ_CATALOG_GET_PRODUCT,
+      .request = &layby__v1__get_product__descriptor,
+      .reply = &layby__v1__product__descriptor, .status = 200,
+      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "product_id")),
+      .errors = EDGE_ERRORS(LB_ERR_NOT_FOUND) },
+
+    /* --- member: sign-up, verification, auth, me ------------------------------------------- */
+
+    /* --- orders: orders, payment, addresses ------------------------------------------------ */
+};
+/* clang-format on */
+_Static_assert(LB_COUNTOF(edge_routes) <= EDGE_ROUTES_MAX, "raise EDGE_ROUTES_MAX");
+
+const edge_route *
+edge_routes_table(size_t *n)
+{
+    *n = LB_COUNTOF(edge_routes);
+    return edge_routes;
+}
