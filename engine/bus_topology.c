@@ -31,6 +31,9 @@ const size_t bus_topology_n_streams = LB_COUNTOF(bus_topology_streams);
 const bus_topology_consumer bus_topology_consumers[] = {
     /* stream       durable                  filter                  reader */
     { "LAYBY_CMD", "catalog",               "layby.cmd.catalog.>",  "layby-catalog" },
+    { "LAYBY_CMD", "order",                 "layby.cmd.order.>",    "layby-order" },
+    { "LAYBY_CMD", "payment",               "layby.cmd.payment.>",  "layby-payment" },
+    { "LAYBY_CMD", "delivery",              "layby.cmd.delivery.>", "layby-delivery" },
     { "LAYBY_EVT", "orchestrator-sagatest", "layby.evt.sagatest.>", "layby-orchestrator" },
     { "LAYBY_CMD", "orchestrator",          "layby.cmd.saga.>",     "layby-orchestrator" },
 };

@@ -46,7 +46,10 @@
     X(ERR_UNAVAILABLE,  503, "unavailable",           "service unavailable")          \
     X(ERR_TIMEOUT,      504, "timeout",               "timed out")                    \
     X(ERR_CRYPTO,       500, "internal",              "crypto error")                 \
-    X(ERR_STOCK_NEGATIVE,409, "stock_negative",       "stock cannot go below zero")
+    X(ERR_STOCK_NEGATIVE,409, "stock_negative",       "stock cannot go below zero")   \
+    X(ERR_NOT_CANCELLABLE, 409, "not_cancellable",    "the order can no longer be cancelled") \
+    X(ERR_NOT_RETURNABLE, 409, "not_returnable",      "the order cannot be returned") \
+    X(ERR_PAYMENT_DECLINED, 402, "payment_declined",  "the card was declined")
 /* clang-format on */
 
 typedef enum lb_status {

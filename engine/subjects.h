@@ -41,4 +41,35 @@
 #define SUBJ_CATALOG_WISHLIST_GET     "layby.qry.catalog.wishlist"
 #define SUBJ_WISHLIST_ORDERED         "layby.evt.wishlist.ordered"
 
+/* order (services/order) */
+#define SUBJ_ORDER_CREATE_ADDRESS "layby.cmd.order.create_address"
+#define SUBJ_ORDER_UPDATE_ADDRESS "layby.cmd.order.update_address"
+#define SUBJ_ORDER_DELETE_ADDRESS "layby.cmd.order.delete_address"
+#define SUBJ_ORDER_CREATE         "layby.cmd.order.create"
+#define SUBJ_ORDER_SET_STATUS     "layby.cmd.order.set_status"
+#define SUBJ_ORDER_LIST_ADDRESSES "layby.qry.order.list_addresses"
+#define SUBJ_ORDER_GET_ORDER      "layby.qry.order.get_order"
+#define SUBJ_ORDER_LIST_ORDERS    "layby.qry.order.list_orders"
+#define SUBJ_ORDER_CREATED        "layby.evt.order.created"
+#define SUBJ_ORDER_STATUS_SET     "layby.evt.order.status_set"
+#define SUBJ_ORDER_REFUSED        "layby.evt.order.refused"
+
+/* payment (services/payment) */
+#define SUBJ_PAYMENT_CHARGE        "layby.cmd.payment.charge"
+#define SUBJ_PAYMENT_REFUND        "layby.cmd.payment.refund"
+#define SUBJ_PAYMENT_GET           "layby.qry.payment.get"
+#define SUBJ_PAYMENT_CAPTURED      "layby.evt.payment.captured"
+#define SUBJ_PAYMENT_FAILED        "layby.evt.payment.failed"
+#define SUBJ_PAYMENT_REFUNDED      "layby.evt.payment.refunded"
+#define SUBJ_PAYMENT_REFUND_FAILED "layby.evt.payment.refund_failed"
+
+/* delivery (services/delivery) */
+#define SUBJ_DELIVERY_ADVANCE       "layby.cmd.delivery.advance"
+#define SUBJ_DELIVERY_CANCEL        "layby.cmd.delivery.cancel"
+#define SUBJ_DELIVERY_GET           "layby.qry.delivery.get"
+#define SUBJ_DELIVERY_ADVANCED      "layby.evt.delivery.advanced"
+#define SUBJ_DELIVERY_REFUSED       "layby.evt.delivery.refused"
+#define SUBJ_DELIVERY_CANCELLED     "layby.evt.delivery.cancelled"
+#define SUBJ_DELIVERY_CANCEL_FAILED "layby.evt.delivery.cancel_failed"
+
 #endif

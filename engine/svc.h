@@ -167,6 +167,12 @@ int svc_batch_prefetched(svc_batch *b);
  * env comes from bus_envelope_init(), usually with the item's envelope as cause. */
 lb_status svc_emit(svc_batch *b, const char *subject, const bus_envelope *env,
                    const ProtobufCMessage *msg, lb_err *err);
+/* svc_emit() of an event that also answers item `it`: when the item's sender
+ * waits (Layby-Reply), a copy of msg becomes its reply, so a participant's
+ * outcome event reaches a direct requester (tests, operators) as well as the
+ * saga that reads it from LAYBY_EVT. (svc_answer.c) */
+lb_status svc_emit_answer(svc_batch *b, svc_item *it, const char *subject, const bus_envelope *env,
+                          const ProtobufCMessage *msg, lb_err *err);
 /* Queues a core-NATS message to `inbox`, sent after commit (never before:
  * a reply must not announce what might still roll back). */
 lb_status svc_reply(svc_batch *b, const char *inbox, const bus_envelope *env,

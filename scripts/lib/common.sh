@@ -27,6 +27,9 @@ LB_DAEMONS=(
     # binary             port variable                     default
     "layby-catalog       LAYBY_CATALOG_METRICS_PORT       9101"
     "layby-orchestrator  LAYBY_ORCHESTRATOR_METRICS_PORT  9102"
+    "layby-order         LAYBY_ORDER_METRICS_PORT         9106"
+    "layby-payment       LAYBY_PAYMENT_METRICS_PORT       9107"
+    "layby-delivery      LAYBY_DELIVERY_METRICS_PORT      9108"
     "layby-edge          LAYBY_EDGE_PORT                  8080"
 )
 

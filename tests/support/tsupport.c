@@ -37,6 +37,9 @@ static const struct {
     { "layby-catalog",      "LAYBY_CATALOG_METRICS_PORT" },
     { "layby-orchestrator", "LAYBY_ORCHESTRATOR_METRICS_PORT" },
     { "layby-edge",         "LAYBY_EDGE_PORT" },
+    { "layby-order",        "LAYBY_ORDER_METRICS_PORT" },
+    { "layby-payment",      "LAYBY_PAYMENT_METRICS_PORT" },
+    { "layby-delivery",     "LAYBY_DELIVERY_METRICS_PORT" },
 };
 /* clang-format on */
 

@@ -1,0 +1,246 @@
+/* order_query.c - reads: one order with lines and timeline, a member's
+ * orders (newest first, keyset cursor on the UUIDv7 order id). A member asks
+ * with its id, so another member's order is simply not found. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "order.h"
+
+static char *
+text_dup(const char *s, bool *oom)
+{
+    char *d = strdup(s ? s : "");
+    if (d == NULL)
+        *oom = true;
+    return d;
+}
+
+/* Splits PostgreSQL's text array "{a,b}" of UUIDs into o->short_product_ids. */
+static void
+shorts_fill(Layby__V1__Order *o, const char *arr, bool *oom)
+{
+    size_t n = 0;
+    for (const char *p = arr; *p; p++)
+        n += *p == ',';
+    if (strcmp(arr, "{}") == 0 || arr[0] != '{')
+        return;
+    o->short_product_ids = calloc(n + 1, sizeof(char *));
+    if (o->short_product_ids == NULL) {
+        *oom = true;
+        return;
+    }
+    const char *p = arr + 1;
+    while (*p && *p != '}') {
+        size_t len = strcspn(p, ",}");
+        char *id = strndup(p, len);
+        if (id == NULL) {
+            *oom = true;
+            return;
+        }
+        o->short_product_ids[o->n_short_product_ids++] = id;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+}
+
+/* An Order from row `row` of ORDER_COLS (order_sql.c), without lines/timeline. */
+static lb_status
+order_from_row(Layby__V1__Order **out, const PGresult *r, int row, lb_err *err)
+{
+    Layby__V1__Order *o = malloc(sizeof *o);
+    if (o == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "order");
+    layby__v1__order__init(o);
+    bool oom = false;
+    o->order_id = text_dup(PQgetvalue(r, row, 0), &oom);
+    o->address_id = text_dup(PQgetvalue(r, row, 2), &oom);
+    o->status = text_dup(PQgetvalue(r, row, 4), &oom);
+    o->total = atoll(PQgetvalue(r, row, 5));
+    o->payment_deadline = text_dup(PQgetvalue(r, row, 6), &oom);
+    o->reason = text_dup(PQgetvalue(r, row, 7), &oom);
+    shorts_fill(o, PQgetvalue(r, row, 8), &oom);
+    o->created_at = text_dup(PQgetvalue(r, row, 9), &oom);
+    o->updated_at = text_dup(PQgetvalue(r, row, 10), &oom);
+    if (oom) {
+        protobuf_c_message_free_unpacked(&o->base, NULL);
+        return lb_err_set(err, LB_ERR_NOMEM, "order fields");
+    }
+    *out = o;
+    return LB_OK;
+}
+
+static lb_status
+ship_to_fill(Layby__V1__Order *o, const char *hex, lb_err *err)
+{
+    char ad[64];
+    order_ad_ship_to(ad, sizeof ad, o->order_id);
+    Layby__V1__AddressDraft *d = NULL;
+    lb_status st = order_address_open(&d, hex, ad, err);
+    if (st != LB_OK)
+        return st;
+    Layby__V1__Address *a = malloc(sizeof *a);
+    if (a == NULL) {
+        protobuf_c_message_free_unpacked(&d->base, NULL);
+        return lb_err_set(err, LB_ERR_NOMEM, "ship-to");
+    }
+    layby__v1__address__init(a);
+    bool oom = false;
+    a->address_id = text_dup(o->address_id, &oom);
+    a->label = text_dup(d->label, &oom);
+    a->recipient = text_dup(d->recipient, &oom);
+    a->phone = text_dup(d->phone, &oom);
+    a->zipcode = text_dup(d->zipcode, &oom);
+    a->city = text_dup(d->city, &oom);
+    a->street = text_dup(d->street, &oom);
+    a->detail = text_dup(d->detail, &oom);
+    a->created_at = text_dup("", &oom);
+    protobuf_c_message_free_unpacked(&d->base, NULL);
+    o->ship_to = a;
+    return oom ? lb_err_set(err, LB_ERR_NOMEM, "ship-to") : LB_OK;
+}
+
+static lb_status
+lines_fill(Layby__V1__Order *o, store *s, lb_err *err)
+{
+    PGresult *res = NULL;
+    const char *p[] = { o->order_id };
+    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_LINES), 1, p, err);
+    if (st != LB_OK)
+        return st;
+    int rows = PQntuples(res);
+    bool oom = false;
+    o->items = calloc((size_t)rows + 1, sizeof *o->items);
+    oom = o->items == NULL;
+    for (int r = 0; !oom && r < rows; r++) {
+        Layby__V1__OrderLine *l = malloc(sizeof *l);
+        if (l == NULL) {
+            oom = true;
+            break;
+        }
+        layby__v1__order_line__init(l);
+        o->items[o->n_items++] = l;
+        l->product_id = text_dup(PQgetvalue(res, r, 0), &oom);
+        l->quantity = atoll(PQgetvalue(res, r, 1));
+        l->name = text_dup(PQgetvalue(res, r, 2), &oom);
+        l->unit_price = atoll(PQgetvalue(res, r, 3));
+        l->subtotal = l->quantity * l->unit_price;
+    }
+    PQclear(res);
+    return oom ? lb_err_set(err, LB_ERR_NOMEM, "order lines") : LB_OK;
+}
+
+static lb_status
+timeline_fill(Layby__V1__Order *o, store *s, lb_err *err)
+{
+    PGresult *res = NULL;
+    const char *p[] = { o->order_id };
+    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_HISTORY), 1, p, err);
+    if (st != LB_OK)
+        return st;
+    int rows = PQntuples(res);
+    bool oom = false;
+    o->timeline = calloc((size_t)rows + 1, sizeof *o->timeline);
+    oom = o->timeline == NULL;
+    for (int r = 0; !oom && r < rows; r++) {
+        Layby__V1__OrderEvent *e = malloc(sizeof *e);
+        if (e == NULL) {
+            oom = true;
+            break;
+        }
+        layby__v1__order_event__init(e);
+        o->timeline[o->n_timeline++] = e;
+        e->status = text_dup(PQgetvalue(res, r, 0), &oom);
+        e->at = text_dup(PQgetvalue(res, r, 1), &oom);
+        e->reason = text_dup(PQgetvalue(res, r, 2), &oom);
+    }
+    PQclear(res);
+    return oom ? lb_err_set(err, LB_ERR_NOMEM, "order timeline") : LB_OK;
+}
+
+lb_status
+order_get(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, lb_err *err)
+{
+    const Layby__V1__GetOrder *g = (const Layby__V1__GetOrder *)req;
+    if (!id_valid(g->order_id))
+        return lb_err_set(err, LB_ERR_NOT_FOUND, "no such order");
+    if (g->member_id[0] != '\0' && !id_valid(g->member_id))
+        return lb_err_field(err, LB_ERR_INVALID, "memberId", "memberId must be a UUID");
+    store *s = svc_query_store(q);
+    PGresult *res = NULL;
+    const char *p[] = { g->order_id, g->member_id };
+    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_GET), 2, p, err);
+    if (st != LB_OK)
+        return st;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return lb_err_set(err, LB_ERR_NOT_FOUND, "no such order");
+    }
+    Layby__V1__Order *o = NULL;
+    if ((st = order_from_row(&o, res, 0, err)) == LB_OK &&
+        (st = ship_to_fill(o, PQgetvalue(res, 0, 3), err)) == LB_OK &&
+        (st = lines_fill(o, s, err)) == LB_OK)
+        st = timeline_fill(o, s, err);
+    PQclear(res);
+    if (st != LB_OK) {
+        if (o != NULL)
+            protobuf_c_message_free_unpacked(&o->base, NULL);
+        return st;
+    }
+    *reply = &o->base;
+    return LB_OK;
+}
+
+lb_status
+order_list(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, lb_err *err)
+{
+    const Layby__V1__ListOrders *l = (const Layby__V1__ListOrders *)req;
+    if (l->member_id[0] != '\0' && !id_valid(l->member_id))
+        return lb_err_field(err, LB_ERR_INVALID, "memberId", "memberId must be a UUID");
+    if (l->cursor[0] != '\0' && !id_valid(l->cursor))
+        return lb_err_field(err, LB_ERR_INVALID, "cursor", "cursor is not one this API gave");
+    if (l->status[0] != '\0' && !order_status_known(l->status))
+        return lb_err_field(err, LB_ERR_INVALID, "status", "unknown order status");
+    int64_t limit = l->limit == 0 ? 20 : l->limit;
+    if (limit < 1 || limit > ORDER_LIST_MAX)
+        return lb_err_field(err, LB_ERR_INVALID, "limit", "limit must be between 1 and %d",
+                            ORDER_LIST_MAX);
+    char lim[24];
+    snprintf(lim, sizeof lim, "%lld", (long long)limit);
+    store *s = svc_query_store(q);
+    PGresult *res = NULL;
+    const char *p[] = { l->member_id, l->cursor, l->status, lim };
+    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_LIST), 4, p, err);
+    if (st != LB_OK)
+        return st;
+    int rows = PQntuples(res);
+    Layby__V1__OrderList *out = malloc(sizeof *out);
+    if (out == NULL) {
+        PQclear(res);
+        return lb_err_set(err, LB_ERR_NOMEM, "order list");
+    }
+    layby__v1__order_list__init(out);
+    out->items = calloc((size_t)rows + 1, sizeof *out->items);
+    if (out->items == NULL)
+        st = lb_err_set(err, LB_ERR_NOMEM, "order list");
+    for (int r = 0; st == LB_OK && r < rows; r++) {
+        Layby__V1__Order *o = NULL;
+        if ((st = order_from_row(&o, res, r, err)) != LB_OK)
+            break;
+        out->items[out->n_items++] = o;
+        if ((st = lines_fill(o, s, err)) != LB_OK)
+            break;
+    }
+    bool oom = false;
+    out->next_cursor =
+        text_dup(st == LB_OK && rows == limit ? PQgetvalue(res, rows - 1, 0) : "", &oom);
+    PQclear(res);
+    if (st == LB_OK && oom)
+        st = lb_err_set(err, LB_ERR_NOMEM, "order list");
+    if (st != LB_OK) {
+        protobuf_c_message_free_unpacked(&out->base, NULL);
+        return st;
+    }
+    *reply = &out->base;
+    return LB_OK;
+}

@@ -1,0 +1,84 @@
+/* order_sql.c - every SQL statement of the order service, prepared by name on
+ * each connection (store.h). Sealed values travel as hex text. */
+#include "order.h"
+
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+#define ADDRESS_COLS \
+    "address_id::text, member_id::text, encode(sealed, 'hex'), is_default, " TS("created_at")
+#define ORDER_COLS                                                                              \
+    "order_id::text, member_id::text, address_id::text, encode(ship_to, 'hex'), status, "       \
+    "total_won, coalesce(" TS("payment_deadline") ", ''), reason, short_products::text[], " TS( \
+        "created_at") ", " TS("updated_at")
+
+/* clang-format off */
+const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
+    [ORDER_SQL_ADDRESS_GET] = { "order_address_get",
+        "SELECT " ADDRESS_COLS " FROM addresses WHERE address_id = $1::uuid" },
+    [ORDER_SQL_ADDRESS_COUNT] = { "order_address_count",
+        "SELECT count(*) FROM addresses WHERE member_id = $1::uuid" },
+    [ORDER_SQL_ADDRESS_CLEAR_DEFAULT] = { "order_address_clear_default",
+        "UPDATE addresses SET is_default = false, updated_at = $2::timestamptz "
+        "WHERE member_id = $1::uuid AND is_default" },
+    [ORDER_SQL_ADDRESS_INSERT] = { "order_address_insert",
+        "INSERT INTO addresses (address_id, member_id, sealed, is_default, created_at, updated_at) "
+        "VALUES ($1::uuid, $2::uuid, $3::bytea, $4::boolean, $5::timestamptz, $5::timestamptz) "
+        "ON CONFLICT (address_id) DO NOTHING RETURNING " ADDRESS_COLS },
+    [ORDER_SQL_ADDRESS_UPDATE] = { "order_address_update",
+        "UPDATE addresses SET sealed = $2::bytea, is_default = $3::boolean, "
+        "updated_at = $4::timestamptz WHERE address_id = $1::uuid RETURNING " ADDRESS_COLS },
+    [ORDER_SQL_ADDRESS_DELETE] = { "order_address_delete",
+        "DELETE FROM addresses WHERE address_id = $1::uuid AND member_id = $2::uuid "
+        "RETURNING is_default" },
+    /* After the default was deleted: the newest remaining address becomes it. */
+    [ORDER_SQL_ADDRESS_PROMOTE] = { "order_address_promote",
+        "UPDATE addresses SET is_default = true, updated_at = $2::timestamptz "
+        "WHERE address_id = (SELECT address_id FROM addresses WHERE member_id = $1::uuid "
+        "ORDER BY created_at DESC, address_id DESC LIMIT 1) "
+        "AND NOT EXISTS (SELECT 1 FROM addresses WHERE member_id = $1::uuid AND is_default)" },
+    [ORDER_SQL_ADDRESS_LIST] = { "order_address_list",
+        "SELECT " ADDRESS_COLS " FROM addresses WHERE member_id = $1::uuid "
+        "ORDER BY created_at, address_id" },
+    [ORDER_SQL_ORDER_GET] = { "order_order_get",
+        "SELECT " ORDER_COLS " FROM orders WHERE order_id = $1::uuid "
+        "AND ($2 = '' OR member_id = nullif($2, '')::uuid)" },
+    [ORDER_SQL_ORDER_LOCK] = { "order_order_lock",
+        "SELECT status, member_id::text FROM orders WHERE order_id = $1::uuid FOR UPDATE" },
+    [ORDER_SQL_ORDER_INSERT] = { "order_order_insert",
+        "INSERT INTO orders (order_id, member_id, address_id, ship_to, status, from_wishlist, "
+        "created_at, updated_at) VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bytea, 'PENDING', "
+        "$5::boolean, $6::timestamptz, $6::timestamptz) ON CONFLICT (order_id) DO NOTHING "
+        "RETURNING order_id::text" },
+    [ORDER_SQL_LINE_INSERT] = { "order_line_insert",
+        "INSERT INTO order_lines (order_id, line_no, product_id, quantity) "
+        "SELECT $1::uuid, n, p, q FROM unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS l(p, q, n)" },
+    /* The reserved name and price of each product, then the total from them. */
+    [ORDER_SQL_LINE_PRICE] = { "order_line_price",
+        "WITH s AS (UPDATE order_lines l SET name = v.name, unit_price_won = v.price "
+        "FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS v(p, name, price) "
+        "WHERE l.order_id = $1::uuid AND l.product_id = v.p RETURNING l.quantity * v.price AS sub) "
+        "UPDATE orders SET total_won = (SELECT coalesce(sum(sub), 0) FROM s) "
+        "WHERE order_id = $1::uuid" },
+    [ORDER_SQL_ORDER_SET] = { "order_order_set",
+        "UPDATE orders SET status = $2, updated_at = $3::timestamptz, "
+        "reason = CASE WHEN $4 = '' THEN reason ELSE $4 END, "
+        "payment_deadline = coalesce($5::timestamptz, payment_deadline), "
+        "short_products = CASE WHEN cardinality($6::uuid[]) = 0 THEN short_products ELSE $6::uuid[] END "
+        "WHERE order_id = $1::uuid RETURNING total_won, member_id::text" },
+    [ORDER_SQL_HISTORY_ADD] = { "order_history_add",
+        "INSERT INTO order_history (order_id, status, at, reason) "
+        "VALUES ($1::uuid, $2, $3::timestamptz, $4) ON CONFLICT DO NOTHING" },
+    [ORDER_SQL_HISTORY_HAS] = { "order_history_has",
+        "SELECT o.total_won, o.member_id::text FROM order_history h JOIN orders o USING (order_id) "
+        "WHERE h.order_id = $1::uuid AND h.status = $2" },
+    [ORDER_SQL_LINES] = { "order_lines",
+        "SELECT product_id::text, quantity, name, unit_price_won FROM order_lines "
+        "WHERE order_id = $1::uuid ORDER BY line_no" },
+    [ORDER_SQL_HISTORY] = { "order_history",
+        "SELECT status, " TS("at") ", reason FROM order_history WHERE order_id = $1::uuid "
+        "ORDER BY at, status" },
+    [ORDER_SQL_ORDER_LIST] = { "order_order_list",
+        "SELECT " ORDER_COLS " FROM orders WHERE ($1 = '' OR member_id = nullif($1, '')::uuid) "
+        "AND ($2 = '' OR order_id < nullif($2, '')::uuid) AND ($3 = '' OR status = $3) "
+        "ORDER BY order_id DESC LIMIT $4::int" },
+};
+/* clang-format on */

@@ -1,0 +1,40 @@
+/* payment_sql.c - every SQL statement of the payment service. */
+#include "payment.h"
+
+/* clang-format off */
+const store_stmt payment_stmts[PAYMENT_STMTS_COUNT] = {
+    [PAYMENT_SQL_CAPTURE_GET] = { "payment_capture_get",
+        "SELECT charge_id::text, amount_won FROM charges WHERE order_id = $1::uuid "
+        "AND status = 'CAPTURED'" },
+    /* A refund of this saga came first: its charge must not happen any more. */
+    [PAYMENT_SQL_VOID_HAS] = { "payment_void_has",
+        "SELECT 1 FROM refunds WHERE order_id = $1::uuid AND saga_id = $2::uuid" },
+    [PAYMENT_SQL_ATTEMPT_GET] = { "payment_attempt_get",
+        "SELECT status, charge_id::text, amount_won, reason FROM charges WHERE attempt_key = $1" },
+    [PAYMENT_SQL_OUTAGES] = { "payment_outages",
+        "SELECT count(*) FROM charges WHERE order_id = $1::uuid AND status = 'FAILED'" },
+    /* No conflict target: the attempt key and the one-capture index both count. */
+    [PAYMENT_SQL_CHARGE_INSERT] = { "payment_charge_insert",
+        "INSERT INTO charges (charge_id, order_id, saga_id, attempt_key, status, amount_won, "
+        "method, reason, created_at) VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5, $6::bigint, "
+        "$7, $8, $9::timestamptz) ON CONFLICT DO NOTHING RETURNING charge_id::text" },
+    [PAYMENT_SQL_REFUND_GET] = { "payment_refund_get",
+        "SELECT refund_id::text, amount_won FROM refunds WHERE order_id = $1::uuid "
+        "AND refund_key = $2" },
+    [PAYMENT_SQL_CHARGE_LOCK] = { "payment_charge_lock",
+        "SELECT charge_id::text, amount_won - refunded_won FROM charges "
+        "WHERE order_id = $1::uuid AND status = 'CAPTURED' FOR UPDATE" },
+    [PAYMENT_SQL_CHARGE_REFUND] = { "payment_charge_refund",
+        "UPDATE charges SET refunded_won = refunded_won + $2::bigint WHERE charge_id = $1::uuid" },
+    [PAYMENT_SQL_REFUND_INSERT] = { "payment_refund_insert",
+        "INSERT INTO refunds (refund_id, order_id, saga_id, refund_key, charge_id, amount_won, "
+        "reason, created_at) VALUES ($1::uuid, $2::uuid, $3::uuid, $4, nullif($5, '')::uuid, "
+        "$6::bigint, $7, $8::timestamptz)" },
+    [PAYMENT_SQL_SUMMARY] = { "payment_summary",
+        "SELECT coalesce(max(charge_id::text) FILTER (WHERE status = 'CAPTURED'), ''), "
+        "coalesce(sum(amount_won) FILTER (WHERE status = 'CAPTURED'), 0), "
+        "coalesce(sum(refunded_won) FILTER (WHERE status = 'CAPTURED'), 0), "
+        "count(*) FILTER (WHERE status = 'DECLINED'), count(*) FILTER (WHERE status = 'FAILED') "
+        "FROM charges WHERE order_id = $1::uuid" },
+};
+/* clang-format on */

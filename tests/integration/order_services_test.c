@@ -1,0 +1,488 @@
+/* order_services_test.c - layby-order, layby-payment and layby-delivery as
+ * saga participants and as the address book, against real nats-server and
+ * PostgreSQL: commands sent as a saga (or the edge) would, outcomes read from
+ * the replies and from each service's own tables. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/bus.h"
+#include "engine/id.h"
+#include "layby/v1/common.pb-c.h"
+#include "layby/v1/delivery.pb-c.h"
+#include "layby/v1/order.pb-c.h"
+#include "layby/v1/payment.pb-c.h"
+#include "tsupport.h"
+
+#define WAIT_MS 20000
+/* A gateway outage travels as code "unavailable" (the first status with it). */
+#define OUTAGE  lb_status_from_code("unavailable")
+
+static bus *admin;
+static tsupport_proc procs[3];
+
+static void
+setup(void)
+{
+    tsupport_reset();
+    admin = tsupport_admin_bus("order-services-test");
+    tsupport_daemon_start(&procs[0], "layby-order", 0, NULL, NULL);
+    tsupport_daemon_start(&procs[1], "layby-payment", 0, NULL, NULL);
+    tsupport_daemon_start(&procs[2], "layby-delivery", 0, NULL, NULL);
+}
+
+static void
+teardown(void)
+{
+    tsupport_daemons_kill(procs, LB_COUNTOF(procs));
+    bus_close(admin);
+    admin = NULL;
+}
+
+TestSuite(order_services, .init = setup, .fini = teardown, .timeout = 120);
+
+/* Sends cmd and decodes the outcome: `want` into *out (LB_OK), or the
+ * Failure's status with its text in err. */
+static lb_status
+send(const char *subject, const ProtobufCMessage *cmd, const ProtobufCMessageDescriptor *want,
+     ProtobufCMessage **out, lb_err *err)
+{
+    bus_envelope env;
+    bus_envelope_init(&env, cmd->descriptor, NULL);
+    natsMsg *reply = NULL;
+    lb_status st = bus_command(&reply, admin, subject, &env, cmd, WAIT_MS, err);
+    cr_assert_eq(st, LB_OK, "%s: %s", subject, err->msg);
+    ProtobufCMessage *m = NULL;
+    st = bus_reply_decode(&m, reply, want, err);
+    natsMsg_Destroy(reply);
+    if (out != NULL)
+        *out = m;
+    else if (m != NULL)
+        protobuf_c_message_free_unpacked(m, NULL);
+    return st;
+}
+
+static lb_status
+query(const char *subject, const ProtobufCMessage *req, const ProtobufCMessageDescriptor *want,
+      ProtobufCMessage **out, lb_err *err)
+{
+    bus_envelope env;
+    bus_envelope_init(&env, req->descriptor, NULL);
+    natsMsg *reply = NULL;
+    lb_status st = bus_request(&reply, admin, subject, &env, req, WAIT_MS, err);
+    cr_assert_eq(st, LB_OK, "%s: %s", subject, err->msg);
+    st = bus_reply_decode(out, reply, want, err);
+    natsMsg_Destroy(reply);
+    return st;
+}
+
+/* --- address book ----------------------------------------------------------- */
+
+static void
+draft_fill(Layby__V1__AddressDraft *d, const char *street)
+{
+    layby__v1__address_draft__init(d);
+    d->label = "home";
+    d->recipient = "Kim Minji";
+    d->phone = "010-1234-5678";
+    d->zipcode = "06236";
+    d->city = "Seoul";
+    d->street = (char *)street;
+    d->detail = "apt 1203";
+}
+
+static Layby__V1__Address *
+address_create(const char *member, const char *street, bool make_default)
+{
+    char id[ID_STR_LEN];
+    id_new(id);
+    Layby__V1__AddressDraft d;
+    draft_fill(&d, street);
+    if (make_default) {
+        d.is_default_present_case = LAYBY__V1__ADDRESS_DRAFT__IS_DEFAULT_PRESENT_IS_DEFAULT;
+        d.is_default = true;
+    }
+    Layby__V1__CreateAddress c = LAYBY__V1__CREATE_ADDRESS__INIT;
+    c.member_id = (char *)member;
+    c.address_id = id;
+    c.draft = &d;
+    ProtobufCMessage *out = NULL;
+    lb_err err;
+    cr_assert_eq(send("layby.cmd.order.create_address", &c.base, &layby__v1__address__descriptor,
+                      &out, &err),
+                 LB_OK, "%s", err.msg);
+    return (Layby__V1__Address *)out;
+}
+
+Test(order_services, address_book_keeps_one_default_and_hides_other_members)
+{
+    char alice[ID_STR_LEN], bob[ID_STR_LEN];
+    id_new(alice);
+    id_new(bob);
+    Layby__V1__Address *a1 = address_create(alice, "12 Teheran-ro", false);
+    cr_assert(a1->is_default, "a member's first address is the default");
+    cr_assert_str_eq(a1->street, "12 Teheran-ro");
+    Layby__V1__Address *a2 = address_create(alice, "7 Sejong-daero", true);
+    cr_assert(a2->is_default);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM orders.addresses WHERE is_default"), 1);
+
+    /* Bob can neither change nor delete Alice's address: not found. */
+    Layby__V1__AddressDraft patch = LAYBY__V1__ADDRESS_DRAFT__INIT;
+    patch.city = "Busan";
+    Layby__V1__UpdateAddress u = LAYBY__V1__UPDATE_ADDRESS__INIT;
+    u.member_id = bob;
+    u.address_id = a1->address_id;
+    u.draft = &patch;
+    lb_err err;
+    cr_assert_eq(send("layby.cmd.order.update_address", &u.base, &layby__v1__address__descriptor,
+                      NULL, &err),
+                 LB_ERR_NOT_FOUND);
+    Layby__V1__DeleteAddress del = LAYBY__V1__DELETE_ADDRESS__INIT;
+    del.member_id = bob;
+    del.address_id = a1->address_id;
+    cr_assert_eq(send("layby.cmd.order.delete_address", &del.base,
+                      &layby__v1__address_deleted__descriptor, NULL, &err),
+                 LB_ERR_NOT_FOUND);
+
+    /* Alice's PATCH changes one field and keeps the others. */
+    u.member_id = alice;
+    ProtobufCMessage *out = NULL;
+    cr_assert_eq(send("layby.cmd.order.update_address", &u.base, &layby__v1__address__descriptor,
+                      &out, &err),
+                 LB_OK, "%s", err.msg);
+    Layby__V1__Address *a1b = (Layby__V1__Address *)out;
+    cr_assert_str_eq(a1b->city, "Busan");
+    cr_assert_str_eq(a1b->street, "12 Teheran-ro");
+    cr_assert(!a1b->is_default);
+
+    /* Deleting the default makes the remaining address the default. */
+    del.member_id = alice;
+    del.address_id = a2->address_id;
+    cr_assert_eq(send("layby.cmd.order.delete_address", &del.base,
+                      &layby__v1__address_deleted__descriptor, NULL, &err),
+                 LB_OK, "%s", err.msg);
+    Layby__V1__ListAddresses l = LAYBY__V1__LIST_ADDRESSES__INIT;
+    l.member_id = alice;
+    out = NULL;
+    cr_assert_eq(query("layby.qry.order.list_addresses", &l.base,
+                       &layby__v1__address_list__descriptor, &out, &err),
+                 LB_OK, "%s", err.msg);
+    Layby__V1__AddressList *list = (Layby__V1__AddressList *)out;
+    cr_assert_eq(list->n_items, 1);
+    cr_assert(list->items[0]->is_default);
+    l.member_id = bob;
+    Layby__V1__AddressList *none = NULL;
+    cr_assert_eq(query("layby.qry.order.list_addresses", &l.base,
+                       &layby__v1__address_list__descriptor, (ProtobufCMessage **)&none, &err),
+                 LB_OK);
+    cr_assert_eq(none->n_items, 0);
+
+    /* At rest nothing personal is readable. */
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM orders.addresses WHERE "
+                                  "position('Teheran'::bytea IN sealed) > 0 OR "
+                                  "position('Minji'::bytea IN sealed) > 0 OR "
+                                  "position('010-1234'::bytea IN sealed) > 0"),
+                 0);
+    protobuf_c_message_free_unpacked(&none->base, NULL);
+    protobuf_c_message_free_unpacked(&list->base, NULL);
+    protobuf_c_message_free_unpacked(&a1b->base, NULL);
+    protobuf_c_message_free_unpacked(&a2->base, NULL);
+    protobuf_c_message_free_unpacked(&a1->base, NULL);
+}
+
+Test(order_services, invalid_address_names_the_field)
+{
+    char m[ID_STR_LEN], id[ID_STR_LEN];
+    id_new(m);
+    id_new(id);
+    Layby__V1__AddressDraft d;
+    draft_fill(&d, "1 Main st");
+    d.phone = "call me";
+    Layby__V1__CreateAddress c = LAYBY__V1__CREATE_ADDRESS__INIT;
+    c.member_id = m;
+    c.address_id = id;
+    c.draft = &d;
+    lb_err err;
+    cr_assert_eq(send("layby.cmd.order.create_address", &c.base, &layby__v1__address__descriptor,
+                      NULL, &err),
+                 LB_ERR_INVALID);
+    cr_assert_str_eq(err.field, "phone");
+}
+
+/* --- orders ------------------------------------------------------------------ */
+
+static const char *SAGA = NULL;
+
+static void
+order_create(const char *order, const char *member, const char *address, const char *product,
+             lb_status want, lb_err *err)
+{
+    Layby__V1__OrderItem item = LAYBY__V1__ORDER_ITEM__INIT;
+    item.product_id = (char *)product;
+    item.quantity = 2;
+    Layby__V1__OrderItem *items[] = { &item };
+    Layby__V1__CreateOrder c = LAYBY__V1__CREATE_ORDER__INIT;
+    c.saga_id = (char *)SAGA;
+    c.step = 0;
+    c.attempt = 1;
+    c.order_id = (char *)order;
+    c.member_id = (char *)member;
+    c.address_id = (char *)address;
+    c.items = items;
+    c.n_items = 1;
+    cr_assert_eq(
+        send("layby.cmd.order.create", &c.base, &layby__v1__order_created__descriptor, NULL, err),
+        want, "%s", err->msg);
+}
+
+static lb_status
+set_status(const char *order, const char *status, const char *product, int64_t price, lb_err *err)
+{
+    Layby__V1__OrderLine line = LAYBY__V1__ORDER_LINE__INIT;
+    line.product_id = (char *)product;
+    line.name = "Laptop 14";
+    line.unit_price = price;
+    Layby__V1__OrderLine *lines[] = { &line };
+    Layby__V1__SetOrderStatus c = LAYBY__V1__SET_ORDER_STATUS__INIT;
+    c.saga_id = (char *)SAGA;
+    c.step = 2;
+    c.attempt = 1;
+    c.order_id = (char *)order;
+    c.status = (char *)status;
+    if (product != NULL) {
+        c.lines = lines;
+        c.n_lines = 1;
+        c.payment_deadline_ms = lb_now_ms() + 60000;
+    }
+    return send("layby.cmd.order.set_status", &c.base, &layby__v1__order_status_set__descriptor,
+                NULL, err);
+}
+
+Test(order_services, order_snapshots_lines_and_moves_once_per_status)
+{
+    char saga[ID_STR_LEN], alice[ID_STR_LEN], bob[ID_STR_LEN], order[ID_STR_LEN],
+        product[ID_STR_LEN];
+    id_new(saga);
+    SAGA = saga;
+    id_new(alice);
+    id_new(bob);
+    id_new(order);
+    id_new(product);
+    Layby__V1__Address *a = address_create(alice, "12 Teheran-ro", false);
+    lb_err err;
+    /* Bob may not ship to Alice's address. */
+    char other[ID_STR_LEN];
+    id_new(other);
+    order_create(other, bob, a->address_id, product, LB_ERR_NOT_FOUND, &err);
+    cr_assert_str_eq(err.field, "addressId");
+
+    order_create(order, alice, a->address_id, product, LB_OK, &err);
+    order_create(order, alice, a->address_id, product, LB_OK, &err); /* a repeat */
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM orders.orders"), 1);
+    cr_assert_eq(set_status(order, "PAID", NULL, 0, &err), LB_ERR_STATE, "PENDING -> PAID");
+    cr_assert_eq(set_status(order, "PAYMENT_PENDING", product, 1500000, &err), LB_OK, "%s",
+                 err.msg);
+    cr_assert_eq(set_status(order, "PAYMENT_PENDING", product, 9, &err), LB_OK, "repeat");
+    cr_assert_eq(tsupport_sql_int("SELECT total_won FROM orders.orders"), 3000000,
+                 "the first snapshot stays");
+    cr_assert_eq(set_status(order, "RETURN_REQUESTED", NULL, 0, &err), LB_ERR_NOT_RETURNABLE);
+    cr_assert_eq(set_status(order, "PAID", NULL, 0, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(set_status(order, "CANCELLED", NULL, 0, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(set_status(order, "PAID", NULL, 0, &err), LB_OK, "PAID reached before: repeat");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM orders.order_history"), 4);
+
+    /* The order as its owner sees it; another member does not see it. */
+    Layby__V1__GetOrder g = LAYBY__V1__GET_ORDER__INIT;
+    g.member_id = alice;
+    g.order_id = order;
+    Layby__V1__Order *o = NULL;
+    cr_assert_eq(query("layby.qry.order.get_order", &g.base, &layby__v1__order__descriptor,
+                       (ProtobufCMessage **)&o, &err),
+                 LB_OK, "%s", err.msg);
+    cr_assert_str_eq(o->status, "CANCELLED");
+    cr_assert_eq(o->n_items, 1);
+    cr_assert_str_eq(o->items[0]->name, "Laptop 14");
+    cr_assert_eq(o->items[0]->subtotal, 3000000);
+    cr_assert_eq(o->total, 3000000);
+    cr_assert_eq(o->n_timeline, 4);
+    cr_assert_str_eq(o->timeline[0]->status, "PENDING");
+    cr_assert_str_eq(o->ship_to->street, "12 Teheran-ro");
+    cr_assert_neq(o->payment_deadline[0], '\0');
+    protobuf_c_message_free_unpacked(&o->base, NULL);
+    g.member_id = bob;
+    cr_assert_eq(query("layby.qry.order.get_order", &g.base, &layby__v1__order__descriptor,
+                       (ProtobufCMessage **)&o, &err),
+                 LB_ERR_NOT_FOUND);
+    protobuf_c_message_free_unpacked(&a->base, NULL);
+}
+
+/* --- payment ----------------------------------------------------------------- */
+
+static lb_status
+charge(const char *saga, uint32_t attempt, const char *order, const char *token,
+       Layby__V1__PaymentCaptured **out, lb_err *err)
+{
+    Layby__V1__Charge c = LAYBY__V1__CHARGE__INIT;
+    c.saga_id = (char *)saga;
+    c.step = 1;
+    c.attempt = attempt;
+    c.order_id = (char *)order;
+    c.amount = 30000;
+    c.method = "card";
+    c.card_token = (char *)token;
+    return send("layby.cmd.payment.charge", &c.base, &layby__v1__payment_captured__descriptor,
+                (ProtobufCMessage **)out, err);
+}
+
+static lb_status
+refund(const char *saga, uint32_t step, const char *order, int64_t amount,
+       Layby__V1__PaymentRefunded **out, lb_err *err)
+{
+    Layby__V1__Refund r = LAYBY__V1__REFUND__INIT;
+    r.saga_id = (char *)saga;
+    r.step = step;
+    r.attempt = 1;
+    r.order_id = (char *)order;
+    r.amount = amount;
+    return send("layby.cmd.payment.refund", &r.base, &layby__v1__payment_refunded__descriptor,
+                (ProtobufCMessage **)out, err);
+}
+
+Test(order_services, one_capture_per_order_whoever_asks)
+{
+    char s1[ID_STR_LEN], s2[ID_STR_LEN], order[ID_STR_LEN];
+    id_new(s1);
+    id_new(s2);
+    id_new(order);
+    lb_err err;
+    Layby__V1__PaymentCaptured *c1 = NULL, *c2 = NULL;
+    cr_assert_eq(charge(s1, 1, order, "tok_decline", NULL, &err), LB_ERR_PAYMENT_DECLINED);
+    cr_assert_eq(charge(s1, 2, order, "tok_error", NULL, &err), OUTAGE);
+    cr_assert_eq(charge(s1, 3, order, "tok_visa", &c1, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(charge(s2, 1, order, "tok_visa", &c2, &err), LB_OK, "%s", err.msg);
+    cr_assert_str_eq(c1->charge_id, c2->charge_id, "a second saga gets the first capture");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM payment.charges WHERE status = 'CAPTURED'"),
+                 1);
+    /* The constraint holds even against a hand-written second capture. */
+    PGresult *r = PQexec(
+        tsupport_pg(), "INSERT INTO payment.charges (charge_id, order_id, saga_id, attempt_key, "
+                       "status, amount_won, method, created_at) SELECT gen_random_uuid(), "
+                       "order_id, saga_id, 'x', 'CAPTURED', 1, 'card', now() FROM payment.charges "
+                       "WHERE status = 'CAPTURED'");
+    cr_assert_neq(PQresultStatus(r), PGRES_COMMAND_OK, "a second capture was stored");
+    PQclear(r);
+    protobuf_c_message_free_unpacked(&c1->base, NULL);
+    protobuf_c_message_free_unpacked(&c2->base, NULL);
+}
+
+Test(order_services, flaky_gateway_answers_after_two_outages)
+{
+    char s[ID_STR_LEN], order[ID_STR_LEN];
+    id_new(s);
+    id_new(order);
+    lb_err err;
+    cr_assert_eq(charge(s, 1, order, "tok_flaky", NULL, &err), OUTAGE);
+    cr_assert_eq(charge(s, 1, order, "tok_flaky", NULL, &err), OUTAGE,
+                 "a repeated attempt answers its stored outcome");
+    cr_assert_eq(charge(s, 2, order, "tok_flaky", NULL, &err), OUTAGE);
+    cr_assert_eq(charge(s, 3, order, "tok_flaky", NULL, &err), LB_OK, "%s", err.msg);
+}
+
+Test(order_services, refunds_never_exceed_the_capture_and_void_a_late_charge)
+{
+    char s[ID_STR_LEN], order[ID_STR_LEN], s2[ID_STR_LEN], order2[ID_STR_LEN];
+    id_new(s);
+    id_new(order);
+    id_new(s2);
+    id_new(order2);
+    lb_err err;
+    Layby__V1__PaymentRefunded *r = NULL;
+    cr_assert_eq(charge(s, 1, order, "tok_visa", NULL, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(refund(s, 5, order, 40000, NULL, &err), LB_ERR_INVALID, "above the charge");
+    cr_assert_eq(refund(s, 5, order, 10000, &r, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(r->amount, 10000);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    cr_assert_eq(refund(s, 5, order, 10000, &r, &err), LB_OK, "a repeat");
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    cr_assert_eq(refund(s, 6, order, 0, &r, &err), LB_OK, "the rest");
+    cr_assert_eq(r->amount, 20000);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    cr_assert_eq(tsupport_sql_int("SELECT refunded_won FROM payment.charges "
+                                  "WHERE status = 'CAPTURED'"),
+                 30000);
+    /* A compensation that overtook its charge voids it. */
+    cr_assert_eq(refund(s2, 1, order2, 0, &r, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(r->amount, 0);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    cr_assert_eq(charge(s2, 1, order2, "tok_visa", NULL, &err), LB_ERR_STATE);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM payment.charges WHERE status = 'CAPTURED'"),
+                 1);
+}
+
+/* --- delivery ------------------------------------------------------------------ */
+
+static lb_status
+advance(const char *order, const char *status, lb_err *err)
+{
+    Layby__V1__AdvanceDelivery c = LAYBY__V1__ADVANCE_DELIVERY__INIT;
+    char saga[ID_STR_LEN];
+    id_new(saga);
+    c.saga_id = saga;
+    c.step = 3;
+    c.attempt = 1;
+    c.order_id = (char *)order;
+    c.status = (char *)status;
+    return send("layby.cmd.delivery.advance", &c.base, &layby__v1__delivery_advanced__descriptor,
+                NULL, err);
+}
+
+static lb_status
+cancel(const char *order, lb_err *err)
+{
+    Layby__V1__CancelDelivery c = LAYBY__V1__CANCEL_DELIVERY__INIT;
+    char saga[ID_STR_LEN];
+    id_new(saga);
+    c.saga_id = saga;
+    c.order_id = (char *)order;
+    return send("layby.cmd.delivery.cancel", &c.base, &layby__v1__delivery_cancelled__descriptor,
+                NULL, err);
+}
+
+Test(order_services, deliveries_move_along_the_machine_once_per_status)
+{
+    char o1[ID_STR_LEN], o2[ID_STR_LEN], o3[ID_STR_LEN];
+    id_new(o1);
+    id_new(o2);
+    id_new(o3);
+    lb_err err;
+    cr_assert_eq(advance(o1, "SHIPPING", &err), LB_ERR_NOT_FOUND);
+    cr_assert_eq(advance(o1, "PREPARING", &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(advance(o1, "DELIVERED", &err), LB_ERR_STATE);
+    cr_assert_eq(advance(o1, "SHIPPING", &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(advance(o1, "SHIPPING", &err), LB_OK, "repeat");
+    cr_assert_eq(cancel(o1, &err), LB_ERR_NOT_CANCELLABLE, "shipped");
+    cr_assert_eq(advance(o1, "DELIVERED", &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(advance(o1, "RETURN_PICKUP", &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(advance(o1, "RETURNED", &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM delivery.delivery_history"), 5);
+
+    cr_assert_eq(advance(o2, "PREPARING", &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(cancel(o2, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(cancel(o2, &err), LB_OK, "repeat");
+    cr_assert_eq(advance(o2, "SHIPPING", &err), LB_ERR_STATE);
+
+    cr_assert_eq(cancel(o3, &err), LB_OK, "nothing to cancel yet");
+    cr_assert_eq(advance(o3, "PREPARING", &err), LB_ERR_STATE, "overtaken by its cancel");
+
+    Layby__V1__GetDelivery g = LAYBY__V1__GET_DELIVERY__INIT;
+    g.order_id = o1;
+    Layby__V1__Delivery *d = NULL;
+    cr_assert_eq(query("layby.qry.delivery.get", &g.base, &layby__v1__delivery__descriptor,
+                       (ProtobufCMessage **)&d, &err),
+                 LB_OK, "%s", err.msg);
+    cr_assert_str_eq(d->status, "RETURNED");
+    cr_assert_eq(d->n_timeline, 5);
+    cr_assert_str_eq(d->timeline[0]->status, "PREPARING");
+    protobuf_c_message_free_unpacked(&d->base, NULL);
+}
