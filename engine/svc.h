@@ -22,8 +22,8 @@
  * Ownership: svc_new() returns a svc freed by svc_free(); the svc_def tables
  *            are borrowed and must outlive it (they are static const).
  * Threads:   svc_run() starts one consumer thread per consumer, the outbox
- *            relay, the query responders and the tick thread, each with its
- *            own PostgreSQL connection; handlers run on those threads. A
+ *            relay, the query responders and the tick thread (which also
+ *            runs housekeeping), each with its own PostgreSQL connection; handlers run on those threads. A
  *            stateless service (svc_def.stateless) starts only the consumers,
  *            without connections.
  */
@@ -87,6 +87,12 @@ typedef lb_status (*svc_prefetch_fn)(svc_batch *b, const svc_item *items, size_t
  * Sets *more when it should run again at once (a full batch was claimed). */
 typedef lb_status (*svc_tick_fn)(svc_batch *b, int64_t now_ms, bool *more, lb_err *err);
 
+/* Housekeeping (pruning, gauges) on the tick thread after each tick that has
+ * nothing more to do, outside any transaction: each statement commits on its
+ * own, so a failure here is the hook's to log and never undoes the tick's
+ * work. Reports nothing: it runs again after the next tick. */
+typedef void (*svc_housekeep_fn)(store *st, int64_t now_ms);
+
 /* A durable pull consumer the service reads (created by `layby-ctl bus setup`). */
 typedef struct svc_consumer {
     const char *stream;  /* LAYBY_CMD */
@@ -106,6 +112,7 @@ typedef struct svc_def {
     svc_prefetch_fn prefetch; /* NULL = none */
     svc_tick_fn tick;         /* NULL = none */
     int64_t tick_interval_ms;
+    svc_housekeep_fn housekeep; /* NULL = none; runs only where a tick runs */
     cfg_group opts; /* the daemon's own settings besides svc_cfg ({NULL, NULL, 0} = none) */
     /* Handlers with no effects at all (the benchmark's no-op participant): no
      * database, no inbox, no outbox. What they emit is published before the

@@ -4,7 +4,7 @@
  * persisted, a lost query is simply asked again. Each responder thread owns a
  * connection and a synchronous subscription on layby.qry.<service>.>.
  * The tick runs svc_def.tick in its own transaction with the outbox, for timers
- * and other work that no message starts. */
+ * and other work that no message starts, then svc_def.housekeep outside it. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -222,6 +222,10 @@ tick_main(void *arg)
         }
         if (more)
             continue;
+        /* After the tick's transaction ended, never inside it: a failed
+         * housekeeping statement must not roll the tick's decisions back. */
+        if (s->def->housekeep != NULL && store_ensure(t->st, &err) == LB_OK)
+            s->def->housekeep(t->st, lb_now_ms());
         /* Sleep in short slices so a stop is seen quickly. */
         for (int64_t slept = 0; slept < s->def->tick_interval_ms && !atomic_load(&s->stop);
              slept += 50) {

@@ -173,8 +173,11 @@ typedef struct saga_orch_cfg {
 static saga_orch_cfg saga_orch_conf;
 static int64_t saga_orch_last_gauge_ms, saga_orch_last_prune_ms; /* tick thread only */
 
+/* svc_def.housekeep: outside the tick's transaction (svc_query.c), so a
+ * failed prune is logged and never rolls back the timers the tick fired; each
+ * prune round is a transaction of its own. */
 static void
-housekeeping(store *st, int64_t now)
+saga_orch_housekeep(store *st, int64_t now)
 {
     lb_err err;
     if (now - saga_orch_last_gauge_ms >= SAGA_GAUGE_EVERY_MS) {
@@ -248,8 +251,6 @@ saga_orch_tick(svc_batch *b, int64_t now_ms, bool *more, lb_err *err)
     s = saga_orch_apply(b, ins, (size_t)rows, err);
     free(ins);
     *more = rows == SAGA_TICK_BATCH;
-    if (s == LB_OK && !*more)
-        housekeeping(st, now_ms);
     return s;
 }
 
@@ -290,5 +291,6 @@ const svc_def saga_orch_def = {
     .prefetch = saga_orch_prefetch,
     .tick = saga_orch_tick,
     .tick_interval_ms = 50,
+    .housekeep = saga_orch_housekeep,
     .opts = { &saga_orch_conf, saga_orch_opts, LB_COUNTOF(saga_orch_opts) },
 };
