@@ -23,9 +23,10 @@
  *            are borrowed and must outlive it (they are static const).
  * Threads:   svc_run() starts one consumer thread per consumer, the outbox
  *            relay, the query responders and the tick thread (which also
- *            runs housekeeping), each with its own PostgreSQL connection; handlers run on those threads. A
- *            stateless service (svc_def.stateless) starts only the consumers,
- *            without connections.
+ *            runs housekeeping), each with its own PostgreSQL connection;
+ *            handlers run on those threads. A stateless service
+ *            (svc_def.stateless) starts only the consumers, without
+ *            connections.
  */
 #ifndef LAYBY_ENGINE_SVC_H
 #define LAYBY_ENGINE_SVC_H
