@@ -386,7 +386,8 @@ success_response(gen *g, const edge_route *rt)
                                                   schema ? schema : json_object()));
     } else if (rt->status != 204) {
         json_object_update_new(
-            resp, json_content("application/json", message_schema_ref(g, rt->reply, false)));
+            resp, json_content("application/json",
+                               message_schema_ref(g, rt->answer ? rt->answer : rt->reply, false)));
     }
     if (rt->location != NULL)
         json_object_set_new(resp, "headers", location_header());
@@ -503,7 +504,7 @@ edge_openapi_build(json_t **out, const edge_route *routes, size_t n, lb_err *err
     gen g = { .schemas = json_object(), .status = LB_OK };
     for (size_t i = 0; i < n; i++)
         if (routes[i].kind != EDGE_KIND_LOCAL)
-            outputs_mark(&g, routes[i].reply);
+            outputs_mark(&g, routes[i].answer ? routes[i].answer : routes[i].reply);
     json_t *paths = json_object();
     for (size_t i = 0; i < n && paths != NULL; i++) {
         json_t *item = json_object_get(paths, routes[i].path);

@@ -120,7 +120,7 @@ placeholders_check(const edge_route *rt, const char *pattern, const char *what,
 static bool
 in_reply(const edge_route *rt, const char *name, size_t len)
 {
-    return has_json_field(rt->reply, name, len);
+    return has_json_field(rt->answer ? rt->answer : rt->reply, name, len);
 }
 
 static lb_status

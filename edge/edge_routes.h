@@ -110,6 +110,11 @@ typedef struct edge_hooks {
     /* On a decoded success reply: the status to answer instead of the row's
      * (e.g. 202 while a saga is still deciding), or 0 to keep it. */
     int (*reply_status)(const ProtobufCMessage *reply, const edge_req *r);
+    /* On a decoded success reply, before reply_status: complete it or replace
+     * it by the row's `answer` (freeing the old one), e.g. a saga's outcome by
+     * the order it created, read with a query. An error is answered as it is,
+     * and *reply is then still the caller's. */
+    lb_status (*reply_swap)(ProtobufCMessage **reply, edge_req *r, lb_err *err);
 } edge_hooks;
 
 /* Sentinel-terminated lists for a row, written inline in the table. */
@@ -131,6 +136,8 @@ struct edge_route {
     const char *body_field;                    /* request field holding the body; NULL = the
                                                   body is the request itself */
     const ProtobufCMessageDescriptor *reply;   /* the success reply */
+    const ProtobufCMessageDescriptor *answer;  /* what the client gets when the reply_swap
+                                                  hook replaces the reply; NULL = reply */
     int status;                                /* success status; 204 sends no body */
     const char *location;    /* Location pattern, {jsonName} from the reply (from the
                                 request on 202), e.g. "/api/v1/products/{productId}" */

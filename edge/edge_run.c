@@ -203,7 +203,14 @@ send_and_wait(edge_outcome *o, edge_req *r, const ProtobufCMessage *req)
     if (s == LB_OK) {
         ProtobufCMessage *p = NULL;
         s = bus_reply_decode(&p, reply, rt->reply, &err);
-        if (s == LB_OK) {
+        if (s == LB_OK && rt->hooks && rt->hooks->reply_swap &&
+            (s = rt->hooks->reply_swap(&p, r, &err)) != LB_OK) {
+            if (lb_status_http(s) >= 500)
+                edge_fault_log(r, "edge.reply_swap_failed", &err);
+            edge_outcome_error(o, &err);
+            if (p != NULL) /* on failure the hook leaves *reply (ours) in place */
+                protobuf_c_message_free_unpacked(p, NULL);
+        } else if (s == LB_OK) {
             on_reply(o, r, p);
             protobuf_c_message_free_unpacked(p, NULL);
         } else {

@@ -9,9 +9,11 @@
  * section so parallel additions do not collide.
  */
 #include "edge_ops.h"
+#include "edge_orders.h"
 #include "edge_routes.h"
 #include "engine/subjects.h"
 #include "layby/v1/catalog.pb-c.h"
+#include "layby/v1/order.pb-c.h"
 
 /* JSON Schemas of the operational answers, which are not protobuf messages. */
 #define SCHEMA_STATUS  "{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\"}}}"
@@ -56,6 +58,58 @@ static const edge_route edge_routes[] = {
     /* --- member: sign-up, verification, auth, me ------------------------------------------- */
 
     /* --- orders: orders, payment, addresses ------------------------------------------------ */
+    { .method = "GET", .path = "/api/v1/orders", .who = EDGE_MEMBER, .kind = EDGE_KIND_QUERY,
+      .summary = "The member's orders, newest first", .operation = "listOrders",
+      .subject = SUBJ_ORDER_LIST_ORDERS,
+      .request = &layby__v1__list_orders__descriptor,
+      .reply = &layby__v1__order_list__descriptor, .status = 200,
+      .binds = EDGE_BINDS(EDGE_SUB("member_id"),
+                          EDGE_QUERY("limit", "limit", "page size, 1-100 (20)"),
+                          EDGE_QUERY("cursor", "cursor", "nextCursor of the previous page"),
+                          EDGE_QUERY("status", "status", "only orders in this status")),
+      .errors = EDGE_ERRORS(LB_ERR_INVALID) },
+    { .method = "GET", .path = "/api/v1/orders/{id}", .who = EDGE_MEMBER, .kind = EDGE_KIND_QUERY,
+      .summary = "One of the member's orders: items, totals, delivery, timeline",
+      .operation = "getOrder",
+      .subject = SUBJ_ORDER_GET_ORDER,
+      .request = &layby__v1__get_order__descriptor,
+      .reply = &layby__v1__order__descriptor, .status = 200,
+      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "order_id"), EDGE_SUB("member_id")),
+      .errors = EDGE_ERRORS(LB_ERR_NOT_FOUND), .hooks = &edge_orders_get_hooks },
+    { .method = "GET", .path = "/api/v1/me/addresses", .who = EDGE_MEMBER, .kind = EDGE_KIND_QUERY,
+      .summary = "The member's address book", .operation = "listAddresses",
+      .subject = SUBJ_ORDER_LIST_ADDRESSES,
+      .request = &layby__v1__list_addresses__descriptor,
+      .reply = &layby__v1__address_list__descriptor, .status = 200,
+      .binds = EDGE_BINDS(EDGE_SUB("member_id")) },
+    { .method = "POST", .path = "/api/v1/me/addresses", .who = EDGE_MEMBER, .kind = EDGE_KIND_COMMAND,
+      .summary = "Add an address (the first one is the default)", .operation = "createAddress",
+      .subject = SUBJ_ORDER_CREATE_ADDRESS,
+      .request = &layby__v1__create_address__descriptor,
+      .body = &layby__v1__address_draft__descriptor, .body_field = "draft",
+      .reply = &layby__v1__address__descriptor, .status = 201,
+      .location = "/api/v1/me/addresses/{addressId}", .idempotent = true,
+      .binds = EDGE_BINDS(EDGE_SUB("member_id"), EDGE_NEW_ID("address", "address_id")),
+      .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_CONFLICT) },
+    { .method = "PATCH", .path = "/api/v1/me/addresses/{id}", .who = EDGE_MEMBER,
+      .kind = EDGE_KIND_COMMAND,
+      .summary = "Change an address (fields left out or empty keep their value)",
+      .operation = "updateAddress",
+      .subject = SUBJ_ORDER_UPDATE_ADDRESS,
+      .request = &layby__v1__update_address__descriptor,
+      .body = &layby__v1__address_draft__descriptor, .body_field = "draft",
+      .reply = &layby__v1__address__descriptor, .status = 200,
+      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "address_id"), EDGE_SUB("member_id")),
+      .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_NOT_FOUND) },
+    { .method = "DELETE", .path = "/api/v1/me/addresses/{id}", .who = EDGE_MEMBER,
+      .kind = EDGE_KIND_COMMAND,
+      .summary = "Delete an address (the newest other one becomes the default)",
+      .operation = "deleteAddress",
+      .subject = SUBJ_ORDER_DELETE_ADDRESS,
+      .request = &layby__v1__delete_address__descriptor,
+      .reply = &layby__v1__address_deleted__descriptor, .status = 204,
+      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "address_id"), EDGE_SUB("member_id")),
+      .errors = EDGE_ERRORS(LB_ERR_NOT_FOUND) },
 };
 /* clang-format on */
 _Static_assert(LB_COUNTOF(edge_routes) <= EDGE_ROUTES_MAX, "raise EDGE_ROUTES_MAX");

@@ -158,7 +158,7 @@ void tsupport_es256_keys(char *priv, size_t priv_n, char *pub, size_t pub_n);
  * fit is dropped (still NUL-terminated), which no edge answer comes near. */
 typedef struct tsupport_resp {
     long status;        /* HTTP status, 0 before an answer */
-    char body[65536];   /* the response body, NUL-terminated */
+    char body[262144];  /* the response body, NUL-terminated (/metrics grows with the routes) */
     size_t body_len;    /* bytes of body kept */
     char headers[8192]; /* status line + header lines as received (CRLF kept) */
     size_t headers_len; /* bytes of headers kept */
@@ -196,5 +196,8 @@ void tsupport_http_assert_error(const tsupport_resp *r, long status, const char 
  * the header line "Authorization: Bearer <token>" into out (n bytes). */
 void tsupport_jwt_mint(char *out, size_t n, const char *role, jwt_alg_t alg, const char *key_pem,
                        int64_t iat, int64_t exp);
+/* "Authorization: Bearer <token>" for member `sub` with `role`, valid 10 min,
+ * ES256-signed with the harness's key (LAYBY_JWT_PRIVATE_KEY_FILE). */
+void tsupport_jwt_member(char *out, size_t n, const char *sub, const char *role);
 
 #endif

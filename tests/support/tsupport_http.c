@@ -174,6 +174,31 @@ tsupport_jwt_mint(char *out, size_t n, const char *role, jwt_alg_t alg, const ch
     free(t);
 }
 
+void
+tsupport_jwt_member(char *out, size_t n, const char *sub, const char *role)
+{
+    FILE *f = fopen(tsupport_env_req("LAYBY_JWT_PRIVATE_KEY_FILE"), "rb");
+    cr_assert_not_null(f, "cannot open the JWT private key");
+    char key[16384];
+    size_t len = fread(key, 1, sizeof key - 1, f);
+    fclose(f);
+    key[len] = '\0';
+    int64_t now = lb_now_ms() / 1000;
+    jwt_t *j = NULL;
+    cr_assert_eq(jwt_new(&j), 0);
+    jwt_add_grant(j, "sub", sub);
+    jwt_add_grant(j, "role", role);
+    jwt_add_grant(j, "iss", "layby");
+    jwt_add_grant_int(j, "iat", (long)now);
+    jwt_add_grant_int(j, "exp", (long)(now + 600));
+    cr_assert_eq(jwt_set_alg(j, JWT_ALG_ES256, (const unsigned char *)key, (int)len), 0);
+    char *t = jwt_encode_str(j);
+    jwt_free(j);
+    cr_assert_not_null(t);
+    snprintf(out, n, "Authorization: Bearer %s", t);
+    free(t);
+}
+
 static void
 pem_of(EVP_PKEY *k, bool priv, char *out, size_t n)
 {
