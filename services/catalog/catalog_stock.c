@@ -228,6 +228,9 @@ items_validate(svc_item *items, size_t n)
             if (!id_valid(a->product_id))
                 it->outcome =
                     lb_err_field(&it->why, LB_ERR_INVALID, "productId", "productId must be a UUID");
+            else if (a->delta == 0)
+                it->outcome =
+                    lb_err_field(&it->why, LB_ERR_INVALID, "delta", "delta must not be zero");
             else if (a->delta < -CATALOG_STOCK_MAX || a->delta > CATALOG_STOCK_MAX)
                 it->outcome = lb_err_field(&it->why, LB_ERR_INVALID, "delta",
                                            "delta must be between -%lld and %lld",

@@ -237,9 +237,9 @@ Test(edge_route, real_table_params_404_and_405)
     cr_assert_str_eq(allow, "GET");
 
     static const char *const unknown[] = {
-        "/",     "/api/v1/product",     "/api/v1/products/",        "/api/v1/products/a/b",
-        "/nope", "/healthz/",           "/api/v1/products//",       "//api/v1/products",
-        "",      "/api/v1/openapi.jso", "/api/v1/products/a/stock",
+        "/",     "/api/v1/product",     "/api/v1/products/",         "/api/v1/products/a/b",
+        "/nope", "/healthz/",           "/api/v1/products//",        "//api/v1/products",
+        "",      "/api/v1/openapi.jso", "/api/v1/products/a/stocks",
     };
     for (size_t i = 0; i < LB_COUNTOF(unknown); i++)
         cr_assert_eq(find(routes, n, "GET", unknown[i], &r, p, &np, allow), LB_ERR_NOT_FOUND,
