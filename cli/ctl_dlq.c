@@ -161,8 +161,9 @@ ctl_dlq_show(const ctl_cmd *cmd, int argc, char **argv)
 }
 
 /* The original message again: its subject, body and headers without the
- * Layby-Dlq-* ones (its Nats-Msg-Id included, so the services still see
- * the message they refused). */
+ * Layby-Dlq-* ones, under its own Nats-Msg-Id (Layby-Dlq-Original-Id: a dead
+ * letter has an id of its own), so the services still see the message they
+ * refused. One that came without an id keeps the dead letter's. */
 static lb_status
 dlq_original(natsMsg **out, natsMsg *dead, lb_err *err)
 {
@@ -188,6 +189,10 @@ dlq_original(natsMsg **out, natsMsg *dead, lb_err *err)
         free((void *)vals);
     }
     free((void *)keys);
+    const char *orig = NULL;
+    if (natsMsgHeader_Get(dead, BUS_H_DLQ_ORIGINAL_ID, &orig) == NATS_OK && orig != NULL &&
+        orig[0] != '\0')
+        natsMsgHeader_Set(*out, BUS_H_MSG_ID, orig);
     return LB_OK;
 }
 

@@ -24,18 +24,19 @@
 #define BUS_TRACE_MAX   64 /* "00-<32 hex>-<16 hex>-<2 hex>" is 55 */
 
 /* Header names (DESIGN §2) and the extra ones a dead letter carries. */
-#define BUS_H_MSG_ID         "Nats-Msg-Id"
-#define BUS_H_TYPE           "Layby-Type"
-#define BUS_H_CORRELATION    "Layby-Correlation"
-#define BUS_H_CAUSATION      "Layby-Causation"
-#define BUS_H_REPLY          "Layby-Reply"
-#define BUS_H_ACTOR          "Layby-Actor"
-#define BUS_H_TRACEPARENT    "traceparent"
-#define BUS_H_DLQ_SUBJECT    "Layby-Dlq-Subject"
-#define BUS_H_DLQ_CONSUMER   "Layby-Dlq-Consumer"
-#define BUS_H_DLQ_ERROR      "Layby-Dlq-Error"
-#define BUS_H_DLQ_STREAM_SEQ "Layby-Dlq-Stream-Seq"
-#define BUS_H_DLQ_DELIVERIES "Layby-Dlq-Deliveries"
+#define BUS_H_MSG_ID          "Nats-Msg-Id"
+#define BUS_H_TYPE            "Layby-Type"
+#define BUS_H_CORRELATION     "Layby-Correlation"
+#define BUS_H_CAUSATION       "Layby-Causation"
+#define BUS_H_REPLY           "Layby-Reply"
+#define BUS_H_ACTOR           "Layby-Actor"
+#define BUS_H_TRACEPARENT     "traceparent"
+#define BUS_H_DLQ_SUBJECT     "Layby-Dlq-Subject"
+#define BUS_H_DLQ_CONSUMER    "Layby-Dlq-Consumer"
+#define BUS_H_DLQ_ERROR       "Layby-Dlq-Error"
+#define BUS_H_DLQ_STREAM_SEQ  "Layby-Dlq-Stream-Seq"
+#define BUS_H_DLQ_DELIVERIES  "Layby-Dlq-Deliveries"
+#define BUS_H_DLQ_ORIGINAL_ID "Layby-Dlq-Original-Id" /* the dead message's Nats-Msg-Id */
 
 /* Streams (DESIGN §2). */
 #define BUS_STREAM_CMD "LAYBY_CMD"

@@ -107,6 +107,16 @@ svc_new(svc **out, const svc_def *def, const svc_cfg *cfg, lb_err *err)
         free(s);
         return lb_err_set(err, LB_ERR_NOMEM, "svc statements");
     }
+    s->durables = calloc(def->n_consumers ? def->n_consumers : 1, sizeof *s->durables);
+    if (s->durables == NULL) {
+        free(s->stmts);
+        free(s);
+        return lb_err_set(err, LB_ERR_NOMEM, "svc durables");
+    }
+    for (size_t i = 0; i < def->n_consumers; i++) {
+        atomic_init(&s->durables[i].max_deliver, cfg->max_deliver);
+        atomic_init(&s->durables[i].ack_wait_ms, 30000);
+    }
     memcpy(s->stmts, outbox_stmts, outbox_stmts_len * sizeof *s->stmts);
     if (def->n_stmts)
         memcpy(s->stmts + outbox_stmts_len, def->stmts, def->n_stmts * sizeof *s->stmts);
@@ -122,6 +132,8 @@ svc_new(svc **out, const svc_def *def, const svc_cfg *cfg, lb_err *err)
         metrics_counter("layby_svc_dead_letters_total", labels, "messages moved to LAYBY_DLQ");
     s->m_retries = metrics_counter("layby_svc_batch_retries_total", labels,
                                    "batches rolled back and retried one by one");
+    s->m_db_waits = metrics_counter("layby_svc_db_waits_total", labels,
+                                    "batches held while the database was unavailable");
     s->m_batch = metrics_histogram("layby_svc_batch_seconds", labels,
                                    "one batch: transaction, ack and replies");
     s->m_queries = metrics_counter("layby_svc_queries_total", labels, "queries answered");
@@ -135,6 +147,7 @@ svc_free(svc *s)
 {
     if (s == NULL)
         return;
+    free(s->durables);
     free(s->stmts);
     free(s);
 }
@@ -176,7 +189,7 @@ typedef struct consumer_thread {
     pthread_t thread;
     natsSubscription *sub;
     store *st;
-    int64_t max_deliver; /* see svc__worker.max_deliver */
+    svc__durable *d; /* shared with the other threads of this durable */
 } consumer_thread;
 
 static lb_status bind_consumer(consumer_thread *ct, lb_err *err);
@@ -202,7 +215,7 @@ consumer_main(void *arg)
     consumer_thread *ct = arg;
     svc *s = ct->s;
     svc__worker w;
-    svc__worker_init(&w, s, ct->st, ct->c, ct->max_deliver);
+    svc__worker_init(&w, s, ct->st, ct->c, ct->d);
     int failures = 0;
     while (!atomic_load(&s->stop)) {
         natsMsgList list = { 0 };
@@ -216,16 +229,22 @@ consumer_main(void *arg)
             log_warn(NULL, "svc.fetch_failed", "fetch failed; retrying", LOG_ERR(&err),
                      LOG_STR("stream", ct->c->stream));
             natsMsgList_Destroy(&list);
-            /* A durable deleted and recreated by an operator (or a test) leaves
-             * this subscription dead: bind again after a few failures. */
-            if (++failures % 5 == 0 && bus_connected(s->bus))
-                rebind_consumer(ct);
             struct timespec ts = { 0, 200 * 1000 * 1000 };
             nanosleep(&ts, NULL);
+            /* A durable deleted and recreated by an operator (or a test) leaves
+             * this subscription dead: bind again after a few failures (after
+             * the pause, which gives a recreate in progress time to finish). */
+            if (++failures % 5 == 0 && bus_connected(s->bus))
+                rebind_consumer(ct);
             continue;
         }
+        w.sub = ct->sub;
         svc__worker_batch(&w, list.Msgs, (size_t)list.Count);
         natsMsgList_Destroy(&list);
+        while (svc__worker_held_take(&w, &list)) {
+            svc__worker_batch(&w, list.Msgs, (size_t)list.Count);
+            natsMsgList_Destroy(&list);
+        }
     }
     svc__worker_destroy(&w);
     return NULL;
@@ -250,18 +269,35 @@ bind_consumer(consumer_thread *ct, lb_err *err)
         return lb_err_wrap(err, what);
     }
     /* The server stops redelivering at the durable's MaxDeliver: dead-letter no
-     * later than that, or a failing message would silently stop coming back. */
-    ct->max_deliver = ct->s->cfg.max_deliver;
+     * later than that, or a failing message would silently stop coming back.
+     * Written to the durable's shared limits, so every worker of it uses the
+     * value of the latest bind (issue 16 item 6: a rebind used to update only
+     * the binding thread's copy). */
+    int64_t max_deliver = ct->s->cfg.max_deliver;
     jsConsumerInfo *ci = NULL;
-    if (natsSubscription_GetConsumerInfo(&ci, ct->sub, NULL, &jerr) == NATS_OK) {
+    /* js_GetConsumerInfo, not natsSubscription_GetConsumerInfo: nats.c 3.4.1
+     * answers "Invalid Subscription" for a bound pull subscription, so the cap
+     * was never read before (issue 16 item 6 test). */
+    natsStatus cis =
+        js_GetConsumerInfo(&ci, bus_js(ct->s->bus), ct->c->stream, ct->c->durable, NULL, &jerr);
+    if (cis == NATS_OK) {
         int64_t server_max = ci->Config->MaxDeliver;
-        if (server_max > 0 && server_max < ct->max_deliver) {
+        if (server_max > 0 && server_max < max_deliver) {
             log_warn(NULL, "svc.max_deliver_lowered", "the durable redelivers fewer times",
                      LOG_STR("durable", ct->c->durable), LOG_INT("max_deliver", server_max));
-            ct->max_deliver = server_max;
+            max_deliver = server_max;
         }
+        if (ci->Config->AckWait > 0)
+            atomic_store(&ct->d->ack_wait_ms, ci->Config->AckWait / 1000000);
         jsConsumerInfo_Destroy(ci);
+    } else {
+        lb_err e;
+        bus__nats_err(&e, cis, "consumer info");
+        log_warn(NULL, "svc.consumer_info_failed",
+                 "cannot read the durable's MaxDeliver; dead-lettering by --max-deliver",
+                 LOG_STR("durable", ct->c->durable), LOG_ERR(&e));
     }
+    atomic_store(&ct->d->max_deliver, max_deliver);
     return LB_OK;
 }
 
@@ -311,6 +347,7 @@ svc_run(svc *s, lb_err *err)
         consumer_thread *ct = &cts[i];
         ct->s = s;
         ct->c = &s->def->consumers[i % s->def->n_consumers];
+        ct->d = &s->durables[i % s->def->n_consumers];
         if (!s->def->stateless &&
             (st = store_open(&ct->st, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK)
             goto out;

@@ -18,6 +18,11 @@
  * (4) Business refusals (validation, not found, out of stock) are outcomes,
  *     not errors: the handler sets item->outcome, the transaction commits and
  *     the requester gets a layby.v1.Failure reply.
+ * (5) A transient database failure (LB_ERR_DB: connection lost, shutdown,
+ *     serialization failure, deadlock) is not the messages' fault and spends
+ *     none of their deliveries: the worker holds the batch (reporting it in
+ *     progress so AckWait does not redeliver it), waits with backoff,
+ *     reconnects and runs it again, for as long as the outage lasts.
  *
  * Ownership: svc_new() returns a svc freed by svc_free(); the svc_def tables
  *            are borrowed and must outlive it (they are static const).

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codec.h"
 #include "fault.h"
@@ -131,11 +132,11 @@ typedef struct entry {
 } entry;
 
 void
-svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c, int64_t max_deliver)
+svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c, svc__durable *d)
 {
     memset(w, 0, sizeof *w);
     w->s = s;
-    w->max_deliver = max_deliver;
+    w->d = d;
     w->st = st;
     w->c = c;
     svc__batch_init(&w->b, s, st);
@@ -143,9 +144,26 @@ svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c, int64
     snprintf(w->consumer_name, sizeof w->consumer_name, "%s/%s", c->stream, c->durable);
 }
 
+bool
+svc__worker_held_take(svc__worker *w, natsMsgList *out)
+{
+    if (w->n_held == 0)
+        return false;
+    *out = w->held[0];
+    memmove(&w->held[0], &w->held[1], (size_t)(w->n_held - 1) * sizeof w->held[0]);
+    w->n_held--;
+    return true;
+}
+
 void
 svc__worker_destroy(svc__worker *w)
 {
+    natsMsgList l;
+    while (svc__worker_held_take(w, &l)) {
+        for (int i = 0; i < l.Count; i++)
+            natsMsg_Nak(l.Msgs[i], NULL); /* stopping: hand them back at once */
+        natsMsgList_Destroy(&l);
+    }
     outbox_pub_free(w->pub);
     w->pub = NULL;
     svc__batch_destroy(&w->b);
@@ -200,8 +218,16 @@ entry_prepare(svc__worker *w, entry *e)
 }
 
 /* Copies the message with its headers to layby.dlq.<service>, adding why.
- * Dead letters keep the original Nats-Msg-Id, so a crash between this publish
- * and the ack dead-letters it once, not twice (LAYBY_DLQ's duplicate window). */
+ * A dead letter has its own Nats-Msg-Id, derived from what identifies this
+ * delivery of this message to this consumer (consumer, stream sequence,
+ * original id; the original id goes to Layby-Dlq-Original-Id):
+ * - two services refusing one event write two dead letters (with the original
+ *   id kept, LAYBY_DLQ's duplicate window dropped the second one, which was
+ *   then Term'ed: the dead letter vanished);
+ * - a crash between this publish and the Term redelivers the message, which
+ *   derives the same id: JetStream drops the repeat and its ack says
+ *   Duplicate. Only this consumer's earlier copy of this very message can
+ *   carry that id, so a duplicate ack means "already stored" here. */
 static void
 dead_letter(svc__worker *w, entry *e)
 {
@@ -233,19 +259,26 @@ dead_letter(svc__worker *w, entry *e)
     natsMsgHeader_Set(d, BUS_H_DLQ_STREAM_SEQ, seq);
     natsMsgHeader_Set(d, BUS_H_DLQ_DELIVERIES, deliveries);
     const char *orig_id = NULL;
-    if (natsMsgHeader_Get(e->m, BUS_H_MSG_ID, &orig_id) != NATS_OK || orig_id == NULL) {
-        snprintf(msgid, sizeof msgid, "%s-seq-%s", w->c->stream, seq);
-        natsMsgHeader_Set(d, BUS_H_MSG_ID, msgid);
-    }
+    if (natsMsgHeader_Get(e->m, BUS_H_MSG_ID, &orig_id) != NATS_OK || orig_id == NULL)
+        orig_id = "";
+    else
+        natsMsgHeader_Set(d, BUS_H_DLQ_ORIGINAL_ID, orig_id);
+    char key[512];
+    snprintf(key, sizeof key, "%s/%s/%s", w->consumer_name, seq, orig_id);
+    id_from_key(msgid, "svc.dead_letter", key);
+    natsMsgHeader_Set(d, BUS_H_MSG_ID, msgid);
     jsPubAck *ack = NULL;
     jsErrCode jerr = 0;
     natsStatus ns = js_PublishMsg(&ack, bus_js(w->s->bus), d, NULL, &jerr);
+    bool repeat = ns == NATS_OK && ack != NULL && ack->Duplicate;
     jsPubAck_Destroy(ack);
     natsMsg_Destroy(d);
     if (ns != NATS_OK)
         goto out_nak;
     log_warn(&(log_ctx){ .correlation = e->env.correlation }, "svc.dead_letter",
-             "message moved to LAYBY_DLQ", LOG_STR("subject", natsMsg_GetSubject(e->m)),
+             repeat ? "message was already in LAYBY_DLQ (dead-lettered before a crash)"
+                    : "message moved to LAYBY_DLQ",
+             LOG_STR("subject", natsMsg_GetSubject(e->m)), LOG_STR("dead_letter_id", msgid),
              LOG_INT("deliveries", e->delivered), LOG_ERR(&e->err));
     metrics_add(w->s->m_dead, 1);
     natsMsg_Term(e->m, NULL);
@@ -446,7 +479,7 @@ static void
 entry_fail(svc__worker *w, entry *e, const lb_err *why)
 {
     e->err = *why;
-    if (e->delivered >= (uint64_t)w->max_deliver) {
+    if (e->delivered >= (uint64_t)atomic_load(&w->d->max_deliver)) {
         dead_letter(w, e);
         return;
     }
@@ -459,6 +492,104 @@ entry_fail(svc__worker *w, entry *e, const lb_err *why)
              "handling failed; redelivering later", LOG_STR("subject", natsMsg_GetSubject(e->m)),
              LOG_INT("delivered", e->delivered), LOG_INT("retry_ms", delay), LOG_ERR(why));
     natsMsg_NakWithDelay(e->m, delay, NULL);
+}
+
+typedef lb_status (*run_fn)(svc__worker *, entry **, size_t, lb_err *);
+
+/* A failure that says nothing about the messages: the database is away or
+ * asked for a retry (store.h: connection lost, admin shutdown, 08xxx, 57P0x,
+ * serialization failure, deadlock, lock not available; all LB_ERR_DB). */
+static bool
+failure_transient(lb_status st)
+{
+    return st == LB_ERR_DB;
+}
+
+/* Messages that answered an earlier pull request wait unseen in the client's
+ * buffer (nats.c 3.4): AckWait would run out on them during a long hold and
+ * spend a delivery. Take them into the hold; they are the next batches. */
+static void
+hold_take_buffered(svc__worker *w)
+{
+    int waiting = 0, bytes = 0;
+    if (w->sub == NULL || w->n_held == (int)LB_COUNTOF(w->held) ||
+        natsSubscription_GetPending(w->sub, &waiting, &bytes) != NATS_OK || waiting <= 0)
+        return;
+    natsMsgList list = { 0 };
+    lb_err ignored;
+    if (bus_fetch(&list, w->sub, waiting, 1, &ignored) != LB_OK || list.Count == 0) {
+        natsMsgList_Destroy(&list);
+        return;
+    }
+    w->held[w->n_held++] = list;
+}
+
+/* Sleeps ms in short slices, telling JetStream the held messages are still
+ * being worked on often enough that AckWait never hands them to another
+ * instance (and never spends one of their deliveries). False once stopping. */
+static bool
+hold_wait(svc__worker *w, entry **es, size_t k, int64_t ms, int64_t *progress_us)
+{
+    int64_t every_us = atomic_load(&w->d->ack_wait_ms) * 1000 / 3;
+    if (every_us < 20000)
+        every_us = 20000;
+    for (int64_t slept = 0; slept < ms; slept += 20) {
+        if (atomic_load(&w->s->stop))
+            return false;
+        if (lb_mono_us() - *progress_us >= every_us) {
+            hold_take_buffered(w);
+            for (size_t i = 0; i < k; i++)
+                natsMsg_InProgress(es[i]->m, NULL);
+            for (int l = 0; l < w->n_held; l++)
+                for (int i = 0; i < w->held[l].Count; i++)
+                    natsMsg_InProgress(w->held[l].Msgs[i], NULL);
+            *progress_us = lb_mono_us();
+        }
+        struct timespec ts = { 0, 20 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    return !atomic_load(&w->s->stop);
+}
+
+/* Runs es[0..k) until it succeeds or fails for a reason of its own (invariant
+ * 5): on a transient failure the batch is held (in progress, unacked), the
+ * worker waits with backoff (50 ms doubling to 2 s), reconnects and runs it
+ * again. Returns LB_OK, a non-transient failure, or the transient one when
+ * the service stops while holding. */
+static lb_status
+run_held(svc__worker *w, run_fn run, entry **es, size_t k, lb_err *err)
+{
+    lb_status st = run(w, es, k, err);
+    if (!failure_transient(st) || w->st == NULL)
+        return st;
+    metrics_add(w->s->m_db_waits, 1);
+    log_warn(NULL, "svc.db_wait", "database unavailable; holding the batch until it is back",
+             LOG_INT("size", k), LOG_ERR(err));
+    int64_t delay_ms = 50, progress_us = lb_mono_us(), t0 = lb_mono_us();
+    for (int attempt = 1; failure_transient(st); attempt++) {
+        if (!hold_wait(w, es, k, delay_ms, &progress_us))
+            return st;
+        delay_ms = delay_ms * 2 > 2000 ? 2000 : delay_ms * 2;
+        lb_err e2;
+        if (store_ensure(w->st, &e2) != LB_OK) {
+            if (attempt % 10 == 0)
+                log_warn(NULL, "svc.db_wait", "database still unavailable", LOG_ERR(&e2));
+            continue;
+        }
+        st = run(w, es, k, err);
+    }
+    log_info(NULL, "svc.db_back", "database available again; batch handled", LOG_INT("size", k),
+             LOG_INT("held_ms", (lb_mono_us() - t0) / 1000));
+    return st;
+}
+
+/* The service stops while holding messages the database could not take: hand
+ * them back at once (one delivery spent, as for any stop mid-message). */
+static void
+entries_release(entry **es, size_t k)
+{
+    for (size_t i = 0; i < k; i++)
+        natsMsg_Nak(es[i]->m, NULL);
 }
 
 void
@@ -488,9 +619,11 @@ svc__worker_batch(svc__worker *w, natsMsg **msgs, size_t n)
     }
     if (k > 0) {
         lb_err err;
-        lb_status (*run)(svc__worker *, entry **, size_t, lb_err *) =
-            w->s->def->stateless ? run_stateless : run_tx;
-        if (run(w, ready, k, &err) != LB_OK) {
+        run_fn run = w->s->def->stateless ? run_stateless : run_tx;
+        lb_status st = run_held(w, run, ready, k, &err);
+        if (failure_transient(st) && w->st != NULL) {
+            entries_release(ready, k);
+        } else if (st != LB_OK) {
             /* One bad message must not hold back the others: retry alone. */
             metrics_add(w->s->m_retries, 1);
             if (k == 1) {
@@ -500,7 +633,10 @@ svc__worker_batch(svc__worker *w, natsMsg **msgs, size_t n)
                          LOG_INT("size", k), LOG_ERR(&err));
                 for (size_t i = 0; i < k; i++) {
                     lb_err e1;
-                    if (run(w, &ready[i], 1, &e1) != LB_OK)
+                    lb_status s1 = run_held(w, run, &ready[i], 1, &e1);
+                    if (failure_transient(s1) && w->st != NULL)
+                        entries_release(&ready[i], 1);
+                    else if (s1 != LB_OK)
                         entry_fail(w, ready[i], &e1);
                 }
             }

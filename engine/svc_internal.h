@@ -14,6 +14,15 @@
 #include "outbox.h"
 #include "svc.h"
 
+/* What the server's settings of one durable allow. Every worker thread bound
+ * to the durable reads the same copy, and each (re)bind writes it, so a
+ * rebind by one worker (after an operator recreated the durable) is seen by
+ * all of them at their next message. */
+typedef struct svc__durable {
+    atomic_llong max_deliver; /* dead-letter at this delivery: min(--max-deliver, MaxDeliver) */
+    atomic_llong ack_wait_ms; /* the durable's AckWait: a held batch reports progress within it */
+} svc__durable;
+
 struct svc {
     /* config */
     const svc_def *def;
@@ -24,8 +33,9 @@ struct svc {
     bus *bus;
     outbox_relay *relay;
     atomic_bool stop;
+    svc__durable *durables; /* one per def->consumers[], same order */
     metrics_metric *m_handled, *m_duplicates, *m_redelivered, *m_dead, *m_retries, *m_batch;
-    metrics_metric *m_queries, *m_query_lat;
+    metrics_metric *m_db_waits, *m_queries, *m_query_lat;
 };
 
 /* A core-NATS message held until the transaction commits. */
@@ -57,14 +67,24 @@ typedef struct svc__worker {
     outbox_pub *pub; /* stateless services only (svc_def.stateless) */
     char dlq_subject[BUS_SUBJECT_MAX];
     char consumer_name[128];
-    int64_t max_deliver; /* dead-letter at this delivery: min(--max-deliver, durable's) */
+    svc__durable *d;       /* the durable's shared limits (struct svc owns them) */
+    natsSubscription *sub; /* the consumer thread's, borrowed: see held */
+    /* Messages a hold took from the client's buffer (answers to an earlier
+     * pull request, which nats.c keeps for the next Fetch): held too, then
+     * handled as the next batches, oldest first. */
+    natsMsgList held[4];
+    int n_held;
 } svc__worker;
 
-void svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c,
-                      int64_t max_deliver);
+void svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c, svc__durable *d);
 void svc__worker_destroy(svc__worker *w);
-/* Handles one fetched batch to the end: commit + ack, nak, or dead letter. */
+/* Handles one fetched batch to the end: commit + ack, nak, or dead letter.
+ * While the database is unavailable it holds the batch and retries (svc.h
+ * invariant 5), so it may take as long as the outage or until svc_stop(). */
 void svc__worker_batch(svc__worker *w, natsMsg **msgs, size_t n);
+/* Moves the oldest list of messages a hold took into *out (the caller handles
+ * them with svc__worker_batch() and destroys the list); false when none. */
+bool svc__worker_held_take(svc__worker *w, natsMsgList *out);
 
 typedef struct svc__query_pool svc__query_pool;
 lb_status svc__query_start(svc__query_pool **out, svc *s, lb_err *err);

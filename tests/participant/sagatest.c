@@ -13,7 +13,13 @@
  *   undofail=N  the first N undos fail (retryably)
  * With LAYBY_SAGATEST_NOOP=1 it answers every do with done at once and keeps
  * nothing, not even an inbox: it runs stateless (svc.h), the benchmark's no-op
- * participant. */
+ * participant.
+ *
+ * The runtime's suite (tests/integration/svc_runtime_test.c) uses it for one
+ * more handler, deliberately NOT idempotent, so only the engine's inbox stands
+ * between a repeated delivery and a second effect: a TestStepDo sent to
+ * layby.cmd.sagatest.count adds one to sagatest.counts[saga_id] and emits
+ * layby.evt.sagatest.counted; with script "fail" it fails (rolls back). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +39,12 @@ static const char SQL_OUTCOME_PUT[] =
 static const char SQL_EFFECT[] =
     "INSERT INTO sagatest.effects (saga_id, step, kind) VALUES ($1, $2, $3)";
 
+static const char SQL_COUNT[] =
+    "INSERT INTO sagatest.counts AS c (key, n) VALUES ($1, 1) "
+    "ON CONFLICT (key) DO UPDATE SET n = c.n + 1";
+
 static const store_stmt sagatest_stmts[] = {
+    { "sagatest_count",       SQL_COUNT },
     { "sagatest_try",         SQL_TRY },
     { "sagatest_outcome_get", SQL_OUTCOME_GET },
     { "sagatest_outcome_put", SQL_OUTCOME_PUT },
@@ -209,10 +220,36 @@ sagatest_on_command(svc_batch *b, svc_item *items, size_t n, lb_err *err)
     return LB_OK;
 }
 
+#define SAGATEST_SUBJ_COUNT   "layby.cmd.sagatest.count"
+#define SAGATEST_SUBJ_COUNTED "layby.evt.sagatest.counted"
+
+/* One more per command, however often it arrives: no key, no check. */
+static lb_status
+sagatest_on_count(svc_batch *b, svc_item *items, size_t n, lb_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        const Layby__V1__TestStepDo *m = (const Layby__V1__TestStepDo *)items[i].msg;
+        if (strcmp(m->script, "fail") == 0)
+            return lb_err_set(err, LB_ERR_INTERNAL, "scripted count failure for %s", m->saga_id);
+        const char *p[] = { m->saga_id };
+        lb_status s = store_exec(svc_batch_store(b), NULL, "sagatest_count", 1, p, err);
+        if (s != LB_OK)
+            return s;
+        bus_envelope env;
+        bus_envelope_init(&env, &layby__v1__test_step_done__descriptor, items[i].env);
+        Layby__V1__TestStepDone ev = LAYBY__V1__TEST_STEP_DONE__INIT;
+        ev.saga_id = m->saga_id;
+        if ((s = svc_emit(b, SAGATEST_SUBJ_COUNTED, &env, &ev.base, err)) != LB_OK)
+            return s;
+    }
+    return LB_OK;
+}
+
 /* clang-format off */
 static const svc_handler sagatest_handlers[] = {
     { SAGA_SUBJ_TEST_DO,   &layby__v1__test_step_do__descriptor,   sagatest_on_command },
     { SAGA_SUBJ_TEST_UNDO, &layby__v1__test_step_undo__descriptor, sagatest_on_command },
+    { SAGATEST_SUBJ_COUNT, &layby__v1__test_step_do__descriptor,   sagatest_on_count },
 };
 static const svc_consumer sagatest_consumers[] = {
     { "LAYBY_CMD", "sagatest" },

@@ -16,3 +16,5 @@ CREATE TABLE sagatest.outcomes (saga_id uuid, step int, kind text, outcome text 
 -- every real effect, in order: what "no second effect" is checked against
 CREATE TABLE sagatest.effects (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     saga_id uuid NOT NULL, step int NOT NULL, kind text NOT NULL);
+-- the runtime suite's non-idempotent counter: one more per handled count command
+CREATE TABLE sagatest.counts (key text PRIMARY KEY, n int NOT NULL);

@@ -498,6 +498,7 @@ tsupport_daemon_alive(tsupport_proc *p)
     if (p->pid == 0)
         return false;
     if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+        p->status = exit_code(status);
         forget(p);
         return false;
     }
@@ -528,7 +529,8 @@ tsupport_daemon_stop(tsupport_proc *p, int timeout_ms)
         pause_ms(POLL_STEP_MS);
     }
     forget(p);
-    return exit_code(status);
+    p->status = exit_code(status);
+    return p->status;
 }
 
 void
@@ -536,7 +538,9 @@ tsupport_daemon_kill(tsupport_proc *p)
 {
     if (p->pid == 0)
         return;
+    int status = 0;
     kill(p->pid, SIGKILL);
-    waitpid(p->pid, NULL, 0);
+    waitpid(p->pid, &status, 0);
+    p->status = exit_code(status);
     forget(p);
 }

@@ -89,6 +89,7 @@ typedef struct tsupport_proc {
     char name[64];      /* layby-catalog */
     char log[512];      /* LAYBY_TEST_TMP/<name>-<n>.log */
     char pid_file[512]; /* LAYBY_TEST_TMP/run/<name>-<n>.pid, for the harness's cleanup */
+    int status;         /* once reaped: as tsupport_daemon_stop() returns (137 = SIGKILL) */
 } tsupport_proc;
 
 /* Starts LAYBY_BUILD_DIR/<name> with extra arguments (NULL-terminated list or
@@ -137,6 +138,22 @@ void tsupport_wait_count(int timeout_ms, int64_t n, const char *fmt, ...)
 /* Kills (SIGKILL) every running daemon of procs[0..n) and zeroes the array: a
  * suite's .fini, so a test that failed half-way leaves nothing running. */
 void tsupport_daemons_kill(tsupport_proc *procs, size_t n);
+/* True when the daemon's log (p->log) holds needle. */
+bool tsupport_log_has(const tsupport_proc *p, const char *needle);
+/* Fails the test (cr_expect) for each sanitizer report in p->log: a daemon's
+ * report lands there, not in the test's output. */
+void tsupport_log_expect_clean(const tsupport_proc *p);
+/* The end of a test body: SIGTERM to each running daemon of procs[0..n),
+ * expecting a clean exit (0) and a log without sanitizer reports. (A .fini's
+ * assertions are printed but fail nothing, so call this in the body.) */
+void tsupport_daemons_stop_checked(tsupport_proc *procs, size_t n);
+/* A crash point fired: p exited, killed by SIGKILL (not a segfault or a
+ * sanitizer abort), and its log holds the `fault.kill` line. */
+void tsupport_expect_fault_kill(tsupport_proc *p, int timeout_ms);
+/* Stops the test PostgreSQL (pg_ctl stop -m fast as the postgres user, on
+ * LAYBY_TEST_PG_DATA) / starts it again and reconnects tsupport_pg(). */
+void tsupport_pg_stop(void);
+void tsupport_pg_start(void);
 /* The value of one series ("layby_svc_messages_handled_total{service=\"catalog\"}")
  * on the daemon serving /metrics at port; fails the test when it is absent. */
 long long tsupport_metric(int port, const char *series);

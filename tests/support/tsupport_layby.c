@@ -1,11 +1,14 @@
 /* tsupport_layby.c - set-up the saga, ctl and catalog suites share: the admin
- * bus, the test saga's participant, and reading one metric of a daemon. */
+ * bus, the test saga's participant, reading one metric of a daemon, checking a
+ * daemon's log and exit, and stopping PostgreSQL for outage tests. */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "engine/bus.h"
 #include "engine/bus_topology.h"
@@ -154,4 +157,84 @@ tsupport_create_product(Layby__V1__CreateProduct *c, Layby__V1__ProductDraft *d,
     layby__v1__create_product__init(c);
     c->product_id = (char *)pid;
     c->draft = d;
+}
+
+bool
+tsupport_log_has(const tsupport_proc *p, const char *needle)
+{
+    FILE *f = fopen(p->log, "r");
+    if (f == NULL)
+        return false;
+    static char line[16384];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+void
+tsupport_log_expect_clean(const tsupport_proc *p)
+{
+    static const char *const reports[] = { "Sanitizer", "runtime error" };
+    for (size_t i = 0; i < LB_COUNTOF(reports); i++)
+        cr_expect(!tsupport_log_has(p, reports[i]), "%s holds a sanitizer report (%s)", p->log,
+                  reports[i]);
+}
+
+void
+tsupport_daemons_stop_checked(tsupport_proc *procs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (procs[i].pid == 0)
+            continue;
+        int rc = tsupport_daemon_stop(&procs[i], 15000);
+        cr_expect_eq(rc, 0, "%s exited with %d (log %s)", procs[i].name, rc, procs[i].log);
+        tsupport_log_expect_clean(&procs[i]);
+    }
+}
+
+static bool
+proc_ended(void *arg)
+{
+    return !tsupport_daemon_alive(arg);
+}
+
+void
+tsupport_expect_fault_kill(tsupport_proc *p, int timeout_ms)
+{
+    cr_assert(tsupport_poll_until(proc_ended, p, timeout_ms), "%s: the fault point never fired",
+              p->name);
+    cr_assert_eq(p->status, 128 + SIGKILL, "%s died with %d, not SIGKILL (log %s)", p->name,
+                 p->status, p->log);
+    cr_assert(tsupport_log_has(p, "\"event\":\"fault.kill\""), "no fault.kill line in %s", p->log);
+    tsupport_log_expect_clean(p);
+}
+
+static void
+pg_ctl(const char *action)
+{
+    const char *data = tsupport_env_req("LAYBY_TEST_PG_DATA");
+    char cmd[2048];
+    /* The log goes next to data/, where the harness keeps postgres.log. */
+    snprintf(cmd, sizeof cmd,
+             "cd / && runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D '%s' -w -t 60 "
+             "-m fast -l '%s/../postgres.log' %s >/dev/null 2>&1",
+             data, data, action);
+    int rc = system(cmd);
+    cr_assert(rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "pg_ctl %s failed (%d)", action,
+              rc);
+}
+
+void
+tsupport_pg_stop(void)
+{
+    pg_ctl("stop");
+}
+
+void
+tsupport_pg_start(void)
+{
+    pg_ctl("start");
+    PQreset(tsupport_pg()); /* its old session died with the server */
 }
