@@ -107,12 +107,6 @@ stream_has(void *arg)
     return stream_msgs(w->stream) >= w->n;
 }
 
-static bool
-proc_dead(void *arg)
-{
-    return !tsupport_daemon_alive(arg);
-}
-
 static void
 wait_stream(const char *stream, uint64_t n)
 {
@@ -172,7 +166,7 @@ Test(catalog_once, same_msg_id_delivered_twice_changes_the_database_once)
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.inbox"), 1);
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.outbox"), 0);
     cr_assert_eq(stream_msgs("LAYBY_EVT"), 1, "one event, not two");
-    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+    tsupport_daemons_stop_checked(p, 1);
 }
 
 Test(catalog_once, same_product_under_two_msg_ids_is_one_product)
@@ -191,7 +185,7 @@ Test(catalog_once, same_product_under_two_msg_ids_is_one_product)
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.products"), 1);
     tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM catalog.outbox");
     cr_assert_eq(stream_msgs("LAYBY_EVT"), 1);
-    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+    tsupport_daemons_stop_checked(p, 1);
 }
 
 Test(catalog_once, killed_after_commit_before_ack_applies_nothing_twice)
@@ -203,16 +197,20 @@ Test(catalog_once, killed_after_commit_before_ack_applies_nothing_twice)
     const char *fault[] = { "LAYBY_FAULT=svc.after_commit", NULL };
     tsupport_daemon_start(p, "layby-catalog", 0, NULL, fault);
     send_new("crash-after-commit");
-    cr_assert(tsupport_poll_until(proc_dead, p, WAIT_MS), "the fault point never fired");
+    tsupport_expect_fault_kill(p, WAIT_MS);
     /* The transaction committed before the crash; the ack never left. */
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.products"), 1);
     tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
     cr_assert(tsupport_poll_until(consumer_idle, NULL, WAIT_MS), "redelivery was never acked");
+    /* The redelivery arrived and the inbox skipped it. */
+    cr_assert_eq(
+        tsupport_metric(p->port, "layby_svc_messages_duplicate_total{service=\"catalog\"}"), 1);
+    cr_assert_eq(tsupport_metric(p->port, "layby_svc_redeliveries_total{service=\"catalog\"}"), 1);
     tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM catalog.outbox");
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.products"), 1);
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.inbox"), 1);
     cr_assert_eq(stream_msgs("LAYBY_EVT"), 1);
-    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+    tsupport_daemons_stop_checked(p, 1);
 }
 
 Test(catalog_once, killed_after_publish_before_delete_publishes_once)
@@ -225,13 +223,13 @@ Test(catalog_once, killed_after_publish_before_delete_publishes_once)
     tsupport_daemon_start(p, "layby-catalog", 0, NULL, fault);
     for (int i = 0; i < 10; i++)
         send_new("crash-after-publish");
-    cr_assert(tsupport_poll_until(proc_dead, p, WAIT_MS), "the fault point never fired");
+    tsupport_expect_fault_kill(p, WAIT_MS);
     tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
     cr_assert(tsupport_poll_until(consumer_idle, NULL, WAIT_MS));
     tsupport_wait_count(WAIT_MS, 10, "SELECT count(*) FROM catalog.products");
     tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM catalog.outbox");
     cr_assert_eq(stream_msgs("LAYBY_EVT"), 10, "republished rows must be dropped as duplicates");
-    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+    tsupport_daemons_stop_checked(p, 1);
 }
 
 Test(catalog_once, events_written_while_nats_is_down_are_published_once_it_is_back)
@@ -268,7 +266,7 @@ Test(catalog_once, events_written_while_nats_is_down_are_published_once_it_is_ba
     send_new("after-restart");
     tsupport_wait_count(WAIT_MS, 1, "SELECT count(*) FROM catalog.products");
     cr_assert(tsupport_daemon_alive(p));
-    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+    tsupport_daemons_stop_checked(p, 1);
 }
 
 static void
@@ -344,7 +342,7 @@ Test(catalog_once, poison_messages_land_in_the_dlq_and_the_consumer_goes_on)
     assert_dlq_has_error(1, "Nats-Msg-Id");
     assert_dlq_has_error(2, "Layby-Type");
     cr_assert(tsupport_daemon_alive(p));
-    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+    tsupport_daemons_stop_checked(p, 1);
 }
 
 Test(catalog_once, a_message_that_keeps_failing_is_dead_lettered_after_max_deliver)
@@ -366,7 +364,7 @@ Test(catalog_once, a_message_that_keeps_failing_is_dead_lettered_after_max_deliv
     natsMsg_Destroy(m);
     send_new("stored again");
     tsupport_wait_count(WAIT_MS, 1, "SELECT count(*) FROM catalog.products");
-    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+    tsupport_daemons_stop_checked(p, 1);
 }
 
 Test(catalog_once, two_instances_share_the_durable)
@@ -395,8 +393,8 @@ Test(catalog_once, two_instances_share_the_durable)
     cr_assert_gt(ha, 0);
     cr_assert_gt(hb, 0);
     cr_assert_eq(stream_msgs("LAYBY_EVT"), N);
-    cr_assert_eq(tsupport_daemon_stop(a, 10000), 0);
-    cr_assert_eq(tsupport_daemon_stop(b, 10000), 0);
+    tsupport_daemons_stop_checked(a, 1);
+    tsupport_daemons_stop_checked(b, 1);
 }
 
 /* A worker waiting in a fetch across idle seconds (pull requests expiring and
@@ -414,7 +412,14 @@ Test(catalog_once, commands_after_idle_seconds_are_handled_at_once)
         int64_t ms = (lb_mono_us() - t0) / 1000;
         cr_assert_lt(ms, 900, "round %d took %lld ms after idling", round, (long long)ms);
     }
-    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+    tsupport_daemons_stop_checked(p, 1);
+}
+
+static bool
+some_products(void *arg)
+{
+    (void)arg;
+    return tsupport_sql_int("SELECT count(*) FROM catalog.products") > 0;
 }
 
 /* Stopping an instance in the middle of a stream of commands leaves none of
@@ -424,14 +429,18 @@ Test(catalog_once, commands_after_idle_seconds_are_handled_at_once)
 Test(catalog_once, a_restarted_instance_takes_the_rest_without_waiting_for_ack_wait)
 {
     tsupport_proc *p = &procs[0];
-    tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
     enum {
         N = 3000
     };
+    /* All queued before it starts, and stopped as soon as the first are in:
+     * work is really left when it stops (asserted below). */
     for (int i = 0; i < N; i++)
         send_new("handed-back");
-    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+    tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
+    tsupport_poll_until(some_products, NULL, WAIT_MS);
+    tsupport_daemons_stop_checked(p, 1);
     int64_t done = tsupport_sql_int("SELECT count(*) FROM catalog.products");
+    cr_assert_lt(done, N, "nothing was left when it stopped: the test shows nothing");
     int64_t t0 = lb_mono_us();
     tsupport_daemon_start(p, "layby-catalog", 0, NULL, NULL);
     tsupport_wait_count(WAIT_MS, N, "SELECT count(*) FROM catalog.products");
@@ -440,5 +449,5 @@ Test(catalog_once, a_restarted_instance_takes_the_rest_without_waiting_for_ack_w
                  (long long)(N - done), N, (long long)ms);
     cr_assert(tsupport_poll_until(consumer_idle, NULL, WAIT_MS));
     cr_assert_eq(stream_msgs("LAYBY_EVT"), N, "each command once");
-    cr_assert_eq(tsupport_daemon_stop(p, 10000), 0);
+    tsupport_daemons_stop_checked(p, 1);
 }
