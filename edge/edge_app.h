@@ -43,6 +43,10 @@ typedef struct edge_app {
     edge_cfg cfg;
     bus *bus;        /* thread-safe */
     edge_auth *auth; /* thread-safe */
+    /* the table edge_dispatch() walks: NULL = edge_routes_table(); a test
+     * passes its own (such rows get no per-route metrics) */
+    const struct edge_route *routes;
+    size_t n_routes;
     /* /readyz probe result, guarded by ready_lock: JetStream is asked at most
      * once a second however often the probe is hit. */
     pthread_mutex_t ready_lock;

@@ -176,6 +176,9 @@ bind_text(char *out, size_t n, bool *present, edge_req *r, const edge_bind *b, l
         id_from_key(out, b->name, k);
         return LB_OK;
     }
+    case EDGE_FROM_CONST:
+        snprintf(out, n, "%s", b->name);
+        return LB_OK;
     default:
         return lb_err_set(err, LB_ERR_CONFIG, "bind without a source");
     }

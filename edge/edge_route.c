@@ -9,6 +9,7 @@
 #include "edge_routes.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
@@ -99,10 +100,12 @@ path_bound(const edge_route *rt, const char *name, size_t len)
     return false;
 }
 
-/* Every {name} of pattern passes ok(rt, name); the first that fails is named. */
+/* Every {name} of pattern passes ok(rt, name); the first that fails is named
+ * with `why`. */
 static lb_status
 placeholders_check(const edge_route *rt, const char *pattern, const char *what,
-                   bool (*ok)(const edge_route *, const char *, size_t), lb_err *err)
+                   bool (*ok)(const edge_route *, const char *, size_t), const char *why,
+                   lb_err *err)
 {
     for (const char *p = pattern; (p = strchr(p, '{')) != NULL; p++) {
         const char *close = strchr(p, '}');
@@ -110,9 +113,8 @@ placeholders_check(const edge_route *rt, const char *pattern, const char *what,
             return lb_err_set(err, LB_ERR_CONFIG, "%s %s: unclosed { in %s", rt->method, rt->path,
                               what);
         if (!ok(rt, p + 1, (size_t)(close - p - 1)))
-            return lb_err_set(err, LB_ERR_CONFIG, "%s %s: %s names {%.*s}, which %s", rt->method,
-                              rt->path, what, (int)(close - p - 1), p + 1,
-                              what[0] == 'p' ? "no path bind fills" : "the reply lacks");
+            return lb_err_set(err, LB_ERR_CONFIG, "%s %s: %s names {%.*s}: %s", rt->method,
+                              rt->path, what, (int)(close - p - 1), p + 1, why);
     }
     return LB_OK;
 }
@@ -121,6 +123,19 @@ static bool
 in_reply(const edge_route *rt, const char *name, size_t len)
 {
     return has_json_field(rt->answer ? rt->answer : rt->reply, name, len);
+}
+
+/* A constant's text is read like any bound value: check it once, here. */
+static bool
+const_fits(const ProtobufCMessageDescriptor *desc, const edge_bind *b)
+{
+    ProtobufCMessage *m = malloc(desc->sizeof_message);
+    if (m == NULL)
+        return false;
+    protobuf_c_message_init(desc, m);
+    bool ok = edge_field_set(m, b->field, b->name, b->field, NULL) == LB_OK;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return ok;
 }
 
 static lb_status
@@ -136,6 +151,9 @@ binds_check(const edge_route *rt, lb_err *err)
         if (b->from == EDGE_FROM_SUB && rt->who == EDGE_PUBLIC)
             return lb_err_set(err, LB_ERR_CONFIG, "%s %s: a public route has no token sub",
                               rt->method, rt->path);
+        if (b->from == EDGE_FROM_CONST && !const_fits(rt->request, b))
+            return lb_err_set(err, LB_ERR_CONFIG, "%s %s: \"%s\" does not fit %s", rt->method,
+                              rt->path, b->name, b->field);
         if (b->from == EDGE_FROM_PATH) {
             char pat[EDGE_PARAMS_MAX * 32];
             snprintf(pat, sizeof pat, "{%s}", b->name);
@@ -190,9 +208,9 @@ row_check(const edge_route *rt, lb_err *err)
     if (s == LB_OK)
         s = binds_check(rt, err);
     if (s == LB_OK)
-        s = placeholders_check(rt, rt->path, "path", path_bound, err);
+        s = placeholders_check(rt, rt->path, "path", path_bound, "no path bind fills it", err);
     if (s == LB_OK && rt->location != NULL)
-        s = placeholders_check(rt, rt->location, "Location", in_reply, err);
+        s = placeholders_check(rt, rt->location, "Location", in_reply, "not a reply field", err);
     return s;
 }
 

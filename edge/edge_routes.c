@@ -134,8 +134,14 @@ edge_dispatch(struct mg_connection *conn, void *cbdata)
     const char *path = r.ri->local_uri ? r.ri->local_uri : "";
 
     char allow[EDGE_ALLOW_MAX];
-    size_t n_routes;
-    const edge_route *routes = edge_routes_table(&n_routes);
+    size_t n_routes = app->n_routes;
+    const edge_route *routes = app->routes;
+    size_t n_own;
+    const edge_route *own = edge_routes_table(&n_own);
+    if (routes == NULL) {
+        routes = own;
+        n_routes = n_own;
+    }
     lb_status s =
         edge_route_find(&r.route, r.params, &r.n_params, allow, routes, n_routes, method, path);
     if (s == LB_ERR_NOT_FOUND) {
@@ -154,11 +160,11 @@ edge_dispatch(struct mg_connection *conn, void *cbdata)
     }
 
     int64_t us = lb_mono_us() - t0;
-    size_t slot = r.route ? (size_t)(r.route - routes) : UNMATCHED;
+    size_t slot = r.route && routes == own ? (size_t)(r.route - routes) : UNMATCHED;
     count_request(slot, r.status, us);
     log_ctx lc = { .correlation = r.correlation[0] ? r.correlation : NULL };
     log_info(&lc, "edge.request", "request", LOG_STR("method", method),
-             LOG_STR("route", route_label(slot)), LOG_INT("status", r.status),
+             LOG_STR("route", r.route ? r.route->path : "unmatched"), LOG_INT("status", r.status),
              LOG_INT("duration_us", us), LOG_STR("traceparent", r.traceparent));
     edge_req_destroy(&r);
     return r.status;

@@ -55,6 +55,7 @@ typedef enum edge_from {
     EDGE_FROM_QUERY,  /* the ?name= query parameter (absent: field keeps its default) */
     EDGE_FROM_SUB,    /* the access token's sub, the member id */
     EDGE_FROM_NEW_ID, /* a new UUID; with Idempotency-Key, derived from it (name = id kind) */
+    EDGE_FROM_CONST,  /* the text in name, e.g. a signal's name "cancel" */
 } edge_from;
 
 /* Extra checks of a bound value before it is converted to the field's type. */
@@ -66,7 +67,8 @@ typedef enum edge_fmt {
 /* One request field filled from outside the body. */
 typedef struct edge_bind {
     edge_from from;
-    const char *name;  /* path or query parameter; id kind for NEW_ID; NULL for SUB */
+    const char *name;  /* path or query parameter; id kind for NEW_ID; the value for CONST;
+                          NULL for SUB */
     const char *field; /* proto field name (snake_case) of a top-level request field */
     edge_fmt fmt;
     const char *doc; /* OpenAPI description of a query parameter, or NULL */
@@ -92,6 +94,10 @@ typedef struct edge_bind {
 #define EDGE_NEW_ID(kind, pfield)                                   \
     {                                                               \
         .from = EDGE_FROM_NEW_ID, .name = (kind), .field = (pfield) \
+    }
+#define EDGE_CONST(pfield, text)                                   \
+    {                                                              \
+        .from = EDGE_FROM_CONST, .name = (text), .field = (pfield) \
     }
 
 /* A business code answered by the service, shown to the client as another. */

@@ -101,7 +101,8 @@ static const edge_route row_ok = {
                         EDGE_QUERY("q", "note", NULL),
                         EDGE_QUERY("color", "color", NULL),
                         EDGE_SUB("choice_text"),
-                        EDGE_NEW_ID("thing", "choice_text")),
+                        EDGE_NEW_ID("thing", "choice_text"),
+                        EDGE_CONST("f_sint32", "-3")),
 };
 /* clang-format on */
 
@@ -139,6 +140,7 @@ Test(edge_bind, path_query_and_token_fill_the_request)
     cr_assert_str_eq(m->note, "oled tv", "query values are URL-decoded");
     cr_assert_eq(m->color, LAYBY__TEST__COLOR__COLOR_RED);
     cr_assert_str_eq(m->choice_text, "member-7", "the token's sub");
+    cr_assert_eq(m->f_sint32, -3, "a constant, typed by its field");
     protobuf_c_message_free_unpacked(&m->base, NULL);
 
     cr_assert_eq(apply(&m, uuid, NULL, false, &err), LB_OK, "no query string at all");

@@ -19,6 +19,7 @@
 #include "edge_auth.h"
 #include "edge_http.h"
 #include "edge_idem.h"
+#include "edge_openapi.h"
 #include "edge_ops.h"
 #include "edge_routes.h"
 #include "engine/log.h"
@@ -247,6 +248,7 @@ Test(edge_dispatch, metrics_and_openapi)
     tsupport_http_call(&r, port, "GET", "/nope", NULL, NULL, false);
     tsupport_http_call(&r, port, "GET", "/api/v1/openapi.json", NULL, NULL, false);
     cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, edge_openapi_text(), "the generated document is what is served");
     json_t *doc = json_loads(r.body, 0, NULL);
     cr_assert(json_is_object(json_object_get(doc, "paths")));
     json_decref(doc);

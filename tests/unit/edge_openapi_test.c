@@ -456,6 +456,10 @@ static const edge_route bad_rows[][2] = {
     { { .method = "GET", .path = "/x", .kind = EDGE_KIND_QUERY, .summary = "s", .operation = "a",
         .subject = "s", .request = &layby__v1__get_product__descriptor,
         .reply = &layby__v1__product__descriptor, .status = 404 } }, /* not a 2xx */
+    { { .method = "GET", .path = "/x", .kind = EDGE_KIND_QUERY, .summary = "s", .operation = "a",
+        .subject = "s", .request = &layby__test__everything__descriptor,
+        .reply = &layby__v1__product__descriptor, .status = 200,
+        .binds = EDGE_BINDS(EDGE_CONST("f_int32", "many")) } }, /* a constant that misfits */
 };
 /* clang-format on */
 

@@ -1,0 +1,313 @@
+/* edge_run_test.c - the route runner against a real nats-server: rows made
+ * for the purpose, served by civetweb in this process, answered by a
+ * responder thread of this test on the same subjects a service would read.
+ *
+ * What the e2e product suite cannot reach with two rows: query parameters,
+ * the token's member id and constants arriving in the message, Layby-Actor
+ * and traceparent on the wire, a Failure remapped, a reply_status hook, 204,
+ * Location from the reply, 202 PENDING for an unanswered command, 504 and
+ * 503 for queries, a body that tries to set a bound field, and the
+ * Idempotency-Key replay sending the message once.
+ */
+#include <civetweb.h>
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <jwt.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "bus.h"
+#include "codec.h"
+#include "codectest.pb-c.h"
+#include "edge_app.h"
+#include "edge_routes.h"
+#include "engine/log.h"
+#include "layby/v1/common.pb-c.h"
+#include "tsupport.h"
+
+#define SUBJ_Q      "layby.qry.edgetest.get"
+#define SUBJ_SILENT "layby.qry.edgetest.silent"
+#define SUBJ_NONE   "layby.qry.edgetest.nobody"
+#define SUBJ_CMD    "layby.cmd.edgetest.put"
+#define SUBJ_LOST   "layby.cmd.edgetest.lost"
+
+static const char uuid[] = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4aff";
+static const char member[] = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"; /* tsupport_jwt_mint()'s */
+
+/* Marks the reply with f_int32 = 7 as still deciding. */
+static int
+deciding(const ProtobufCMessage *reply, const edge_req *r)
+{
+    (void)r;
+    return ((const Layby__Test__Everything *)reply)->f_int32 == 7 ? 202 : 0;
+}
+static const edge_hooks deciding_hooks = { .reply_status = deciding };
+
+/* clang-format off */
+static const edge_route rows[] = {
+    { .method = "GET", .path = "/t/{id}", .who = EDGE_MEMBER, .kind = EDGE_KIND_QUERY,
+      .summary = "q", .operation = "q", .subject = SUBJ_Q,
+      .request = &layby__test__everything__descriptor,
+      .reply = &layby__test__everything__descriptor, .status = 200,
+      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "f_string"), EDGE_QUERY("limit", "f_int32", NULL),
+                          EDGE_QUERY("q", "note", NULL), EDGE_SUB("choice_text"),
+                          EDGE_CONST("f_sint32", "-3")),
+      .errors = EDGE_ERRORS(LB_ERR_STATE),
+      .remap = EDGE_REMAP({ LB_ERR_STATE, LB_ERR_NOT_CANCELLABLE }) },
+    { .method = "GET", .path = "/silent", .who = EDGE_PUBLIC, .kind = EDGE_KIND_QUERY,
+      .summary = "s", .operation = "s", .subject = SUBJ_SILENT,
+      .request = &layby__test__everything__descriptor,
+      .reply = &layby__test__everything__descriptor, .status = 200 },
+    { .method = "GET", .path = "/nobody", .who = EDGE_PUBLIC, .kind = EDGE_KIND_QUERY,
+      .summary = "n", .operation = "n", .subject = SUBJ_NONE,
+      .request = &layby__test__everything__descriptor,
+      .reply = &layby__test__everything__descriptor, .status = 200 },
+    { .method = "PUT", .path = "/t/{id}", .who = EDGE_MEMBER, .kind = EDGE_KIND_COMMAND,
+      .summary = "p", .operation = "p", .subject = SUBJ_CMD,
+      .request = &layby__test__everything__descriptor,
+      .body = &layby__test__everything__descriptor,
+      .reply = &layby__test__everything__descriptor, .status = 201,
+      .location = "/t/{fString}", .idempotent = true,
+      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "f_string"), EDGE_SUB("choice_text")),
+      .hooks = &deciding_hooks },
+    { .method = "DELETE", .path = "/t/{id}", .who = EDGE_MEMBER, .kind = EDGE_KIND_SIGNAL,
+      .summary = "d", .operation = "d", .subject = SUBJ_CMD,
+      .request = &layby__test__everything__descriptor,
+      .reply = &layby__test__everything__descriptor, .status = 204,
+      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "f_string")) },
+    { .method = "POST", .path = "/lost", .who = EDGE_MEMBER, .kind = EDGE_KIND_SAGA_START,
+      .summary = "l", .operation = "l", .subject = SUBJ_LOST,
+      .request = &layby__test__everything__descriptor,
+      .body = &layby__test__inner__descriptor, .body_field = "inner",
+      .reply = &layby__test__everything__descriptor, .status = 201,
+      .location = "/t/{fString}", .idempotent = true,
+      .binds = EDGE_BINDS(EDGE_NEW_ID("t", "f_string")) },
+};
+/* clang-format on */
+
+static edge_app app;
+static struct mg_context *http;
+static int port;
+static natsSubscription *subs[2];
+static atomic_int calls;
+static char user_auth[2048];
+
+/* The responder: echoes the request, with Layby-Actor and traceparent in
+ * r_string; limit 1 answers a Failure invalid_state, limit 2 nothing. */
+static void
+on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    (void)closure;
+    atomic_fetch_add(&calls, 1);
+    bus_envelope in;
+    lb_err err;
+    ProtobufCMessage *req = NULL;
+    if (bus_envelope_read(&in, m, &err) != LB_OK ||
+        codec_unpack(&req, &layby__test__everything__descriptor,
+                     (const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
+                     &err) != LB_OK)
+        goto out;
+    Layby__Test__Everything *e = (Layby__Test__Everything *)req;
+    const char *to = in.reply[0] ? in.reply : natsMsg_GetReply(m);
+    if (e->f_int32 == 2 || to == NULL)
+        goto out;
+    char *strs[2] = { in.actor, in.traceparent };
+    Layby__V1__Failure f = LAYBY__V1__FAILURE__INIT;
+    f.code = (char *)"invalid_state";
+    f.message = (char *)"not now";
+    const ProtobufCMessage *answer = e->f_int32 == 1 ? &f.base : req;
+    if (e->f_int32 != 1) {
+        e->n_r_string = 2;
+        e->r_string = strs;
+    }
+    bus_envelope out;
+    bus_envelope_init(&out, answer->descriptor, &in);
+    bus_publish_core(app.bus, to, &out, answer, &err);
+    e->n_r_string = 0; /* borrowed: not for free_unpacked */
+    e->r_string = NULL;
+out:
+    if (req != NULL)
+        protobuf_c_message_free_unpacked(req, NULL);
+    natsMsg_Destroy(m);
+}
+
+static void
+setup(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    log_init("edge-run-test", "t", LOG_ERROR);
+    tsupport_reset();
+    memset(&app, 0, sizeof app);
+    app.cfg.max_body = 4096;
+    app.cfg.command_timeout_ms = 2000;
+    app.cfg.query_timeout_ms = 500;
+    app.routes = rows;
+    app.n_routes = LB_COUNTOF(rows);
+    lb_err err;
+    cr_assert_eq(edge_routes_check(rows, LB_COUNTOF(rows), &err), LB_OK, "%s", err.msg);
+    char priv[4096], pub[1024];
+    tsupport_es256_keys(priv, sizeof priv, pub, sizeof pub);
+    cr_assert_eq(edge_auth_new(&app.auth, pub, strlen(pub), NULL, &err), LB_OK);
+    tsupport_jwt_mint(user_auth, sizeof user_auth, "USER", JWT_ALG_ES256, priv, TSUPPORT_JWT_NO_IAT,
+                      lb_now_ms() / 1000 + 600);
+    pthread_mutex_init(&app.ready_lock, NULL);
+    pthread_mutex_init(&app.kv_lock, NULL);
+    app.bus = tsupport_admin_bus("edge-run-test");
+    atomic_store(&calls, 0);
+    cr_assert_eq(natsConnection_Subscribe(&subs[0], bus_conn(app.bus), SUBJ_Q, on_msg, NULL),
+                 NATS_OK);
+    cr_assert_eq(natsConnection_Subscribe(&subs[1], bus_conn(app.bus), SUBJ_CMD, on_msg, NULL),
+                 NATS_OK);
+    cr_assert_eq(natsConnection_Flush(bus_conn(app.bus)), NATS_OK);
+
+    mg_init_library(0);
+    const char *opts[] = { "listening_ports", "127.0.0.1:0", "num_threads", "4", NULL };
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    http = mg_start(&cb, &app, opts);
+    cr_assert_not_null(http);
+    mg_set_request_handler(http, "/", edge_dispatch, &app);
+    struct mg_server_port ports[2];
+    cr_assert_eq(mg_get_server_ports(http, 2, ports), 1);
+    port = ports[0].port;
+}
+
+static void
+teardown(void)
+{
+    mg_stop(http);
+    mg_exit_library();
+    for (size_t i = 0; i < LB_COUNTOF(subs); i++)
+        natsSubscription_Destroy(subs[i]);
+    if (app.kv != NULL)
+        kvStore_Destroy(app.kv);
+    bus_close(app.bus);
+    edge_auth_free(app.auth);
+    curl_global_cleanup();
+}
+
+TestSuite(edge_run, .init = setup, .fini = teardown, .timeout = 60);
+
+static json_t *
+call(tsupport_resp *r, const char *method, const char *path, const char *body, const char *extra)
+{
+    const char *h[5] = { user_auth, "Content-Type: application/json" };
+    size_t n = 2;
+    if (extra != NULL)
+        h[n++] = extra;
+    h[n] = NULL;
+    tsupport_http_call(r, port, method, path, h, body, false);
+    return r->body_len > 0 ? json_loads(r->body, 0, NULL) : NULL;
+}
+
+static const char *
+str(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    cr_assert_not_null(s, "no %s", k);
+    return s;
+}
+
+Test(edge_run, a_query_carries_path_query_token_and_constant)
+{
+    tsupport_resp r;
+    char path[128];
+    snprintf(path, sizeof path, "/t/%s?limit=25&q=oled%%20tv&other=ignored", uuid);
+    const char *tp = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    json_t *j = call(&r, "GET", path, NULL, tp);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(str(j, "fString"), uuid);
+    cr_assert_eq(json_integer_value(json_object_get(j, "fInt32")), 25);
+    cr_assert_str_eq(str(j, "note"), "oled tv");
+    cr_assert_str_eq(str(j, "choiceText"), member, "the token's sub");
+    cr_assert_eq(json_integer_value(json_object_get(j, "fSint32")), -3);
+    json_t *seen = json_object_get(j, "rString");
+    char actor[128];
+    snprintf(actor, sizeof actor, "%s USER", member);
+    cr_assert_str_eq(json_string_value(json_array_get(seen, 0)), actor, "Layby-Actor");
+    cr_assert_str_eq(json_string_value(json_array_get(seen, 1)), tp + strlen("traceparent: "));
+    json_decref(j);
+
+    snprintf(path, sizeof path, "/t/%s?limit=ten", uuid);
+    call(&r, "GET", path, NULL, NULL);
+    tsupport_http_assert_error(&r, 400, "invalid_argument", "limit");
+    cr_assert_eq(atomic_load(&calls), 1, "a refused request sends nothing");
+}
+
+Test(edge_run, failures_are_remapped_and_silence_is_504_or_503)
+{
+    tsupport_resp r;
+    char path[128];
+    snprintf(path, sizeof path, "/t/%s?limit=1", uuid);
+    call(&r, "GET", path, NULL, NULL);
+    tsupport_http_assert_error(&r, 409, "not_cancellable", NULL);
+    snprintf(path, sizeof path, "/t/%s?limit=2", uuid);
+    call(&r, "GET", path, NULL, NULL);
+    tsupport_http_assert_error(&r, 504, "timeout", NULL);
+    call(&r, "GET", "/nobody", NULL, NULL);
+    tsupport_http_assert_error(&r, 503, "unavailable", NULL);
+}
+
+Test(edge_run, commands_answer_201_with_location_or_the_hooks_status)
+{
+    tsupport_resp r;
+    char path[128];
+    snprintf(path, sizeof path, "/t/%s", uuid);
+    json_t *j = call(&r, "PUT", path, "{\"fInt32\":5}", NULL);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(j, "fInt32")), 5);
+    char loc[128], want[128];
+    snprintf(want, sizeof want, "/t/%s", uuid);
+    cr_assert(tsupport_http_header(&r, "Location", loc, sizeof loc), "%s", r.headers);
+    cr_assert_str_eq(loc, want);
+    json_decref(j);
+
+    j = call(&r, "PUT", path, "{\"fInt32\":7}", NULL);
+    cr_assert_eq(r.status, 202, "the hook's status: %s", r.body);
+    json_decref(j);
+
+    call(&r, "PUT", path, "{\"fInt32\":5,\"choiceText\":\"someone-else\"}", NULL);
+    tsupport_http_assert_error(&r, 400, "unknown_field", "choiceText");
+
+    call(&r, "DELETE", path, NULL, NULL);
+    cr_assert_eq(r.status, 204, "%s", r.body);
+    cr_assert_eq(r.body_len, 0);
+    cr_assert_eq(atomic_load(&calls), 3);
+}
+
+Test(edge_run, a_repeat_with_the_same_key_is_sent_once)
+{
+    tsupport_resp a, b, c;
+    char path[128];
+    snprintf(path, sizeof path, "/t/%s", uuid);
+    call(&a, "PUT", path, "{\"fInt32\":5}", "Idempotency-Key: k-1");
+    cr_assert_eq(a.status, 201, "%s", a.body);
+    call(&b, "PUT", path, "{\"fInt32\":5}", "Idempotency-Key: k-1");
+    cr_assert_eq(b.status, 201);
+    cr_assert_str_eq(a.body, b.body);
+    cr_assert_eq(atomic_load(&calls), 1, "the repeat was answered from the bucket");
+    call(&c, "PUT", path, "{\"fInt32\":6}", "Idempotency-Key: k-1");
+    tsupport_http_assert_error(&c, 422, "unprocessable", NULL);
+}
+
+Test(edge_run, an_unanswered_command_is_202_pending_with_its_new_id)
+{
+    app.cfg.command_timeout_ms = 200;
+    tsupport_resp r, s;
+    json_t *j = call(&r, "POST", "/lost", "{\"label\":\"x\"}", "Idempotency-Key: lost-1");
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    cr_assert_str_eq(str(j, "status"), "PENDING");
+    const char *id = str(j, "fString");
+    char loc[128], want[128];
+    snprintf(want, sizeof want, "/t/%s", id);
+    cr_assert(tsupport_http_header(&r, "Location", loc, sizeof loc), "%s", r.headers);
+    cr_assert_str_eq(loc, want);
+    json_t *k = call(&s, "POST", "/lost", "{\"label\":\"x\"}", "Idempotency-Key: lost-1");
+    cr_assert_eq(s.status, 202, "a 202 is not remembered: tried again");
+    cr_assert_str_eq(str(k, "fString"), id, "the same key names the same id");
+    json_decref(k);
+    json_decref(j);
+}
