@@ -17,8 +17,8 @@
 #include "bench_common.h"
 #include "engine/bus_topology.h"
 #include "engine/id.h"
-#include "engine/saga.h"
 #include "layby/v1/saga.pb-c.h"
+#include "sagas_test.h"
 
 typedef struct run {
     int64_t count;

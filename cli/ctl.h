@@ -92,7 +92,7 @@ int ctl_dlq_show(const ctl_cmd *cmd, int argc, char **argv);
 int ctl_dlq_retry(const ctl_cmd *cmd, int argc, char **argv);
 int ctl_saga_list(const ctl_cmd *cmd, int argc, char **argv);
 int ctl_saga_show(const ctl_cmd *cmd, int argc, char **argv);
-int ctl_saga_op(const ctl_cmd *cmd, int argc, char **argv); /* retry, resolve */
+int ctl_saga_op(const ctl_cmd *cmd, int argc, char **argv); /* retry, resolve, signal */
 int ctl_saga_replay(const ctl_cmd *cmd, int argc, char **argv);
 int ctl_replay(const ctl_cmd *cmd, int argc, char **argv);
 

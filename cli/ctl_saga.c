@@ -1,9 +1,9 @@
-/* ctl_saga.c - `layby-ctl saga list|show|retry|resolve|replay`: what an
- * operator needs for sagas.
+/* ctl_saga.c - `layby-ctl saga list|show|retry|resolve|signal|replay`: what
+ * an operator needs for sagas.
  *
  * list, show and replay read schema saga (LAYBY_CTL_DATABASE_URL connects as
- * the saga role) and change nothing. retry and resolve are commands to the
- * orchestrator (layby.v1.RetrySaga / ResolveSaga): the tool never writes a
+ * the saga role) and change nothing. retry, resolve and signal are commands to
+ * the orchestrator (layby.v1.RetrySaga / ResolveSaga / SignalSaga): the tool never writes a
  * saga row itself, so the decider's rules and the saga's log stay the only
  * way a saga changes. replay re-decides a saga's recorded inputs with the
  * pure decider and the saga types of this build (saga_orch_registry()), which
@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "codec.h"
 #include "ctl.h"
 #include "layby/v1/saga.pb-c.h"
 #include "saga_orch.h"
@@ -158,7 +159,7 @@ typedef struct saga_list_conf {
 
 /* clang-format off */
 static const cfg_opt saga_list_opts[] = {
-    { "status", NULL, CFG_STR, "",   offsetof(saga_list_conf, status), 0, 0,      "only sagas in this status (RUNNING, COMPENSATING, COMPLETED, FAILED, STUCK, RESOLVED)" },
+    { "status", NULL, CFG_STR, "",   offsetof(saga_list_conf, status), 0, 0,      "only sagas in this status (RUNNING, COMPENSATING, COMPLETED, FAILED, STUCK, RESOLVED, CANCELLED)" },
     { "limit",  NULL, CFG_INT, "50", offsetof(saga_list_conf, limit),  1, 100000, "print at most N sagas, most recently changed first" },
 };
 /* clang-format on */
@@ -230,16 +231,53 @@ steps_print(const saga_state *st)
     const saga_registry *reg = registry(&err);
     const saga_type *t = reg ? saga_registry_find(reg, st->type, st->version) : NULL;
     size_t n = t != NULL ? t->n_steps : SAGA_STEPS_MAX;
-    printf("steps:\n  %-3s %-12s %-13s %-8s %-6s %-12s %s\n", "#", "NAME", "STATUS", "ATTEMPT",
-           "TRIES", "COMP ATTEMPT", "COMP TRIES");
+    printf("steps:\n  %-3s %-12s %-8s %-13s %-8s %-6s %-12s %s\n", "#", "NAME", "KIND", "STATUS",
+           "ATTEMPT", "TRIES", "COMP ATTEMPT", "COMP TRIES");
     for (size_t i = 0; i < n; i++) {
         const saga_step_state *ss = &st->steps[i];
-        printf("  %-3zu %-12s %-13s %-8u %-6u %-12u %-10u", i, step_name(st, (uint32_t)i),
+        printf("  %-3zu %-12s %-8s %-13s %-8u %-6u %-12u %-10u", i, step_name(st, (uint32_t)i),
+               t != NULL ? saga_step_kind_name(t->steps[i].kind) : "?",
                saga_step_status_name((saga_step_status)ss->status), ss->attempt, ss->tries,
                ss->comp_attempt, ss->comp_tries);
         flags_print(ss->flags);
         printf("\n");
     }
+}
+
+/* The saga's record as one JSON line (codec.h), when its type keeps one. */
+static void
+record_print(const saga_state *st)
+{
+    lb_err err;
+    const saga_registry *reg = registry(&err);
+    const saga_type *t = reg ? saga_registry_find(reg, st->type, st->version) : NULL;
+    ProtobufCMessage *rec = NULL;
+    char *json = NULL;
+    if (t == NULL || t->record == NULL)
+        return;
+    if (saga_record_get(&rec, t, st, &err) == LB_OK &&
+        codec_json_encode_text(&json, rec, &err) == LB_OK)
+        printf("record        %s %s\n", t->record->name, json);
+    else
+        printf("record        (unreadable: %s)\n", err.msg);
+    free(json);
+    if (rec != NULL)
+        protobuf_c_message_free_unpacked(rec, NULL);
+}
+
+static void
+durations_print(const saga_state *st)
+{
+    lb_err err;
+    const saga_registry *reg = registry(&err);
+    const saga_type *t = reg ? saga_registry_find(reg, st->type, st->version) : NULL;
+    size_t n = t != NULL ? t->n_steps : 0;
+    if (n == 0 || st->durations_ms[0] == 0)
+        return; /* started before durations were kept */
+    printf("durations    ");
+    for (size_t i = 0; i < n; i++)
+        printf(" %s=%lldms", t->steps[i].name, (long long)st->durations_ms[i]);
+    printf("\n");
 }
 
 static void
@@ -268,6 +306,10 @@ state_print(const char *id, const PGresult *r, const saga_state *st)
         printf("last error    %s\n", st->last_error);
     if (st->resolved_by[0] != '\0')
         printf("resolved by   %s: %s\n", st->resolved_by, st->resolve_reason);
+    if (st->signal[0] != '\0')
+        printf("signal        %s\n", st->signal);
+    durations_print(st);
+    record_print(st);
     steps_print(st);
 }
 
@@ -329,6 +371,7 @@ typedef struct saga_op_conf {
     ctl_conn conn;
     const char *reason;
     const char *actor;
+    const char *signal;
 } saga_op_conf;
 
 /* clang-format off */
@@ -336,15 +379,24 @@ static const cfg_opt saga_op_opts[] = {
     { "reason", NULL,   CFG_STR, NULL,       offsetof(saga_op_conf, reason), 0, 0, "why (recorded in the saga's log; required)" },
     { "actor",  "USER", CFG_STR, "operator", offsetof(saga_op_conf, actor),  0, 0, "who asks (recorded in the saga's log)" },
 };
+static const cfg_opt saga_signal_opts[] = {
+    { "signal", NULL,   CFG_STR, NULL,       offsetof(saga_op_conf, signal), 0, 0, "the signal's name (cancel, return; the saga type's table)" },
+    { "reason", NULL,   CFG_STR, NULL,       offsetof(saga_op_conf, reason), 0, 0, "why (recorded in the saga's log; required)" },
+    { "actor",  "USER", CFG_STR, "operator", offsetof(saga_op_conf, actor),  0, 0, "who asks (recorded in the saga's log)" },
+};
 
-/* Operator commands: the row's command name -> subject and message. */
+/* Commands to the orchestrator: the row's command name -> subject, message
+ * and options. */
 static const struct saga_op {
     const char *cmd;
     const char *subject;
     const ProtobufCMessageDescriptor *desc;
+    const cfg_opt *opts;
+    size_t n_opts;
 } saga_ops[] = {
-    { "saga retry",   SAGA_SUBJ_RETRY,   &layby__v1__retry_saga__descriptor },
-    { "saga resolve", SAGA_SUBJ_RESOLVE, &layby__v1__resolve_saga__descriptor },
+    { "saga retry",   SAGA_SUBJ_RETRY,   &layby__v1__retry_saga__descriptor,   saga_op_opts,     LB_COUNTOF(saga_op_opts) },
+    { "saga resolve", SAGA_SUBJ_RESOLVE, &layby__v1__resolve_saga__descriptor, saga_op_opts,     LB_COUNTOF(saga_op_opts) },
+    { "saga signal",  SAGA_SUBJ_SIGNAL,  &layby__v1__signal_saga__descriptor,  saga_signal_opts, LB_COUNTOF(saga_signal_opts) },
 };
 /* clang-format on */
 
@@ -397,6 +449,7 @@ op_send(const struct saga_op *op, const saga_op_conf *c, const char *id, lb_err 
     str_set(m, "saga_id", id);
     str_set(m, "actor", c->actor);
     str_set(m, "reason", c->reason);
+    str_set(m, "name", c->signal);
     bus_envelope_init(&env, op->desc, NULL);
     lb_status s = bus_connect(&b, &c->conn, err);
     if (s == LB_OK)
@@ -429,7 +482,7 @@ ctl_saga_op(const ctl_cmd *cmd, int argc, char **argv)
     }
     int rc = ctl_positional(&id, cmd, "saga id", &argc, argv);
     if (rc < 0)
-        rc = ctl_args(&conf, cmd, saga_op_opts, LB_COUNTOF(saga_op_opts), argc, argv);
+        rc = ctl_args(&conf, cmd, op->opts, op->n_opts, argc, argv);
     if (rc >= 0)
         return rc;
     if (!id_valid(id)) {

@@ -36,6 +36,8 @@ static const ctl_cmd ctl_cmds[] = {
       "<id> --reason TEXT: restart a STUCK saga's compensation" },
     { "saga resolve", CTL_NEEDS_NATS, ctl_saga_op,
       "<id> --reason TEXT: mark a STUCK saga repaired by hand (RESOLVED)" },
+    { "saga signal", CTL_NEEDS_NATS, ctl_saga_op,
+      "<id> --signal NAME --reason TEXT: send a running saga a signal (cancel, return)" },
     { "saga replay", CTL_NEEDS_PG, ctl_saga_replay,
       "<id>: re-decide the saga's log and compare with its stored state" },
     { "replay", CTL_NEEDS_NATS, ctl_replay,

@@ -5,9 +5,16 @@
  * events, a timeout and retry policies. saga_decide() is a pure function
  *   (type, state, input) -> (new state, decision)
  * where the decision lists the commands to send, the saga's one pending timer,
- * a reply and a log line. It has no clock, no randomness and no I/O: time and
- * a random seed come in with the input, so the orchestrator can persist the
- * inputs in the saga's log and a replay decides exactly the same again.
+ * a reply and a log line. It has no clock, no randomness and no I/O: time, a
+ * random seed and the durations of the steps (read from settings when the saga
+ * starts) come in with the inputs, so the orchestrator can persist the inputs
+ * in the saga's log and a replay decides exactly the same again.
+ * Three kinds of step (DESIGN §4): a command step sends a command and waits for
+ * its outcome events; a wait step sends nothing and waits for an event, its
+ * timeout being a failure; a delay step is a durable timer that succeeds when
+ * it fires. Signals (cancel, return) reach a running saga by its id and are
+ * handled as its type's signal table says. A saga keeps a typed record (one
+ * protobuf message per type) that steps' events fill and builders read.
  * docs/SAGAS.md explains the rules; the states and invariants are below.
  *
  * Ownership: saga types, steps and retry policies are static const tables,
@@ -28,27 +35,22 @@
 #include "id.h"
 #include "lb.h"
 
-#define SAGA_STEPS_MAX   16  /* steps in one saga type */
-#define SAGA_NAME_MAX    64  /* saga type name, with its NUL */
-#define SAGA_SUBJECT_MAX 256 /* a reply inbox (= BUS_SUBJECT_MAX) */
-#define SAGA_ACTOR_MAX   96  /* Layby-Actor or operator name (= BUS_ACTOR_MAX) */
-#define SAGA_TRACE_MAX   64  /* traceparent (= BUS_TRACE_MAX) */
-#define SAGA_REASON_MAX  256 /* failure or operator text; longer text is cut */
-#define SAGA_LOG_MAX     512 /* one log line; longer text is cut */
-#define SAGA_CMDS_MAX    2   /* commands one decision can send */
+#define SAGA_STEPS_MAX   16   /* steps in one saga type */
+#define SAGA_NAME_MAX    64   /* saga type name, with its NUL */
+#define SAGA_SUBJECT_MAX 256  /* a reply inbox (= BUS_SUBJECT_MAX) */
+#define SAGA_ACTOR_MAX   96   /* Layby-Actor or operator name (= BUS_ACTOR_MAX) */
+#define SAGA_TRACE_MAX   64   /* traceparent (= BUS_TRACE_MAX) */
+#define SAGA_REASON_MAX  256  /* failure or operator text; longer text is cut */
+#define SAGA_LOG_MAX     512  /* one log line; longer text is cut */
+#define SAGA_CMDS_MAX    2    /* commands one decision can send */
+#define SAGA_RECORD_MAX  4096 /* a saga's packed record */
+#define SAGA_BODY_MAX    8192 /* a packed event a record is merged from */
 
 /* Subjects the saga engine itself uses (DESIGN §2). */
-#define SAGA_SUBJ_RETRY            "layby.cmd.saga.retry"
-#define SAGA_SUBJ_RESOLVE          "layby.cmd.saga.resolve"
-#define SAGA_SUBJ_START_TEST       "layby.cmd.saga.start_test"
-#define SAGA_SUBJ_START_BENCH      "layby.cmd.saga.start_bench"
-/* The test saga's participants. */
-#define SAGA_SUBJ_TEST_DO          "layby.cmd.sagatest.do"
-#define SAGA_SUBJ_TEST_UNDO        "layby.cmd.sagatest.undo"
-#define SAGA_SUBJ_TEST_DONE        "layby.evt.sagatest.done"
-#define SAGA_SUBJ_TEST_FAILED      "layby.evt.sagatest.failed"
-#define SAGA_SUBJ_TEST_UNDONE      "layby.evt.sagatest.undone"
-#define SAGA_SUBJ_TEST_UNDO_FAILED "layby.evt.sagatest.undo_failed"
+#define SAGA_SUBJ_RETRY        "layby.cmd.saga.retry"
+#define SAGA_SUBJ_RESOLVE      "layby.cmd.saga.resolve"
+#define SAGA_SUBJ_SIGNAL       "layby.cmd.saga.signal"
+#define SAGA_SUBJ_START_PREFIX "layby.cmd.saga.start." /* + the type's name */
 
 /* --- states --------------------------------------------------------------- */
 
@@ -62,7 +64,8 @@
     X(COMPLETED, true, "layby.evt.saga.completed")        \
     X(FAILED, true, "layby.evt.saga.failed")              \
     X(STUCK, false, "layby.evt.saga.stuck")               \
-    X(RESOLVED, true, "layby.evt.saga.resolved")
+    X(RESOLVED, true, "layby.evt.saga.resolved")          \
+    X(CANCELLED, true, "layby.evt.saga.cancelled")
 /* clang-format on */
 
 typedef enum saga_status {
@@ -81,6 +84,7 @@ typedef enum saga_step_status {
     SAGA_STEP_FAILED,       /* last attempt failed (see RETRY_WAIT) */
     SAGA_STEP_COMPENSATING, /* compensation `comp_attempt` sent or waiting to be resent */
     SAGA_STEP_COMPENSATED,  /* compensation confirmed */
+    SAGA_STEP_SKIPPED,      /* never run: a signal jumped over it, or the saga ended before */
     SAGA__STEP_STATUS_COUNT
 } saga_step_status;
 
@@ -90,7 +94,8 @@ typedef enum saga_step_status {
     0x2u /* failed without a final answer: it may have taken \
             effect, so it is compensated too */
 /* saga_state.flags */
-#define SAGA_F_REPLIED 0x1u /* the requester has had its one reply */
+#define SAGA_F_REPLIED   0x1u /* the requester has had its one reply */
+#define SAGA_F_CANCELLED 0x2u /* a signal rolls it back: it ends CANCELLED, not FAILED */
 
 typedef struct saga_step_state {
     uint8_t status;        /* saga_step_status */
@@ -107,6 +112,7 @@ typedef enum saga_timer_kind {
     SAGA_TIMER_STEP_RETRY,   /* backoff after a failed attempt: then resend */
     SAGA_TIMER_COMP_TIMEOUT, /* compensation sent, no outcome yet */
     SAGA_TIMER_COMP_RETRY,   /* backoff after a failed compensation */
+    SAGA_TIMER_DELAY,        /* a delay step's timer: the step succeeds when it fires */
     SAGA__TIMER_KIND_COUNT
 } saga_timer_kind;
 
@@ -120,17 +126,18 @@ typedef struct saga_timer {
 } saga_timer;
 
 /* Invariants (checked by saga_state_check()):
- * (1) RUNNING: steps before `step` are DONE, steps after it PENDING; steps[step]
- *     is SENT with timer STEP_TIMEOUT(step, attempt), or FAILED+RETRY_WAIT with
- *     timer STEP_RETRY(step, attempt).
- * (2) COMPENSATING: steps before `step` are DONE; steps[step] is COMPENSATING
+ * (1) RUNNING: steps before `step` are DONE or SKIPPED, steps after it PENDING;
+ *     steps[step] is SENT with timer STEP_TIMEOUT(step, attempt) (DELAY for a
+ *     delay step), or FAILED+RETRY_WAIT with timer STEP_RETRY(step, attempt).
+ * (2) COMPENSATING: steps before `step` are DONE or SKIPPED; steps[step] is COMPENSATING
  *     with timer COMP_TIMEOUT(step, comp_attempt), or with RETRY_WAIT and timer
  *     COMP_RETRY(step, comp_attempt); steps after it are PENDING, FAILED,
- *     COMPENSATED, or DONE when they have no compensation.
+ *     COMPENSATED, SKIPPED, or DONE when they have no compensation.
  * (3) STUCK: as (2) without RETRY_WAIT and without a timer.
- * (4) COMPLETED, FAILED, RESOLVED: no timer, and nothing changes them again.
- *     COMPLETED: every step DONE. FAILED: no step COMPENSATING, and no step
- *     that has a compensation is DONE or FAILED+UNCERTAIN.
+ * (4) COMPLETED, FAILED, CANCELLED, RESOLVED: no timer, and nothing changes
+ *     them again. COMPLETED: every step DONE or SKIPPED. FAILED, CANCELLED: no
+ *     step COMPENSATING, and no step that has a compensation is DONE or
+ *     FAILED+UNCERTAIN, except at or below a DONE pivot step (never undone).
  * (5) 0 < tries <= attempt once a step was sent; comp_tries <= comp_attempt;
  *     attempts only grow, so every message and timer names its attempt
  *     unambiguously.
@@ -157,6 +164,13 @@ typedef struct saga_state {
     char last_error[SAGA_REASON_MAX];     /* most recent failure of any attempt */
     char resolved_by[SAGA_ACTOR_MAX];     /* operator who resolved it */
     char resolve_reason[SAGA_REASON_MAX]; /* and why */
+    char signal[SAGA_NAME_MAX];           /* the last signal accepted, "" = none */
+    /* fixed by START: each step's timeout or delay, from the settings of that
+     * moment (saga_step.duration), so a replay and a restart use the same */
+    int64_t durations_ms[SAGA_STEPS_MAX];
+    /* the type's record (saga_type.record), packed; record_len 0 = empty */
+    uint32_t record_len;
+    uint8_t record[SAGA_RECORD_MAX];
 } saga_state;
 
 /* --- types ---------------------------------------------------------------- */
@@ -172,6 +186,10 @@ typedef struct saga_retry {
     uint32_t jitter_pct; /* 0..100 */
 } saga_retry;
 
+/* A step's duration read from settings (LAYBY_FAST, per-rule variables),
+ * called by the orchestrator when a saga starts; > 0. */
+typedef int64_t (*saga_duration_fn)(void);
+
 /* What a decision asks to send. */
 typedef struct saga_cmd {
     const char *subject;                    /* borrowed from the step table */
@@ -183,44 +201,99 @@ typedef struct saga_cmd {
 
 typedef struct saga_type saga_type;
 
-/* Builds the message of cmd for saga s, whose START carried `start` (decoded by
- * the type's start descriptor). Pure apart from allocating *out. */
-typedef lb_status (*saga_build_fn)(ProtobufCMessage **out, const saga_type *t, const saga_state *s,
-                                   const saga_cmd *cmd, const ProtobufCMessage *start, lb_err *err);
+/* What a builder sees: all borrowed for the call. */
+typedef struct saga_build_in {
+    const saga_type *t;
+    const saga_state *s;            /* id, durations, updated_ms = time of the input */
+    const saga_cmd *cmd;            /* step, attempt, compensate, desc to build */
+    const ProtobufCMessage *start;  /* the decoded start command */
+    const ProtobufCMessage *record; /* the decoded record; NULL when the type has none */
+} saga_build_in;
+
+/* Builds the message of in->cmd. Pure apart from allocating *out. */
+typedef lb_status (*saga_build_fn)(ProtobufCMessage **out, const saga_build_in *in, lb_err *err);
+
+/* Copies what a step's event says into the saga's record (decoded, of type
+ * saga_type.record), e.g. the reserved lines and prices, the charge id. Runs
+ * inside the pure decider, on every forward event of the step that is applied
+ * (on_ok, on_fail): deterministic, no I/O. */
+typedef lb_status (*saga_merge_fn)(ProtobufCMessage *record, const ProtobufCMessage *event,
+                                   lb_err *err);
+
+typedef enum saga_step_kind {
+    SAGA_STEP_COMMAND, /* send `command`, wait for on_ok/on_fail; a timeout retries */
+    SAGA_STEP_WAIT,    /* send nothing, wait for on_ok (or on_fail); the timeout is a
+                          final failure (the payment deadline): earlier steps are undone */
+    SAGA_STEP_DELAY,   /* send nothing; succeed when the duration has passed (durable) */
+} saga_step_kind;
 
 typedef struct saga_step {
     const char *name;
-    /* forward: command (NULL = the step only waits for its events) */
+    saga_step_kind kind; /* 0 = SAGA_STEP_COMMAND */
+    /* forward: command (COMMAND steps; NULL = the step only waits for its
+     * events, each timeout counting as a failed try) */
     const ProtobufCMessageDescriptor *command;
     const char *subject;
     saga_build_fn build;
-    const ProtobufCMessageDescriptor *on_ok;
+    const ProtobufCMessageDescriptor *on_ok;   /* required but for DELAY steps */
+    const char *on_ok_subject;                 /* where it arrives: layby.evt.<aggregate>.<name> */
     const ProtobufCMessageDescriptor *on_fail; /* NULL = it cannot fail, only time out */
-    int64_t timeout_ms;                        /* per attempt, forward and compensation */
-    const saga_retry *retry;
-    bool reply; /* answer the requester (OK, RUNNING) once this step is DONE */
-    /* compensation (NULL = nothing to undo) */
+    const char *on_fail_subject;
+    /* COMMAND: per attempt; WAIT: the deadline; DELAY: the delay. duration, when
+     * set, is read at START instead (timeout_ms is then only its fallback). */
+    int64_t timeout_ms;
+    saga_duration_fn duration;
+    const saga_retry *retry; /* COMMAND: required; WAIT, DELAY: unused */
+    bool reply;              /* answer the requester (OK, RUNNING) once this step is DONE */
+    bool ends;  /* once DONE the saga COMPLETES; later steps run only after a GOTO signal */
+    bool pivot; /* once DONE, neither it nor any earlier step is ever compensated */
+    saga_merge_fn merge; /* forward events -> record (saga_type.record required) */
+    /* compensation (NULL = nothing to undo; DELAY steps have none) */
     const ProtobufCMessageDescriptor *compensate;
     const char *compensate_subject;
     saga_build_fn build_compensate;
     const ProtobufCMessageDescriptor *on_compensated;
+    const char *on_compensated_subject;
     const ProtobufCMessageDescriptor *on_compensate_fail;
-    const saga_retry *compensate_retry;
+    const char *on_compensate_fail_subject;
+    const saga_retry *compensate_retry; /* NULL = .retry (required for WAIT steps) */
+    int64_t compensate_timeout_ms;      /* per attempt; 0 = timeout_ms (required for WAIT) */
 } saga_step;
+
+typedef enum saga_signal_action {
+    SAGA_SIGNAL_CANCEL, /* undo what is done, in reverse; the saga ends CANCELLED */
+    SAGA_SIGNAL_GOTO,   /* leave the current (wait or delay) step, run from step `to` */
+} saga_signal_action;
+
+/* One rule of a saga type's signal table: signal `name` received while the
+ * saga is RUNNING at a step in [first, last] does `action`. The first rule
+ * that matches applies; a signal no rule allows now is refused with the
+ * `refused` code of the first rule of that name (LB_ERR_STATE when 0); a
+ * signal the type does not know is refused LB_ERR_INVALID. The sender is
+ * answered as soon as it is decided (SagaOutcome, status COMPENSATING,
+ * CANCELLED or RUNNING), not when the compensation finished; the same signal
+ * again, once accepted, is answered OK and changes nothing. */
+typedef struct saga_signal {
+    const char *name; /* "cancel", "return" */
+    uint32_t first, last;
+    saga_signal_action action;
+    uint32_t to;       /* GOTO: the step to run next (> last) */
+    lb_status code;    /* CANCEL: the failure the requester is told if still waiting
+                          (0 = LB_ERR_STATE) */
+    lb_status refused; /* the answer when no rule of this name allows it now */
+} saga_signal;
 
 struct saga_type {
     const char *name;
     uint32_t version;
-    const ProtobufCMessageDescriptor *start; /* the command that starts one */
+    const ProtobufCMessageDescriptor *start; /* the command that starts one, on
+                                                layby.cmd.saga.start.<name> */
     const saga_step *steps;
     size_t n_steps;
+    const saga_signal *signals; /* NULL = accepts no signal */
+    size_t n_signals;
+    const ProtobufCMessageDescriptor *record; /* the saga's record; NULL = none */
 };
-
-/* The test saga: three steps a, b, c of TestStepDo/TestStepUndo (docs/SAGAS.md). */
-extern const saga_type saga_sagatest_v1;
-/* The same steps with production-like timeouts (30 s), for the benchmark: under
- * full load a 1 s timeout fires before the answer arrives and retries pile up. */
-extern const saga_type saga_sagabench_v1;
 
 /* --- inputs and decisions ------------------------------------------------- */
 
@@ -230,6 +303,7 @@ typedef enum saga_input_kind {
     SAGA_IN_TIMER,   /* a durable timer fired: timer, step, attempt */
     SAGA_IN_RETRY,   /* operator: actor, reason */
     SAGA_IN_RESOLVE, /* operator: actor, reason */
+    SAGA_IN_SIGNAL,  /* signal: signal, actor, reason */
     SAGA__INPUT_KIND_COUNT
 } saga_input_kind;
 
@@ -247,8 +321,16 @@ typedef struct saga_input {
     uint32_t attempt;                        /* EVENT, TIMER: 1-based; 0 = not said */
     bool final;                              /* EVENT: a failure that retrying cannot change */
     lb_status code;                          /* EVENT: status of a failure (LB_OK = unspecified) */
-    const char *reason;    /* EVENT: failure text; RETRY/RESOLVE: the operator's why */
-    saga_timer_kind timer; /* TIMER */
+    const char *reason;                      /* EVENT: failure text; RETRY/RESOLVE/SIGNAL: why */
+    saga_timer_kind timer;                   /* TIMER */
+    const char *signal;                      /* SIGNAL: its name */
+    /* START: each step's duration (saga_durations_read()); n = the type's steps.
+     * NULL or 0 = the step's timeout_ms. */
+    const int64_t *durations_ms;
+    size_t n_durations;
+    /* EVENT: the packed event, when a step's merge hook will read it */
+    const uint8_t *body;
+    size_t body_len;
 } saga_input;
 
 typedef enum saga_verdict {
@@ -310,9 +392,26 @@ lb_status saga_state_check(const saga_type *t, const saga_state *s, lb_err *err)
 lb_status saga_event_read(saga_input *in, const saga_type *t, const ProtobufCMessage *ev,
                           lb_err *err);
 
-/* Builds the message of a decided command (the step's build function). */
+/* Builds the message of a decided command (the step's build function), with
+ * the saga's record decoded for it. */
 lb_status saga_cmd_build(ProtobufCMessage **out, const saga_type *t, const saga_state *s,
                          const saga_cmd *cmd, const ProtobufCMessage *start, lb_err *err);
+
+/* Fills out[0..t->n_steps) with each step's duration now: its duration
+ * function, else its timeout_ms. For the START input (saga_input.durations_ms). */
+void saga_durations_read(int64_t *out, const saga_type *t);
+
+/* The saga's record decoded (*out is the caller's: free with
+ * protobuf_c_message_free_unpacked(*out, NULL)); an empty record when nothing
+ * was merged yet; *out = NULL when the type keeps none. */
+lb_status saga_record_get(ProtobufCMessage **out, const saga_type *t, const saga_state *s,
+                          lb_err *err);
+
+/* Whether a step's events must come with their body (saga_input.body). */
+bool saga_step_merges(const saga_type *t, uint32_t step);
+
+/* The signal rule that applies to signal `name` in state s, NULL if none. */
+const saga_signal *saga_signal_find(const saga_type *t, const saga_state *s, const char *name);
 
 const char *saga_status_name(saga_status s);    /* "RUNNING" */
 const char *saga_status_subject(saga_status s); /* "layby.evt.saga.running", "" for NONE */
@@ -322,6 +421,7 @@ saga_status saga_status_from_name(const char *name);
 const char *saga_step_status_name(saga_step_status s); /* "SENT" */
 const char *saga_timer_kind_name(saga_timer_kind k);   /* "STEP_TIMEOUT" */
 const char *saga_input_kind_name(saga_input_kind k);   /* "EVENT" */
+const char *saga_step_kind_name(saga_step_kind k);     /* "DELAY" */
 
 /* --- registry ------------------------------------------------------------- */
 
@@ -363,6 +463,9 @@ typedef struct saga_input_rec {
     char actor[SAGA_ACTOR_MAX];
     char traceparent[SAGA_TRACE_MAX];
     char reason[SAGA_REASON_MAX];
+    char signal[SAGA_NAME_MAX];
+    int64_t durations_ms[SAGA_STEPS_MAX];
+    uint8_t body[SAGA_BODY_MAX];
 } saga_input_rec;
 
 /* Packs an input for the saga's log; *out is malloc'd, the caller free()s it. */

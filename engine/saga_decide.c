@@ -28,6 +28,12 @@
  * (R7) The requester gets one reply: when a step marked `reply` is done, when
  *      the saga completes, or when compensation starts (the business outcome
  *      is known then; the rollback continues in the background).
+ * (R8) Step kinds differ only in what starts and ends them: a wait step's
+ *      timeout is a final failure, a delay step's timer is its success. Every
+ *      duration comes from the state (fixed at START), never from a clock.
+ * (R9) Nothing at or below a DONE pivot step is compensated: past it the
+ *      saga only goes forward (a failure there undoes only later steps).
+ * Start, operator and signal inputs are in saga_decide_ops.c.
  */
 #include "saga.h"
 
@@ -36,22 +42,14 @@
 #include <stdio.h>
 #include <string.h>
 
-/* One decision in progress. */
-typedef struct ctx {
-    const saga_type *t;
-    saga_state *s; /* the new state, a copy of the old one being edited */
-    saga_decision *d;
-    const saga_input *in;
-} ctx;
+#include "saga_internal.h"
+
+typedef saga__ctx ctx;
 
 /* --- small helpers ---------------------------------------------------------- */
 
-/* Appends to the decision's log line, "; "-separated; text beyond
- * SAGA_LOG_MAX is cut (a log line, not data). */
-static void note(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-note(ctx *c, const char *fmt, ...)
+void
+saga__note(ctx *c, const char *fmt, ...)
 {
     char *log = c->d->log;
     size_t used = strlen(log);
@@ -67,9 +65,8 @@ note(ctx *c, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Copies src (NULL = "") into dst of size n; false when it does not fit. */
-static bool
-copy_str(char *dst, size_t n, const char *src)
+bool
+saga__copy_str(char *dst, size_t n, const char *src)
 {
     if (src == NULL)
         src = "";
@@ -80,22 +77,21 @@ copy_str(char *dst, size_t n, const char *src)
     return true;
 }
 
-/* Copies text that is only shown to people, cutting what does not fit. */
-static void
-copy_text(char *dst, size_t n, const char *src)
+void
+saga__copy_text(char *dst, size_t n, const char *src)
 {
     snprintf(dst, n, "%s", src != NULL ? src : "");
 }
 
-static void
-ignore(ctx *c, const char *why)
+void
+saga__ignore(ctx *c, const char *why)
 {
     c->d->verdict = SAGA_IGNORED;
-    note(c, "ignored: %s", why);
+    saga__note(c, "ignored: %s", why);
 }
 
-static void
-applied(ctx *c)
+void
+saga__applied(ctx *c)
 {
     c->d->verdict = SAGA_APPLIED;
 }
@@ -110,6 +106,21 @@ static const saga_retry *
 comp_policy(const saga_step *st)
 {
     return st->compensate_retry != NULL ? st->compensate_retry : st->retry;
+}
+
+/* Step i's timeout, deadline or delay: fixed at START (R8). */
+static int64_t
+duration_ms(const ctx *c, uint32_t i)
+{
+    int64_t d = c->s->durations_ms[i];
+    return d > 0 ? d : c->t->steps[i].timeout_ms;
+}
+
+static int64_t
+comp_timeout_ms(const ctx *c, uint32_t i)
+{
+    int64_t d = c->t->steps[i].compensate_timeout_ms;
+    return d > 0 ? d : duration_ms(c, i);
 }
 
 /* Jitter must differ between steps of one input, and be the same on replay. */
@@ -145,8 +156,8 @@ set_timer(ctx *c, saga_timer_kind kind, uint32_t step, uint32_t attempt, int64_t
     c->d->timer = tm;
 }
 
-static void
-clear_timer(ctx *c)
+void
+saga__clear_timer(ctx *c)
 {
     c->s->has_timer = false;
     memset(&c->s->timer, 0, sizeof c->s->timer);
@@ -166,66 +177,98 @@ reply_requester(ctx *c, lb_status code, const char *reason)
     c->d->reply.send = true;
     c->d->reply.to_sender = false;
     c->d->reply.status = code;
-    copy_text(c->d->reply.reason, sizeof c->d->reply.reason, reason);
+    saga__copy_text(c->d->reply.reason, sizeof c->d->reply.reason, reason);
 }
 
-static void
-reply_sender(ctx *c, lb_status code, const char *reason)
+void
+saga__reply_sender(ctx *c, lb_status code, const char *reason)
 {
     c->d->reply.send = true;
     c->d->reply.to_sender = true;
     c->d->reply.status = code;
-    copy_text(c->d->reply.reason, sizeof c->d->reply.reason, reason);
+    saga__copy_text(c->d->reply.reason, sizeof c->d->reply.reason, reason);
 }
 
-static void
-refuse(ctx *c, lb_status code, const char *why)
+void
+saga__refuse(ctx *c, lb_status code, const char *why)
 {
     c->d->verdict = SAGA_REFUSED;
-    note(c, "refused: %s", why);
-    reply_sender(c, code, why);
+    saga__note(c, "refused: %s", why);
+    saga__reply_sender(c, code, why);
 }
 
 /* --- moving forward and backward -------------------------------------------- */
 
-static void compensate_from(ctx *c, int64_t from);
-
-/* Sends the next attempt of step i (or, for a wait step, only arms its timer). */
+/* Starts the next attempt of step i: sends its command (command step), or
+ * only arms its deadline (wait step) or its delay (delay step). */
 static void
 send_step(ctx *c, uint32_t i)
 {
     const saga_step *st = &c->t->steps[i];
     saga_step_state *ss = &c->s->steps[i];
+    int64_t dur = duration_ms(c, i);
     ss->status = SAGA_STEP_SENT;
     ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;
     ss->attempt++;
     ss->tries++;
+    if (st->kind == SAGA_STEP_DELAY) {
+        saga__note(c, "delay %s for %lld ms", st->name, (long long)dur);
+        set_timer(c, SAGA_TIMER_DELAY, i, ss->attempt, dur);
+        return;
+    }
     if (st->command != NULL) {
         add_cmd(c, st->subject, st->command, i, ss->attempt, false);
-        note(c, "send %s attempt %u", st->name, ss->attempt);
+        saga__note(c, "send %s attempt %u", st->name, ss->attempt);
+    } else if (st->kind == SAGA_STEP_WAIT) {
+        saga__note(c, "wait for %s up to %lld ms", st->name, (long long)dur);
     } else {
-        note(c, "wait for %s (attempt %u)", st->name, ss->attempt);
+        saga__note(c, "wait for %s (attempt %u)", st->name, ss->attempt);
     }
-    set_timer(c, SAGA_TIMER_STEP_TIMEOUT, i, ss->attempt, st->timeout_ms);
+    set_timer(c, SAGA_TIMER_STEP_TIMEOUT, i, ss->attempt, dur);
 }
 
-/* Runs step i, or completes the saga after its last step. */
+/* The saga is done; steps after `last` (only reachable by a signal) were
+ * never run. */
 static void
-advance(ctx *c, uint32_t i)
+complete(ctx *c, uint32_t last)
+{
+    for (uint32_t j = last + 1; j < c->t->n_steps; j++)
+        c->s->steps[j].status = SAGA_STEP_SKIPPED;
+    c->s->status = SAGA_COMPLETED;
+    saga__clear_timer(c);
+    saga__note(c, "completed");
+    reply_requester(c, LB_OK, "");
+}
+
+void
+saga__advance(ctx *c, uint32_t i)
 {
     if (i == c->t->n_steps) {
-        c->s->status = SAGA_COMPLETED;
-        clear_timer(c);
-        note(c, "completed");
-        reply_requester(c, LB_OK, "");
+        complete(c, i - 1);
         return;
     }
     c->s->step = i;
     send_step(c, i);
 }
 
+/* Step i succeeded (its event, or its delay fired): go on. */
 static void
-send_comp(ctx *c, uint32_t i)
+step_done(ctx *c, uint32_t i)
+{
+    const saga_step *st = &c->t->steps[i];
+    saga_step_state *ss = &c->s->steps[i];
+    ss->status = SAGA_STEP_DONE;
+    ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;
+    if (st->reply)
+        reply_requester(c, LB_OK, "");
+    if (st->ends)
+        complete(c, i);
+    else
+        saga__advance(c, i + 1);
+}
+
+void
+saga__send_comp(ctx *c, uint32_t i)
 {
     const saga_step *st = &c->t->steps[i];
     saga_step_state *ss = &c->s->steps[i];
@@ -234,66 +277,84 @@ send_comp(ctx *c, uint32_t i)
     ss->comp_attempt++;
     ss->comp_tries++;
     add_cmd(c, st->compensate_subject, st->compensate, i, ss->comp_attempt, true);
-    note(c, "compensate %s attempt %u", st->name, ss->comp_attempt);
-    set_timer(c, SAGA_TIMER_COMP_TIMEOUT, i, ss->comp_attempt, st->timeout_ms);
+    saga__note(c, "compensate %s attempt %u", st->name, ss->comp_attempt);
+    set_timer(c, SAGA_TIMER_COMP_TIMEOUT, i, ss->comp_attempt, comp_timeout_ms(c, i));
 }
 
-static bool
-needs_compensation(const saga_step_state *ss)
+uint32_t
+saga__floor(const saga_type *t, const saga_state *s)
 {
+    for (uint32_t j = (uint32_t)t->n_steps; j > 0; j--)
+        if (t->steps[j - 1].pivot && s->steps[j - 1].status == SAGA_STEP_DONE)
+            return j;
+    return 0;
+}
+
+bool
+saga__owes_compensation(const saga_type *t, const saga_state *s, uint32_t i)
+{
+    const saga_step_state *ss = &s->steps[i];
+    if (t->steps[i].compensate == NULL || i < saga__floor(t, s))
+        return false;
     return ss->status == SAGA_STEP_DONE ||
            (ss->status == SAGA_STEP_FAILED && (ss->flags & SAGA_STEP_F_UNCERTAIN));
 }
 
-/* Compensates the highest step at or below `from` that took (or may have
- * taken) effect; with none left the saga has rolled back: FAILED. */
-static void
-compensate_from(ctx *c, int64_t from)
+void
+saga__compensate_from(ctx *c, int64_t from)
 {
+    int64_t floor = (int64_t)saga__floor(c->t, c->s);
     c->s->status = SAGA_COMPENSATING;
-    for (int64_t j = from; j >= 0; j--) {
+    for (int64_t j = from; j >= floor; j--) {
         uint32_t i = (uint32_t)j;
-        if (!needs_compensation(&c->s->steps[i]))
+        const saga_step_state *ss = &c->s->steps[i];
+        bool took = ss->status == SAGA_STEP_DONE ||
+                    (ss->status == SAGA_STEP_FAILED && (ss->flags & SAGA_STEP_F_UNCERTAIN));
+        if (!took)
             continue;
         if (c->t->steps[i].compensate == NULL) {
-            note(c, "%s has nothing to undo", step_name(c, i));
+            saga__note(c, "%s has nothing to undo", step_name(c, i));
             continue;
         }
         c->s->step = i;
-        send_comp(c, i);
+        saga__send_comp(c, i);
         return;
     }
-    c->s->status = SAGA_FAILED;
-    clear_timer(c);
-    note(c, "rolled back");
+    if (floor > 0)
+        saga__note(c, "%s and earlier steps stay done (pivot)", step_name(c, (uint32_t)floor - 1));
+    bool cancelled = (c->s->flags & SAGA_F_CANCELLED) != 0;
+    c->s->status = cancelled ? SAGA_CANCELLED : SAGA_FAILED;
+    saga__clear_timer(c);
+    saga__note(c, cancelled ? "cancelled" : "rolled back");
 }
 
-/* Attempt `attempt` of step i failed (event or timeout): retry by the policy,
- * or give up and compensate. */
+/* Attempt `attempt` of step i failed (event or timeout): retry by the policy
+ * unless final, or give up and compensate. uncertain: it may have taken
+ * effect all the same (R5). */
 static void
-step_failed(ctx *c, uint32_t i, bool final, lb_status code, const char *reason)
+step_failed(ctx *c, uint32_t i, bool final, bool uncertain, lb_status code, const char *reason)
 {
     const saga_step *st = &c->t->steps[i];
     saga_step_state *ss = &c->s->steps[i];
-    copy_text(c->s->last_error, sizeof c->s->last_error, reason);
+    saga__copy_text(c->s->last_error, sizeof c->s->last_error, reason);
     ss->status = SAGA_STEP_FAILED;
     if (!final && ss->tries < st->retry->attempts) {
         ss->flags |= SAGA_STEP_F_RETRY_WAIT;
         int64_t delay = saga_backoff_ms(st->retry, ss->tries, step_seed(c, i));
         set_timer(c, SAGA_TIMER_STEP_RETRY, i, ss->attempt, delay);
-        note(c, "%s attempt %u failed (%s), retry in %lld ms", st->name, ss->attempt, reason,
-             (long long)delay);
+        saga__note(c, "%s attempt %u failed (%s), retry in %lld ms", st->name, ss->attempt, reason,
+                   (long long)delay);
         return;
     }
     ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;
-    if (!final)
+    if (uncertain)
         ss->flags |= SAGA_STEP_F_UNCERTAIN; /* R5 */
     c->s->fail_code = code != LB_OK ? code : LB_ERR_UNPROCESSABLE;
-    copy_text(c->s->fail_reason, sizeof c->s->fail_reason, reason);
-    note(c, "%s failed%s after %u attempt(s): %s", st->name, final ? " finally" : "", ss->tries,
-         reason);
+    saga__copy_text(c->s->fail_reason, sizeof c->s->fail_reason, reason);
+    saga__note(c, "%s failed%s after %u attempt(s): %s", st->name, final ? " finally" : "",
+               ss->tries, reason);
     reply_requester(c, c->s->fail_code, c->s->fail_reason);
-    compensate_from(c, i);
+    saga__compensate_from(c, i);
 }
 
 /* The compensation of step i failed: retry with backoff, or park as STUCK. */
@@ -303,20 +364,20 @@ comp_failed(ctx *c, uint32_t i, bool final, const char *reason)
     const saga_step *st = &c->t->steps[i];
     const saga_retry *policy = comp_policy(st);
     saga_step_state *ss = &c->s->steps[i];
-    copy_text(c->s->last_error, sizeof c->s->last_error, reason);
+    saga__copy_text(c->s->last_error, sizeof c->s->last_error, reason);
     if (!final && ss->comp_tries < policy->attempts) {
         ss->flags |= SAGA_STEP_F_RETRY_WAIT;
         int64_t delay = saga_backoff_ms(policy, ss->comp_tries, step_seed(c, i));
         set_timer(c, SAGA_TIMER_COMP_RETRY, i, ss->comp_attempt, delay);
-        note(c, "compensation of %s attempt %u failed (%s), retry in %lld ms", st->name,
-             ss->comp_attempt, reason, (long long)delay);
+        saga__note(c, "compensation of %s attempt %u failed (%s), retry in %lld ms", st->name,
+                   ss->comp_attempt, reason, (long long)delay);
         return;
     }
     ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;
     c->s->status = SAGA_STUCK;
-    clear_timer(c);
-    note(c, "compensation of %s failed%s after %u attempt(s): %s; STUCK for an operator", st->name,
-         final ? " finally" : "", ss->comp_tries, reason);
+    saga__clear_timer(c);
+    saga__note(c, "compensation of %s failed%s after %u attempt(s): %s; STUCK for an operator",
+               st->name, final ? " finally" : "", ss->comp_tries, reason);
 }
 
 /* --- events ------------------------------------------------------------------ */
@@ -351,23 +412,29 @@ forward_event_ok(ctx *c, uint32_t i)
     } else {
         return true;
     }
-    ignore(c, why);
+    saga__ignore(c, why);
     return false;
+}
+
+/* The step's merge hook copies what the event says into the record. */
+static bool
+merge(ctx *c, uint32_t i)
+{
+    if (c->t->steps[i].merge == NULL)
+        return true;
+    c->rc = saga__record_merge(c->s, c->t, i, c->in, c->err);
+    return c->rc == LB_OK;
 }
 
 static void
 ev_ok(ctx *c, uint32_t i)
 {
-    if (!forward_event_ok(c, i))
+    if (!forward_event_ok(c, i) || !merge(c, i))
         return;
-    saga_step_state *ss = &c->s->steps[i];
-    applied(c);
-    ss->status = SAGA_STEP_DONE;
-    ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;
-    note(c, "%s done (attempt %u)", step_name(c, i), event_attempt(c, ss->attempt));
-    if (c->t->steps[i].reply)
-        reply_requester(c, LB_OK, "");
-    advance(c, i + 1);
+    saga__applied(c);
+    saga__note(c, "%s done (attempt %u)", step_name(c, i),
+               event_attempt(c, c->s->steps[i].attempt));
+    step_done(c, i);
 }
 
 static void
@@ -376,18 +443,22 @@ ev_fail(ctx *c, uint32_t i)
     if (!forward_event_ok(c, i))
         return;
     saga_step_state *ss = &c->s->steps[i];
-    if (!c->in->final) { /* R3 */
+    /* A wait step has no retries: what it waited for said no (R8). */
+    bool final = c->in->final || c->t->steps[i].kind == SAGA_STEP_WAIT;
+    if (!final) { /* R3 */
         if (event_attempt(c, ss->attempt) != ss->attempt) {
-            ignore(c, "failure of a superseded attempt");
+            saga__ignore(c, "failure of a superseded attempt");
             return;
         }
         if (ss->status != SAGA_STEP_SENT) {
-            ignore(c, "failure already counted");
+            saga__ignore(c, "failure already counted");
             return;
         }
     }
-    applied(c);
-    step_failed(c, i, c->in->final, c->in->code, event_reason(c));
+    if (!merge(c, i))
+        return;
+    saga__applied(c);
+    step_failed(c, i, final, !final, c->in->code, event_reason(c));
 }
 
 /* Common guard of compensation events. */
@@ -407,7 +478,7 @@ comp_event_ok(ctx *c, uint32_t i, bool stuck_too)
     } else {
         return true;
     }
-    ignore(c, why);
+    saga__ignore(c, why);
     return false;
 }
 
@@ -417,13 +488,14 @@ ev_compensated(ctx *c, uint32_t i)
     if (!comp_event_ok(c, i, true)) /* R6 */
         return;
     saga_step_state *ss = &c->s->steps[i];
-    applied(c);
+    saga__applied(c);
     if (c->s->status == SAGA_STUCK)
-        note(c, "late confirmation un-sticks the saga");
+        saga__note(c, "late confirmation un-sticks the saga");
     ss->status = SAGA_STEP_COMPENSATED;
     ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;
-    note(c, "%s compensated (attempt %u)", step_name(c, i), event_attempt(c, ss->comp_attempt));
-    compensate_from(c, (int64_t)i - 1);
+    saga__note(c, "%s compensated (attempt %u)", step_name(c, i),
+               event_attempt(c, ss->comp_attempt));
+    saga__compensate_from(c, (int64_t)i - 1);
 }
 
 static void
@@ -434,15 +506,15 @@ ev_compensate_fail(ctx *c, uint32_t i)
     saga_step_state *ss = &c->s->steps[i];
     if (!c->in->final) { /* R3, for compensations */
         if (event_attempt(c, ss->comp_attempt) != ss->comp_attempt) {
-            ignore(c, "compensation failure of a superseded attempt");
+            saga__ignore(c, "compensation failure of a superseded attempt");
             return;
         }
         if (ss->flags & SAGA_STEP_F_RETRY_WAIT) {
-            ignore(c, "compensation failure already counted");
+            saga__ignore(c, "compensation failure already counted");
             return;
         }
     }
-    applied(c);
+    saga__applied(c);
     comp_failed(c, i, c->in->final, event_reason(c));
 }
 
@@ -466,12 +538,12 @@ on_event(ctx *c)
     const saga_input *in = c->in;
     char why[160];
     if (c->s->status == SAGA_NONE) {
-        ignore(c, "no such saga");
+        saga__ignore(c, "no such saga");
         return;
     }
     if (in->event == NULL || in->step >= c->t->n_steps) {
         snprintf(why, sizeof why, "step %u is not in %s v%u", in->step, c->t->name, c->t->version);
-        ignore(c, why);
+        saga__ignore(c, why);
         return;
     }
     const saga_step *st = &c->t->steps[in->step];
@@ -485,7 +557,7 @@ on_event(ctx *c)
         }
     }
     snprintf(why, sizeof why, "%s is not an event of step %s", in->event->name, st->name);
-    ignore(c, why);
+    saga__ignore(c, why);
 }
 
 /* --- timers ------------------------------------------------------------------ */
@@ -494,8 +566,16 @@ static void
 tm_step_timeout(ctx *c, uint32_t i)
 {
     char why[160];
+    if (c->t->steps[i].kind == SAGA_STEP_WAIT) {
+        /* R8: the deadline passed, for good; what it waited for may be on
+         * its way all the same (a payment being captured), so it is undone
+         * too when it has a compensation (R5). */
+        snprintf(why, sizeof why, "%s: nothing came before the deadline", step_name(c, i));
+        step_failed(c, i, true, true, LB_ERR_TIMEOUT, why);
+        return;
+    }
     snprintf(why, sizeof why, "%s attempt %u timed out", step_name(c, i), c->in->attempt);
-    step_failed(c, i, false, LB_ERR_TIMEOUT, why);
+    step_failed(c, i, false, true, LB_ERR_TIMEOUT, why);
 }
 
 static void
@@ -516,7 +596,14 @@ tm_comp_timeout(ctx *c, uint32_t i)
 static void
 tm_comp_retry(ctx *c, uint32_t i)
 {
-    send_comp(c, i);
+    saga__send_comp(c, i);
+}
+
+static void
+tm_delay(ctx *c, uint32_t i)
+{
+    saga__note(c, "%s: delay over", step_name(c, i));
+    step_done(c, i);
 }
 
 static void (*const timer_fns[])(ctx *c, uint32_t step) = {
@@ -524,6 +611,7 @@ static void (*const timer_fns[])(ctx *c, uint32_t step) = {
     [SAGA_TIMER_STEP_RETRY] = tm_step_retry,
     [SAGA_TIMER_COMP_TIMEOUT] = tm_comp_timeout,
     [SAGA_TIMER_COMP_RETRY] = tm_comp_retry,
+    [SAGA_TIMER_DELAY] = tm_delay,
 };
 _Static_assert(LB_COUNTOF(timer_fns) == SAGA__TIMER_KIND_COUNT, "timer handler table");
 
@@ -533,116 +621,24 @@ on_timer(ctx *c)
     const saga_input *in = c->in;
     const saga_timer *tm = &c->s->timer;
     if (c->s->status == SAGA_NONE) {
-        ignore(c, "no such saga");
+        saga__ignore(c, "no such saga");
         return;
     }
     if ((unsigned)in->timer >= SAGA__TIMER_KIND_COUNT || !c->s->has_timer ||
         tm->kind != in->timer || tm->step != in->step || tm->attempt != in->attempt) {
-        ignore(c, "stale timer"); /* R1 */
+        saga__ignore(c, "stale timer"); /* R1 */
         return;
     }
-    applied(c);
-    note(c, "timer %s of %s attempt %u", saga_timer_kind_name(in->timer), step_name(c, in->step),
-         in->attempt);
+    saga__applied(c);
+    saga__note(c, "timer %s of %s attempt %u", saga_timer_kind_name(in->timer),
+               step_name(c, in->step), in->attempt);
     timer_fns[in->timer](c, in->step);
 }
 
-/* --- start and operators ------------------------------------------------------ */
-
-/* What a repeated START learns: the outcome, once it is known. */
-static void
-reply_known_outcome(ctx *c)
-{
-    const saga_state *s = c->s;
-    if (s->status == SAGA_COMPLETED || (s->status == SAGA_RUNNING && (s->flags & SAGA_F_REPLIED)))
-        reply_sender(c, LB_OK, "");
-    else if (s->status != SAGA_RUNNING)
-        reply_sender(c, s->fail_code != LB_OK ? s->fail_code : LB_ERR_UNPROCESSABLE,
-                     s->fail_reason);
-}
-
-static void
-on_start(ctx *c)
-{
-    const saga_input *in = c->in;
-    saga_state *s = c->s;
-    if (s->status != SAGA_NONE) {
-        ignore(c, "already started");
-        reply_known_outcome(c);
-        return;
-    }
-    if (in->saga_id == NULL || strlen(in->saga_id) != ID_STR_LEN - 1) {
-        refuse(c, LB_ERR_INVALID, "saga id is not a UUID");
-        return;
-    }
-    if (!copy_str(s->reply_to, sizeof s->reply_to, in->reply_to) ||
-        !copy_str(s->actor, sizeof s->actor, in->actor) ||
-        !copy_str(s->traceparent, sizeof s->traceparent, in->traceparent)) {
-        memset(s, 0, sizeof *s);
-        refuse(c, LB_ERR_INVALID, "reply inbox, actor or traceparent too long");
-        return;
-    }
-    applied(c);
-    memcpy(s->id, in->saga_id, ID_STR_LEN);
-    copy_text(s->type, sizeof s->type, c->t->name);
-    s->version = c->t->version;
-    s->created_ms = in->now_ms;
-    s->status = SAGA_RUNNING;
-    note(c, "started on %s v%u", c->t->name, c->t->version);
-    advance(c, 0);
-}
-
-/* Operators must say who and why: both go to the saga's log for good. */
-static bool
-operator_ok(ctx *c, const char *what)
-{
-    const saga_input *in = c->in;
-    char why[160];
-    if (c->s->status == SAGA_NONE) {
-        refuse(c, LB_ERR_NOT_FOUND, "no such saga");
-    } else if (in->actor == NULL || in->actor[0] == '\0' || in->reason == NULL ||
-               in->reason[0] == '\0') {
-        refuse(c, LB_ERR_INVALID, "an operator command needs an actor and a reason");
-    } else if (c->s->status != SAGA_STUCK) {
-        snprintf(why, sizeof why, "saga is %s; only a STUCK saga can be %s",
-                 saga_status_name(c->s->status), what);
-        refuse(c, LB_ERR_STATE, why);
-    } else {
-        return true;
-    }
-    return false;
-}
-
-static void
-on_retry(ctx *c)
-{
-    if (!operator_ok(c, "retried"))
-        return;
-    applied(c);
-    note(c, "operator %s retries: %s", c->in->actor, c->in->reason);
-    c->s->status = SAGA_COMPENSATING;
-    c->s->steps[c->s->step].comp_tries = 0; /* a fresh budget */
-    send_comp(c, c->s->step);
-    reply_sender(c, LB_OK, "");
-}
-
-static void
-on_resolve(ctx *c)
-{
-    if (!operator_ok(c, "resolved"))
-        return;
-    applied(c);
-    c->s->status = SAGA_RESOLVED;
-    copy_text(c->s->resolved_by, sizeof c->s->resolved_by, c->in->actor);
-    copy_text(c->s->resolve_reason, sizeof c->s->resolve_reason, c->in->reason);
-    clear_timer(c);
-    note(c, "operator %s resolved it: %s", c->in->actor, c->in->reason);
-    reply_sender(c, LB_OK, "");
-}
-
 static void (*const input_fns[])(ctx *c) = {
-    [SAGA_IN_START] = on_start, [SAGA_IN_EVENT] = on_event,     [SAGA_IN_TIMER] = on_timer,
-    [SAGA_IN_RETRY] = on_retry, [SAGA_IN_RESOLVE] = on_resolve,
+    [SAGA_IN_START] = saga__on_start,     [SAGA_IN_EVENT] = on_event,
+    [SAGA_IN_TIMER] = on_timer,           [SAGA_IN_RETRY] = saga__on_retry,
+    [SAGA_IN_RESOLVE] = saga__on_resolve, [SAGA_IN_SIGNAL] = saga__on_signal,
 };
 _Static_assert(LB_COUNTOF(input_fns) == SAGA__INPUT_KIND_COUNT, "input handler table");
 
@@ -673,8 +669,10 @@ saga_decide(saga_state *out, saga_decision *d, const saga_type *t, const saga_st
     d->timer_op = SAGA_TIMER_KEEP;
     d->from = s.status;
 
-    ctx c = { .t = t, .s = &s, .d = d, .in = input };
+    ctx c = { .t = t, .s = &s, .d = d, .in = input, .rc = LB_OK, .err = err };
     input_fns[input->kind](&c);
+    if (c.rc != LB_OK)
+        return lb_err_wrap(err, "saga_decide");
 
     if (d->verdict == SAGA_APPLIED) {
         s.updated_ms = input->now_ms;

@@ -30,25 +30,21 @@ timer_is(const saga_state *s, saga_timer_kind kind, uint32_t step, uint32_t atte
            s->timer.attempt == attempt;
 }
 
-/* Steps before the current one are DONE (invariants 1 and 2). */
+static bool
+done_or_skipped(const saga_step_state *ss)
+{
+    return ss->status == SAGA_STEP_DONE || ss->status == SAGA_STEP_SKIPPED;
+}
+
+/* Steps before the current one are DONE or SKIPPED (invariants 1 and 2). */
 static lb_status
 done_before(const check *k)
 {
     for (uint32_t i = 0; i < k->s->step; i++)
-        if (k->s->steps[i].status != SAGA_STEP_DONE)
+        if (!done_or_skipped(&k->s->steps[i]))
             return lb_err_set(k->err, LB_ERR_INVALID, "(1/2) step %u before current is %s", i,
                               saga_step_status_name(k->s->steps[i].status));
     return LB_OK;
-}
-
-/* A step that took or may have taken effect and has a compensation. */
-static bool
-owes_compensation(const saga_step *st, const saga_step_state *ss)
-{
-    if (st->compensate == NULL)
-        return false;
-    return ss->status == SAGA_STEP_DONE ||
-           (ss->status == SAGA_STEP_FAILED && (ss->flags & SAGA_STEP_F_UNCERTAIN));
 }
 
 /* Steps after the current one in a rolling-back saga (invariant 2). */
@@ -58,7 +54,7 @@ rolled_after(const check *k)
     for (uint32_t i = k->s->step + 1; i < k->t->n_steps; i++) {
         const saga_step_state *ss = &k->s->steps[i];
         if (ss->status == SAGA_STEP_SENT || ss->status == SAGA_STEP_COMPENSATING ||
-            (ss->flags & SAGA_STEP_F_RETRY_WAIT) || owes_compensation(&k->t->steps[i], ss))
+            (ss->flags & SAGA_STEP_F_RETRY_WAIT) || saga__owes_compensation(k->t, k->s, i))
             return lb_err_set(k->err, LB_ERR_INVALID, "(2) step %u after current is %s", i,
                               saga_step_status_name(ss->status));
     }
@@ -83,8 +79,10 @@ check_running(const check *k)
     for (uint32_t i = s->step + 1; i < k->t->n_steps; i++)
         if (s->steps[i].status != SAGA_STEP_PENDING || s->steps[i].attempt != 0)
             return lb_err_set(k->err, LB_ERR_INVALID, "(1) step %u after current was started", i);
+    saga_timer_kind want =
+        k->t->steps[s->step].kind == SAGA_STEP_DELAY ? SAGA_TIMER_DELAY : SAGA_TIMER_STEP_TIMEOUT;
     bool sent = cur->status == SAGA_STEP_SENT && !(cur->flags & SAGA_STEP_F_RETRY_WAIT) &&
-                timer_is(s, SAGA_TIMER_STEP_TIMEOUT, s->step, cur->attempt);
+                timer_is(s, want, s->step, cur->attempt);
     bool waiting = cur->status == SAGA_STEP_FAILED && (cur->flags & SAGA_STEP_F_RETRY_WAIT) &&
                    timer_is(s, SAGA_TIMER_STEP_RETRY, s->step, cur->attempt);
     if (!sent && !waiting)
@@ -136,7 +134,7 @@ static lb_status
 check_completed(const check *k)
 {
     for (uint32_t i = 0; i < k->t->n_steps; i++)
-        if (k->s->steps[i].status != SAGA_STEP_DONE)
+        if (!done_or_skipped(&k->s->steps[i]))
             return lb_err_set(k->err, LB_ERR_INVALID, "(4) COMPLETED with step %u %s", i,
                               saga_step_status_name(k->s->steps[i].status));
     return LB_OK;
@@ -148,9 +146,9 @@ check_failed(const check *k)
     for (uint32_t i = 0; i < k->t->n_steps; i++) {
         const saga_step_state *ss = &k->s->steps[i];
         if (ss->status == SAGA_STEP_SENT || ss->status == SAGA_STEP_COMPENSATING ||
-            (ss->flags & SAGA_STEP_F_RETRY_WAIT) || owes_compensation(&k->t->steps[i], ss))
-            return lb_err_set(k->err, LB_ERR_INVALID, "(4) FAILED with step %u %s", i,
-                              saga_step_status_name(ss->status));
+            (ss->flags & SAGA_STEP_F_RETRY_WAIT) || saga__owes_compensation(k->t, k->s, i))
+            return lb_err_set(k->err, LB_ERR_INVALID, "(4) %s with step %u %s",
+                              saga_status_name(k->s->status), i, saga_step_status_name(ss->status));
     }
     return LB_OK;
 }
@@ -163,6 +161,7 @@ static lb_status (*const status_checks[])(const check *k) = {
     [SAGA_FAILED] = check_failed,
     [SAGA_STUCK] = check_stuck,
     [SAGA_RESOLVED] = check_none,
+    [SAGA_CANCELLED] = check_failed,
 };
 _Static_assert(LB_COUNTOF(status_checks) == SAGA__STATUS_COUNT, "status check table");
 
@@ -185,7 +184,8 @@ check_fields(const check *k)
         !terminated(s->fail_reason, sizeof s->fail_reason) ||
         !terminated(s->last_error, sizeof s->last_error) ||
         !terminated(s->resolved_by, sizeof s->resolved_by) ||
-        !terminated(s->resolve_reason, sizeof s->resolve_reason))
+        !terminated(s->resolve_reason, sizeof s->resolve_reason) ||
+        !terminated(s->signal, sizeof s->signal))
         return lb_err_set(k->err, LB_ERR_INVALID, "unterminated string");
     if ((unsigned)s->fail_code >= LB__STATUS_COUNT)
         return lb_err_set(k->err, LB_ERR_INVALID, "fail_code out of range");
@@ -200,13 +200,16 @@ check_fields(const check *k)
             (ss->flags & ~(SAGA_STEP_F_RETRY_WAIT | SAGA_STEP_F_UNCERTAIN)))
             return lb_err_set(k->err, LB_ERR_INVALID, "step %u status or flags out of range", i);
         if (ss->tries > ss->attempt || ss->comp_tries > ss->comp_attempt ||
-            (ss->status != SAGA_STEP_PENDING && ss->attempt == 0 && s->status != SAGA_NONE))
+            (ss->status != SAGA_STEP_PENDING && ss->status != SAGA_STEP_SKIPPED &&
+             ss->attempt == 0 && s->status != SAGA_NONE))
             return lb_err_set(k->err, LB_ERR_INVALID, "(5) step %u attempt counters", i);
         if (i >= k->t->n_steps && (ss->status != SAGA_STEP_PENDING || ss->attempt != 0))
             return lb_err_set(k->err, LB_ERR_INVALID, "step %u is past the type's last step", i);
     }
     if (saga_status_terminal(s->status) && s->has_timer)
         return lb_err_set(k->err, LB_ERR_INVALID, "(4) a finished saga has a timer");
+    if (s->record_len > SAGA_RECORD_MAX)
+        return lb_err_set(k->err, LB_ERR_INVALID, "record length out of range");
     return LB_OK;
 }
 
@@ -251,6 +254,14 @@ saga_state_pack(uint8_t **out, size_t *out_len, const saga_state *s, lb_err *err
     m.last_error = (char *)s->last_error;
     m.resolved_by = (char *)s->resolved_by;
     m.resolve_reason = (char *)s->resolve_reason;
+    m.signal = (char *)s->signal;
+    size_t nd = SAGA_STEPS_MAX;
+    while (nd > 0 && s->durations_ms[nd - 1] == 0)
+        nd--;
+    m.n_durations_ms = nd;
+    m.durations_ms = (int64_t *)s->durations_ms;
+    m.record.len = s->record_len;
+    m.record.data = (uint8_t *)s->record;
     /* Trailing untouched steps are left out; unpack zero-fills them back. */
     size_t n = SAGA_STEPS_MAX;
     static const saga_step_state zero;
@@ -308,11 +319,18 @@ state_from_pb(saga_state *s, const Layby__V1__SagaState *m, lb_err *err)
         !take_str(s->fail_reason, sizeof s->fail_reason, m->fail_reason) ||
         !take_str(s->last_error, sizeof s->last_error, m->last_error) ||
         !take_str(s->resolved_by, sizeof s->resolved_by, m->resolved_by) ||
-        !take_str(s->resolve_reason, sizeof s->resolve_reason, m->resolve_reason))
+        !take_str(s->resolve_reason, sizeof s->resolve_reason, m->resolve_reason) ||
+        !take_str(s->signal, sizeof s->signal, m->signal))
         return lb_err_set(err, LB_ERR_DECODE, "saga state: string too long");
     if (m->status >= SAGA__STATUS_COUNT || m->fail_code >= LB__STATUS_COUNT ||
-        m->step >= SAGA_STEPS_MAX || m->n_steps > SAGA_STEPS_MAX)
+        m->step >= SAGA_STEPS_MAX || m->n_steps > SAGA_STEPS_MAX ||
+        m->n_durations_ms > SAGA_STEPS_MAX || m->record.len > SAGA_RECORD_MAX)
         return lb_err_set(err, LB_ERR_DECODE, "saga state: value out of range");
+    for (size_t i = 0; i < m->n_durations_ms; i++)
+        s->durations_ms[i] = m->durations_ms[i];
+    s->record_len = (uint32_t)m->record.len;
+    if (m->record.len > 0)
+        memcpy(s->record, m->record.data, m->record.len);
     s->version = m->version;
     s->created_ms = m->created_ms;
     s->updated_ms = m->updated_ms;
@@ -390,6 +408,18 @@ saga_input_pack(uint8_t **out, size_t *out_len, const saga_input *in, lb_err *er
     m.code = (uint32_t)in->code;
     m.reason = str_or_empty(in->reason);
     m.timer = (uint32_t)in->timer;
+    m.signal = str_or_empty(in->signal);
+    if (in->durations_ms != NULL) {
+        if (in->n_durations > SAGA_STEPS_MAX)
+            return lb_err_set(err, LB_ERR_INVALID, "saga_input_pack: too many durations");
+        m.n_durations_ms = in->n_durations;
+        m.durations_ms = (int64_t *)in->durations_ms;
+    }
+    if (in->body_len > SAGA_BODY_MAX)
+        return lb_err_set(err, LB_ERR_INVALID, "saga_input_pack: event body of %zu bytes",
+                          in->body_len);
+    m.body.len = in->body_len;
+    m.body.data = (uint8_t *)in->body;
     size_t len = protobuf_c_message_get_packed_size(&m.base);
     uint8_t *buf = malloc(len > 0 ? len : 1);
     if (buf == NULL)
@@ -409,10 +439,12 @@ input_from_pb(saga_input_rec *r, const saga_type *t, const Layby__V1__SagaInput 
         !take_str(r->reply_to, sizeof r->reply_to, m->reply_to) ||
         !take_str(r->actor, sizeof r->actor, m->actor) ||
         !take_str(r->traceparent, sizeof r->traceparent, m->traceparent) ||
-        !take_str(r->reason, sizeof r->reason, m->reason))
+        !take_str(r->reason, sizeof r->reason, m->reason) ||
+        !take_str(r->signal, sizeof r->signal, m->signal))
         return lb_err_set(err, LB_ERR_DECODE, "saga input: string too long");
     if (m->kind >= SAGA__INPUT_KIND_COUNT || m->timer >= SAGA__TIMER_KIND_COUNT ||
-        m->code >= LB__STATUS_COUNT)
+        m->code >= LB__STATUS_COUNT || m->n_durations_ms > SAGA_STEPS_MAX ||
+        m->body.len > SAGA_BODY_MAX)
         return lb_err_set(err, LB_ERR_DECODE, "saga input: value out of range");
     saga_input *in = &r->in;
     if (m->event_type[0] != '\0') {
@@ -435,6 +467,17 @@ input_from_pb(saga_input_rec *r, const saga_type *t, const Layby__V1__SagaInput 
     in->code = (lb_status)m->code;
     in->reason = r->reason;
     in->timer = (saga_timer_kind)m->timer;
+    in->signal = r->signal;
+    if (m->n_durations_ms > 0) {
+        memcpy(r->durations_ms, m->durations_ms, m->n_durations_ms * sizeof *m->durations_ms);
+        in->durations_ms = r->durations_ms;
+        in->n_durations = m->n_durations_ms;
+    }
+    if (m->body.len > 0) {
+        memcpy(r->body, m->body.data, m->body.len);
+        in->body = r->body;
+        in->body_len = m->body.len;
+    }
     return LB_OK;
 }
 

@@ -36,12 +36,14 @@ static const char *const step_status_names[] = {
     [SAGA_STEP_FAILED]       = "FAILED",
     [SAGA_STEP_COMPENSATING] = "COMPENSATING",
     [SAGA_STEP_COMPENSATED]  = "COMPENSATED",
+    [SAGA_STEP_SKIPPED]      = "SKIPPED",
 };
 static const char *const timer_kind_names[] = {
     [SAGA_TIMER_STEP_TIMEOUT] = "STEP_TIMEOUT",
     [SAGA_TIMER_STEP_RETRY]   = "STEP_RETRY",
     [SAGA_TIMER_COMP_TIMEOUT] = "COMP_TIMEOUT",
     [SAGA_TIMER_COMP_RETRY]   = "COMP_RETRY",
+    [SAGA_TIMER_DELAY]        = "DELAY",
 };
 static const char *const input_kind_names[] = {
     [SAGA_IN_START]   = "START",
@@ -49,11 +51,18 @@ static const char *const input_kind_names[] = {
     [SAGA_IN_TIMER]   = "TIMER",
     [SAGA_IN_RETRY]   = "RETRY",
     [SAGA_IN_RESOLVE] = "RESOLVE",
+    [SAGA_IN_SIGNAL]  = "SIGNAL",
+};
+static const char *const step_kind_names[] = {
+    [SAGA_STEP_COMMAND] = "COMMAND",
+    [SAGA_STEP_WAIT]    = "WAIT",
+    [SAGA_STEP_DELAY]   = "DELAY",
 };
 /* clang-format on */
 _Static_assert(LB_COUNTOF(step_status_names) == SAGA__STEP_STATUS_COUNT, "step status table");
 _Static_assert(LB_COUNTOF(timer_kind_names) == SAGA__TIMER_KIND_COUNT, "timer kind table");
 _Static_assert(LB_COUNTOF(input_kind_names) == SAGA__INPUT_KIND_COUNT, "input kind table");
+_Static_assert(LB_COUNTOF(step_kind_names) == SAGA_STEP_DELAY + 1, "step kind table");
 
 const char *
 saga_status_name(saga_status s)
@@ -102,6 +111,12 @@ saga_input_kind_name(saga_input_kind k)
     return (unsigned)k < SAGA__INPUT_KIND_COUNT ? input_kind_names[k] : "?";
 }
 
+const char *
+saga_step_kind_name(saga_step_kind k)
+{
+    return (unsigned)k < LB_COUNTOF(step_kind_names) ? step_kind_names[k] : "?";
+}
+
 /* --- type checks ---------------------------------------------------------------- */
 
 static lb_status
@@ -118,6 +133,12 @@ retry_check(const saga_retry *r, const char *what, lb_err *err)
     return LB_OK;
 }
 
+static const saga_retry *
+comp_retry(const saga_step *st)
+{
+    return st->compensate_retry != NULL ? st->compensate_retry : st->retry;
+}
+
 /* The four events of a step must differ, or an event could not tell the
  * decider what it means. */
 static bool
@@ -132,6 +153,81 @@ events_distinct(const saga_step *st)
     return true;
 }
 
+/* An event arrives on layby.evt.<aggregate>.<name>: the orchestrator reads
+ * it through its durable orchestrator-<aggregate> (saga_orch_handlers.c). */
+static lb_status
+event_subject_check(const ProtobufCMessageDescriptor *ev, const char *subject, const char *what,
+                    lb_err *err)
+{
+    static const char prefix[] = "layby.evt.";
+    if (ev == NULL) {
+        if (subject != NULL)
+            return lb_err_set(err, LB_ERR_CONFIG, "%s: a subject without its event", what);
+        return LB_OK;
+    }
+    const char *agg = subject != NULL ? subject + sizeof prefix - 1 : NULL;
+    if (subject == NULL || strncmp(subject, prefix, sizeof prefix - 1) != 0 ||
+        strchr(agg, '.') == NULL || agg[0] == '.' || strchr(subject, '*') != NULL ||
+        strchr(subject, '>') != NULL || strlen(subject) >= SAGA_SUBJECT_MAX)
+        return lb_err_set(err, LB_ERR_CONFIG, "%s: event %s needs a subject layby.evt.<agg>.<name>",
+                          what, ev->name);
+    return LB_OK;
+}
+
+static lb_status
+events_check(const saga_step *st, const char *what, lb_err *err)
+{
+    const struct {
+        const ProtobufCMessageDescriptor *ev;
+        const char *subject;
+    } evs[] = {
+        { st->on_ok, st->on_ok_subject },
+        { st->on_fail, st->on_fail_subject },
+        { st->on_compensated, st->on_compensated_subject },
+        { st->on_compensate_fail, st->on_compensate_fail_subject },
+    };
+    for (size_t k = 0; k < LB_COUNTOF(evs); k++) {
+        lb_status rc = event_subject_check(evs[k].ev, evs[k].subject, what, err);
+        if (rc != LB_OK)
+            return rc;
+    }
+    return LB_OK;
+}
+
+/* What each step kind needs: the rules of saga.h saga_step_kind. */
+static lb_status
+kind_check(const saga_type *t, const saga_step *st, const char *what, lb_err *err)
+{
+    switch (st->kind) {
+    case SAGA_STEP_COMMAND:
+        if (st->command != NULL && (st->subject == NULL || st->build == NULL))
+            return lb_err_set(err, LB_ERR_CONFIG, "%s: a command needs a subject and a builder",
+                              what);
+        if (st->on_ok == NULL)
+            return lb_err_set(err, LB_ERR_CONFIG, "%s: no success event", what);
+        return retry_check(st->retry, what, err);
+    case SAGA_STEP_WAIT:
+        if (st->command != NULL || st->on_ok == NULL)
+            return lb_err_set(err, LB_ERR_CONFIG,
+                              "%s: a wait step sends nothing and needs an event", what);
+        if (st->compensate != NULL && (comp_retry(st) == NULL || st->compensate_timeout_ms <= 0))
+            return lb_err_set(err, LB_ERR_CONFIG,
+                              "%s: a wait step's compensation needs compensate_retry and "
+                              "compensate_timeout_ms",
+                              what);
+        return LB_OK;
+    case SAGA_STEP_DELAY:
+        if (st->command != NULL || st->on_ok != NULL || st->on_fail != NULL ||
+            st->compensate != NULL || st->merge != NULL || st->retry != NULL)
+            return lb_err_set(err, LB_ERR_CONFIG,
+                              "%s: a delay step has no command, events, retry or compensation",
+                              what);
+        return LB_OK;
+    }
+    (void)t;
+    return lb_err_set(err, LB_ERR_CONFIG, "%s: unknown step kind %d", what, (int)st->kind);
+}
+
 static lb_status
 step_check(const saga_type *t, size_t i, lb_err *err)
 {
@@ -141,13 +237,13 @@ step_check(const saga_type *t, size_t i, lb_err *err)
              st->name != NULL ? st->name : "?");
     if (st->name == NULL || st->name[0] == '\0')
         return lb_err_set(err, LB_ERR_CONFIG, "%s: no name", what);
-    if (st->command != NULL && (st->subject == NULL || st->build == NULL))
-        return lb_err_set(err, LB_ERR_CONFIG, "%s: a command needs a subject and a builder", what);
-    if (st->on_ok == NULL)
-        return lb_err_set(err, LB_ERR_CONFIG, "%s: no success event", what);
-    if (st->timeout_ms <= 0)
-        return lb_err_set(err, LB_ERR_CONFIG, "%s: timeout_ms must be > 0", what);
-    lb_status rc = retry_check(st->retry, what, err);
+    if (st->timeout_ms <= 0 && st->duration == NULL)
+        return lb_err_set(err, LB_ERR_CONFIG, "%s: needs timeout_ms > 0 or a duration", what);
+    if (st->timeout_ms < 0 || st->compensate_timeout_ms < 0)
+        return lb_err_set(err, LB_ERR_CONFIG, "%s: negative duration", what);
+    if (st->merge != NULL && t->record == NULL)
+        return lb_err_set(err, LB_ERR_CONFIG, "%s: a merge hook needs the type's record", what);
+    lb_status rc = kind_check(t, st, what, err);
     if (rc != LB_OK)
         return rc;
     if (st->compensate != NULL) {
@@ -155,23 +251,60 @@ step_check(const saga_type *t, size_t i, lb_err *err)
             st->on_compensated == NULL)
             return lb_err_set(err, LB_ERR_CONFIG,
                               "%s: a compensation needs a subject, a builder and an event", what);
-        if (st->compensate_retry != NULL &&
-            (rc = retry_check(st->compensate_retry, what, err)) != LB_OK)
+        if (comp_retry(st) == NULL)
+            return lb_err_set(err, LB_ERR_CONFIG, "%s: a compensation needs a retry policy", what);
+        if ((rc = retry_check(comp_retry(st), what, err)) != LB_OK)
             return rc;
+        if (st->timeout_ms <= 0 && st->compensate_timeout_ms <= 0)
+            return lb_err_set(err, LB_ERR_CONFIG,
+                              "%s: a compensation needs compensate_timeout_ms or timeout_ms", what);
     } else if (st->on_compensated != NULL || st->on_compensate_fail != NULL) {
         return lb_err_set(err, LB_ERR_CONFIG, "%s: compensation events without a compensation",
                           what);
     }
     if (!events_distinct(st))
         return lb_err_set(err, LB_ERR_CONFIG, "%s: one event type has two meanings", what);
+    return events_check(st, what, err);
+}
+
+/* Signal rules (saga.h saga_signal): a range of steps, and a GOTO only from
+ * steps with nothing in flight, forward. */
+static lb_status
+signals_check(const saga_type *t, lb_err *err)
+{
+    if (t->n_signals > 0 && t->signals == NULL)
+        return lb_err_set(err, LB_ERR_CONFIG, "saga %s: n_signals without signals", t->name);
+    for (size_t k = 0; k < t->n_signals; k++) {
+        const saga_signal *r = &t->signals[k];
+        const char *name = r->name != NULL ? r->name : "";
+        if (name[0] == '\0' || strlen(name) >= SAGA_NAME_MAX || r->first > r->last ||
+            r->last >= t->n_steps)
+            return lb_err_set(err, LB_ERR_CONFIG,
+                              "saga %s v%u signal %zu (%s): needs a name and steps first <= last",
+                              t->name, t->version, k, name);
+        if (r->action == SAGA_SIGNAL_CANCEL)
+            continue;
+        if (r->action != SAGA_SIGNAL_GOTO || r->to <= r->last || r->to >= t->n_steps)
+            return lb_err_set(err, LB_ERR_CONFIG,
+                              "saga %s v%u signal %s: GOTO needs last < to < steps", t->name,
+                              t->version, name);
+        for (uint32_t i = r->first; i <= r->last; i++)
+            if (t->steps[i].kind == SAGA_STEP_COMMAND)
+                return lb_err_set(err, LB_ERR_CONFIG,
+                                  "saga %s v%u signal %s: GOTO from command step %s (a command "
+                                  "may be in flight)",
+                                  t->name, t->version, name, t->steps[i].name);
+    }
     return LB_OK;
 }
 
 lb_status
 saga_type_check(const saga_type *t, lb_err *err)
 {
-    if (t == NULL || t->name == NULL || t->name[0] == '\0' || strlen(t->name) >= SAGA_NAME_MAX)
-        return lb_err_set(err, LB_ERR_CONFIG, "saga type: name must be 1..%d characters",
+    if (t == NULL || t->name == NULL || t->name[0] == '\0' || strlen(t->name) >= SAGA_NAME_MAX ||
+        strpbrk(t->name, ".*> ") != NULL)
+        return lb_err_set(err, LB_ERR_CONFIG,
+                          "saga type: name must be 1..%d characters, none of '.*> '",
                           SAGA_NAME_MAX - 1);
     if (t->version < 1)
         return lb_err_set(err, LB_ERR_CONFIG, "saga %s: version must be >= 1", t->name);
@@ -185,7 +318,7 @@ saga_type_check(const saga_type *t, lb_err *err)
         if (rc != LB_OK)
             return rc;
     }
-    return LB_OK;
+    return signals_check(t, err);
 }
 
 /* --- registry -------------------------------------------------------------------- */
@@ -343,5 +476,13 @@ saga_cmd_build(ProtobufCMessage **out, const saga_type *t, const saga_state *s, 
     if (start != NULL && start->descriptor != t->start)
         return lb_err_set(err, LB_ERR_INVALID, "saga %s: start message is %s, not %s", t->name,
                           start->descriptor->name, t->start->name);
-    return fn(out, t, s, cmd, start, err);
+    ProtobufCMessage *record = NULL;
+    lb_status rc = saga_record_get(&record, t, s, err);
+    if (rc != LB_OK)
+        return rc;
+    saga_build_in in = { .t = t, .s = s, .cmd = cmd, .start = start, .record = record };
+    rc = fn(out, &in, err);
+    if (record != NULL)
+        protobuf_c_message_free_unpacked(record, NULL);
+    return rc;
 }

@@ -3,7 +3,9 @@
  *
  * Parts: saga_orch_sql.c (every statement), saga_orch_apply.c (load, decide and
  * persist a batch of inputs: the core), saga_orch_msg.c (what it sends besides
- * step commands), saga_orch_handlers.c (handler table, timers, housekeeping).
+ * step commands), saga_orch_handlers.c (inputs from messages, timers,
+ * housekeeping), saga_orch_types.c (the registered types and what the
+ * orchestrator reads because of them).
  *
  * Ownership: inputs are caller memory; their strings are borrowed for the call.
  * Threads:   handlers and the tick run on svc threads, each with its own store.
@@ -16,7 +18,8 @@
 
 #define SAGA_ORCH_STMTS_COUNT 6
 extern const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT];
-extern const svc_def saga_orch_def;
+/* Filled by saga_orch_init(): its consumers and handlers derive from the types. */
+extern svc_def saga_orch_def;
 
 /* One input for one saga, in arrival order. */
 typedef struct saga_orch_input {
@@ -36,9 +39,16 @@ lb_status saga_orch_apply(svc_batch *b, saga_orch_input *ins, size_t n, lb_err *
  * saga_orch_apply() reads the rows from it. */
 lb_status saga_orch_lock_send(svc_batch *b, const char (*ids)[ID_STR_LEN], size_t n, lb_err *err);
 
-/* The saga types this orchestrator runs (saga_orch_handlers.c). */
+/* The saga types this orchestrator runs (saga_orch_types.c): sagas/ and, in a
+ * test build, tests/sagas/. saga_orch_init() registers them and derives
+ * saga_orch_def's consumers and handler rows; call it once before threads. */
 const saga_registry *saga_orch_registry(void);
 lb_status saga_orch_init(lb_err *err);
+/* The type a start subject (layby.cmd.saga.start.<name>) starts, latest
+ * version; NULL if none. */
+const saga_type *saga_orch_start_type(const char *subject);
+/* The handler of every row (saga_orch_handlers.c). */
+lb_status saga_orch_on_input(svc_batch *b, svc_item *items, size_t n, lb_err *err);
 
 /* Builders (saga_orch_msg.c). *out is the caller's. */
 lb_status saga_orch_msg_changed(ProtobufCMessage **out, const saga_type *t, const saga_state *s,

@@ -206,8 +206,9 @@ effects(svc_batch *b, const saga_orch_input *oi, slot *sl, const saga_decision *
     }
     if (s == LB_OK && d->verdict == SAGA_APPLIED && d->from != d->to) {
         ProtobufCMessage *ev = NULL;
-        const char *actor =
-            (oi->in.kind == SAGA_IN_RETRY || oi->in.kind == SAGA_IN_RESOLVE) ? oi->in.actor : "";
+        bool by_someone = oi->in.kind == SAGA_IN_RETRY || oi->in.kind == SAGA_IN_RESOLVE ||
+                          oi->in.kind == SAGA_IN_SIGNAL;
+        const char *actor = by_someone && oi->in.actor != NULL ? oi->in.actor : "";
         if ((s = saga_orch_msg_changed(&ev, sl->t, &sl->st, d->from, actor, err)) == LB_OK) {
             bus_envelope env;
             saga_envelope(&env, ev->descriptor, &sl->st, oi->item);
@@ -335,19 +336,47 @@ decide_one(svc_batch *b, batch_out *o, saga_orch_input *oi, slot *sl, lb_err *er
                  "input does not fit the saga", LOG_ERR(&why));
         return LB_OK;
     }
+    /* What the decider needs besides the message: the durations a new saga
+     * keeps (read from settings now), the body of an event a step merges
+     * into the record. Both are logged with the input, so replay needs
+     * neither settings nor the stream. */
+    int64_t durations[SAGA_STEPS_MAX];
+    uint8_t *body = NULL;
+    lb_status s = LB_OK;
+    if (oi->in.kind == SAGA_IN_START && !sl->exists) {
+        saga_durations_read(durations, sl->t);
+        oi->in.durations_ms = durations;
+        oi->in.n_durations = sl->t->n_steps;
+    }
+    if (oi->in.kind == SAGA_IN_EVENT && saga_step_merges(sl->t, oi->in.step)) {
+        size_t len = protobuf_c_message_get_packed_size(oi->event);
+        if (len > SAGA_BODY_MAX)
+            return lb_err_set(err, LB_ERR_INVALID, "saga %s: %s of %zu bytes is too large to merge",
+                              sl->id, oi->event->descriptor->name, len);
+        if ((body = malloc(len ? len : 1)) == NULL)
+            return lb_err_set(err, LB_ERR_NOMEM, "event body");
+        oi->in.body_len = protobuf_c_message_pack(oi->event, body);
+        oi->in.body = body;
+    }
     saga_decision d;
-    lb_status s = saga_decide(&sl->st, &d, sl->t, sl->exists ? &sl->st : NULL, &oi->in, err);
+    s = saga_decide(&sl->st, &d, sl->t, sl->exists ? &sl->st : NULL, &oi->in, err);
     if (s != LB_OK)
-        return s;
+        goto out;
     if (d.verdict == SAGA_APPLIED) {
         sl->changed = true;
         sl->exists = true;
     }
     if (!sl->exists)
-        return LB_OK; /* a START refused before the saga existed: nothing to log against */
-    if ((s = effects(b, oi, sl, &d, err)) != LB_OK)
-        return s;
-    return log_row(o, oi, sl, &d, err);
+        goto out; /* a START refused before the saga existed: nothing to log against */
+    if ((s = effects(b, oi, sl, &d, err)) == LB_OK)
+        s = log_row(o, oi, sl, &d, err);
+out:
+    oi->in.durations_ms = NULL;
+    oi->in.n_durations = 0;
+    oi->in.body = NULL;
+    oi->in.body_len = 0;
+    free(body);
+    return s;
 }
 
 static lb_status

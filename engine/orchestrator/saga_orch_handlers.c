@@ -1,6 +1,8 @@
-/* saga_orch_handlers.c - what the orchestrator reads and when: its handler
- * table (starts, participant events, operator commands), the timer tick and
- * housekeeping (status gauges, pruning finished sagas).
+/* saga_orch_handlers.c - what the orchestrator reads and when: messages to
+ * saga inputs (starts, participant events, operator commands, signals), the
+ * timer tick and housekeeping (status gauges, pruning finished sagas). The
+ * handler rows themselves are derived from the saga types
+ * (saga_orch_types.c).
  *
  * Every row names the same function, so the svc runtime hands all of a
  * batch's saga inputs to one saga_orch_apply() call: one lock statement and
@@ -19,40 +21,6 @@
 #define SAGA_PRUNE_EVERY_MS 10000
 #define SAGA_PRUNE_ROUNDS   20 /* x 500 sagas per prune */
 
-/* --- registry ------------------------------------------------------------- */
-
-/* Every saga type and version this build runs. Keep a version listed until no
- * saga started on it is unfinished (docs/SAGAS.md, versions). */
-static const saga_type *const saga_orch_types[] = {
-    &saga_sagatest_v1,
-    &saga_sagabench_v1,
-};
-
-/* Which saga a start command starts: START subject -> saga type name. */
-typedef struct start_row {
-    const ProtobufCMessageDescriptor *desc;
-    const char *saga;
-} start_row;
-
-static const start_row saga_orch_starts[] = {
-    { &layby__v1__start_test_saga__descriptor, "sagatest" },
-    { &layby__v1__start_bench_saga__descriptor, "sagabench" },
-};
-
-static saga_registry saga_orch_reg;
-
-lb_status
-saga_orch_init(lb_err *err)
-{
-    return saga_registry_init(&saga_orch_reg, saga_orch_types, LB_COUNTOF(saga_orch_types), err);
-}
-
-const saga_registry *
-saga_orch_registry(void)
-{
-    return &saga_orch_reg;
-}
-
 /* --- inputs from messages ------------------------------------------------- */
 
 /* The string field `name` of m, or NULL when m has none. */
@@ -64,15 +32,6 @@ str_field(const ProtobufCMessage *m, const char *name)
     if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED)
         return NULL;
     return *(char *const *)((const char *)m + f->offset);
-}
-
-static const saga_type *
-start_type_of(const ProtobufCMessageDescriptor *d)
-{
-    for (size_t i = 0; i < LB_COUNTOF(saga_orch_starts); i++)
-        if (saga_orch_starts[i].desc == d)
-            return saga_registry_latest(&saga_orch_reg, saga_orch_starts[i].saga);
-    return NULL;
 }
 
 /* Builds the decider input of one message; false (with why) if it names no saga. */
@@ -102,7 +61,15 @@ input_from_item(saga_orch_input *oi, const svc_item *it, lb_err *why)
         oi->in.reason = str_field(m, "reason");
         return true;
     }
-    if ((oi->start_type = start_type_of(d)) != NULL) {
+    if (d == &layby__v1__signal_saga__descriptor) {
+        const char *actor = str_field(m, "actor");
+        oi->in.kind = SAGA_IN_SIGNAL;
+        oi->in.signal = str_field(m, "name");
+        oi->in.actor = (actor != NULL && actor[0]) ? actor : it->env->actor;
+        oi->in.reason = str_field(m, "reason");
+        return true;
+    }
+    if ((oi->start_type = saga_orch_start_type(it->subject)) != NULL) {
         oi->in.kind = SAGA_IN_START;
         oi->in.reply_to = it->env->reply;
         oi->in.actor = it->env->actor;
@@ -146,7 +113,7 @@ saga_orch_prefetch(svc_batch *b, const svc_item *items, size_t n, lb_err *err)
     return s;
 }
 
-static lb_status
+lb_status
 saga_orch_on_input(svc_batch *b, svc_item *items, size_t n, lb_err *err)
 {
     saga_orch_input *ins = calloc(n, sizeof *ins);
@@ -262,30 +229,12 @@ static const cfg_opt saga_orch_opts[] = {
       60000, INT64_MAX, "keep finished sagas and their logs this long" },
 };
 
-static const svc_handler saga_orch_handlers[] = {
-    /* subject                     body type                                      handler */
-    { SAGA_SUBJ_START_TEST,        &layby__v1__start_test_saga__descriptor,        saga_orch_on_input },
-    { SAGA_SUBJ_START_BENCH,       &layby__v1__start_bench_saga__descriptor,       saga_orch_on_input },
-    { SAGA_SUBJ_RETRY,             &layby__v1__retry_saga__descriptor,             saga_orch_on_input },
-    { SAGA_SUBJ_RESOLVE,           &layby__v1__resolve_saga__descriptor,           saga_orch_on_input },
-    { SAGA_SUBJ_TEST_DONE,         &layby__v1__test_step_done__descriptor,         saga_orch_on_input },
-    { SAGA_SUBJ_TEST_FAILED,       &layby__v1__test_step_failed__descriptor,       saga_orch_on_input },
-    { SAGA_SUBJ_TEST_UNDONE,       &layby__v1__test_step_undone__descriptor,       saga_orch_on_input },
-    { SAGA_SUBJ_TEST_UNDO_FAILED,  &layby__v1__test_step_undo_failed__descriptor,  saga_orch_on_input },
-};
-
-static const svc_consumer saga_orch_consumers[] = {
-    { "LAYBY_EVT", "orchestrator-sagatest" }, /* the test saga's participant events */
-    { "LAYBY_CMD", "orchestrator" },  /* layby.cmd.saga.>: starts and operator commands */
-};
 /* clang-format on */
 
-const svc_def saga_orch_def = {
+/* Consumers and handlers are derived from the saga types by saga_orch_init()
+ * (saga_orch_types.c). */
+svc_def saga_orch_def = {
     .name = "orchestrator",
-    .consumers = saga_orch_consumers,
-    .n_consumers = LB_COUNTOF(saga_orch_consumers),
-    .handlers = saga_orch_handlers,
-    .n_handlers = LB_COUNTOF(saga_orch_handlers),
     .stmts = saga_orch_stmts,
     .n_stmts = SAGA_ORCH_STMTS_COUNT,
     .prefetch = saga_orch_prefetch,

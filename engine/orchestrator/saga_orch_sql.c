@@ -40,7 +40,7 @@ static const char SAGA_SQL_TIMERS_DUE[] =
     "ORDER BY timer_due_at LIMIT $2 FOR UPDATE SKIP LOCKED";
 static const char SAGA_SQL_PRUNE[] =
     "WITH gone AS (DELETE FROM saga.sagas WHERE saga_id IN (SELECT saga_id FROM saga.sagas "
-    "WHERE status IN ('COMPLETED', 'FAILED', 'RESOLVED') "
+    "WHERE status IN ('COMPLETED', 'FAILED', 'RESOLVED', 'CANCELLED') "
     "AND updated_at < now() - make_interval(secs => $1::bigint / 1000.0) LIMIT 500) "
     "RETURNING saga_id) "
     "DELETE FROM saga.saga_log WHERE saga_id IN (SELECT saga_id FROM gone)";

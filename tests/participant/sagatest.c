@@ -1,5 +1,5 @@
-/* sagatest.c - layby-sagatest, the participant of the test saga (engine/
- * saga_sagatest.c), run by the saga suites and the saga benchmark.
+/* sagatest.c - layby-sagatest, the participant of the test sagas
+ * (tests/sagas/), run by the saga suites and the saga benchmark.
  *
  * It behaves as a real participant must (docs/SAGAS.md): idempotent per
  * (saga, step): a repeated command answers the first outcome and has no second
@@ -24,9 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/saga.h"
 #include "engine/svc.h"
 #include "layby/v1/saga.pb-c.h"
+#include "sagas_test.h"
 
 /* clang-format off */
 static const char SQL_TRY[] =

@@ -1,4 +1,4 @@
-/* saga_sagatest.c - the three-step test saga, "sagatest" v1.
+/* sagatest.c - the three-step test saga, "sagatest" v1, and "sagabench".
  *
  * It exists so the saga engine can be tested end to end without any shop
  * logic: steps a, b and c each send TestStepDo to the test participants and
@@ -7,7 +7,7 @@
  * data copied into every command. Unit tests drive the decider with it and
  * integration tests run it through a real orchestrator.
  */
-#include "saga.h"
+#include "sagas_test.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +36,14 @@ dup_str(const char *s)
 {
     return strdup(s != NULL ? s : "");
 }
+
+/* The list a test build of the orchestrator registers besides sagas/. */
+const saga_type *const sagas_test[] = {
+    &saga_sagatest_v1,
+    &saga_sagabench_v1,
+    &saga_sagaflow_v1,
+};
+const size_t sagas_n_test = LB_COUNTOF(sagas_test);
 
 /* A string field of the start command (StartTestSaga or StartBenchSaga, which
  * share their field names), read through its descriptor. */
@@ -75,10 +83,11 @@ set_u32(ProtobufCMessage *m, const char *name, uint32_t v)
 /* Builds TestStepDo or TestStepUndo (cmd->desc): both carry saga_id, step,
  * attempt, and the start command's key and script, so one builder serves both. */
 static lb_status
-sagatest_build(ProtobufCMessage **out, const saga_type *t, const saga_state *s, const saga_cmd *cmd,
-               const ProtobufCMessage *start, lb_err *err)
+sagatest_build(ProtobufCMessage **out, const saga_build_in *in, lb_err *err)
 {
-    (void)t;
+    const saga_cmd *cmd = in->cmd;
+    const saga_state *s = in->s;
+    const ProtobufCMessage *start = in->start;
     ProtobufCMessage *m = malloc(cmd->desc->sizeof_message);
     if (m == NULL)
         return lb_err_set(err, LB_ERR_NOMEM, "sagatest: out of memory");
@@ -102,14 +111,18 @@ sagatest_build(ProtobufCMessage **out, const saga_type *t, const saga_state *s, 
         .subject = SAGA_SUBJ_TEST_DO,                                            \
         .build = sagatest_build,                                              \
         .on_ok = &layby__v1__test_step_done__descriptor,                         \
+        .on_ok_subject = SAGA_SUBJ_TEST_DONE,                                    \
         .on_fail = &layby__v1__test_step_failed__descriptor,                     \
+        .on_fail_subject = SAGA_SUBJ_TEST_FAILED,                                \
         .timeout_ms = (timeout),                                                 \
         .retry = &sagatest_retry,                                                \
         .compensate = &layby__v1__test_step_undo__descriptor,                    \
         .compensate_subject = SAGA_SUBJ_TEST_UNDO,                               \
         .build_compensate = sagatest_build,                                 \
         .on_compensated = &layby__v1__test_step_undone__descriptor,              \
+        .on_compensated_subject = SAGA_SUBJ_TEST_UNDONE,                         \
         .on_compensate_fail = &layby__v1__test_step_undo_failed__descriptor,     \
+        .on_compensate_fail_subject = SAGA_SUBJ_TEST_UNDO_FAILED,                \
         .compensate_retry = &sagatest_compensate_retry,                          \
     }
 /* clang-format on */
