@@ -1,0 +1,284 @@
+/* saga_flow_test.c - wait and delay steps, signals and the record through the
+ * real orchestrator, nats-server, PostgreSQL and the test participant, with
+ * the test saga type "sagaflow" (tests/sagas/sagaflow.c):
+ *   a -> pay (wait) -> prepare -> ship_delay (delay) -> ship (pivot)
+ *     -> window (delay, ends) [return] -> ret_delay -> refund
+ * The pay step waits for a TestStepDone{step 1} that the test publishes, as
+ * the payment service will publish PaymentCaptured. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/bus.h"
+#include "engine/id.h"
+#include "layby/v1/common.pb-c.h"
+#include "layby/v1/saga.pb-c.h"
+#include "sagas_test.h"
+#include "tsupport.h"
+
+#define WAIT_MS 30000
+
+static bus *admin;
+static tsupport_proc procs[3]; /* killed in teardown whatever happened */
+
+static void
+setup(void)
+{
+    tsupport_reset();
+    admin = tsupport_admin_bus("saga-flow-test");
+    tsupport_sagatest_setup(admin);
+}
+
+static void
+teardown(void)
+{
+    tsupport_daemons_kill(procs, LB_COUNTOF(procs));
+    bus_close(admin);
+    admin = NULL;
+}
+
+TestSuite(saga_flow, .init = setup, .fini = teardown, .timeout = 180);
+
+static void
+publish(const char *subject, const ProtobufCMessage *m)
+{
+    bus_envelope env;
+    bus_envelope_init(&env, m->descriptor, NULL);
+    lb_err err;
+    cr_assert_eq(bus_publish(admin, subject, &env, m, &err), LB_OK, "%s", err.msg);
+}
+
+static void
+flow_start(char id[ID_STR_LEN])
+{
+    id_new(id);
+    Layby__V1__StartTestSaga m = LAYBY__V1__START_TEST_SAGA__INIT;
+    m.saga_id = id;
+    m.key = "order-1";
+    m.script = "";
+    publish(SAGA_SUBJ_START_FLOW, &m.base);
+}
+
+/* What the payment service does for the order saga: the event the wait step
+ * waits for, with what the record keeps. */
+static void
+pay(const char *id, const char *note)
+{
+    Layby__V1__TestStepDone m = LAYBY__V1__TEST_STEP_DONE__INIT;
+    m.saga_id = (char *)id;
+    m.step = SAGAFLOW_PAY;
+    m.attempt = 1;
+    m.note = (char *)note;
+    publish(SAGA_SUBJ_TEST_DONE, &m.base);
+}
+
+/* Sends a signal and returns the orchestrator's answer: LB_OK with the saga's
+ * status in status_out, or the refusal's code. */
+static lb_status
+signal_send(const char *id, const char *name, char *status_out, size_t n)
+{
+    Layby__V1__SignalSaga m = LAYBY__V1__SIGNAL_SAGA__INIT;
+    m.saga_id = (char *)id;
+    m.name = (char *)name;
+    m.actor = "member-1 USER";
+    m.reason = "integration test";
+    bus_envelope env;
+    bus_envelope_init(&env, m.base.descriptor, NULL);
+    natsMsg *reply = NULL;
+    lb_err err;
+    cr_assert_eq(bus_command(&reply, admin, SAGA_SUBJ_SIGNAL, &env, &m.base, WAIT_MS, &err), LB_OK,
+                 "%s", err.msg);
+    ProtobufCMessage *out = NULL;
+    lb_status s = bus_reply_decode(&out, reply, &layby__v1__saga_outcome__descriptor, &err);
+    if (s == LB_OK) {
+        snprintf(status_out, n, "%s", ((Layby__V1__SagaOutcome *)out)->status);
+        protobuf_c_message_free_unpacked(out, NULL);
+    }
+    natsMsg_Destroy(reply);
+    return s;
+}
+
+static int64_t
+effects(const char *id, const char *kind)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM sagatest.effects WHERE saga_id = '%s' AND kind = '%s'", id,
+             kind);
+    return tsupport_sql_int(sql);
+}
+
+static void
+wait_effects(const char *id, const char *kind, int64_t n)
+{
+    tsupport_wait_count(
+        WAIT_MS, n, "SELECT count(*) FROM sagatest.effects WHERE saga_id = '%s' AND kind = '%s'",
+        id, kind);
+}
+
+static void
+wait_status(const char *id, const char *status)
+{
+    tsupport_wait_count(WAIT_MS, 1,
+                        "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND status = '%s'",
+                        id, status);
+}
+
+/* The saga's stored state. */
+static void
+state_read(saga_state *st, const char *id)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT state FROM saga.sagas WHERE saga_id = '%s'", id);
+    PGresult *r = PQexecParams(tsupport_pg(), sql, 0, NULL, NULL, NULL, NULL, 1);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(tsupport_pg()));
+    cr_assert_eq(PQntuples(r), 1);
+    lb_err err;
+    cr_assert_eq(saga_state_unpack(st, (const uint8_t *)PQgetvalue(r, 0, 0),
+                                   (size_t)PQgetlength(r, 0, 0), &err),
+                 LB_OK, "%s", err.msg);
+    PQclear(r);
+}
+
+/* Re-decides the saga's whole log: the same verdicts, ending in the stored
+ * state (what `layby-ctl saga replay` does). */
+static void
+replay_matches(const char *id)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "SELECT input, verdict FROM saga.saga_log WHERE saga_id = '%s' ORDER BY id", id);
+    PGresult *r = PQexecParams(tsupport_pg(), sql, 0, NULL, NULL, NULL, NULL, 1);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    static const char *const verdicts[] = { "APPLIED", "IGNORED", "REFUSED" };
+    saga_state s, stored;
+    memset(&s, 0, sizeof s);
+    lb_err err;
+    for (int i = 0; i < PQntuples(r); i++) {
+        static saga_input_rec rec;
+        saga_decision d;
+        cr_assert_eq(saga_input_unpack(&rec, &saga_sagaflow_v1,
+                                       (const uint8_t *)PQgetvalue(r, i, 0),
+                                       (size_t)PQgetlength(r, i, 0), &err),
+                     LB_OK, "%s", err.msg);
+        cr_assert_eq(saga_decide(&s, &d, &saga_sagaflow_v1, s.status ? &s : NULL, &rec.in, &err),
+                     LB_OK, "%s", err.msg);
+        cr_assert_str_eq(verdicts[d.verdict], PQgetvalue(r, i, 1), "log row %d: %s", i, d.log);
+    }
+    PQclear(r);
+    state_read(&stored, id);
+    uint8_t *a = NULL, *b = NULL;
+    size_t la = 0, lb = 0;
+    cr_assert_eq(saga_state_pack(&a, &la, &s, &err), LB_OK);
+    cr_assert_eq(saga_state_pack(&b, &lb, &stored, &err), LB_OK);
+    cr_assert(la == lb && memcmp(a, b, la) == 0, "replay ends in the stored state");
+    free(a);
+    free(b);
+}
+
+static void
+start_orchestrator(const char *const *env)
+{
+    tsupport_daemon_start(&procs[1], "layby-orchestrator", 0, NULL, env);
+}
+
+Test(saga_flow, a_delay_pending_across_a_restart_fires_and_a_return_runs_the_return_branch)
+{
+    static const char *const env[] = { "LAYBY_SAGAFLOW_DELAY_MS=2000",
+                                       "LAYBY_SAGAFLOW_WINDOW_MS=120000",
+                                       "LAYBY_SAGAFLOW_PAY_MS=120000", NULL };
+    tsupport_sagatest_start(&procs[0], NULL);
+    start_orchestrator(env);
+    char id[ID_STR_LEN];
+    flow_start(id);
+    wait_effects(id, "do", 1); /* a */
+    pay(id, "charge-42");
+    wait_effects(id, "do", 2); /* prepare: now the delay is pending */
+    saga_state st;
+    state_read(&st, id);
+    cr_assert_eq(st.step, SAGAFLOW_SHIP_DELAY);
+    cr_assert(st.has_timer && st.timer.kind == SAGA_TIMER_DELAY);
+    cr_assert_eq(st.durations_ms[SAGAFLOW_SHIP_DELAY], 2000, "read from the settings at start");
+
+    /* The orchestrator dies while the delay is pending, and stays down past it. */
+    tsupport_daemon_kill(&procs[1]);
+    tsupport_wait_count(
+        WAIT_MS, 1, "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND timer_due_at < now()",
+        id);
+    cr_assert_eq(effects(id, "do"), 2, "ship waited for the delay: nothing was done yet");
+    /* Restarted with other settings: the saga keeps the durations it started with. */
+    static const char *const env2[] = { "LAYBY_SAGAFLOW_WINDOW_MS=1", NULL };
+    start_orchestrator(env2);
+    wait_effects(id, "do", 3); /* ship, after the delay fired */
+    tsupport_wait_count(WAIT_MS, 1,
+                        "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' AND line LIKE "
+                        "'%%delay window for 120000 ms%%'",
+                        id);
+
+    /* Past the pivot, cancel is refused (the edge's 409) and changes nothing. */
+    char status[32] = "";
+    cr_assert_eq(signal_send(id, "cancel", status, sizeof status), LB_ERR_STATE);
+    cr_assert_eq(signal_send(id, "return", status, sizeof status), LB_OK);
+    cr_assert_str_eq(status, "RUNNING");
+    wait_status(id, "COMPLETED");
+    cr_assert_eq(effects(id, "do"), 4, "a, prepare, ship, refund");
+    cr_assert_eq(effects(id, "undo"), 0, "nothing before the pivot is undone");
+
+    state_read(&st, id);
+    ProtobufCMessage *rec = NULL;
+    lb_err err;
+    cr_assert_eq(saga_record_get(&rec, &saga_sagaflow_v1, &st, &err), LB_OK, "%s", err.msg);
+    Layby__V1__TestSagaRecord *r = (Layby__V1__TestSagaRecord *)rec;
+    cr_assert_eq(r->n_notes, 2, "a's and pay's notes");
+    cr_assert_str_eq(r->notes[1], "1=charge-42");
+    protobuf_c_message_free_unpacked(rec, NULL);
+    cr_assert_str_eq(st.signal, "return");
+    replay_matches(id);
+}
+
+Test(saga_flow, cancel_during_a_delay_undoes_in_reverse_and_the_saga_ends_cancelled)
+{
+    static const char *const env[] = { "LAYBY_SAGAFLOW_DELAY_MS=120000", NULL };
+    tsupport_sagatest_start(&procs[0], NULL);
+    start_orchestrator(env);
+    char id[ID_STR_LEN];
+    flow_start(id);
+    wait_effects(id, "do", 1);
+    pay(id, "charge-7");
+    wait_effects(id, "do", 2);
+    char status[32] = "";
+    cr_assert_eq(signal_send(id, "cancel", status, sizeof status), LB_OK);
+    cr_assert_str_eq(status, "COMPENSATING", "answered when decided");
+    wait_status(id, "CANCELLED");
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM sagatest.tries WHERE saga_id = '%s' AND kind = 'undo'", id);
+    cr_assert_eq(tsupport_sql_int(sql), 3, "prepare, pay and a were each sent one undo");
+    snprintf(sql, sizeof sql,
+             "SELECT string_agg(step::text, ',' ORDER BY id) FROM sagatest.effects "
+             "WHERE saga_id = '%s' AND kind = 'undo'",
+             id);
+    PGresult *r = PQexec(tsupport_pg(), sql);
+    cr_assert_str_eq(PQgetvalue(r, 0, 0), "2,0", "reverse order; pay was never done here");
+    PQclear(r);
+    cr_assert_eq(effects(id, "do"), 2, "ship never ran");
+    /* A second cancel is answered OK and changes nothing; a return is refused. */
+    cr_assert_eq(signal_send(id, "cancel", status, sizeof status), LB_OK);
+    cr_assert_str_eq(status, "CANCELLED");
+    cr_assert_eq(signal_send(id, "return", status, sizeof status), LB_ERR_CONFLICT);
+    tsupport_wait_count(WAIT_MS, 1,
+                        "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' AND "
+                        "input_kind = 'SIGNAL' AND verdict = 'REFUSED'",
+                        id);
+    replay_matches(id);
+}
+
+Test(saga_flow, a_signal_for_no_saga_is_not_found)
+{
+    tsupport_sagatest_start(&procs[0], NULL);
+    start_orchestrator(NULL);
+    char id[ID_STR_LEN], status[32];
+    id_new(id);
+    cr_assert_eq(signal_send(id, "cancel", status, sizeof status), LB_ERR_NOT_FOUND);
+}
