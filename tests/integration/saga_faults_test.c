@@ -10,8 +10,8 @@
 #include "engine/bus.h"
 #include "engine/bus_topology.h"
 #include "engine/id.h"
-#include "engine/saga.h"
 #include "layby/v1/saga.pb-c.h"
+#include "sagas_test.h"
 #include "tsupport.h"
 
 #define WAIT_MS 30000

@@ -23,7 +23,7 @@ static const match_case cases[] = {
     { "layby.evt.*.done",     "layby.evt.sagatest.done",    true  },
     { "layby.evt.*.done",     "layby.evt.sagatest.failed",  false },
     { "layby.evt.*",          "layby.evt.sagatest.done",    false }, /* * is one token */
-    { "layby.cmd.saga.>",     "layby.cmd.saga.start_bench", true  },
+    { "layby.cmd.saga.>",     "layby.cmd.saga.start.x",     true  },
     { "layby.cmd.saga.retry", "layby.cmd.saga.retry",       true  },
     { "layby.cmd.saga.retry", "layby.cmd.saga.retryx",      false },
     { "layby.cmd.saga.retry", "layby.cmd.saga",             false },
