@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "engine/bus.h"
+#include "engine/bus_topology.h"
 #include "engine/id.h"
 #include "layby/v1/common.pb-c.h"
 #include "layby/v1/saga.pb-c.h"
@@ -177,6 +178,23 @@ replay_matches(const char *id)
     free(b);
 }
 
+/* A saga log line matching `like` exists: the saga decided that. */
+static void
+wait_line(const char *id, const char *like)
+{
+    tsupport_wait_count(
+        WAIT_MS, 1, "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' AND line LIKE '%s'",
+        id, like);
+}
+
+/* The saga has decided to wait at ship_delay (the participant's effect of
+ * prepare commits before its event reaches the orchestrator). */
+static void
+wait_delay_pending(const char *id)
+{
+    wait_line(id, "%delay ship_delay for %");
+}
+
 static void
 start_orchestrator(const char *const *env)
 {
@@ -188,13 +206,25 @@ Test(saga_flow, a_delay_pending_across_a_restart_fires_and_a_return_runs_the_ret
     static const char *const env[] = { "LAYBY_SAGAFLOW_DELAY_MS=2000",
                                        "LAYBY_SAGAFLOW_WINDOW_MS=120000",
                                        "LAYBY_SAGAFLOW_PAY_MS=120000", NULL };
+    /* A killed orchestrator's last pull request may still take a message;
+     * it comes back after AckWait: 2 s here, not 30 (as saga_test's crash
+     * tests). */
+    bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
+    o.ack_wait_ms = 2000;
+    tsupport_reset_with(&o);
+    tsupport_sagatest_setup(admin);
     tsupport_sagatest_start(&procs[0], NULL);
     start_orchestrator(env);
     char id[ID_STR_LEN];
     flow_start(id);
     wait_effects(id, "do", 1); /* a */
+    /* An event for a step the saga is not at yet is ignored (R4): pay only
+     * once the saga waits for it, as a client pays once the order is
+     * PAYMENT_PENDING. */
+    wait_line(id, "%wait for pay%");
     pay(id, "charge-42");
-    wait_effects(id, "do", 2); /* prepare: now the delay is pending */
+    wait_effects(id, "do", 2); /* prepare */
+    wait_delay_pending(id);
     saga_state st;
     state_read(&st, id);
     cr_assert_eq(st.step, SAGAFLOW_SHIP_DELAY);
@@ -245,8 +275,10 @@ Test(saga_flow, cancel_during_a_delay_undoes_in_reverse_and_the_saga_ends_cancel
     char id[ID_STR_LEN];
     flow_start(id);
     wait_effects(id, "do", 1);
+    wait_line(id, "%wait for pay%");
     pay(id, "charge-7");
     wait_effects(id, "do", 2);
+    wait_delay_pending(id);
     char status[32] = "";
     cr_assert_eq(signal_send(id, "cancel", status, sizeof status), LB_OK);
     cr_assert_str_eq(status, "COMPENSATING", "answered when decided");
