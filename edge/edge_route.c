@@ -204,6 +204,9 @@ row_check(const edge_route *rt, lb_err *err)
         return lb_err_set(err, LB_ERR_CONFIG,
                           "%s %s: needs kind, subject, request, reply, a 2xx status, no fn",
                           rt->method, rt->path);
+    if (rt->answer != NULL && (rt->hooks == NULL || rt->hooks->reply_swap == NULL))
+        return lb_err_set(err, LB_ERR_CONFIG, "%s %s: an answer type needs a reply_swap hook",
+                          rt->method, rt->path);
     lb_status s = body_check(rt, err);
     if (s == LB_OK)
         s = binds_check(rt, err);
