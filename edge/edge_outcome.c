@@ -95,6 +95,17 @@ edge_outcome_location(edge_outcome *o, const char *pattern, const ProtobufCMessa
     json_t *obj = NULL;
     if (pattern == NULL || msg == NULL || codec_json_encode(&obj, msg, NULL) != LB_OK)
         return false;
+    bool ok = edge_outcome_location_json(o, pattern, obj);
+    json_decref(obj);
+    return ok;
+}
+
+bool
+edge_outcome_location_json(edge_outcome *o, const char *pattern, const json_t *obj)
+{
+    o->location[0] = '\0';
+    if (pattern == NULL || obj == NULL)
+        return false;
     char out[EDGE_LOCATION_MAX];
     size_t used = 0;
     bool ok = true;
@@ -110,7 +121,6 @@ edge_outcome_location(edge_outcome *o, const char *pattern, const ProtobufCMessa
         used += ok ? (size_t)w : 0;
         p = open && close ? close + 1 : p + lit;
     }
-    json_decref(obj);
     if (ok)
         memcpy(o->location, out, used + 1);
     return ok;

@@ -44,6 +44,8 @@ void edge_outcome_destroy(edge_outcome *o);
  * msg (a string or an integer, as the codec writes it). False, and no
  * Location, when a field is missing, empty or the result too long. */
 bool edge_outcome_location(edge_outcome *o, const char *pattern, const ProtobufCMessage *msg);
+/* Same, from msg already encoded as a JSON object (borrowed). */
+bool edge_outcome_location_json(edge_outcome *o, const char *pattern, const json_t *obj);
 
 /* The client-visible status for a fault of ours: a reply we cannot decode is
  * our bug (500), not the client's bad message (LB_ERR_DECODE is 400). */

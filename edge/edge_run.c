@@ -149,12 +149,22 @@ on_reply(edge_outcome *o, edge_req *r, const ProtobufCMessage *reply)
     int status = rt->hooks && rt->hooks->reply_status ? rt->hooks->reply_status(reply, r) : 0;
     if (status == 0)
         status = rt->status;
+    /* encoded once, for the body and the Location alike */
+    json_t *obj = NULL;
+    lb_err err;
+    lb_err_clear(&err);
+    if (codec_json_encode(&obj, reply, &err) != LB_OK) {
+        edge_fault_log(r, "edge.reply_failed", &err);
+        edge_outcome_error(o, &err);
+        return;
+    }
     if (status == 204)
         edge_outcome_empty(o, status);
     else
-        edge_outcome_msg(o, status, reply);
+        edge_outcome_json(o, status, obj);
     if (rt->location != NULL && o->status < 300)
-        edge_outcome_location(o, rt->location, reply);
+        edge_outcome_location_json(o, rt->location, obj);
+    json_decref(obj);
 }
 
 /* Stored (or maybe stored) and will be handled: tell the client what it will
