@@ -95,5 +95,13 @@ int ctl_saga_show(const ctl_cmd *cmd, int argc, char **argv);
 int ctl_saga_op(const ctl_cmd *cmd, int argc, char **argv); /* retry, resolve, signal */
 int ctl_saga_replay(const ctl_cmd *cmd, int argc, char **argv);
 int ctl_replay(const ctl_cmd *cmd, int argc, char **argv);
+int ctl_order_list(const ctl_cmd *cmd, int argc, char **argv);
+int ctl_order_show(const ctl_cmd *cmd, int argc, char **argv);
+
+/* Shared by topics (ctl_saga.c): a saga's state, steps and log on stdout; a
+ * bus that fails fast when NATS is unreachable. */
+struct bus;
+lb_status ctl_saga_print(PGconn *pg, const char *id, lb_err *err);
+lb_status ctl_bus_open(struct bus **b, const ctl_conn *c, lb_err *err);
 
 #endif

@@ -620,3 +620,17 @@ ctl_saga_replay(const ctl_cmd *cmd, int argc, char **argv)
         printf("replay MISMATCH: the stored saga is not what its log decides\n");
     return rc;
 }
+
+/* --- for other topics (ctl.h) -------------------------------------------------- */
+
+lb_status
+ctl_saga_print(PGconn *pg, const char *id, lb_err *err)
+{
+    return show_print(pg, id, err);
+}
+
+lb_status
+ctl_bus_open(bus **b, const ctl_conn *c, lb_err *err)
+{
+    return bus_connect(b, c, err);
+}

@@ -40,6 +40,10 @@ static const ctl_cmd ctl_cmds[] = {
       "<id> --signal NAME --reason TEXT: send a running saga a signal (cancel, return)" },
     { "saga replay", CTL_NEEDS_PG, ctl_saga_replay,
       "<id>: re-decide the saga's log and compare with its stored state" },
+    { "order list", CTL_NEEDS_NATS, ctl_order_list,
+      "orders, newest first (--member ID --status PAID --limit 20)" },
+    { "order show", CTL_NEEDS_NATS | CTL_NEEDS_PG, ctl_order_show,
+      "<id>: an order (lines, totals, address, timeline), its delivery and its saga" },
     { "replay", CTL_NEEDS_NATS, ctl_replay,
       "<stream>: print stored messages as JSON lines (--subject --since --seq --limit)" },
 };

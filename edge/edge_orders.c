@@ -4,15 +4,24 @@
  * the order service does not keep deliveries: the hook asks the delivery
  * service, after the order query proved the order is the member's. A missing
  * delivery (not paid yet) or an unanswered query leaves the field out rather
- * than failing the page. */
+ * than failing the page.
+ *
+ * Placing, paying, cancelling and returning run the order sagas
+ * (sagas/order_place.c, order_pay.c). Their rows answer what the buyer
+ * wants to see rather than the saga's outcome: the order as placed or paid
+ * (read back with a query), or the status a signal set it on its way to. The
+ * pay and signal rows first read the order as the member, so another
+ * member's order is 404 before anything is sent. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "edge_app.h"
 #include "edge_orders.h"
 #include "engine/subjects.h"
+#include "layby/v1/catalog.pb-c.h"
 #include "layby/v1/delivery.pb-c.h"
 #include "layby/v1/order.pb-c.h"
+#include "layby/v1/saga.pb-c.h"
 
 /* Asks the delivery service for order_id; NULL when there is none (yet). */
 static Layby__V1__Delivery *
@@ -78,3 +87,209 @@ order_get_swap(ProtobufCMessage **reply, edge_req *r, lb_err *err)
 }
 
 const edge_hooks edge_orders_get_hooks = { .reply_swap = order_get_swap };
+
+/* --- shared --------------------------------------------------------------- */
+
+/* Sends req on subject as a query of r and decodes `want` into *out. */
+static lb_status
+ask(ProtobufCMessage **out, edge_req *r, const char *subject, const ProtobufCMessage *req,
+    const ProtobufCMessageDescriptor *want, lb_err *err)
+{
+    bus_envelope env;
+    edge_envelope_init(r, &env, req->descriptor);
+    natsMsg *reply = NULL;
+    lb_status s =
+        bus_request(&reply, r->app->bus, subject, &env, req, r->app->cfg.query_timeout_ms, err);
+    if (s == LB_OK)
+        s = bus_reply_decode(out, reply, want, err);
+    natsMsg_Destroy(reply);
+    return s;
+}
+
+/* The member's order order_id (not_found when it is another member's). */
+static lb_status
+order_read(Layby__V1__Order **out, edge_req *r, const char *order_id, lb_err *err)
+{
+    Layby__V1__GetOrder g = LAYBY__V1__GET_ORDER__INIT;
+    g.member_id = r->claims.sub;
+    g.order_id = (char *)order_id;
+    return ask((ProtobufCMessage **)out, r, SUBJ_ORDER_GET_ORDER, &g.base,
+               &layby__v1__order__descriptor, err);
+}
+
+/* Sets a string field of a decoded message (whose empty value is protobuf-c's
+ * shared empty string, never to be freed) to a copy of v. */
+static bool
+text_set(char **field, const char *v)
+{
+    char *copy = strdup(v);
+    if (copy == NULL)
+        return false;
+    if (*field != NULL && *field != protobuf_c_empty_string)
+        free(*field);
+    *field = copy;
+    return true;
+}
+
+/* Replaces the saga's outcome by the order it is about, read back. */
+static lb_status
+swap_for_order(ProtobufCMessage **reply, edge_req *r, const char *order_id, lb_err *err)
+{
+    Layby__V1__Order *o = NULL;
+    lb_status s = order_read(&o, r, order_id, err);
+    if (s != LB_OK)
+        return s;
+    protobuf_c_message_free_unpacked(*reply, NULL);
+    *reply = &o->base;
+    return LB_OK;
+}
+
+/* --- place --------------------------------------------------------------------- */
+
+/* The wishlist's lines become the order's items. */
+static lb_status
+items_from_wishlist(Layby__V1__PlaceOrderDraft *d, edge_req *r, lb_err *err)
+{
+    Layby__V1__GetWishlist g = LAYBY__V1__GET_WISHLIST__INIT;
+    g.member_id = r->claims.sub;
+    Layby__V1__Wishlist *w = NULL;
+    lb_status s = ask((ProtobufCMessage **)&w, r, SUBJ_CATALOG_WISHLIST_GET, &g.base,
+                      &layby__v1__wishlist__descriptor, err);
+    if (s != LB_OK)
+        return s;
+    if (w->n_items == 0) {
+        protobuf_c_message_free_unpacked(&w->base, NULL);
+        return lb_err_field(err, LB_ERR_INVALID, "fromWishlist", "the wishlist is empty");
+    }
+    d->items = calloc(w->n_items, sizeof *d->items);
+    bool oom = d->items == NULL;
+    for (size_t i = 0; !oom && i < w->n_items; i++) {
+        Layby__V1__OrderItem *it = malloc(sizeof *it);
+        if (it == NULL) {
+            oom = true;
+            break;
+        }
+        layby__v1__order_item__init(it);
+        d->items[d->n_items++] = it;
+        oom = (it->product_id = strdup(w->items[i]->product_id)) == NULL;
+        it->quantity = w->items[i]->quantity;
+    }
+    protobuf_c_message_free_unpacked(&w->base, NULL);
+    return oom ? lb_err_set(err, LB_ERR_NOMEM, "wishlist items") : LB_OK;
+}
+
+static lb_status
+place_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
+{
+    Layby__V1__PlaceOrder *p = (Layby__V1__PlaceOrder *)req;
+    Layby__V1__PlaceOrderDraft *d = p->draft;
+    if (d == NULL)
+        return lb_err_field(err, LB_ERR_INVALID, "items", "give items or fromWishlist");
+    if (!id_valid(d->address_id))
+        return lb_err_field(err, LB_ERR_INVALID, "addressId", "addressId must be a UUID");
+    if (d->from_wishlist && d->n_items > 0)
+        return lb_err_field(err, LB_ERR_INVALID, "items", "give items or fromWishlist, not both");
+    if (!d->from_wishlist && d->n_items == 0)
+        return lb_err_field(err, LB_ERR_INVALID, "items", "an order needs at least one item");
+    if (!text_set(&p->saga_id, p->order_id)) /* the saga's id is the order's */
+        return lb_err_set(err, LB_ERR_NOMEM, "saga id");
+    return d->from_wishlist ? items_from_wishlist(d, r, err) : LB_OK;
+}
+
+static lb_status
+place_swap(ProtobufCMessage **reply, edge_req *r, lb_err *err)
+{
+    const Layby__V1__SagaOutcome *o = (const Layby__V1__SagaOutcome *)*reply;
+    char id[ID_STR_LEN];
+    snprintf(id, sizeof id, "%s", o->saga_id);
+    return swap_for_order(reply, r, id, err);
+}
+
+const edge_hooks edge_orders_place_hooks = { .prepare = place_prepare, .reply_swap = place_swap };
+
+/* --- pay ----------------------------------------------------------------------- */
+
+static lb_status
+pay_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
+{
+    Layby__V1__PayOrder *p = (Layby__V1__PayOrder *)req;
+    if (p->draft == NULL || p->draft->card_token[0] == '\0')
+        return lb_err_field(err, LB_ERR_INVALID, "cardToken", "cardToken is required");
+    if (strcmp(p->draft->method, "card") != 0)
+        return lb_err_field(err, LB_ERR_INVALID, "method", "method must be \"card\"");
+    Layby__V1__Order *o = NULL;
+    lb_status s = order_read(&o, r, p->order_id, err);
+    if (s != LB_OK)
+        return s;
+    if (strcmp(o->status, "PAYMENT_PENDING") != 0)
+        s = lb_err_set(err, LB_ERR_STATE, "the order is %s, not PAYMENT_PENDING", o->status);
+    p->amount = o->total;
+    protobuf_c_message_free_unpacked(&o->base, NULL);
+    return s;
+}
+
+static lb_status
+pay_swap(ProtobufCMessage **reply, edge_req *r, lb_err *err)
+{
+    char id[ID_STR_LEN];
+    if (!edge_param_copy(r, "id", id, sizeof id))
+        return lb_err_set(err, LB_ERR_INTERNAL, "pay route without {id}");
+    return swap_for_order(reply, r, id, err);
+}
+
+const edge_hooks edge_orders_pay_hooks = { .prepare = pay_prepare, .reply_swap = pay_swap };
+
+/* --- signals ------------------------------------------------------------------- */
+
+/* The signal's name is a constant bind of the row; this adds who and why. */
+static lb_status
+signal_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
+{
+    Layby__V1__SignalSaga *sg = (Layby__V1__SignalSaga *)req;
+    Layby__V1__Order *o = NULL;
+    lb_status s = order_read(&o, r, sg->saga_id, err); /* the saga's id is the order's */
+    if (s != LB_OK)
+        return s;
+    protobuf_c_message_free_unpacked(&o->base, NULL);
+    if (!text_set(&sg->actor, r->actor) || !text_set(&sg->reason, "asked by the buyer"))
+        return lb_err_set(err, LB_ERR_NOMEM, "signal");
+    return LB_OK;
+}
+
+static lb_status
+signal_swap(ProtobufCMessage **reply, const char *status, lb_err *err)
+{
+    const Layby__V1__SagaOutcome *o = (const Layby__V1__SagaOutcome *)*reply;
+    Layby__V1__OrderSignalled *a = malloc(sizeof *a);
+    if (a == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "answer");
+    layby__v1__order_signalled__init(a);
+    a->order_id = strdup(o->saga_id);
+    a->status = strdup(status);
+    if (a->order_id == NULL || a->status == NULL) {
+        protobuf_c_message_free_unpacked(&a->base, NULL);
+        return lb_err_set(err, LB_ERR_NOMEM, "answer");
+    }
+    protobuf_c_message_free_unpacked(*reply, NULL);
+    *reply = &a->base;
+    return LB_OK;
+}
+
+static lb_status
+cancel_swap(ProtobufCMessage **reply, edge_req *r, lb_err *err)
+{
+    (void)r;
+    return signal_swap(reply, "CANCELLED", err);
+}
+
+static lb_status
+return_swap(ProtobufCMessage **reply, edge_req *r, lb_err *err)
+{
+    (void)r;
+    return signal_swap(reply, "RETURN_REQUESTED", err);
+}
+
+const edge_hooks edge_orders_cancel_hooks = { .prepare = signal_prepare,
+                                              .reply_swap = cancel_swap };
+const edge_hooks edge_orders_return_hooks = { .prepare = signal_prepare,
+                                              .reply_swap = return_swap };

@@ -11,5 +11,15 @@
 
 /* GET /api/v1/orders/{id}: the order's delivery, read from the delivery service. */
 extern const edge_hooks edge_orders_get_hooks;
+/* POST /api/v1/orders: the saga id is the order id; fromWishlist reads the
+ * items from the member's wishlist; the answer is the order as placed. */
+extern const edge_hooks edge_orders_place_hooks;
+/* POST /api/v1/orders/{id}/payment: the member's order, PAYMENT_PENDING; its
+ * total is the amount (never the client's); the answer is the paid order. */
+extern const edge_hooks edge_orders_pay_hooks;
+/* POST /api/v1/orders/{id}/cancel and /return: only the member's own order
+ * (404 otherwise); the answer names the status the order is on its way to. */
+extern const edge_hooks edge_orders_cancel_hooks;
+extern const edge_hooks edge_orders_return_hooks;
 
 #endif

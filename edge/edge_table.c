@@ -12,9 +12,12 @@
 #include "edge_ops.h"
 #include "edge_orders.h"
 #include "edge_routes.h"
+#include "engine/saga.h"
 #include "engine/subjects.h"
 #include "layby/v1/catalog.pb-c.h"
 #include "layby/v1/order.pb-c.h"
+#include "layby/v1/payment.pb-c.h"
+#include "layby/v1/saga.pb-c.h"
 
 /* JSON Schemas of the operational answers, which are not protobuf messages. */
 #define SCHEMA_STATUS  "{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\"}}}"
@@ -108,6 +111,53 @@ static const edge_route edge_routes[] = {
                           EDGE_QUERY("cursor", "cursor", "nextCursor of the previous page"),
                           EDGE_QUERY("status", "status", "only orders in this status")),
       .errors = EDGE_ERRORS(LB_ERR_INVALID) },
+    { .method = "POST", .path = "/api/v1/orders", .who = EDGE_MEMBER, .kind = EDGE_KIND_SAGA_START,
+      .summary = "Place an order: 201 PAYMENT_PENDING with paymentDeadline, 409 out_of_stock, "
+                 "202 while still deciding", .operation = "placeOrder",
+      .subject = SUBJ_SAGA_START_ORDER_PLACE,
+      .request = &layby__v1__place_order__descriptor,
+      .body = &layby__v1__place_order_draft__descriptor, .body_field = "draft",
+      .reply = &layby__v1__saga_outcome__descriptor, .answer = &layby__v1__order__descriptor,
+      .status = 201, .location = "/api/v1/orders/{orderId}", .idempotent = true,
+      .binds = EDGE_BINDS(EDGE_NEW_ID("order", "order_id"), EDGE_SUB("member_id")),
+      .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_NOT_FOUND, LB_ERR_STOCK),
+      .hooks = &edge_orders_place_hooks },
+    { .method = "POST", .path = "/api/v1/orders/{id}/payment", .who = EDGE_MEMBER,
+      .kind = EDGE_KIND_SAGA_START,
+      .summary = "Pay an order: 200 PAID, 402 payment_declined (it stays PAYMENT_PENDING)",
+      .operation = "payOrder",
+      .subject = SUBJ_SAGA_START_ORDER_PAY,
+      .request = &layby__v1__pay_order__descriptor,
+      .body = &layby__v1__payment_draft__descriptor, .body_field = "draft",
+      .reply = &layby__v1__saga_outcome__descriptor, .answer = &layby__v1__order__descriptor,
+      .status = 200, .location = "/api/v1/orders/{orderId}", .idempotent = true,
+      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "order_id"), EDGE_SUB("member_id"),
+                          EDGE_NEW_ID("payment", "saga_id")),
+      .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_NOT_FOUND, LB_ERR_STATE,
+                            LB_ERR_PAYMENT_DECLINED),
+      .hooks = &edge_orders_pay_hooks },
+    { .method = "POST", .path = "/api/v1/orders/{id}/cancel", .who = EDGE_MEMBER,
+      .kind = EDGE_KIND_SIGNAL,
+      .summary = "Cancel an order (until it ships): 200 CANCELLED, 409 not_cancellable",
+      .operation = "cancelOrder",
+      .subject = SAGA_SUBJ_SIGNAL,
+      .request = &layby__v1__signal_saga__descriptor,
+      .reply = &layby__v1__saga_outcome__descriptor,
+      .answer = &layby__v1__order_signalled__descriptor, .status = 200,
+      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "saga_id"), EDGE_CONST("name", "cancel")),
+      .errors = EDGE_ERRORS(LB_ERR_NOT_FOUND, LB_ERR_NOT_CANCELLABLE),
+      .hooks = &edge_orders_cancel_hooks },
+    { .method = "POST", .path = "/api/v1/orders/{id}/return", .who = EDGE_MEMBER,
+      .kind = EDGE_KIND_SIGNAL,
+      .summary = "Return a delivered order (within the window): 200 RETURN_REQUESTED, "
+                 "409 not_returnable", .operation = "returnOrder",
+      .subject = SAGA_SUBJ_SIGNAL,
+      .request = &layby__v1__signal_saga__descriptor,
+      .reply = &layby__v1__saga_outcome__descriptor,
+      .answer = &layby__v1__order_signalled__descriptor, .status = 200,
+      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "saga_id"), EDGE_CONST("name", "return")),
+      .errors = EDGE_ERRORS(LB_ERR_NOT_FOUND, LB_ERR_NOT_RETURNABLE),
+      .hooks = &edge_orders_return_hooks },
     { .method = "GET", .path = "/api/v1/orders/{id}", .who = EDGE_MEMBER, .kind = EDGE_KIND_QUERY,
       .summary = "One of the member's orders: items, totals, delivery, timeline",
       .operation = "getOrder",

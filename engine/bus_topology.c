@@ -35,6 +35,12 @@ const bus_topology_consumer bus_topology_consumers[] = {
     { "LAYBY_CMD", "payment",               "layby.cmd.payment.>",  "layby-payment" },
     { "LAYBY_CMD", "delivery",              "layby.cmd.delivery.>", "layby-delivery" },
     { "LAYBY_EVT", "orchestrator-sagatest", "layby.evt.sagatest.>", "layby-orchestrator" },
+    /* the order sagas (sagas/order_place.c, order_pay.c) */
+    { "LAYBY_EVT", "orchestrator-order",    "layby.evt.order.>",    "layby-orchestrator" },
+    { "LAYBY_EVT", "orchestrator-stock",    "layby.evt.stock.>",    "layby-orchestrator" },
+    { "LAYBY_EVT", "orchestrator-wishlist", "layby.evt.wishlist.>", "layby-orchestrator" },
+    { "LAYBY_EVT", "orchestrator-payment",  "layby.evt.payment.>",  "layby-orchestrator" },
+    { "LAYBY_EVT", "orchestrator-delivery", "layby.evt.delivery.>", "layby-orchestrator" },
     { "LAYBY_CMD", "orchestrator",          "layby.cmd.saga.>",     "layby-orchestrator" },
 };
 const size_t bus_topology_n_consumers = LB_COUNTOF(bus_topology_consumers);

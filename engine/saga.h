@@ -35,7 +35,7 @@
 #include "id.h"
 #include "lb.h"
 
-#define SAGA_STEPS_MAX   16   /* steps in one saga type */
+#define SAGA_STEPS_MAX   24   /* steps in one saga type (order_place has 19) */
 #define SAGA_NAME_MAX    64   /* saga type name, with its NUL */
 #define SAGA_SUBJECT_MAX 256  /* a reply inbox (= BUS_SUBJECT_MAX) */
 #define SAGA_ACTOR_MAX   96   /* Layby-Actor or operator name (= BUS_ACTOR_MAX) */

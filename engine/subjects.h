@@ -42,17 +42,22 @@
 #define SUBJ_WISHLIST_ORDERED         "layby.evt.wishlist.ordered"
 
 /* order (services/order) */
-#define SUBJ_ORDER_CREATE_ADDRESS "layby.cmd.order.create_address"
-#define SUBJ_ORDER_UPDATE_ADDRESS "layby.cmd.order.update_address"
-#define SUBJ_ORDER_DELETE_ADDRESS "layby.cmd.order.delete_address"
-#define SUBJ_ORDER_CREATE         "layby.cmd.order.create"
-#define SUBJ_ORDER_SET_STATUS     "layby.cmd.order.set_status"
-#define SUBJ_ORDER_LIST_ADDRESSES "layby.qry.order.list_addresses"
-#define SUBJ_ORDER_GET_ORDER      "layby.qry.order.get_order"
-#define SUBJ_ORDER_LIST_ORDERS    "layby.qry.order.list_orders"
-#define SUBJ_ORDER_CREATED        "layby.evt.order.created"
-#define SUBJ_ORDER_STATUS_SET     "layby.evt.order.status_set"
-#define SUBJ_ORDER_REFUSED        "layby.evt.order.refused"
+#define SUBJ_ORDER_CREATE_ADDRESS   "layby.cmd.order.create_address"
+#define SUBJ_ORDER_UPDATE_ADDRESS   "layby.cmd.order.update_address"
+#define SUBJ_ORDER_DELETE_ADDRESS   "layby.cmd.order.delete_address"
+#define SUBJ_ORDER_CREATE           "layby.cmd.order.create"
+#define SUBJ_ORDER_SET_STATUS       "layby.cmd.order.set_status"
+#define SUBJ_ORDER_LIST_ADDRESSES   "layby.qry.order.list_addresses"
+#define SUBJ_ORDER_GET_ORDER        "layby.qry.order.get_order"
+#define SUBJ_ORDER_LIST_ORDERS      "layby.qry.order.list_orders"
+#define SUBJ_ORDER_CREATED          "layby.evt.order.created"
+#define SUBJ_ORDER_STATUS_SET       "layby.evt.order.status_set"
+#define SUBJ_ORDER_REFUSED          "layby.evt.order.refused"
+#define SUBJ_ORDER_PAID             "layby.evt.order.paid"
+/* the order sagas' start subjects (sagas/order_place.c, order_pay.c): the
+ * edge starts them (etc/nats-users.tsv) */
+#define SUBJ_SAGA_START_ORDER_PLACE "layby.cmd.saga.start.order_place"
+#define SUBJ_SAGA_START_ORDER_PAY   "layby.cmd.saga.start.order_pay"
 
 /* payment (services/payment) */
 #define SUBJ_PAYMENT_CHARGE        "layby.cmd.payment.charge"

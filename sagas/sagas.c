@@ -7,6 +7,8 @@
  * a new saga type is its file plus its line below. */
 #include "sagas.h"
 
+#include "order.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +16,8 @@
 
 /* clang-format off */
 const saga_type *const sagas_all[] = {
-    /* one line per saga type and version, e.g. &saga_order_place_v1, */
+    &saga_order_place_v1,
+    &saga_order_pay_v1,
     NULL,
 };
 /* clang-format on */

@@ -89,10 +89,30 @@ emit_created(svc_batch *b, svc_item *it, const Layby__V1__CreateOrder *c, lb_err
     return svc_emit_answer(b, it, SUBJ_ORDER_CREATED, &env, &ev.base, err);
 }
 
+/* The saga named by notify_saga_id hears that the status was reached. */
+static lb_status
+emit_notify(svc_batch *b, svc_item *it, const Layby__V1__SetOrderStatus *c, int64_t total,
+            lb_err *err)
+{
+    if (!id_valid(c->notify_saga_id))
+        return LB_OK;
+    Layby__V1__OrderPaid ev = LAYBY__V1__ORDER_PAID__INIT;
+    ev.saga_id = c->notify_saga_id;
+    ev.step = c->notify_step;
+    ev.order_id = c->order_id;
+    ev.total = total;
+    bus_envelope env;
+    bus_envelope_init(&env, &layby__v1__order_paid__descriptor, it->env);
+    return svc_emit(b, SUBJ_ORDER_PAID, &env, &ev.base, err);
+}
+
 static lb_status
 emit_status_set(svc_batch *b, svc_item *it, const Layby__V1__SetOrderStatus *c, int64_t total,
                 const char *member_id, lb_err *err)
 {
+    lb_status st = emit_notify(b, it, c, total, err);
+    if (st != LB_OK)
+        return st;
     Layby__V1__OrderStatusSet ev = LAYBY__V1__ORDER_STATUS_SET__INIT;
     ev.saga_id = c->saga_id;
     ev.step = c->step;

@@ -1,0 +1,137 @@
+/* ctl_order.c - `layby-ctl order list|show`: orders as the order service
+ * answers them (queries as the admin user, any member's), the delivery from
+ * the delivery service, and the order's saga (its id is the order id) with
+ * its transition log from schema saga. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "codec.h"
+#include "ctl.h"
+#include "engine/subjects.h"
+#include "layby/v1/delivery.pb-c.h"
+#include "layby/v1/order.pb-c.h"
+
+typedef struct order_list_conf {
+    ctl_conn conn;
+    const char *member;
+    const char *status;
+    int64_t limit;
+} order_list_conf;
+
+/* clang-format off */
+static const cfg_opt order_list_opts[] = {
+    { "member", NULL, CFG_STR, "",   offsetof(order_list_conf, member), 0, 0,   "only this member's orders" },
+    { "status", NULL, CFG_STR, "",   offsetof(order_list_conf, status), 0, 0,   "only orders in this status" },
+    { "limit",  NULL, CFG_INT, "20", offsetof(order_list_conf, limit),  1, 100, "how many" },
+};
+/* clang-format on */
+
+/* A query as the admin; *out decoded as want. */
+static lb_status
+ask(ProtobufCMessage **out, bus *b, const ctl_conn *c, const char *subject,
+    const ProtobufCMessage *req, const ProtobufCMessageDescriptor *want, lb_err *err)
+{
+    bus_envelope env;
+    bus_envelope_init(&env, req->descriptor, NULL);
+    natsMsg *reply = NULL;
+    lb_status s = bus_request(&reply, b, subject, &env, req, c->timeout_ms, err);
+    if (s == LB_OK)
+        s = bus_reply_decode(out, reply, want, err);
+    natsMsg_Destroy(reply);
+    return s;
+}
+
+int
+ctl_order_list(const ctl_cmd *cmd, int argc, char **argv)
+{
+    order_list_conf conf = { 0 };
+    int rc = ctl_args(&conf, cmd, order_list_opts, LB_COUNTOF(order_list_opts), argc, argv);
+    if (rc >= 0)
+        return rc;
+    lb_err err;
+    bus *b = NULL;
+    Layby__V1__OrderList *list = NULL;
+    Layby__V1__ListOrders l = LAYBY__V1__LIST_ORDERS__INIT;
+    l.member_id = (char *)conf.member;
+    l.status = (char *)conf.status;
+    l.limit = conf.limit;
+    lb_status s = ctl_bus_open(&b, &conf.conn, &err);
+    if (s == LB_OK)
+        s = ask((ProtobufCMessage **)&list, b, &conf.conn, SUBJ_ORDER_LIST_ORDERS, &l.base,
+                &layby__v1__order_list__descriptor, &err);
+    if (s == LB_OK) {
+        printf("%-36s  %-16s  %12s  %-24s\n", "ORDER", "STATUS", "TOTAL", "CREATED");
+        for (size_t i = 0; i < list->n_items; i++) {
+            const Layby__V1__Order *o = list->items[i];
+            printf("%-36s  %-16s  %12lld  %-24s\n", o->order_id, o->status, (long long)o->total,
+                   o->created_at);
+        }
+        if (list->next_cursor[0] != '\0')
+            printf("(more: the list is newest first; narrow it with --status or --member)\n");
+        protobuf_c_message_free_unpacked(&list->base, NULL);
+    }
+    bus_close(b);
+    return s == LB_OK ? CTL_EXIT_OK : ctl_fail(cmd, &err);
+}
+
+/* Prints msg as indented JSON under a heading. */
+static void
+json_print(const char *title, const ProtobufCMessage *msg)
+{
+    json_t *j = NULL;
+    if (codec_json_encode(&j, msg, NULL) != LB_OK)
+        return;
+    char *text = json_dumps(j, JSON_INDENT(2));
+    printf("%s\n%s\n", title, text ? text : "");
+    free(text);
+    json_decref(j);
+}
+
+typedef struct order_show_conf {
+    ctl_conn conn;
+} order_show_conf;
+
+int
+ctl_order_show(const ctl_cmd *cmd, int argc, char **argv)
+{
+    order_show_conf conf = { 0 };
+    const char *id = NULL;
+    int rc = ctl_positional(&id, cmd, "order id", &argc, argv);
+    if (rc < 0)
+        rc = ctl_args(&conf, cmd, NULL, 0, argc, argv);
+    if (rc >= 0)
+        return rc;
+    lb_err err;
+    bus *b = NULL;
+    PGconn *pg = NULL;
+    ProtobufCMessage *o = NULL, *d = NULL;
+    Layby__V1__GetOrder g = LAYBY__V1__GET_ORDER__INIT;
+    g.order_id = (char *)id; /* member "" = any order */
+    lb_status s = ctl_bus_open(&b, &conf.conn, &err);
+    if (s == LB_OK)
+        s = ask(&o, b, &conf.conn, SUBJ_ORDER_GET_ORDER, &g.base, &layby__v1__order__descriptor,
+                &err);
+    if (s == LB_OK) {
+        json_print("order:", o);
+        Layby__V1__GetDelivery gd = LAYBY__V1__GET_DELIVERY__INIT;
+        gd.order_id = (char *)id;
+        lb_err derr;
+        if (ask(&d, b, &conf.conn, SUBJ_DELIVERY_GET, &gd.base, &layby__v1__delivery__descriptor,
+                &derr) == LB_OK)
+            json_print("delivery:", d);
+        else
+            printf("delivery: none (%s)\n", derr.msg);
+        printf("saga:\n");
+        if ((s = ctl_pg_open(&pg, &conf.conn, &err)) == LB_OK)
+            s = ctl_saga_print(pg, id, &err);
+    }
+    if (o != NULL)
+        protobuf_c_message_free_unpacked(o, NULL);
+    if (d != NULL)
+        protobuf_c_message_free_unpacked(d, NULL);
+    PQfinish(pg);
+    bus_close(b);
+    return s == LB_OK ? CTL_EXIT_OK : ctl_fail(cmd, &err);
+}

@@ -1,0 +1,111 @@
+/* order_pay.c - paying an order ("order_pay" v1; one saga per pay request).
+ *
+ *   charge the card     a gateway outage is retried with backoff; a decline
+ *                       is final: the saga FAILS and the buyer hears 402,
+ *                       while the order stays PAYMENT_PENDING and may be paid
+ *                       again until its deadline        undo: refund the charge
+ *   order PAID          expected PAYMENT_PENDING; reaching it notifies the
+ *                       order's place saga (OrderPaid to its wait step), which
+ *                       goes on to confirm the sale and deliver
+ *
+ * The payment service keeps one capture per order whichever saga asks, and
+ * setting PAID is idempotent per (order, status), so two pay requests race
+ * harmlessly: the second one answers the first capture and PAID again. When
+ * PAID is refused (the deadline passed and the order was cancelled
+ * meanwhile), the charge is refunded. The place saga's id is the order id. */
+#include <string.h>
+
+#include "layby/v1/order.pb-c.h"
+#include "layby/v1/payment.pb-c.h"
+#include "order.h"
+
+enum {
+    PAY_CHARGE,
+    PAY_MARK_PAID,
+    PAY__STEPS
+};
+
+typedef const Layby__V1__PayOrder pay_start;
+
+static lb_status
+build_charge(ProtobufCMessage **out, const saga_build_in *in, lb_err *err)
+{
+    pay_start *p = (pay_start *)in->start;
+    Layby__V1__Charge c = LAYBY__V1__CHARGE__INIT;
+    c.saga_id = (char *)in->s->id;
+    c.step = in->cmd->step;
+    c.attempt = in->cmd->attempt;
+    c.order_id = p->order_id;
+    c.amount = p->amount;
+    c.member_id = p->member_id;
+    if (p->draft != NULL) {
+        c.method = p->draft->method;
+        c.card_token = p->draft->card_token;
+    }
+    return order_saga_copy(out, &c.base, err);
+}
+
+static lb_status
+build_refund(ProtobufCMessage **out, const saga_build_in *in, lb_err *err)
+{
+    pay_start *p = (pay_start *)in->start;
+    Layby__V1__Refund c = LAYBY__V1__REFUND__INIT;
+    c.saga_id = (char *)in->s->id;
+    c.step = in->cmd->step;
+    c.attempt = in->cmd->attempt;
+    c.order_id = p->order_id;
+    c.reason = "the order could not be marked paid";
+    return order_saga_copy(out, &c.base, err);
+}
+
+static lb_status
+build_mark_paid(ProtobufCMessage **out, const saga_build_in *in, lb_err *err)
+{
+    pay_start *p = (pay_start *)in->start;
+    char *expect[] = { "PAYMENT_PENDING" };
+    Layby__V1__SetOrderStatus c = LAYBY__V1__SET_ORDER_STATUS__INIT;
+    c.saga_id = (char *)in->s->id;
+    c.step = in->cmd->step;
+    c.attempt = in->cmd->attempt;
+    c.order_id = p->order_id;
+    c.status = "PAID";
+    c.expect = expect;
+    c.n_expect = 1;
+    c.notify_saga_id = p->order_id; /* the place saga */
+    c.notify_step = ORDER_PLACE_WAIT_PAID;
+    return order_saga_copy(out, &c.base, err);
+}
+
+/* clang-format off */
+static const saga_step pay_steps[PAY__STEPS] = {
+    [PAY_CHARGE] = {
+        .name = "charge", .command = &layby__v1__charge__descriptor,
+        .subject = SUBJ_PAYMENT_CHARGE, .build = build_charge,
+        .on_ok = &layby__v1__payment_captured__descriptor, .on_ok_subject = SUBJ_PAYMENT_CAPTURED,
+        .on_fail = &layby__v1__payment_failed__descriptor, .on_fail_subject = SUBJ_PAYMENT_FAILED,
+        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_charge_retry,
+        .compensate = &layby__v1__refund__descriptor,
+        .compensate_subject = SUBJ_PAYMENT_REFUND, .build_compensate = build_refund,
+        .on_compensated = &layby__v1__payment_refunded__descriptor,
+        .on_compensated_subject = SUBJ_PAYMENT_REFUNDED,
+        .on_compensate_fail = &layby__v1__refund_failed__descriptor,
+        .on_compensate_fail_subject = SUBJ_PAYMENT_REFUND_FAILED,
+        .compensate_retry = &order_undo_retry,
+    },
+    [PAY_MARK_PAID] = {
+        .name = "order_paid", .command = &layby__v1__set_order_status__descriptor,
+        .subject = SUBJ_ORDER_SET_STATUS, .build = build_mark_paid,
+        .on_ok = &layby__v1__order_status_set__descriptor, .on_ok_subject = SUBJ_ORDER_STATUS_SET,
+        .on_fail = &layby__v1__order_refused__descriptor, .on_fail_subject = SUBJ_ORDER_REFUSED,
+        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,
+    },
+};
+/* clang-format on */
+
+const saga_type saga_order_pay_v1 = {
+    .name = "order_pay",
+    .version = 1,
+    .start = &layby__v1__pay_order__descriptor,
+    .steps = pay_steps,
+    .n_steps = PAY__STEPS,
+};

@@ -1,0 +1,502 @@
+/* order_flows_test.c - the order sagas end to end over HTTP (issue 20): the
+ * whole stack (edge, orchestrator, catalog, order, payment, delivery) with
+ * LAYBY_FAST-style durations set per test. Every flow and failure of the
+ * issue: out of stock; declined then paid; gateway outages retried; the
+ * payment deadline; cancel before and after shipping; return inside and
+ * outside the window; idempotent repeats of place and pay; ordering from the
+ * wishlist; another member's order is 404. Waiting is polling with a
+ * deadline, never sleeping. */
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "id.h"
+#include "lb.h"
+#include "tsupport.h"
+
+#define AUTH_MAX 2048
+#define WAIT_MS  30000
+
+static tsupport_proc procs[8];
+static tsupport_proc *edge = &procs[0];
+static char alice[ID_STR_LEN], bob[ID_STR_LEN];
+static char alice_auth[AUTH_MAX], bob_auth[AUTH_MAX], admin_auth[AUTH_MAX];
+
+static void
+setup(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    tsupport_reset();
+    id_new(alice);
+    id_new(bob);
+    char admin[ID_STR_LEN];
+    id_new(admin);
+    tsupport_jwt_member(alice_auth, sizeof alice_auth, alice, "USER");
+    tsupport_jwt_member(bob_auth, sizeof bob_auth, bob, "USER");
+    tsupport_jwt_member(admin_auth, sizeof admin_auth, admin, "ADMIN");
+}
+
+static void
+teardown(void)
+{
+    tsupport_daemons_kill(procs, LB_COUNTOF(procs));
+}
+
+/* Starts the stack; the orchestrator gets env (the durations of this test). */
+static void
+stack_start(const char *const *orchestrator_env)
+{
+    tsupport_daemon_start(&procs[1], "layby-catalog", 0, NULL, NULL);
+    tsupport_daemon_start(&procs[2], "layby-order", 0, NULL, NULL);
+    tsupport_daemon_start(&procs[3], "layby-payment", 0, NULL, NULL);
+    tsupport_daemon_start(&procs[4], "layby-delivery", 0, NULL, NULL);
+    tsupport_daemon_start(&procs[5], "layby-orchestrator", 0, NULL, orchestrator_env);
+    tsupport_daemon_start(edge, "layby-edge", 0, NULL, NULL);
+}
+
+TestSuite(order_flows, .init = setup, .fini = teardown, .timeout = 240);
+
+/* --- HTTP -------------------------------------------------------------------- */
+
+static void
+call(tsupport_resp *r, const char *method, const char *path, const char *auth, const char *body,
+     const char *idem)
+{
+    char key[300];
+    const char *h[4] = { "Content-Type: application/json" };
+    size_t n = 1;
+    if (auth != NULL)
+        h[n++] = auth;
+    if (idem != NULL) {
+        snprintf(key, sizeof key, "Idempotency-Key: %s", idem);
+        h[n++] = key;
+    }
+    h[n] = NULL;
+    tsupport_http_call(r, edge->port, method, path, h, body, false);
+}
+
+static const char *
+jstr(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    cr_assert(json_is_string(v), "%s is not a string", k);
+    return json_string_value(v);
+}
+
+/* A product with stock and price; its id into out. */
+static void
+product_add(int stock, int price, char out[ID_STR_LEN])
+{
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"name\":\"Laptop 14\",\"price\":%d,\"details\":\"\",\"category\":\"laptops\","
+             "\"stock\":%d}",
+             price, stock);
+    tsupport_resp r;
+    call(&r, "POST", "/api/v1/products", admin_auth, body, NULL);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    json_t *j = tsupport_http_json(&r);
+    snprintf(out, ID_STR_LEN, "%s", jstr(j, "productId"));
+    json_decref(j);
+}
+
+static long long
+stock_of(const char *product)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/products/%s", product);
+    tsupport_resp r;
+    call(&r, "GET", path, NULL, NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *j = tsupport_http_json(&r);
+    long long n = json_integer_value(json_object_get(j, "stockAvailable"));
+    json_decref(j);
+    return n;
+}
+
+static void
+address_add(const char *auth, char out[ID_STR_LEN])
+{
+    tsupport_resp r;
+    call(&r, "POST", "/api/v1/me/addresses", auth,
+         "{\"recipient\":\"Kim Minji\",\"phone\":\"010-1234-5678\",\"zipcode\":\"06236\","
+         "\"city\":\"Seoul\",\"street\":\"12 Teheran-ro\"}",
+         NULL);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    json_t *j = tsupport_http_json(&r);
+    snprintf(out, ID_STR_LEN, "%s", jstr(j, "addressId"));
+    json_decref(j);
+}
+
+/* POST /api/v1/orders for qty of product; the answer in r. */
+static void
+place(tsupport_resp *r, const char *auth, const char *address, const char *product, int qty,
+      const char *idem)
+{
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"items\":[{\"productId\":\"%s\",\"quantity\":%d}],\"addressId\":\"%s\"}", product,
+             qty, address);
+    call(r, "POST", "/api/v1/orders", auth, body, idem);
+}
+
+/* Places an order that must be accepted; its id into out. */
+static void
+place_ok(const char *address, const char *product, int qty, char out[ID_STR_LEN])
+{
+    tsupport_resp r;
+    place(&r, alice_auth, address, product, qty, NULL);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    json_t *j = tsupport_http_json(&r);
+    cr_assert_str_eq(jstr(j, "status"), "PAYMENT_PENDING");
+    cr_assert_neq(jstr(j, "paymentDeadline")[0], '\0');
+    snprintf(out, ID_STR_LEN, "%s", jstr(j, "orderId"));
+    json_decref(j);
+}
+
+static void
+pay(tsupport_resp *r, const char *auth, const char *order, const char *token, const char *idem)
+{
+    char path[128], body[128];
+    snprintf(path, sizeof path, "/api/v1/orders/%s/payment", order);
+    snprintf(body, sizeof body, "{\"method\":\"card\",\"cardToken\":\"%s\"}", token);
+    call(r, "POST", path, auth, body, idem);
+}
+
+static void
+signal(tsupport_resp *r, const char *auth, const char *order, const char *what)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/orders/%s/%s", order, what);
+    call(r, "POST", path, auth, NULL, NULL);
+}
+
+typedef struct order_want {
+    const char *order;
+    const char *status;          /* the order's status, or NULL */
+    const char *delivery_status; /* the delivery's, or NULL */
+    char seen[256];
+} order_want;
+
+static bool
+order_is(void *arg)
+{
+    order_want *w = arg;
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/orders/%s", w->order);
+    tsupport_resp r;
+    call(&r, "GET", path, alice_auth, NULL, NULL);
+    if (r.status != 200)
+        return false;
+    json_t *j = json_loads(r.body, 0, NULL);
+    const char *st = json_string_value(json_object_get(j, "status"));
+    const char *ds = json_string_value(json_object_get(json_object_get(j, "delivery"), "status"));
+    snprintf(w->seen, sizeof w->seen, "order %s, delivery %s", st ? st : "-", ds ? ds : "-");
+    bool ok = (w->status == NULL || (st != NULL && strcmp(st, w->status) == 0)) &&
+              (w->delivery_status == NULL || (ds != NULL && strcmp(ds, w->delivery_status) == 0));
+    json_decref(j);
+    return ok;
+}
+
+static void
+wait_order(const char *order, const char *status, const char *delivery_status)
+{
+    order_want w = { order, status, delivery_status, "" };
+    cr_assert(tsupport_poll_until(order_is, &w, WAIT_MS), "order never reached %s/%s (%s)",
+              status ? status : "-", delivery_status ? delivery_status : "-", w.seen);
+}
+
+static int64_t
+sql_int(const char *fmt, ...)
+{
+    char q[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q, sizeof q, fmt, ap);
+    va_end(ap);
+    return tsupport_sql_int(q);
+}
+
+/* Runs `layby-ctl <what> <arg>` and keeps its stdout in out; fails on exit != 0. */
+static void
+ctl_run(char *out, size_t n, const char *what, const char *arg)
+{
+    char cmdline[512];
+    snprintf(cmdline, sizeof cmdline, "%s/layby-ctl %s %s 2>&1",
+             tsupport_env_req("LAYBY_BUILD_DIR"), what, arg);
+    FILE *p = popen(cmdline, "r");
+    cr_assert_not_null(p);
+    size_t len = fread(out, 1, n - 1, p);
+    out[len] = '\0';
+    cr_assert_eq(pclose(p), 0, "%s: %s", cmdline, out);
+}
+
+/* --- flows -------------------------------------------------------------------- */
+
+Test(order_flows, place_pay_deliver_and_return_inside_the_window)
+{
+    const char *env[] = { "LAYBY_FAST=1",
+                          "LAYBY_SHIP_DELAY=500ms",
+                          "LAYBY_DELIVER_DELAY=500ms",
+                          "LAYBY_RETURN_WINDOW=60s",
+                          "LAYBY_RETURN_DELAY=500ms",
+                          NULL };
+    stack_start(env);
+    char product[ID_STR_LEN], address[ID_STR_LEN], order[ID_STR_LEN];
+    product_add(5, 1500000, product);
+    address_add(alice_auth, address);
+    place_ok(address, product, 2, order);
+    cr_assert_eq(stock_of(product), 3);
+
+    tsupport_resp r;
+    pay(&r, alice_auth, order, "tok_visa", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *j = tsupport_http_json(&r);
+    cr_assert_str_eq(jstr(j, "status"), "PAID");
+    cr_assert_eq(json_integer_value(json_object_get(j, "total")), 3000000);
+    json_t *items = json_object_get(j, "items");
+    cr_assert_str_eq(jstr(json_array_get(items, 0), "name"), "Laptop 14");
+    json_decref(j);
+
+    wait_order(order, "PAID", "DELIVERED");
+    signal(&r, alice_auth, order, "return");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    j = tsupport_http_json(&r);
+    cr_assert_str_eq(jstr(j, "status"), "RETURN_REQUESTED");
+    json_decref(j);
+    wait_order(order, "RETURNED", "RETURNED");
+    cr_assert_eq(stock_of(product), 5, "returned units are back");
+    cr_assert_eq(sql_int("SELECT refunded_won FROM payment.charges WHERE order_id = '%s' "
+                         "AND status = 'CAPTURED'",
+                         order),
+                 3000000);
+
+    /* the timeline, in order */
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/orders/%s", order);
+    call(&r, "GET", path, alice_auth, NULL, NULL);
+    j = tsupport_http_json(&r);
+    json_t *tl = json_object_get(j, "timeline");
+    const char *want[] = { "PENDING", "PAYMENT_PENDING", "PAID", "RETURN_REQUESTED", "RETURNED" };
+    cr_assert_eq(json_array_size(tl), LB_COUNTOF(want), "%s", r.body);
+    for (size_t i = 0; i < LB_COUNTOF(want); i++)
+        cr_assert_str_eq(jstr(json_array_get(tl, i), "status"), want[i]);
+    cr_assert_eq(json_array_size(json_object_get(json_object_get(j, "delivery"), "timeline")), 5);
+    json_decref(j);
+
+    /* the operator's view: the order, its delivery and its saga's log */
+    char out[65536];
+    ctl_run(out, sizeof out, "order show", order);
+    cr_assert_not_null(strstr(out, "\"RETURNED\""), "%s", out);
+    cr_assert_not_null(strstr(out, "delivery:"), "%s", out);
+    cr_assert_not_null(strstr(out, "return_window"), "the saga's steps: %s", out);
+    ctl_run(out, sizeof out, "order list", "--status RETURNED");
+    cr_assert_not_null(strstr(out, order), "%s", out);
+
+    /* another member sees nothing of it */
+    call(&r, "GET", path, bob_auth, NULL, NULL);
+    tsupport_http_assert_error(&r, 404, "not_found", NULL);
+    signal(&r, bob_auth, order, "cancel");
+    tsupport_http_assert_error(&r, 404, "not_found", NULL);
+    pay(&r, bob_auth, order, "tok_visa", NULL);
+    tsupport_http_assert_error(&r, 404, "not_found", NULL);
+}
+
+Test(order_flows, out_of_stock_is_409_and_the_order_rejected)
+{
+    stack_start((const char *const[]){ "LAYBY_FAST=1", NULL });
+    char product[ID_STR_LEN], address[ID_STR_LEN];
+    product_add(1, 1000, product);
+    address_add(alice_auth, address);
+    tsupport_resp r;
+    place(&r, alice_auth, address, product, 2, NULL);
+    tsupport_http_assert_error(&r, 409, "out_of_stock", NULL);
+    cr_assert_eq(stock_of(product), 1);
+    /* the order exists, REJECTED, naming the short product */
+    tsupport_wait_count(WAIT_MS, 1,
+                        "SELECT count(*) FROM orders.orders WHERE status = 'REJECTED' "
+                        "AND short_products = ARRAY['%s']::uuid[]",
+                        product);
+    /* another member's address is not found */
+    char bob_address[ID_STR_LEN];
+    address_add(bob_auth, bob_address);
+    place(&r, alice_auth, bob_address, product, 1, NULL);
+    tsupport_http_assert_error(&r, 404, "not_found", NULL);
+    cr_assert_eq(stock_of(product), 1);
+}
+
+Test(order_flows, declined_then_paid_and_gateway_outages_retried)
+{
+    stack_start((const char *const[]){ "LAYBY_FAST=1", "LAYBY_SHIP_DELAY=60s", NULL });
+    char product[ID_STR_LEN], address[ID_STR_LEN], o1[ID_STR_LEN], o2[ID_STR_LEN], o3[ID_STR_LEN];
+    product_add(10, 1000, product);
+    address_add(alice_auth, address);
+    place_ok(address, product, 1, o1);
+    tsupport_resp r;
+    pay(&r, alice_auth, o1, "tok_decline", NULL);
+    tsupport_http_assert_error(&r, 402, "payment_declined", NULL);
+    wait_order(o1, "PAYMENT_PENDING", NULL);
+    pay(&r, alice_auth, o1, "tok_visa", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    wait_order(o1, "PAID", "PREPARING");
+    cr_assert_eq(sql_int("SELECT count(*) FROM payment.charges WHERE order_id = '%s' "
+                         "AND status = 'CAPTURED'",
+                         o1),
+                 1);
+
+    /* tok_flaky: two outages, retried by the saga with backoff, then paid */
+    place_ok(address, product, 1, o2);
+    pay(&r, alice_auth, o2, "tok_flaky", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(sql_int("SELECT count(*) FROM payment.charges WHERE order_id = '%s' "
+                         "AND status = 'FAILED'",
+                         o2),
+                 2);
+    /* tok_error: every retry fails; the buyer hears 503, the order waits */
+    place_ok(address, product, 1, o3);
+    pay(&r, alice_auth, o3, "tok_error", NULL);
+    tsupport_http_assert_error(&r, 503, "unavailable", NULL);
+    cr_assert_eq(sql_int("SELECT count(*) FROM payment.charges WHERE order_id = '%s'", o3), 3);
+    wait_order(o3, "PAYMENT_PENDING", NULL);
+}
+
+Test(order_flows, payment_deadline_cancels_and_releases_stock)
+{
+    stack_start((const char *const[]){ "LAYBY_FAST=1", "LAYBY_PAYMENT_DEADLINE=2s", NULL });
+    char product[ID_STR_LEN], address[ID_STR_LEN], order[ID_STR_LEN];
+    product_add(3, 1000, product);
+    address_add(alice_auth, address);
+    place_ok(address, product, 3, order);
+    cr_assert_eq(stock_of(product), 0);
+    wait_order(order, "CANCELLED", NULL);
+    cr_assert_eq(stock_of(product), 3);
+    tsupport_resp r;
+    pay(&r, alice_auth, order, "tok_visa", NULL);
+    tsupport_http_assert_error(&r, 409, "invalid_state", NULL);
+    cr_assert_eq(sql_int("SELECT count(*) FROM payment.charges WHERE status = 'CAPTURED'"), 0);
+}
+
+Test(order_flows, cancel_before_shipping_refunds_and_after_shipping_is_409)
+{
+    stack_start((const char *const[]){ "LAYBY_FAST=1", "LAYBY_SHIP_DELAY=3s",
+                                       "LAYBY_DELIVER_DELAY=60s", NULL });
+    char product[ID_STR_LEN], address[ID_STR_LEN], o1[ID_STR_LEN], o2[ID_STR_LEN];
+    product_add(5, 2000, product);
+    address_add(alice_auth, address);
+    place_ok(address, product, 1, o1);
+    tsupport_resp r;
+    pay(&r, alice_auth, o1, "tok_visa", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    wait_order(o1, "PAID", "PREPARING");
+    signal(&r, alice_auth, o1, "cancel");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *j = tsupport_http_json(&r);
+    cr_assert_str_eq(jstr(j, "status"), "CANCELLED");
+    json_decref(j);
+    wait_order(o1, "CANCELLED", "CANCELLED");
+    cr_assert_eq(sql_int("SELECT refunded_won FROM payment.charges WHERE order_id = '%s' "
+                         "AND status = 'CAPTURED'",
+                         o1),
+                 2000);
+    cr_assert_eq(stock_of(product), 5);
+    signal(&r, alice_auth, o1, "cancel");
+    cr_assert_eq(r.status, 200, "a repeated cancel: %s", r.body);
+
+    place_ok(address, product, 1, o2);
+    pay(&r, alice_auth, o2, "tok_visa", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    wait_order(o2, "PAID", "SHIPPING");
+    signal(&r, alice_auth, o2, "cancel");
+    tsupport_http_assert_error(&r, 409, "not_cancellable", NULL);
+    signal(&r, alice_auth, o2, "return");
+    tsupport_http_assert_error(&r, 409, "not_returnable", NULL);
+    wait_order(o2, "PAID", "SHIPPING");
+}
+
+Test(order_flows, return_outside_the_window_is_409)
+{
+    stack_start((const char *const[]){ "LAYBY_FAST=1", "LAYBY_SHIP_DELAY=200ms",
+                                       "LAYBY_DELIVER_DELAY=200ms", "LAYBY_RETURN_WINDOW=1s",
+                                       NULL });
+    char product[ID_STR_LEN], address[ID_STR_LEN], order[ID_STR_LEN];
+    product_add(5, 2000, product);
+    address_add(alice_auth, address);
+    place_ok(address, product, 1, order);
+    tsupport_resp r;
+    pay(&r, alice_auth, order, "tok_visa", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    wait_order(order, "PAID", "DELIVERED");
+    tsupport_wait_count(WAIT_MS, 1,
+                        "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' "
+                        "AND status = 'COMPLETED'",
+                        order);
+    signal(&r, alice_auth, order, "return");
+    tsupport_http_assert_error(&r, 409, "not_returnable", NULL);
+    signal(&r, alice_auth, order, "cancel");
+    tsupport_http_assert_error(&r, 409, "not_cancellable", NULL);
+}
+
+Test(order_flows, repeats_with_one_key_are_one_order_and_one_charge)
+{
+    stack_start((const char *const[]){ "LAYBY_FAST=1", "LAYBY_SHIP_DELAY=60s", NULL });
+    char product[ID_STR_LEN], address[ID_STR_LEN], order[ID_STR_LEN];
+    product_add(5, 1000, product);
+    address_add(alice_auth, address);
+    tsupport_resp r1, r2;
+    place(&r1, alice_auth, address, product, 1, "place-key-1");
+    place(&r2, alice_auth, address, product, 1, "place-key-1");
+    cr_assert_eq(r1.status, 201, "%s", r1.body);
+    cr_assert_eq(r2.status, 201, "%s", r2.body);
+    json_t *j1 = tsupport_http_json(&r1), *j2 = tsupport_http_json(&r2);
+    cr_assert_str_eq(jstr(j1, "orderId"), jstr(j2, "orderId"));
+    snprintf(order, sizeof order, "%s", jstr(j1, "orderId"));
+    json_decref(j1);
+    json_decref(j2);
+    cr_assert_eq(sql_int("SELECT count(*) FROM orders.orders"), 1);
+    cr_assert_eq(stock_of(product), 4);
+
+    pay(&r1, alice_auth, order, "tok_visa", "pay-key-1");
+    pay(&r2, alice_auth, order, "tok_visa", "pay-key-1");
+    cr_assert_eq(r1.status, 200, "%s", r1.body);
+    cr_assert_eq(r2.status, 200, "%s", r2.body);
+    /* another key: the order is paid already */
+    pay(&r2, alice_auth, order, "tok_visa", "pay-key-2");
+    tsupport_http_assert_error(&r2, 409, "invalid_state", NULL);
+    cr_assert_eq(sql_int("SELECT count(*) FROM payment.charges WHERE status = 'CAPTURED'"), 1);
+}
+
+Test(order_flows, ordering_from_the_wishlist_empties_it_once_placed)
+{
+    stack_start((const char *const[]){ "LAYBY_FAST=1", NULL });
+    char p1[ID_STR_LEN], p2[ID_STR_LEN], address[ID_STR_LEN], path[160];
+    product_add(5, 1000, p1);
+    product_add(5, 3000, p2);
+    address_add(alice_auth, address);
+    tsupport_resp r;
+    snprintf(path, sizeof path, "/api/v1/me/wishlist/items/%s", p1);
+    call(&r, "PUT", path, alice_auth, "{\"quantity\":2}", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    snprintf(path, sizeof path, "/api/v1/me/wishlist/items/%s", p2);
+    call(&r, "PUT", path, alice_auth, "{\"quantity\":1}", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    char body[160];
+    snprintf(body, sizeof body, "{\"fromWishlist\":true,\"addressId\":\"%s\"}", address);
+    call(&r, "POST", "/api/v1/orders", alice_auth, body, NULL);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    json_t *j = tsupport_http_json(&r);
+    cr_assert_eq(json_integer_value(json_object_get(j, "total")), 5000);
+    cr_assert_eq(json_array_size(json_object_get(j, "items")), 2);
+    json_decref(j);
+    call(&r, "GET", "/api/v1/me/wishlist", alice_auth, NULL, NULL);
+    j = tsupport_http_json(&r);
+    cr_assert_eq(json_array_size(json_object_get(j, "items")), 0, "%s", r.body);
+    json_decref(j);
+    cr_assert_eq(stock_of(p1), 3);
+    /* an empty wishlist is a 400 naming the field */
+    call(&r, "POST", "/api/v1/orders", alice_auth, body, NULL);
+    tsupport_http_assert_error(&r, 400, "invalid_argument", "fromWishlist");
+}
