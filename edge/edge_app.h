@@ -41,8 +41,9 @@ typedef struct edge_cfg {
 typedef struct edge_app {
     /* config, fixed after start */
     edge_cfg cfg;
-    bus *bus;        /* thread-safe */
-    edge_auth *auth; /* thread-safe */
+    bus *bus;             /* thread-safe */
+    edge_auth *auth;      /* thread-safe */
+    edge_revoke *revoked; /* thread-safe; revoked access-token ids (edge_revoke.h) */
     /* the table edge_dispatch() walks: NULL = edge_routes_table(); a test
      * passes its own (such rows get no per-route metrics) */
     const struct edge_route *routes;

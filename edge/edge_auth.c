@@ -40,6 +40,7 @@ struct edge_auth {
     int64_t skew_s;
     size_t cap;
     unsigned char hash_key[crypto_shorthash_KEYBYTES];
+    edge_revoke *revoked; /* NULL = no revocations; set before requests arrive */
     /* state, guarded by lock */
     pthread_mutex_t lock;
     cache_slot *slots;
@@ -208,7 +209,7 @@ static bool
 sub_ok(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n >= EDGE_SUB_MAX)
+    if (n == 0 || n >= EDGE_SUB_MAX || n >= EDGE_JTI_MAX)
         return false;
     for (size_t i = 0; i < n; i++) /* goes into "Layby-Actor: <sub> <ROLE>" */
         if (s[i] <= ' ' || s[i] > '~')
@@ -226,6 +227,8 @@ claims_check(edge_claims *out, const edge_auth *a, const json_t *g, int64_t now_
     const char *iss = json_string_value(json_object_get(g, "iss"));
     const char *sub = json_string_value(json_object_get(g, "sub"));
     const char *role = json_string_value(json_object_get(g, "role"));
+    const char *jti = json_string_value(json_object_get(g, "jti"));
+    const char *sid = json_string_value(json_object_get(g, "sid"));
 
     if (!json_is_integer(exp))
         return lb_err_set(err, LB_ERR_UNAUTHORIZED, "token has no exp");
@@ -243,7 +246,12 @@ claims_check(edge_claims *out, const edge_auth *a, const json_t *g, int64_t now_
     if (r == EDGE_ROLE_NONE)
         return lb_err_set(err, LB_ERR_UNAUTHORIZED, "token has no valid role");
 
+    if ((jti != NULL && !sub_ok(jti)) || (sid != NULL && !sub_ok(sid)))
+        return lb_err_set(err, LB_ERR_UNAUTHORIZED, "token has a malformed jti or sid");
+
     snprintf(out->sub, sizeof out->sub, "%s", sub);
+    snprintf(out->jti, sizeof out->jti, "%s", jti ? jti : "");
+    snprintf(out->sid, sizeof out->sid, "%s", sid ? sid : "");
     out->role = r;
     out->exp_s = json_integer_value(exp);
     return LB_OK;
@@ -256,7 +264,7 @@ edge_auth_verify(edge_claims *out, edge_auth *a, const char *token, int64_t now_
     if (len == 0 || len > EDGE_TOKEN_MAX)
         return lb_err_set(err, LB_ERR_UNAUTHORIZED, "missing or oversized token");
     if (cache_get(a, token, len, now_s, out))
-        return LB_OK;
+        goto out_revoked;
 
     jwt_t *jwt = NULL;
     if (jwt_decode(&jwt, token, (const unsigned char *)a->pem, (int)a->pem_len) != 0 || jwt == NULL)
@@ -287,7 +295,18 @@ out_jwt:
     json_decref(g);
     free(grants);
     jwt_free(jwt);
-    return s;
+    if (s != LB_OK)
+        return s;
+out_revoked:
+    if (a->revoked != NULL && edge_revoke_has(a->revoked, out->jti, now_s))
+        return lb_err_set(err, LB_ERR_UNAUTHORIZED, "token revoked");
+    return LB_OK;
+}
+
+void
+edge_auth_revocations(edge_auth *a, edge_revoke *rv)
+{
+    a->revoked = rv;
 }
 
 void

@@ -4,7 +4,8 @@
  * not pin the algorithm and never checks exp (PLATFORM.md), so this module
  * does both: only ES256 is accepted, and exp, nbf, iat and iss are checked
  * here. libjwt verifies ~2,300 tokens/s, so verified tokens are remembered
- * (keyed by the whole token text, bounded, until their exp).
+ * (keyed by the whole token text, bounded, until their exp). A revoked jti
+ * (edge_revoke.h) is refused whether the token was cached or not.
  *
  * Ownership: edge_auth_new() returns an edge_auth freed by edge_auth_free();
  *            claims are copied into caller memory.
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "edge_revoke.h"
 #include "lb.h"
 
 #define EDGE_SUB_MAX   64   /* member id (a UUID) with room to spare */
@@ -31,7 +33,9 @@ typedef enum edge_role {
 typedef struct edge_claims {
     char sub[EDGE_SUB_MAX]; /* member id */
     edge_role role;
-    int64_t exp_s; /* expiry, seconds since epoch */
+    int64_t exp_s;          /* expiry, seconds since epoch */
+    char jti[EDGE_JTI_MAX]; /* token id ("" if the token has none): what logout revokes */
+    char sid[EDGE_SUB_MAX]; /* login (session) id of member-issued tokens, else "" */
 } edge_claims;
 
 typedef struct edge_auth_opts {
@@ -58,6 +62,10 @@ void edge_auth_free(edge_auth *a); /* NULL is a no-op */
  * any fault is LB_ERR_UNAUTHORIZED with a reason safe to show the client. */
 lb_status edge_auth_verify(edge_claims *out, edge_auth *a, const char *token, int64_t now_s,
                            lb_err *err);
+
+/* Makes edge_auth_verify() refuse tokens whose jti is in rv (borrowed; set
+ * once before requests arrive). Cached tokens are checked too. */
+void edge_auth_revocations(edge_auth *a, edge_revoke *rv);
 
 /* Cache counters since creation (tests and metrics). */
 void edge_auth_stats(edge_auth *a, uint64_t *hits, uint64_t *misses);

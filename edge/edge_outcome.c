@@ -11,6 +11,7 @@
 
 #include "codec.h"
 #include "edge_routes.h"
+#include "layby/v1/common.pb-c.h"
 #include "log.h"
 
 void
@@ -60,7 +61,39 @@ edge_outcome_send(edge_req *r, const edge_outcome *o)
     char extra[EDGE_HEADERS_MAX] = "";
     if (o->location[0] != '\0')
         snprintf(extra, sizeof extra, "Location: %s\r\n", o->location);
+    else if (o->retry_after_s > 0)
+        snprintf(extra, sizeof extra, "Retry-After: %lld\r\n", (long long)o->retry_after_s);
     edge_reply(r, o->status, "application/json", o->body, strlen(o->body), extra);
+}
+
+bool
+edge_reply_is_throttled(natsMsg *reply)
+{
+    const char *type = NULL;
+    return natsMsgHeader_Get(reply, BUS_H_TYPE, &type) == NATS_OK && type != NULL &&
+           strcmp(type, layby__v1__throttled__descriptor.name) == 0;
+}
+
+void
+edge_outcome_throttled(edge_outcome *o, natsMsg *reply)
+{
+    ProtobufCMessage *t = NULL;
+    lb_err err;
+    lb_err_clear(&err);
+    const char *text = "too many requests";
+    o->retry_after_s = 1;
+    if (codec_unpack(&t, &layby__v1__throttled__descriptor, (const uint8_t *)natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply), &err) == LB_OK) {
+        const Layby__V1__Throttled *th = (const Layby__V1__Throttled *)t;
+        if (th->retry_after_s > 0)
+            o->retry_after_s = th->retry_after_s;
+        if (th->message[0] != '\0')
+            text = th->message;
+    }
+    lb_err_set(&err, LB_ERR_THROTTLED, "%s", text);
+    edge_outcome_error(o, &err);
+    if (t != NULL)
+        protobuf_c_message_free_unpacked(t, NULL);
 }
 
 void

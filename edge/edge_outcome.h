@@ -26,6 +26,7 @@ typedef struct edge_outcome {
     int status;                       /* HTTP status; 0 until set */
     char *body;                       /* malloc'd JSON text; NULL = out of memory */
     char location[EDGE_LOCATION_MAX]; /* "" = no Location header */
+    int64_t retry_after_s;            /* > 0: a Retry-After header (429) */
 } edge_outcome;
 
 /* The error shape for err (status from its code; 5xx text hidden). */
@@ -34,6 +35,11 @@ void edge_outcome_error(edge_outcome *o, const lb_err *err);
 void edge_outcome_msg(edge_outcome *o, int status, const ProtobufCMessage *msg);
 /* A JSON object (borrowed) as the body with status. */
 void edge_outcome_json(edge_outcome *o, int status, const json_t *obj);
+/* 429 too_many_requests with Retry-After, from a layby.v1.Throttled reply
+ * (a service's answer to a rate limit). */
+void edge_outcome_throttled(edge_outcome *o, natsMsg *reply);
+/* True when reply is a layby.v1.Throttled. */
+bool edge_reply_is_throttled(natsMsg *reply);
 /* An empty body (204). */
 void edge_outcome_empty(edge_outcome *o, int status);
 /* Sends o (Location header when set); out of memory becomes a bare 500. */

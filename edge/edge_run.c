@@ -11,6 +11,7 @@
  *   4. new ids (derived from the key), then the row's prepare hook.
  *   5. send with Layby-Actor and traceparent, wait, map the outcome:
  *      reply -> the row's status (or the reply_status hook's), body, Location;
+ *      a layby.v1.Throttled reply -> 429 with Retry-After;
  *      Failure -> its code's HTTP status through lb.h (after the row's remap);
  *      no outcome in time -> 202 PENDING for commands, 504 for queries.
  *   6. send, and remember a final outcome under the Idempotency-Key.
@@ -210,7 +211,9 @@ send_and_wait(edge_outcome *o, edge_req *r, const ProtobufCMessage *req)
                                            app->cfg.command_timeout_ms, &err)
                              : bus_request(&reply, app->bus, rt->subject, &env, req,
                                            app->cfg.query_timeout_ms, &err);
-    if (s == LB_OK) {
+    if (s == LB_OK && edge_reply_is_throttled(reply)) {
+        edge_outcome_throttled(o, reply); /* any service's rate limit: 429 + Retry-After */
+    } else if (s == LB_OK) {
         ProtobufCMessage *p = NULL;
         s = bus_reply_decode(&p, reply, rt->reply, &err);
         if (s == LB_OK && rt->hooks && rt->hooks->reply_swap &&

@@ -9,12 +9,14 @@
  * section so parallel additions do not collide.
  */
 #include "edge_catalog.h"
+#include "edge_member.h"
 #include "edge_ops.h"
 #include "edge_orders.h"
 #include "edge_routes.h"
 #include "engine/saga.h"
 #include "engine/subjects.h"
 #include "layby/v1/catalog.pb-c.h"
+#include "layby/v1/member.pb-c.h"
 #include "layby/v1/order.pb-c.h"
 #include "layby/v1/payment.pb-c.h"
 #include "layby/v1/saga.pb-c.h"
@@ -99,6 +101,69 @@ static const edge_route edge_routes[] = {
       .errors = EDGE_ERRORS(LB_ERR_NOT_FOUND) },
 
     /* --- member: sign-up, verification, auth, me ------------------------------------------- */
+    /* Request/reply, never stored (docs/DECISIONS.md §9). A Throttled reply is 429 + Retry-After. */
+    { .method = "POST", .path = "/api/v1/members/username-check", .who = EDGE_PUBLIC, .kind = EDGE_KIND_QUERY,
+      .summary = "Is a username free (in any case)?", .operation = "checkUsername",
+      .subject = SUBJ_MEMBER_USERNAME_CHECK,
+      .request = &layby__v1__username_check__descriptor, .body = &layby__v1__username_check__descriptor,
+      .reply = &layby__v1__username_availability__descriptor, .status = 200,
+      .errors = EDGE_ERRORS(LB_ERR_INVALID) },
+    { .method = "POST", .path = "/api/v1/members", .who = EDGE_PUBLIC, .kind = EDGE_KIND_QUERY,
+      .summary = "Sign up: the member waits for email verification", .operation = "signUp",
+      .subject = SUBJ_MEMBER_SIGN_UP,
+      .request = &layby__v1__sign_up__descriptor, .body = &layby__v1__sign_up__descriptor,
+      .reply = &layby__v1__member_status__descriptor, .status = 201,
+      .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_USERNAME_TAKEN, LB_ERR_THROTTLED) },
+    { .method = "POST", .path = "/api/v1/members/verification", .who = EDGE_PUBLIC, .kind = EDGE_KIND_QUERY,
+      .summary = "Mail a 6-digit code, valid 10 minutes (same answer for unknown members)",
+      .operation = "sendVerificationCode",
+      .subject = SUBJ_MEMBER_VERIFICATION_SEND,
+      .request = &layby__v1__verification_send__descriptor, .body = &layby__v1__verification_send__descriptor,
+      .reply = &layby__v1__verification_accepted__descriptor, .status = 202,
+      .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_THROTTLED) },
+    { .method = "POST", .path = "/api/v1/members/verification/confirm", .who = EDGE_PUBLIC, .kind = EDGE_KIND_QUERY,
+      .summary = "Confirm the code: the member becomes ACTIVE", .operation = "confirmVerificationCode",
+      .subject = SUBJ_MEMBER_VERIFICATION_CONFIRM,
+      .request = &layby__v1__verification_confirm__descriptor, .body = &layby__v1__verification_confirm__descriptor,
+      .reply = &layby__v1__member_status__descriptor, .status = 200,
+      .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_CODE, LB_ERR_THROTTLED) },
+    { .method = "POST", .path = "/api/v1/auth/login", .who = EDGE_PUBLIC, .kind = EDGE_KIND_QUERY,
+      .summary = "Log in: an access token (15 min) and a refresh token", .operation = "login",
+      .subject = SUBJ_MEMBER_LOGIN,
+      .request = &layby__v1__login__descriptor, .body = &layby__v1__login__descriptor,
+      .reply = &layby__v1__token_pair__descriptor, .status = 200, .hooks = &edge_member_login_hooks,
+      .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_CREDENTIALS, LB_ERR_NOT_VERIFIED, LB_ERR_LOCKED,
+                            LB_ERR_THROTTLED) },
+    { .method = "POST", .path = "/api/v1/auth/refresh", .who = EDGE_PUBLIC, .kind = EDGE_KIND_QUERY,
+      .summary = "Rotate the token pair; a spent refresh token revokes its login", .operation = "refresh",
+      .subject = SUBJ_MEMBER_REFRESH,
+      .request = &layby__v1__refresh__descriptor, .body = &layby__v1__refresh__descriptor,
+      .reply = &layby__v1__token_pair__descriptor, .status = 200,
+      .errors = EDGE_ERRORS(LB_ERR_UNAUTHORIZED) },
+    { .method = "POST", .path = "/api/v1/auth/logout", .who = EDGE_MEMBER, .kind = EDGE_KIND_QUERY,
+      .summary = "Revoke this login and its access token", .operation = "logout",
+      .subject = SUBJ_MEMBER_LOGOUT, .request = &layby__v1__logout__descriptor,
+      .reply = &layby__v1__done__descriptor, .status = 204, .hooks = &edge_member_logout_hooks,
+      .binds = EDGE_BINDS(EDGE_SUB("member_id")) },
+    { .method = "GET", .path = "/api/v1/me", .who = EDGE_MEMBER, .kind = EDGE_KIND_QUERY,
+      .summary = "My member record, decrypted", .operation = "getMe",
+      .subject = SUBJ_MEMBER_GET_ME, .request = &layby__v1__get_me__descriptor,
+      .reply = &layby__v1__me__descriptor, .status = 200,
+      .binds = EDGE_BINDS(EDGE_SUB("member_id")), .errors = EDGE_ERRORS(LB_ERR_NOT_FOUND) },
+    { .method = "PATCH", .path = "/api/v1/me/password", .who = EDGE_MEMBER, .kind = EDGE_KIND_QUERY,
+      .summary = "Change my password (the current one is needed); ends my other logins",
+      .operation = "changePassword",
+      .subject = SUBJ_MEMBER_CHANGE_PASSWORD,
+      .request = &layby__v1__change_password__descriptor, .body = &layby__v1__change_password__descriptor,
+      .reply = &layby__v1__done__descriptor, .status = 204, .hooks = &edge_member_password_hooks,
+      .binds = EDGE_BINDS(EDGE_SUB("member_id")),
+      .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_CREDENTIALS, LB_ERR_NOT_FOUND, LB_ERR_THROTTLED) },
+    { .method = "PATCH", .path = "/api/v1/me/phone", .who = EDGE_MEMBER, .kind = EDGE_KIND_QUERY,
+      .summary = "Change my phone number", .operation = "changePhone",
+      .subject = SUBJ_MEMBER_CHANGE_PHONE,
+      .request = &layby__v1__change_phone__descriptor, .body = &layby__v1__change_phone__descriptor,
+      .reply = &layby__v1__me__descriptor, .status = 200,
+      .binds = EDGE_BINDS(EDGE_SUB("member_id")), .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_NOT_FOUND) },
 
     /* --- orders: orders, payment, addresses ------------------------------------------------ */
     { .method = "GET", .path = "/api/v1/orders", .who = EDGE_MEMBER, .kind = EDGE_KIND_QUERY,

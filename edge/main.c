@@ -18,7 +18,9 @@
 #include "cfg.h"
 #include "edge_app.h"
 #include "edge_auth.h"
+#include "edge_revoke.h"
 #include "edge_routes.h"
+#include "engine/subjects.h"
 #include "id.h"
 #include "log.h"
 
@@ -183,6 +185,12 @@ main(int argc, char **argv)
         fail("nats", &err);
         goto out_auth;
     }
+    if (edge_revoke_new(&app.revoked, &err) != LB_OK ||
+        edge_revoke_watch(app.revoked, app.bus, KV_REVOKED, &err) != LB_OK) {
+        fail("revocations", &err);
+        goto out_bus;
+    }
+    edge_auth_revocations(app.auth, app.revoked);
     edge_routes_metrics_init();
     mg_init_library(0);
     if (start_http(&http, &app, &err) != LB_OK) {
@@ -201,6 +209,8 @@ out_library:
     mg_exit_library();
     if (app.kv != NULL)
         kvStore_Destroy(app.kv);
+out_bus:
+    edge_revoke_free(app.revoked); /* stops its watcher before the bus goes */
     bus_close(app.bus);
 out_auth:
     edge_auth_free(app.auth);

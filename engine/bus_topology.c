@@ -42,6 +42,7 @@ const bus_topology_consumer bus_topology_consumers[] = {
     { "LAYBY_EVT", "orchestrator-payment",  "layby.evt.payment.>",  "layby-orchestrator" },
     { "LAYBY_EVT", "orchestrator-delivery", "layby.evt.delivery.>", "layby-orchestrator" },
     { "LAYBY_CMD", "orchestrator",          "layby.cmd.saga.>",     "layby-orchestrator" },
+    { "LAYBY_CMD", "mailer",                "layby.cmd.mailer.>",   "layby-mailer" },
 };
 const size_t bus_topology_n_consumers = LB_COUNTOF(bus_topology_consumers);
 
@@ -57,6 +58,11 @@ const size_t bus_topology_n_retired = LB_COUNTOF(bus_topology_retired);
 const bus_topology_bucket bus_topology_buckets[] = {
     /* name                 ttl                   history  about */
     { "LAYBY_IDEMPOTENCY", 24LL * 3600 * 1000,   1,       "edge Idempotency-Key outcomes" },
+    /* member: values carry their own times (PLATFORM.md: an expiry makes no
+     * watch event), the TTL only bounds what is kept */
+    { "LAYBY_MEMBER_CODES",  10LL * 60 * 1000,   1,       "verification code hashes and tries" },
+    { "LAYBY_MEMBER_LIMITS", 3600LL * 1000,      1,       "resend and failed-login times" },
+    { "LAYBY_REVOKED",       3600LL * 1000,      1,       "revoked access-token ids (edges watch it); >= the access-token lifetime" },
 };
 const size_t bus_topology_n_buckets = LB_COUNTOF(bus_topology_buckets);
 /* clang-format on */

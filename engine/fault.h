@@ -8,7 +8,8 @@
  * committed, not acked; every service and the orchestrator), svc.tick_after_commit (a timer tick
  * committed, replies not sent), relay.after_publish (published, not deleted),
  * svc.after_publish (a stateless batch published and acked by JetStream, its
- * inputs not acked).
+ * inputs not acked), mailer.after_send (a mail handed to SMTP or the mailbox,
+ * its command not committed).
  *
  * Ownership: none.  Threads: safe; the counter is atomic.
  */

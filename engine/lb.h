@@ -49,7 +49,12 @@
     X(ERR_STOCK_NEGATIVE,409, "stock_negative",       "stock cannot go below zero")   \
     X(ERR_NOT_CANCELLABLE, 409, "not_cancellable",    "the order can no longer be cancelled") \
     X(ERR_NOT_RETURNABLE, 409, "not_returnable",      "the order cannot be returned") \
-    X(ERR_PAYMENT_DECLINED, 402, "payment_declined",  "the card was declined")
+    X(ERR_PAYMENT_DECLINED, 402, "payment_declined",  "the card was declined") \
+    X(ERR_USERNAME_TAKEN,   409, "username_taken",      "username is taken")          \
+    X(ERR_CREDENTIALS,      401, "invalid_credentials", "wrong username or password") \
+    X(ERR_NOT_VERIFIED,     403, "email_not_verified",  "email address not verified yet") \
+    X(ERR_LOCKED,           403, "account_locked",      "account is locked")          \
+    X(ERR_CODE,             422, "invalid_code",        "code is wrong or expired")
 /* clang-format on */
 
 typedef enum lb_status {

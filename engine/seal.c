@@ -37,7 +37,51 @@ seal_keys_from_hex(seal_keys *k, const char *hex, lb_err *err)
     return LB_OK;
 }
 
-/* Reads the first line of path (at most 255 bytes) into buf. */
+lb_status
+seal_keys_from_text(seal_keys *k, const char *text, lb_err *err)
+{
+    seal_keys tmp;
+    memset(&tmp, 0, sizeof tmp);
+    const char *p = text;
+    lb_status st = LB_OK;
+    while (*p != '\0' && st == LB_OK) {
+        size_t len = strcspn(p, "\n");
+        const char *hash = memchr(p, '#', len);
+        size_t use = hash ? (size_t)(hash - p) : len;
+        char line[128];
+        size_t o = 0;
+        for (size_t i = 0; i < use && o + 1 < sizeof line; i++)
+            if (!isspace((unsigned char)p[i]))
+                line[o++] = p[i];
+        line[o] = '\0';
+        if (o > 0) {
+            seal_keys one;
+            if (tmp.n == SEAL_KEYS_MAX)
+                st = lb_err_set(err, LB_ERR_CONFIG, "more than %d data keys", SEAL_KEYS_MAX);
+            else if ((st = seal_keys_from_hex(&one, line, err)) == LB_OK) {
+                memcpy(tmp.key[tmp.n], one.key[0], SEAL_KEY_BYTES);
+                tmp.id[tmp.n++] = one.id[0];
+            }
+            seal_keys_wipe(&one);
+        }
+        sodium_memzero(line, sizeof line);
+        p += len + (p[len] == '\n' ? 1 : 0);
+    }
+    if (st == LB_OK && tmp.n == 0)
+        st = lb_err_set(err, LB_ERR_CONFIG, "no data key");
+    if (st == LB_OK)
+        *k = tmp;
+    seal_keys_wipe(&tmp);
+    return st;
+}
+
+unsigned
+seal_value_key_id(const uint8_t *sealed, size_t n)
+{
+    return n >= SEAL_OVERHEAD ? sealed[0] : 0;
+}
+
+/* Reads path (at most cap - 1 bytes) into buf. */
 static lb_status
 read_key_file(char *buf, size_t cap, const char *var, const char *path, lb_err *err)
 {
@@ -47,15 +91,13 @@ read_key_file(char *buf, size_t cap, const char *var, const char *path, lb_err *
     size_t n = fread(buf, 1, cap - 1, f);
     fclose(f);
     buf[n] = '\0';
-    while (n > 0 && isspace((unsigned char)buf[n - 1]))
-        buf[--n] = '\0';
     return LB_OK;
 }
 
 lb_status
 seal_keys_load(seal_keys *k, const char *svc, lb_err *err)
 {
-    char var[96], buf[256];
+    char var[96], buf[1024];
     lb_status st;
     snprintf(var, sizeof var, "LAYBY_%s_DATA_KEY_FILE", svc);
     const char *path = getenv(var);
@@ -76,11 +118,11 @@ seal_keys_load(seal_keys *k, const char *svc, lb_err *err)
                               svc);
         snprintf(buf, sizeof buf, "%s", hex);
     }
-    st = seal_keys_from_hex(k, buf, err);
+    st = seal_keys_from_text(k, buf, err);
     sodium_memzero(buf, sizeof buf);
     if (st != LB_OK)
-        return lb_err_set(err, LB_ERR_CONFIG, "%s: the data key must be %d hex digits", var,
-                          SEAL_KEY_BYTES * 2);
+        return lb_err_set(err, LB_ERR_CONFIG, "%s: one to %d keys of %d hex digits, one a line",
+                          var, SEAL_KEYS_MAX, SEAL_KEY_BYTES * 2);
     return LB_OK;
 }
 

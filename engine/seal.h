@@ -11,6 +11,11 @@
  * holding 64 hex digits; the local stack writes var/secrets/data.key), else
  * LAYBY_DATA_KEY (the hex itself). Never from the repository.
  *
+ * Rotation: a key file may hold up to SEAL_KEYS_MAX lines of 64 hex digits
+ * ('#' comments and blank lines ignored). The first line seals, every line
+ * opens. Put the new key first, keep the old one below it, re-seal the rows
+ * (`layby-ctl member rekey` for members), then drop the old line.
+ *
  * Ownership: seal_keys is caller memory; seal_keys_wipe() zeroes it.
  * Threads:   a loaded seal_keys is read-only and may be shared by threads.
  */
@@ -37,6 +42,11 @@ typedef struct seal_keys {
 lb_status seal_keys_load(seal_keys *k, const char *svc, lb_err *err);
 /* Sets key[0] from 64 hex digits (tests, and the loader). */
 lb_status seal_keys_from_hex(seal_keys *k, const char *hex, lb_err *err);
+/* Sets the keys from key-file text: one key per line, the first seals. */
+lb_status seal_keys_from_text(seal_keys *k, const char *text, lb_err *err);
+/* The key id a sealed value names (its first byte), 0 when it is too short;
+ * a value whose id differs from k->id[0] is due for re-sealing. */
+unsigned seal_value_key_id(const uint8_t *sealed, size_t n);
 void seal_keys_wipe(seal_keys *k);
 
 /* Seals n bytes of plain into out (cap >= n + SEAL_OVERHEAD); *out_n gets the length. */

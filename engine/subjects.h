@@ -77,4 +77,30 @@
 #define SUBJ_DELIVERY_CANCELLED     "layby.evt.delivery.cancelled"
 #define SUBJ_DELIVERY_CANCEL_FAILED "layby.evt.delivery.cancel_failed"
 
+/* member: requests carrying passwords or personal data are request/reply,
+ * never stored in a stream (docs/DECISIONS.md, "member requests"). */
+#define SUBJ_MEMBER_USERNAME_CHECK       "layby.qry.member.username_check"
+#define SUBJ_MEMBER_SIGN_UP              "layby.qry.member.sign_up"
+#define SUBJ_MEMBER_VERIFICATION_SEND    "layby.qry.member.verification_send"
+#define SUBJ_MEMBER_VERIFICATION_CONFIRM "layby.qry.member.verification_confirm"
+#define SUBJ_MEMBER_LOGIN                "layby.qry.member.login"
+#define SUBJ_MEMBER_REFRESH              "layby.qry.member.refresh"
+#define SUBJ_MEMBER_LOGOUT               "layby.qry.member.logout"
+#define SUBJ_MEMBER_GET_ME               "layby.qry.member.get_me"
+#define SUBJ_MEMBER_CHANGE_PASSWORD      "layby.qry.member.change_password"
+#define SUBJ_MEMBER_CHANGE_PHONE         "layby.qry.member.change_phone"
+#define SUBJ_MEMBER_ADMIN                "layby.qry.member.admin"
+#define SUBJ_MEMBER_REKEY                "layby.qry.member.rekey"
+#define SUBJ_MEMBER_SIGNED_UP            "layby.evt.member.signed_up"
+#define SUBJ_MEMBER_ACTIVATED            "layby.evt.member.activated"
+#define SUBJ_MEMBER_CHANGED              "layby.evt.member.changed"
+
+/* mailer */
+#define SUBJ_MAILER_SEND "layby.cmd.mailer.send"
+
+/* Key-value buckets of the member service and the edge (engine/bus_topology.c). */
+#define KV_MEMBER_CODES  "LAYBY_MEMBER_CODES"  /* verification code hashes, TTL 10 min */
+#define KV_MEMBER_LIMITS "LAYBY_MEMBER_LIMITS" /* resend and login-failure times, TTL 1 h */
+#define KV_REVOKED       "LAYBY_REVOKED"       /* revoked access-token ids, watched by edges */
+
 #endif

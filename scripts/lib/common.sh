@@ -18,6 +18,7 @@ LB_PACKAGES=(
     libjansson-dev libcurl4-openssl-dev libssl-dev openssl
     curl jq wrk
     python3-jsonschema openapi-specification
+    python3-aiosmtpd
 )
 
 # Daemons the stack starts when they are built: binary, the variable naming the
@@ -30,6 +31,8 @@ LB_DAEMONS=(
     "layby-order         LAYBY_ORDER_METRICS_PORT         9106"
     "layby-payment       LAYBY_PAYMENT_METRICS_PORT       9107"
     "layby-delivery      LAYBY_DELIVERY_METRICS_PORT      9108"
+    "layby-member        LAYBY_MEMBER_METRICS_PORT        9103"
+    "layby-mailer        LAYBY_MAILER_METRICS_PORT        9104"
     "layby-edge          LAYBY_EDGE_PORT                  8080"
 )
 

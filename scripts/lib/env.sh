@@ -31,6 +31,8 @@ lb_env_write() {
             lb_export LAYBY_JWT_PUBLIC_KEY_FILE "$LB_SECRETS/jwt-es256.pub"
             lb_export LAYBY_DATA_KEY_FILE "$LB_SECRETS/data.key"
             lb_export LAYBY_INDEX_KEY_FILE "$LB_SECRETS/index.key"
+            # the mailer's dev mailbox (.eml files) when LAYBY_SMTP_URL is unset
+            lb_export LAYBY_MAILBOX "$LB_VAR/mail"
             for kv in "$@"; do
                 lb_export "${kv%%=*}" "${kv#*=}"
             done

@@ -36,6 +36,8 @@ static const struct {
 } daemon_ports[] = {
     { "layby-catalog",      "LAYBY_CATALOG_METRICS_PORT" },
     { "layby-orchestrator", "LAYBY_ORCHESTRATOR_METRICS_PORT" },
+    { "layby-member",       "LAYBY_MEMBER_METRICS_PORT" },
+    { "layby-mailer",       "LAYBY_MAILER_METRICS_PORT" },
     { "layby-edge",         "LAYBY_EDGE_PORT" },
     { "layby-order",        "LAYBY_ORDER_METRICS_PORT" },
     { "layby-payment",      "LAYBY_PAYMENT_METRICS_PORT" },

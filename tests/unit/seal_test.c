@@ -1,5 +1,6 @@
 /* seal_test.c - personal data sealing: round trip, binding to its row, tampering, keys. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,4 +63,30 @@ Test(seal, bad_keys_are_config_errors)
     setenv("LAYBY_DATA_KEY", HEX_A, 1);
     cr_assert_eq(seal_keys_load(&k, "SEALTEST", &err), LB_OK, "%s", err.msg);
     unsetenv("LAYBY_DATA_KEY");
+}
+
+Test(seal, rotation_opens_old_values_and_seals_with_the_first_key)
+{
+    seal_keys old, both, fresh;
+    lb_err err;
+    cr_assert_eq(seal_keys_from_text(&old, HEX_A, &err), LB_OK, "%s", err.msg);
+    uint8_t s1[64], s2[64], back[64];
+    size_t n1 = 0, n2 = 0, m = 0;
+    cr_assert_eq(seal_encrypt(s1, sizeof s1, &n1, &old, (const uint8_t *)"bob", 3, "ad", &err),
+                 LB_OK);
+    char text[300];
+    snprintf(text, sizeof text, "# new key first\n%s\n\n%s  # retiring\n", HEX_B, HEX_A);
+    cr_assert_eq(seal_keys_from_text(&both, text, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(both.n, 2);
+    cr_assert_eq(seal_decrypt(back, sizeof back, &m, &both, s1, n1, "ad", &err), LB_OK);
+    cr_assert_eq(seal_encrypt(s2, sizeof s2, &n2, &both, (const uint8_t *)"bob", 3, "ad", &err),
+                 LB_OK);
+    cr_assert_eq(seal_value_key_id(s2, n2), both.id[0]);
+    cr_assert_neq(seal_value_key_id(s1, n1), both.id[0], "the old value is not due for re-sealing");
+    /* the old key retired: only re-sealed values open */
+    cr_assert_eq(seal_keys_from_text(&fresh, HEX_B, &err), LB_OK);
+    cr_assert_eq(seal_decrypt(back, sizeof back, &m, &fresh, s1, n1, "ad", &err), LB_ERR_CRYPTO);
+    cr_assert_eq(seal_decrypt(back, sizeof back, &m, &fresh, s2, n2, "ad", &err), LB_OK);
+    cr_assert_eq(seal_keys_from_text(&fresh, "", &err), LB_ERR_CONFIG);
+    cr_assert_eq(seal_keys_from_text(&fresh, "abcd\n", &err), LB_ERR_CONFIG);
 }

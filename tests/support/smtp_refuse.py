@@ -1,0 +1,33 @@
+"""An aiosmtpd handler for the mailer's SMTP tests: refuses the first N
+recipients with 550, then accepts and stores each mail as a Maildir file.
+
+    /usr/bin/python3 -m aiosmtpd -n -l 127.0.0.1:PORT -c smtp_refuse.RefuseFirst DIR N
+(with tests/support on PYTHONPATH)."""
+import mailbox
+import os
+
+
+class RefuseFirst:
+    def __init__(self, maildir, refusals="0"):
+        for sub in ("tmp", "new", "cur"):  # Maildir(create=True) skips an existing folder
+            os.makedirs(os.path.join(maildir, sub), exist_ok=True)
+        self.box = mailbox.Maildir(maildir, create=False)
+        self.left = int(refusals)
+
+    @classmethod
+    def from_cli(cls, parser, *args):
+        # aiosmtpd hands CLASSARGS here
+        if len(args) not in (1, 2):
+            parser.error("RefuseFirst takes MAILDIR [REFUSALS]")
+        return cls(*args)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.left > 0:
+            self.left -= 1
+            return "550 mailbox unavailable (test refusal)"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.box.add(envelope.original_content)
+        return "250 Message accepted for delivery"
