@@ -618,36 +618,52 @@ Test(svc_runtime, three_relays_sweeping_at_once_publish_each_row_once)
 }
 
 static bool
-some_counted(void *arg)
+a_batch_waits_on_the_lock(void *arg)
 {
     (void)arg;
-    return tsupport_sql_int("SELECT count(*) FROM sagatest.counts") > 0;
+    return tsupport_sql_int("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                            "'Lock' AND query LIKE '%sagatest.counts%'") > 0;
 }
 
-/* nats-server goes away while the relay holds rows handed over by commits
- * (the worker keeps committing the batch it had) and rows older than the
- * sweep's grace wait in the outbox. Once it is back each row is published
- * exactly once: nothing lost, nothing twice. */
+static bool
+handed_over_rows_wait(void *arg)
+{
+    return tsupport_sql_int("SELECT count(*) FROM sagatest.outbox") > *(int64_t *)arg;
+}
+
+/* nats-server goes away while the relay holds rows handed over by a commit
+ * and rows older than the sweep's grace wait in the outbox. Once it is back
+ * each row is published exactly once: nothing lost, nothing twice. To have a
+ * commit land inside the outage every time, a lock holds the participant's
+ * batch in its transaction until the server is down. */
 Test(svc_runtime, a_nats_outage_loses_no_outbox_row_and_doubles_none, .init = setup_crash)
 {
     enum {
         N = 400,
         OLD = 50
     };
-    send_counts(N, "k");
     tsupport_proc *p = &procs[0];
     const char *env[] = { "LAYBY_SAGATEST_BATCH=16", NULL };
-    tsupport_sagatest_start(p, env);
-    tsupport_poll_until(some_counted, NULL, WAIT_MS);
+    tsupport_sagatest_start(p, env); /* before the lock: preparing its INSERT needs the table */
+    PGconn *locker = PQconnectdb(tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL"));
+    cr_assert_eq(PQstatus(locker), CONNECTION_OK);
+    PGresult *r = PQexec(locker, "BEGIN; LOCK TABLE sagatest.counts IN EXCLUSIVE MODE");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(locker));
+    PQclear(r);
+    send_counts(N, "k");
+    cr_assert(tsupport_poll_until(a_batch_waits_on_the_lock, NULL, WAIT_MS));
     tsupport_nats_stop();
+    PQclear(PQexec(locker, "COMMIT"));
+    PQfinish(locker);
     outbox_rows_insert(OLD, 60);
-    pause_ms(1000); /* the batches in hand commit; their rows cannot be published */
-    int64_t waiting = tsupport_sql_int("SELECT count(*) FROM sagatest.outbox");
-    cr_assert_gt(waiting, OLD, "no handed-over row was waiting: the outage hit nothing");
+    int64_t old = OLD;
+    cr_assert(tsupport_poll_until(handed_over_rows_wait, &old, WAIT_MS),
+              "the held batch's rows never waited for the relay");
     tsupport_nats_start();
     assert_each_counted_once(N);
     tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM sagatest.outbox");
     wait_stream("LAYBY_EVT", N + OLD);
+    pause_ms(500);
     cr_assert_eq(stream_msgs("LAYBY_EVT"), N + OLD, "each row exactly once");
     cr_assert(tsupport_daemon_alive(p));
     tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
