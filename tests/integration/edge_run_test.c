@@ -232,7 +232,7 @@ Test(edge_run, a_query_carries_path_query_token_and_constant)
     json_decref(j);
 
     snprintf(path, sizeof path, "/t/%s?limit=ten", uuid);
-    call(&r, "GET", path, NULL, NULL);
+    json_decref(call(&r, "GET", path, NULL, NULL));
     tsupport_http_assert_error(&r, 400, "invalid_argument", "limit");
     cr_assert_eq(atomic_load(&calls), 1, "a refused request sends nothing");
 }
@@ -242,12 +242,12 @@ Test(edge_run, failures_are_remapped_and_silence_is_504_or_503)
     tsupport_resp r;
     char path[128];
     snprintf(path, sizeof path, "/t/%s?limit=1", uuid);
-    call(&r, "GET", path, NULL, NULL);
+    json_decref(call(&r, "GET", path, NULL, NULL));
     tsupport_http_assert_error(&r, 409, "not_cancellable", NULL);
     snprintf(path, sizeof path, "/t/%s?limit=2", uuid);
-    call(&r, "GET", path, NULL, NULL);
+    json_decref(call(&r, "GET", path, NULL, NULL));
     tsupport_http_assert_error(&r, 504, "timeout", NULL);
-    call(&r, "GET", "/nobody", NULL, NULL);
+    json_decref(call(&r, "GET", "/nobody", NULL, NULL));
     tsupport_http_assert_error(&r, 503, "unavailable", NULL);
 }
 
@@ -269,10 +269,10 @@ Test(edge_run, commands_answer_201_with_location_or_the_hooks_status)
     cr_assert_eq(r.status, 202, "the hook's status: %s", r.body);
     json_decref(j);
 
-    call(&r, "PUT", path, "{\"fInt32\":5,\"choiceText\":\"someone-else\"}", NULL);
+    json_decref(call(&r, "PUT", path, "{\"fInt32\":5,\"choiceText\":\"someone-else\"}", NULL));
     tsupport_http_assert_error(&r, 400, "unknown_field", "choiceText");
 
-    call(&r, "DELETE", path, NULL, NULL);
+    json_decref(call(&r, "DELETE", path, NULL, NULL));
     cr_assert_eq(r.status, 204, "%s", r.body);
     cr_assert_eq(r.body_len, 0);
     cr_assert_eq(atomic_load(&calls), 3);
@@ -283,13 +283,13 @@ Test(edge_run, a_repeat_with_the_same_key_is_sent_once)
     tsupport_resp a, b, c;
     char path[128];
     snprintf(path, sizeof path, "/t/%s", uuid);
-    call(&a, "PUT", path, "{\"fInt32\":5}", "Idempotency-Key: k-1");
+    json_decref(call(&a, "PUT", path, "{\"fInt32\":5}", "Idempotency-Key: k-1"));
     cr_assert_eq(a.status, 201, "%s", a.body);
-    call(&b, "PUT", path, "{\"fInt32\":5}", "Idempotency-Key: k-1");
+    json_decref(call(&b, "PUT", path, "{\"fInt32\":5}", "Idempotency-Key: k-1"));
     cr_assert_eq(b.status, 201);
     cr_assert_str_eq(a.body, b.body);
     cr_assert_eq(atomic_load(&calls), 1, "the repeat was answered from the bucket");
-    call(&c, "PUT", path, "{\"fInt32\":6}", "Idempotency-Key: k-1");
+    json_decref(call(&c, "PUT", path, "{\"fInt32\":6}", "Idempotency-Key: k-1"));
     tsupport_http_assert_error(&c, 422, "unprocessable", NULL);
 }
 
