@@ -382,7 +382,7 @@ Test(order_flows, payment_deadline_cancels_and_releases_stock)
 
 Test(order_flows, cancel_before_shipping_refunds_and_after_shipping_is_409)
 {
-    stack_start((const char *const[]){ "LAYBY_FAST=1", "LAYBY_SHIP_DELAY=3s",
+    stack_start((const char *const[]){ "LAYBY_FAST=1", "LAYBY_SHIP_DELAY=8s",
                                        "LAYBY_DELIVER_DELAY=60s", NULL });
     char product[ID_STR_LEN], address[ID_STR_LEN], o1[ID_STR_LEN], o2[ID_STR_LEN];
     product_add(5, 2000, product);
