@@ -83,6 +83,15 @@ outbox_buf_reset(outbox_buf *b)
 }
 
 void
+outbox_buf_truncate(outbox_buf *b, size_t n)
+{
+    for (size_t i = n; i < b->n; i++)
+        free(b->rows[i].body);
+    if (n < b->n)
+        b->n = n;
+}
+
+void
 outbox_buf_destroy(outbox_buf *b)
 {
     outbox_buf_reset(b);

@@ -65,6 +65,8 @@ typedef struct outbox_buf {
 void outbox_buf_init(outbox_buf *b);
 void outbox_buf_destroy(outbox_buf *b);
 void outbox_buf_reset(outbox_buf *b);
+/* Drops the rows queued after the first n (n <= b->n). */
+void outbox_buf_truncate(outbox_buf *b, size_t n);
 /* Copies subject, env and the packed msg into the buffer. */
 lb_status outbox_buf_add(outbox_buf *b, const char *subject, const bus_envelope *env,
                          const ProtobufCMessage *msg, lb_err *err);

@@ -172,6 +172,22 @@ void svc_signals_install(svc *s);
 /* --- inside a handler or tick ------------------------------------------- */
 
 store *svc_batch_store(svc_batch *b);
+/* A point in the batch to come back to: a SAVEPOINT in its transaction and
+ * how many outbox rows and replies were queued. A tick uses it to isolate the
+ * part of its work that failed (the orchestrator: one saga at a time). Every
+ * mark of a transaction is a subtransaction, so set one per unit of work
+ * only on a path that needs it, not in the hot path. */
+typedef struct svc_mark {
+    size_t n_out, n_replies;
+} svc_mark;
+/* Sets the savepoint; waits for the statements in flight and reports their
+ * failure, as svc_batch_check() does. */
+lb_status svc_batch_mark(svc_batch *b, svc_mark *m, lb_err *err);
+/* Waits for every statement sent so far: LB_OK means they all succeeded. */
+lb_status svc_batch_check(svc_batch *b, lb_err *err);
+/* Rolls the transaction back to mark m (which stays set) and drops the rows
+ * and replies queued since. An error means the transaction is lost: return it. */
+lb_status svc_batch_undo(svc_batch *b, const svc_mark *m, lb_err *err);
 /* In svc_def.prefetch: leaves the ticket of a store_send() for the handler.
  * In the handler: that ticket (once; -1 when there is none, as in a tick). */
 void svc_batch_prefetch_set(svc_batch *b, int ticket);

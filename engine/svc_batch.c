@@ -69,6 +69,34 @@ svc_batch_store(svc_batch *b)
     return b->st;
 }
 
+lb_status
+svc_batch_mark(svc_batch *b, svc_mark *m, lb_err *err)
+{
+    m->n_out = b->out.n;
+    m->n_replies = b->n_replies;
+    return store_exec_sql(b->st, "SAVEPOINT svc_mark", err);
+}
+
+lb_status
+svc_batch_check(svc_batch *b, lb_err *err)
+{
+    return store_flush(b->st, err);
+}
+
+lb_status
+svc_batch_undo(svc_batch *b, const svc_mark *m, lb_err *err)
+{
+    outbox_buf_truncate(&b->out, m->n_out);
+    for (size_t i = m->n_replies; i < b->n_replies; i++)
+        natsMsg_Destroy(b->replies[i].msg);
+    if (m->n_replies < b->n_replies)
+        b->n_replies = m->n_replies;
+    /* Ends the aborted pipeline run first (store_flush reads up to its sync). */
+    lb_err ignored;
+    store_flush(b->st, &ignored);
+    return store_exec_sql(b->st, "ROLLBACK TO SAVEPOINT svc_mark", err);
+}
+
 void
 svc_batch_prefetch_set(svc_batch *b, int ticket)
 {

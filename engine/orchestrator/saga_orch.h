@@ -16,7 +16,7 @@
 #include "engine/saga.h"
 #include "engine/svc.h"
 
-#define SAGA_ORCH_STMTS_COUNT 6
+#define SAGA_ORCH_STMTS_COUNT 7
 extern const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT];
 /* Filled by saga_orch_init(): its consumers and handlers derive from the types. */
 extern svc_def saga_orch_def;
@@ -57,5 +57,10 @@ lb_status saga_orch_msg_outcome(ProtobufCMessage **out, const saga_type *t, cons
                                 lb_err *err);
 lb_status saga_orch_msg_failure(ProtobufCMessage **out, lb_status code, const char *reason,
                                 lb_err *err);
+/* SagaChanged to STUCK of a saga parked because it could not be run: built
+ * from its row's columns, since its stored state may not decode. */
+lb_status saga_orch_msg_parked(ProtobufCMessage **out, const char *saga_id, const char *type,
+                               uint32_t version, const char *previous, const lb_err *why,
+                               lb_err *err);
 
 #endif

@@ -188,7 +188,74 @@ saga_orch_housekeep(store *st, int64_t now)
     }
 }
 
-/* Fires due timers: each becomes a TIMER input of its (locked) saga. */
+/* Parks saga oi->saga_id, which failed alone with why: STUCK, no timer, the
+ * error in its row (parked_error), a SagaChanged to layby.evt.saga.stuck. */
+static lb_status
+park(svc_batch *b, const saga_orch_input *oi, const lb_err *why, lb_err *err)
+{
+    char now[24];
+    snprintf(now, sizeof now, "%lld", (long long)oi->in.now_ms);
+    const char *p[] = { oi->saga_id, why->msg, now };
+    PGresult *r = NULL;
+    lb_status s = store_exec(svc_batch_store(b), &r, "saga_park", 3, p, err);
+    if (s != LB_OK)
+        return s;
+    if (PQntuples(r) == 1) {
+        log_error(&(log_ctx){ .correlation = oi->saga_id }, "saga.parked",
+                  "saga cannot be run; parked as STUCK for an operator",
+                  LOG_STR("previous", PQgetvalue(r, 0, 2)), LOG_ERR(why));
+        metrics_add(metrics_counter("layby_saga_parked_total", "",
+                                    "sagas parked STUCK because their row could not be run"),
+                    1);
+        ProtobufCMessage *m = NULL;
+        s = saga_orch_msg_parked(&m, oi->saga_id, PQgetvalue(r, 0, 0),
+                                 (uint32_t)strtoul(PQgetvalue(r, 0, 1), NULL, 10),
+                                 PQgetvalue(r, 0, 2), why, err);
+        if (s == LB_OK) {
+            bus_envelope env;
+            bus_envelope_init(&env, m->descriptor, NULL);
+            snprintf(env.correlation, sizeof env.correlation, "%s", oi->saga_id);
+            s = svc_emit(b, saga_status_subject(SAGA_STUCK), &env, m, err);
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+    }
+    PQclear(r);
+    return s;
+}
+
+/* Applies ins[0..n) between a mark and its check, undoing it all on failure
+ * (*failed then says why). An error return means the transaction is lost. */
+static lb_status
+apply_marked(svc_batch *b, saga_orch_input *ins, size_t n, bool *failed, lb_err *why,
+             lb_err *err)
+{
+    svc_mark m;
+    lb_status s = svc_batch_mark(b, &m, err);
+    if (s != LB_OK)
+        return s;
+    lb_status s1 = saga_orch_apply(b, ins, n, why);
+    if (s1 == LB_OK)
+        s1 = svc_batch_check(b, why);
+    *failed = s1 != LB_OK;
+    return *failed ? svc_batch_undo(b, &m, err) : LB_OK;
+}
+
+/* Errors a retry may cure (store.h): the saga keeps its timer for the next tick. */
+static bool
+transient(lb_status s)
+{
+    return s == LB_ERR_DB || s == LB_ERR_NOMEM;
+}
+
+/* Fires due timers: each becomes a TIMER input of its (locked) saga.
+ *
+ * One saga that cannot be run (its version is gone, its state or start does
+ * not decode, the decider finds it broken) must not stop every timer: it
+ * would fail the whole tick, come first again 50 ms later and fail it again.
+ * So, as a failing message is isolated (svc.h invariant 3), a failed batch of
+ * timers is undone (savepoint) and each saga is retried alone; one that fails
+ * alone, for a reason a retry cannot cure, is parked (park()), in the same
+ * transaction as the timers of the others. */
 static lb_status
 saga_orch_tick(svc_batch *b, int64_t now_ms, bool *more, lb_err *err)
 {
@@ -202,8 +269,13 @@ saga_orch_tick(svc_batch *b, int64_t now_ms, bool *more, lb_err *err)
     if (s != LB_OK)
         return s;
     int rows = PQntuples(r);
-    saga_orch_input *ins = rows > 0 ? calloc((size_t)rows, sizeof *ins) : NULL;
-    if (rows > 0 && ins == NULL) {
+    *more = rows == SAGA_TICK_BATCH;
+    if (rows == 0) {
+        PQclear(r);
+        return LB_OK;
+    }
+    saga_orch_input *ins = calloc((size_t)rows, sizeof *ins);
+    if (ins == NULL) {
         PQclear(r);
         return lb_err_set(err, LB_ERR_NOMEM, "timer inputs");
     }
@@ -215,9 +287,23 @@ saga_orch_tick(svc_batch *b, int64_t now_ms, bool *more, lb_err *err)
         ins[i].in.saga_id = ins[i].saga_id;
     }
     PQclear(r);
-    s = saga_orch_apply(b, ins, (size_t)rows, err);
+    bool failed = false;
+    lb_err why;
+    s = apply_marked(b, ins, (size_t)rows, &failed, &why, err);
+    if (s == LB_OK && failed) {
+        log_warn(NULL, "saga.tick_retry", "timer batch failed; firing one saga at a time",
+                 LOG_INT("size", rows), LOG_ERR(&why));
+        for (int i = 0; i < rows && s == LB_OK; i++) {
+            if ((s = apply_marked(b, &ins[i], 1, &failed, &why, err)) != LB_OK || !failed)
+                continue;
+            if (transient(why.code))
+                log_warn(&(log_ctx){ .correlation = ins[i].saga_id }, "saga.timer_failed",
+                         "timer failed; will retry", LOG_ERR(&why));
+            else
+                s = park(b, &ins[i], &why, err);
+        }
+    }
     free(ins);
-    *more = rows == SAGA_TICK_BATCH;
     return s;
 }
 

@@ -51,6 +51,32 @@ saga_orch_msg_changed(ProtobufCMessage **out, const saga_type *t, const saga_sta
 }
 
 lb_status
+saga_orch_msg_parked(ProtobufCMessage **out, const char *saga_id, const char *type,
+                     uint32_t version, const char *previous, const lb_err *why, lb_err *err)
+{
+    Layby__V1__SagaChanged *m = malloc(sizeof *m);
+    if (m == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "SagaChanged");
+    layby__v1__saga_changed__init(m);
+    bool oom = false;
+    m->saga_id = dup(saga_id, &oom);
+    m->type = dup(type, &oom);
+    m->version = version;
+    m->status = dup(saga_status_name(SAGA_STUCK), &oom);
+    m->previous = dup(previous, &oom);
+    m->step_name = dup("", &oom);
+    m->code = dup(lb_status_code(why->code), &oom);
+    m->reason = dup(why->msg, &oom);
+    m->actor = dup("", &oom);
+    if (oom) {
+        protobuf_c_message_free_unpacked(&m->base, NULL);
+        return lb_err_set(err, LB_ERR_NOMEM, "SagaChanged fields");
+    }
+    *out = &m->base;
+    return LB_OK;
+}
+
+lb_status
 saga_orch_msg_outcome(ProtobufCMessage **out, const saga_type *t, const saga_state *s, lb_err *err)
 {
     Layby__V1__SagaOutcome *m = malloc(sizeof *m);

@@ -26,7 +26,7 @@ static const char SAGA_SQL_WRITE[] =
     "SELECT u.id, u.t, u.v, u.st, u.s, u.stt, u.sta, to_timestamp(u.due / 1000.0), "
     "to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0) FROM u WHERE NOT u.fresh "
     "ON CONFLICT (saga_id) DO UPDATE SET status = EXCLUDED.status, state = EXCLUDED.state, "
-    "timer_due_at = EXCLUDED.timer_due_at, updated_at = EXCLUDED.updated_at";
+    "timer_due_at = EXCLUDED.timer_due_at, updated_at = EXCLUDED.updated_at, parked_error = NULL";
 static const char SAGA_SQL_LOG[] =
     "INSERT INTO saga.saga_log (saga_id, at, msg_id, input_kind, input, verdict, from_status, "
     "to_status, line) "
@@ -38,6 +38,14 @@ static const char SAGA_SQL_LOG[] =
 static const char SAGA_SQL_TIMERS_DUE[] =
     "SELECT saga_id::text FROM saga.sagas WHERE timer_due_at <= to_timestamp($1::bigint / 1000.0) "
     "ORDER BY timer_due_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+/* A saga whose row cannot be run: STUCK without a timer, with the error, so
+ * no tick takes it again and an operator sees why. Its state is left as it was
+ * stored (it may not even decode). Returns what the SagaChanged event needs. */
+static const char SAGA_SQL_PARK[] =
+    "WITH old AS (SELECT saga_id, status FROM saga.sagas WHERE saga_id = $1::uuid) "
+    "UPDATE saga.sagas g SET status = 'STUCK', timer_due_at = NULL, parked_error = $2, "
+    "updated_at = to_timestamp($3::bigint / 1000.0) FROM old WHERE g.saga_id = old.saga_id "
+    "RETURNING g.saga_type, g.version, old.status";
 static const char SAGA_SQL_PRUNE[] =
     "WITH gone AS (DELETE FROM saga.sagas WHERE saga_id IN (SELECT saga_id FROM saga.sagas "
     "WHERE status IN ('COMPLETED', 'FAILED', 'RESOLVED', 'CANCELLED') "
@@ -53,6 +61,7 @@ const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT] = {
     { "saga_write",      SAGA_SQL_WRITE },
     { "saga_log",        SAGA_SQL_LOG },
     { "saga_timers_due", SAGA_SQL_TIMERS_DUE },
+    { "saga_park",       SAGA_SQL_PARK },
     { "saga_prune",      SAGA_SQL_PRUNE },
     { "saga_counts",     SAGA_SQL_COUNTS },
 };

@@ -116,6 +116,53 @@ holder_exec(const char *sql)
     PQclear(r);
 }
 
+#define RETENTION_60S "LAYBY_SAGA_RETENTION=60s" /* the shortest allowed */
+
+static void
+wait_status(const char *id, const char *status)
+{
+    tsupport_wait_count(WAIT_MS, 1,
+                        "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND status = '%s'",
+                        id, status);
+}
+
+/* Moves the saga's last change secs seconds into the past. */
+static void
+age(const char *id, int secs)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE saga.sagas SET updated_at = now() - make_interval(secs => %d) "
+             "WHERE saga_id = '%s'",
+             secs, id);
+    tsupport_sql(sql);
+}
+
+static bool
+log_has(const tsupport_proc *p, const char *needle)
+{
+    FILE *f = fopen(p->log, "r");
+    cr_assert_not_null(f, "%s", p->log);
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+typedef struct log_want {
+    const tsupport_proc *p;
+    const char *needle;
+} log_want;
+
+static bool
+log_has_cond(void *arg)
+{
+    const log_want *w = arg;
+    return log_has(w->p, w->needle);
+}
+
 /* --- item 4: two STARTs of one saga id ----------------------------------- */
 
 /* Sessions of the orchestrators waiting for a lock. */
@@ -169,54 +216,107 @@ Test(saga_faults, two_starts_of_one_saga_on_two_orchestrators_apply_once)
     cr_assert_eq(subject_count("LAYBY_EVT", "layby.evt.saga.completed"), 1);
 }
 
-/* --- item 5: pruning in its own transaction ------------------------------- */
-
-#define RETENTION_60S "LAYBY_SAGA_RETENTION=60s" /* the shortest allowed */
+/* --- item 1: one bad saga row among many due timers ----------------------- */
 
 static void
-wait_status(const char *id, const char *status)
+state_v99(saga_state *st)
 {
-    tsupport_wait_count(WAIT_MS, 1,
-                        "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND status = '%s'",
-                        id, status);
+    st->version = 99; /* no orchestrator has it */
 }
 
-/* Moves the saga's last change secs seconds into the past. */
 static void
-age(const char *id, int secs)
+state_broken(saga_state *st)
 {
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "UPDATE saga.sagas SET updated_at = now() - make_interval(secs => %d) "
-             "WHERE saga_id = '%s'",
-             secs, id);
+    st->steps[0].status = SAGA_STEP_PENDING; /* while step b runs: saga.h invariant (1) */
+}
+
+/* Rewrites the stored state of saga id with edit(). */
+static void
+state_rewrite(const char *id, void (*edit)(saga_state *))
+{
+    PGconn *pg = tsupport_pg();
+    const char *p[] = { id };
+    PGresult *r = PQexecParams(pg, "SELECT state FROM saga.sagas WHERE saga_id = $1::uuid", 1, NULL,
+                               p, NULL, NULL, 1);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(pg));
+    cr_assert_eq(PQntuples(r), 1);
+    saga_state st;
+    lb_err err;
+    cr_assert_eq(saga_state_unpack(&st, (const uint8_t *)PQgetvalue(r, 0, 0),
+                                   (size_t)PQgetlength(r, 0, 0), &err),
+                 LB_OK, "%s", err.msg);
+    PQclear(r);
+    edit(&st);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    cr_assert_eq(saga_state_pack(&buf, &len, &st, &err), LB_OK, "%s", err.msg);
+    const char *p2[] = { id, (const char *)buf };
+    int lens[] = { 0, (int)len }, fmts[] = { 0, 1 };
+    r = PQexecParams(pg, "UPDATE saga.sagas SET state = $2 WHERE saga_id = $1::uuid", 2, NULL, p2,
+                     lens, fmts, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(pg));
+    PQclear(r);
+    free(buf);
+}
+
+/* N sagas wait for a timer; three of their rows are broken while the
+ * orchestrator is down (a state that does not decode, one that names a version
+ * not registered, one the decider finds broken) and come first among the due
+ * timers. Every other timer must fire; the three are parked with their error. */
+Test(saga_faults, one_bad_saga_row_among_due_timers_is_parked_and_the_others_fire)
+{
+    enum {
+        N = 30
+    };
+    tsupport_sagatest_start(&procs[0], NULL);
+    start_orchestrator(&procs[1], 0, NULL);
+    /* Bench sagas whose step b's first command is lost: each waits for its
+     * 30 s step timeout, which the test then makes due at once. */
+    char ids[N][ID_STR_LEN];
+    for (int i = 0; i < N; i++) {
+        id_new(ids[i]);
+        publish_start(ids[i], "1:drop=1", true);
+    }
+    tsupport_wait_count(WAIT_MS, N, "SELECT count(*) FROM sagatest.tries WHERE step = 1");
+    tsupport_daemon_kill(&procs[1]);
+    const char *garbage = ids[7], *unknown = ids[19], *broken = ids[23];
+    char sql[512];
+    snprintf(sql, sizeof sql, "UPDATE saga.sagas SET state = '\\xdeadbeef' WHERE saga_id = '%s'",
+             garbage);
     tsupport_sql(sql);
+    state_rewrite(unknown, state_v99);
+    state_rewrite(broken, state_broken);
+    tsupport_sql("UPDATE saga.sagas SET timer_due_at = now() WHERE timer_due_at IS NOT NULL");
+    snprintf(sql, sizeof sql,
+             "UPDATE saga.sagas SET timer_due_at = now() - interval '1 minute' "
+             "WHERE saga_id IN ('%s', '%s', '%s')",
+             garbage, unknown, broken);
+    tsupport_sql(sql);
+    start_orchestrator(&procs[1], 0, NULL);
+    tsupport_wait_count(WAIT_MS, N - 3,
+                        "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
+    const char *bad[] = { garbage, unknown, broken };
+    for (size_t i = 0; i < LB_COUNTOF(bad); i++) {
+        wait_status(bad[i], "STUCK");
+        cr_assert_eq(sql_int("SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND "
+                             "timer_due_at IS NULL AND parked_error <> ''",
+                             bad[i]),
+                     1, "parked without a timer, with its error");
+    }
+    cr_assert_eq(sql_int("SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND "
+                         "parked_error LIKE '%%sagabench v99%%'",
+                         unknown),
+                 1, "the error names the missing version");
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM saga.outbox");
+    cr_assert_eq(subject_count("LAYBY_EVT", "layby.evt.saga.stuck"), 3, "announced STUCK");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.effects WHERE kind = 'do'"),
+                 3 * (N - 3) + 3,
+                 "each other saga did its three steps once; the parked ones "
+                 "only step a");
+    cr_assert(log_has(&procs[1], "\"saga.parked\""), "%s", procs[1].log);
 }
 
-static bool
-log_has(const tsupport_proc *p, const char *needle)
-{
-    FILE *f = fopen(p->log, "r");
-    cr_assert_not_null(f, "%s", p->log);
-    char line[4096];
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f) != NULL)
-        found = strstr(line, needle) != NULL;
-    fclose(f);
-    return found;
-}
-
-typedef struct log_want {
-    const tsupport_proc *p;
-    const char *needle;
-} log_want;
-
-static bool
-log_has_cond(void *arg)
-{
-    const log_want *w = arg;
-    return log_has(w->p, w->needle);
-}
+/* --- item 5: pruning in its own transaction ------------------------------- */
 
 Test(saga_faults, pruning_deletes_finished_sagas_past_the_retention_and_nothing_else)
 {
