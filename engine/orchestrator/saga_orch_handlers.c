@@ -226,8 +226,7 @@ park(svc_batch *b, const saga_orch_input *oi, const lb_err *why, lb_err *err)
 /* Applies ins[0..n) between a mark and its check, undoing it all on failure
  * (*failed then says why). An error return means the transaction is lost. */
 static lb_status
-apply_marked(svc_batch *b, saga_orch_input *ins, size_t n, bool *failed, lb_err *why,
-             lb_err *err)
+apply_marked(svc_batch *b, saga_orch_input *ins, size_t n, bool *failed, lb_err *why, lb_err *err)
 {
     svc_mark m;
     lb_status s = svc_batch_mark(b, &m, err);
