@@ -239,6 +239,10 @@ apply_marked(svc_batch *b, saga_orch_input *ins, size_t n, bool *failed, lb_err 
     return *failed ? svc_batch_undo(b, &m, err) : LB_OK;
 }
 
+/* Set when a batch of timers failed: the next tick fires one saga at a time.
+ * Tick thread only. */
+static bool saga_orch_isolate;
+
 /* Errors a retry may cure (store.h): the saga keeps its timer for the next tick. */
 static bool
 transient(lb_status s)
@@ -252,9 +256,11 @@ transient(lb_status s)
  * not decode, the decider finds it broken) must not stop every timer: it
  * would fail the whole tick, come first again 50 ms later and fail it again.
  * So, as a failing message is isolated (svc.h invariant 3), a failed batch of
- * timers is undone (savepoint) and each saga is retried alone; one that fails
- * alone, for a reason a retry cannot cure, is parked (park()), in the same
- * transaction as the timers of the others. */
+ * timers fails the tick, and the next tick fires each saga alone (a savepoint
+ * each); one that fails alone, for a reason a retry cannot cure, is parked
+ * (park()), in the same transaction as the timers of the others. The batch
+ * itself runs without a savepoint: a subtransaction that locks and updates
+ * rows its parent claimed costs every tick (multixacts), failures are rare. */
 static lb_status
 saga_orch_tick(svc_batch *b, int64_t now_ms, bool *more, lb_err *err)
 {
@@ -288,10 +294,17 @@ saga_orch_tick(svc_batch *b, int64_t now_ms, bool *more, lb_err *err)
     PQclear(r);
     bool failed = false;
     lb_err why;
-    s = apply_marked(b, ins, (size_t)rows, &failed, &why, err);
-    if (s == LB_OK && failed) {
-        log_warn(NULL, "saga.tick_retry", "timer batch failed; firing one saga at a time",
-                 LOG_INT("size", rows), LOG_ERR(&why));
+    if (!saga_orch_isolate) {
+        /* Checked here, so a failing write is seen as this batch's failure. */
+        if ((s = saga_orch_apply(b, ins, (size_t)rows, err)) == LB_OK)
+            s = svc_batch_check(b, err);
+        if (s != LB_OK) {
+            saga_orch_isolate = true;
+            log_warn(NULL, "saga.tick_retry", "timer batch failed; firing one saga at a time",
+                     LOG_INT("size", rows), LOG_ERR(err));
+        }
+    } else {
+        saga_orch_isolate = false;
         for (int i = 0; i < rows && s == LB_OK; i++) {
             if ((s = apply_marked(b, &ins[i], 1, &failed, &why, err)) != LB_OK || !failed)
                 continue;
@@ -301,6 +314,7 @@ saga_orch_tick(svc_batch *b, int64_t now_ms, bool *more, lb_err *err)
             else
                 s = park(b, &ins[i], &why, err);
         }
+        saga_orch_isolate = s != LB_OK;
     }
     free(ins);
     return s;
