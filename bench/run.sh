@@ -78,8 +78,13 @@ http get "http://127.0.0.1:8080/api/v1/products/$ID"
 http post -s bench/wrk_post_product.lua http://127.0.0.1:8080/api/v1/products
 
 # --- (c) sagas -------------------------------------------------------------------
+# The participant is test-only code (its durable is a row of
+# tests/support/services-test.tsv): a Release build with LAYBY_TEST_HOOKS on.
+BT=build/bench-test
+cmake -S . -B $BT -DCMAKE_BUILD_TYPE=Release -DLAYBY_TEST_HOOKS=ON >/dev/null
+cmake --build $BT -j2 --target layby-sagatest >/dev/null
 $B/bench/bench_saga --setup 1
-LAYBY_SAGATEST_NOOP=1 $B/layby-sagatest --database-url "$LAYBY_PG_ADMIN_URL?options=-csearch_path%3Dsagatest" \
+LAYBY_SAGATEST_NOOP=1 $BT/layby-sagatest --database-url "$LAYBY_PG_ADMIN_URL?options=-csearch_path%3Dsagatest" \
     --nats-user "$LAYBY_CTL_NATS_USER" --nats-password "$LAYBY_CTL_NATS_PASSWORD" \
     --log-level warn 2>"$OUT/participant.log" &
 sleep 1

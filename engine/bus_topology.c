@@ -18,33 +18,8 @@ const bus_topology_stream bus_topology_streams[] = {
 };
 const size_t bus_topology_n_streams = LB_COUNTOF(bus_topology_streams);
 
-/* Add a row per service as its daemon lands (member, order, payment, delivery,
- * mailer: layby.cmd.<svc>.> on LAYBY_CMD), with its user in etc/nats-users.tsv.
- * The orchestrator reads LAYBY_EVT through one durable per aggregate whose
- * events a saga type waits for (orchestrator-<aggregate>, filter
- * layby.evt.<aggregate>.>): nats-server 2.9 allows one filter per consumer,
- * and one durable on all of layby.evt.> delivered every event of the shop to
- * it, its own SagaChanged too (2 of its 6 inputs per saga), only to be acked
- * unread. svc_new() refuses a handler that none of its durables' filters
- * covers, so a saga type listening to a new aggregate cannot start without
- * its row here. */
-const bus_topology_consumer bus_topology_consumers[] = {
-    /* stream       durable                  filter                  reader */
-    { "LAYBY_CMD", "catalog",               "layby.cmd.catalog.>",  "layby-catalog" },
-    { "LAYBY_CMD", "order",                 "layby.cmd.order.>",    "layby-order" },
-    { "LAYBY_CMD", "payment",               "layby.cmd.payment.>",  "layby-payment" },
-    { "LAYBY_CMD", "delivery",              "layby.cmd.delivery.>", "layby-delivery" },
-    { "LAYBY_EVT", "orchestrator-sagatest", "layby.evt.sagatest.>", "layby-orchestrator" },
-    /* the order sagas (sagas/order_place.c, order_pay.c) */
-    { "LAYBY_EVT", "orchestrator-order",    "layby.evt.order.>",    "layby-orchestrator" },
-    { "LAYBY_EVT", "orchestrator-stock",    "layby.evt.stock.>",    "layby-orchestrator" },
-    { "LAYBY_EVT", "orchestrator-wishlist", "layby.evt.wishlist.>", "layby-orchestrator" },
-    { "LAYBY_EVT", "orchestrator-payment",  "layby.evt.payment.>",  "layby-orchestrator" },
-    { "LAYBY_EVT", "orchestrator-delivery", "layby.evt.delivery.>", "layby-orchestrator" },
-    { "LAYBY_CMD", "orchestrator",          "layby.cmd.saga.>",     "layby-orchestrator" },
-    { "LAYBY_CMD", "mailer",                "layby.cmd.mailer.>",   "layby-mailer" },
-};
-const size_t bus_topology_n_consumers = LB_COUNTOF(bus_topology_consumers);
+/* The durables (bus_topology_consumers) are rows of the service table
+ * etc/services.tsv, compiled into gen/svc_table.c at build time. */
 
 /* Durables an earlier layby created and no daemon reads any more: `bus setup`
  * deletes them after creating the rows above, or they would keep every

@@ -3,9 +3,11 @@
  *
  * `layby-ctl bus setup` applies the table (create, or update what differs);
  * the test support resets state through it; the services name the same
- * stream/durable pairs in their svc_consumer rows. Adding a service's durable
- * or a bucket is one row in bus_topology.c (and its NATS permissions in
- * etc/nats-users.tsv).
+ * stream/durable pairs in their svc_consumer rows, and svc_new() refuses a
+ * durable the table lacks. Streams and buckets are rows in bus_topology.c;
+ * the durables are `durable` rows of the service table etc/services.tsv
+ * (generated into gen/svc_table.c, with their NATS permissions derived from
+ * the same rows; test builds add tests/support/services-test.tsv).
  *
  * Consumers carry no BackOff array: in nats.c a BackOff replaces AckWait by
  * BackOff[0] (PLATFORM.md), and the services choose their own redelivery
@@ -44,6 +46,7 @@ typedef struct bus_topology_bucket {
 
 extern const bus_topology_stream bus_topology_streams[];
 extern const size_t bus_topology_n_streams;
+/* Generated from etc/services.tsv (gen/svc_table.c); reader is layby-<service>. */
 extern const bus_topology_consumer bus_topology_consumers[];
 extern const size_t bus_topology_n_consumers;
 extern const bus_topology_bucket bus_topology_buckets[];
@@ -53,8 +56,7 @@ extern const size_t bus_topology_n_buckets;
 extern const bus_topology_consumer bus_topology_retired[];
 extern const size_t bus_topology_n_retired;
 
-/* The row of durable on stream, or NULL when the table has none (the test
- * participant's durable is made by its suites). */
+/* The row of durable on stream, or NULL when the table has none. */
 const bus_topology_consumer *bus_topology_consumer_find(const char *stream, const char *durable);
 
 /* True when NATS subject filter (tokens, `*` for one, a last `>` for one or

@@ -65,25 +65,38 @@ svc_cfg_opts(cfg_opt *opts, size_t cap, const char *name, size_t base)
 
 /* --- lifecycle ----------------------------------------------------------- */
 
-/* A handler none of the service's durables delivers would never run, and
- * nothing would say so: refuse to start instead. A durable missing from the
- * topology table (the test participant's) has a filter we cannot see, so it
- * may cover anything. */
+/* A durable must be a row of the service table (etc/services.tsv, read by
+ * this service): its filter is then known, and so is who may read it. A
+ * handler none of the service's durables delivers would never run, and
+ * nothing would say so. Refuse to start in both cases. */
 static lb_status
 handlers_check(const svc_def *def, lb_err *err)
 {
+    char reader[96];
+    snprintf(reader, sizeof reader, "layby-%s", def->name);
+    for (size_t c = 0; c < def->n_consumers; c++) {
+        const svc_consumer *sc = &def->consumers[c];
+        const bus_topology_consumer *row = bus_topology_consumer_find(sc->stream, sc->durable);
+        if (row == NULL)
+            return lb_err_set(err, LB_ERR_CONFIG,
+                              "durable %s/%s of %s is not in the service table "
+                              "(etc/services.tsv; test-only: tests/support/services-test.tsv)",
+                              sc->stream, sc->durable, def->name);
+        if (strcmp(row->reader, reader) != 0)
+            return lb_err_set(err, LB_ERR_CONFIG, "durable %s/%s is %s's, not %s's", sc->stream,
+                              sc->durable, row->reader, reader);
+    }
     for (size_t h = 0; h < def->n_handlers; h++) {
         bool covered = false;
         for (size_t c = 0; c < def->n_consumers && !covered; c++) {
             const bus_topology_consumer *row =
                 bus_topology_consumer_find(def->consumers[c].stream, def->consumers[c].durable);
-            covered =
-                row == NULL || bus_topology_filter_matches(row->filter, def->handlers[h].subject);
+            covered = bus_topology_filter_matches(row->filter, def->handlers[h].subject);
         }
         if (!covered)
             return lb_err_set(err, LB_ERR_CONFIG,
                               "handler %s: no durable of %s delivers it (add one to "
-                              "engine/bus_topology.c)",
+                              "etc/services.tsv)",
                               def->handlers[h].subject, def->name);
     }
     return LB_OK;

@@ -21,20 +21,8 @@ LB_PACKAGES=(
     python3-aiosmtpd
 )
 
-# Daemons the stack starts when they are built: binary, the variable naming the
-# port that serves /healthz, its default.
-# shellcheck disable=SC2034
-LB_DAEMONS=(
-    # binary             port variable                     default
-    "layby-catalog       LAYBY_CATALOG_METRICS_PORT       9101"
-    "layby-orchestrator  LAYBY_ORCHESTRATOR_METRICS_PORT  9102"
-    "layby-order         LAYBY_ORDER_METRICS_PORT         9106"
-    "layby-payment       LAYBY_PAYMENT_METRICS_PORT       9107"
-    "layby-delivery      LAYBY_DELIVERY_METRICS_PORT      9108"
-    "layby-member        LAYBY_MEMBER_METRICS_PORT        9103"
-    "layby-mailer        LAYBY_MAILER_METRICS_PORT        9104"
-    "layby-edge          LAYBY_EDGE_PORT                  8080"
-)
+# The daemons (LB_DAEMONS), NATS users and database roles come from the
+# service table etc/services.tsv (scripts/lib/services.sh).
 
 lb_say() { printf '%s\n' "$*" >&2; }
 lb_die() {

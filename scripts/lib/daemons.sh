@@ -21,14 +21,15 @@ lb_wait_healthy() {
     done
 }
 
-# lb_daemons_start BUILD_DIR: (re)starts every built daemon; skips the others.
+# lb_daemons_start BUILD_DIR: (re)starts every built daemon of the service
+# table, in its order; skips the others (services whose folder has no code yet).
 lb_daemons_start() {
-    local build=$1 row name var port pid
+    local build=$1 row name var port pid skipped=()
     for row in "${LB_DAEMONS[@]}"; do
         read -r name var _ <<<"$row"
         pid=$LB_RUN/$name.pid
         if [ ! -x "$build/$name" ]; then
-            lb_say "$name: not built yet ($build/$name); skipped"
+            skipped+=("$name")
             continue
         fi
         lb_pid_stop "$pid" 10
@@ -43,6 +44,7 @@ lb_daemons_start() {
         lb_wait_healthy "$name" "$port" "$pid" 30
         lb_say "$name: running (pid $(cat "$pid"), http://127.0.0.1:$port/healthz)"
     done
+    [ ${#skipped[@]} -eq 0 ] || lb_say "not built (yet), skipped: ${skipped[*]}"
 }
 
 lb_daemons_stop() {

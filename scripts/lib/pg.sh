@@ -10,19 +10,10 @@
 LB_PG_BIN=/usr/lib/postgresql/15/bin
 LB_PG_DB=layby
 
-# Service roles: role (= schema it owns), then the LAYBY_<X>_DATABASE_URL
-# prefixes that connect as it. layby-ctl works on sagas, so it is `saga` too.
-lb_pg_roles() {
-    cat <<'ROLES'
-catalog   CATALOG
-saga      ORCHESTRATOR CTL
-member    MEMBER
-orders    ORDER
-payment   PAYMENT
-delivery  DELIVERY
-mailer    MAILER
-ROLES
-}
+# Service roles from the service table (etc/services.tsv): role (= the schema
+# it owns), then the LAYBY_<X>_DATABASE_URL prefixes that connect as it.
+# layby-ctl works on sagas, so it is `saga` too.
+lb_pg_roles() { lb_svc roles; }
 
 lb_pg_url() {
     local pw
@@ -180,6 +171,22 @@ lb_pg_migrate() {
     done
     shopt -u nullglob
     [ $count -gt 0 ] || lb_say "migrations: up to date"
+    lb_pg_shared "$port"
+}
+
+# lb_pg_shared PORT: the tables every service schema has (sql/shared/*.sql:
+# inbox and outbox), applied to each schema of the service table as its role,
+# one transaction per schema. The files are idempotent, so this runs on every
+# start.
+lb_pg_shared() {
+    local port=$1 role f
+    while read -r role _; do
+        echo "BEGIN; SET LOCAL ROLE $role; SET LOCAL search_path = $role;"
+        for f in "$LB_ROOT"/sql/shared/*.sql; do
+            printf '\\i %s\n' "'$f'"
+        done
+        echo "COMMIT;"
+    done < <(lb_pg_roles) | lb_psql "$port" "$LB_PG_DB" || lb_die "sql/shared failed"
 }
 
 # Sets LB_PG_ROOT to the cluster's folder without creating anything (down, status).

@@ -1,5 +1,7 @@
 /* permissions_test.c - each daemon's NATS user may do what its role needs and
- * nothing else (DESIGN §3; the table is etc/nats-users.tsv).
+ * nothing else (DESIGN §3; the rows derive from etc/services.tsv, plus
+ * tests/support/services-test.tsv for the test participant, and
+ * etc/nats-users.tsv for admin).
  *
  * A refused publish or subscription is not an error at the call: the server
  * answers "-ERR Permissions Violation" later. The server handles a
@@ -93,6 +95,16 @@ static perm_case publish_cases[] = {
     { "ORCHESTRATOR", "layby.evt.saga.completed",      true },
     { "ORCHESTRATOR", "layby.evt.order.created",       false },
     { "ORCHESTRATOR", "layby.qry.catalog.product",     false },
+    /* the test participant: its own least-privilege user, not admin */
+    { "SAGATEST",     "layby.evt.sagatest.done",       true },
+    { "SAGATEST",     "layby.dlq.sagatest",            true },
+    { "SAGATEST",     "$JS.API.CONSUMER.MSG.NEXT.LAYBY_CMD.sagatest", true },
+    { "SAGATEST",     "layby.cmd.sagatest.do",         false },
+    { "SAGATEST",     "layby.cmd.saga.start.sagatest", false },
+    { "SAGATEST",     "layby.evt.saga.completed",      false },
+    { "SAGATEST",     "layby.evt.product.created",     false },
+    { "SAGATEST",     "$JS.API.CONSUMER.MSG.NEXT.LAYBY_CMD.catalog", false },
+    { "SAGATEST",     "$JS.API.CONSUMER.CREATE.LAYBY_CMD", false },
 };
 
 static perm_case subscribe_cases[] = {
@@ -105,6 +117,9 @@ static perm_case subscribe_cases[] = {
     { "EDGE",         "layby.qry.catalog.>",           false },
     { "ORCHESTRATOR", "layby.qry.saga.>",              true },
     { "ORCHESTRATOR", "layby.qry.catalog.>",           false },
+    { "SAGATEST",     "_INBOX.>",                      true },
+    { "SAGATEST",     "layby.cmd.>",                   false },
+    { "SAGATEST",     "layby.qry.>",                   false },
 };
 /* clang-format on */
 

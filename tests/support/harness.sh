@@ -8,6 +8,10 @@
 # status. `scripts/dev test` always runs through here; `ctest -L unit` needs
 # no servers and may run without it.
 #
+# The stack is configured with the test-only rows of the service table too
+# (tests/support/services-test.tsv: the test participant's NATS user and
+# durable), which BUILD must be a test build (LAYBY_TEST_HOOKS) to know.
+#
 # Exported for the suites (tests/support/tsupport.h reads them): everything in
 # the stack's env file (LAYBY_NATS_URL, LAYBY_<SVC>_NATS_USER/_PASSWORD,
 # LAYBY_<SVC>_DATABASE_URL, LAYBY_<SVC>_METRICS_PORT, LAYBY_EDGE_PORT,
@@ -31,6 +35,12 @@ for lib in "$LB_ROOT"/scripts/lib/*.sh; do
     . "$lib"
 done
 [ -x "$BUILD/layby-ctl" ] || lb_die "$BUILD/layby-ctl is not built"
+# The test-only rows of the service table (the test participant's user and
+# durable): only here, never in the stack of scripts/dev.
+LB_SVC_TABLES+=("$LB_ROOT/tests/support/services-test.tsv")
+lb_svc_load
+grep -q '^LAYBY_TEST_HOOKS:BOOL=ON' "$BUILD/CMakeCache.txt" 2>/dev/null ||
+    lb_die "$BUILD is no test build (configure it with -DLAYBY_TEST_HOOKS=ON; Debug and Asan are)"
 
 TMP=$(mktemp -d /tmp/layby-test.XXXXXX)
 # shellcheck disable=SC2317 # runs from the EXIT trap

@@ -21,29 +21,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/svc_table.h"
+
 #define POLL_STEP_MS    20
 #define DAEMON_READY_MS 30000
 #define NATS_STOP_MS    15000
 #define NATS_START_MS   15000
 #define DAEMON_ARGS_MAX 32
 #define DAEMON_LOGS_MAX 1000
-
-/* Which variable names a daemon's /healthz port. */
-/* clang-format off */
-static const struct {
-    const char *name;
-    const char *port_env;
-} daemon_ports[] = {
-    { "layby-catalog",      "LAYBY_CATALOG_METRICS_PORT" },
-    { "layby-orchestrator", "LAYBY_ORCHESTRATOR_METRICS_PORT" },
-    { "layby-member",       "LAYBY_MEMBER_METRICS_PORT" },
-    { "layby-mailer",       "LAYBY_MAILER_METRICS_PORT" },
-    { "layby-edge",         "LAYBY_EDGE_PORT" },
-    { "layby-order",        "LAYBY_ORDER_METRICS_PORT" },
-    { "layby-payment",      "LAYBY_PAYMENT_METRICS_PORT" },
-    { "layby-delivery",     "LAYBY_DELIVERY_METRICS_PORT" },
-};
-/* clang-format on */
 
 static int64_t
 mono_ms(void)
@@ -387,9 +372,10 @@ tsupport_port_free(void)
 static int
 default_port(const char *name)
 {
-    for (size_t i = 0; i < sizeof daemon_ports / sizeof daemon_ports[0]; i++)
-        if (strcmp(daemon_ports[i].name, name) == 0)
-            return atoi(tsupport_env_req(daemon_ports[i].port_env));
+    /* which variable names a daemon's /healthz port: the service table's */
+    for (size_t i = 0; i < svc_table_n_daemons; i++)
+        if (strcmp(svc_table_daemons[i].binary, name) == 0)
+            return atoi(tsupport_env_req(svc_table_daemons[i].port_env));
     cr_assert_fail("no default port known for %s: pass one", name);
     return 0;
 }

@@ -41,12 +41,14 @@ tsupport_sagatest_setup(struct bus *admin)
     fclose(f);
     sql[n] = '\0';
     tsupport_sql(sql);
-    static const bus_topology_consumer c = { "LAYBY_CMD", "sagatest", "layby.cmd.sagatest.>",
-                                             "layby-sagatest" };
-    js_DeleteConsumer(bus_js(admin), c.stream, c.durable, NULL, NULL);
+    /* a row of tests/support/services-test.tsv, compiled into test builds */
+    const bus_topology_consumer *c = bus_topology_consumer_find("LAYBY_CMD", "sagatest");
+    cr_assert_not_null(c,
+                       "no durable LAYBY_CMD/sagatest: is this a test build (LAYBY_TEST_HOOKS)?");
+    js_DeleteConsumer(bus_js(admin), c->stream, c->durable, NULL, NULL);
     bus_topology_change ch;
     lb_err err;
-    cr_assert_eq(bus_topology_consumer_apply(&ch, bus_js(admin), &c, tsupport_reset_opts(), &err),
+    cr_assert_eq(bus_topology_consumer_apply(&ch, bus_js(admin), c, tsupport_reset_opts(), &err),
                  LB_OK, "%s", err.msg);
 }
 
@@ -62,9 +64,9 @@ tsupport_sagatest_start(tsupport_proc *p, const char *const *env)
     const char *args[] = { "--database-url",
                            url,
                            "--nats-user",
-                           tsupport_env_req("LAYBY_CTL_NATS_USER"),
+                           tsupport_env_req("LAYBY_SAGATEST_NATS_USER"),
                            "--nats-password",
-                           tsupport_env_req("LAYBY_CTL_NATS_PASSWORD"),
+                           tsupport_env_req("LAYBY_SAGATEST_NATS_PASSWORD"),
                            "--metrics-port",
                            port,
                            "--nak-delay",

@@ -84,7 +84,9 @@ Test(bus_topology, a_service_whose_durables_miss_a_handler_does_not_start)
         { "layby.evt.sagatest.done", NULL, noop_handler },
         { "layby.evt.product.created", NULL, noop_handler },
     };
-    svc_def def = { .name = "t", .consumers = consumers, .n_consumers = 1, .handlers = handlers };
+    svc_def def = {
+        .name = "orchestrator", .consumers = consumers, .n_consumers = 1, .handlers = handlers
+    };
     svc_cfg cfg = { 0 };
     svc *s = NULL;
     lb_err err;
@@ -98,10 +100,64 @@ Test(bus_topology, a_service_whose_durables_miss_a_handler_does_not_start)
     cr_assert_eq(svc_new(&s, &def, &cfg, &err), LB_ERR_CONFIG);
     cr_expect_null(s);
     cr_expect(strstr(err.msg, "layby.evt.product.created") != NULL, "%s", err.msg);
+}
 
-    /* A durable the table does not know (the test participant's) may read anything. */
-    static const svc_consumer unknown[] = { { "LAYBY_CMD", "sagatest" } };
-    def.consumers = unknown;
+Test(bus_topology, a_durable_missing_from_the_service_table_reads_nothing)
+{
+    static const svc_consumer unknown[] = { { "LAYBY_CMD", "nobody" } };
+    static const svc_handler handlers[] = { { "layby.cmd.nobody.x", NULL, noop_handler } };
+    svc_def def = { .name = "nobody", .consumers = unknown, .n_consumers = 1 };
+    svc_cfg cfg = { 0 };
+    svc *s = NULL;
+    lb_err err;
+
+    /* not even with no handler at all: the durable itself is refused */
+    cr_assert_eq(svc_new(&s, &def, &cfg, &err), LB_ERR_CONFIG);
+    cr_expect_null(s);
+    cr_expect(strstr(err.msg, "LAYBY_CMD/nobody") != NULL, "%s", err.msg);
+
+    def.handlers = handlers;
+    def.n_handlers = 1;
+    cr_assert_eq(svc_new(&s, &def, &cfg, &err), LB_ERR_CONFIG);
+    cr_expect_null(s);
+}
+
+Test(bus_topology, a_service_cannot_read_another_services_durable)
+{
+    static const svc_consumer theirs[] = { { "LAYBY_CMD", "catalog" } };
+    static const svc_handler handlers[] = { { "layby.cmd.catalog.create_product", NULL,
+                                              noop_handler } };
+    svc_def def = { .name = "member",
+                    .consumers = theirs,
+                    .n_consumers = 1,
+                    .handlers = handlers,
+                    .n_handlers = 1 };
+    svc_cfg cfg = { 0 };
+    svc *s = NULL;
+    lb_err err;
+
+    cr_assert_eq(svc_new(&s, &def, &cfg, &err), LB_ERR_CONFIG);
+    cr_expect_null(s);
+    cr_expect(strstr(err.msg, "layby-catalog") != NULL, "%s", err.msg);
+    def.name = "catalog";
     cr_assert_eq(svc_new(&s, &def, &cfg, &err), LB_OK, "%s", err.msg);
     svc_free(s);
+}
+
+/* The table's durables are consistent with the streams: each reads a stream
+ * of the topology, within that stream's subjects. */
+Test(bus_topology, every_durable_reads_within_its_stream)
+{
+    for (size_t i = 0; i < bus_topology_n_consumers; i++) {
+        const bus_topology_consumer *c = &bus_topology_consumers[i];
+        const bus_topology_stream *st = NULL;
+        for (size_t k = 0; k < bus_topology_n_streams; k++)
+            if (strcmp(bus_topology_streams[k].name, c->stream) == 0)
+                st = &bus_topology_streams[k];
+        cr_assert_not_null(st, "durable %s on unknown stream %s", c->durable, c->stream);
+        /* a filter inside the stream: its first tokens are the stream's prefix */
+        size_t prefix = strlen(st->subject) - 1; /* "layby.cmd." of "layby.cmd.>" */
+        cr_expect(strncmp(c->filter, st->subject, prefix) == 0, "%s/%s reads %s outside %s",
+                  c->stream, c->durable, c->filter, st->subject);
+    }
 }
