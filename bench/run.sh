@@ -11,6 +11,8 @@
 #   (a)       catalog commands/s end to end (bench_catalog_cmd), then p50/p99 at half of it
 #   (b)       HTTP through the edge: POST and GET /api/v1/products, GET /healthz (wrk)
 #   (c)       completed 3-step sagas/s with a no-op participant (bench_saga), then at half
+#   (d)       stock reservations (bench_flash_sale): a flash sale (2,000 buyers, 100 units),
+#             one hot product vs 4,000 uncontended ones, and GET /api/v1/products?limit=20
 # and prints one table of medians with ratios to the baselines. docs/BENCHMARKS.md
 # records the results. Nothing else should run on the machine meanwhile.
 set -euo pipefail
@@ -97,6 +99,14 @@ for i in $(seq "$RUNS"); do
     $B/bench/bench_saga --count $((SHALF * 6)) --rate "$SHALF" | tee -a "$OUT/saga_half" >&2
 done
 
+# --- (d) stock reservations ------------------------------------------------------
+for i in $(seq "$RUNS"); do
+    $B/bench/bench_flash_sale --buyers 2000 --products 1 --units 100 | tee -a "$OUT/flash" >&2
+    $B/bench/bench_flash_sale --buyers 4000 --products 1 --units 4000 | tee -a "$OUT/hot" >&2
+    $B/bench/bench_flash_sale --buyers 4000 --products 4000 --units 1 | tee -a "$OUT/cold" >&2
+done
+http list "http://127.0.0.1:8080/api/v1/products?limit=20"
+
 # --- summary -----------------------------------------------------------------
 PG=$(median <"$OUT/pgbench")
 JS=$(field per_s <"$OUT/js" | median)
@@ -126,4 +136,15 @@ printf '%-44s %12s\n' "(b) p99: healthz / get / post" \
 printf '%-44s %12s  %s x pgbench\n' "(c) completed 3-step sagas/s" "$SAGA" "$(ratio "$SAGA" "$PG")"
 printf '%-44s %12s\n' "(c) at $SHALF/s: p50 ms" "$(field p50_ms <"$OUT/saga_half" | median)"
 printf '%-44s %12s\n' "(c) at $SHALF/s: p99 ms" "$(field p99_ms <"$OUT/saga_half" | median)"
+FL=$(field decide_s <"$OUT/flash" | median)
+HOT=$(field per_s <"$OUT/hot" | median)
+COLD=$(field per_s <"$OUT/cold" | median)
+L=$(wrkrate list)
+printf '%-44s %12s  (%s)\n' "(d) flash sale 2,000 buyers/100 units, s" "$FL" \
+    "$(sed -n 1p "$OUT/flash" | grep -o 'reserved=[0-9]* rejected=[0-9]* other=[0-9]*')"
+printf '%-44s %12s\n' "(d) flash sale reservations/s" "$(field per_s <"$OUT/flash" | median)"
+printf '%-44s %12s  %s x uncontended\n' "(d) hot product reservations/s" "$HOT" "$(ratio "$HOT" "$COLD")"
+printf '%-44s %12s\n' "(d) uncontended reservations/s" "$COLD"
+printf '%-44s %12s  %s x healthz, p99 %s\n' "(d) GET /api/v1/products?limit=20 req/s" "$L" \
+    "$(ratio "$L" "$H")" "$(field p99 <"$OUT/list" | sort | sed -n 2p)"
 echo "raw results: $OUT"
