@@ -107,5 +107,6 @@ int ctl_order_show(const ctl_cmd *cmd, int argc, char **argv);
 struct bus;
 lb_status ctl_saga_print(PGconn *pg, const char *id, lb_err *err);
 lb_status ctl_bus_open(struct bus **b, const ctl_conn *c, lb_err *err);
+int ctl_product(const ctl_cmd *cmd, int argc, char **argv); /* list, show, add, stock */
 
 #endif

@@ -4,9 +4,11 @@
  * a reservation arriving after its own release, stock adjustments and the
  * audit's conservation law. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "engine/bus.h"
 #include "engine/id.h"
@@ -500,4 +502,62 @@ Test(catalog_stock, adjustments_restock_and_refuse_to_go_below_zero)
     cr_assert_eq(a->products[0]->restocked, -5);
     cr_assert_eq(a->products[0]->available, 0);
     protobuf_c_message_free_unpacked(&a->base, NULL);
+}
+
+/* --- layby-ctl product ------------------------------------------------------------------ */
+
+/* Runs layby-ctl with args (one shell word each, no quoting needed), its
+ * stdout into out; returns the exit status. */
+static int
+ctl(char *out, size_t n, const char *args)
+{
+    char cmdline[1024];
+    snprintf(cmdline, sizeof cmdline, "%s/layby-ctl %s 2>/dev/null",
+             tsupport_env_req("LAYBY_BUILD_DIR"), args);
+    FILE *p = popen(cmdline, "r");
+    cr_assert_not_null(p);
+    size_t len = fread(out, 1, n - 1, p);
+    out[len] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int64_t
+json_int_of(const char *text, const char *key)
+{
+    json_error_t je;
+    json_t *j = json_loads(text, JSON_DISABLE_EOF_CHECK, &je);
+    cr_assert_not_null(j, "not JSON: %s", text);
+    int64_t v = json_integer_value(json_object_get(j, key));
+    json_decref(j);
+    return v;
+}
+
+Test(catalog_stock, ctl_product_add_show_stock_and_list)
+{
+    catalog_start();
+    char out[8192], args[256], id[ID_STR_LEN];
+    cr_assert_eq(ctl(out, sizeof out,
+                     "product add --name ctl-item --price 1000 --category ctl "
+                     "--stock 3"),
+                 0, "%s", out);
+    json_error_t je;
+    json_t *j = json_loads(out, JSON_DISABLE_EOF_CHECK, &je);
+    cr_assert_not_null(j, "%s", out);
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(j, "productId")));
+    json_decref(j);
+    cr_assert(id_valid(id), "%s", out);
+    snprintf(args, sizeof args, "product show %s", id);
+    cr_assert_eq(ctl(out, sizeof out, args), 0);
+    cr_assert_eq(json_int_of(out, "stockAvailable"), 3);
+    snprintf(args, sizeof args, "product stock %s --delta 2", id);
+    cr_assert_eq(ctl(out, sizeof out, args), 0);
+    cr_assert_eq(json_int_of(out, "stockAvailable"), 5);
+    snprintf(args, sizeof args, "product stock %s --delta -6", id);
+    cr_assert_eq(ctl(out, sizeof out, args), 1, "below zero is refused");
+    cr_assert_eq(product_int(id, "stock_available"), 5);
+    cr_assert_eq(ctl(out, sizeof out, "product list --category ctl"), 0);
+    cr_assert_not_null(strstr(out, id), "%s", out);
+    cr_assert_eq(ctl(out, sizeof out, "product add --name ' ' --price 10 --category ctl"), 1,
+                 "the catalog's validation answers");
 }
