@@ -88,8 +88,9 @@ static perm_case publish_cases[] = {
     { "EDGE",         "layby.qry.catalog.product",     true },
     { "EDGE",         "layby.cmd.saga.retry",          false },
     { "EDGE",         "layby.cmd.saga.resolve",        false },
-    { "EDGE",         "layby.cmd.saga.signal",         true },
-    { "EDGE",         "layby.cmd.saga.start.sagatest", false },
+    { "EDGE",         "layby.cmd.saga.signal",         true },  /* a member's cancel, return */
+    { "EDGE",         "layby.cmd.saga.start.sagatest", false }, /* only the types it starts */
+    { "EDGE",         "layby.cmd.saga.start.sagaflow", false },
     { "EDGE",         "layby.evt.product.created",     false },
     { "EDGE",         "$JS.API.CONSUMER.MSG.NEXT.LAYBY_CMD.catalog", false },
     { "EDGE",         "$JS.ACK.LAYBY_CMD.catalog.1.1.1.1.1", false },
