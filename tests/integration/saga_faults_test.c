@@ -130,7 +130,7 @@ wait_status(const char *id, const char *status)
 static void
 age(const char *id, int secs)
 {
-    char sql[256];
+    char sql[512];
     snprintf(sql, sizeof sql,
              "UPDATE saga.sagas SET updated_at = now() - make_interval(secs => %d) "
              "WHERE saga_id = '%s'",
