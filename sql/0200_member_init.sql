@@ -5,25 +5,7 @@
 -- BLAKE2b blind indexes of the case-folded text. Each sealed value names its
 -- key in its first byte (rekey finds old rows by it).
 
-CREATE TABLE member.inbox (
-    msg_id      text PRIMARY KEY,
-    received_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX inbox_received_at ON member.inbox (received_at);
-
-CREATE TABLE member.outbox (
-    id          uuid PRIMARY KEY,          -- Nats-Msg-Id of the published message
-    subject     text NOT NULL,
-    msg_type    text NOT NULL,             -- Layby-Type
-    correlation text NOT NULL,
-    causation   text NOT NULL,
-    actor       text NOT NULL,
-    reply       text NOT NULL,
-    traceparent text NOT NULL,
-    body        bytea NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
-);
-ALTER TABLE member.outbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000);
+-- inbox and outbox: sql/shared/inbox_outbox.sql (applied to every schema).
 
 CREATE TABLE member.members (
     member_id       uuid PRIMARY KEY,

@@ -1,26 +1,7 @@
 -- delivery: one delivery per paid order and its status history (one row per
 -- status reached, so each transition is idempotent per (order, status)).
 
-CREATE TABLE delivery.inbox (
-    msg_id      text PRIMARY KEY,
-    received_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX inbox_received_at ON delivery.inbox (received_at);
-
-CREATE TABLE delivery.outbox (
-    id          uuid PRIMARY KEY,          -- Nats-Msg-Id of the published message
-    subject     text NOT NULL,
-    msg_type    text NOT NULL,             -- Layby-Type
-    correlation text NOT NULL,
-    causation   text NOT NULL,
-    actor       text NOT NULL,
-    reply       text NOT NULL,
-    traceparent text NOT NULL,
-    body        bytea NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
-);
--- Queue-like churn: vacuum after a fixed number of dead rows.
-ALTER TABLE delivery.outbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000);
+-- inbox and outbox: sql/shared/inbox_outbox.sql (applied to every schema).
 
 CREATE TABLE delivery.deliveries (
     delivery_id uuid PRIMARY KEY,
