@@ -50,6 +50,12 @@ extern const saga_type saga_order_pay_v1;
 /* *out = a deep copy of m (whose strings may be borrowed). */
 lb_status order_saga_copy(ProtobufCMessage **out, const ProtobufCMessage *m, lb_err *err);
 
+/* *out = a Refund of what is left of order_id's capture for the command in
+ * `in` (keyed by saga, step and attempt in the payment ledger). Both order
+ * sagas refund this way. */
+lb_status order_refund_build(ProtobufCMessage **out, const saga_build_in *in, const char *order_id,
+                             const char *reason, lb_err *err);
+
 /* Durations of DESIGN §6 (sagas_duration_ms(): the variable, else LAYBY_FAST's
  * value, else the default), read when a saga starts. */
 int64_t order_payment_deadline_ms(void); /* LAYBY_PAYMENT_DEADLINE   30m / fast 20s */

@@ -2,6 +2,7 @@
  * policies and the DESIGN §6 durations. */
 #include <stdlib.h>
 
+#include "layby/v1/payment.pb-c.h"
 #include "order.h"
 
 lb_status
@@ -15,6 +16,20 @@ order_saga_copy(ProtobufCMessage **out, const ProtobufCMessage *m, lb_err *err)
     *out = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
     free(buf);
     return *out != NULL ? LB_OK : lb_err_set(err, LB_ERR_NOMEM, "saga command");
+}
+
+lb_status
+order_refund_build(ProtobufCMessage **out, const saga_build_in *in, const char *order_id,
+                   const char *reason, lb_err *err)
+{
+    Layby__V1__Refund c = LAYBY__V1__REFUND__INIT;
+    c.saga_id = (char *)in->s->id;
+    c.step = in->cmd->step;
+    c.attempt = in->cmd->attempt;
+    c.order_id = (char *)order_id;
+    c.amount = 0; /* 0 = whatever is left of the capture */
+    c.reason = (char *)reason;
+    return order_saga_copy(out, &c.base, err);
 }
 
 #define MIN_MS  (60LL * 1000)

@@ -48,14 +48,8 @@ build_charge(ProtobufCMessage **out, const saga_build_in *in, lb_err *err)
 static lb_status
 build_refund(ProtobufCMessage **out, const saga_build_in *in, lb_err *err)
 {
-    pay_start *p = (pay_start *)in->start;
-    Layby__V1__Refund c = LAYBY__V1__REFUND__INIT;
-    c.saga_id = (char *)in->s->id;
-    c.step = in->cmd->step;
-    c.attempt = in->cmd->attempt;
-    c.order_id = p->order_id;
-    c.reason = "the order could not be marked paid";
-    return order_saga_copy(out, &c.base, err);
+    const pay_start *p = (const pay_start *)in->start;
+    return order_refund_build(out, in, p->order_id, "the order could not be marked paid", err);
 }
 
 static lb_status

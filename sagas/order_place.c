@@ -223,15 +223,9 @@ build_order_status(ProtobufCMessage **out, const saga_build_in *in, lb_err *err)
 static lb_status
 build_refund(ProtobufCMessage **out, const saga_build_in *in, lb_err *err)
 {
-    place_start *p = (place_start *)in->start;
-    Layby__V1__Refund c = LAYBY__V1__REFUND__INIT;
-    c.saga_id = (char *)in->s->id;
-    c.step = in->cmd->step;
-    c.attempt = in->cmd->attempt;
-    c.order_id = p->order_id;
-    c.amount = 0;
-    c.reason = in->cmd->step == P(REFUND) ? "returned" : "order cancelled";
-    return order_saga_copy(out, &c.base, err);
+    const place_start *p = (const place_start *)in->start;
+    return order_refund_build(out, in, p->order_id,
+                              in->cmd->step == P(REFUND) ? "returned" : "order cancelled", err);
 }
 
 static lb_status
