@@ -2,9 +2,10 @@
  * latency: StartTestSaga -> orchestrator -> 3 x (TestStepDo -> no-op
  * participant -> TestStepDone) -> SagaChanged COMPLETED, which we receive.
  *
- * Needs layby-orchestrator and a no-op participant (LAYBY_SAGATEST_NOOP=1
- * build/release/layby-sagatest); --setup 1 creates the participant's durable
- * and schema first (bench/run.sh does all of it). --rate 0 starts sagas as
+ * Needs a test build's layby-orchestrator (LAYBY_TEST_HOOKS: the test saga
+ * types) and a no-op participant (LAYBY_SAGATEST_NOOP=1 layby-sagatest);
+ * --setup 1 creates their durables and the participant's schema first
+ * (bench/run.sh does all of it). --rate 0 starts sagas as
  * fast as JetStream takes them; --rate R paces the starts. The saga type is
  * "sagabench": the test saga's steps with production-like 30 s timeouts. */
 #include <libpq-fe.h>
@@ -59,14 +60,21 @@ on_completed(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closur
 static int
 setup(bus *b)
 {
-    static const bus_topology_consumer c = { "LAYBY_CMD", "sagatest", "layby.cmd.sagatest.>",
-                                             "layby-sagatest" };
+    /* The test-only rows of the service table (tests/support/services-test.tsv):
+     * the participant's durable and the test build's orchestrator durable for
+     * the participant's events; the production stack has neither. */
+    static const bus_topology_consumer cs[] = {
+        { "LAYBY_CMD", "sagatest", "layby.cmd.sagatest.>", "layby-sagatest" },
+        { "LAYBY_EVT", "orchestrator-sagatest", "layby.evt.sagatest.>", "layby-orchestrator" },
+    };
     bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
     bus_topology_change ch;
     lb_err err;
-    if (bus_topology_consumer_apply(&ch, bus_js(b), &c, &o, &err) != LB_OK) {
-        fprintf(stderr, "bench: %s\n", err.msg);
-        return -1;
+    for (size_t i = 0; i < LB_COUNTOF(cs); i++) {
+        if (bus_topology_consumer_apply(&ch, bus_js(b), &cs[i], &o, &err) != LB_OK) {
+            fprintf(stderr, "bench: %s\n", err.msg);
+            return -1;
+        }
     }
     FILE *f = fopen(LAYBY_SOURCE_DIR "/tests/participant/schema.sql", "r");
     static char sql[8192];

@@ -80,15 +80,29 @@ http get "http://127.0.0.1:8080/api/v1/products/$ID"
 http post -s bench/wrk_post_product.lua http://127.0.0.1:8080/api/v1/products
 
 # --- (c) sagas -------------------------------------------------------------------
-# The participant is test-only code (its durable is a row of
-# tests/support/services-test.tsv): a Release build with LAYBY_TEST_HOOKS on.
+# The test saga types and their participant are test-only code (LAYBY_TEST_HOOKS;
+# tests/support/services-test.tsv): for this section a Release build with the
+# hooks on replaces the stack's orchestrator, with the admin NATS user since the
+# production permission table has no test rows. scripts/dev up puts the stack's
+# own orchestrator back afterwards.
 BT=build/bench-test
 cmake -S . -B $BT -DCMAKE_BUILD_TYPE=Release -DLAYBY_TEST_HOOKS=ON >/dev/null
-cmake --build $BT -j2 --target layby-sagatest >/dev/null
+cmake --build $BT -j2 --target layby-sagatest layby-orchestrator >/dev/null
 $B/bench/bench_saga --setup 1
+ORCH_PID=var/run/layby-orchestrator.pid
+kill "$(cat $ORCH_PID)" 2>/dev/null || true
+while kill -0 "$(cat $ORCH_PID)" 2>/dev/null; do sleep 0.1; done
+LAYBY_ORCHESTRATOR_NATS_USER=$LAYBY_CTL_NATS_USER LAYBY_ORCHESTRATOR_NATS_PASSWORD=$LAYBY_CTL_NATS_PASSWORD \
+    $BT/layby-orchestrator 2>"$OUT/orchestrator.log" &
+BENCH_ORCH=$!
 LAYBY_SAGATEST_NOOP=1 $BT/layby-sagatest --database-url "$LAYBY_PG_ADMIN_URL?options=-csearch_path%3Dsagatest" \
     --nats-user "$LAYBY_CTL_NATS_USER" --nats-password "$LAYBY_CTL_NATS_PASSWORD" \
     --log-level warn 2>"$OUT/participant.log" &
+BENCH_PART=$!
+until curl -fsS -o /dev/null "http://127.0.0.1:$LAYBY_ORCHESTRATOR_METRICS_PORT/healthz" 2>/dev/null; do
+    kill -0 $BENCH_ORCH || { tail "$OUT/orchestrator.log" >&2; exit 1; }
+    sleep 0.1
+done
 sleep 1
 for i in $(seq "$RUNS"); do
     $B/bench/bench_saga --count 20000 | tee -a "$OUT/saga" >&2
@@ -98,6 +112,9 @@ SHALF=$(awk -v r="$SAGA" 'BEGIN {printf "%d", r / 2}')
 for i in $(seq "$RUNS"); do
     $B/bench/bench_saga --count $((SHALF * 6)) --rate "$SHALF" | tee -a "$OUT/saga_half" >&2
 done
+kill $BENCH_ORCH $BENCH_PART
+wait $BENCH_ORCH $BENCH_PART 2>/dev/null || true
+scripts/dev up >/dev/null
 
 # --- (d) stock reservations ------------------------------------------------------
 for i in $(seq "$RUNS"); do
