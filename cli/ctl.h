@@ -101,6 +101,7 @@ int ctl_saga_replay(const ctl_cmd *cmd, int argc, char **argv);
 int ctl_replay(const ctl_cmd *cmd, int argc, char **argv);
 int ctl_order_list(const ctl_cmd *cmd, int argc, char **argv);
 int ctl_order_show(const ctl_cmd *cmd, int argc, char **argv);
+int ctl_audit(const ctl_cmd *cmd, int argc, char **argv); /* ctl_audit.c */
 
 /* Shared by topics (ctl_saga.c): a saga's state, steps and log on stdout; a
  * bus that fails fast when NATS is unreachable. */

@@ -44,6 +44,8 @@ static const ctl_cmd ctl_cmds[] = {
       "orders, newest first (--member ID --status PAID --limit 20)" },
     { "order show", CTL_NEEDS_NATS | CTL_NEEDS_PG, ctl_order_show,
       "<id>: an order (lines, totals, address, timeline), its delivery and its saga" },
+    { "audit", CTL_NEEDS_NATS, ctl_audit,
+      "stock and money conservation across services (--json --settle 30s)" },
     { "member show", CTL_NEEDS_NATS, ctl_member_admin,
       "<username|id>: a member, decrypted (status, role, data key)" },
     { "member grant-admin", CTL_NEEDS_NATS, ctl_member_admin,

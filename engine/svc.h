@@ -210,4 +210,12 @@ lb_status svc_reply(svc_batch *b, const char *inbox, const bus_envelope *env,
 store *svc_query_store(svc_query *q);
 const bus_envelope *svc_query_env(svc_query *q);
 
+/* Audit queries (layby.qry.<service>.audit, DESIGN §7) answer orders a page
+ * at a time in id order. Checks a request's cursor (after: "" or an order id)
+ * and page size (0 = SVC_AUDIT_PAGE_DEFAULT, at most SVC_AUDIT_PAGE_MAX) and
+ * writes the size as text into lim, the SQL parameter. (svc_query.c) */
+#define SVC_AUDIT_PAGE_DEFAULT 1000
+#define SVC_AUDIT_PAGE_MAX     5000
+lb_status svc_audit_page(char lim[16], const char *after, int32_t limit, lb_err *err);
+
 #endif

@@ -12,6 +12,7 @@
 
 #include "codec.h"
 #include "fault.h"
+#include "id.h"
 #include "layby/v1/common.pb-c.h"
 #include "log.h"
 #include "svc_internal.h"
@@ -26,6 +27,19 @@ store *
 svc_query_store(svc_query *q)
 {
     return q->st;
+}
+
+lb_status
+svc_audit_page(char lim[16], const char *after, int32_t limit, lb_err *err)
+{
+    if (after[0] != '\0' && !id_valid(after))
+        return lb_err_field(err, LB_ERR_INVALID, "afterOrderId",
+                            "afterOrderId must be an order id");
+    if (limit < 0 || limit > SVC_AUDIT_PAGE_MAX)
+        return lb_err_field(err, LB_ERR_INVALID, "limit", "limit must be between 0 and %d",
+                            SVC_AUDIT_PAGE_MAX);
+    snprintf(lim, 16, "%d", limit == 0 ? SVC_AUDIT_PAGE_DEFAULT : (int)limit);
+    return LB_OK;
 }
 
 const bus_envelope *

@@ -32,7 +32,7 @@
 /* Wishlist quantity (sql/0101 CHECK agrees). */
 #define CATALOG_WISH_QTY_MAX 99
 
-#define CATALOG_STMTS_COUNT 18
+#define CATALOG_STMTS_COUNT 19
 extern const store_stmt catalog_stmts[CATALOG_STMTS_COUNT];
 extern const svc_def catalog_def;
 
@@ -45,6 +45,11 @@ lb_status catalog_product_get(svc_query *q, const ProtobufCMessage *req, Protobu
                               lb_err *err);
 lb_status catalog_product_list(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
                                lb_err *err);
+
+/* --- catalog_audit.c ------------------------------------------------------ */
+
+/* layby.qry.catalog.audit (DESIGN §7): every product's counters beside the
+ * order ledger's (first page), and the orders' stock a page at a time. */
 lb_status catalog_stock_audit(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
                               lb_err *err);
 

@@ -1,5 +1,5 @@
 /* catalog_product.c - products: registration, detail, keyset pages with their
- * opaque cursor, and the stock audit.
+ * opaque cursor.
  *
  * create_product is idempotent per product id (chosen by the sender): a repeat
  * inserts nothing, emits nothing and answers with the stored product, so a
@@ -421,48 +421,4 @@ catalog_product_list(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage
         *reply = &pg->base;
     PQclear(res);
     return st;
-}
-
-/* --- audit ------------------------------------------------------------------------- */
-
-lb_status
-catalog_stock_audit(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
-                    lb_err *err)
-{
-    (void)req;
-    PGresult *res = NULL;
-    lb_status st = store_exec(svc_query_store(q), &res, "catalog_stock_audit", 0, NULL, err);
-    if (st != LB_OK)
-        return st;
-    Layby__V1__StockAudit *a = malloc(sizeof *a);
-    int rows = PQntuples(res);
-    if (a != NULL) {
-        layby__v1__stock_audit__init(a);
-        a->products = calloc(rows ? (size_t)rows : 1, sizeof *a->products);
-    }
-    for (int r = 0; a != NULL && a->products != NULL && r < rows; r++) {
-        Layby__V1__ProductStockTotals *t = malloc(sizeof *t);
-        if (t == NULL)
-            break;
-        layby__v1__product_stock_totals__init(t);
-        t->product_id = strdup(PQgetvalue(res, r, 0));
-        t->initial = atoll(PQgetvalue(res, r, 1));
-        t->restocked = atoll(PQgetvalue(res, r, 2));
-        t->available = atoll(PQgetvalue(res, r, 3));
-        t->reserved = atoll(PQgetvalue(res, r, 4));
-        t->sold = atoll(PQgetvalue(res, r, 5));
-        t->returned = atoll(PQgetvalue(res, r, 6));
-        a->products[a->n_products++] = t;
-        if (t->product_id == NULL)
-            break;
-    }
-    PQclear(res);
-    if (a == NULL || a->products == NULL || a->n_products != (size_t)rows ||
-        (rows > 0 && a->products[rows - 1]->product_id == NULL)) {
-        if (a != NULL)
-            protobuf_c_message_free_unpacked(&a->base, NULL);
-        return lb_err_set(err, LB_ERR_NOMEM, "audit");
-    }
-    *reply = &a->base;
-    return LB_OK;
 }

@@ -67,9 +67,25 @@ static const char CATALOG_SQL_STOCK_OPS_INSERT[] =
     "SELECT o, p, c, r, string_to_array(s, ','), t FROM unnest($1::uuid[], $2::text[], $3::text[], "
     "$4::text[], $5::text[], $6::timestamptz[]) AS u(o, p, c, r, s, t)";
 
+/* The counters, and beside them what the order ledger says they must be
+ * (catalog_audit.c). One statement: one snapshot. */
 static const char CATALOG_SQL_STOCK_AUDIT[] =
-    "SELECT product_id::text, initial_stock, restocked, stock_available, reserved, sold, returned "
-    "FROM catalog.products ORDER BY product_id";
+    "SELECT p.product_id::text, p.initial_stock, p.restocked, p.stock_available, p.reserved, "
+    "p.sold, p.returned, "
+    "coalesce(sum(l.quantity) FILTER (WHERE o.status = 'RESERVED'), 0), "
+    "coalesce(sum(l.quantity) FILTER (WHERE o.status IN ('SOLD', 'RETURNED')), 0), "
+    "coalesce(sum(l.quantity) FILTER (WHERE o.status = 'RETURNED'), 0) "
+    "FROM catalog.products p LEFT JOIN catalog.stock_lines l ON l.product_id = p.product_id "
+    "LEFT JOIN catalog.stock_orders o ON o.order_id = l.order_id "
+    "GROUP BY p.product_id ORDER BY p.product_id";
+/* A page of orders after $1 ('' = from the first), $2 of them. */
+static const char CATALOG_SQL_STOCK_AUDIT_ORDERS[] =
+    "SELECT o.order_id::text, o.status, coalesce(sum(l.quantity), 0), "
+    "coalesce(sum(l.quantity * l.unit_price_won), 0), "
+    "(extract(epoch FROM o.updated_at) * 1000)::bigint "
+    "FROM catalog.stock_orders o LEFT JOIN catalog.stock_lines l ON l.order_id = o.order_id "
+    "WHERE ($1 = '' OR o.order_id > nullif($1, '')::uuid) "
+    "GROUP BY o.order_id ORDER BY o.order_id LIMIT $2::int";
 
 /* --- wishlist --------------------------------------------------------------- */
 
@@ -109,6 +125,7 @@ const store_stmt catalog_stmts[CATALOG_STMTS_COUNT] = {
     { "catalog_stock_lines_insert",    CATALOG_SQL_STOCK_LINES_INSERT },
     { "catalog_stock_ops_insert",      CATALOG_SQL_STOCK_OPS_INSERT },
     { "catalog_stock_audit",           CATALOG_SQL_STOCK_AUDIT },
+    { "catalog_stock_audit_orders",    CATALOG_SQL_STOCK_AUDIT_ORDERS },
     { "catalog_wishlist_get",          CATALOG_SQL_WISHLIST_GET },
     { "catalog_wishlist_put",          CATALOG_SQL_WISHLIST_PUT },
     { "catalog_wishlist_remove",       CATALOG_SQL_WISHLIST_REMOVE },

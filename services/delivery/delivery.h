@@ -1,5 +1,6 @@
-/* delivery.h - the delivery service's parts: SQL (delivery_sql.c) and the
- * handler tables with their code (delivery_handlers.c).
+/* delivery.h - the delivery service's parts: SQL (delivery_sql.c), the
+ * handler tables with their code (delivery_handlers.c) and the audit query
+ * (delivery_audit.c).
  *
  * Ownership: handlers own nothing beyond a call.
  * Threads:   handlers run on the svc runtime's threads, one store each.
@@ -23,12 +24,17 @@ typedef enum delivery_stmt_id {
     DELIVERY_SQL_HISTORY_HAS,
     DELIVERY_SQL_GET,
     DELIVERY_SQL_HISTORY,
+    DELIVERY_SQL_AUDIT,
     DELIVERY_STMTS_COUNT
 } delivery_stmt_id;
 extern const store_stmt delivery_stmts[DELIVERY_STMTS_COUNT];
 #define DELIVERY_SQL(id) (delivery_stmts[(id)].name)
 
 extern const svc_def delivery_def;
+
+/* layby.qry.delivery.audit (DESIGN §7; delivery_audit.c). */
+lb_status delivery_audit(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
+                         lb_err *err);
 
 /* True when a delivery may go from `from` to `to` (DESIGN §6); from "" is
  * "no delivery yet", which only PREPARING leaves. */

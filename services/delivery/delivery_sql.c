@@ -29,5 +29,10 @@ const store_stmt delivery_stmts[DELIVERY_STMTS_COUNT] = {
     [DELIVERY_SQL_HISTORY] = { "delivery_history",
         "SELECT status, " TS("at") " FROM delivery_history WHERE delivery_id = $1::uuid "
         "ORDER BY at, status" },
+    /* A page of deliveries after order $1 ('' = from the first), $2 of them. */
+    [DELIVERY_SQL_AUDIT] = { "delivery_audit",
+        "SELECT order_id::text, status, (extract(epoch FROM updated_at) * 1000)::bigint "
+        "FROM deliveries WHERE ($1 = '' OR order_id > nullif($1, '')::uuid) "
+        "ORDER BY order_id LIMIT $2::int" },
 };
 /* clang-format on */

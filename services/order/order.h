@@ -1,7 +1,7 @@
 /* order.h - the order service's parts: SQL (order_sql.c), validation and the
  * messages it builds (order_msg.c), the address book (order_address.c), the
- * orders a saga drives (order_orders.c), queries (order_query.c) and the
- * handler tables (order_handlers.c).
+ * orders a saga drives (order_orders.c), queries (order_query.c), the audit
+ * query (order_audit.c) and the handler tables (order_handlers.c).
  *
  * Personal data (addresses, and the ship-to copy on each order) is sealed
  * with order_keys (engine/seal.h), loaded once by main() before any thread.
@@ -50,6 +50,8 @@ typedef enum order_stmt_id {
     ORDER_SQL_LINES,
     ORDER_SQL_HISTORY,
     ORDER_SQL_ORDER_LIST,
+    ORDER_SQL_AUDIT_BY_STATUS,
+    ORDER_SQL_AUDIT_ORDERS,
     ORDER_STMTS_COUNT
 } order_stmt_id;
 extern const store_stmt order_stmts[ORDER_STMTS_COUNT];
@@ -92,6 +94,9 @@ lb_status order_get(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage 
                     lb_err *err);
 lb_status order_list(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
                      lb_err *err);
+/* layby.qry.order.audit (DESIGN §7; order_audit.c). */
+lb_status order_audit(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
+                      lb_err *err);
 
 /* True when an order may go from status `from` to `to` (DESIGN §6). */
 bool order_transition_ok(const char *from, const char *to);

@@ -80,5 +80,13 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
         "SELECT " ORDER_COLS " FROM orders WHERE ($1 = '' OR member_id = nullif($1, '')::uuid) "
         "AND ($2 = '' OR order_id < nullif($2, '')::uuid) AND ($3 = '' OR status = $3) "
         "ORDER BY order_id DESC LIMIT $4::int" },
+    [ORDER_SQL_AUDIT_BY_STATUS] = { "order_audit_by_status",
+        "SELECT status, count(*), coalesce(sum(total_won), 0) FROM orders "
+        "GROUP BY status ORDER BY status" },
+    /* A page of orders after $1 ('' = from the first), $2 of them. */
+    [ORDER_SQL_AUDIT_ORDERS] = { "order_audit_orders",
+        "SELECT order_id::text, status, total_won, "
+        "(extract(epoch FROM updated_at) * 1000)::bigint FROM orders "
+        "WHERE ($1 = '' OR order_id > nullif($1, '')::uuid) ORDER BY order_id LIMIT $2::int" },
 };
 /* clang-format on */

@@ -1,5 +1,6 @@
 /* payment.h - the payment service's parts: the simulated gateway
- * (payment_gateway.c), SQL (payment_sql.c) and handlers (payment_handlers.c).
+ * (payment_gateway.c), SQL (payment_sql.c), handlers (payment_handlers.c) and
+ * the audit query (payment_audit.c).
  *
  * Ownership: handlers own nothing beyond a call.
  * Threads:   handlers run on the svc runtime's threads, one store each;
@@ -52,11 +53,17 @@ typedef enum payment_stmt_id {
     PAYMENT_SQL_CHARGE_REFUND,
     PAYMENT_SQL_REFUND_INSERT,
     PAYMENT_SQL_SUMMARY,
+    PAYMENT_SQL_AUDIT_TOTALS,
+    PAYMENT_SQL_AUDIT_ORDERS,
     PAYMENT_STMTS_COUNT
 } payment_stmt_id;
 extern const store_stmt payment_stmts[PAYMENT_STMTS_COUNT];
 #define PAYMENT_SQL(id) (payment_stmts[(id)].name)
 
 extern const svc_def payment_def;
+
+/* layby.qry.payment.audit (DESIGN §7; payment_audit.c). */
+lb_status payment_audit(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
+                        lb_err *err);
 
 #endif

@@ -36,5 +36,33 @@ const store_stmt payment_stmts[PAYMENT_STMTS_COUNT] = {
         "coalesce(sum(refunded_won) FILTER (WHERE status = 'CAPTURED'), 0), "
         "count(*) FILTER (WHERE status = 'DECLINED'), count(*) FILTER (WHERE status = 'FAILED') "
         "FROM charges WHERE order_id = $1::uuid" },
+    /* The ledger's totals; the last two counts are 0 while the constraints
+     * hold (charges_one_capture, refunded_won <= amount_won). */
+    [PAYMENT_SQL_AUDIT_TOTALS] = { "payment_audit_totals",
+        "SELECT coalesce(sum(amount_won) FILTER (WHERE status = 'CAPTURED'), 0), "
+        "(SELECT coalesce(sum(amount_won), 0) FROM refunds), "
+        "count(*) FILTER (WHERE status = 'CAPTURED'), "
+        "(SELECT count(*) FROM (SELECT order_id FROM charges WHERE status = 'CAPTURED' "
+        "GROUP BY order_id HAVING count(*) > 1) t), "
+        "(SELECT count(*) FROM (SELECT r.order_id FROM refunds r GROUP BY r.order_id "
+        "HAVING sum(r.amount_won) > (SELECT coalesce(sum(c.amount_won), 0) FROM charges c "
+        "WHERE c.order_id = r.order_id AND c.status = 'CAPTURED')) t), "
+        "count(*) FILTER (WHERE status = 'DECLINED'), count(*) FILTER (WHERE status = 'FAILED') "
+        "FROM charges" },
+    /* A page of the orders with a charge attempt or a refund after $1 ('' =
+     * from the first), $2 of them. */
+    [PAYMENT_SQL_AUDIT_ORDERS] = { "payment_audit_orders",
+        "WITH ids AS (SELECT order_id FROM charges WHERE $1 = '' OR order_id > nullif($1, '')::uuid "
+        "UNION SELECT order_id FROM refunds WHERE $1 = '' OR order_id > nullif($1, '')::uuid "
+        "ORDER BY 1 LIMIT $2::int) "
+        "SELECT i.order_id::text, c.n, c.charged, "
+        "coalesce((SELECT sum(amount_won) FROM refunds r WHERE r.order_id = i.order_id), 0), "
+        "c.refunded, (extract(epoch FROM greatest(c.at, (SELECT max(created_at) FROM refunds r "
+        "WHERE r.order_id = i.order_id))) * 1000)::bigint "
+        "FROM ids i, LATERAL (SELECT count(*) FILTER (WHERE status = 'CAPTURED') AS n, "
+        "coalesce(sum(amount_won) FILTER (WHERE status = 'CAPTURED'), 0) AS charged, "
+        "coalesce(sum(refunded_won) FILTER (WHERE status = 'CAPTURED'), 0) AS refunded, "
+        "max(created_at) AS at FROM charges WHERE order_id = i.order_id) c "
+        "ORDER BY i.order_id" },
 };
 /* clang-format on */
