@@ -13,6 +13,10 @@
 #   (c)       completed 3-step sagas/s with a no-op participant (bench_saga), then at half
 #   (d)       stock reservations (bench_flash_sale): a flash sale (2,000 buyers, 100 units),
 #             one hot product vs 4,000 uncontended ones, and GET /api/v1/products?limit=20
+#   (e)       members (bench_members): logins/s through the edge vs a bare Argon2id verify
+#             loop on as many threads as the hashing pool; GET /api/v1/me p99 paced at
+#             100/s idle and during a login storm; GET /api/v1/me req/s (wrk) vs /healthz;
+#             the edge's cached and first-seen token check in-process
 # and prints one table of medians with ratios to the baselines. docs/BENCHMARKS.md
 # records the results. Nothing else should run on the machine meanwhile.
 set -euo pipefail
@@ -124,6 +128,24 @@ for i in $(seq "$RUNS"); do
 done
 http list "http://127.0.0.1:8080/api/v1/products?limit=20"
 
+# --- (e) members -------------------------------------------------------------------
+# The hashing pool's size and the queue before it (LAYBY_MEMBER_HASH_THREADS and
+# _QUEUE, defaults 1 and 1): the bare loop gets as many threads as the pool, the
+# storm as many clients as the pool admits at once (more would only get 429).
+POOL=${LAYBY_MEMBER_HASH_THREADS:-1}
+ADMITS=$((POOL + ${LAYBY_MEMBER_HASH_QUEUE:-1}))
+export LAYBY_MAILBOX LAYBY_EDGE_PORT
+for i in $(seq "$RUNS"); do
+    $B/bench/bench_members --argon-threads "$POOL" --seconds 5 | tee -a "$OUT/argon" >&2
+    $B/bench/bench_members --login-clients "$ADMITS" --seconds 10 | tee -a "$OUT/login" >&2
+    $B/bench/bench_members --me-rate 100 --seconds 10 | tee -a "$OUT/me_idle" >&2
+    $B/bench/bench_members --me-rate 100 --seconds 10 --storm "$ADMITS" | tee -a "$OUT/me_storm" >&2
+    $B/bench/bench_members --auth-micro 200000 | tee -a "$OUT/auth" >&2
+done
+export LAYBY_BENCH_MEMBER_TOKEN
+LAYBY_BENCH_MEMBER_TOKEN=$($B/bench/bench_members --token 1)
+http me -s bench/wrk_me.lua http://127.0.0.1:8080/api/v1/me
+
 # --- summary -----------------------------------------------------------------
 PG=$(median <"$OUT/pgbench")
 JS=$(field per_s <"$OUT/js" | median)
@@ -164,4 +186,26 @@ printf '%-44s %12s  %s x uncontended\n' "(d) hot product reservations/s" "$HOT" 
 printf '%-44s %12s\n' "(d) uncontended reservations/s" "$COLD"
 printf '%-44s %12s  %s x healthz, p99 %s\n' "(d) GET /api/v1/products?limit=20 req/s" "$L" \
     "$(ratio "$L" "$H")" "$(field p99 <"$OUT/list" | sort | sed -n 2p)"
+AR=$(field per_s <"$OUT/argon" | median)
+LG=$(field per_s <"$OUT/login" | median)
+MI=$(field p99_ms <"$OUT/me_idle" | median)
+MS=$(field p99_ms <"$OUT/me_storm" | median)
+ME=$(wrkrate me)
+CU=$(field cached_us <"$OUT/auth" | median)
+FU=$(field first_seen_us <"$OUT/auth" | median)
+# CPU time a request may take when the cores are saturated: cores / req/s.
+REQ_US=$(awk -v r="$ME" -v c="$(nproc)" 'BEGIN {printf "%.0f", c * 1e6 / r}')
+printf '%-44s %12s\n' "(e) bare Argon2id verify/s, $POOL thread(s)" "$AR"
+printf '%-44s %12s  %s x bare verify loop (target >= 0.8)\n' "(e) logins/s through the edge" "$LG" \
+    "$(ratio "$LG" "$AR")"
+printf '%-44s %12s\n' "(e) GET /me p99 ms at 100/s, idle" "$MI"
+printf '%-44s %12s  %s x idle (target <= 2), %s logins/s meanwhile\n' \
+    "(e) GET /me p99 ms at 100/s, login storm" "$MS" "$(ratio "$MS" "$MI")" \
+    "$(field storm_per_s <"$OUT/me_storm" | median)"
+printf '%-44s %12s  %s x healthz, p99 %s\n' "(e) GET /api/v1/me req/s (wrk)" "$ME" "$(ratio "$ME" "$H")" \
+    "$(field p99 <"$OUT/me" | sort | sed -n 2p)"
+printf '%-44s %12s  %s of a request (%s us of CPU at that rate)\n' "(e) cached token check, us" "$CU" \
+    "$(awk -v a="$CU" -v b="$REQ_US" 'BEGIN {printf "%.2f%%", 100 * a / b}')" "$REQ_US"
+printf '%-44s %12s  libjwt: %s us\n' "(e) first-seen token check, us" "$FU" \
+    "$(field libjwt_us <"$OUT/auth" | median)"
 echo "raw results: $OUT"

@@ -1,11 +1,13 @@
 /* edge_auth.h - bearer token checks for the HTTP edge.
  *
- * Access tokens are ES256 JWTs issued by the member service. libjwt 1.10 does
- * not pin the algorithm and never checks exp (PLATFORM.md), so this module
- * does both: only ES256 is accepted, and exp, nbf, iat and iss are checked
- * here. libjwt verifies ~2,300 tokens/s, so verified tokens are remembered
- * (keyed by the whole token text, bounded, until their exp). A revoked jti
- * (edge_revoke.h) is refused whether the token was cached or not.
+ * Access tokens are ES256 JWTs issued by the member service. This module
+ * verifies them itself with OpenSSL against the public key parsed once at
+ * start (libjwt re-parses the PEM per call, does not pin the algorithm and
+ * checks no claim: PLATFORM.md): only ES256 is accepted, and exp, nbf, iat
+ * and iss are checked here. Verified tokens are also remembered (keyed by the
+ * whole token text, bounded, until their exp), so a repeat costs a hash and a
+ * compare. A revoked jti (edge_revoke.h) is refused whether the token was
+ * cached or not.
  *
  * Ownership: edge_auth_new() returns an edge_auth freed by edge_auth_free();
  *            claims are copied into caller memory.
@@ -50,7 +52,8 @@ typedef struct edge_auth_opts {
 
 typedef struct edge_auth edge_auth;
 
-/* pem is the ES256 public key (PEM text, copied). On error *out is unchanged. */
+/* pem is the ES256 public key (PEM "PUBLIC KEY", P-256), parsed here once.
+ * On error *out is unchanged. */
 lb_status edge_auth_new(edge_auth **out, const char *pem, size_t pem_len,
                         const edge_auth_opts *opts, lb_err *err);
 /* Reads the PEM from a file, then edge_auth_new(). */

@@ -43,6 +43,10 @@ password_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
     return str_set(&c->session_id, r->claims.sid, err);
 }
 
-const edge_hooks edge_member_login_hooks = { .prepare = login_prepare };
-const edge_hooks edge_member_logout_hooks = { .prepare = logout_prepare };
-const edge_hooks edge_member_password_hooks = { .prepare = password_prepare };
+/* Each hook names the fields it sets, so the body may not and OpenAPI does not show them. */
+const edge_hooks edge_member_login_hooks = { .prepare = login_prepare,
+                                             .fills = EDGE_FILLS("client_addr") };
+const edge_hooks edge_member_logout_hooks = { .prepare = logout_prepare,
+                                              .fills = EDGE_FILLS("session_id", "jti", "exp") };
+const edge_hooks edge_member_password_hooks = { .prepare = password_prepare,
+                                                .fills = EDGE_FILLS("session_id") };

@@ -1,7 +1,8 @@
 /* edge_member.h - what the member rows of edge_table.c cannot say as data:
  * request fields only the edge knows, filled after the binds (the token's
- * login and token ids, the client's address for login throttling). The body
- * may name these fields; they are overwritten here, never trusted.
+ * login and token ids, the client's address for login throttling). Each hook
+ * lists them in .fills: a body naming one is refused (unknown_field) and the
+ * OpenAPI document does not show them.
  *
  * Ownership: static const hook tables.  Threads: any civetweb worker.
  */

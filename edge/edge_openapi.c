@@ -3,7 +3,8 @@
  * Per row: the path's parameters (from path binds; a UUID bind says
  * format uuid), query parameters (query binds, typed by their field),
  * Idempotency-Key, the request body (the row's body message, minus fields
- * that binds fill when the body is the request itself), the success answer
+ * the edge sets itself when the body is the request: binds and the prepare
+ * hook's fills, edge_route_sets()), the success answer
  * (the reply message, Location), 202 PENDING for kinds that answer it, and
  * one response per HTTP status of the error codes the row can answer: those
  * its features imply (a body: JSON faults and limits; a token: 401; admin:
@@ -180,17 +181,15 @@ field_schema(gen *g, const ProtobufCFieldDescriptor *f, bool input)
     return s;
 }
 
-/* The inline schema of message d; fields named in skip (proto names) left out. */
+/* The inline schema of message d; with a route (the body is its request),
+ * without the fields the edge sets itself (edge_route_sets). */
 static json_t *
-message_schema(gen *g, const ProtobufCMessageDescriptor *d, bool input, const edge_bind *skip)
+message_schema(gen *g, const ProtobufCMessageDescriptor *d, bool input, const edge_route *rt)
 {
     json_t *props = json_object(), *required = json_array();
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
-        bool skipped = false;
-        for (const edge_bind *b = skip; b != NULL && b->from != EDGE_FROM_END; b++)
-            skipped = skipped || strcmp(b->field, f->name) == 0;
-        if (skipped)
+        if (rt != NULL && edge_route_sets(rt, f->name))
             continue;
         char name[NAME_MAX_LEN];
         codec_json_name(name, sizeof name, f->name);
@@ -414,10 +413,13 @@ operation(gen *g, const edge_route *rt)
         json_object_set(op, "parameters", ps);
     json_decref(ps);
     if (rt->body != NULL) {
-        bool whole = rt->body_field == NULL; /* the request itself, minus bound fields */
-        json_t *schema = whole && rt->binds != NULL && rt->binds->from != EDGE_FROM_END
-                             ? message_schema(g, rt->body, true, rt->binds)
-                             : message_schema_ref(g, rt->body, true);
+        /* The request itself, minus what the edge sets: inline, since the
+         * same message may be another row's body with other fields set. */
+        bool whole = rt->body_field == NULL;
+        bool edge_sets = (rt->binds != NULL && rt->binds->from != EDGE_FROM_END) ||
+                         (rt->hooks != NULL && rt->hooks->fills != NULL);
+        json_t *schema = whole && edge_sets ? message_schema(g, rt->body, true, rt)
+                                            : message_schema_ref(g, rt->body, true);
         json_t *body = json_content("application/json", schema);
         json_object_set_new(body, "required", json_true());
         json_object_set_new(op, "requestBody", body);

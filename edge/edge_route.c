@@ -138,6 +138,32 @@ const_fits(const ProtobufCMessageDescriptor *desc, const edge_bind *b)
     return ok;
 }
 
+bool
+edge_route_sets(const edge_route *rt, const char *proto_name)
+{
+    for (const edge_bind *b = rt->binds; b != NULL && b->from != EDGE_FROM_END; b++)
+        if (strcmp(b->field, proto_name) == 0)
+            return true;
+    for (const char *const *f = rt->hooks ? rt->hooks->fills : NULL; f != NULL && *f != NULL; f++)
+        if (strcmp(*f, proto_name) == 0)
+            return true;
+    return false;
+}
+
+static lb_status
+fills_check(const edge_route *rt, lb_err *err)
+{
+    const char *const *f = rt->hooks ? rt->hooks->fills : NULL;
+    if (f != NULL && rt->hooks->prepare == NULL)
+        return lb_err_set(err, LB_ERR_CONFIG, "%s %s: fills without a prepare hook", rt->method,
+                          rt->path);
+    for (; f != NULL && *f != NULL; f++)
+        if (protobuf_c_message_descriptor_get_field_by_name(rt->request, *f) == NULL)
+            return lb_err_set(err, LB_ERR_CONFIG, "%s %s: %s has no field %s to fill", rt->method,
+                              rt->path, rt->request->name, *f);
+    return LB_OK;
+}
+
 static lb_status
 binds_check(const edge_route *rt, lb_err *err)
 {
@@ -210,6 +236,8 @@ row_check(const edge_route *rt, lb_err *err)
     lb_status s = body_check(rt, err);
     if (s == LB_OK)
         s = binds_check(rt, err);
+    if (s == LB_OK)
+        s = fills_check(rt, err);
     if (s == LB_OK)
         s = placeholders_check(rt, rt->path, "path", path_bound, "no path bind fills it", err);
     if (s == LB_OK && rt->location != NULL)

@@ -121,12 +121,18 @@ typedef struct edge_hooks {
      * the order it created, read with a query. An error is answered as it is,
      * and *reply is then still the caller's. */
     lb_status (*reply_swap)(ProtobufCMessage **reply, edge_req *r, lb_err *err);
+    /* Request fields (proto names, EDGE_FILLS(...)) that prepare sets from
+     * what only the edge knows (the client's address, the token's login id).
+     * Like bound fields, they are no part of the request body: a body naming
+     * one is 400 unknown_field, and the OpenAPI body schema leaves them out. */
+    const char *const *fills;
 } edge_hooks;
 
 /* Sentinel-terminated lists for a row, written inline in the table. */
 #define EDGE_BINDS(...)  ((const edge_bind[]){ __VA_ARGS__, { .from = EDGE_FROM_END } })
 #define EDGE_ERRORS(...) ((const lb_status[]){ __VA_ARGS__, LB_OK })
 #define EDGE_REMAP(...)  ((const edge_remap[]){ __VA_ARGS__, { LB_OK, LB_OK } })
+#define EDGE_FILLS(...)  ((const char *const[]){ __VA_ARGS__, NULL })
 
 struct edge_route {
     const char *method;
@@ -173,6 +179,11 @@ lb_status edge_route_find(const edge_route **out, edge_param params[EDGE_PARAMS_
  * non-LOCAL row has subject, request and reply, operation ids are unique.
  * The first fault is described in err (LB_ERR_CONFIG). */
 lb_status edge_routes_check(const edge_route *routes, size_t n, lb_err *err);
+
+/* True when the edge sets request field proto_name of rt itself (a bind or
+ * the prepare hook's fills): the client may not send it in the body, and the
+ * OpenAPI request body does not show it. */
+bool edge_route_sets(const edge_route *rt, const char *proto_name);
 
 /* Runs a non-LOCAL row for r (edge_run.c): decode the body, bind parameters,
  * claim the Idempotency-Key, send, wait, answer. Replies exactly once. */

@@ -3,8 +3,9 @@
  * Steps, each answering the client itself when it fails:
  *   1. body:   read within limits, decode by the row's body type (generic
  *              codec); a body that is the request itself may not set a field
- *              a bind fills (unknown_field), so the token's member id or the
- *              path's id can never be overridden from the body.
+ *              a bind or the prepare hook fills (edge_route_sets: unknown_field),
+ *              so the token's member id, the path's id or the client's address
+ *              can never be overridden from the body.
  *   2. binds:  path, query and token values into request fields (400 naming
  *              the parameter).
  *   3. Idempotency-Key: claim, or answer with the remembered first outcome.
@@ -46,15 +47,6 @@ edge_kind_info_of(edge_kind k)
     return (size_t)k < LB_COUNTOF(kinds) ? &kinds[k] : &kinds[EDGE_KIND_LOCAL];
 }
 
-static bool
-bound_in_body(const edge_route *rt, const char *proto_name)
-{
-    for (const edge_bind *b = rt->binds; b != NULL && b->from != EDGE_FROM_END; b++)
-        if (strcmp(b->field, proto_name) == 0)
-            return true;
-    return false;
-}
-
 lb_status
 edge_run_body_decode(ProtobufCMessage **out, const edge_route *rt, const char *text, size_t len,
                      lb_err *err)
@@ -70,7 +62,7 @@ edge_run_body_decode(ProtobufCMessage **out, const edge_route *rt, const char *t
         const char *name = rt->request->fields[i].name;
         char key[LB_ERR_FIELD_MAX];
         codec_json_name(key, sizeof key, name);
-        if (bound_in_body(rt, name) && json_object_get(root, key) != NULL) {
+        if (edge_route_sets(rt, name) && json_object_get(root, key) != NULL) {
             s = lb_err_field(err, LB_ERR_UNKNOWN_FIELD, key, "unknown field %s", key);
             break;
         }

@@ -209,6 +209,19 @@ lb_status svc_reply(svc_batch *b, const char *inbox, const bus_envelope *env,
 
 store *svc_query_store(svc_query *q);
 const bus_envelope *svc_query_env(svc_query *q);
+/* A query that writes (store_begin on svc_query_store) queues the messages
+ * its transaction causes here; svc_query_commit() writes them to the outbox,
+ * commits and hands them to the relay at once, as a batch's commit does, so
+ * they are published without waiting for the relay's sweep. Rows queued by a
+ * transaction that does not commit through svc_query_commit() are dropped
+ * (svc_query_rollback(), or when the query ends). */
+lb_status svc_query_emit(svc_query *q, const char *subject, const bus_envelope *env,
+                         const ProtobufCMessage *msg, lb_err *err);
+/* Writes the queued rows in the open transaction, commits, hands them off.
+ * On an error the transaction is still open: call svc_query_rollback(). */
+lb_status svc_query_commit(svc_query *q, lb_err *err);
+/* Rolls the open transaction back and drops the queued rows. */
+void svc_query_rollback(svc_query *q);
 
 /* Audit queries (layby.qry.<service>.audit, DESIGN §7) answer orders a page
  * at a time in id order. Checks a request's cursor (after: "" or an order id)

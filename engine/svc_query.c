@@ -1,7 +1,9 @@
 /* svc_query.c - query responders and the periodic tick.
  *
  * Queries are core request/reply in a queue group (DESIGN §2): nothing is
- * persisted, a lost query is simply asked again. Each responder thread owns a
+ * persisted, a lost query is simply asked again. A query that writes (the
+ * member service's) commits through svc_query_commit(), which hands its
+ * outbox rows to the relay like a batch's commit. Each responder thread owns a
  * connection and a synchronous subscription on layby.qry.<service>.>.
  * The tick runs svc_def.tick in its own transaction with the outbox, for timers
  * and other work that no message starts, then svc_def.housekeep outside it. */
@@ -21,6 +23,7 @@ struct svc_query {
     svc *s;
     store *st;
     bus_envelope env;
+    outbox_buf *out; /* the responder thread's, emptied after each query */
 };
 
 store *
@@ -48,9 +51,40 @@ svc_query_env(svc_query *q)
     return &q->env;
 }
 
+lb_status
+svc_query_emit(svc_query *q, const char *subject, const bus_envelope *env,
+               const ProtobufCMessage *msg, lb_err *err)
+{
+    return outbox_buf_add(q->out, subject, env, msg, err);
+}
+
+lb_status
+svc_query_commit(svc_query *q, lb_err *err)
+{
+    lb_status st = outbox_buf_write(q->st, q->out, err);
+    if (st == LB_OK)
+        st = store_commit(q->st, err);
+    if (st != LB_OK)
+        return st;
+    /* Like svc__batch_after_commit(): the relay publishes them now; the
+     * sweep only backs this up (a crash, NATS down). */
+    if (q->s->relay != NULL)
+        outbox_relay_hand(q->s->relay, q->out);
+    outbox_buf_reset(q->out);
+    return LB_OK;
+}
+
+void
+svc_query_rollback(svc_query *q)
+{
+    store_rollback(q->st);
+    outbox_buf_reset(q->out);
+}
+
 typedef struct query_thread {
     svc *s;
     store *st;
+    outbox_buf out; /* rows of the query in progress (svc_query_emit) */
     natsSubscription *sub;
     pthread_t thread;
     bool started;
@@ -78,7 +112,7 @@ answer(query_thread *qt, natsMsg *m)
     if (to == NULL || to[0] == '\0')
         return;
     int64_t t0 = lb_mono_us();
-    svc_query q = { .s = s, .st = qt->st };
+    svc_query q = { .s = s, .st = qt->st, .out = &qt->out };
     lb_err err;
     lb_err_clear(&err);
     ProtobufCMessage *req = NULL, *reply = NULL;
@@ -114,6 +148,7 @@ answer(query_thread *qt, natsMsg *m)
         protobuf_c_message_free_unpacked(req, NULL);
     if (reply != NULL)
         protobuf_c_message_free_unpacked(reply, NULL);
+    outbox_buf_reset(&qt->out); /* what no svc_query_commit() took never happened */
     metrics_add(s->m_queries, 1);
     metrics_observe_us(s->m_query_lat, lb_mono_us() - t0);
 }
@@ -152,6 +187,7 @@ svc__query_stop(svc__query_pool *qp)
             natsSubscription_Destroy(qt->sub);
         }
         store_close(qt->st);
+        outbox_buf_destroy(&qt->out);
     }
     free(qp->t);
     free(qp);
@@ -174,6 +210,7 @@ svc__query_start(svc__query_pool **out, svc *s, lb_err *err)
     for (size_t i = 0; i < (size_t)s->cfg.query_threads; i++) {
         query_thread *qt = &qp->t[qp->n++];
         qt->s = s;
+        outbox_buf_init(&qt->out);
         if ((st = store_open(&qt->st, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK)
             goto out_stop;
         natsStatus ns =

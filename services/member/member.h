@@ -6,7 +6,8 @@
  * Requests carrying passwords or personal data arrive as core request/reply
  * on layby.qry.member.<name>, never through a stream (docs/DECISIONS.md);
  * each write runs its own transaction with the outbox, whose events carry
- * member ids only.
+ * member ids only, and commits it with svc_query_commit(), which hands the
+ * rows to the relay at once (no wait for the sweep).
  *
  * Ownership: member_ctx is built once by main() (member_ctx_open) and freed by
  *            member_ctx_close() after the service stopped; handlers borrow it.
@@ -175,10 +176,9 @@ lb_status member_sessions_end(store *s, const char *member_id, const char *keep_
 
 /* A Throttled reply (HTTP 429 + Retry-After). */
 ProtobufCMessage *member_throttled(int64_t retry_after_ms, const char *message);
-/* Queues an event about member_id (ids only) and writes it in the caller's
- * transaction. */
-lb_status member_event(store *s, const char *subject, const ProtobufCMessage *ev,
-                       const bus_envelope *cause, lb_err *err);
+/* Queues a message (events: member ids only) caused by query q for its open
+ * transaction; svc_query_commit() writes it and hands it to the relay. */
+lb_status member_event(svc_query *q, const char *subject, const ProtobufCMessage *ev, lb_err *err);
 
 /* Columns of MEMBER_COLS (member_sql.c) in member_by_* results. */
 enum {
@@ -195,6 +195,7 @@ enum {
 };
 
 #define MEMBER_STMTS_COUNT 21
+#define MEMBER_PRUNE_BATCH 500 /* ended logins deleted per statement (member_tick) */
 extern const store_stmt member_stmts[MEMBER_STMTS_COUNT];
 
 #endif

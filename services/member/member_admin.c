@@ -154,7 +154,7 @@ member_admin(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply
         ev.what = (char *)act->event;
         const char *params[] = { id };
         if ((st = act->fn(db, row, id, err)) != LB_OK ||
-            (st = member_event(db, SUBJ_MEMBER_CHANGED, &ev.base, svc_query_env(q), err)) != LB_OK)
+            (st = member_event(q, SUBJ_MEMBER_CHANGED, &ev.base, err)) != LB_OK)
             goto out_rollback;
         PQclear(row);
         row = NULL;
@@ -166,7 +166,7 @@ member_admin(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply
     Layby__V1__MemberRecord *rec = NULL;
     if ((st = record_from_row(&rec, row, err)) != LB_OK)
         goto out_rollback;
-    if ((st = store_commit(db, err)) != LB_OK) {
+    if ((st = svc_query_commit(q, err)) != LB_OK) {
         protobuf_c_message_free_unpacked(&rec->base, NULL);
         goto out_rollback;
     }
@@ -175,7 +175,7 @@ member_admin(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply
     return LB_OK;
 out_rollback:
     PQclear(row);
-    store_rollback(db);
+    svc_query_rollback(q);
     return st;
 }
 

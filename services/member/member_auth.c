@@ -509,9 +509,9 @@ member_password_change(svc_query *q, const ProtobufCMessage *req, ProtobufCMessa
     if ((st = store_exec(db, NULL, "member_password_set", 2, pw, err)) != LB_OK ||
         (st = member_sessions_end(db, c->member_id, id_valid(c->session_id) ? c->session_id : NULL,
                                   err)) != LB_OK ||
-        (st = member_event(db, SUBJ_MEMBER_CHANGED, &ev.base, svc_query_env(q), err)) != LB_OK ||
-        (st = store_commit(db, err)) != LB_OK) {
-        store_rollback(db);
+        (st = member_event(q, SUBJ_MEMBER_CHANGED, &ev.base, err)) != LB_OK ||
+        (st = svc_query_commit(q, err)) != LB_OK) {
+        svc_query_rollback(q);
         return st;
     }
     sodium_memzero(hash, sizeof hash);

@@ -4,7 +4,8 @@
  *
  * Every request is core request/reply (member.h says why). A write opens its
  * own transaction on the responder's connection and writes its events
- * (member ids only) to the outbox in it; the relay's sweep publishes them.
+ * (member ids only) to the outbox in it; svc_query_commit() hands them to
+ * the relay, which publishes them at once.
  *
  * Invariants:
  * (1) No column of schema member holds a username, email or phone in the
@@ -133,18 +134,11 @@ member_throttled(int64_t retry_after_ms, const char *message)
 }
 
 lb_status
-member_event(store *s, const char *subject, const ProtobufCMessage *ev, const bus_envelope *cause,
-             lb_err *err)
+member_event(svc_query *q, const char *subject, const ProtobufCMessage *ev, lb_err *err)
 {
-    outbox_buf b;
-    outbox_buf_init(&b);
     bus_envelope env;
-    bus_envelope_init(&env, ev->descriptor, cause);
-    lb_status st = outbox_buf_add(&b, subject, &env, ev, err);
-    if (st == LB_OK)
-        st = outbox_buf_write(s, &b, err);
-    outbox_buf_destroy(&b);
-    return st;
+    bus_envelope_init(&env, ev->descriptor, svc_query_env(q));
+    return svc_query_emit(q, subject, &env, ev, err);
 }
 
 static ProtobufCMessage *
@@ -257,8 +251,8 @@ member_sign_up(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **rep
     }
     Layby__V1__MemberSignedUp ev = LAYBY__V1__MEMBER_SIGNED_UP__INIT;
     ev.member_id = id;
-    if ((st = member_event(db, SUBJ_MEMBER_SIGNED_UP, &ev.base, svc_query_env(q), err)) != LB_OK ||
-        (st = store_commit(db, err)) != LB_OK)
+    if ((st = member_event(q, SUBJ_MEMBER_SIGNED_UP, &ev.base, err)) != LB_OK ||
+        (st = svc_query_commit(q, err)) != LB_OK)
         goto out_rollback;
     sodium_memzero(hash, sizeof hash);
     if ((*reply = status_reply(id, MEMBER_STATUS_PENDING)) == NULL)
@@ -267,7 +261,7 @@ member_sign_up(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **rep
              "member signed up", LOG_STR("member", id));
     return LB_OK;
 out_rollback:
-    store_rollback(db);
+    svc_query_rollback(q);
     return st;
 }
 
@@ -361,8 +355,8 @@ member_phone_change(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage 
     Layby__V1__Me *me = NULL;
     if ((st = me_from_row(&me, res, err)) != LB_OK)
         goto out_rollback;
-    if ((st = member_event(db, SUBJ_MEMBER_CHANGED, &ev.base, svc_query_env(q), err)) != LB_OK ||
-        (st = store_commit(db, err)) != LB_OK) {
+    if ((st = member_event(q, SUBJ_MEMBER_CHANGED, &ev.base, err)) != LB_OK ||
+        (st = svc_query_commit(q, err)) != LB_OK) {
         protobuf_c_message_free_unpacked(&me->base, NULL);
         goto out_rollback;
     }
@@ -371,7 +365,7 @@ member_phone_change(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage 
     return LB_OK;
 out_rollback:
     PQclear(res);
-    store_rollback(db);
+    svc_query_rollback(q);
     return st;
 }
 
@@ -505,13 +499,18 @@ static const svc_query_route member_queries[] = {
 };
 /* clang-format on */
 
-/* Drops logins long past their refresh lifetime, a batch at a time. */
+/* Drops ended logins (member_sql.c says which), a batch per transaction,
+ * again at once while batches come back full. Runs at start, then every
+ * tick_interval_ms. */
 static lb_status
 member_tick(svc_batch *b, int64_t now_ms, bool *more, lb_err *err)
 {
     (void)now_ms;
-    *more = false;
-    return store_exec(svc_batch_store(b), NULL, "member_sessions_prune", 0, NULL, err);
+    PGresult *res = NULL;
+    lb_status st = store_exec(svc_batch_store(b), &res, "member_sessions_prune", 0, NULL, err);
+    *more = st == LB_OK && atoi(PQcmdTuples(res)) >= MEMBER_PRUNE_BATCH;
+    PQclear(res);
+    return st;
 }
 
 const svc_def member_def = {

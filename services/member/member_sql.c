@@ -3,6 +3,9 @@
  * token hashes) travel as hex text: decode($n, 'hex') in, encode(.., 'hex') out. */
 #include "member.h"
 
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
 #define MEMBER_COLS                                                                  \
     "member_id::text, encode(username_sealed, 'hex'), encode(email_sealed, 'hex'), " \
     "encode(phone_sealed, 'hex'), password_hash, role, status, locked, "             \
@@ -71,10 +74,18 @@ static const char MEMBER_SQL_SESSIONS_END[] =
 static const char MEMBER_SQL_SESSION_LIVE[] =
     "SELECT 1 FROM member.sessions WHERE session_id = $1::uuid AND member_id = $2::uuid "
     "AND revoked_at IS NULL";
-/* Logins past their refresh lifetime, in small batches (tick). */
+/* Logins that can never be used again, a day after they ended (expired, or
+ * revoked: logout, reuse, password change, lock), in batches of
+ * MEMBER_PRUNE_BATCH (tick); their refresh tokens go with them (CASCADE).
+ * The day keeps an ended login readable for an operator following up a
+ * member.refresh_reuse warning; nothing needs it afterwards: a revoked
+ * access token is in LAYBY_REVOKED until its exp, and a refresh token
+ * whose row is gone is refused like a spent one of an ended login. */
 static const char MEMBER_SQL_SESSIONS_PRUNE[] =
-    "DELETE FROM member.sessions WHERE session_id IN (SELECT session_id FROM member.sessions "
-    "WHERE expires_at < now() - interval '1 day' LIMIT 500)";
+    "DELETE FROM member.sessions WHERE session_id IN ("
+    "SELECT session_id FROM member.sessions WHERE expires_at < now() - interval '1 day' "
+    "UNION SELECT session_id FROM member.sessions WHERE revoked_at < now() - interval '1 day' "
+    "LIMIT " STR(MEMBER_PRUNE_BATCH) ")";
 
 const store_stmt member_stmts[MEMBER_STMTS_COUNT] = {
     { "member_insert",          MEMBER_SQL_INSERT },

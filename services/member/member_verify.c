@@ -59,9 +59,9 @@ member_find(PGresult **out, store *db, const char *uidx, lb_err *err)
     return st;
 }
 
-/* The mail command, sealed, in the caller's transaction. */
+/* The mail command, sealed, queued for the query's transaction. */
 static lb_status
-mail_queue(store *db, const char *to, const char *code, const bus_envelope *cause, lb_err *err)
+mail_queue(svc_query *q, const char *to, const char *code, lb_err *err)
 {
     char text[256], mail_id[ID_STR_LEN], ad[ID_STR_LEN + 8];
     snprintf(
@@ -90,7 +90,7 @@ mail_queue(store *db, const char *to, const char *code, const bus_envelope *caus
     cmd.mail_id = mail_id;
     cmd.sealed.data = sealed;
     cmd.sealed.len = slen;
-    st = member_event(db, SUBJ_MAILER_SEND, &cmd.base, cause, err);
+    st = member_event(q, SUBJ_MAILER_SEND, &cmd.base, err);
 out:
     if (plain != NULL)
         sodium_memzero(plain, plen);
@@ -171,9 +171,9 @@ member_verification_send(svc_query *q, const ProtobufCMessage *req, ProtobufCMes
             (ns = kvStore_Put(&rev, member_app->codes, ckey, value, (int)strlen(value))) != NATS_OK)
             st = bus__nats_err(err, ns, "store verification code");
         if (st == LB_OK && (st = store_begin(db, err)) == LB_OK) {
-            if ((st = mail_queue(db, v->email, code, svc_query_env(q), err)) != LB_OK ||
-                (st = store_commit(db, err)) != LB_OK)
-                store_rollback(db);
+            if ((st = mail_queue(q, v->email, code, err)) != LB_OK ||
+                (st = svc_query_commit(q, err)) != LB_OK)
+                svc_query_rollback(q);
         }
         sodium_memzero(code, sizeof code);
         if (st == LB_OK)
@@ -302,9 +302,9 @@ member_verification_confirm(svc_query *q, const ProtobufCMessage *req, ProtobufC
     if ((st = store_begin(db, err)) != LB_OK)
         return st;
     if ((st = store_exec(db, NULL, "member_activate", 1, params, err)) != LB_OK ||
-        (st = member_event(db, SUBJ_MEMBER_ACTIVATED, &ev.base, svc_query_env(q), err)) != LB_OK ||
-        (st = store_commit(db, err)) != LB_OK) {
-        store_rollback(db);
+        (st = member_event(q, SUBJ_MEMBER_ACTIVATED, &ev.base, err)) != LB_OK ||
+        (st = svc_query_commit(q, err)) != LB_OK) {
+        svc_query_rollback(q);
         return st;
     }
     member_kv_del(member_app->codes, ckey, NULL);

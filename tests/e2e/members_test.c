@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "engine/subjects.h"
 #include "lb.h"
 #include "tsupport.h"
 
@@ -471,6 +472,156 @@ Test(members, password_change_ends_the_other_logins)
     tsupport_http_assert_error(&r, 401, "invalid_credentials", NULL);
     pair c;
     login_ok(&c, "ken", "a brand new secret");
+}
+
+/* --- events of the query path --------------------------------------------------- */
+
+typedef struct evt_want {
+    jsCtx *js;
+    const char *subject;
+    const char *member_id;
+} evt_want;
+
+/* The newest message on subject in LAYBY_EVT names the member. */
+static bool
+event_seen(void *arg)
+{
+    evt_want *w = arg;
+    natsMsg *m = NULL;
+    if (js_GetLastMsg(&m, w->js, "LAYBY_EVT", w->subject, NULL, NULL) != NATS_OK)
+        return false;
+    const char *d = natsMsg_GetData(m);
+    size_t n = (size_t)natsMsg_GetDataLength(m), k = strlen(w->member_id);
+    bool ok = false;
+    for (size_t i = 0; !ok && i + k <= n; i++)
+        ok = memcmp(d + i, w->member_id, k) == 0;
+    natsMsg_Destroy(m);
+    return ok;
+}
+
+/* Sign-up, verification and phone changes answer on the request/reply path;
+ * their events and the code mail must leave at once (handed to the relay on
+ * commit), not when the relay's sweep finds them (2 s grace + the period). */
+Test(members, query_path_events_leave_at_once_not_at_the_sweep)
+{
+    teardown();
+    /* a sweep 30 s away: only the hand-off on commit publishes in time */
+    const char *const env[] = { "LAYBY_MEMBER_RESEND_GAP=0", "LAYBY_RELAY_SWEEP=30s", NULL };
+    stack_start(env);
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    cr_assert_eq(tsupport_nats_connect(&nc, "CTL", NULL, NULL), NATS_OK);
+    cr_assert_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    char id[64];
+    sign_up("olga", "olga@example.com", "010-2468-1357", id, sizeof id);
+    int64_t t0 = lb_now_ms();
+    evt_want w = { js, SUBJ_MEMBER_SIGNED_UP, id };
+    cr_assert(tsupport_poll_until(event_seen, &w, 1500),
+              "MemberSignedUp not on LAYBY_EVT within 1.5 s of the answer");
+    cr_log_info("signed_up event %lld ms after the answer", (long long)(lb_now_ms() - t0));
+    t0 = lb_now_ms();
+    char code[8];
+    code_request("olga", "olga@example.com", 1, code); /* through LAYBY_CMD and the mailer */
+    int64_t mail_ms = lb_now_ms() - t0;
+    cr_assert_lt(mail_ms, 5000, "the code mail took %lld ms", (long long)mail_ms);
+    tsupport_resp r;
+    confirm(&r, "olga", code);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    t0 = lb_now_ms();
+    w.subject = SUBJ_MEMBER_ACTIVATED;
+    cr_assert(tsupport_poll_until(event_seen, &w, 1500), "MemberActivated not within 1.5 s");
+    cr_log_info("activated event %lld ms, code mail %lld ms", (long long)(lb_now_ms() - t0),
+                (long long)mail_ms);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
+/* --- pruning ended logins ------------------------------------------------------------ */
+
+static bool
+refresh_ok(const char *refresh, pair *next)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"refreshToken\":\"%s\"}", refresh);
+    tsupport_resp r;
+    post(&r, "/api/v1/auth/refresh", body);
+    if (r.status == 200 && next != NULL) {
+        jstr(&r, "accessToken", next->access, sizeof next->access);
+        jstr(&r, "refreshToken", next->refresh, sizeof next->refresh);
+    }
+    return r.status == 200;
+}
+
+/* Logins a day past their end (expired, or revoked) are deleted with their
+ * refresh tokens by the member service's tick (at start, then every minute);
+ * live ones and those that ended recently stay. */
+Test(members, ended_logins_are_pruned_and_live_ones_stay)
+{
+    char id[64];
+    verified_member("pia", "pia@example.com", "010-1357-2468", id, sizeof id);
+    pair p[5];
+    for (int i = 0; i < 5; i++)
+        login_ok(&p[i], "pia", PW);
+    pair next;
+    cr_assert(refresh_ok(p[4].refresh, &next), "the live login rotates");
+    char sql[512];
+    /* the logins in the order they were made (UUIDv7 ids) */
+    char sid[5][64];
+    snprintf(sql, sizeof sql,
+             "SELECT string_agg(session_id::text, ' ' ORDER BY session_id) FROM member.sessions "
+             "WHERE member_id = '%s'",
+             id);
+    PGresult *res = PQexec(tsupport_pg(), sql);
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+    cr_assert_eq(sscanf(PQgetvalue(res, 0, 0), "%63s %63s %63s %63s %63s", sid[0], sid[1], sid[2],
+                        sid[3], sid[4]),
+                 5);
+    PQclear(res);
+    /* 0: expired two days ago; 1: revoked two days ago; 2: revoked an hour
+     * ago; 3: expired an hour ago; 4: live, refreshed once */
+    static const char *const ages[] = {
+        "expires_at = now() - interval '2 days'",
+        "revoked_at = now() - interval '2 days'",
+        "revoked_at = now() - interval '1 hour'",
+        "expires_at = now() - interval '1 hour'",
+    };
+    for (int i = 0; i < 4; i++) {
+        snprintf(sql, sizeof sql, "UPDATE member.sessions SET %s WHERE session_id = '%s'", ages[i],
+                 sid[i]);
+        tsupport_sql(sql);
+    }
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM member.refresh_tokens WHERE session_id IN ('%s', '%s')", sid[0],
+             sid[1]);
+    cr_assert_eq(tsupport_sql_int(sql), 2, "the old logins have refresh tokens to lose");
+
+    /* the tick runs when the service starts: restart it */
+    tsupport_daemon_stop(&member, 5000);
+    const char *const env[] = { "LAYBY_MEMBER_RESEND_GAP=0", "LAYBY_RELAY_SWEEP=100ms", NULL };
+    tsupport_daemon_start(&member, "layby-member", 0, NULL, env);
+    tsupport_wait_count(10000, 3, "SELECT count(*) FROM member.sessions WHERE member_id = '%s'",
+                        id);
+    for (int i = 0; i < 5; i++) {
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM member.sessions WHERE session_id = '%s'",
+                 sid[i]);
+        cr_assert_eq(tsupport_sql_int(sql), i < 2 ? 0 : 1, "login %d %s", i,
+                     i < 2 ? "was not pruned" : "was pruned too early");
+    }
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM member.refresh_tokens WHERE session_id IN ('%s', '%s')", sid[0],
+             sid[1]);
+    cr_assert_eq(tsupport_sql_int(sql), 0, "refresh tokens of pruned logins remain");
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM member.refresh_tokens WHERE session_id = '%s'",
+             sid[4]);
+    cr_assert_eq(tsupport_sql_int(sql), 2, "the live login keeps its spent and its new token");
+    /* the live login still works, and its spent token still revokes it */
+    cr_assert_eq(me_status(next.access), 200);
+    pair after;
+    cr_assert(refresh_ok(next.refresh, &after), "the live login no longer refreshes");
+    cr_assert_not(refresh_ok(p[4].refresh, NULL), "a spent token was accepted");
+    cr_assert_not(refresh_ok(after.refresh, NULL), "reuse did not revoke the live login");
+    /* a pruned login's refresh token is refused like any unknown one */
+    cr_assert_not(refresh_ok(p[1].refresh, NULL));
 }
 
 /* --- operators: layby-ctl member ... ------------------------------------------------ */

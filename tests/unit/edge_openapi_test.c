@@ -7,6 +7,7 @@
  * document fails a test. The document is also validated as OpenAPI 3.0 by
  * tests/tools/openapi_check.py (the OpenAPI Initiative's JSON Schema).
  */
+#include <civetweb.h>
 #include <criterion/criterion.h>
 #include <ctype.h>
 #include <jansson.h>
@@ -17,6 +18,7 @@
 
 #include "codec.h"
 #include "codectest.pb-c.h"
+#include "edge_http.h"
 #include "edge_openapi.h"
 #include "edge_routes.h"
 #include "edge_run.h"
@@ -242,7 +244,11 @@ assert_route(json_t *doc, const edge_route *rt)
 
     json_t *body = json_object_get(op, "requestBody");
     cr_assert_eq(body != NULL, rt->body != NULL, "%s %s: requestBody", rt->method, rt->path);
-    if (rt->body != NULL && (rt->body_field != NULL || rt->binds == NULL))
+    /* A body that is the request loses the fields the edge sets: checked by
+     * edge_set_fields_are_not_in_request_bodies below. */
+    bool edge_sets = (rt->binds != NULL && rt->binds->from != EDGE_FROM_END) ||
+                     (rt->hooks != NULL && rt->hooks->fills != NULL);
+    if (rt->body != NULL && (rt->body_field != NULL || !edge_sets))
         assert_message(doc, deref(doc, content_schema(body)), rt->body, 0);
 
     int ok = rt->kind == EDGE_KIND_LOCAL ? 200 : rt->status;
@@ -414,7 +420,153 @@ Test(edge_openapi, shapes_from_the_descriptors)
     json_decref(doc);
 }
 
+/* The request fields a row's prepare hook sets, found by running it on an
+ * empty request with a made-up caller (address, token): the fields whose
+ * value it changed. Independent of the row's own .fills list. Only hooks of
+ * rows whose body is the request run here; those read the caller only. */
+static void
+prepare_sets(bool *set, const edge_route *rt)
+{
+    const ProtobufCMessageDescriptor *d = rt->request;
+    memset(set, 0, d->n_fields * sizeof *set);
+    if (rt->hooks == NULL || rt->hooks->prepare == NULL)
+        return;
+    struct mg_request_info ri;
+    memset(&ri, 0, sizeof ri);
+    snprintf(ri.remote_addr, sizeof ri.remote_addr, "203.0.113.7");
+    edge_req r;
+    memset(&r, 0, sizeof r);
+    r.ri = &ri;
+    r.route = rt;
+    r.authed = true;
+    r.claims = (edge_claims){ .sub = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+                              .role = EDGE_ROLE_USER,
+                              .exp_s = 1700000900,
+                              .jti = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c",
+                              .sid = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5d" };
+    snprintf(r.actor, sizeof r.actor, "%s USER", r.claims.sub);
+    ProtobufCMessage *m = malloc(d->sizeof_message);
+    protobuf_c_message_init(d, m);
+    json_t *before = NULL, *after = NULL;
+    lb_err err;
+    cr_assert_eq(codec_json_encode(&before, m, &err), LB_OK);
+    cr_assert_eq(rt->hooks->prepare(m, &r, &err), LB_OK, "%s %s: prepare: %s", rt->method, rt->path,
+                 err.msg);
+    cr_assert_eq(codec_json_encode(&after, m, &err), LB_OK);
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        char key[128];
+        codec_json_name(key, sizeof key, d->fields[i].name);
+        json_t *a = json_object_get(before, key), *b = json_object_get(after, key);
+        set[i] = (a != NULL || b != NULL) && !json_equal(a, b);
+    }
+    json_decref(before);
+    json_decref(after);
+    protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* What the edge fills itself (the token's member id, the client's address,
+ * the login id) is not the client's to send: it must not appear in a request
+ * body schema, and a hook that fills a field must say so in its row (.fills),
+ * or the body could name it and the document would show it. */
+Test(edge_openapi, edge_set_fields_are_not_in_request_bodies)
+{
+    size_t n;
+    const edge_route *routes = edge_routes_table(&n);
+    json_t *doc = build(routes, n);
+    int hooked = 0;
+    for (size_t i = 0; i < n; i++) {
+        const edge_route *rt = &routes[i];
+        if (rt->body == NULL || rt->body_field != NULL)
+            continue; /* no body, or a draft message of its own */
+        const ProtobufCMessageDescriptor *d = rt->request;
+        bool set[128];
+        cr_assert(d->n_fields <= LB_COUNTOF(set));
+        prepare_sets(set, rt);
+        json_t *props = json_object_get(
+            deref(doc, content_schema(json_object_get(op_of(doc, rt), "requestBody"))),
+            "properties");
+        for (unsigned f = 0; f < d->n_fields; f++) {
+            const char *name = d->fields[f].name;
+            bool bound = false;
+            for (const edge_bind *b = rt->binds; b != NULL && b->from != EDGE_FROM_END; b++)
+                bound = bound || strcmp(b->field, name) == 0;
+            char key[128];
+            codec_json_name(key, sizeof key, name);
+            if (set[f]) {
+                hooked++;
+                cr_assert(edge_route_sets(rt, name), "%s %s: prepare sets %s, not in .fills",
+                          rt->method, rt->path, name);
+            }
+            if (bound || set[f])
+                cr_assert_null(json_object_get(props, key),
+                               "%s %s: the body schema shows %s, which the edge sets", rt->method,
+                               rt->path, key);
+            else
+                cr_assert_not_null(json_object_get(props, key), "%s %s: body field %s missing",
+                                   rt->method, rt->path, key);
+        }
+    }
+    cr_assert_geq(hooked, 2, "login and password change: the finder found no hook-set field");
+    /* the two that leaked once, by name */
+    static const struct {
+        const char *op, *hidden;
+    } leaks[] = { { "login", "clientAddr" },
+                  { "changePassword", "sessionId" },
+                  { "changePassword", "memberId" } };
+    for (size_t k = 0; k < LB_COUNTOF(leaks); k++) {
+        bool found = false;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(routes[i].operation, leaks[k].op) != 0)
+                continue;
+            found = true;
+            json_t *body =
+                deref(doc, content_schema(json_object_get(op_of(doc, &routes[i]), "requestBody")));
+            json_t *props = json_object_get(body, "properties");
+            cr_assert_gt(json_object_size(props), 0, "%s: empty body schema", leaks[k].op);
+            cr_assert_null(json_object_get(props, leaks[k].hidden), "%s shows %s", leaks[k].op,
+                           leaks[k].hidden);
+        }
+        cr_assert(found, "no operation %s", leaks[k].op);
+    }
+    json_decref(doc);
+}
+
+/* The same list refuses the field in a body: it is never taken from the client. */
+Test(edge_openapi, a_body_naming_an_edge_set_field_is_refused)
+{
+    size_t n;
+    const edge_route *routes = edge_routes_table(&n);
+    const edge_route *login = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(routes[i].operation, "login") == 0)
+            login = &routes[i];
+    cr_assert_not_null(login);
+    ProtobufCMessage *m = NULL;
+    lb_err err;
+    const char *ok = "{\"username\":\"alice\",\"password\":\"long enough pw\"}";
+    cr_assert_eq(edge_run_body_decode(&m, login, ok, strlen(ok), &err), LB_OK, "%s", err.msg);
+    protobuf_c_message_free_unpacked(m, NULL);
+    m = NULL;
+    const char *bad =
+        "{\"username\":\"alice\",\"password\":\"long enough pw\",\"clientAddr\":\"10.0.0.1\"}";
+    lb_err_clear(&err);
+    cr_assert_eq(edge_run_body_decode(&m, login, bad, strlen(bad), &err), LB_ERR_UNKNOWN_FIELD);
+    cr_assert_str_eq(err.field, "clientAddr");
+    cr_assert_null(m);
+}
+
 /* Rows edge_routes_check() must refuse, each for one reason. */
+static lb_status
+prepare_nothing(ProtobufCMessage *req, edge_req *r, lb_err *err)
+{
+    (void)req;
+    (void)r;
+    (void)err;
+    return LB_OK;
+}
+static const edge_hooks fills_nope_hooks = { .prepare = prepare_nothing,
+                                             .fills = EDGE_FILLS("nope") };
+static const edge_hooks fills_unhooked = { .fills = EDGE_FILLS("product_id") };
 /* clang-format off */
 static const edge_route bad_rows[][2] = {
     { { .method = "GET", .path = "/x/{id}", .kind = EDGE_KIND_QUERY, .summary = "s", .operation = "a",
@@ -465,6 +617,14 @@ static const edge_route bad_rows[][2] = {
         .subject = "s", .request = &layby__v1__get_product__descriptor,
         .reply = &layby__v1__product__descriptor, .status = 200,
         .answer = &layby__v1__get_product__descriptor } }, /* an answer no hook makes */
+    { { .method = "GET", .path = "/x", .kind = EDGE_KIND_QUERY, .summary = "s", .operation = "a",
+        .subject = "s", .request = &layby__v1__get_product__descriptor,
+        .reply = &layby__v1__product__descriptor, .status = 200,
+        .hooks = &fills_nope_hooks } }, /* fills a field the request lacks */
+    { { .method = "GET", .path = "/x", .kind = EDGE_KIND_QUERY, .summary = "s", .operation = "a",
+        .subject = "s", .request = &layby__v1__get_product__descriptor,
+        .reply = &layby__v1__product__descriptor, .status = 200,
+        .hooks = &fills_unhooked } }, /* fills, but no prepare hook fills them */
 };
 /* clang-format on */
 
