@@ -476,9 +476,9 @@ Test(edge_auth, first_seen_tokens_use_the_preloaded_key, .timeout = 60)
     for (int i = 0; i < rounds; i++)
         cr_assert_eq(verify(t, &c), LB_OK);
     int64_t ours_us = lb_mono_us() - t0;
-    uint64_t hits, misses;
-    edge_auth_stats(auth, &hits, &misses);
-    cr_assert_eq(misses, (uint64_t)rounds, "no cache: every check verified the signature");
+    uint64_t hits;
+    edge_auth_stats(auth, &hits, NULL);
+    cr_assert_eq(hits, 0, "no cache: every check verified the signature");
     cr_log_info("first-seen ES256 verify: ours %.1f us, libjwt %.1f us", (double)ours_us / rounds,
                 (double)libjwt_us / rounds);
     cr_assert_lt(ours_us * 2, libjwt_us, "ours %lld us vs libjwt %lld us for %d tokens",
