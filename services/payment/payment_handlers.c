@@ -9,7 +9,15 @@
  *     saga retrying after an outage sends a new attempt, which calls again.
  * (4) A refund keyed '<saga>:<step>' refunds once. Without a capture it
  *     refunds 0 and its row voids that saga: a late charge of the same saga
- *     (overtaken by its compensation) is refused. */
+ *     (overtaken by its compensation) is refused.
+ * (5) Once the order's place saga (saga id = order id, docs/ORDERS.md §5)
+ *     refunded, the order is being cancelled: every later charge of the
+ *     order is refused, whichever pay saga sends it. Charges and refunds of
+ *     one order take a transaction lock on the order first, so a charge and
+ *     that refund never pass each other unseen. Found by the randomized run
+ *     (tests/e2e/chaos_test.c): the deadline's refund found nothing, a pay
+ *     saga captured a moment later and set PAID before the undo set
+ *     CANCELLED, and the order ended CANCELLED with its money kept. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +92,14 @@ emit_refund_failed(svc_batch *b, svc_item *it, const Layby__V1__Refund *r, lb_st
     bus_envelope_init(&env, &layby__v1__refund_failed__descriptor, it->env);
     it->outcome = lb_err_set(&it->why, code, "%s", why);
     return svc_emit_answer(b, it, SUBJ_PAYMENT_REFUND_FAILED, &env, &ev.base, err);
+}
+
+/* Invariant 5: until commit, no other charge or refund of this order runs. */
+static lb_status
+order_lock(store *s, const char *order_id, lb_err *err)
+{
+    const char *p[] = { order_id };
+    return store_exec(s, NULL, PAYMENT_SQL(PAYMENT_SQL_ORDER_LOCK), 1, p, err);
 }
 
 /* --- charge -------------------------------------------------------------- */
@@ -166,8 +182,8 @@ charge_one(svc_batch *b, svc_item *it, lb_err *err)
     if (c->card_token[0] == '\0')
         return emit_failed(b, it, c, true, LB_ERR_INVALID, "cardToken is required", err);
     bool done = false;
-    lb_status st = answer_capture(b, it, c, &done, err);
-    if (st != LB_OK || done)
+    lb_status st = order_lock(s, c->order_id, err);
+    if (st != LB_OK || (st = answer_capture(b, it, c, &done, err)) != LB_OK || done)
         return st;
     PGresult *res = NULL;
     const char *vp[] = { c->order_id, c->saga_id };
@@ -233,7 +249,9 @@ refund_one(svc_batch *b, svc_item *it, lb_err *err)
     snprintf(key, sizeof key, "%s:%u", r->saga_id, r->step);
     PGresult *res = NULL;
     const char *gp[] = { r->order_id, key };
-    lb_status st = store_exec(s, &res, PAYMENT_SQL(PAYMENT_SQL_REFUND_GET), 2, gp, err);
+    lb_status st = order_lock(s, r->order_id, err);
+    if (st == LB_OK)
+        st = store_exec(s, &res, PAYMENT_SQL(PAYMENT_SQL_REFUND_GET), 2, gp, err);
     if (st != LB_OK)
         return st;
     if (PQntuples(res) == 1) { /* a repeat */

@@ -6,9 +6,15 @@ const store_stmt payment_stmts[PAYMENT_STMTS_COUNT] = {
     [PAYMENT_SQL_CAPTURE_GET] = { "payment_capture_get",
         "SELECT charge_id::text, amount_won FROM charges WHERE order_id = $1::uuid "
         "AND status = 'CAPTURED'" },
-    /* A refund of this saga came first: its charge must not happen any more. */
+    /* A refund of this saga came first: its charge must not happen any more.
+     * Nor any charge once the order's place saga (its id is the order id)
+     * gave the money back: the order is being cancelled (invariant 5). */
     [PAYMENT_SQL_VOID_HAS] = { "payment_void_has",
-        "SELECT 1 FROM refunds WHERE order_id = $1::uuid AND saga_id = $2::uuid" },
+        "SELECT 1 FROM refunds WHERE order_id = $1::uuid "
+        "AND (saga_id = $2::uuid OR saga_id = $1::uuid)" },
+    /* Charges and refunds of one order, one transaction at a time (invariant 5). */
+    [PAYMENT_SQL_ORDER_LOCK] = { "payment_order_lock",
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))" },
     [PAYMENT_SQL_ATTEMPT_GET] = { "payment_attempt_get",
         "SELECT status, charge_id::text, amount_won, reason FROM charges WHERE attempt_key = $1" },
     [PAYMENT_SQL_OUTAGES] = { "payment_outages",
