@@ -17,6 +17,9 @@
 #             loop on as many threads as the hashing pool; GET /api/v1/me p99 paced at
 #             100/s idle and during a login storm; GET /api/v1/me req/s (wrk) vs /healthz;
 #             the edge's cached and first-seen token check in-process
+#   (f)       layby-ctl: `events replay --json` over 200,000 recorded events beside the raw
+#             ordered read of the same messages (bench_replay), and `events replay --check`
+#             over 10,000 of (c)'s recorded sagas (sagas re-decided and compared per second)
 # and prints one table of medians with ratios to the baselines. docs/BENCHMARKS.md
 # records the results. Nothing else should run on the machine meanwhile.
 set -euo pipefail
@@ -146,6 +149,21 @@ export LAYBY_BENCH_MEMBER_TOKEN
 LAYBY_BENCH_MEMBER_TOKEN=$($B/bench/bench_members --token 1)
 http me -s bench/wrk_me.lua http://127.0.0.1:8080/api/v1/me
 
+# --- (f) layby-ctl ---------------------------------------------------------------
+for i in $(seq "$RUNS"); do
+    LAYBY_BENCH_CTL=$B/layby-ctl $B/bench/bench_replay --count 200000 | tee -a "$OUT/replay" >&2
+done
+# --check needs the saga types of (c): the test-hooks build of the tool. Exit 1
+# (a saga differs) still prints the summary line.
+cmake --build $BT -j2 --target layby-ctl >/dev/null
+export LAYBY_CTL_DATABASE_URL
+for i in $(seq "$RUNS"); do
+    { $BT/layby-ctl events replay --check --saga-type sagabench --limit 10000 --json 2>/dev/null || true; } |
+        jq -r 'select(.summary) | .summary |
+            "check checked=\(.checked) differ=\(.differ) read_s=\(.readSeconds) per_s=\(.sagasPerSecond | floor)"' |
+        tee -a "$OUT/check" >&2
+done
+
 # --- summary -----------------------------------------------------------------
 PG=$(median <"$OUT/pgbench")
 JS=$(field per_s <"$OUT/js" | median)
@@ -208,4 +226,10 @@ printf '%-44s %12s  %s of a request (%s us of CPU at that rate)\n' "(e) cached t
     "$(awk -v a="$CU" -v b="$REQ_US" 'BEGIN {printf "%.2f%%", 100 * a / b}')" "$REQ_US"
 printf '%-44s %12s  libjwt: %s us\n' "(e) first-seen token check, us" "$FU" \
     "$(field libjwt_us <"$OUT/auth" | median)"
+RJ=$(field json_per_s <"$OUT/replay" | median)
+RR=$(field raw_per_s <"$OUT/replay" | median)
+printf '%-44s %12s  %s x raw ordered read (%s/s)\n' "(f) events replay --json, events/s" "$RJ" \
+    "$(ratio "$RJ" "$RR")" "$RR"
+printf '%-44s %12s  (%s)\n' "(f) events replay --check, sagas/s" "$(field per_s <"$OUT/check" | median)" \
+    "$(sed -n 1p "$OUT/check" | grep -o 'checked=[0-9]* differ=[0-9]*')"
 echo "raw results: $OUT"

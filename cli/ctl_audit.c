@@ -342,6 +342,7 @@ ctl_audit(const ctl_cmd *cmd, int argc, char **argv)
     int rc = ctl_args(&c, cmd, audit_opts, LB_COUNTOF(audit_opts), argc, argv);
     if (rc >= 0)
         return rc;
+    c.json = c.json || ctl_out.json; /* main() takes --json for every command */
     lb_err err;
     bus *b = NULL;
     audit_answers a = { 0 };

@@ -1,9 +1,13 @@
 /* ctl_common.c - flag parsing and connections shared by the layby-ctl commands. */
 #include "ctl.h"
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+ctl_output ctl_out;
 
 #define CTL_ROWS_MAX 32
 
@@ -44,16 +48,97 @@ ctl_args(void *conf, const ctl_cmd *cmd, const cfg_opt *opts, size_t n, int argc
         k = rows_add(rows, k, ctl_pg_rows, LB_COUNTOF(ctl_pg_rows));
     if (cmd->needs != 0)
         k = rows_add(rows, k, ctl_timeout_rows, LB_COUNTOF(ctl_timeout_rows));
-    snprintf(prog, sizeof prog, "layby-ctl %s", cmd->name);
-    if (cfg_load(conf, rows, k, argc, argv, &help, &err) != LB_OK) {
-        fprintf(stderr, "%s: %s\n", prog, err.msg);
-        return CTL_EXIT_USAGE;
-    }
+    snprintf(prog, sizeof prog, "layby-ctl %s%s%s", cmd->name, cmd->usage ? " " : "",
+             cmd->usage ? cmd->usage : "");
+    if (cfg_load(conf, rows, k, argc, argv, &help, &err) != LB_OK)
+        return ctl_usage_error(cmd, "%s", err.msg);
     if (help) {
         cfg_help_write(stdout, prog, cmd->help, rows, k);
+        printf("  --json  one JSON document (JSON lines for lists and streams); LAYBY_CTL_JSON=1\n"
+               "exit: 0 ok, 1 failure or unhealthy, 2 wrong arguments\n");
         return CTL_EXIT_OK;
     }
     return -1;
+}
+
+int
+ctl_parse(void *conf, const ctl_cmd *cmd, int argc, char **argv)
+{
+    return ctl_args(conf, cmd, cmd->flags ? cmd->flags->rows : NULL, cmd->flags ? cmd->flags->n : 0,
+                    argc, argv);
+}
+
+int
+ctl_usage_error(const ctl_cmd *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "layby-ctl %s: ", cmd->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: layby-ctl %s%s%s [--flag value]...   (layby-ctl %s --help)\n",
+            cmd->name, cmd->usage ? " " : "", cmd->usage ? cmd->usage : "", cmd->name);
+    return CTL_EXIT_USAGE;
+}
+
+void
+ctl_progress(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
+
+/* Status words and their colours; anything else stays plain. */
+static const struct {
+    const char *word;
+    const char *ansi;
+} ctl_colors[] = {
+    { "ok", "\033[32m" },           { "COMPLETED", "\033[32m" }, { "RUNNING", "\033[36m" },
+    { "COMPENSATING", "\033[33m" }, { "FAILED", "\033[31m" },    { "STUCK", "\033[1;31m" },
+    { "FAIL", "\033[1;31m" },       { "MISSING", "\033[1;31m" }, { "DOWN", "\033[1;31m" },
+    { "RESOLVED", "\033[35m" },     { "CANCELLED", "\033[33m" }, { "UNHEALTHY", "\033[1;31m" },
+};
+
+const char *
+ctl_color(const char *word)
+{
+    if (!ctl_out.color || word == NULL)
+        return "";
+    for (size_t i = 0; i < LB_COUNTOF(ctl_colors); i++)
+        if (strcmp(ctl_colors[i].word, word) == 0)
+            return ctl_colors[i].ansi;
+    return "";
+}
+
+const char *
+ctl_color_end(void)
+{
+    return ctl_out.color ? "\033[0m" : "";
+}
+
+static void
+json_write(json_t *o, size_t flags)
+{
+    char *text = json_dumps(o, flags | JSON_PRESERVE_ORDER);
+    if (text != NULL) {
+        puts(text);
+        free(text);
+    }
+    json_decref(o);
+}
+
+void
+ctl_json_line(json_t *o)
+{
+    json_write(o, JSON_COMPACT);
+}
+
+void
+ctl_json_doc(json_t *o)
+{
+    json_write(o, JSON_INDENT(2));
 }
 
 lb_status

@@ -1,32 +1,74 @@
-/* ctl_dlq.c - `layby-ctl dlq list|show|retry`: what the services gave up on.
- * list and show read LAYBY_DLQ by sequence (direct gets; no consumer is
- * created, so reading changes nothing): list prints each message's subject,
- * time and the Layby-Dlq-* headers the engine adds (bus.h BUS_H_DLQ_*), show
- * one message as JSON with its decoded body. retry republishes a dead letter
- * to its original subject with its original headers and then deletes it. */
+/* ctl_dlq.c - `layby-ctl dlq list|show|redrive|purge`: what the services gave
+ * up on. list and show read LAYBY_DLQ by sequence (direct gets; no consumer
+ * is created, so reading changes nothing): list prints each message's
+ * subject, time and the Layby-Dlq-* headers the engine adds (bus.h
+ * BUS_H_DLQ_*), or with --json one object a line (ctl_msg_json()); show one
+ * message as JSON with its decoded body. redrive republishes dead letters to
+ * their original subjects with their original headers and then deletes them;
+ * purge deletes them. Both take one <seq> or a filter (--subject, matched
+ * against the original subject, --consumer, --type, --correlation), and a
+ * filter-less bulk operation must say --all. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bus.h"
+#include "bus_topology.h"
 #include "ctl.h"
 
 typedef struct dlq_conf {
     ctl_conn conn;
     int64_t limit;
     int64_t from_seq;
+    const char *subject;
+    const char *consumer;
+    const char *type;
+    const char *correlation;
+    bool all;
 } dlq_conf;
 
 /* clang-format off */
+#define DLQ_FILTER_ROWS \
+    { "subject",     NULL, CFG_STR, "", offsetof(dlq_conf, subject),     0, 0, "only dead letters whose original subject matches this filter" }, \
+    { "consumer",    NULL, CFG_STR, "", offsetof(dlq_conf, consumer),    0, 0, "only those this durable gave up on (Layby-Dlq-Consumer: LAYBY_CMD/catalog)" },        \
+    { "type",        NULL, CFG_STR, "", offsetof(dlq_conf, type),        0, 0, "only this Layby-Type" },                                         \
+    { "correlation", NULL, CFG_STR, "", offsetof(dlq_conf, correlation), 0, 0, "only this flow (Layby-Correlation)" }
 static const cfg_opt dlq_opts[] = {
     { "limit",    NULL, CFG_INT, "100", offsetof(dlq_conf, limit),    1, 1000000,   "print at most N messages" },
     { "from-seq", NULL, CFG_INT, "0",   offsetof(dlq_conf, from_seq), 0, INT64_MAX, "start at this stream sequence (0 = the oldest)" },
+    DLQ_FILTER_ROWS,
+};
+static const cfg_opt dlq_bulk_opts[] = {
+    DLQ_FILTER_ROWS,
+    { "all",      NULL, CFG_BOOL, "false", offsetof(dlq_conf, all), 0, 0, "every dead letter (required without <seq> or a filter)" },
 };
 
 /* Headers worth showing besides the Layby-Dlq-* ones. */
 static const char *const dlq_extra_headers[] = { BUS_H_TYPE, BUS_H_MSG_ID, BUS_H_CORRELATION };
 /* clang-format on */
+const ctl_flags ctl_dlq_list_flags = CTL_FLAGS(dlq_opts);
+const ctl_flags ctl_dlq_filter_flags = CTL_FLAGS(dlq_bulk_opts);
+
+static bool
+header_eq(natsMsg *m, const char *key, const char *want)
+{
+    const char *v = NULL;
+    return want[0] == '\0' ||
+           (natsMsgHeader_Get(m, key, &v) == NATS_OK && v != NULL && strcmp(v, want) == 0);
+}
+
+/* Whether a dead letter passes the filter flags. */
+static bool
+dlq_matches(natsMsg *m, const dlq_conf *c)
+{
+    const char *orig = NULL;
+    if (c->subject[0] != '\0' && (natsMsgHeader_Get(m, BUS_H_DLQ_SUBJECT, &orig) != NATS_OK ||
+                                  orig == NULL || !bus_topology_filter_matches(c->subject, orig)))
+        return false;
+    return header_eq(m, BUS_H_DLQ_CONSUMER, c->consumer) && header_eq(m, BUS_H_TYPE, c->type) &&
+           header_eq(m, BUS_H_CORRELATION, c->correlation);
+}
 
 static void
 print_header(natsMsg *m, const char *key)
@@ -56,8 +98,24 @@ print_msg(natsMsg *m, uint64_t seq)
         print_header(m, dlq_extra_headers[i]);
 }
 
+typedef lb_status (*dlq_fn)(jsCtx *js, natsMsg *m, uint64_t seq, lb_err *err);
+
 static lb_status
-dlq_walk(jsCtx *js, const dlq_conf *c, int64_t *shown, lb_err *err)
+list_one(jsCtx *js, natsMsg *m, uint64_t seq, lb_err *err)
+{
+    (void)js;
+    (void)err;
+    if (ctl_out.json)
+        ctl_json_line(ctl_msg_json(m, seq, natsMsg_GetTime(m)));
+    else
+        print_msg(m, seq);
+    return LB_OK;
+}
+
+/* Calls fn for each dead letter from c->from_seq that passes the filter, at
+ * most c->limit of them. */
+static lb_status
+dlq_walk(jsCtx *js, const dlq_conf *c, dlq_fn fn, int64_t *shown, lb_err *err)
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
@@ -68,7 +126,8 @@ dlq_walk(jsCtx *js, const dlq_conf *c, int64_t *shown, lb_err *err)
     jsStreamInfo_Destroy(si);
     if ((uint64_t)c->from_seq > first)
         first = (uint64_t)c->from_seq;
-    printf("%s: %" PRIu64 " messages\n", BUS_STREAM_DLQ, msgs);
+    if (fn == list_one && !ctl_out.json)
+        printf("%s: %" PRIu64 " messages\n", BUS_STREAM_DLQ, msgs);
     for (uint64_t seq = first; msgs > 0 && seq <= last && *shown < c->limit; seq++) {
         natsMsg *m = NULL;
         s = js_GetMsg(&m, js, BUS_STREAM_DLQ, seq, NULL, &jerr);
@@ -76,9 +135,14 @@ dlq_walk(jsCtx *js, const dlq_conf *c, int64_t *shown, lb_err *err)
             continue; /* deleted, or aged out while we walk */
         if (s != NATS_OK)
             return ctl_nats_err(err, s, "read " BUS_STREAM_DLQ);
-        print_msg(m, seq);
+        lb_status st = LB_OK;
+        if (dlq_matches(m, c)) {
+            st = fn(js, m, seq, err);
+            (*shown)++;
+        }
         natsMsg_Destroy(m);
-        (*shown)++;
+        if (st != LB_OK)
+            return st;
     }
     return LB_OK;
 }
@@ -91,11 +155,11 @@ ctl_dlq_list(const ctl_cmd *cmd, int argc, char **argv)
     jsCtx *js = NULL;
     int64_t shown = 0;
     lb_err err;
-    int rc = ctl_args(&conf, cmd, dlq_opts, LB_COUNTOF(dlq_opts), argc, argv);
+    int rc = ctl_parse(&conf, cmd, argc, argv);
     if (rc >= 0)
         return rc;
     if (ctl_nats_open(&nc, &js, &conf.conn, &err) != LB_OK ||
-        dlq_walk(js, &conf, &shown, &err) != LB_OK)
+        dlq_walk(js, &conf, list_one, &shown, &err) != LB_OK)
         rc = ctl_fail(cmd, &err);
     else
         rc = CTL_EXIT_OK;
@@ -103,28 +167,7 @@ ctl_dlq_list(const ctl_cmd *cmd, int argc, char **argv)
     return rc;
 }
 
-/* --- dlq show | retry ------------------------------------------------------ */
-
-typedef struct dlq_one_conf {
-    ctl_conn conn;
-} dlq_one_conf;
-
-/* Parses `<seq>` and connects; -1 to go on, else the exit code. */
-static int
-dlq_one_open(dlq_one_conf *conf, uint64_t *seq, natsConnection **nc, jsCtx **js, const ctl_cmd *cmd,
-             int argc, char **argv)
-{
-    const char *text = NULL;
-    lb_err err;
-    int rc = ctl_positional(&text, cmd, "seq", &argc, argv);
-    if (rc < 0)
-        rc = ctl_args(conf, cmd, NULL, 0, argc, argv);
-    if (rc < 0)
-        rc = ctl_u64_arg(seq, cmd, "seq", text);
-    if (rc < 0 && ctl_nats_open(nc, js, &conf->conn, &err) != LB_OK)
-        rc = ctl_fail(cmd, &err);
-    return rc;
-}
+/* --- dlq show | redrive | purge ------------------------------------------ */
 
 static lb_status
 dlq_get(natsMsg **m, jsCtx *js, uint64_t seq, lb_err *err)
@@ -140,13 +183,22 @@ dlq_get(natsMsg **m, jsCtx *js, uint64_t seq, lb_err *err)
 int
 ctl_dlq_show(const ctl_cmd *cmd, int argc, char **argv)
 {
-    dlq_one_conf conf = { 0 };
+    struct {
+        ctl_conn conn;
+    } conf = { 0 };
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     natsMsg *m = NULL;
     uint64_t seq = 0;
+    const char *text = NULL;
     lb_err err;
-    int rc = dlq_one_open(&conf, &seq, &nc, &js, cmd, argc, argv);
+    int rc = ctl_positional(&text, cmd, "seq", &argc, argv);
+    if (rc < 0)
+        rc = ctl_parse(&conf, cmd, argc, argv);
+    if (rc < 0)
+        rc = ctl_u64_arg(&seq, cmd, "seq", text);
+    if (rc < 0 && ctl_nats_open(&nc, &js, &conf.conn, &err) != LB_OK)
+        rc = ctl_fail(cmd, &err);
     if (rc >= 0)
         return rc;
     if (dlq_get(&m, js, seq, &err) != LB_OK) {
@@ -216,7 +268,7 @@ dlq_republish(jsCtx *js, natsMsg *dead, uint64_t seq, lb_err *err)
                         " (its Nats-Msg-Id is still inside the duplicate window): message %" PRIu64
                         " kept in %s, retry after the window",
                         ack->Stream, ack->Sequence, seq, BUS_STREAM_DLQ);
-    else
+    else if (!ctl_out.json)
         printf("republished %s message %" PRIu64 " to %s as %s seq %" PRIu64 "\n", BUS_STREAM_DLQ,
                seq, natsMsg_GetSubject(m), ack->Stream, ack->Sequence);
     jsPubAck_Destroy(ack);
@@ -225,35 +277,89 @@ dlq_republish(jsCtx *js, natsMsg *dead, uint64_t seq, lb_err *err)
 }
 
 static lb_status
-dlq_retry_one(jsCtx *js, uint64_t seq, lb_err *err)
+dlq_delete(jsCtx *js, uint64_t seq, const char *what, lb_err *err)
 {
-    natsMsg *dead = NULL;
     jsErrCode jerr = 0;
-    lb_status st = dlq_get(&dead, js, seq, err);
-    if (st == LB_OK)
-        st = dlq_republish(js, dead, seq, err);
-    natsMsg_Destroy(dead);
-    if (st != LB_OK)
-        return st;
     natsStatus s = js_DeleteMsg(js, BUS_STREAM_DLQ, seq, NULL, &jerr);
     if (s != NATS_OK)
-        return ctl_nats_err(err, s, "republished, but deleting it from " BUS_STREAM_DLQ);
-    printf("deleted message %" PRIu64 " from %s\n", seq, BUS_STREAM_DLQ);
+        return ctl_nats_err(err, s, what);
+    if (!ctl_out.json)
+        printf("deleted message %" PRIu64 " from %s\n", seq, BUS_STREAM_DLQ);
     return LB_OK;
 }
 
-int
-ctl_dlq_retry(const ctl_cmd *cmd, int argc, char **argv)
+static lb_status
+redrive_one(jsCtx *js, natsMsg *dead, uint64_t seq, lb_err *err)
 {
-    dlq_one_conf conf = { 0 };
+    lb_status st = dlq_republish(js, dead, seq, err);
+    if (st == LB_OK)
+        st = dlq_delete(js, seq, "republished, but deleting it from " BUS_STREAM_DLQ, err);
+    if (st == LB_OK && ctl_out.json)
+        ctl_json_line(json_pack("{s:s,s:I}", "redriven", BUS_STREAM_DLQ, (json_int_t)seq));
+    return st;
+}
+
+static lb_status
+purge_one(jsCtx *js, natsMsg *dead, uint64_t seq, lb_err *err)
+{
+    (void)dead;
+    lb_status st = dlq_delete(js, seq, "delete from " BUS_STREAM_DLQ, err);
+    if (st == LB_OK && ctl_out.json)
+        ctl_json_line(json_pack("{s:s,s:I}", "purged", BUS_STREAM_DLQ, (json_int_t)seq));
+    return st;
+}
+
+/* `dlq redrive|purge [<seq>] [filter flags | --all]`: fn on one message or
+ * on every one that passes the filter. */
+static int
+dlq_bulk(const ctl_cmd *cmd, int argc, char **argv, dlq_fn fn)
+{
+    dlq_conf conf = { 0 };
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
+    natsMsg *m = NULL;
     uint64_t seq = 0;
+    int64_t done = 0;
     lb_err err;
-    int rc = dlq_one_open(&conf, &seq, &nc, &js, cmd, argc, argv);
+    const char *text = NULL;
+    bool has_seq = argc > 1 && strncmp(argv[1], "--", 2) != 0;
+    int rc = has_seq ? ctl_positional(&text, cmd, "seq", &argc, argv) : -1;
+    if (rc < 0)
+        rc = ctl_parse(&conf, cmd, argc, argv);
+    if (rc < 0 && text != NULL)
+        rc = ctl_u64_arg(&seq, cmd, "seq", text);
     if (rc >= 0)
         return rc;
-    rc = dlq_retry_one(js, seq, &err) == LB_OK ? CTL_EXIT_OK : ctl_fail(cmd, &err);
+    bool filtered = conf.subject[0] || conf.consumer[0] || conf.type[0] || conf.correlation[0];
+    if (seq == 0 && !filtered && !conf.all)
+        return ctl_usage_error(cmd, "say which: <seq>, a filter (--subject --consumer --type "
+                                    "--correlation) or --all");
+    if (seq != 0 && (filtered || conf.all))
+        return ctl_usage_error(cmd, "<seq> and a filter exclude each other");
+    conf.limit = INT64_MAX;
+    lb_status st = ctl_nats_open(&nc, &js, &conf.conn, &err);
+    if (st == LB_OK && seq != 0) {
+        if ((st = dlq_get(&m, js, seq, &err)) == LB_OK)
+            st = fn(js, m, seq, &err);
+        natsMsg_Destroy(m);
+        done = st == LB_OK;
+    } else if (st == LB_OK) {
+        st = dlq_walk(js, &conf, fn, &done, &err);
+    }
     ctl_nats_close(nc, js);
-    return rc;
+    ctl_progress("layby-ctl %s: %" PRId64 " dead letter%s\n", cmd->name, done,
+                 done == 1 ? "" : "s");
+    return st == LB_OK ? CTL_EXIT_OK : ctl_fail(cmd, &err);
+}
+
+int
+ctl_dlq_redrive(const ctl_cmd *cmd, int argc, char **argv)
+{
+    return dlq_bulk(cmd, argc, argv, redrive_one);
+}
+
+int
+ctl_dlq_purge(const ctl_cmd *cmd, int argc, char **argv)
+{
+    return dlq_bulk(cmd, argc, argv, purge_one);
 }

@@ -22,6 +22,7 @@ static const cfg_opt mail_opts[] = {
     { "mailbox", "LAYBY_MAILBOX", CFG_STR, "var/mail", offsetof(mail_conf, mailbox), 0, 0, "the mailer's .eml folder" },
 };
 /* clang-format on */
+const ctl_flags ctl_mail_flags = CTL_FLAGS(mail_opts);
 
 static int
 name_cmp(const void *a, const void *b)
@@ -93,7 +94,12 @@ ctl_mail_list(const ctl_cmd *cmd, int argc, char **argv)
             header_of(to, sizeof to, text, "To");
             header_of(subject, sizeof subject, text, "Subject");
             header_of(date, sizeof date, text, "Date");
-            printf("%.*s  %s  %s  %s\n", (int)strlen(names[i]) - 4, names[i], date, to, subject);
+            int idlen = (int)strlen(names[i]) - 4;
+            if (ctl_out.json)
+                ctl_json_line(json_pack("{s:s%,s:s,s:s,s:s}", "id", names[i], (size_t)idlen, "date",
+                                        date, "to", to, "subject", subject));
+            else
+                printf("%.*s  %s  %s  %s\n", idlen, names[i], date, to, subject);
         }
         free(names[i]);
     }
@@ -111,15 +117,16 @@ ctl_mail_show(const ctl_cmd *cmd, int argc, char **argv)
         rc = ctl_args(&conf, cmd, mail_opts, LB_COUNTOF(mail_opts), argc, argv);
     if (rc >= 0)
         return rc;
-    if (!id_valid(id)) {
-        fprintf(stderr, "layby-ctl %s: '%s' is not a mail id\n", cmd->name, id);
-        return CTL_EXIT_USAGE;
-    }
+    if (!id_valid(id))
+        return ctl_usage_error(cmd, "'%s' is not a mail id", id);
     char name[64];
     static char text[64 * 1024];
     snprintf(name, sizeof name, "%s.eml", id);
     if (file_text(text, sizeof text, conf.mailbox, name, &err) != LB_OK)
         return ctl_fail(cmd, &err);
-    fputs(text, stdout);
+    if (ctl_out.json)
+        ctl_json_doc(json_pack("{s:s,s:s}", "id", id, "eml", text));
+    else
+        fputs(text, stdout);
     return CTL_EXIT_OK;
 }

@@ -34,6 +34,7 @@ static const struct {
     { "member unlock",      "unlock" },
 };
 /* clang-format on */
+const ctl_flags ctl_member_rekey_flags = CTL_FLAGS(member_opts);
 
 /* Sends req on subject and decodes the reply as want. */
 static lb_status
@@ -118,7 +119,11 @@ ctl_member_rekey(const ctl_cmd *cmd, int argc, char **argv)
         total += p->resealed;
         int64_t left = p->remaining, done = p->resealed;
         protobuf_c_message_free_unpacked(out, NULL);
-        printf("re-sealed %lld, %lld left\n", (long long)total, (long long)left);
+        if (ctl_out.json)
+            ctl_json_line(
+                json_pack("{s:I,s:I}", "resealed", (json_int_t)total, "left", (json_int_t)left));
+        else
+            printf("re-sealed %lld, %lld left\n", (long long)total, (long long)left);
         if (left == 0)
             return CTL_EXIT_OK;
         if (done == 0) { /* the rest is locked by another rekey: let it finish */

@@ -19,11 +19,8 @@ ctl_positional(const char **out, const ctl_cmd *cmd, const char *what, int *argc
     for (int i = 1; i < *argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return -1; /* ctl_args() prints the help */
-    if (*argc < 2 || strncmp(argv[1], "--", 2) == 0) {
-        fprintf(stderr, "layby-ctl %s: missing <%s> (usage: layby-ctl %s <%s> [--flag value]...)\n",
-                cmd->name, what, cmd->name, what);
-        return CTL_EXIT_USAGE;
-    }
+    if (*argc < 2 || strncmp(argv[1], "--", 2) == 0)
+        return ctl_usage_error(cmd, "missing <%s>", what);
     *out = argv[1];
     /* Shift the rest down so argv[0] stays the command word. */
     for (int i = 1; i + 1 < *argc; i++)
@@ -38,11 +35,8 @@ ctl_u64_arg(uint64_t *out, const ctl_cmd *cmd, const char *what, const char *tex
 {
     char *end = NULL;
     unsigned long long v = text[0] != '-' ? strtoull(text, &end, 10) : 0;
-    if (end == NULL || end == text || *end != '\0' || v == 0) {
-        fprintf(stderr, "layby-ctl %s: <%s> must be a positive integer, not '%s'\n", cmd->name,
-                what, text);
-        return CTL_EXIT_USAGE;
-    }
+    if (end == NULL || end == text || *end != '\0' || v == 0)
+        return ctl_usage_error(cmd, "<%s> must be a positive integer, not '%s'", what, text);
     *out = (uint64_t)v;
     return -1;
 }
@@ -134,7 +128,7 @@ body_json(json_t *o, natsMsg *m, const char *type)
         lb_err_set(&err, LB_ERR_DECODE, "unknown %s '%s'", BUS_H_TYPE, type ? type : "");
     } else if (codec_unpack(&msg, d, (const uint8_t *)(data ? data : ""), (size_t)len, &err) ==
                LB_OK) {
-        codec_json_encode(&body, msg, &err);
+        codec_json_encode_proto3(&body, msg, &err);
         protobuf_c_message_free_unpacked(msg, NULL);
     }
     if (body != NULL)

@@ -27,6 +27,7 @@ static const cfg_opt order_list_opts[] = {
     { "limit",  NULL, CFG_INT, "20", offsetof(order_list_conf, limit),  1, 100, "how many" },
 };
 /* clang-format on */
+const ctl_flags ctl_order_list_flags = CTL_FLAGS(order_list_opts);
 
 /* A query as the admin; *out decoded as want. */
 static lb_status
@@ -61,7 +62,11 @@ ctl_order_list(const ctl_cmd *cmd, int argc, char **argv)
     if (s == LB_OK)
         s = ask((ProtobufCMessage **)&list, b, &conf.conn, SUBJ_ORDER_LIST_ORDERS, &l.base,
                 &layby__v1__order_list__descriptor, &err);
-    if (s == LB_OK) {
+    json_t *j = NULL;
+    if (s == LB_OK && ctl_out.json) {
+        if ((s = codec_json_encode_proto3(&j, &list->base, &err)) == LB_OK)
+            ctl_json_doc(j);
+    } else if (s == LB_OK) {
         printf("%-36s  %-16s  %12s  %-24s\n", "ORDER", "STATUS", "TOTAL", "CREATED");
         for (size_t i = 0; i < list->n_items; i++) {
             const Layby__V1__Order *o = list->items[i];
@@ -70,19 +75,25 @@ ctl_order_list(const ctl_cmd *cmd, int argc, char **argv)
         }
         if (list->next_cursor[0] != '\0')
             printf("(more: the list is newest first; narrow it with --status or --member)\n");
-        protobuf_c_message_free_unpacked(&list->base, NULL);
     }
+    if (list != NULL)
+        protobuf_c_message_free_unpacked(&list->base, NULL);
     bus_close(b);
     return s == LB_OK ? CTL_EXIT_OK : ctl_fail(cmd, &err);
 }
 
-/* Prints msg as indented JSON under a heading. */
+/* Prints msg as indented JSON under a heading, or with --json adds it to
+ * doc under key. */
 static void
-json_print(const char *title, const ProtobufCMessage *msg)
+json_print(json_t *doc, const char *key, const char *title, const ProtobufCMessage *msg)
 {
     json_t *j = NULL;
     if (codec_json_encode(&j, msg, NULL) != LB_OK)
         return;
+    if (ctl_out.json) {
+        json_object_set_new(doc, key, j);
+        return;
+    }
     char *text = json_dumps(j, JSON_INDENT(2));
     printf("%s\n%s\n", title, text ? text : "");
     free(text);
@@ -113,20 +124,28 @@ ctl_order_show(const ctl_cmd *cmd, int argc, char **argv)
     if (s == LB_OK)
         s = ask(&o, b, &conf.conn, SUBJ_ORDER_GET_ORDER, &g.base, &layby__v1__order__descriptor,
                 &err);
+    json_t *doc = json_object();
     if (s == LB_OK) {
-        json_print("order:", o);
+        json_print(doc, "order", "order:", o);
         Layby__V1__GetDelivery gd = LAYBY__V1__GET_DELIVERY__INIT;
         gd.order_id = (char *)id;
         lb_err derr;
         if (ask(&d, b, &conf.conn, SUBJ_DELIVERY_GET, &gd.base, &layby__v1__delivery__descriptor,
                 &derr) == LB_OK)
-            json_print("delivery:", d);
-        else
+            json_print(doc, "delivery", "delivery:", d);
+        else if (!ctl_out.json)
             printf("delivery: none (%s)\n", derr.msg);
-        printf("saga:\n");
+        json_t *saga = NULL;
+        if (!ctl_out.json)
+            printf("saga:\n");
         if ((s = ctl_pg_open(&pg, &conf.conn, &err)) == LB_OK)
-            s = ctl_saga_print(pg, id, &err);
+            s = ctl_out.json ? ctl_saga_json(&saga, pg, id, &err) : ctl_saga_print(pg, id, &err);
+        if (s == LB_OK && ctl_out.json) {
+            json_object_set_new(doc, "saga", saga);
+            ctl_json_doc(json_incref(doc));
+        }
     }
+    json_decref(doc);
     if (o != NULL)
         protobuf_c_message_free_unpacked(o, NULL);
     if (d != NULL)

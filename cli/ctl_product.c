@@ -45,6 +45,9 @@ static const cfg_opt stock_opts[] = {
     { "delta",    NULL, CFG_INT, NULL, OFF(delta), -1000000000LL, 1000000000LL, "units to add (negative to correct; required)" },
 };
 /* clang-format on */
+const ctl_flags ctl_product_list_flags = CTL_FLAGS(list_opts);
+const ctl_flags ctl_product_add_flags = CTL_FLAGS(add_opts);
+const ctl_flags ctl_product_stock_flags = CTL_FLAGS(stock_opts);
 
 /* Prints msg as one line of JSON. */
 static lb_status

@@ -1,61 +1,47 @@
-/* ctl_saga.c - `layby-ctl saga list|show|retry|resolve|signal|replay`: what
- * an operator needs for sagas.
+/* ctl_saga.c - `layby-ctl saga list|show`: sagas as schema saga holds them,
+ * and the helpers the other saga commands share (ctl_saga_int.h).
  *
- * list, show and replay read schema saga (LAYBY_CTL_DATABASE_URL connects as
- * the saga role) and change nothing. retry, resolve and signal are commands to
- * the orchestrator (layby.v1.RetrySaga / ResolveSaga / SignalSaga): the tool never writes a
- * saga row itself, so the decider's rules and the saga's log stay the only
- * way a saga changes. replay re-decides a saga's recorded inputs with the
- * pure decider and the saga types of this build (saga_orch_registry()), which
- * shows whether the stored state is what the log says it should be. */
+ * Both only read (LAYBY_CTL_DATABASE_URL connects as the saga role). `show`
+ * prints the saga's record and steps and its timeline: every logged input
+ * (start, events, timers, signals, operator commands with who and why),
+ * decoded, with the decision and the commands it sent, which this build's
+ * decider recomputes from the log (the orchestrator logs inputs, not the
+ * commands; they are a pure function of them). A saga whose type this build
+ * lacks shows its timeline without the commands. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus.h"
 #include "codec.h"
-#include "ctl.h"
+#include "ctl_saga_int.h"
+#include "id.h"
 #include "layby/v1/saga.pb-c.h"
 #include "saga_orch.h"
 
-/* Timestamps as RFC 3339 UTC with milliseconds, like lb_time_format(). */
-#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
 /* clang-format off */
-#define SQL_LIST                                                                           \
-    "SELECT saga_id::text, saga_type, version, status, state, " TS("updated_at")          \
-    " FROM saga.sagas WHERE ($1 = '' OR status = $1)"                                      \
-    " ORDER BY updated_at DESC, saga_id LIMIT $2::bigint"
-#define SQL_SAGA                                                                           \
-    "SELECT saga_type, version, status, state, start_type, " TS("created_at") ", "        \
-    TS("updated_at") " FROM saga.sagas WHERE saga_id = $1::uuid"
-#define SQL_LOG                                                                            \
-    "SELECT id, " TS("at") ", msg_id, input_kind, input, verdict, from_status, to_status, line" \
-    " FROM saga.saga_log WHERE saga_id = $1::uuid ORDER BY id"
+#define SQL_LIST                                                                            \
+    "SELECT saga_id::text, saga_type, version, status, state, " CTL_TS("updated_at") ", "  \
+    CTL_TS("created_at") ", (extract(epoch FROM updated_at) * 1000000)::bigint"            \
+    " FROM saga.sagas"                                                                      \
+    " WHERE ($1 = '' OR status = $1) AND ($2 = '' OR saga_type = $2)"                        \
+    "   AND ($3::bigint = 0 OR updated_at >= timestamptz 'epoch' + $3::bigint * interval '1 millisecond')" \
+    "   AND ($4 = '' OR saga_id::text = $4)"                                                \
+    "   AND ($5::bigint = 0 OR (updated_at, saga_id) <"                                     \
+    "        (timestamptz 'epoch' + $5::bigint * interval '1 microsecond', NULLIF($6, '')::uuid))" \
+    " ORDER BY updated_at DESC, saga_id DESC LIMIT $7::bigint"
 /* clang-format on */
-
 enum {
-    SAGA_COL_TYPE,
-    SAGA_COL_VERSION,
-    SAGA_COL_STATUS,
-    SAGA_COL_STATE,
-    SAGA_COL_START_TYPE,
-    SAGA_COL_CREATED,
-    SAGA_COL_UPDATED
-};
-enum {
-    LOG_COL_ID,
-    LOG_COL_AT,
-    LOG_COL_MSG,
-    LOG_COL_KIND,
-    LOG_COL_INPUT,
-    LOG_COL_VERDICT,
-    LOG_COL_FROM,
-    LOG_COL_TO,
-    LOG_COL_LINE
+    LIST_ID,
+    LIST_TYPE,
+    LIST_VERSION,
+    LIST_STATUS,
+    LIST_STATE,
+    LIST_UPDATED,
+    LIST_CREATED,
+    LIST_US
 };
 
-static const char *const verdict_names[] = {
+const char *const ctl_verdict_names[] = {
     [SAGA_APPLIED] = "APPLIED",
     [SAGA_IGNORED] = "IGNORED",
     [SAGA_REFUSED] = "REFUSED",
@@ -69,11 +55,10 @@ static const struct {
     { SAGA_STEP_F_UNCERTAIN, "uncertain" },
 };
 
-/* --- shared ---------------------------------------------------------------- */
+/* --- shared (ctl_saga_int.h) ------------------------------------------------ */
 
-/* Runs a query with text parameters and results; NULL (with err) on failure. */
-static PGresult *
-query(PGconn *pg, const char *sql, int n, const char *const *params, lb_err *err)
+PGresult *
+ctl_query(PGconn *pg, const char *sql, int n, const char *const *params, lb_err *err)
 {
     PGresult *r = PQexecParams(pg, sql, n, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(r) == PGRES_TUPLES_OK)
@@ -84,28 +69,27 @@ query(PGconn *pg, const char *sql, int n, const char *const *params, lb_err *err
     return NULL;
 }
 
-/* A bytea column (text form) as bytes; the caller PQfreemem()s *out. */
-static lb_status
-bytea_get(unsigned char **out, size_t *len, const PGresult *r, int row, int col, lb_err *err)
+lb_status
+ctl_bytea(unsigned char **out, size_t *len, const PGresult *r, int row, int col, lb_err *err)
 {
     *out = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), len);
     return *out != NULL ? LB_OK : lb_err_set(err, LB_ERR_NOMEM, "bytea column");
 }
 
-static lb_status
-state_get(saga_state *st, const PGresult *r, int row, int col, lb_err *err)
+lb_status
+ctl_state_get(saga_state *st, const PGresult *r, int row, int col, lb_err *err)
 {
     unsigned char *buf = NULL;
     size_t len = 0;
-    lb_status s = bytea_get(&buf, &len, r, row, col, err);
+    lb_status s = ctl_bytea(&buf, &len, r, row, col, err);
     if (s == LB_OK)
         s = saga_state_unpack(st, buf, len, err);
     PQfreemem(buf);
     return s;
 }
 
-static const saga_registry *
-registry(lb_err *err)
+const saga_registry *
+ctl_registry(lb_err *err)
 {
     static bool ready;
     if (!ready && saga_orch_init(err) != LB_OK)
@@ -114,31 +98,19 @@ registry(lb_err *err)
     return saga_orch_registry();
 }
 
-/* Name of step i of the type st runs on, "?" when this build lacks it. */
-static const char *
-step_name(const saga_state *st, uint32_t i)
+const saga_type *
+ctl_saga_type(const saga_state *st)
 {
     lb_err err;
-    const saga_registry *reg = registry(&err);
-    const saga_type *t = reg ? saga_registry_find(reg, st->type, st->version) : NULL;
-    return t != NULL && i < t->n_steps ? t->steps[i].name : "?";
+    const saga_registry *reg = ctl_registry(&err);
+    return reg ? saga_registry_find(reg, st->type, st->version) : NULL;
 }
 
-/* Opens the database from conn and checks the saga id argument. */
-static lb_status
-saga_open(PGconn **pg, const ctl_conn *conn, const char *id, lb_err *err)
-{
-    if (id != NULL && !id_valid(id))
-        return lb_err_set(err, LB_ERR_INVALID, "'%s' is not a saga id (a UUID)", id);
-    return ctl_pg_open(pg, conn, err);
-}
-
-/* The saga's row; LB_ERR_NOT_FOUND for an unknown id. */
-static lb_status
-saga_row(PGresult **out, PGconn *pg, const char *id, lb_err *err)
+lb_status
+ctl_saga_row(PGresult **out, PGconn *pg, const char *id, lb_err *err)
 {
     const char *p[] = { id };
-    PGresult *r = query(pg, SQL_SAGA, 1, p, err);
+    PGresult *r = ctl_query(pg, CTL_SQL_SAGA, 1, p, err);
     if (r == NULL)
         return LB_ERR_DB;
     if (PQntuples(r) == 0) {
@@ -149,44 +121,146 @@ saga_row(PGresult **out, PGconn *pg, const char *id, lb_err *err)
     return LB_OK;
 }
 
+lb_status
+ctl_redecide(ctl_redo *redo, saga_input_rec *rec, saga_decision *d, const saga_type *t,
+             const PGresult *r, int row, lb_err *err)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    lb_status s = ctl_bytea(&buf, &len, r, row, LOG_COL_INPUT, err);
+    if (s == LB_OK)
+        s = saga_input_unpack(rec, t, buf, len, err);
+    PQfreemem(buf);
+    if (s == LB_OK)
+        s = saga_decide(&redo->st, d, t, redo->exists ? &redo->st : NULL, &rec->in, err);
+    if (s != LB_OK) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return lb_err_set(err, s, "log entry %s: %s", PQgetvalue(r, row, LOG_COL_ID), why);
+    }
+    if (d->verdict == SAGA_APPLIED)
+        redo->exists = true;
+    return LB_OK;
+}
+
+bool
+ctl_decision_matches(const saga_decision *d, const PGresult *r, int row)
+{
+    return strcmp(ctl_verdict_names[d->verdict], PQgetvalue(r, row, LOG_COL_VERDICT)) == 0 &&
+           strcmp(saga_status_name(d->to), PQgetvalue(r, row, LOG_COL_TO)) == 0 &&
+           strcmp(d->log, PQgetvalue(r, row, LOG_COL_LINE)) == 0;
+}
+
+json_t *
+ctl_cmd_json(const saga_cmd *c)
+{
+    return json_pack("{s:s,s:s,s:i,s:i,s:b}", "subject", c->subject, "type", c->desc->name, "step",
+                     (int)c->step, "attempt", (int)c->attempt, "compensate", c->compensate);
+}
+
 /* --- saga list ------------------------------------------------------------- */
 
 typedef struct saga_list_conf {
     ctl_conn conn;
-    const char *status;
+    const char *state;
+    const char *type;
+    const char *since;
+    const char *correlation;
+    const char *after;
     int64_t limit;
 } saga_list_conf;
 
 /* clang-format off */
 static const cfg_opt saga_list_opts[] = {
-    { "status", NULL, CFG_STR, "",   offsetof(saga_list_conf, status), 0, 0,      "only sagas in this status (RUNNING, COMPENSATING, COMPLETED, FAILED, STUCK, RESOLVED, CANCELLED)" },
-    { "limit",  NULL, CFG_INT, "50", offsetof(saga_list_conf, limit),  1, 100000, "print at most N sagas, most recently changed first" },
+    { "state",       NULL, CFG_STR, "",   offsetof(saga_list_conf, state),       0, 0,      "only sagas in this state (RUNNING, COMPENSATING, COMPLETED, FAILED, STUCK, RESOLVED, CANCELLED)" },
+    { "type",        NULL, CFG_STR, "",   offsetof(saga_list_conf, type),        0, 0,      "only sagas of this type (order_place)" },
+    { "since",       NULL, CFG_STR, "",   offsetof(saga_list_conf, since),       0, 0,      "only sagas changed at or after this time (RFC 3339)" },
+    { "correlation", NULL, CFG_STR, "",   offsetof(saga_list_conf, correlation), 0, 0,      "only the saga of this flow (Layby-Correlation: the order id)" },
+    { "after",       NULL, CFG_STR, "",   offsetof(saga_list_conf, after),       0, 0,      "the next page: the cursor the previous page ended with" },
+    { "limit",       NULL, CFG_INT, "50", offsetof(saga_list_conf, limit),       1, 100000, "sagas per page, most recently changed first" },
 };
 /* clang-format on */
+const ctl_flags ctl_saga_list_flags = CTL_FLAGS(saga_list_opts);
+
+/* "<microseconds>_<saga id>" of the row a page ended with. */
+static bool
+cursor_parse(char *us, size_t n_us, char *id, const char *text)
+{
+    const char *sep = strchr(text, '_');
+    size_t k = sep != NULL ? (size_t)(sep - text) : 0;
+    if (k == 0 || k >= n_us || strspn(text, "0123456789") != k || !id_valid(sep + 1))
+        return false;
+    memcpy(us, text, k);
+    us[k] = '\0';
+    snprintf(id, ID_STR_LEN, "%s", sep + 1);
+    return true;
+}
+
+static json_t *
+list_row_json(const PGresult *r, int i, const saga_state *st)
+{
+    const saga_type *t = ctl_saga_type(st);
+    return json_pack("{s:s,s:s,s:i,s:s,s:i,s:s,s:s,s:s}", "sagaId", PQgetvalue(r, i, LIST_ID),
+                     "type", PQgetvalue(r, i, LIST_TYPE), "version",
+                     atoi(PQgetvalue(r, i, LIST_VERSION)), "state", PQgetvalue(r, i, LIST_STATUS),
+                     "step", (int)st->step, "stepName",
+                     t != NULL && st->step < t->n_steps ? t->steps[st->step].name : "?", "created",
+                     PQgetvalue(r, i, LIST_CREATED), "updated", PQgetvalue(r, i, LIST_UPDATED));
+}
+
+static void
+list_text(json_t *items, const char *next)
+{
+    size_t i;
+    json_t *o;
+    printf("%-36s  %-12s %3s  %-12s %-14s %s\n", "ID", "TYPE", "VER", "STATE", "STEP", "UPDATED");
+    json_array_foreach(items, i, o)
+    {
+        const char *st = json_string_value(json_object_get(o, "state"));
+        char step[48];
+        snprintf(step, sizeof step, "%d %s", (int)json_integer_value(json_object_get(o, "step")),
+                 json_string_value(json_object_get(o, "stepName")));
+        printf("%-36s  %-12s %3d  %s%-12s%s %-14s %s\n",
+               json_string_value(json_object_get(o, "sagaId")),
+               json_string_value(json_object_get(o, "type")),
+               (int)json_integer_value(json_object_get(o, "version")), ctl_color(st), st,
+               ctl_color_end(), step, json_string_value(json_object_get(o, "updated")));
+    }
+    printf("%zu saga%s\n", json_array_size(items), json_array_size(items) == 1 ? "" : "s");
+    if (next != NULL)
+        printf("more: --after %s\n", next);
+}
 
 static lb_status
-list_print(PGconn *pg, const saga_list_conf *c, lb_err *err)
+list_run(PGconn *pg, const saga_list_conf *c, const char *since_ms, const char *cur_us,
+         const char *cur_id, lb_err *err)
 {
     char limit[24];
-    snprintf(limit, sizeof limit, "%lld", (long long)c->limit);
-    const char *p[] = { c->status, limit };
-    PGresult *r = query(pg, SQL_LIST, 2, p, err);
+    snprintf(limit, sizeof limit, "%lld",
+             (long long)c->limit + 1); /* one more: is there a next page? */
+    const char *p[] = { c->state, c->type, since_ms, c->correlation, cur_us, cur_id, limit };
+    PGresult *r = ctl_query(pg, SQL_LIST, 7, p, err);
     if (r == NULL)
         return LB_ERR_DB;
-    printf("%-36s  %-12s %3s  %-12s %-12s %s\n", "ID", "TYPE", "VER", "STATUS", "STEP", "UPDATED");
+    int n = PQntuples(r);
+    int shown = n > c->limit ? (int)c->limit : n;
+    json_t *items = json_array();
     lb_status s = LB_OK;
-    for (int i = 0; i < PQntuples(r) && s == LB_OK; i++) {
+    for (int i = 0; i < shown && s == LB_OK; i++) {
         saga_state st;
-        if ((s = state_get(&st, r, i, 4, err)) != LB_OK)
-            break;
-        char step[48];
-        snprintf(step, sizeof step, "%u %s", st.step, step_name(&st, st.step));
-        printf("%-36s  %-12s %3s  %-12s %-12s %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-               PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), step, PQgetvalue(r, i, 5));
+        if ((s = ctl_state_get(&st, r, i, LIST_STATE, err)) == LB_OK)
+            json_array_append_new(items, list_row_json(r, i, &st));
     }
-    if (s == LB_OK)
-        printf("%d saga%s\n", PQntuples(r), PQntuples(r) == 1 ? "" : "s");
+    char next[80] = "";
+    if (n > shown)
+        snprintf(next, sizeof next, "%s_%s", PQgetvalue(r, shown - 1, LIST_US),
+                 PQgetvalue(r, shown - 1, LIST_ID));
     PQclear(r);
+    if (s == LB_OK && ctl_out.json)
+        ctl_json_doc(json_pack("{s:O,s:s*}", "items", items, "nextCursor", next[0] ? next : NULL));
+    else if (s == LB_OK)
+        list_text(items, next[0] ? next : NULL);
+    json_decref(items);
     return s;
 }
 
@@ -196,441 +270,367 @@ ctl_saga_list(const ctl_cmd *cmd, int argc, char **argv)
     saga_list_conf conf = { 0 };
     PGconn *pg = NULL;
     lb_err err;
-    int rc = ctl_args(&conf, cmd, saga_list_opts, LB_COUNTOF(saga_list_opts), argc, argv);
+    char since_ms[24] = "0", cur_us[24] = "0", cur_id[ID_STR_LEN] = "";
+    int rc = ctl_parse(&conf, cmd, argc, argv);
     if (rc >= 0)
         return rc;
-    if (conf.status[0] != '\0' && saga_status_from_name(conf.status) == SAGA_NONE) {
-        fprintf(stderr, "layby-ctl %s: unknown status '%s'\n", cmd->name, conf.status);
-        return CTL_EXIT_USAGE;
+    if (conf.state[0] != '\0' && saga_status_from_name(conf.state) == SAGA_NONE)
+        return ctl_usage_error(cmd, "unknown state '%s'", conf.state);
+    if (conf.correlation[0] != '\0' && !id_valid(conf.correlation))
+        return ctl_usage_error(cmd, "--correlation '%s' is not an id (a UUID)", conf.correlation);
+    if (conf.after[0] != '\0' && !cursor_parse(cur_us, sizeof cur_us, cur_id, conf.after))
+        return ctl_usage_error(cmd, "--after '%s' is not a cursor this command printed",
+                               conf.after);
+    if (conf.since[0] != '\0') {
+        int64_t ms = 0;
+        if (ctl_time_parse(&ms, conf.since, &err) != LB_OK)
+            return ctl_usage_error(cmd, "--since: %s", err.msg);
+        snprintf(since_ms, sizeof since_ms, "%lld", (long long)(ms > 0 ? ms : 1));
     }
-    rc = saga_open(&pg, &conf.conn, NULL, &err) == LB_OK && list_print(pg, &conf, &err) == LB_OK
+    rc = ctl_pg_open(&pg, &conf.conn, &err) == LB_OK &&
+                 list_run(pg, &conf, since_ms, cur_us, cur_id, &err) == LB_OK
              ? CTL_EXIT_OK
              : ctl_fail(cmd, &err);
     PQfinish(pg);
     return rc;
 }
 
-/* --- saga show ------------------------------------------------------------- */
+/* --- saga show: the record and steps --------------------------------------- */
 
-typedef struct saga_show_conf {
-    ctl_conn conn;
-} saga_show_conf;
-
-static void
-flags_print(unsigned flags)
+static json_t *
+steps_json(const saga_state *st, const saga_type *t)
 {
-    for (size_t i = 0; i < LB_COUNTOF(step_flags); i++)
-        if (flags & step_flags[i].bit)
-            printf(" %s", step_flags[i].name);
+    json_t *arr = json_array();
+    size_t n = t != NULL ? t->n_steps : SAGA_STEPS_MAX;
+    for (size_t i = 0; i < n; i++) {
+        const saga_step_state *ss = &st->steps[i];
+        json_t *flags = json_array();
+        for (size_t k = 0; k < LB_COUNTOF(step_flags); k++)
+            if (ss->flags & step_flags[k].bit)
+                json_array_append_new(flags, json_string(step_flags[k].name));
+        json_array_append_new(
+            arr, json_pack("{s:i,s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:o,s:I}", "index", (int)i, "name",
+                           t != NULL ? t->steps[i].name : "?", "kind",
+                           t != NULL ? saga_step_kind_name(t->steps[i].kind) : "?", "status",
+                           saga_step_status_name((saga_step_status)ss->status), "attempt",
+                           ss->attempt, "tries", ss->tries, "compAttempt", ss->comp_attempt,
+                           "compTries", ss->comp_tries, "flags", flags, "durationMs",
+                           (json_int_t)st->durations_ms[i]));
+    }
+    return arr;
+}
+
+static json_t *
+record_json(const saga_state *st, const saga_type *t)
+{
+    ProtobufCMessage *rec = NULL;
+    json_t *j = NULL;
+    lb_err err;
+    if (t == NULL || t->record == NULL)
+        return json_null();
+    if (saga_record_get(&rec, t, st, &err) != LB_OK ||
+        codec_json_encode_proto3(&j, rec, &err) != LB_OK)
+        j = json_pack("{s:s}", "error", err.msg);
+    if (rec != NULL)
+        protobuf_c_message_free_unpacked(rec, NULL);
+    return j;
+}
+
+static json_t *
+state_json(const char *id, const PGresult *r, const saga_state *st, const saga_type *t)
+{
+    json_t *o = json_pack(
+        "{s:s,s:s,s:i,s:s,s:s,s:i,s:s,s:s,s:s}", "sagaId", id, "type",
+        PQgetvalue(r, 0, SAGA_COL_TYPE), "version", atoi(PQgetvalue(r, 0, SAGA_COL_VERSION)),
+        "startedBy", PQgetvalue(r, 0, SAGA_COL_START_TYPE), "state", saga_status_name(st->status),
+        "step", (int)st->step, "stepName",
+        t != NULL && st->step < t->n_steps ? t->steps[st->step].name : "?", "created",
+        PQgetvalue(r, 0, SAGA_COL_CREATED), "updated", PQgetvalue(r, 0, SAGA_COL_UPDATED));
+    json_object_set_new(o, "actor", json_string(st->actor));
+    if (st->has_timer) {
+        char due[32];
+        lb_time_format(due, sizeof due, st->timer.due_ms);
+        json_object_set_new(
+            o, "timer",
+            json_pack("{s:s,s:i,s:i,s:s}", "kind", saga_timer_kind_name(st->timer.kind), "step",
+                      (int)st->timer.step, "attempt", (int)st->timer.attempt, "due", due));
+    } else {
+        json_object_set_new(o, "timer", json_null());
+    }
+    if (st->fail_code != LB_OK)
+        json_object_set_new(o, "failure",
+                            json_pack("{s:s,s:s}", "code", lb_status_code(st->fail_code), "reason",
+                                      st->fail_reason));
+    if (st->last_error[0] != '\0')
+        json_object_set_new(o, "lastError", json_string(st->last_error));
+    if (st->resolved_by[0] != '\0')
+        json_object_set_new(
+            o, "resolved",
+            json_pack("{s:s,s:s}", "by", st->resolved_by, "reason", st->resolve_reason));
+    if (st->signal[0] != '\0')
+        json_object_set_new(o, "signal", json_string(st->signal));
+    json_object_set_new(o, "record", record_json(st, t));
+    json_object_set_new(o, "steps", steps_json(st, t));
+    return o;
+}
+
+/* --- saga show: the timeline ----------------------------------------------- */
+
+/* The logged input decoded: SagaInput in the proto3 JSON mapping, with its
+ * kind by name and an event's body decoded by its type. */
+static json_t *
+input_json(const PGresult *r, int row)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    ProtobufCMessage *m = NULL;
+    json_t *j = NULL;
+    lb_err err;
+    if (ctl_bytea(&buf, &len, r, row, LOG_COL_INPUT, &err) != LB_OK ||
+        codec_unpack(&m, &layby__v1__saga_input__descriptor, buf, len, &err) != LB_OK ||
+        codec_json_encode_proto3(&j, m, &err) != LB_OK) {
+        j = json_pack("{s:s}", "error", err.msg);
+    } else {
+        const Layby__V1__SagaInput *in = (const Layby__V1__SagaInput *)m;
+        json_object_set_new(
+            j, "kind",
+            json_string(in->kind < SAGA__INPUT_KIND_COUNT ? saga_input_kind_name(in->kind) : "?"));
+        const ProtobufCMessageDescriptor *d = codec_type_find(in->event_type);
+        ProtobufCMessage *ev = NULL;
+        json_t *evj = NULL;
+        if (d != NULL && in->body.len > 0 &&
+            codec_unpack(&ev, d, in->body.data, in->body.len, &err) == LB_OK &&
+            codec_json_encode_proto3(&evj, ev, &err) == LB_OK) {
+            json_object_del(j, "body");
+            json_object_set_new(j, "event", evj);
+        }
+        if (ev != NULL)
+            protobuf_c_message_free_unpacked(ev, NULL);
+    }
+    if (m != NULL)
+        protobuf_c_message_free_unpacked(m, NULL);
+    PQfreemem(buf);
+    return j;
+}
+
+/* The timeline as JSON; commands when this build has the saga's type. */
+static lb_status
+timeline_json(json_t **out, PGconn *pg, const char *id, const saga_type *t, lb_err *err)
+{
+    const char *p[] = { id };
+    PGresult *r = ctl_query(pg, CTL_SQL_LOG, 1, p, err);
+    if (r == NULL)
+        return LB_ERR_DB;
+    ctl_redo *redo = calloc(1, sizeof *redo);
+    saga_input_rec *rec = malloc(sizeof *rec);
+    json_t *arr = json_array();
+    bool redo_ok = t != NULL && redo != NULL && rec != NULL;
+    for (int i = 0; i < PQntuples(r); i++) {
+        json_t *e =
+            json_pack("{s:I,s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s}", "id",
+                      (json_int_t)strtoll(PQgetvalue(r, i, LOG_COL_ID), NULL, 10), "at",
+                      PQgetvalue(r, i, LOG_COL_AT), "kind", PQgetvalue(r, i, LOG_COL_KIND), "msgId",
+                      PQgetvalue(r, i, LOG_COL_MSG), "input", input_json(r, i), "verdict",
+                      PQgetvalue(r, i, LOG_COL_VERDICT), "from", PQgetvalue(r, i, LOG_COL_FROM),
+                      "to", PQgetvalue(r, i, LOG_COL_TO), "line", PQgetvalue(r, i, LOG_COL_LINE));
+        saga_decision d;
+        lb_err derr = { 0 };
+        if (redo_ok && ctl_redecide(redo, rec, &d, t, r, i, &derr) == LB_OK) {
+            json_t *cmds = json_array();
+            for (size_t k = 0; k < d.n_cmds; k++)
+                json_array_append_new(cmds, ctl_cmd_json(&d.cmds[k]));
+            json_object_set_new(e, "commands", cmds);
+            if (!ctl_decision_matches(&d, r, i))
+                json_object_set_new(e, "redecided", json_string(d.log));
+        } else if (redo_ok) {
+            redo_ok = false; /* later entries build on this one */
+            json_object_set_new(e, "redecideError", json_string(derr.msg));
+        }
+        json_array_append_new(arr, e);
+    }
+    PQclear(r);
+    free(redo);
+    free(rec);
+    *out = arr;
+    return LB_OK;
 }
 
 static void
-steps_print(const saga_state *st)
+show_text(json_t *s)
 {
-    lb_err err;
-    const saga_registry *reg = registry(&err);
-    const saga_type *t = reg ? saga_registry_find(reg, st->type, st->version) : NULL;
-    size_t n = t != NULL ? t->n_steps : SAGA_STEPS_MAX;
-    printf("steps:\n  %-3s %-12s %-8s %-13s %-8s %-6s %-12s %s\n", "#", "NAME", "KIND", "STATUS",
-           "ATTEMPT", "TRIES", "COMP ATTEMPT", "COMP TRIES");
-    for (size_t i = 0; i < n; i++) {
-        const saga_step_state *ss = &st->steps[i];
-        printf("  %-3zu %-12s %-8s %-13s %-8u %-6u %-12u %-10u", i, step_name(st, (uint32_t)i),
-               t != NULL ? saga_step_kind_name(t->steps[i].kind) : "?",
-               saga_step_status_name((saga_step_status)ss->status), ss->attempt, ss->tries,
-               ss->comp_attempt, ss->comp_tries);
-        flags_print(ss->flags);
+    json_t *v, *o;
+    size_t i;
+    const char *state = json_string_value(json_object_get(s, "state"));
+    printf("saga          %s\n", json_string_value(json_object_get(s, "sagaId")));
+    printf("type          %s v%d (started by %s)\n", json_string_value(json_object_get(s, "type")),
+           (int)json_integer_value(json_object_get(s, "version")),
+           json_string_value(json_object_get(s, "startedBy")));
+    printf("status        %s%s%s\n", ctl_color(state), state, ctl_color_end());
+    printf("step          %d %s\n", (int)json_integer_value(json_object_get(s, "step")),
+           json_string_value(json_object_get(s, "stepName")));
+    printf("created       %s\n", json_string_value(json_object_get(s, "created")));
+    printf("updated       %s\n", json_string_value(json_object_get(s, "updated")));
+    if ((v = json_object_get(s, "actor")) != NULL && json_string_length(v) > 0)
+        printf("actor         %s\n", json_string_value(v));
+    v = json_object_get(s, "timer");
+    if (json_is_object(v))
+        printf("timer         %s step %d attempt %d due %s\n",
+               json_string_value(json_object_get(v, "kind")),
+               (int)json_integer_value(json_object_get(v, "step")),
+               (int)json_integer_value(json_object_get(v, "attempt")),
+               json_string_value(json_object_get(v, "due")));
+    else
+        printf("timer         none\n");
+    if ((v = json_object_get(s, "failure")) != NULL)
+        printf("fail reason   %s: %s\n", json_string_value(json_object_get(v, "code")),
+               json_string_value(json_object_get(v, "reason")));
+    if ((v = json_object_get(s, "lastError")) != NULL)
+        printf("last error    %s\n", json_string_value(v));
+    if ((v = json_object_get(s, "resolved")) != NULL)
+        printf("resolved by   %s: %s\n", json_string_value(json_object_get(v, "by")),
+               json_string_value(json_object_get(v, "reason")));
+    if ((v = json_object_get(s, "signal")) != NULL)
+        printf("signal        %s\n", json_string_value(v));
+    v = json_object_get(s, "record");
+    if (v != NULL && !json_is_null(v)) {
+        char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        printf("record        %s\n", text ? text : "");
+        free(text);
+    }
+    printf("steps:\n  %-3s %-12s %-8s %-13s %-8s %-6s %-12s %-10s %s\n", "#", "NAME", "KIND",
+           "STATUS", "ATTEMPT", "TRIES", "COMP ATTEMPT", "COMP TRIES", "DURATION");
+    json_array_foreach(json_object_get(s, "steps"), i, o)
+    {
+        printf("  %-3zu %-12s %-8s %-13s %-8d %-6d %-12d %-10d %lldms", i,
+               json_string_value(json_object_get(o, "name")),
+               json_string_value(json_object_get(o, "kind")),
+               json_string_value(json_object_get(o, "status")),
+               (int)json_integer_value(json_object_get(o, "attempt")),
+               (int)json_integer_value(json_object_get(o, "tries")),
+               (int)json_integer_value(json_object_get(o, "compAttempt")),
+               (int)json_integer_value(json_object_get(o, "compTries")),
+               (long long)json_integer_value(json_object_get(o, "durationMs")));
+        size_t k;
+        json_t *f;
+        json_array_foreach(json_object_get(o, "flags"), k, f) printf(" %s", json_string_value(f));
         printf("\n");
     }
 }
 
-/* The saga's record as one JSON line (codec.h), when its type keeps one. */
+/* One timeline entry: the input (who and why for operators and signals, the
+ * event decoded), the decision, then each command it sent. */
 static void
-record_print(const saga_state *st)
+entry_text(json_t *e)
 {
-    lb_err err;
-    const saga_registry *reg = registry(&err);
-    const saga_type *t = reg ? saga_registry_find(reg, st->type, st->version) : NULL;
-    ProtobufCMessage *rec = NULL;
-    char *json = NULL;
-    if (t == NULL || t->record == NULL)
-        return;
-    if (saga_record_get(&rec, t, st, &err) == LB_OK &&
-        codec_json_encode_text(&json, rec, &err) == LB_OK)
-        printf("record        %s %s\n", t->record->name, json);
-    else
-        printf("record        (unreadable: %s)\n", err.msg);
-    free(json);
-    if (rec != NULL)
-        protobuf_c_message_free_unpacked(rec, NULL);
-}
-
-static void
-durations_print(const saga_state *st)
-{
-    lb_err err;
-    const saga_registry *reg = registry(&err);
-    const saga_type *t = reg ? saga_registry_find(reg, st->type, st->version) : NULL;
-    size_t n = t != NULL ? t->n_steps : 0;
-    if (n == 0 || st->durations_ms[0] == 0)
-        return; /* started before durations were kept */
-    printf("durations    ");
-    for (size_t i = 0; i < n; i++)
-        printf(" %s=%lldms", t->steps[i].name, (long long)st->durations_ms[i]);
-    printf("\n");
-}
-
-static void
-state_print(const char *id, const PGresult *r, const saga_state *st)
-{
-    char due[32];
-    printf("saga          %s\n", id);
-    printf("type          %s v%s (started by %s)\n", PQgetvalue(r, 0, SAGA_COL_TYPE),
-           PQgetvalue(r, 0, SAGA_COL_VERSION), PQgetvalue(r, 0, SAGA_COL_START_TYPE));
-    printf("status        %s\n", saga_status_name(st->status));
-    printf("step          %u %s\n", st->step, step_name(st, st->step));
-    printf("created       %s\n", PQgetvalue(r, 0, SAGA_COL_CREATED));
-    printf("updated       %s\n", PQgetvalue(r, 0, SAGA_COL_UPDATED));
-    if (st->actor[0] != '\0')
-        printf("actor         %s\n", st->actor);
-    if (st->has_timer) {
-        lb_time_format(due, sizeof due, st->timer.due_ms);
-        printf("timer         %s step %u attempt %u due %s\n", saga_timer_kind_name(st->timer.kind),
-               st->timer.step, st->timer.attempt, due);
-    } else {
-        printf("timer         none\n");
+    json_t *in = json_object_get(e, "input"), *v;
+    const char *to = json_string_value(json_object_get(e, "to"));
+    printf("  %s  %-7s %-7s %s->%s%s%s  %s\n", json_string_value(json_object_get(e, "at")),
+           json_string_value(json_object_get(e, "kind")),
+           json_string_value(json_object_get(e, "verdict")),
+           json_string_value(json_object_get(e, "from")), ctl_color(to), to, ctl_color_end(),
+           json_string_value(json_object_get(e, "line")));
+    const char *actor = json_string_value(json_object_get(in, "actor"));
+    const char *reason = json_string_value(json_object_get(in, "reason"));
+    if ((v = json_object_get(in, "signal")) != NULL)
+        printf("      signal    %s\n", json_string_value(v));
+    if (actor != NULL || reason != NULL)
+        printf("      by        %s: %s\n", actor ? actor : "?", reason ? reason : "");
+    if ((v = json_object_get(in, "event")) != NULL) {
+        char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        printf("      event     %s %s\n", json_string_value(json_object_get(in, "eventType")),
+               text ? text : "");
+        free(text);
+    } else if ((v = json_object_get(in, "eventType")) != NULL) {
+        printf("      event     %s\n", json_string_value(v));
     }
-    if (st->fail_code != LB_OK)
-        printf("fail reason   %s: %s\n", lb_status_code(st->fail_code), st->fail_reason);
-    if (st->last_error[0] != '\0')
-        printf("last error    %s\n", st->last_error);
-    if (st->resolved_by[0] != '\0')
-        printf("resolved by   %s: %s\n", st->resolved_by, st->resolve_reason);
-    if (st->signal[0] != '\0')
-        printf("signal        %s\n", st->signal);
-    durations_print(st);
-    record_print(st);
-    steps_print(st);
+    size_t k;
+    json_t *c;
+    json_array_foreach(json_object_get(e, "commands"), k, c)
+    {
+        printf("      %s %s %s step %d attempt %d\n",
+               json_is_true(json_object_get(c, "compensate")) ? "undo  ->" : "sent  ->",
+               json_string_value(json_object_get(c, "subject")),
+               json_string_value(json_object_get(c, "type")),
+               (int)json_integer_value(json_object_get(c, "step")),
+               (int)json_integer_value(json_object_get(c, "attempt")));
+    }
+    if ((v = json_object_get(e, "redecided")) != NULL)
+        printf("      this build decides instead: %s\n", json_string_value(v));
+    if ((v = json_object_get(e, "redecideError")) != NULL)
+        printf("      (commands unknown: %s)\n", json_string_value(v));
 }
 
-static lb_status
-log_print(PGconn *pg, const char *id, lb_err *err)
+lb_status
+ctl_saga_json(json_t **out, PGconn *pg, const char *id, lb_err *err)
 {
-    const char *p[] = { id };
-    PGresult *r = query(pg, SQL_LOG, 1, p, err);
-    if (r == NULL)
-        return LB_ERR_DB;
-    printf("log (%d entries):\n", PQntuples(r));
-    for (int i = 0; i < PQntuples(r); i++)
-        printf("  %s  %-7s %-7s %s->%s  %s\n", PQgetvalue(r, i, LOG_COL_AT),
-               PQgetvalue(r, i, LOG_COL_KIND), PQgetvalue(r, i, LOG_COL_VERDICT),
-               PQgetvalue(r, i, LOG_COL_FROM), PQgetvalue(r, i, LOG_COL_TO),
-               PQgetvalue(r, i, LOG_COL_LINE));
+    PGresult *r = NULL;
+    saga_state st;
+    json_t *tl = NULL;
+    lb_status s = ctl_saga_row(&r, pg, id, err);
+    if (s != LB_OK)
+        return s;
+    if ((s = ctl_state_get(&st, r, 0, SAGA_COL_STATE, err)) != LB_OK) {
+        PQclear(r);
+        return s;
+    }
+    const saga_type *t = ctl_saga_type(&st);
+    json_t *doc = state_json(id, r, &st, t);
     PQclear(r);
+    if ((s = timeline_json(&tl, pg, id, t, err)) != LB_OK) {
+        json_decref(doc);
+        return s;
+    }
+    json_object_set_new(doc, "timeline", tl);
+    *out = doc;
     return LB_OK;
 }
 
 static lb_status
-show_print(PGconn *pg, const char *id, lb_err *err)
+show_run(PGconn *pg, const char *id, lb_err *err)
 {
-    PGresult *r = NULL;
-    saga_state st;
-    lb_status s = saga_row(&r, pg, id, err);
+    json_t *doc = NULL;
+    lb_status s = ctl_saga_json(&doc, pg, id, err);
     if (s != LB_OK)
         return s;
-    if ((s = state_get(&st, r, 0, SAGA_COL_STATE, err)) == LB_OK) {
-        state_print(id, r, &st);
-        s = log_print(pg, id, err);
+    if (ctl_out.json) {
+        ctl_json_doc(doc);
+        return LB_OK;
     }
-    PQclear(r);
-    return s;
+    json_t *tl = json_object_get(doc, "timeline");
+    show_text(doc);
+    printf("timeline (%zu entries):\n", json_array_size(tl));
+    size_t i;
+    json_t *e;
+    json_array_foreach(tl, i, e) entry_text(e);
+    json_decref(doc);
+    return LB_OK;
 }
 
 int
 ctl_saga_show(const ctl_cmd *cmd, int argc, char **argv)
 {
-    saga_show_conf conf = { 0 };
+    struct {
+        ctl_conn conn;
+    } conf = { 0 };
     const char *id = NULL;
     PGconn *pg = NULL;
     lb_err err;
-    int rc = ctl_positional(&id, cmd, "saga id", &argc, argv);
+    int rc = ctl_positional(&id, cmd, "id", &argc, argv);
     if (rc < 0)
-        rc = ctl_args(&conf, cmd, NULL, 0, argc, argv);
+        rc = ctl_parse(&conf, cmd, argc, argv);
     if (rc >= 0)
         return rc;
-    rc = saga_open(&pg, &conf.conn, id, &err) == LB_OK && show_print(pg, id, &err) == LB_OK
+    if (!id_valid(id))
+        return ctl_usage_error(cmd, "'%s' is not a saga id (a UUID)", id);
+    rc = ctl_pg_open(&pg, &conf.conn, &err) == LB_OK && show_run(pg, id, &err) == LB_OK
              ? CTL_EXIT_OK
              : ctl_fail(cmd, &err);
     PQfinish(pg);
     return rc;
 }
 
-/* --- saga retry | resolve -------------------------------------------------- */
-
-typedef struct saga_op_conf {
-    ctl_conn conn;
-    const char *reason;
-    const char *actor;
-    const char *signal;
-} saga_op_conf;
-
-/* clang-format off */
-static const cfg_opt saga_op_opts[] = {
-    { "reason", NULL,   CFG_STR, NULL,       offsetof(saga_op_conf, reason), 0, 0, "why (recorded in the saga's log; required)" },
-    { "actor",  "USER", CFG_STR, "operator", offsetof(saga_op_conf, actor),  0, 0, "who asks (recorded in the saga's log)" },
-};
-static const cfg_opt saga_signal_opts[] = {
-    { "signal", NULL,   CFG_STR, NULL,       offsetof(saga_op_conf, signal), 0, 0, "the signal's name (cancel, return; the saga type's table)" },
-    { "reason", NULL,   CFG_STR, NULL,       offsetof(saga_op_conf, reason), 0, 0, "why (recorded in the saga's log; required)" },
-    { "actor",  "USER", CFG_STR, "operator", offsetof(saga_op_conf, actor),  0, 0, "who asks (recorded in the saga's log)" },
-};
-
-/* Commands to the orchestrator: the row's command name -> subject, message
- * and options. */
-static const struct saga_op {
-    const char *cmd;
-    const char *subject;
-    const ProtobufCMessageDescriptor *desc;
-    const cfg_opt *opts;
-    size_t n_opts;
-} saga_ops[] = {
-    { "saga retry",   SAGA_SUBJ_RETRY,   &layby__v1__retry_saga__descriptor,   saga_op_opts,     LB_COUNTOF(saga_op_opts) },
-    { "saga resolve", SAGA_SUBJ_RESOLVE, &layby__v1__resolve_saga__descriptor, saga_op_opts,     LB_COUNTOF(saga_op_opts) },
-    { "saga signal",  SAGA_SUBJ_SIGNAL,  &layby__v1__signal_saga__descriptor,  saga_signal_opts, LB_COUNTOF(saga_signal_opts) },
-};
-/* clang-format on */
-
-/* Sets the string field `name` of m to v (borrowed). */
-static void
-str_set(ProtobufCMessage *m, const char *name, const char *v)
-{
-    const ProtobufCFieldDescriptor *f =
-        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
-    if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING)
-        memcpy((char *)m + f->offset, &v, sizeof v);
-}
-
-static void
-outcome_print(const Layby__V1__SagaOutcome *o, const char *what)
-{
-    printf("%s accepted: saga %s (%s v%u) is %s at step %u %s\n", what, o->saga_id, o->type,
-           o->version, o->status, o->step, o->step_name);
-}
-
-/* bus_open() retries an unreachable server for ever (it suits daemons), so
- * the tool first checks it can connect, and fails fast otherwise. */
-static lb_status
-bus_connect(bus **b, const ctl_conn *c, lb_err *err)
-{
-    natsConnection *probe = NULL;
-    lb_status s = ctl_nats_open(&probe, NULL, c, err);
-    ctl_nats_close(probe, NULL);
-    if (s != LB_OK)
-        return s;
-    bus_opts o = BUS_OPTS_INIT;
-    o.url = c->nats_url;
-    o.user = c->nats_user;
-    o.password = c->nats_password;
-    o.name = "layby-ctl";
-    o.publish_wait_ms = c->timeout_ms;
-    return bus_open(b, &o, err);
-}
-
-static lb_status
-op_send(const struct saga_op *op, const saga_op_conf *c, const char *id, lb_err *err)
-{
-    ProtobufCMessage *m = malloc(op->desc->sizeof_message), *out = NULL;
-    natsMsg *reply = NULL;
-    bus *b = NULL;
-    bus_envelope env;
-    if (m == NULL)
-        return lb_err_set(err, LB_ERR_NOMEM, "%s", op->desc->name);
-    protobuf_c_message_init(op->desc, m);
-    str_set(m, "saga_id", id);
-    str_set(m, "actor", c->actor);
-    str_set(m, "reason", c->reason);
-    str_set(m, "name", c->signal);
-    bus_envelope_init(&env, op->desc, NULL);
-    lb_status s = bus_connect(&b, &c->conn, err);
-    if (s == LB_OK)
-        s = bus_command(&reply, b, op->subject, &env, m, c->conn.timeout_ms, err);
-    if (s == LB_OK)
-        s = bus_reply_decode(&out, reply, &layby__v1__saga_outcome__descriptor, err);
-    if (s == LB_OK)
-        outcome_print((const Layby__V1__SagaOutcome *)out, op->cmd + strlen("saga "));
-    if (out != NULL)
-        protobuf_c_message_free_unpacked(out, NULL);
-    natsMsg_Destroy(reply);
-    bus_close(b);
-    free(m); /* its strings are borrowed */
-    return s;
-}
-
-int
-ctl_saga_op(const ctl_cmd *cmd, int argc, char **argv)
-{
-    saga_op_conf conf = { 0 };
-    const char *id = NULL;
-    lb_err err;
-    const struct saga_op *op = NULL;
-    for (size_t i = 0; i < LB_COUNTOF(saga_ops); i++)
-        if (strcmp(saga_ops[i].cmd, cmd->name) == 0)
-            op = &saga_ops[i];
-    if (op == NULL) {
-        lb_err_set(&err, LB_ERR_INTERNAL, "no operator command named %s", cmd->name);
-        return ctl_fail(cmd, &err);
-    }
-    int rc = ctl_positional(&id, cmd, "saga id", &argc, argv);
-    if (rc < 0)
-        rc = ctl_args(&conf, cmd, op->opts, op->n_opts, argc, argv);
-    if (rc >= 0)
-        return rc;
-    if (!id_valid(id)) {
-        fprintf(stderr, "layby-ctl %s: '%s' is not a saga id (a UUID)\n", cmd->name, id);
-        return CTL_EXIT_USAGE;
-    }
-    return op_send(op, &conf, id, &err) == LB_OK ? CTL_EXIT_OK : ctl_fail(cmd, &err);
-}
-
-/* --- saga replay ----------------------------------------------------------- */
-
-/* Decides one logged input again; prints it and whether it matches the log. */
-static lb_status
-replay_one(saga_state *st, bool *exists, bool *match, const saga_type *t, const PGresult *r,
-           int row, lb_err *err)
-{
-    saga_input_rec rec;
-    saga_decision d;
-    unsigned char *buf = NULL;
-    size_t len = 0;
-    lb_status s = bytea_get(&buf, &len, r, row, LOG_COL_INPUT, err);
-    if (s == LB_OK)
-        s = saga_input_unpack(&rec, t, buf, len, err);
-    PQfreemem(buf);
-    if (s == LB_OK)
-        s = saga_decide(st, &d, t, *exists ? st : NULL, &rec.in, err);
-    if (s != LB_OK) {
-        char why[sizeof err->msg];
-        snprintf(why, sizeof why, "%s", err->msg);
-        return lb_err_set(err, s, "log entry %s: %s", PQgetvalue(r, row, LOG_COL_ID), why);
-    }
-    if (d.verdict == SAGA_APPLIED)
-        *exists = true;
-    printf("  #%-6s %-7s %-7s %s->%s  %s\n", PQgetvalue(r, row, LOG_COL_ID),
-           saga_input_kind_name(rec.in.kind), verdict_names[d.verdict], saga_status_name(d.from),
-           saga_status_name(d.to), d.log);
-    if (strcmp(verdict_names[d.verdict], PQgetvalue(r, row, LOG_COL_VERDICT)) != 0 ||
-        strcmp(saga_status_name(d.to), PQgetvalue(r, row, LOG_COL_TO)) != 0 ||
-        strcmp(d.log, PQgetvalue(r, row, LOG_COL_LINE)) != 0) {
-        printf("    recorded: %s %s->%s  %s\n", PQgetvalue(r, row, LOG_COL_VERDICT),
-               PQgetvalue(r, row, LOG_COL_FROM), PQgetvalue(r, row, LOG_COL_TO),
-               PQgetvalue(r, row, LOG_COL_LINE));
-        *match = false;
-    }
-    return LB_OK;
-}
-
-/* Compares the replayed state with the stored one, byte for byte as packed. */
-static lb_status
-states_equal(bool *eq, const saga_state *a, const saga_state *b, lb_err *err)
-{
-    uint8_t *pa = NULL, *pb = NULL;
-    size_t la = 0, lb = 0;
-    lb_status s = saga_state_pack(&pa, &la, a, err);
-    if (s == LB_OK)
-        s = saga_state_pack(&pb, &lb, b, err);
-    *eq = s == LB_OK && la == lb && memcmp(pa, pb, la) == 0;
-    free(pa);
-    free(pb);
-    return s;
-}
-
-static lb_status
-replay_log(bool *match, PGconn *pg, const char *id, const saga_type *t, const saga_state *stored,
-           lb_err *err)
-{
-    const char *p[] = { id };
-    PGresult *r = query(pg, SQL_LOG, 1, p, err);
-    if (r == NULL)
-        return LB_ERR_DB;
-    saga_state st;
-    bool exists = false, eq = false;
-    lb_status s = LB_OK;
-    memset(&st, 0, sizeof st);
-    printf("replaying %d log entries of saga %s (%s v%u)\n", PQntuples(r), id, t->name, t->version);
-    for (int i = 0; i < PQntuples(r) && s == LB_OK; i++)
-        s = replay_one(&st, &exists, match, t, r, i, err);
-    PQclear(r);
-    if (s != LB_OK || (s = states_equal(&eq, &st, stored, err)) != LB_OK)
-        return s;
-    if (!eq) {
-        printf("final state differs: stored %s at step %u (updated %lld), replayed %s at step %u "
-               "(updated %lld)\n",
-               saga_status_name(stored->status), stored->step, (long long)stored->updated_ms,
-               saga_status_name(st.status), st.step, (long long)st.updated_ms);
-        *match = false;
-    }
-    return LB_OK;
-}
-
-static lb_status
-replay_run(bool *match, PGconn *pg, const char *id, lb_err *err)
-{
-    PGresult *r = NULL;
-    saga_state stored;
-    const saga_registry *reg = registry(err);
-    if (reg == NULL)
-        return err->code;
-    lb_status s = saga_row(&r, pg, id, err);
-    if (s != LB_OK)
-        return s;
-    s = state_get(&stored, r, 0, SAGA_COL_STATE, err);
-    const saga_type *t = saga_registry_find(reg, PQgetvalue(r, 0, SAGA_COL_TYPE),
-                                            (uint32_t)atoi(PQgetvalue(r, 0, SAGA_COL_VERSION)));
-    if (s == LB_OK && t == NULL)
-        s = lb_err_set(err, LB_ERR_NOT_FOUND, "saga type %s v%s is not in this build",
-                       PQgetvalue(r, 0, SAGA_COL_TYPE), PQgetvalue(r, 0, SAGA_COL_VERSION));
-    PQclear(r);
-    if (s == LB_OK)
-        s = replay_log(match, pg, id, t, &stored, err);
-    return s;
-}
-
-int
-ctl_saga_replay(const ctl_cmd *cmd, int argc, char **argv)
-{
-    saga_show_conf conf = { 0 };
-    const char *id = NULL;
-    PGconn *pg = NULL;
-    bool match = true;
-    lb_err err;
-    int rc = ctl_positional(&id, cmd, "saga id", &argc, argv);
-    if (rc < 0)
-        rc = ctl_args(&conf, cmd, NULL, 0, argc, argv);
-    if (rc >= 0)
-        return rc;
-    if (saga_open(&pg, &conf.conn, id, &err) != LB_OK || replay_run(&match, pg, id, &err) != LB_OK)
-        rc = ctl_fail(cmd, &err);
-    else
-        rc = match ? CTL_EXIT_OK : CTL_EXIT_FAIL;
-    PQfinish(pg);
-    if (rc == CTL_EXIT_OK)
-        printf("replay matches: the log decides the stored state\n");
-    else if (match == false)
-        printf("replay MISMATCH: the stored saga is not what its log decides\n");
-    return rc;
-}
-
-/* --- for other topics (ctl.h) -------------------------------------------------- */
-
 lb_status
 ctl_saga_print(PGconn *pg, const char *id, lb_err *err)
 {
-    return show_print(pg, id, err);
-}
-
-lb_status
-ctl_bus_open(bus **b, const ctl_conn *c, lb_err *err)
-{
-    return bus_connect(b, c, err);
+    return show_run(pg, id, err);
 }

@@ -35,6 +35,7 @@ static const cfg_opt token_opts[] = {
 
 static const char *const token_roles[] = { "ADMIN", "USER" };
 /* clang-format on */
+const ctl_flags ctl_token_flags = CTL_FLAGS(token_opts);
 
 static bool
 role_known(const char *r)
@@ -114,20 +115,20 @@ ctl_token_mint(const ctl_cmd *cmd, int argc, char **argv)
     int rc = ctl_args(&conf, cmd, token_opts, LB_COUNTOF(token_opts), argc, argv);
     if (rc >= 0)
         return rc;
-    if (!role_known(conf.role)) {
-        fprintf(stderr, "layby-ctl %s: --role must be ADMIN or USER\n", cmd->name);
-        return CTL_EXIT_USAGE;
-    }
-    if (!sub_ok(conf.sub)) {
-        fprintf(stderr, "layby-ctl %s: --sub must be 1-%d printable characters, no spaces\n",
-                cmd->name, TOKEN_SUB_MAX - 1);
-        return CTL_EXIT_USAGE;
-    }
+    if (!role_known(conf.role))
+        return ctl_usage_error(cmd, "--role must be ADMIN or USER");
+    if (!sub_ok(conf.sub))
+        return ctl_usage_error(cmd, "--sub must be 1-%d printable characters, no spaces",
+                               TOKEN_SUB_MAX - 1);
     if (key_read(key, sizeof key, &key_len, conf.key_file, &err) != LB_OK ||
         token_sign(&token, &conf, key, key_len, &err) != LB_OK) {
         rc = ctl_fail(cmd, &err);
     } else {
-        printf("%s\n", token);
+        if (ctl_out.json)
+            ctl_json_doc(
+                json_pack("{s:s,s:s,s:s}", "token", token, "sub", conf.sub, "role", conf.role));
+        else
+            printf("%s\n", token);
         rc = CTL_EXIT_OK;
     }
     sodium_memzero(key, sizeof key);

@@ -68,6 +68,7 @@
 
 typedef struct codec_ctx {
     lb_err *err;                 /* caller's, may be NULL */
+    bool proto3;                 /* encode: codec_json_encode_proto3()'s canonical form */
     unsigned depth;              /* message levels below the top one */
     size_t path_len;             /* strlen(path) */
     char path[LB_ERR_FIELD_MAX]; /* JSON path of the value being handled */
@@ -264,10 +265,16 @@ enc_int(json_t **out, const void *slot, const ProtobufCFieldDescriptor *f, const
         int64_t x;
         memcpy(&x, slot, sizeof x);
         v = x;
+        if (c->proto3) {
+            char buf[24];
+            snprintf(buf, sizeof buf, "%" PRId64, x);
+            *out = json_string(buf);
+            return *out != NULL ? LB_OK : nomem(c);
+        }
     } else {
         uint64_t x;
         memcpy(&x, slot, sizeof x);
-        if (x > (uint64_t)INT64_MAX) {
+        if (x > (uint64_t)INT64_MAX || c->proto3) {
             /* json_int_t is long long: a bigger value can only travel as text. */
             char buf[24];
             snprintf(buf, sizeof buf, "%" PRIu64, x);
@@ -760,6 +767,33 @@ field_encode(json_t *obj, const ProtobufCMessage *m, const ProtobufCFieldDescrip
     return st;
 }
 
+/* Whether a singular, non-oneof field holds its proto3 default (all-zero
+ * bytes for numbers and bools, "" or NULL for strings, no bytes, no message). */
+static bool
+field_is_default(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    const char *slot = (const char *)m + f->offset;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED)
+        return *(const size_t *)((const char *)m + f->quantifier_offset) == 0;
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_MESSAGE: {
+        const char *p;
+        memcpy(&p, slot, sizeof p);
+        return p == NULL || (f->type == PROTOBUF_C_TYPE_STRING && p[0] == '\0');
+    }
+    case PROTOBUF_C_TYPE_BYTES: {
+        ProtobufCBinaryData b;
+        memcpy(&b, slot, sizeof b);
+        return b.len == 0;
+    }
+    default: {
+        static const char zero[sizeof(uint64_t)];
+        return memcmp(slot, zero, type_rows[f->type].size) == 0;
+    }
+    }
+}
+
 static lb_status
 message_encode(json_t **out, const ProtobufCMessage *m, codec_ctx *c)
 {
@@ -772,7 +806,10 @@ message_encode(json_t **out, const ProtobufCMessage *m, codec_ctx *c)
         return nomem(c);
     for (unsigned i = 0; i < desc->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &desc->fields[i];
-        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0 && *oneof_case(m, f) != f->id)
+        bool oneof = (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0;
+        if (oneof && *oneof_case(m, f) != f->id)
+            continue;
+        if (c->proto3 && !oneof && field_is_default(m, f))
             continue;
         lb_status st = field_encode(obj, m, f, c);
         if (st != LB_OK) {
@@ -820,6 +857,15 @@ codec_json_encode(json_t **out, const ProtobufCMessage *msg, lb_err *err)
     if (msg == NULL || msg->descriptor == NULL)
         return lb_err_set(err, LB_ERR_INVALID, "no message given");
     codec_ctx c = { .err = err };
+    return message_encode(out, msg, &c);
+}
+
+lb_status
+codec_json_encode_proto3(json_t **out, const ProtobufCMessage *msg, lb_err *err)
+{
+    if (msg == NULL || msg->descriptor == NULL)
+        return lb_err_set(err, LB_ERR_INVALID, "no message given");
+    codec_ctx c = { .err = err, .proto3 = true };
     return message_encode(out, msg, &c);
 }
 

@@ -36,6 +36,12 @@ lb_status codec_json_decode_text(ProtobufCMessage **out, const ProtobufCMessageD
                                  const char *text, size_t len, lb_err *err);
 /* On LB_OK *out is a new JSON object owned by the caller. */
 lb_status codec_json_encode(json_t **out, const ProtobufCMessage *msg, lb_err *err);
+/* The canonical proto3 JSON mapping, as protobuf's own tools print a message
+ * (python's json_format.MessageToJson with its defaults): fields holding
+ * their proto3 default are left out (a set oneof member is kept), 64-bit
+ * integers are decimal strings. layby-ctl's output; the edge's API keeps
+ * codec_json_encode(). */
+lb_status codec_json_encode_proto3(json_t **out, const ProtobufCMessage *msg, lb_err *err);
 /* Encodes to compact text; *out is malloc'd, caller free()s it. */
 lb_status codec_json_encode_text(char **out, const ProtobufCMessage *msg, lb_err *err);
 

@@ -18,7 +18,7 @@ LB_PACKAGES=(
     libjansson-dev libcurl4-openssl-dev libssl-dev openssl
     curl jq wrk
     python3-jsonschema openapi-specification
-    python3-aiosmtpd
+    python3-aiosmtpd python3-protobuf
 )
 
 # The daemons (LB_DAEMONS), NATS users and database roles come from the

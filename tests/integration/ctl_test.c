@@ -4,12 +4,9 @@
  * of LAYBY_EVT as JSON lines, and dlq show/retry of poison messages. */
 #include <criterion/criterion.h>
 #include <jansson.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "engine/bus.h"
 #include "engine/bus_topology.h"
@@ -18,8 +15,6 @@
 #include "layby/v1/saga.pb-c.h"
 #include "sagas_test.h"
 #include "tsupport.h"
-
-extern char **environ;
 
 #define WAIT_MS     30000
 #define SUBJ_POISON "layby.cmd.catalog.create_product"
@@ -72,55 +67,9 @@ wait_status(const char *id, const char *status)
 
 /* --- running layby-ctl -------------------------------------------------------- */
 
-/* Runs LAYBY_BUILD_DIR/layby-ctl with args (NULL-terminated) in the harness's
- * environment; *out receives stdout (and stderr after it when err_too), the
- * caller free()s it. Returns the exit status. */
-static int
-ctl_run(char **out, bool err_too, const char *const *args)
-{
-    static char bin[512];
-    snprintf(bin, sizeof bin, "%s/layby-ctl", tsupport_env_req("LAYBY_BUILD_DIR"));
-    const char *argv[32] = { bin };
-    size_t n = 1;
-    while (args[n - 1] != NULL && n + 1 < LB_COUNTOF(argv)) {
-        argv[n] = args[n - 1];
-        n++;
-    }
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-    if (err_too)
-        posix_spawn_file_actions_adddup2(&fa, fds[1], STDERR_FILENO);
-    posix_spawn_file_actions_addclose(&fa, fds[0]);
-    posix_spawn_file_actions_addclose(&fa, fds[1]);
-    pid_t pid;
-    cr_assert_eq(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0, "%s", bin);
-    posix_spawn_file_actions_destroy(&fa);
-    close(fds[1]);
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    ssize_t k;
-    while (buf != NULL && (k = read(fds[0], buf + len, cap - len - 1)) > 0) {
-        len += (size_t)k;
-        if (cap - len < 1024)
-            buf = realloc(buf, cap *= 2);
-    }
-    close(fds[0]);
-    cr_assert_not_null(buf);
-    buf[len] = '\0';
-    int status = 0;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFEXITED(status), "layby-ctl died: %s", buf);
-    cr_assert_null(strstr(buf, "Sanitizer"), "%s", buf);
-    cr_assert_null(strstr(buf, "runtime error"), "%s", buf);
-    *out = buf;
-    return WEXITSTATUS(status);
-}
-
-#define CTL(out, ...)  ctl_run(out, true, (const char *const[]){ __VA_ARGS__, NULL })
-#define CTL1(out, ...) ctl_run(out, false, (const char *const[]){ __VA_ARGS__, NULL })
+#define CTL(out, ...) tsupport_ctl_run(out, true, NULL, (const char *const[]){ __VA_ARGS__, NULL })
+#define CTL1(out, ...) \
+    tsupport_ctl_run(out, false, NULL, (const char *const[]){ __VA_ARGS__, NULL })
 
 /* --- sagas ---------------------------------------------------------------------- */
 
@@ -165,14 +114,14 @@ Test(ctl, operator_commands_on_a_stuck_saga)
     wait_status(id, "STUCK");
     char *out = NULL;
 
-    cr_assert_eq(CTL(&out, "saga", "list", "--status", "STUCK"), 0, "%s", out);
+    cr_assert_eq(CTL(&out, "saga", "list", "--state", "STUCK"), 0, "%s", out);
     cr_assert_not_null(strstr(out, id), "%s", out);
     cr_assert_not_null(strstr(out, "1 saga\n"), "%s", out);
     free(out);
-    cr_assert_eq(CTL(&out, "saga", "list", "--status", "COMPLETED"), 0, "%s", out);
+    cr_assert_eq(CTL(&out, "saga", "list", "--state", "COMPLETED"), 0, "%s", out);
     cr_assert_null(strstr(out, id), "%s", out);
     free(out);
-    cr_assert_eq(CTL(&out, "saga", "list", "--status", "NOPE"), 2, "%s", out);
+    cr_assert_eq(CTL(&out, "saga", "list", "--state", "NOPE"), 2, "%s", out);
     free(out);
 
     cr_assert_eq(CTL(&out, "saga", "show", id), 0, "%s", out);
@@ -180,7 +129,7 @@ Test(ctl, operator_commands_on_a_stuck_saga)
     cr_assert_not_null(strstr(out, "COMPENSATING->STUCK"), "%s", out);
     cr_assert_not_null(strstr(out, " START "), "%s", out);
     char want_log[64];
-    snprintf(want_log, sizeof want_log, "log (%lld entries)",
+    snprintf(want_log, sizeof want_log, "timeline (%lld entries)",
              (long long)tsupport_sql_int("SELECT count(*) FROM saga.saga_log"));
     cr_assert_not_null(strstr(out, want_log), "%s", out);
     free(out);
@@ -349,4 +298,81 @@ Test(ctl, dead_letters_are_shown_and_retried)
     free(out);
     cr_assert_eq(CTL(&out, "dlq", "show", "zero"), 2, "%s", out);
     free(out);
+}
+
+/* --- migrations -------------------------------------------------------------- */
+
+static void
+file_write(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void
+db_test_clean(void)
+{
+    tsupport_sql("DELETE FROM public.schema_migrations WHERE version IN (1018, 1019)");
+    tsupport_sql("DROP TABLE IF EXISTS saga.ctl_db_test, saga.ctl_db_broken");
+}
+
+Test(ctl, db_status_and_migrate)
+{
+    const char *admin_url = tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL");
+    char sql[600], dir[] = "/tmp/ctl-db-XXXXXX", *out = NULL;
+    snprintf(sql, sizeof sql, "%s/sql", LAYBY_SOURCE_DIR);
+    db_test_clean();
+
+    /* The harness applied the tree's migrations. */
+    cr_assert_eq(CTL(&out, "db", "status", "--admin-url", admin_url, "--sql-dir", sql), 0, "%s",
+                 out);
+    cr_assert_not_null(strstr(out, "0 pending"), "%s", out);
+    cr_assert_not_null(strstr(out, "0002  saga       applied"), "%s", out);
+    free(out);
+
+    /* A new one (in a folder of its own, numbered in ctl's range). */
+    cr_assert_not_null(mkdtemp(dir));
+    file_write(dir, "1019_saga_ctl_test.sql", "CREATE TABLE ctl_db_test (x int);\n");
+    cr_assert_eq(CTL(&out, "db", "status", "--admin-url", admin_url, "--sql-dir", dir), 1, "%s",
+                 out);
+    cr_assert_not_null(strstr(out, "PENDING  1019_saga_ctl_test.sql"), "%s", out);
+    free(out);
+    cr_assert_eq(CTL(&out, "db", "migrate", "--admin-url", admin_url, "--sql-dir", dir), 0, "%s",
+                 out);
+    cr_assert_not_null(strstr(out, "migration applied: 1019_saga_ctl_test.sql"), "%s", out);
+    free(out);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM pg_tables WHERE schemaname = 'saga'"
+                                  " AND tablename = 'ctl_db_test' AND tableowner = 'saga'"),
+                 1, "created as the schema's role");
+    cr_assert_eq(CTL(&out, "db", "migrate", "--admin-url", admin_url, "--sql-dir", dir), 0, "%s",
+                 out);
+    cr_assert_null(strstr(out, "migration applied"), "applied once: %s", out);
+    free(out);
+
+    /* A failing one leaves nothing behind and is not recorded. */
+    file_write(dir, "1018_saga_ctl_broken.sql",
+               "CREATE TABLE ctl_db_broken (x int);\nSELECT no_such_column FROM ctl_db_broken;\n");
+    cr_assert_eq(CTL(&out, "db", "migrate", "--admin-url", admin_url, "--sql-dir", dir), 1, "%s",
+                 out);
+    free(out);
+    cr_assert_eq(
+        tsupport_sql_int("SELECT count(*) FROM pg_tables WHERE tablename = 'ctl_db_broken'"), 0);
+    cr_assert_eq(
+        tsupport_sql_int("SELECT count(*) FROM public.schema_migrations WHERE version = 1018"), 0);
+    /* A badly named file is refused before anything runs. */
+    file_write(dir, "1017-Bad.sql", "SELECT 1;\n");
+    cr_assert_eq(CTL(&out, "db", "status", "--admin-url", admin_url, "--sql-dir", dir), 1, "%s",
+                 out);
+    free(out);
+    cr_assert_eq(CTL(&out, "db", "status", "--sql-dir", dir, "--admin-url"), 2, "%s", out);
+    free(out);
+
+    db_test_clean();
+    char rm[64];
+    snprintf(rm, sizeof rm, "rm -rf %s", dir);
+    cr_assert_eq(system(rm), 0);
 }

@@ -26,6 +26,9 @@
 #define SAGA_SUBJ_START_FLOW       SAGA_SUBJ_START_PREFIX "sagaflow"
 
 extern const saga_type saga_sagatest_v1;
+/* The same type with step b's command on another subject: a "changed build"
+ * for the replay check's test (cli/ctl_check.c); never registered. */
+extern const saga_type saga_sagatest_v1_changed;
 /* The same steps with production-like timeouts (30 s), for the benchmark: under
  * full load a 1 s timeout fires before the answer arrives and retries pile up. */
 extern const saga_type saga_sagabench_v1;

@@ -143,6 +143,42 @@ const saga_type saga_sagatest_v1 = {
     .n_steps = LB_COUNTOF(sagatest_v1_steps),
 };
 
+/* sagatest v1 as a changed build would have it: step b sends its command to
+ * another subject. Never registered: `layby-ctl events replay --check` swaps
+ * it in (LAYBY_CTL_TEST_CHANGED_STEPS=1) to show a divergence is reported. */
+static const saga_step sagatest_v1_changed_steps[] = {
+    SAGATEST_STEP("a"),
+    {
+        .name = "b",
+        .command = &layby__v1__test_step_do__descriptor,
+        .subject = "layby.cmd.sagatest.changed",
+        .build = sagatest_build,
+        .on_ok = &layby__v1__test_step_done__descriptor,
+        .on_ok_subject = SAGA_SUBJ_TEST_DONE,
+        .on_fail = &layby__v1__test_step_failed__descriptor,
+        .on_fail_subject = SAGA_SUBJ_TEST_FAILED,
+        .timeout_ms = 1000,
+        .retry = &sagatest_retry,
+        .compensate = &layby__v1__test_step_undo__descriptor,
+        .compensate_subject = SAGA_SUBJ_TEST_UNDO,
+        .build_compensate = sagatest_build,
+        .on_compensated = &layby__v1__test_step_undone__descriptor,
+        .on_compensated_subject = SAGA_SUBJ_TEST_UNDONE,
+        .on_compensate_fail = &layby__v1__test_step_undo_failed__descriptor,
+        .on_compensate_fail_subject = SAGA_SUBJ_TEST_UNDO_FAILED,
+        .compensate_retry = &sagatest_compensate_retry,
+    },
+    SAGATEST_STEP("c"),
+};
+
+const saga_type saga_sagatest_v1_changed = {
+    .name = "sagatest",
+    .version = 1,
+    .start = &layby__v1__start_test_saga__descriptor,
+    .steps = sagatest_v1_changed_steps,
+    .n_steps = LB_COUNTOF(sagatest_v1_changed_steps),
+};
+
 static const saga_step sagabench_v1_steps[] = {
     SAGATEST_STEP_T("a", 30000),
     SAGATEST_STEP_T("b", 30000),

@@ -119,6 +119,14 @@ int tsupport_port_free(void);
  * passed (-> false). The way to wait for anything asynchronous; never sleep. */
 bool tsupport_poll_until(bool (*cond)(void *), void *arg, int timeout_ms);
 
+/* --- layby-ctl (tsupport_ctl.c) ---------------------------------------------- */
+
+/* Runs LAYBY_BUILD_DIR/layby-ctl with args (NULL-terminated) in the harness's
+ * environment plus env ("NAME=value", NULL-terminated or NULL); *out receives
+ * stdout (and stderr after it when err_too), the caller free()s it. Returns
+ * the exit status; fails the test if it died or a sanitizer spoke. */
+int tsupport_ctl_run(char **out, bool err_too, const char *const *env, const char *const *args);
+
 /* --- layby pieces the suites share (tsupport_layby.c) ---------------------- */
 
 struct bus;
