@@ -310,7 +310,7 @@ mono_s(void)
 
 int
 ctl_check_run(const ctl_cmd *cmd, const ctl_conn *conn, const char *since, const char *correlation,
-              const char *saga_type, int64_t limit)
+              const char *type_name, int64_t limit)
 {
     check_run run = { 0 };
     PGconn *pg = NULL;
@@ -330,7 +330,7 @@ ctl_check_run(const ctl_cmd *cmd, const ctl_conn *conn, const char *since, const
         s = sent_read(&run, conn, &err);
     if (s == LB_OK && (s = ctl_pg_open(&pg, conn, &err)) == LB_OK) {
         t1 = mono_s();
-        s = sagas_check(&run, pg, since_ms, correlation, saga_type, limit, &err);
+        s = sagas_check(&run, pg, since_ms, correlation, type_name, limit, &err);
     }
     PQfinish(pg);
     free(run.sent);

@@ -31,10 +31,10 @@ lb_status ctl_range_read(jsCtx *js, const ctl_range *rg, ctl_msg_fn fn, void *ar
 const bus_topology_stream *ctl_stream_find(const char *name);
 
 /* `events replay --check` (ctl_check.c): re-decides every saga changed since
- * `since` ("" = all; correlation, saga_type "" = any; at most limit, the
+ * `since` ("" = all; correlation, type_name "" = any; at most limit, the
  * most recently changed, 0 = all) from its log and
  * compares the commands it decides with those LAYBY_CMD holds. */
 int ctl_check_run(const ctl_cmd *cmd, const ctl_conn *conn, const char *since,
-                  const char *correlation, const char *saga_type, int64_t limit);
+                  const char *correlation, const char *type_name, int64_t limit);
 
 #endif

@@ -44,7 +44,7 @@ const ctl_flags ctl_status_flags = CTL_FLAGS(status_opts);
 static void
 problem(json_t *doc, const char *fmt, const char *a, const char *b)
 {
-    char text[256];
+    char text[1024];
     snprintf(text, sizeof text, fmt, a, b ? b : "");
     json_array_append_new(json_object_get(doc, "problems"), json_string(text));
 }
