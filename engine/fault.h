@@ -6,10 +6,9 @@
  * or the OOM killer would at that line. Unset, a point costs one predictable
  * branch; in Release it is not there at all. Points: svc.after_commit (a batch
  * committed, not acked; every service and the orchestrator), svc.tick_after_commit (a timer tick
- * committed, replies not sent), relay.after_publish (published, not deleted),
- * svc.after_publish (a stateless batch published and acked by JetStream, its
- * inputs not acked), mailer.after_send (a mail handed to SMTP or the mailbox,
- * its command not committed).
+ * that sent something committed, its rows not handed to the relay), relay.after_publish (published,
+ * not deleted), svc.after_publish (a stateless batch published and acked by JetStream, its inputs
+ * not acked), mailer.after_send (a mail handed to SMTP or the mailbox, its command not committed).
  *
  * Ownership: none.  Threads: safe; the counter is atomic.
  */

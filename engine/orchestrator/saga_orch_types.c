@@ -2,7 +2,8 @@
  * reads because of them.
  *
  * The types are sagas/'s list (sagas_all), plus in a test build
- * (LAYBY_TEST_HOOKS) the test and bench types of tests/sagas/. Everything the
+ * (LAYBY_TEST_HOOKS) the test and bench types of tests/sagas/ (and sagabench
+ * v2 with LAYBY_TEST_SAGA_V2=1). Everything the
  * orchestrator reads is derived from their tables (STYLE §13), so a new saga
  * type is its file plus one line in sagas/sagas.c:
  *   - a start handler on layby.cmd.saga.start.<type name> (decoded as the
@@ -14,6 +15,7 @@
  * engine/bus_topology.c, so a type waiting for a new aggregate fails at start
  * until that durable and its NATS permissions exist (docs/SAGAS.md). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "layby/v1/saga.pb-c.h"
@@ -140,6 +142,11 @@ saga_orch_init(lb_err *err)
 #ifdef LAYBY_TEST_HOOKS
     if (s == LB_OK)
         s = add_types(sagas_test, sagas_n_test, err);
+    /* A second version of a test type, for the version-pinning test only: a
+     * saga in flight keeps the version it started on (saga.h). */
+    const char *v2 = getenv("LAYBY_TEST_SAGA_V2");
+    if (s == LB_OK && v2 != NULL && strcmp(v2, "1") == 0)
+        s = add_types(sagas_test_v2, sagas_n_test_v2, err);
 #endif
     if (s == LB_OK)
         s = saga_registry_init(&orch.reg, orch.types, orch.n_types, err);

@@ -31,7 +31,7 @@ setup(void)
 static void
 teardown(void)
 {
-    tsupport_daemons_kill(procs, LB_COUNTOF(procs));
+    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
     bus_close(admin);
     admin = NULL;
 }

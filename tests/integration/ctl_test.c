@@ -20,7 +20,7 @@
 #define SUBJ_POISON "layby.cmd.catalog.create_product"
 
 static bus *admin;
-static tsupport_proc procs[3]; /* killed in teardown whatever happened */
+static tsupport_proc procs[3]; /* stopped and checked in teardown whatever happened */
 
 /* --- set-up ---------------------------------------------------------------- */
 
@@ -35,7 +35,7 @@ setup(void)
 static void
 teardown(void)
 {
-    tsupport_daemons_kill(procs, LB_COUNTOF(procs));
+    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
     bus_close(admin);
     admin = NULL;
 }

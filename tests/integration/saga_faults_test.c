@@ -1,7 +1,9 @@
 /* saga_faults_test.c - the orchestrator's fault paths with real nats-server,
  * PostgreSQL and the test participant (tests/participant/sagatest.c): one bad
  * saga row among many due timers, two STARTs of one saga id racing on two
- * orchestrators, pruning in its own transaction (issue 16 items 1, 4, 5). */
+ * orchestrators, pruning in its own transaction (issue 16 items 1, 4, 5), a
+ * saga in flight keeping its version across a restart onto a newer one, and a
+ * crash after a timer tick's commit (svc.tick_after_commit). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +19,7 @@
 #define WAIT_MS 30000
 
 static bus *admin;
-static tsupport_proc procs[4]; /* killed in teardown whatever happened */
+static tsupport_proc procs[4]; /* stopped and checked in teardown whatever happened */
 static PGconn *holder;         /* a second admin connection that holds locks */
 
 static void
@@ -31,10 +33,10 @@ setup(void)
 static void
 teardown(void)
 {
-    tsupport_daemons_kill(procs, LB_COUNTOF(procs));
-    if (holder != NULL)
+    if (holder != NULL) /* first: a daemon stopping may wait for its locks */
         PQfinish(holder);
     holder = NULL;
+    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
     bus_close(admin);
     admin = NULL;
 }
@@ -445,4 +447,110 @@ Test(saga_faults, a_failing_prune_leaves_the_timers_firing, .fini = teardown_pru
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM saga.saga_log WHERE input_kind = 'TIMER' "
                                   "AND line LIKE '%%timed out%%'"),
                  N, "each step timeout fired once");
+}
+
+/* --- version pinning through the real orchestrator -------------------------- */
+
+/* Effects of saga id: its steps done, in order ("0,1,2"). */
+static const char *
+steps_done(const char *id)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(string_agg(step::text, ',' ORDER BY id), '') FROM sagatest.effects "
+             "WHERE saga_id = '%s' AND kind = 'do'",
+             id);
+    PGresult *r = PQexec(tsupport_pg(), sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(tsupport_pg()));
+    static char out[64];
+    snprintf(out, sizeof out, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return out;
+}
+
+/* A saga runs on the version it started on (saga.h, saga_registry_for): a
+ * sagabench v1 saga is in flight (step b's command lost, waiting for its 30 s
+ * timeout) when the orchestrator restarts with v2 registered too (one more
+ * step, d). The v1 saga finishes on v1's three steps; a saga started now runs
+ * v2's four. */
+Test(saga_faults, a_v1_saga_in_flight_finishes_on_v1_after_v2_is_registered)
+{
+    tsupport_sagatest_start(&procs[0], NULL);
+    start_orchestrator(&procs[1], 0, NULL);
+    char v1[ID_STR_LEN], v2[ID_STR_LEN];
+    id_new(v1);
+    publish_start(v1, "1:drop=1", true);
+    tsupport_wait_count(
+        WAIT_MS, 1, "SELECT count(*) FROM sagatest.tries WHERE saga_id = '%s' AND step = 1", v1);
+    cr_assert_eq(tsupport_daemon_stop(&procs[1], 15000), 0, "log %s", procs[1].log);
+    tsupport_log_expect_clean(&procs[1]);
+    cr_assert_eq(sql_int("SELECT version FROM saga.sagas WHERE saga_id = '%s'", v1), 1);
+    const char *both[] = { "LAYBY_TEST_SAGA_V2=1", NULL };
+    start_orchestrator(&procs[1], 0, both);
+    id_new(v2);
+    publish_start(v2, "", true);
+    wait_status(v2, "COMPLETED");
+    cr_assert_eq(sql_int("SELECT version FROM saga.sagas WHERE saga_id = '%s'", v2), 2,
+                 "a new saga starts on the latest version");
+    cr_assert_str_eq(steps_done(v2), "0,1,2,3");
+    /* Step b's timer would fire in 30 s: due now. */
+    char sql[256];
+    snprintf(sql, sizeof sql, "UPDATE saga.sagas SET timer_due_at = now() WHERE saga_id = '%s'",
+             v1);
+    tsupport_sql(sql);
+    wait_status(v1, "COMPLETED");
+    cr_assert_eq(sql_int("SELECT version FROM saga.sagas WHERE saga_id = '%s'", v1), 1);
+    cr_assert_str_eq(steps_done(v1), "0,1,2", "the v1 saga ran v1's steps, not v2's");
+    cr_assert_eq(
+        sql_int("SELECT count(*) FROM sagatest.tries WHERE saga_id = '%s' AND step = 3", v1), 0,
+        "no step d command was sent for it");
+    tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
+}
+
+/* --- svc.tick_after_commit --------------------------------------------------- */
+
+/* CRASH POINT svc.tick_after_commit: a tick's timer decisions are committed
+ * and the commands they send wait in saga.outbox, never handed to the relay,
+ * when the orchestrator dies. N bench sagas' step b commands are lost once, so
+ * each waits for its step timeout (made due at once), then a backoff, then
+ * sends step b again: the tick that resends is the one killed. After the
+ * restart each decision counts once: every step b is sent exactly twice (a
+ * decision lost would wait out the next 30 s timeout and send a third; one
+ * applied twice would send a third at once) and each timeout is logged once. */
+Test(saga_faults, killed_after_a_tick_committed_each_timer_decision_applies_once)
+{
+    enum {
+        N = 20
+    };
+    tsupport_sagatest_start(&procs[0], NULL);
+    start_orchestrator(&procs[1], 0, NULL);
+    char id[ID_STR_LEN];
+    for (int i = 0; i < N; i++) {
+        id_new(id);
+        publish_start(id, "1:drop=1", true);
+    }
+    tsupport_wait_count(WAIT_MS, N, "SELECT count(*) FROM sagatest.tries WHERE step = 1");
+    cr_assert_eq(tsupport_daemon_stop(&procs[1], 15000), 0, "log %s", procs[1].log);
+    const char *fault[] = { "LAYBY_FAULT=svc.tick_after_commit", NULL };
+    start_orchestrator(&procs[1], 0, fault);
+    tsupport_sql("UPDATE saga.sagas SET timer_due_at = now() WHERE timer_due_at IS NOT NULL");
+    tsupport_expect_fault_kill(&procs[1], WAIT_MS);
+    /* Killed after the commit: the decisions and their commands are kept. */
+    cr_assert_gt(tsupport_sql_int("SELECT count(*) FROM saga.saga_log WHERE input_kind = 'TIMER' "
+                                  "AND line LIKE '%%timed out%%'"),
+                 0);
+    cr_assert_gt(tsupport_sql_int("SELECT count(*) FROM saga.outbox"), 0,
+                 "the resent commands wait in the outbox");
+    start_orchestrator(&procs[1], 0, NULL);
+    tsupport_wait_count(WAIT_MS, N, "SELECT count(*) FROM saga.sagas WHERE status = 'COMPLETED'");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.tries WHERE step = 1 AND "
+                                  "kind = 'do' AND n = 2"),
+                 N, "each step b sent exactly twice");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM saga.saga_log WHERE input_kind = 'TIMER' "
+                                  "AND line LIKE '%%timed out%%'"),
+                 N, "each timeout decided once");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.effects WHERE kind = 'do'"),
+                 3 * N);
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM saga.outbox");
+    tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
 }

@@ -21,7 +21,7 @@
 #define WAIT_MS 30000
 
 static bus *admin;
-static tsupport_proc procs[3]; /* killed in teardown whatever happened */
+static tsupport_proc procs[3]; /* stopped and checked in teardown whatever happened */
 
 static void
 setup(void)
@@ -34,7 +34,7 @@ setup(void)
 static void
 teardown(void)
 {
-    tsupport_daemons_kill(procs, LB_COUNTOF(procs));
+    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
     bus_close(admin);
     admin = NULL;
 }

@@ -26,7 +26,7 @@
 #define M_DB_WAITS  "layby_svc_db_waits_total{service=\"sagatest\"}"
 
 static bus *admin;
-static tsupport_proc procs[4]; /* killed in teardown whatever happened */
+static tsupport_proc procs[4]; /* stopped and checked in teardown whatever happened */
 static bool cmd_stream_changed, pg_stopped;
 
 static void
@@ -63,7 +63,7 @@ teardown(void)
         tsupport_pg_start();
         pg_stopped = false;
     }
-    tsupport_daemons_kill(procs, LB_COUNTOF(procs));
+    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
     if (cmd_stream_changed) {
         bus_topology_opts defaults = BUS_TOPOLOGY_OPTS_INIT;
         for (size_t i = 0; i < bus_topology_n_streams; i++)

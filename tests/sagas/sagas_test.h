@@ -5,6 +5,7 @@
  *   sagatest   three command steps a, b, c of TestStepDo/TestStepUndo
  *   sagabench  the same steps with 30 s timeouts, for the benchmark
  *   sagaflow   every step kind, signals and a record (sagaflow.c)
+ *   sagabench v2, four steps, only where asked for (sagas_test_v2)
  *
  * Ownership: static const tables.
  * Threads:   read-only.
@@ -52,5 +53,13 @@ extern const saga_type saga_sagaflow_v1;
 /* Every test type, for the orchestrator's test build and the ctl's replay. */
 extern const saga_type *const sagas_test[];
 extern const size_t sagas_n_test;
+
+/* sagabench v2: v1's steps and a fourth, d. Registered besides the others only
+ * by an orchestrator started with LAYBY_TEST_SAGA_V2=1 (saga_orch_types.c), so
+ * the version-pinning test can restart an orchestrator that has v1 alone into
+ * one that has both, with a v1 saga in flight. */
+extern const saga_type saga_sagabench_v2;
+extern const saga_type *const sagas_test_v2[];
+extern const size_t sagas_n_test_v2;
 
 #endif

@@ -192,3 +192,24 @@ const saga_type saga_sagabench_v1 = {
     .steps = sagabench_v1_steps,
     .n_steps = LB_COUNTOF(sagabench_v1_steps),
 };
+
+/* v2 adds a fourth step d, so a saga's effects show which version ran it. */
+static const saga_step sagabench_v2_steps[] = {
+    SAGATEST_STEP_T("a", 30000),
+    SAGATEST_STEP_T("b", 30000),
+    SAGATEST_STEP_T("c", 30000),
+    SAGATEST_STEP_T("d", 30000),
+};
+
+const saga_type saga_sagabench_v2 = {
+    .name = "sagabench",
+    .version = 2,
+    .start = &layby__v1__start_bench_saga__descriptor,
+    .steps = sagabench_v2_steps,
+    .n_steps = LB_COUNTOF(sagabench_v2_steps),
+};
+
+const saga_type *const sagas_test_v2[] = {
+    &saga_sagabench_v2,
+};
+const size_t sagas_n_test_v2 = LB_COUNTOF(sagas_test_v2);

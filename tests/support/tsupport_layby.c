@@ -196,6 +196,26 @@ tsupport_daemons_stop_checked(tsupport_proc *procs, size_t n)
     }
 }
 
+void
+tsupport_daemons_finish(tsupport_proc *procs, size_t n)
+{
+    static const char *const reports[] = { "Sanitizer", "runtime error" };
+    for (size_t i = 0; i < n; i++) {
+        if (procs[i].pid == 0)
+            continue;
+        int rc = tsupport_daemon_stop(&procs[i], 15000);
+        const char *report = NULL;
+        for (size_t k = 0; k < LB_COUNTOF(reports) && report == NULL; k++)
+            if (tsupport_log_has(&procs[i], reports[k]))
+                report = reports[k];
+        if (rc != 0 || report != NULL)
+            fprintf(stderr, "%s: %s exited with %d%s%s (log %s)\n", TSUPPORT_FINI_FAILED,
+                    procs[i].name, rc, report != NULL ? ", its log holds a report: " : "",
+                    report != NULL ? report : "", procs[i].log);
+    }
+    memset(procs, 0, n * sizeof *procs);
+}
+
 static bool
 proc_ended(void *arg)
 {
