@@ -25,7 +25,8 @@ typedef struct edge_cfg {
     int64_t threads;
     int64_t max_body;           /* bytes */
     int64_t request_timeout_ms; /* civetweb: whole request, read and write */
-    int64_t command_timeout_ms; /* wait for a command's outcome before 202 */
+    int64_t command_timeout_ms; /* wait for a command's or signal's outcome before 202 */
+    int64_t saga_wait_ms;       /* wait for a saga start's outcome (place, pay) before 202 */
     int64_t query_timeout_ms;
     int64_t ready_timeout_ms; /* JetStream probe of /readyz */
     const char *jwt_key_file;

@@ -52,6 +52,7 @@ typedef struct edge_req {
     char actor[BUS_ACTOR_MAX];       /* "<sub> <ROLE>" or "" */
     char traceparent[BUS_TRACE_MAX]; /* incoming if valid, else new; echoed */
     char correlation[ID_STR_LEN];    /* of the first message this request sent */
+    bool idem_repeat;                /* its Idempotency-Key was claimed before (edge_idem.repeat) */
     /* filled while handling */
     char *body; /* NUL-terminated copy of the request body, or NULL */
     size_t body_len;

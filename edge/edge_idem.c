@@ -163,6 +163,7 @@ edge_idem_begin_or_reply(edge_idem *st, bool *replied, edge_req *r, const char *
             *replied = rec != NULL && replay_or_reply(r, st, rec);
             json_decref(rec);
             st->active = !*replied; /* a claim: go on, then record the outcome */
+            st->repeat = st->active;
         } else if (s == NATS_NOT_FOUND) {
             uint64_t rev = 0;
             s = kvStore_Create(&rev, kv, st->kv_key, claim, (int)strlen(claim));

@@ -23,6 +23,8 @@
 
 typedef struct edge_idem {
     bool active; /* a key was given and the bucket holds our claim */
+    bool repeat; /* the claim was there before us: an earlier try with this key
+                    was answered 202 (or is still running, or crashed) */
     char kv_key[EDGE_HASH_HEX];
     char body_hash[EDGE_HASH_HEX];
 } edge_idem;

@@ -221,7 +221,9 @@ pay_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
     lb_status s = order_read(&o, r, p->order_id, err);
     if (s != LB_OK)
         return s;
-    if (strcmp(o->status, "PAYMENT_PENDING") != 0)
+    /* A repeat of a pay answered 202 goes on whatever the order's status now:
+     * its saga (the id derives from the key) answers with its outcome, PAID. */
+    if (strcmp(o->status, "PAYMENT_PENDING") != 0 && !r->idem_repeat)
         s = lb_err_set(err, LB_ERR_STATE, "the order is %s, not PAYMENT_PENDING", o->status);
     p->amount = o->total;
     protobuf_c_message_free_unpacked(&o->base, NULL);

@@ -15,9 +15,14 @@
  *      a layby.v1.Throttled reply -> 429 with Retry-After;
  *      Failure -> its code's HTTP status through lb.h (after the row's remap);
  *      no outcome in time -> 202 PENDING for commands, 504 for queries.
+ *      "In time" is the kind's setting: --saga-wait for a saga start (a
+ *      checkout's place and pay, short so a buyer is not kept waiting while
+ *      a saga still decides), --command-timeout for commands and signals,
+ *      --query-timeout for queries.
  *   6. send, and remember a final outcome under the Idempotency-Key.
  */
 #include <jansson.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,14 +34,16 @@
 #include "edge_routes.h"
 #include "edge_run.h"
 
+#define WAIT(f) offsetof(edge_cfg, f)
+
 /* clang-format off */
 static const edge_kind_info kinds[] = {
-    /*                        name          command  pending_202 */
-    [EDGE_KIND_LOCAL]      = { "local",      false,   false },
-    [EDGE_KIND_QUERY]      = { "query",      false,   false },
-    [EDGE_KIND_COMMAND]    = { "command",    true,    true  },
-    [EDGE_KIND_SAGA_START] = { "saga start", true,    true  },
-    [EDGE_KIND_SIGNAL]     = { "signal",     true,    true  },
+    /*                        name          command  pending_202  wait */
+    [EDGE_KIND_LOCAL]      = { "local",      false,   false,       WAIT(query_timeout_ms) },
+    [EDGE_KIND_QUERY]      = { "query",      false,   false,       WAIT(query_timeout_ms) },
+    [EDGE_KIND_COMMAND]    = { "command",    true,    true,        WAIT(command_timeout_ms) },
+    [EDGE_KIND_SAGA_START] = { "saga start", true,    true,        WAIT(saga_wait_ms) },
+    [EDGE_KIND_SIGNAL]     = { "signal",     true,    true,        WAIT(command_timeout_ms) },
 };
 /* clang-format on */
 _Static_assert(LB_COUNTOF(kinds) == EDGE_KIND__COUNT, "one row per edge_kind");
@@ -199,10 +206,9 @@ send_and_wait(edge_outcome *o, edge_req *r, const ProtobufCMessage *req)
     natsMsg *reply = NULL;
     lb_err err;
     lb_err_clear(&err);
-    lb_status s = k->command ? bus_command(&reply, app->bus, rt->subject, &env, req,
-                                           app->cfg.command_timeout_ms, &err)
-                             : bus_request(&reply, app->bus, rt->subject, &env, req,
-                                           app->cfg.query_timeout_ms, &err);
+    int64_t wait_ms = *(const int64_t *)((const char *)&app->cfg + k->wait_cfg);
+    lb_status s = k->command ? bus_command(&reply, app->bus, rt->subject, &env, req, wait_ms, &err)
+                             : bus_request(&reply, app->bus, rt->subject, &env, req, wait_ms, &err);
     if (s == LB_OK && edge_reply_is_throttled(reply)) {
         edge_outcome_throttled(o, reply); /* any service's rate limit: 429 + Retry-After */
     } else if (s == LB_OK) {
@@ -252,6 +258,7 @@ edge_route_run(edge_req *r)
         edge_idem_begin_or_reply(&idem, &replied, r, edge_header(r, "Idempotency-Key"));
         if (replied)
             goto out_req;
+        r->idem_repeat = idem.repeat;
     }
     edge_outcome o = { .status = 0 };
     lb_err err;

@@ -18,6 +18,7 @@ typedef struct edge_kind_info {
     const char *name; /* "command" */
     bool command;     /* JetStream command with a reply inbox; else a core request */
     bool pending_202; /* no outcome in time: 202 PENDING (the command is stored) */
+    size_t wait_cfg;  /* offsetof(edge_cfg, ...): how long to wait for the outcome */
 } edge_kind_info;
 
 /* The row of kind k (LOCAL's for an out-of-range k). */

@@ -189,7 +189,8 @@ static const edge_route edge_routes[] = {
       .hooks = &edge_orders_place_hooks },
     { .method = "POST", .path = "/api/v1/orders/{id}/payment", .who = EDGE_MEMBER,
       .kind = EDGE_KIND_SAGA_START,
-      .summary = "Pay an order: 200 PAID, 402 payment_declined (it stays PAYMENT_PENDING)",
+      .summary = "Pay an order: 200 PAID, 402 payment_declined (it stays PAYMENT_PENDING), "
+                 "202 while still deciding",
       .operation = "payOrder",
       .subject = SUBJ_SAGA_START_ORDER_PAY,
       .request = &layby__v1__pay_order__descriptor,

@@ -295,10 +295,14 @@ Test(edge_run, a_repeat_with_the_same_key_is_sent_once)
 
 Test(edge_run, an_unanswered_command_is_202_pending_with_its_new_id)
 {
-    app.cfg.command_timeout_ms = 200;
+    /* /lost starts a saga: it waits --saga-wait, not --command-timeout */
+    app.cfg.command_timeout_ms = 20000;
+    app.cfg.saga_wait_ms = 200;
     tsupport_resp r, s;
+    int64_t t0 = lb_mono_us();
     json_t *j = call(&r, "POST", "/lost", "{\"label\":\"x\"}", "Idempotency-Key: lost-1");
     cr_assert_eq(r.status, 202, "%s", r.body);
+    cr_assert_lt(lb_mono_us() - t0, 10 * 1000000, "waited the command timeout, not the saga wait");
     cr_assert_str_eq(str(j, "status"), "PENDING");
     const char *id = str(j, "fString");
     char loc[128], want[128];
