@@ -93,6 +93,10 @@ typedef enum saga_step_status {
 #define SAGA_STEP_F_UNCERTAIN                                \
     0x2u /* failed without a final answer: it may have taken \
             effect, so it is compensated too */
+#define SAGA_STEP_F_EARLY                                      \
+    0x4u /* a wait step's success came before the saga reached \
+            it (R10): it took effect, and the step is DONE the \
+            moment it starts */
 /* saga_state.flags */
 #define SAGA_F_REPLIED   0x1u /* the requester has had its one reply */
 #define SAGA_F_CANCELLED 0x2u /* a signal rolls it back: it ends CANCELLED, not FAILED */
@@ -126,7 +130,8 @@ typedef struct saga_timer {
 } saga_timer;
 
 /* Invariants (checked by saga_state_check()):
- * (1) RUNNING: steps before `step` are DONE or SKIPPED, steps after it PENDING;
+ * (1) RUNNING: steps before `step` are DONE or SKIPPED, steps after it PENDING
+ *     (a wait step among them may carry SAGA_STEP_F_EARLY);
  *     steps[step] is SENT with timer STEP_TIMEOUT(step, attempt) (DELAY for a
  *     delay step), or FAILED+RETRY_WAIT with timer STEP_RETRY(step, attempt).
  * (2) COMPENSATING: steps before `step` are DONE or SKIPPED; steps[step] is COMPENSATING
@@ -138,7 +143,8 @@ typedef struct saga_timer {
  *     them again. COMPLETED: every step DONE or SKIPPED. FAILED, CANCELLED: no
  *     step COMPENSATING, and no step that has a compensation is DONE or
  *     FAILED+UNCERTAIN, except at or below a DONE pivot step (never undone).
- * (5) 0 < tries <= attempt once a step was sent; comp_tries <= comp_attempt;
+ * (5) 0 < tries <= attempt once a step was sent (an EARLY step is compensated
+ *     without ever being sent); comp_tries <= comp_attempt;
  *     attempts only grow, so every message and timer names its attempt
  *     unambiguously.
  * (6) At most one command is in flight per saga and at most one timer exists. */

@@ -33,6 +33,13 @@
  *      duration comes from the state (fixed at START), never from a clock.
  * (R9) Nothing at or below a DONE pivot step is compensated: past it the
  *      saga only goes forward (a failure there undoes only later steps).
+ * (R10) A wait step's success that arrives while the saga is RUNNING at an
+ *      earlier step is kept, not dropped (R4's one exception): the step is
+ *      marked EARLY and is DONE the moment the saga reaches it. What it
+ *      waited for happened in the world (an order paid by a buyer who saw it
+ *      payable before this saga heard so), so dropping it would let the
+ *      deadline undo a paid order; and it is undone like a DONE step when
+ *      the saga rolls back before reaching it.
  * Start, operator and signal inputs are in saga_decide_ops.c.
  */
 #include "saga.h"
@@ -199,8 +206,11 @@ saga__refuse(ctx *c, lb_status code, const char *why)
 
 /* --- moving forward and backward -------------------------------------------- */
 
+static void step_done(ctx *c, uint32_t i);
+
 /* Starts the next attempt of step i: sends its command (command step), or
- * only arms its deadline (wait step) or its delay (delay step). */
+ * only arms its deadline (wait step) or its delay (delay step). A wait step
+ * whose event came early (R10) is done at once. */
 static void
 send_step(ctx *c, uint32_t i)
 {
@@ -219,6 +229,11 @@ send_step(ctx *c, uint32_t i)
     if (st->command != NULL) {
         add_cmd(c, st->subject, st->command, i, ss->attempt, false);
         saga__note(c, "send %s attempt %u", st->name, ss->attempt);
+    } else if (st->kind == SAGA_STEP_WAIT && (ss->flags & SAGA_STEP_F_EARLY)) {
+        ss->flags &= (uint8_t)~SAGA_STEP_F_EARLY;
+        saga__note(c, "%s: what it waits for came already", st->name);
+        step_done(c, i);
+        return;
     } else if (st->kind == SAGA_STEP_WAIT) {
         saga__note(c, "wait for %s up to %lld ms", st->name, (long long)dur);
     } else {
@@ -290,14 +305,22 @@ saga__floor(const saga_type *t, const saga_state *s)
     return 0;
 }
 
+/* Step ss took or may have taken effect: DONE, failed without a final
+ * answer (R5), or not reached yet while its event came early (R10). */
+static bool
+took_effect(const saga_step_state *ss)
+{
+    return ss->status == SAGA_STEP_DONE ||
+           (ss->status == SAGA_STEP_FAILED && (ss->flags & SAGA_STEP_F_UNCERTAIN)) ||
+           (ss->status == SAGA_STEP_PENDING && (ss->flags & SAGA_STEP_F_EARLY));
+}
+
 bool
 saga__owes_compensation(const saga_type *t, const saga_state *s, uint32_t i)
 {
-    const saga_step_state *ss = &s->steps[i];
     if (t->steps[i].compensate == NULL || i < saga__floor(t, s))
         return false;
-    return ss->status == SAGA_STEP_DONE ||
-           (ss->status == SAGA_STEP_FAILED && (ss->flags & SAGA_STEP_F_UNCERTAIN));
+    return took_effect(&s->steps[i]);
 }
 
 void
@@ -305,12 +328,16 @@ saga__compensate_from(ctx *c, int64_t from)
 {
     int64_t floor = (int64_t)saga__floor(c->t, c->s);
     c->s->status = SAGA_COMPENSATING;
+    /* R10: a step above `from` whose event came early took effect: undo it first */
+    for (int64_t j = (int64_t)c->t->n_steps - 1; j > from; j--)
+        if (c->s->steps[j].status == SAGA_STEP_PENDING &&
+            (c->s->steps[j].flags & SAGA_STEP_F_EARLY)) {
+            from = j;
+            break;
+        }
     for (int64_t j = from; j >= floor; j--) {
         uint32_t i = (uint32_t)j;
-        const saga_step_state *ss = &c->s->steps[i];
-        bool took = ss->status == SAGA_STEP_DONE ||
-                    (ss->status == SAGA_STEP_FAILED && (ss->flags & SAGA_STEP_F_UNCERTAIN));
-        if (!took)
+        if (!took_effect(&c->s->steps[i]))
             continue;
         if (c->t->steps[i].compensate == NULL) {
             saga__note(c, "%s has nothing to undo", step_name(c, i));
@@ -426,9 +453,33 @@ merge(ctx *c, uint32_t i)
     return c->rc == LB_OK;
 }
 
+/* R10: the success of a wait step the RUNNING saga has not reached yet is
+ * kept. True when the event was such a one (decided here). */
+static bool
+early_wait_event(ctx *c, uint32_t i)
+{
+    const saga_step *st = &c->t->steps[i];
+    saga_step_state *ss = &c->s->steps[i];
+    if (st->kind != SAGA_STEP_WAIT || c->s->status != SAGA_RUNNING || i <= c->s->step ||
+        ss->status != SAGA_STEP_PENDING)
+        return false;
+    if (ss->flags & SAGA_STEP_F_EARLY) {
+        saga__ignore(c, "an early event of this step is kept already");
+        return true;
+    }
+    if (!merge(c, i))
+        return true;
+    saga__applied(c);
+    ss->flags |= SAGA_STEP_F_EARLY;
+    saga__note(c, "%s: its event came before the saga reached it; kept", st->name);
+    return true;
+}
+
 static void
 ev_ok(ctx *c, uint32_t i)
 {
+    if (early_wait_event(c, i))
+        return;
     if (!forward_event_ok(c, i) || !merge(c, i))
         return;
     saga__applied(c);

@@ -36,12 +36,17 @@ done_or_skipped(const saga_step_state *ss)
     return ss->status == SAGA_STEP_DONE || ss->status == SAGA_STEP_SKIPPED;
 }
 
-/* Steps before the current one are DONE or SKIPPED (invariants 1 and 2). */
+/* Steps before the current one are DONE or SKIPPED (invariants 1 and 2); but
+ * while an EARLY step is undone, the step that failed below it waits its
+ * turn (R10). */
 static lb_status
 done_before(const check *k)
 {
-    for (uint32_t i = 0; i < k->s->step; i++)
-        if (!done_or_skipped(&k->s->steps[i]))
+    const saga_state *s = k->s;
+    bool early = s->status != SAGA_RUNNING && (s->steps[s->step].flags & SAGA_STEP_F_EARLY);
+    for (uint32_t i = 0; i < s->step; i++)
+        if (!done_or_skipped(&s->steps[i]) && !(early && s->steps[i].status == SAGA_STEP_FAILED &&
+                                                !(s->steps[i].flags & SAGA_STEP_F_RETRY_WAIT)))
             return lb_err_set(k->err, LB_ERR_INVALID, "(1/2) step %u before current is %s", i,
                               saga_step_status_name(k->s->steps[i].status));
     return LB_OK;
@@ -197,11 +202,11 @@ check_fields(const check *k)
     for (uint32_t i = 0; i < SAGA_STEPS_MAX; i++) {
         const saga_step_state *ss = &s->steps[i];
         if (ss->status >= SAGA__STEP_STATUS_COUNT ||
-            (ss->flags & ~(SAGA_STEP_F_RETRY_WAIT | SAGA_STEP_F_UNCERTAIN)))
+            (ss->flags & ~(SAGA_STEP_F_RETRY_WAIT | SAGA_STEP_F_UNCERTAIN | SAGA_STEP_F_EARLY)))
             return lb_err_set(k->err, LB_ERR_INVALID, "step %u status or flags out of range", i);
         if (ss->tries > ss->attempt || ss->comp_tries > ss->comp_attempt ||
             (ss->status != SAGA_STEP_PENDING && ss->status != SAGA_STEP_SKIPPED &&
-             ss->attempt == 0 && s->status != SAGA_NONE))
+             ss->attempt == 0 && !(ss->flags & SAGA_STEP_F_EARLY) && s->status != SAGA_NONE))
             return lb_err_set(k->err, LB_ERR_INVALID, "(5) step %u attempt counters", i);
         if (i >= k->t->n_steps && (ss->status != SAGA_STEP_PENDING || ss->attempt != 0))
             return lb_err_set(k->err, LB_ERR_INVALID, "step %u is past the type's last step", i);

@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,16 +47,24 @@ teardown(void)
     tsupport_daemons_kill(procs, LB_COUNTOF(procs));
 }
 
-/* Starts the stack; the orchestrator gets env (the durations of this test). */
+/* Starts the stack with extra environment for the orchestrator (the
+ * durations of this test), the payment service and the edge (NULL = none). */
 static void
-stack_start(const char *const *orchestrator_env)
+stack_start_with(const char *const *orchestrator_env, const char *const *payment_env,
+                 const char *const *edge_env)
 {
     tsupport_daemon_start(&procs[1], "layby-catalog", 0, NULL, NULL);
     tsupport_daemon_start(&procs[2], "layby-order", 0, NULL, NULL);
-    tsupport_daemon_start(&procs[3], "layby-payment", 0, NULL, NULL);
+    tsupport_daemon_start(&procs[3], "layby-payment", 0, NULL, payment_env);
     tsupport_daemon_start(&procs[4], "layby-delivery", 0, NULL, NULL);
     tsupport_daemon_start(&procs[5], "layby-orchestrator", 0, NULL, orchestrator_env);
-    tsupport_daemon_start(edge, "layby-edge", 0, NULL, NULL);
+    tsupport_daemon_start(edge, "layby-edge", 0, NULL, edge_env);
+}
+
+static void
+stack_start(const char *const *orchestrator_env)
+{
+    stack_start_with(orchestrator_env, NULL, NULL);
 }
 
 TestSuite(order_flows, .init = setup, .fini = teardown, .timeout = 240);
@@ -499,4 +508,157 @@ Test(order_flows, ordering_from_the_wishlist_empties_it_once_placed)
     /* an empty wishlist is a 400 naming the field */
     call(&r, "POST", "/api/v1/orders", alice_auth, body, NULL);
     tsupport_http_assert_error(&r, 400, "invalid_argument", "fromWishlist");
+}
+
+/* --- the edge's wait, and paying at once ---------------------------------------- */
+
+/* A 202's body names the order and PENDING, and Location is the order to poll. */
+static void
+assert_pending(const tsupport_resp *r, const char *order_or_null, char out[ID_STR_LEN])
+{
+    cr_assert_eq(r->status, 202, "%s", r->body);
+    json_t *j = tsupport_http_json(r);
+    cr_assert_str_eq(jstr(j, "status"), "PENDING");
+    snprintf(out, ID_STR_LEN, "%s", jstr(j, "orderId"));
+    if (order_or_null != NULL)
+        cr_assert_str_eq(out, order_or_null);
+    json_decref(j);
+    char loc[160], want[160];
+    snprintf(want, sizeof want, "/api/v1/orders/%s", out);
+    cr_assert(tsupport_http_header(r, "Location", loc, sizeof loc), "%s", r->headers);
+    cr_assert_str_eq(loc, want);
+}
+
+Test(order_flows, a_saga_still_deciding_after_the_wait_is_202_with_location_and_is_polled)
+{
+    /* the edge waits 500 ms; the simulated gateway takes 3 s per charge */
+    stack_start_with((const char *const[]){ "LAYBY_FAST=1", "LAYBY_SHIP_DELAY=60s", NULL },
+                     (const char *const[]){ "LAYBY_PAYMENT_LATENCY=3s", NULL },
+                     (const char *const[]){ "LAYBY_EDGE_SAGA_WAIT=500ms", NULL });
+    char product[ID_STR_LEN], address[ID_STR_LEN], order[ID_STR_LEN];
+    product_add(5, 1000, product);
+    address_add(alice_auth, address);
+
+    /* place while the order service is down: the saga cannot decide in 500 ms */
+    cr_assert_eq(tsupport_daemon_stop(&procs[2], 10000), 0);
+    tsupport_resp r, r2;
+    int64_t t0 = lb_mono_us();
+    place(&r, alice_auth, address, product, 2, "place-202");
+    cr_assert_lt(lb_mono_us() - t0, 4000000, "answered after the saga wait, not 5 s");
+    assert_pending(&r, NULL, order);
+    tsupport_daemon_start(&procs[2], "layby-order", 0, NULL, NULL);
+    wait_order(order, "PAYMENT_PENDING", NULL);
+    tsupport_wait_count(WAIT_MS, 1,
+                        "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' "
+                        "AND line LIKE '%%wait for wait_payment%%'",
+                        order);
+    /* the same key again: the saga has decided by now, so the order, 201 */
+    place(&r2, alice_auth, address, product, 2, "place-202");
+    cr_assert_eq(r2.status, 201, "%s", r2.body);
+    cr_assert_eq(stock_of(product), 3, "one order, reserved once");
+
+    /* pay: the charge takes 3 s, so 202, and the client polls until PAID */
+    char again[ID_STR_LEN];
+    t0 = lb_mono_us();
+    pay(&r, alice_auth, order, "tok_visa", "pay-202");
+    cr_assert_lt(lb_mono_us() - t0, 2900000, "answered before the charge was done");
+    assert_pending(&r, order, again);
+    wait_order(order, "PAID", "PREPARING");
+    /* the same key again: the pay saga's outcome, not "the order is PAID already" */
+    pay(&r2, alice_auth, order, "tok_visa", "pay-202");
+    cr_assert_eq(r2.status, 200, "%s", r2.body);
+    json_t *j = tsupport_http_json(&r2);
+    cr_assert_str_eq(jstr(j, "status"), "PAID");
+    json_decref(j);
+    cr_assert_eq(sql_int("SELECT count(*) FROM payment.charges WHERE order_id = '%s' "
+                         "AND status = 'CAPTURED'",
+                         order),
+                 1);
+}
+
+#define RACERS 16
+
+typedef struct racer {
+    char address[ID_STR_LEN], product[ID_STR_LEN];
+    char order[ID_STR_LEN];
+    long place_status, pay_status;
+    int polls;
+} racer;
+
+static bool
+payable(void *arg)
+{
+    racer *x = arg;
+    order_want w = { x->order, "PAYMENT_PENDING", NULL, "" };
+    x->polls++;
+    return order_is(&w);
+}
+
+/* One buyer: place, then pay the moment the order is PAYMENT_PENDING (at once
+ * after a 201; after a 202, at the first poll that shows it). Only results
+ * are recorded here; the test thread asserts. */
+static void *
+racer_run(void *arg)
+{
+    racer *x = arg;
+    tsupport_resp *r = malloc(sizeof *r);
+    if (r == NULL)
+        return NULL;
+    place(r, alice_auth, x->address, x->product, 1, NULL);
+    x->place_status = r->status;
+    json_t *j = json_loads(r->body, 0, NULL);
+    const char *id = json_string_value(json_object_get(j, "orderId"));
+    snprintf(x->order, sizeof x->order, "%s", id != NULL ? id : "");
+    json_decref(j);
+    if ((x->place_status == 201 || x->place_status == 202) && x->order[0] != '\0' &&
+        (x->place_status == 201 || tsupport_poll_until(payable, x, WAIT_MS))) {
+        pay(r, alice_auth, x->order, "tok_visa", NULL);
+        x->pay_status = r->status;
+    }
+    free(r);
+    return NULL;
+}
+
+/* docs/ORDERS.md §5: a payment that reaches the place saga before it waits
+ * for one is kept (engine R10), so no paid order is cancelled at its
+ * deadline. Buyers pay as soon as they may, concurrently; a short saga wait
+ * makes some of them learn PAYMENT_PENDING by polling the order service,
+ * possibly before the orchestrator heard it. (The order sagas' events go
+ * through one durable, so one orchestrator rarely sees them out of order:
+ * tests/integration/saga_flow_test.c forces the early payment.) */
+Test(order_flows, paying_the_moment_an_order_is_payable_never_loses_the_payment)
+{
+    stack_start_with((const char *const[]){ "LAYBY_FAST=1", "LAYBY_SHIP_DELAY=60s",
+                                            "LAYBY_PAYMENT_DEADLINE=15s", NULL },
+                     NULL, (const char *const[]){ "LAYBY_EDGE_SAGA_WAIT=50ms", NULL });
+    static racer racers[RACERS];
+    memset(racers, 0, sizeof racers);
+    char product[ID_STR_LEN], address[ID_STR_LEN];
+    product_add(RACERS, 1000, product);
+    address_add(alice_auth, address);
+    pthread_t th[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        snprintf(racers[i].address, ID_STR_LEN, "%s", address);
+        snprintf(racers[i].product, ID_STR_LEN, "%s", product);
+        cr_assert_eq(pthread_create(&th[i], NULL, racer_run, &racers[i]), 0);
+    }
+    int pending = 0;
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(th[i], NULL);
+        racer *x = &racers[i];
+        cr_assert(x->place_status == 201 || x->place_status == 202, "place %d: %ld", i,
+                  x->place_status);
+        cr_assert(x->pay_status == 200 || x->pay_status == 202, "pay %d: %ld", i, x->pay_status);
+        pending += x->place_status == 202;
+    }
+    cr_log_info("%d of %d places answered 202 and were polled", pending, RACERS);
+    /* Each place saga got past its wait step (the delivery exists only then);
+     * a lost payment would have left it waiting until the deadline cancelled
+     * the paid order and refunded it. */
+    for (int i = 0; i < RACERS; i++)
+        wait_order(racers[i].order, "PAID", "PREPARING");
+    cr_assert_eq(sql_int("SELECT count(*) FROM payment.charges WHERE status = 'CAPTURED'"), RACERS);
+    cr_assert_eq(sql_int("SELECT coalesce(sum(refunded_won), 0) FROM payment.charges"), 0);
+    cr_assert_eq(sql_int("SELECT count(*) FROM orders.orders WHERE status <> 'PAID'"), 0);
+    cr_assert_eq(stock_of(product), 0);
 }

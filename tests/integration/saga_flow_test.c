@@ -51,14 +51,20 @@ publish(const char *subject, const ProtobufCMessage *m)
 }
 
 static void
-flow_start(char id[ID_STR_LEN])
+flow_start_scripted(char id[ID_STR_LEN], const char *script)
 {
     id_new(id);
     Layby__V1__StartTestSaga m = LAYBY__V1__START_TEST_SAGA__INIT;
     m.saga_id = id;
     m.key = "order-1";
-    m.script = "";
+    m.script = (char *)script;
     publish(SAGA_SUBJ_START_FLOW, &m.base);
+}
+
+static void
+flow_start(char id[ID_STR_LEN])
+{
+    flow_start_scripted(id, "");
 }
 
 /* What the payment service does for the order saga: the event the wait step
@@ -218,9 +224,8 @@ Test(saga_flow, a_delay_pending_across_a_restart_fires_and_a_return_runs_the_ret
     char id[ID_STR_LEN];
     flow_start(id);
     wait_effects(id, "do", 1); /* a */
-    /* An event for a step the saga is not at yet is ignored (R4): pay only
-     * once the saga waits for it, as a client pays once the order is
-     * PAYMENT_PENDING. */
+    /* Pay once the saga waits for it, as a client pays once told the order
+     * is PAYMENT_PENDING (an earlier payment is kept too: R10, below). */
     wait_line(id, "%wait for pay%");
     pay(id, "charge-42");
     wait_effects(id, "do", 2); /* prepare */
@@ -303,6 +308,38 @@ Test(saga_flow, cancel_during_a_delay_undoes_in_reverse_and_the_saga_ends_cancel
                         "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' AND "
                         "input_kind = 'SIGNAL' AND verdict = 'REFUSED'",
                         id);
+    replay_matches(id);
+}
+
+/* R10 through the real orchestrator: the payment arrives while the saga still
+ * runs a (as an order is paid by a buyer who polled it PAYMENT_PENDING after
+ * a 202, before the orchestrator heard so). It is kept in the stored state,
+ * and pay is done the moment the saga reaches it, not at the deadline. */
+Test(saga_flow, a_payment_before_the_wait_step_is_kept_and_done_on_arrival)
+{
+    static const char *const env[] = { "LAYBY_SAGAFLOW_PAY_MS=120000",
+                                       "LAYBY_SAGAFLOW_DELAY_MS=120000", NULL };
+    tsupport_sagatest_start(&procs[0], NULL);
+    start_orchestrator(env);
+    char id[ID_STR_LEN];
+    flow_start_scripted(id, "0:drop=2"); /* a is answered at its third attempt: > 2 s */
+    wait_line(id, "%send a attempt 1%");
+    pay(id, "charge-early");
+    wait_line(id, "%pay: its event came before the saga reached it; kept%");
+    saga_state st;
+    state_read(&st, id);
+    cr_assert_eq(st.step, SAGAFLOW_A, "still at a");
+    cr_assert(st.steps[SAGAFLOW_PAY].flags & SAGA_STEP_F_EARLY, "kept in the stored state");
+    wait_effects(id, "do", 2); /* a, then prepare: pay did not wait for its deadline */
+    wait_delay_pending(id);
+    wait_line(id, "%pay: what it waits for came already%");
+    state_read(&st, id);
+    ProtobufCMessage *rec = NULL;
+    lb_err err;
+    cr_assert_eq(saga_record_get(&rec, &saga_sagaflow_v1, &st, &err), LB_OK, "%s", err.msg);
+    Layby__V1__TestSagaRecord *r = (Layby__V1__TestSagaRecord *)rec;
+    cr_assert_eq(r->n_notes, 2, "a's and pay's notes");
+    protobuf_c_message_free_unpacked(rec, NULL);
     replay_matches(id);
 }
 

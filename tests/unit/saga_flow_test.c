@@ -349,6 +349,53 @@ Test(saga_steps, a_wait_step_answers_its_requester_when_what_it_waited_for_came)
     flow_free(f);
 }
 
+/* R10: the payment of an order whose saga has not yet heard that the order is
+ * payable (a buyer polling after a 202, or events handled out of order). */
+Test(saga_steps, a_wait_steps_event_that_comes_early_is_kept_and_done_on_arrival)
+{
+    flow *f = flow_new();
+    drv *v = f->v;
+    flow_run(f, "start ok:1");
+    cr_assert_eq(v->s.step, SAGAFLOW_A, "still at a");
+    cr_assert(v->s.steps[SAGAFLOW_PAY].flags & SAGA_STEP_F_EARLY);
+    cr_assert_not(v->d.reply.send, "nobody is answered before a is done");
+    flow_run(f, "ok:1!"); /* the same event again changes nothing */
+    flow_run(f, "ok:0");
+    cr_assert_eq(v->s.step, SAGAFLOW_PREPARE, "pay was done the moment it started");
+    cr_assert(v->d.reply.send && !v->d.reply.to_sender, "pay's reply goes out");
+    cr_assert_eq(v->d.reply.status, LB_OK);
+    cr_assert_str_eq(v->cmds, "a1 prepare1");
+    cr_assert_eq(v->s.steps[SAGAFLOW_PAY].flags & SAGA_STEP_F_EARLY, 0);
+    flow_run(f, "ok:2 fire ok:4 fire");
+    cr_assert_eq(v->s.status, SAGA_COMPLETED);
+    replay_check(v);
+    flow_free(f);
+}
+
+Test(saga_steps, an_early_wait_event_is_undone_first_when_the_saga_rolls_back)
+{
+    /* a fails for good after pay's event came: pay took effect, so it is undone */
+    flow *f = flow_new();
+    drv *v = f->v;
+    flow_run(f, "start ok:1 final:0");
+    cr_assert_eq(v->s.status, SAGA_COMPENSATING);
+    cr_assert_eq(v->s.step, SAGAFLOW_PAY);
+    flow_run(f, "undone:1");
+    cr_assert_eq(v->s.status, SAGA_FAILED, "a failed with a final answer: nothing else to undo");
+    cr_assert_str_eq(v->cmds, "a1 ~pay1");
+    replay_check(v);
+    flow_free(f);
+
+    /* a cancel before pay was reached: pay first, then a */
+    f = flow_new();
+    v = f->v;
+    flow_run(f, "start ok:1 sig:cancel undone:1 undone:0");
+    cr_assert_eq(v->s.status, SAGA_CANCELLED);
+    cr_assert_str_eq(v->cmds, "a1 ~pay1 ~a1");
+    replay_check(v);
+    flow_free(f);
+}
+
 Test(saga_steps, nothing_at_or_below_a_done_pivot_is_undone)
 {
     flow *f = flow_new();
