@@ -1,10 +1,13 @@
 /* bench_common.c - see bench_common.h. */
 #include "bench_common.h"
 
+#include <dirent.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/id.h"
 
@@ -180,4 +183,84 @@ bench_finish(const char *name, int64_t count, int64_t rate, int64_t t0_us, const
            bench_lat_pct_ms(&lat, 50), bench_lat_pct_ms(&lat, 99), extra ? extra : "");
     bench_lat_free(&lat);
     return n;
+}
+
+/* CPU seconds (utime + stime) of the stack's processes, summed per name
+ * (layby-*, postgres, nats-server, this bench). */
+void
+bench_usage_read(bench_usage *u)
+{
+    memset(u, 0, sizeof *u);
+    DIR *d = opendir("/proc");
+    long hz = sysconf(_SC_CLK_TCK);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], text[1024];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t len = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[len] = '\0';
+        char *open = strchr(text, '('), *close = strrchr(text, ')');
+        if (open == NULL || close == NULL)
+            continue;
+        char comm[24];
+        snprintf(comm, sizeof comm, "%.*s", (int)(close - open - 1), open + 1);
+        if (strncmp(comm, "layby-", 6) != 0 && strcmp(comm, "postgres") != 0 &&
+            strcmp(comm, "nats-server") != 0 && strcmp(comm, "bench_checkout") != 0)
+            continue;
+        unsigned long ut = 0, st = 0;
+        /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt
+         * cmajflt utime stime (fields 3..15) */
+        if (sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+            continue;
+        const char *key = strncmp(comm, "layby-", 6) == 0 ? comm + 6 : comm;
+        size_t k = 0;
+        while (k < u->n && strcmp(u->name[k], key) != 0)
+            k++;
+        if (k == u->n) {
+            if (u->n == BENCH_PROCS_MAX)
+                continue;
+            snprintf(u->name[u->n++], sizeof u->name[0], "%s", key);
+        }
+        u->cpu_s[k] += (double)(ut + st) / (double)hz;
+    }
+    if (d != NULL)
+        closedir(d);
+    const char *url = getenv("LAYBY_PG_ADMIN_URL");
+    PGconn *pg = url != NULL ? PQconnectdb(url) : NULL;
+    if (pg != NULL && PQstatus(pg) == CONNECTION_OK) {
+        PGresult *r = PQexec(pg, "SELECT (SELECT sum(xact_commit) FROM pg_stat_database), "
+                                 "(SELECT wal_sync FROM pg_stat_wal)");
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+            u->commits = atoll(PQgetvalue(r, 0, 0));
+            u->wal_syncs = atoll(PQgetvalue(r, 0, 1));
+        }
+        PQclear(r);
+    }
+    PQfinish(pg);
+}
+
+void
+bench_usage_print(const char *label, const bench_usage *a, const bench_usage *b, double secs,
+                  long units)
+{
+    printf("checkout_cpu %s seconds=%.1f", label, secs);
+    for (size_t i = 0; i < b->n; i++) {
+        double before = 0;
+        for (size_t k = 0; k < a->n; k++)
+            if (strcmp(a->name[k], b->name[i]) == 0)
+                before = a->cpu_s[k];
+        printf(" %s=%.2f", b->name[i], (b->cpu_s[i] - before) / secs);
+    }
+    if (units > 0 && b->commits > 0)
+        printf(" commits_per_checkout=%.1f wal_syncs_per_checkout=%.2f",
+               (double)(b->commits - a->commits) / (double)units,
+               (double)(b->wal_syncs - a->wal_syncs) / (double)units);
+    printf("\n");
+    fflush(stdout);
 }

@@ -62,4 +62,23 @@ typedef struct bench_flag {
 } bench_flag;
 int bench_flags(int argc, char **argv, const bench_flag *flags, size_t n);
 
+/* CPU seconds (utime + stime from /proc/<pid>/stat) of the stack's
+ * processes, summed per name (layby-* without the prefix, postgres,
+ * nats-server, bench_checkout), and PostgreSQL's commits (pg_stat_database)
+ * and WAL syncs (pg_stat_wal) when LAYBY_PG_ADMIN_URL is set: two reads
+ * around a run say which process was busy and what each unit of work cost. */
+#define BENCH_PROCS_MAX 32
+typedef struct bench_usage {
+    char name[BENCH_PROCS_MAX][24];
+    double cpu_s[BENCH_PROCS_MAX];
+    size_t n;
+    long long commits, wal_syncs;
+} bench_usage;
+void bench_usage_read(bench_usage *u);
+/* One line "checkout_cpu <label> seconds=S <name>=<cores> ... [commits_per_checkout=
+ * wal_syncs_per_checkout=]": cores used between a and b over secs, and per unit of
+ * work when units > 0. */
+void bench_usage_print(const char *label, const bench_usage *a, const bench_usage *b, double secs,
+                       long units);
+
 #endif

@@ -20,6 +20,9 @@
 #   (f)       layby-ctl: `events replay --json` over 200,000 recorded events beside the raw
 #             ordered read of the same messages (bench_replay), and `events replay --check`
 #             over 10,000 of (c)'s recorded sagas (sagas re-decided and compared per second)
+#   (g)       checkouts over HTTP (bench_checkout): 128 members signed in for real, then
+#             place + pay with 12/24/48 clients (the peak), then paced at half of it; and
+#             the flash sale over HTTP (2,000 members with minted tokens, 100 units)
 # and prints one table of medians with ratios to the baselines. docs/BENCHMARKS.md
 # records the results. Nothing else should run on the machine meanwhile.
 set -euo pipefail
@@ -164,6 +167,18 @@ for i in $(seq "$RUNS"); do
         tee -a "$OUT/check" >&2
 done
 
+# --- (g) checkouts over HTTP -----------------------------------------------------
+# A failed run (errors, or a flash sale that did not end 100/1,900) is reported and
+# the rest of the table still printed.
+: >"$OUT/checkout"
+: >"$OUT/flash_http"
+for i in $(seq "$RUNS"); do
+    $B/bench/bench_checkout --members 128 --clients 48 --seconds 10 | tee -a "$OUT/checkout" >&2 ||
+        say "(g) bench_checkout run $i failed"
+    $B/bench/bench_checkout --flash 2000 --units 100 --clients 48 | tee -a "$OUT/flash_http" >&2 ||
+        say "(g) bench_checkout --flash run $i failed"
+done
+
 # --- summary -----------------------------------------------------------------
 PG=$(median <"$OUT/pgbench")
 JS=$(field per_s <"$OUT/js" | median)
@@ -232,4 +247,12 @@ printf '%-44s %12s  %s x raw ordered read (%s/s)\n' "(f) events replay --json, e
     "$(ratio "$RJ" "$RR")" "$RR"
 printf '%-44s %12s  (%s)\n' "(f) events replay --check, sagas/s" "$(field per_s <"$OUT/check" | median)" \
     "$(sed -n 1p "$OUT/check" | grep -o 'checked=[0-9]* differ=[0-9]*')"
+ckhalf() { { grep '^checkout_half' "$OUT/checkout" || true; } | field "$1" | median; }
+CK=$(ckhalf peak_per_s)
+printf '%-44s %12s  %s x pgbench\n' "(g) checkouts/s at the peak (place + pay)" "$CK" "$(ratio "$CK" "$PG")"
+printf '%-44s %12s\n' "(g) at half: place p50 / p99 ms" "$(ckhalf place_p50_ms) / $(ckhalf place_p99_ms)"
+printf '%-44s %12s\n' "(g) at half: pay p50 / p99 ms" "$(ckhalf pay_p50_ms) / $(ckhalf pay_p99_ms)"
+printf '%-44s %12s\n' "(g) at half: checkout p50 / p99 ms" "$(ckhalf checkout_p50_ms) / $(ckhalf checkout_p99_ms)"
+printf '%-44s %12s  (%s)\n' "(g) HTTP flash sale 2,000/100: sold out, s" "$(field soldout_s <"$OUT/flash_http" | median)" \
+    "$(sed -n 1p "$OUT/flash_http" | grep -o 'payment_pending=[0-9]* out_of_stock=[0-9]* http202=[0-9]* http5xx=[0-9]* timeouts=[0-9]*')"
 echo "raw results: $OUT"
