@@ -65,7 +65,7 @@ setup(void)
 static void
 teardown(void)
 {
-    tsupport_daemons_kill(procs, LB_COUNTOF(procs));
+    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
 }
 
 TestSuite(audit, .init = setup, .fini = teardown, .timeout = 120);

@@ -67,7 +67,7 @@ teardown(void)
 {
     if (admin != NULL) /* the default window back, whatever a test set */
         cmd_duplicates(0);
-    tsupport_daemons_kill(procs, LB_COUNTOF(procs));
+    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
     bus_close(admin);
     admin = NULL;
 }
