@@ -84,15 +84,23 @@ svc_query_rollback(svc_query *q)
 typedef struct query_thread {
     svc *s;
     store *st;
-    outbox_buf out; /* rows of the query in progress (svc_query_emit) */
-    natsSubscription *sub;
+    outbox_buf out;        /* rows of the query in progress (svc_query_emit) */
+    natsSubscription *sub; /* the pool's, shared */
     pthread_t thread;
     bool started;
 } query_thread;
 
+/* One subscription for all the responder threads of a process, each taking
+ * the next message when it is free (nats.c lets several threads wait in
+ * natsSubscription_NextMsg on one subscription). A subscription per thread
+ * let NATS hand a query to a thread that was busy (a member login hashing a
+ * password for 50-500 ms) while others idled: GET /me's p99 under a login
+ * storm was 60x its idle p99 (docs/BENCHMARKS.md, Members). The queue group
+ * still spreads queries over the service's processes. */
 struct svc__query_pool {
     query_thread *t;
     size_t n;
+    natsSubscription *sub;
 };
 
 static const svc_query_route *
@@ -182,12 +190,12 @@ svc__query_stop(svc__query_pool *qp)
         query_thread *qt = &qp->t[i];
         if (qt->started)
             pthread_join(qt->thread, NULL);
-        if (qt->sub != NULL) {
-            natsSubscription_Unsubscribe(qt->sub);
-            natsSubscription_Destroy(qt->sub);
-        }
         store_close(qt->st);
         outbox_buf_destroy(&qt->out);
+    }
+    if (qp->sub != NULL) {
+        natsSubscription_Unsubscribe(qp->sub);
+        natsSubscription_Destroy(qp->sub);
     }
     free(qp->t);
     free(qp);
@@ -207,19 +215,20 @@ svc__query_start(svc__query_pool **out, svc *s, lb_err *err)
     char subject[BUS_SUBJECT_MAX];
     snprintf(subject, sizeof subject, "layby.qry.%s.>", s->def->name);
     lb_status st = LB_OK;
+    natsStatus ns =
+        natsConnection_QueueSubscribeSync(&qp->sub, bus_conn(s->bus), subject, s->def->name);
+    if (ns != NATS_OK) {
+        st = bus__nats_err(err, ns, "subscribe queries");
+        goto out_stop;
+    }
+    natsSubscription_SetPendingLimits(qp->sub, 1 << 16, 64 << 20);
     for (size_t i = 0; i < (size_t)s->cfg.query_threads; i++) {
         query_thread *qt = &qp->t[qp->n++];
         qt->s = s;
+        qt->sub = qp->sub;
         outbox_buf_init(&qt->out);
         if ((st = store_open(&qt->st, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK)
             goto out_stop;
-        natsStatus ns =
-            natsConnection_QueueSubscribeSync(&qt->sub, bus_conn(s->bus), subject, s->def->name);
-        if (ns != NATS_OK) {
-            st = bus__nats_err(err, ns, "subscribe queries");
-            goto out_stop;
-        }
-        natsSubscription_SetPendingLimits(qt->sub, 1 << 16, 64 << 20);
         if (pthread_create(&qt->thread, NULL, query_main, qt) != 0) {
             st = lb_err_set(err, LB_ERR_INTERNAL, "start query thread");
             goto out_stop;
