@@ -126,7 +126,7 @@ code_arrived(void *arg)
         return false;
     struct dirent *e;
     int seen = 0;
-    int64_t newest = -1;
+    char newest[256] = "";
     while ((e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
         if (len < 5 || strcmp(e->d_name + len - 4, ".eml") != 0)
@@ -144,11 +144,10 @@ code_arrived(void *arg)
         if (strstr(text, to) == NULL || c == NULL)
             continue;
         seen++;
-        /* the mail id is a UUIDv7: the greatest name is the newest mail */
-        struct stat st;
-        stat(path, &st);
-        if ((int64_t)st.st_mtime >= newest) {
-            newest = st.st_mtime;
+        /* the mail id is a UUIDv7: the greatest name is the newest mail (the
+         * mtime is no guide: two mails now arrive within one second) */
+        if (strcmp(e->d_name, newest) > 0) {
+            snprintf(newest, sizeof newest, "%s", e->d_name);
             snprintf(w->code, sizeof w->code, "%.6s", c + 8);
         }
     }
