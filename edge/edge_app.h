@@ -32,6 +32,7 @@ typedef struct edge_cfg {
     const char *jwt_key_file;
     const char *jwt_issuer;
     int64_t auth_cache;
+    bool read_model; /* product reads from edge_model.h */
     const char *nats_url;
     const char *nats_user;
     const char *nats_password;
@@ -42,9 +43,10 @@ typedef struct edge_cfg {
 typedef struct edge_app {
     /* config, fixed after start */
     edge_cfg cfg;
-    bus *bus;             /* thread-safe */
-    edge_auth *auth;      /* thread-safe */
-    edge_revoke *revoked; /* thread-safe; revoked access-token ids (edge_revoke.h) */
+    bus *bus;                 /* thread-safe */
+    edge_auth *auth;          /* thread-safe */
+    edge_revoke *revoked;     /* thread-safe; revoked access-token ids (edge_revoke.h) */
+    struct edge_model *model; /* thread-safe; product read model (edge_model.h), NULL = none */
     /* the table edge_dispatch() walks: NULL = edge_routes_table(); a test
      * passes its own (such rows get no per-route metrics) */
     const struct edge_route *routes;

@@ -4,6 +4,8 @@
 #include <civetweb.h>
 #include <string.h>
 
+#include "edge_app.h"
+#include "edge_model.h"
 #include "layby/v1/catalog.pb-c.h"
 
 static lb_status
@@ -17,4 +19,41 @@ list_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
     return LB_OK;
 }
 
-const edge_hooks edge_catalog_list_hooks = { .prepare = list_prepare };
+static lb_status
+list_local(ProtobufCMessage **reply, const ProtobufCMessage *req, edge_req *r, lb_err *err)
+{
+    if (r->app->model == NULL)
+        return LB_ERR_UNAVAILABLE;
+    Layby__V1__ProductPage *pg = NULL;
+    lb_status s =
+        edge_model_product_page(&pg, r->app->model, (const Layby__V1__ListProducts *)req, err);
+    if (s == LB_OK)
+        *reply = &pg->base;
+    return s;
+}
+
+static lb_status
+get_local(ProtobufCMessage **reply, const ProtobufCMessage *req, edge_req *r, lb_err *err)
+{
+    if (r->app->model == NULL)
+        return LB_ERR_UNAVAILABLE;
+    Layby__V1__Product *p = NULL;
+    lb_status s = edge_model_product_get(&p, r->app->model,
+                                         ((const Layby__V1__GetProduct *)req)->product_id, err);
+    if (s == LB_OK)
+        *reply = &p->base;
+    return s;
+}
+
+static void
+create_seen(const ProtobufCMessage *reply, edge_req *r)
+{
+    /* a create's reply is the product as inserted: stock version 1 (a repeat's
+     * reply may carry a later stock, which the version rule then ignores) */
+    if (r->app->model != NULL)
+        edge_model_product_put(r->app->model, (const Layby__V1__Product *)reply, 1, NULL);
+}
+
+const edge_hooks edge_catalog_list_hooks = { .prepare = list_prepare, .local = list_local };
+const edge_hooks edge_catalog_get_hooks = { .local = get_local };
+const edge_hooks edge_catalog_create_hooks = { .reply_seen = create_seen };

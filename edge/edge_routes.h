@@ -126,6 +126,15 @@ typedef struct edge_hooks {
      * Like bound fields, they are no part of the request body: a body naming
      * one is 400 unknown_field, and the OpenAPI body schema leaves them out. */
     const char *const *fills;
+    /* After prepare: answer from the edge's own state instead of sending
+     * (the product read model, edge_model.h). LB_OK with *reply (the
+     * caller's) is answered like the service's reply; LB_ERR_UNAVAILABLE
+     * sends the request as usual; another error is answered as it is. */
+    lb_status (*local)(ProtobufCMessage **reply, const ProtobufCMessage *req, edge_req *r,
+                       lb_err *err);
+    /* On a decoded success reply, before it is answered: let the edge's own
+     * state learn from it (a product this edge created is listed at once). */
+    void (*reply_seen)(const ProtobufCMessage *reply, edge_req *r);
 } edge_hooks;
 
 /* Sentinel-terminated lists for a row, written inline in the table. */

@@ -222,6 +222,8 @@ send_and_wait(edge_outcome *o, edge_req *r, const ProtobufCMessage *req)
             if (p != NULL) /* on failure the hook leaves *reply (ours) in place */
                 protobuf_c_message_free_unpacked(p, NULL);
         } else if (s == LB_OK) {
+            if (rt->hooks && rt->hooks->reply_seen)
+                rt->hooks->reply_seen(p, r);
             on_reply(o, r, p);
             protobuf_c_message_free_unpacked(p, NULL);
         } else {
@@ -242,6 +244,30 @@ send_and_wait(edge_outcome *o, edge_req *r, const ProtobufCMessage *req)
         edge_outcome_error(o, &err);
     }
     natsMsg_Destroy(reply);
+}
+
+/* The row's local hook: true when it answered (o holds the answer). */
+static bool
+local_answered(edge_outcome *o, edge_req *r, const ProtobufCMessage *req)
+{
+    const edge_route *rt = r->route;
+    if (rt->hooks == NULL || rt->hooks->local == NULL)
+        return false;
+    ProtobufCMessage *reply = NULL;
+    lb_err err;
+    lb_err_clear(&err);
+    lb_status s = rt->hooks->local(&reply, req, r, &err);
+    if (s == LB_ERR_UNAVAILABLE)
+        return false;
+    if (s == LB_OK) {
+        on_reply(o, r, reply);
+        protobuf_c_message_free_unpacked(reply, NULL);
+    } else {
+        if (lb_status_http(s) >= 500)
+            edge_fault_log(r, "edge.local_failed", &err);
+        edge_outcome_error(o, &err);
+    }
+    return true;
 }
 
 void
@@ -268,7 +294,7 @@ edge_route_run(edge_req *r)
         if (lb_status_http(err.code) >= 500)
             edge_fault_log(r, "edge.request_failed", &err);
         edge_outcome_error(&o, &err);
-    } else {
+    } else if (!local_answered(&o, r, req)) {
         send_and_wait(&o, r, req);
     }
     edge_outcome_send(r, &o);

@@ -18,6 +18,7 @@
 #include "cfg.h"
 #include "edge_app.h"
 #include "edge_auth.h"
+#include "edge_model.h"
 #include "edge_revoke.h"
 #include "edge_routes.h"
 #include "engine/subjects.h"
@@ -55,6 +56,8 @@ static const cfg_opt edge_opts[] = {
     { "nats-user", "LAYBY_EDGE_NATS_USER", CFG_STR, "", OFF(nats_user), 0, 0, "NATS user" },
     { "nats-password", "LAYBY_EDGE_NATS_PASSWORD", CFG_STR, "", OFF(nats_password), 0, 0,
       "NATS password" },
+    { "read-model", "LAYBY_EDGE_READ_MODEL", CFG_BOOL, "true", OFF(read_model), 0, 0,
+      "answer product reads from the edge's read model of LAYBY_EVT (false: ask the catalog)" },
     { "instance", "LAYBY_INSTANCE", CFG_STR, "", OFF(instance), 0, 0,
       "instance name in logs (default edge-<pid>)" },
     { "log-level", "LAYBY_LOG_LEVEL", CFG_STR, "info", OFF(log_level), 0, 0,
@@ -193,6 +196,12 @@ main(int argc, char **argv)
         goto out_bus;
     }
     edge_auth_revocations(app.auth, app.revoked);
+    if (app.cfg.read_model &&
+        (edge_model_new(&app.model, &err) != LB_OK ||
+         edge_model_follow(app.model, app.bus, app.cfg.query_timeout_ms, &err) != LB_OK)) {
+        fail("read model", &err);
+        goto out_bus;
+    }
     edge_routes_metrics_init();
     mg_init_library(0);
     if (start_http(&http, &app, &err) != LB_OK) {
@@ -212,6 +221,7 @@ out_library:
     if (app.kv != NULL)
         kvStore_Destroy(app.kv);
 out_bus:
+    edge_model_free(app.model);    /* stops its follower before the bus goes */
     edge_revoke_free(app.revoked); /* stops its watcher before the bus goes */
     bus_close(app.bus);
 out_auth:

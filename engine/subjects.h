@@ -19,6 +19,8 @@
 #define SUBJ_CATALOG_ADJUST_STOCK   "layby.cmd.catalog.adjust_stock"
 #define SUBJ_PRODUCT_STOCK_CHANGED  "layby.evt.product.stock_changed"
 #define SUBJ_CATALOG_AUDIT          "layby.qry.catalog.audit"
+/* every product with its stock version: the edge read model's start */
+#define SUBJ_CATALOG_PRODUCT_STATES "layby.qry.catalog.product_states"
 
 /* catalog: stock reservations, sent by the order sagas */
 #define SUBJ_CATALOG_RESERVE_STOCK    "layby.cmd.catalog.reserve_stock"

@@ -45,6 +45,9 @@ lb_status catalog_product_get(svc_query *q, const ProtobufCMessage *req, Protobu
                               lb_err *err);
 lb_status catalog_product_list(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
                                lb_err *err);
+/* Every product with its stock version, a page at a time (ListProductStates). */
+lb_status catalog_product_states(svc_query *q, const ProtobufCMessage *req,
+                                 ProtobufCMessage **reply, lb_err *err);
 
 /* --- catalog_audit.c ------------------------------------------------------ */
 
@@ -52,16 +55,6 @@ lb_status catalog_product_list(svc_query *q, const ProtobufCMessage *req, Protob
  * order ledger's (first page), and the orders' stock a page at a time. */
 lb_status catalog_stock_audit(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
                               lb_err *err);
-
-/* The opaque page cursor: position (created_at µs, product id) bound to the
- * filter it was made for. Encode writes at most CATALOG_CURSOR_MAX bytes. */
-#define CATALOG_CURSOR_MAX 96
-void catalog_cursor_encode(char out[CATALOG_CURSOR_MAX], int64_t created_us, const char *product_id,
-                           const char *category, const char *q);
-/* LB_ERR_INVALID (field "cursor") for anything encode did not make for this
- * filter; on LB_OK fills created_us and product_id (ID_STR_LEN bytes). */
-lb_status catalog_cursor_decode(const char *cursor, const char *category, const char *q,
-                                int64_t *created_us, char *product_id, lb_err *err);
 
 /* --- catalog_stock.c ------------------------------------------------------ */
 

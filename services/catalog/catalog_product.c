@@ -15,6 +15,7 @@
 
 #include "catalog.h"
 #include "engine/id.h"
+#include "engine/page_cursor.h"
 
 /* --- validation ------------------------------------------------------------ */
 
@@ -236,90 +237,6 @@ catalog_product_get(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage 
     return st;
 }
 
-/* --- the page cursor -------------------------------------------------------------
- * base64url (no padding) of: version byte 1 | created_at µs, 8 bytes big-endian
- * | product id, 16 bytes | tag, 8 bytes. The tag is BLAKE2b over the first 25
- * bytes, the category and the search, so a truncated or altered cursor, or one
- * from another listing, is refused before any SQL runs. It is a check, not a
- * secret: a client who rebuilds it can only start a page at a position of its
- * choosing, which the listing shows anyway, and the values reach SQL as typed
- * parameters. (docs/DECISIONS.md) */
-
-#define CURSOR_VERSION 1
-#define CURSOR_BODY    25
-#define CURSOR_TAG     8
-#define CURSOR_BYTES   (CURSOR_BODY + CURSOR_TAG)
-
-static void
-cursor_tag(uint8_t tag[CURSOR_TAG], const uint8_t body[CURSOR_BODY], const char *category,
-           const char *q)
-{
-    crypto_generichash_state h;
-    crypto_generichash_init(&h, (const uint8_t *)"layby.cursor", 12, CURSOR_TAG);
-    crypto_generichash_update(&h, body, CURSOR_BODY);
-    crypto_generichash_update(&h, (const uint8_t *)category, strlen(category) + 1);
-    crypto_generichash_update(&h, (const uint8_t *)q, strlen(q) + 1);
-    crypto_generichash_final(&h, tag, CURSOR_TAG);
-}
-
-static bool
-uuid_to_bin(uint8_t out[16], const char *id)
-{
-    char hex[33];
-    size_t k = 0;
-    for (const char *p = id; *p && k < 32; p++)
-        if (*p != '-')
-            hex[k++] = *p;
-    hex[k] = '\0';
-    size_t len = 0;
-    return k == 32 && sodium_hex2bin(out, 16, hex, 32, NULL, &len, NULL) == 0 && len == 16;
-}
-
-static void
-uuid_from_bin(char out[ID_STR_LEN], const uint8_t b[16])
-{
-    char hex[33];
-    sodium_bin2hex(hex, sizeof hex, b, 16);
-    snprintf(out, ID_STR_LEN, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16,
-             hex + 20);
-}
-
-void
-catalog_cursor_encode(char out[CATALOG_CURSOR_MAX], int64_t created_us, const char *product_id,
-                      const char *category, const char *q)
-{
-    uint8_t raw[CURSOR_BYTES] = { CURSOR_VERSION };
-    for (int i = 0; i < 8; i++)
-        raw[1 + i] = (uint8_t)((uint64_t)created_us >> (56 - 8 * i));
-    if (!uuid_to_bin(raw + 9, product_id))
-        memset(raw + 9, 0, 16); /* our own ids are always valid */
-    cursor_tag(raw + CURSOR_BODY, raw, category, q);
-    sodium_bin2base64(out, CATALOG_CURSOR_MAX, raw, sizeof raw,
-                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-}
-
-lb_status
-catalog_cursor_decode(const char *cursor, const char *category, const char *q, int64_t *created_us,
-                      char *product_id, lb_err *err)
-{
-    uint8_t raw[CURSOR_BYTES + 1], tag[CURSOR_TAG];
-    size_t len = 0;
-    if (strlen(cursor) >= CATALOG_CURSOR_MAX ||
-        sodium_base642bin(raw, sizeof raw, cursor, strlen(cursor), NULL, &len, NULL,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-        len != CURSOR_BYTES || raw[0] != CURSOR_VERSION)
-        return lb_err_field(err, LB_ERR_INVALID, "cursor", "cursor is not one this listing made");
-    cursor_tag(tag, raw, category, q);
-    if (sodium_memcmp(tag, raw + CURSOR_BODY, CURSOR_TAG) != 0)
-        return lb_err_field(err, LB_ERR_INVALID, "cursor", "cursor is not one this listing made");
-    uint64_t us = 0;
-    for (int i = 0; i < 8; i++)
-        us = (us << 8) | raw[1 + i];
-    *created_us = (int64_t)us;
-    uuid_from_bin(product_id, raw + 9);
-    return LB_OK;
-}
-
 /* --- pages ------------------------------------------------------------------------ */
 
 /* The ILIKE pattern for a substring search: %, _ and \ match themselves. */
@@ -369,7 +286,7 @@ page_build(Layby__V1__ProductPage **out, const PGresult *res, int limit,
     int shown = rows > limit ? limit : rows;
     lb_status st = LB_OK;
     pg->items = calloc(shown ? (size_t)shown : 1, sizeof *pg->items);
-    pg->next_cursor = calloc(1, CATALOG_CURSOR_MAX);
+    pg->next_cursor = calloc(1, PAGE_CURSOR_MAX);
     if (pg->items == NULL || pg->next_cursor == NULL) {
         st = lb_err_set(err, LB_ERR_NOMEM, "page");
         goto out;
@@ -380,9 +297,9 @@ page_build(Layby__V1__ProductPage **out, const PGresult *res, int limit,
         pg->n_items++;
     }
     if (rows > limit) /* one more than asked: there is a next page */
-        catalog_cursor_encode(pg->next_cursor,
-                              atoll(PQgetvalue(res, shown - 1, CATALOG_COL_CREATED_US)),
-                              PQgetvalue(res, shown - 1, CATALOG_COL_ID), l->category, l->q);
+        page_cursor_encode(pg->next_cursor,
+                           atoll(PQgetvalue(res, shown - 1, CATALOG_COL_CREATED_US)),
+                           PQgetvalue(res, shown - 1, CATALOG_COL_ID), l->category, l->q);
 out:
     if (st != LB_OK)
         protobuf_c_message_free_unpacked(&pg->base, NULL);
@@ -403,7 +320,7 @@ catalog_product_list(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage
     char after_us[24] = "", after_id[ID_STR_LEN] = "", lim[16];
     if (l->cursor[0] != '\0') {
         int64_t us = 0;
-        if ((st = catalog_cursor_decode(l->cursor, l->category, l->q, &us, after_id, err)) != LB_OK)
+        if ((st = page_cursor_decode(l->cursor, l->category, l->q, &us, after_id, err)) != LB_OK)
             return st;
         snprintf(after_us, sizeof after_us, "%lld", (long long)us);
     }
@@ -419,6 +336,90 @@ catalog_product_list(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage
     Layby__V1__ProductPage *pg = NULL;
     if (st == LB_OK && (st = page_build(&pg, res, limit, l, err)) == LB_OK)
         *reply = &pg->base;
+    PQclear(res);
+    return st;
+}
+
+/* --- product states (the edge read model's start) ---------------------------------- */
+
+#define STATES_PAGE_MAX 1000
+
+static lb_status
+state_from_row(Layby__V1__ProductState **out, const PGresult *res, int r, lb_err *err)
+{
+    Layby__V1__ProductState *s = malloc(sizeof *s);
+    if (s == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "product state");
+    layby__v1__product_state__init(s);
+    lb_status st = catalog_msg_product_from_row(&s->product, res, r, err);
+    if (st != LB_OK) {
+        free(s);
+        return st;
+    }
+    s->version = atoll(PQgetvalue(res, r, CATALOG_COL_VERSION));
+    s->created_us = atoll(PQgetvalue(res, r, CATALOG_COL_CREATED_US));
+    *out = s;
+    return LB_OK;
+}
+
+static lb_status
+states_build(Layby__V1__ProductStates **out, const PGresult *res, int limit, lb_err *err)
+{
+    Layby__V1__ProductStates *ps = malloc(sizeof *ps);
+    if (ps == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "product states");
+    layby__v1__product_states__init(ps);
+    int rows = PQntuples(res);
+    int shown = rows > limit ? limit : rows;
+    lb_status st = LB_OK;
+    ps->items = calloc(shown ? (size_t)shown : 1, sizeof *ps->items);
+    ps->next_cursor = calloc(1, PAGE_CURSOR_MAX);
+    if (ps->items == NULL || ps->next_cursor == NULL) {
+        st = lb_err_set(err, LB_ERR_NOMEM, "product states");
+        goto out;
+    }
+    for (int r = 0; r < shown; r++) {
+        if ((st = state_from_row(&ps->items[r], res, r, err)) != LB_OK)
+            goto out;
+        ps->n_items++;
+    }
+    if (rows > limit)
+        page_cursor_encode(ps->next_cursor,
+                           atoll(PQgetvalue(res, shown - 1, CATALOG_COL_CREATED_US)),
+                           PQgetvalue(res, shown - 1, CATALOG_COL_ID), "", "");
+out:
+    if (st != LB_OK)
+        protobuf_c_message_free_unpacked(&ps->base, NULL);
+    else
+        *out = ps;
+    return st;
+}
+
+lb_status
+catalog_product_states(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
+                       lb_err *err)
+{
+    const Layby__V1__ListProductStates *l = (const Layby__V1__ListProductStates *)req;
+    if (l->limit < 0 || l->limit > STATES_PAGE_MAX)
+        return lb_err_field(err, LB_ERR_INVALID, "limit", "limit must be between 1 and %d",
+                            STATES_PAGE_MAX);
+    int limit = l->limit ? l->limit : STATES_PAGE_MAX;
+    char after_us[24] = "", after_id[ID_STR_LEN] = "", lim[16];
+    lb_status st;
+    if (l->cursor[0] != '\0') {
+        int64_t us = 0;
+        if ((st = page_cursor_decode(l->cursor, "", "", &us, after_id, err)) != LB_OK)
+            return st;
+        snprintf(after_us, sizeof after_us, "%lld", (long long)us);
+    }
+    snprintf(lim, sizeof lim, "%d", limit + 1);
+    const char *params[] = { lim, after_us[0] ? after_us : NULL, after_id[0] ? after_id : NULL,
+                             NULL, NULL };
+    PGresult *res = NULL;
+    st = store_exec(svc_query_store(q), &res, "catalog_products_page", 5, params, err);
+    Layby__V1__ProductStates *ps = NULL;
+    if (st == LB_OK && (st = states_build(&ps, res, limit, err)) == LB_OK)
+        *reply = &ps->base;
     PQclear(res);
     return st;
 }

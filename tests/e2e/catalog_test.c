@@ -1,7 +1,9 @@
 /* catalog_test.c - the catalog's routes through the whole stack (HTTP ->
  * layby-edge -> NATS -> layby-catalog -> PostgreSQL): product pages with the
  * keyset cursor, search and category, stock adjustments, stockAvailable after
- * reservations, and the wishlist, with each route's errors. */
+ * reservations, and the wishlist, with each route's errors; the edge's
+ * product read model: pages served from it, a change visible within the
+ * bound, and after an edge restart and a nats-server restart. */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
@@ -111,6 +113,21 @@ get_json(const char *path, const char *auth, long want)
     return tsupport_http_json(&r);
 }
 
+#define MODEL_READS "layby_edge_model_reads_total{answer=\"model\"}"
+
+static bool
+model_ready(void *unused)
+{
+    (void)unused;
+    return tsupport_metric(edge.port, "layby_edge_model_ready") == 1;
+}
+
+static void
+model_ready_wait(void)
+{
+    cr_assert(tsupport_poll_until(model_ready, NULL, 30000), "the read model is not ready");
+}
+
 /* --- pages ---------------------------------------------------------------------------- */
 
 Test(catalog, paging_sees_every_product_once_while_products_are_added)
@@ -127,6 +144,9 @@ Test(catalog, paging_sees_every_product_once_while_products_are_added)
     int seen[FIRST] = { 0 };
     char cursor[256] = "", path[512], seen_ids[64][ID_STR_LEN];
     int n_seen = 0, pages = 0, added = 0;
+    /* every page comes from the edge's read model */
+    model_ready_wait();
+    long long served = tsupport_metric(edge.port, MODEL_READS);
     do {
         snprintf(path, sizeof path, "/api/v1/products?limit=5%s%s", cursor[0] ? "&cursor=" : "",
                  cursor);
@@ -158,6 +178,8 @@ Test(catalog, paging_sees_every_product_once_while_products_are_added)
     } while (cursor[0] != '\0');
     for (int k = 0; k < FIRST; k++)
         cr_assert_eq(seen[k], 1, "product %d seen %d times", k, seen[k]);
+    cr_assert_eq(tsupport_metric(edge.port, MODEL_READS) - served, pages,
+                 "not every page came from the read model");
 }
 
 Test(catalog, limits_cursors_categories_and_search)
@@ -361,4 +383,202 @@ Test(catalog, wishlist_add_set_remove_and_list_with_current_prices)
     w = get_json("/api/v1/me/wishlist", user_auth, 200);
     cr_assert_eq(json_array_size(json_object_get(w, "items")), 1);
     json_decref(w);
+}
+
+Test(catalog, one_member_cannot_see_or_change_anothers_wishlist)
+{
+    char p[ID_STR_LEN], q[ID_STR_LEN], path_p[160], path_q[160];
+    product_post(p, "Headset", "acc", 50000, 5);
+    product_post(q, "Webcam", "acc", 70000, 5);
+    snprintf(path_p, sizeof path_p, "/api/v1/me/wishlist/items/%s", p);
+    snprintf(path_q, sizeof path_q, "/api/v1/me/wishlist/items/%s", q);
+    char ma[ID_STR_LEN], mb[ID_STR_LEN], auth_a[2048], auth_b[2048], body[128];
+    id_new(ma);
+    id_new(mb);
+    tsupport_jwt_member(auth_a, sizeof auth_a, ma, "USER");
+    tsupport_jwt_member(auth_b, sizeof auth_b, mb, "USER");
+    tsupport_resp r;
+    call(&r, "PUT", path_p, auth_a, "{\"quantity\":4}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+
+    /* B sees nothing of A's list ... */
+    json_t *w = get_json("/api/v1/me/wishlist", auth_b, 200);
+    cr_assert_eq(json_array_size(json_object_get(w, "items")), 0);
+    cr_assert_eq(json_integer_value(json_object_get(w, "total")), 0);
+    json_decref(w);
+    /* ... cannot remove A's item (it is not on B's list) ... */
+    call(&r, "DELETE", path_p, auth_b, NULL);
+    tsupport_http_assert_error(&r, 404, "not_found", NULL);
+    /* ... cannot name A: the member id comes from the token only ... */
+    snprintf(body, sizeof body, "{\"quantity\":9,\"memberId\":\"%s\"}", ma);
+    call(&r, "PUT", path_p, auth_b, body);
+    tsupport_http_assert_error(&r, 400, "unknown_field", "memberId");
+    /* ... and B's own lines of the same product are B's */
+    call(&r, "PUT", path_p, auth_b, "{\"quantity\":1}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    call(&r, "PUT", path_q, auth_b, "{\"quantity\":2}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+
+    w = get_json("/api/v1/me/wishlist", auth_a, 200);
+    json_t *items = json_object_get(w, "items");
+    cr_assert_eq(json_array_size(items), 1, "A's list changed: %zu items", json_array_size(items));
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0), "productId")), p);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(items, 0), "quantity")), 4);
+    cr_assert_eq(json_integer_value(json_object_get(w, "total")), 4 * 50000);
+    json_decref(w);
+
+    /* A's removal leaves B's line of the same product */
+    call(&r, "DELETE", path_p, auth_a, NULL);
+    cr_assert_eq(r.status, 204, "%s", r.body);
+    w = get_json("/api/v1/me/wishlist", auth_b, 200);
+    cr_assert_eq(json_array_size(json_object_get(w, "items")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(w, "total")), 50000 + 2 * 70000);
+    json_decref(w);
+}
+
+/* --- the read model ------------------------------------------------------------------------ */
+
+/* stockAvailable as GET path answers it, -1 if it did not answer 200. */
+static int64_t
+detail_available(const char *path)
+{
+    tsupport_resp r;
+    call(&r, "GET", path, NULL, NULL);
+    if (r.status != 200)
+        return -1;
+    json_t *j = tsupport_http_json(&r);
+    int64_t n = json_integer_value(json_object_get(j, "stockAvailable"));
+    json_decref(j);
+    return n;
+}
+
+#define MODEL_STALE_MAX_US 500000 /* "at most a few hundred milliseconds" */
+
+Test(catalog, a_stock_change_shows_in_the_read_model_within_the_bound)
+{
+    model_ready_wait();
+    char id[ID_STR_LEN], path[128], detail[128];
+    product_post(id, "Tablet", "tablet", 500000, 10);
+    snprintf(path, sizeof path, "/api/v1/products/%s/stock", id);
+    snprintf(detail, sizeof detail, "/api/v1/products/%s", id);
+    cr_assert_eq(detail_available(detail), 10);
+    long long before = tsupport_metric(edge.port, MODEL_READS);
+    long long reads = 0;
+    int64_t worst_us = 0;
+    for (int round = 1; round <= 5; round++) {
+        tsupport_resp r;
+        call(&r, "PATCH", path, admin_auth, "{\"delta\":1}");
+        cr_assert_eq(r.status, 200, "%s", r.body); /* committed in the catalog */
+        int64_t t0 = lb_mono_us(), got;
+        while ((got = detail_available(detail)) != 10 + round && lb_mono_us() - t0 < 5000000)
+            reads++;
+        reads++;
+        cr_assert_eq(got, 10 + round, "stockAvailable %lld after 5 s", (long long)got);
+        if (lb_mono_us() - t0 > worst_us)
+            worst_us = lb_mono_us() - t0;
+    }
+    cr_assert_eq(tsupport_metric(edge.port, MODEL_READS) - before, reads,
+                 "a read was not answered by the read model");
+    fprintf(stderr, "read model: a stock change showed after at most %lld us\n",
+            (long long)worst_us);
+    cr_assert_lt(worst_us, MODEL_STALE_MAX_US, "a stock change took %lld us to show",
+                 (long long)worst_us);
+}
+
+Test(catalog, read_model_rebuilds_after_an_edge_restart)
+{
+    model_ready_wait();
+    char id[ID_STR_LEN], detail[128];
+    product_post(id, "Monitor", "monitor", 300000, 9);
+    snprintf(detail, sizeof detail, "/api/v1/products/%s", id);
+    cr_assert_eq(tsupport_daemon_stop(&edge, 10000), 0);
+    reserve_on_bus(id, 2); /* while no edge runs */
+    tsupport_wait_count(20000, 7,
+                        "SELECT stock_available FROM catalog.products WHERE product_id = '%s'", id);
+    /* An edge whose model cannot load (the catalog is down) answers nothing
+     * from it: an empty page would be a lie. */
+    cr_assert_eq(tsupport_daemon_stop(&catalog, 10000), 0);
+    tsupport_daemon_start(&edge, "layby-edge", 0, NULL, NULL);
+    tsupport_resp r;
+    call(&r, "GET", "/api/v1/products?category=monitor", NULL, NULL);
+    cr_assert_geq(r.status, 500, "a cold model answered %ld %s", r.status, r.body);
+    call(&r, "GET", detail, NULL, NULL);
+    cr_assert_geq(r.status, 500, "a cold model answered %ld %s", r.status, r.body);
+    tsupport_daemon_start(&catalog, "layby-catalog", 0, NULL, NULL);
+    model_ready_wait(); /* the snapshot, once the catalog answers */
+    cr_assert_eq(detail_available(detail), 7);
+    reserve_on_bus(id, 3); /* after it: from the stream */
+    tsupport_wait_count(20000, 4,
+                        "SELECT stock_available FROM catalog.products WHERE product_id = '%s'", id);
+    /* With the catalog stopped only the read model can answer. */
+    cr_assert_eq(tsupport_daemon_stop(&catalog, 10000), 0);
+    avail_want w = { detail, 4 };
+    cr_assert(tsupport_poll_until(available_is, &w, 20000), "detail says %lld, not 4",
+              (long long)detail_available(detail));
+    json_t *pg = get_json("/api/v1/products?category=monitor", NULL, 200);
+    json_t *items = json_object_get(pg, "items");
+    cr_assert_eq(json_array_size(items), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0), "productId")), id);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(items, 0), "stockAvailable")),
+                 4);
+    json_decref(pg);
+}
+
+Test(catalog, read_model_catches_up_after_a_nats_server_restart)
+{
+    model_ready_wait();
+    char id[ID_STR_LEN], detail[128];
+    product_post(id, "Speaker", "audio", 80000, 6);
+    snprintf(detail, sizeof detail, "/api/v1/products/%s", id);
+    tsupport_nats_stop();
+    tsupport_nats_start();
+    reserve_on_bus(id, 1);
+    tsupport_wait_count(30000, 5,
+                        "SELECT stock_available FROM catalog.products WHERE product_id = '%s'", id);
+    model_ready_wait();
+    avail_want w = { detail, 5 };
+    cr_assert(tsupport_poll_until(available_is, &w, 20000), "detail says %lld, not 5",
+              (long long)detail_available(detail));
+    /* the current data comes from the model itself, not from the catalog */
+    long long served = tsupport_metric(edge.port, MODEL_READS);
+    cr_assert_eq(detail_available(detail), 5);
+    json_t *pg = get_json("/api/v1/products?q=SPEAK", NULL, 200);
+    json_t *items = json_object_get(pg, "items");
+    cr_assert_eq(json_array_size(items), 1);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(items, 0), "stockAvailable")),
+                 5);
+    json_decref(pg);
+    cr_assert_eq(tsupport_metric(edge.port, MODEL_READS) - served, 2,
+                 "the catalog answered after the restart");
+}
+
+Test(catalog, a_product_the_model_does_not_hold_is_read_from_the_catalog)
+{
+    model_ready_wait();
+    /* Written behind the catalog's back: no event, so no model holds it, as
+     * for a product created a moment ago through another edge. */
+    char id[ID_STR_LEN], sql[512], detail[128];
+    id_new(id);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO catalog.products (product_id, name, price_won, details, category, "
+             "stock_available, initial_stock, created_at) VALUES ('%s', 'Ghost', 1000, '', "
+             "'ghost', 3, 3, now())",
+             id);
+    tsupport_sql(sql);
+    snprintf(detail, sizeof detail, "/api/v1/products/%s", id);
+    long long asked =
+        tsupport_metric(edge.port, "layby_edge_model_reads_total{answer=\"catalog\"}");
+    json_t *p = get_json(detail, NULL, 200);
+    cr_assert_str_eq(json_string_value(json_object_get(p, "name")), "Ghost");
+    cr_assert_eq(json_integer_value(json_object_get(p, "stockAvailable")), 3);
+    json_decref(p);
+    cr_assert_eq(tsupport_metric(edge.port, "layby_edge_model_reads_total{answer=\"catalog\"}"),
+                 asked + 1);
+    /* an unknown product is the catalog's 404 */
+    char ghost[ID_STR_LEN];
+    id_new(ghost);
+    snprintf(detail, sizeof detail, "/api/v1/products/%s", ghost);
+    tsupport_resp r;
+    call(&r, "GET", detail, NULL, NULL);
+    tsupport_http_assert_error(&r, 404, "not_found", NULL);
 }

@@ -2,8 +2,9 @@
  * real catalog daemon, nats-server and PostgreSQL: no oversell under a volley,
  * all-or-nothing orders, one effect per operation however often it arrives,
  * a reservation arriving after its own release, stock adjustments and the
- * audit's conservation law. */
+ * audit's conservation law; and the edge's read model of the volley. */
 #include <criterion/criterion.h>
+#include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,7 @@
 #define WAIT_MS 60000
 
 static bus *admin;
-static tsupport_proc procs[2];
+static tsupport_proc procs[3];
 
 static void
 setup(void)
@@ -215,7 +216,26 @@ catalog_start(void)
 typedef struct sampler {
     const char *pid;
     int64_t min_available; /* lowest stock_available seen */
+    int edge_port;         /* 0 = no edge */
+    int64_t min_model;     /* lowest stockAvailable the edge answered */
+    int64_t model_reads;   /* its answers */
 } sampler;
+
+/* stockAvailable of pid as the edge on port answers it, or -1000 if it did not. */
+static int64_t
+edge_available(int port, const char *pid)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/products/%s", pid);
+    tsupport_resp r;
+    tsupport_http_call(&r, port, "GET", path, NULL, NULL, false);
+    if (r.status != 200)
+        return -1000;
+    json_t *j = tsupport_http_json(&r);
+    int64_t a = json_integer_value(json_object_get(j, "stockAvailable"));
+    json_decref(j);
+    return a;
+}
 
 static bool
 all_decided(void *arg)
@@ -224,15 +244,44 @@ all_decided(void *arg)
     int64_t a = product_int(s->pid, "stock_available");
     if (a < s->min_available)
         s->min_available = a;
+    if (s->edge_port != 0 && (a = edge_available(s->edge_port, s->pid)) != -1000) {
+        s->model_reads++;
+        if (a < s->min_model)
+            s->min_model = a;
+    }
     return tsupport_sql_int("SELECT count(*) FROM catalog.stock_ops") >= 2000;
+}
+
+typedef struct model_want {
+    int port;
+    const char *pid;
+    int64_t n;
+} model_want;
+
+static bool
+model_says(void *arg)
+{
+    model_want *w = arg;
+    return edge_available(w->port, w->pid) == w->n;
+}
+
+static bool
+model_ready(void *arg)
+{
+    return tsupport_metric(*(int *)arg, "layby_edge_model_ready") == 1;
 }
 
 Test(catalog_stock, two_thousand_single_unit_reservations_for_100_units_sell_exactly_100)
 {
     catalog_start();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    tsupport_daemon_start(&procs[1], "layby-edge", 0, NULL, NULL);
+    cr_assert(tsupport_poll_until(model_ready, &procs[1].port, WAIT_MS), "read model not ready");
     char pid[ID_STR_LEN];
     product_add(pid, "flash sale", 100);
     tsupport_wait_count(WAIT_MS, 1, "SELECT count(*) FROM catalog.products");
+    model_want full = { procs[1].port, pid, 100 };
+    cr_assert(tsupport_poll_until(model_says, &full, WAIT_MS), "the edge never saw 100 units");
     /* 2,000 buyers at once: asynchronous publishes, so they land as one volley
      * that two workers take in concurrent batches. */
     jsCtx *js = bus_js(admin);
@@ -260,7 +309,7 @@ Test(catalog_stock, two_thousand_single_unit_reservations_for_100_units_sell_exa
     jsPubOptions_Init(&po);
     po.MaxWait = 30000;
     cr_assert_eq(js_PublishAsyncComplete(js, &po), NATS_OK);
-    sampler s = { pid, 100 };
+    sampler s = { pid, 100, procs[1].port, 100, 0 };
     cr_assert(tsupport_poll_until(all_decided, &s, WAIT_MS), "not every reservation was decided");
     cr_assert_geq(s.min_available, 0, "stock went negative: %lld", (long long)s.min_available);
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM catalog.stock_ops WHERE code = 'ok'"), 100);
@@ -298,6 +347,17 @@ Test(catalog_stock, two_thousand_single_unit_reservations_for_100_units_sell_exa
     cr_assert_eq(best_version, product_int(pid, "version"));
     assert_conserved();
     cr_assert_eq(tsupport_daemon_stop(&procs[0], 10000), 0);
+    /* The edge's read model converges to 0, answering with the catalog
+     * stopped (so no answer can be the catalog's), and never said < 0. */
+    cr_assert_gt(s.model_reads, 0);
+    cr_assert_geq(s.min_model, 0, "the edge answered %lld", (long long)s.min_model);
+    model_want zero = { procs[1].port, pid, 0 };
+    cr_assert(tsupport_poll_until(model_says, &zero, WAIT_MS),
+              "the edge's read model says %lld, not 0",
+              (long long)edge_available(procs[1].port, pid));
+    cr_assert_eq(tsupport_daemon_stop(&procs[1], 10000), 0);
+    tsupport_log_expect_clean(&procs[1]);
+    curl_global_cleanup();
 }
 
 /* --- all or nothing ----------------------------------------------------------------- */
