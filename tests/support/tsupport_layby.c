@@ -141,7 +141,10 @@ tsupport_metric(int port, const char *series)
     curl_easy_cleanup(c);
     char key[256];
     snprintf(key, sizeof key, "%s ", series);
+    /* at a line's start: "# HELP <name> <text>" holds an unlabelled name too */
     const char *at = strstr(b.buf, key);
+    while (at != NULL && at != b.buf && at[-1] != '\n')
+        at = strstr(at + 1, key);
     cr_assert_not_null(at, "no %s in the metrics of port %d", series, port);
     return atoll(at + strlen(key));
 }
