@@ -247,8 +247,8 @@ static int
 range_from_conf(ctl_range *rg, const ctl_cmd *cmd, const events_conf *c)
 {
     lb_err err;
-    const bus_topology_stream *st = ctl_stream_find(c->stream);
-    if (st == NULL) {
+    const bus_topology_stream *stream = ctl_stream_find(c->stream);
+    if (stream == NULL) {
         char names[256] = "";
         for (size_t i = 0; i < bus_topology_n_streams; i++)
             snprintf(names + strlen(names), sizeof names - strlen(names), " %s",
@@ -256,8 +256,8 @@ range_from_conf(ctl_range *rg, const ctl_cmd *cmd, const events_conf *c)
         return ctl_usage_error(cmd, "unknown stream '%s'; one of:%s", c->stream, names);
     }
     memset(rg, 0, sizeof *rg);
-    rg->stream = st->name;
-    rg->subject = c->subject[0] != '\0' ? c->subject : st->subject;
+    rg->stream = stream->name;
+    rg->subject = c->subject[0] != '\0' ? c->subject : stream->subject;
     rg->from_seq = (uint64_t)c->from_seq;
     if (c->since[0] != '\0' && c->from_seq > 0)
         return ctl_usage_error(cmd, "--since and --from-seq exclude each other");

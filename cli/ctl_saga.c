@@ -77,13 +77,13 @@ ctl_bytea(unsigned char **out, size_t *len, const PGresult *r, int row, int col,
 }
 
 lb_status
-ctl_state_get(saga_state *st, const PGresult *r, int row, int col, lb_err *err)
+ctl_state_get(saga_state *state, const PGresult *r, int row, int col, lb_err *err)
 {
     unsigned char *buf = NULL;
     size_t len = 0;
     lb_status s = ctl_bytea(&buf, &len, r, row, col, err);
     if (s == LB_OK)
-        s = saga_state_unpack(st, buf, len, err);
+        s = saga_state_unpack(state, buf, len, err);
     PQfreemem(buf);
     return s;
 }
@@ -99,11 +99,11 @@ ctl_registry(lb_err *err)
 }
 
 const saga_type *
-ctl_saga_type(const saga_state *st)
+ctl_saga_type(const saga_state *state)
 {
     lb_err err;
     const saga_registry *reg = ctl_registry(&err);
-    return reg ? saga_registry_find(reg, st->type, st->version) : NULL;
+    return reg ? saga_registry_find(reg, state->type, state->version) : NULL;
 }
 
 lb_status
@@ -132,7 +132,7 @@ ctl_redecide(ctl_redo *redo, saga_input_rec *rec, saga_decision *d, const saga_t
         s = saga_input_unpack(rec, t, buf, len, err);
     PQfreemem(buf);
     if (s == LB_OK)
-        s = saga_decide(&redo->st, d, t, redo->exists ? &redo->st : NULL, &rec->in, err);
+        s = saga_decide(&redo->state, d, t, redo->exists ? &redo->state : NULL, &rec->in, err);
     if (s != LB_OK) {
         char why[sizeof err->msg];
         snprintf(why, sizeof why, "%s", err->msg);
@@ -197,15 +197,15 @@ cursor_parse(char *us, size_t n_us, char *id, const char *text)
 }
 
 static json_t *
-list_row_json(const PGresult *r, int i, const saga_state *st)
+list_row_json(const PGresult *r, int i, const saga_state *state)
 {
-    const saga_type *t = ctl_saga_type(st);
-    return json_pack("{s:s,s:s,s:i,s:s,s:i,s:s,s:s,s:s}", "sagaId", PQgetvalue(r, i, LIST_ID),
-                     "type", PQgetvalue(r, i, LIST_TYPE), "version",
-                     atoi(PQgetvalue(r, i, LIST_VERSION)), "state", PQgetvalue(r, i, LIST_STATUS),
-                     "step", (int)st->step, "stepName",
-                     t != NULL && st->step < t->n_steps ? t->steps[st->step].name : "?", "created",
-                     PQgetvalue(r, i, LIST_CREATED), "updated", PQgetvalue(r, i, LIST_UPDATED));
+    const saga_type *t = ctl_saga_type(state);
+    return json_pack(
+        "{s:s,s:s,s:i,s:s,s:i,s:s,s:s,s:s}", "sagaId", PQgetvalue(r, i, LIST_ID), "type",
+        PQgetvalue(r, i, LIST_TYPE), "version", atoi(PQgetvalue(r, i, LIST_VERSION)), "state",
+        PQgetvalue(r, i, LIST_STATUS), "step", (int)state->step, "stepName",
+        t != NULL && state->step < t->n_steps ? t->steps[state->step].name : "?", "created",
+        PQgetvalue(r, i, LIST_CREATED), "updated", PQgetvalue(r, i, LIST_UPDATED));
 }
 
 static void
@@ -247,9 +247,9 @@ list_run(PGconn *pg, const saga_list_conf *c, const char *since_ms, const char *
     json_t *items = json_array();
     lb_status s = LB_OK;
     for (int i = 0; i < shown && s == LB_OK; i++) {
-        saga_state st;
-        if ((s = ctl_state_get(&st, r, i, LIST_STATE, err)) == LB_OK)
-            json_array_append_new(items, list_row_json(r, i, &st));
+        saga_state state;
+        if ((s = ctl_state_get(&state, r, i, LIST_STATE, err)) == LB_OK)
+            json_array_append_new(items, list_row_json(r, i, &state));
     }
     char next[80] = "";
     if (n > shown)
@@ -298,12 +298,12 @@ ctl_saga_list(const ctl_cmd *cmd, int argc, char **argv)
 /* --- saga show: the record and steps --------------------------------------- */
 
 static json_t *
-steps_json(const saga_state *st, const saga_type *t)
+steps_json(const saga_state *state, const saga_type *t)
 {
     json_t *arr = json_array();
     size_t n = t != NULL ? t->n_steps : SAGA_STEPS_MAX;
     for (size_t i = 0; i < n; i++) {
-        const saga_step_state *ss = &st->steps[i];
+        const saga_step_state *ss = &state->steps[i];
         json_t *flags = json_array();
         for (size_t k = 0; k < LB_COUNTOF(step_flags); k++)
             if (ss->flags & step_flags[k].bit)
@@ -315,20 +315,20 @@ steps_json(const saga_state *st, const saga_type *t)
                            saga_step_status_name((saga_step_status)ss->status), "attempt",
                            ss->attempt, "tries", ss->tries, "compAttempt", ss->comp_attempt,
                            "compTries", ss->comp_tries, "flags", flags, "durationMs",
-                           (json_int_t)st->durations_ms[i]));
+                           (json_int_t)state->durations_ms[i]));
     }
     return arr;
 }
 
 static json_t *
-record_json(const saga_state *st, const saga_type *t)
+record_json(const saga_state *state, const saga_type *t)
 {
     ProtobufCMessage *rec = NULL;
     json_t *j = NULL;
     lb_err err;
     if (t == NULL || t->record == NULL)
         return json_null();
-    if (saga_record_get(&rec, t, st, &err) != LB_OK ||
+    if (saga_record_get(&rec, t, state, &err) != LB_OK ||
         codec_json_encode_proto3(&j, rec, &err) != LB_OK)
         j = json_pack("{s:s}", "error", err.msg);
     if (rec != NULL)
@@ -337,40 +337,40 @@ record_json(const saga_state *st, const saga_type *t)
 }
 
 static json_t *
-state_json(const char *id, const PGresult *r, const saga_state *st, const saga_type *t)
+state_json(const char *id, const PGresult *r, const saga_state *state, const saga_type *t)
 {
     json_t *o = json_pack(
         "{s:s,s:s,s:i,s:s,s:s,s:i,s:s,s:s,s:s}", "sagaId", id, "type",
         PQgetvalue(r, 0, SAGA_COL_TYPE), "version", atoi(PQgetvalue(r, 0, SAGA_COL_VERSION)),
-        "startedBy", PQgetvalue(r, 0, SAGA_COL_START_TYPE), "state", saga_status_name(st->status),
-        "step", (int)st->step, "stepName",
-        t != NULL && st->step < t->n_steps ? t->steps[st->step].name : "?", "created",
+        "startedBy", PQgetvalue(r, 0, SAGA_COL_START_TYPE), "state",
+        saga_status_name(state->status), "step", (int)state->step, "stepName",
+        t != NULL && state->step < t->n_steps ? t->steps[state->step].name : "?", "created",
         PQgetvalue(r, 0, SAGA_COL_CREATED), "updated", PQgetvalue(r, 0, SAGA_COL_UPDATED));
-    json_object_set_new(o, "actor", json_string(st->actor));
-    if (st->has_timer) {
+    json_object_set_new(o, "actor", json_string(state->actor));
+    if (state->has_timer) {
         char due[32];
-        lb_time_format(due, sizeof due, st->timer.due_ms);
+        lb_time_format(due, sizeof due, state->timer.due_ms);
         json_object_set_new(
             o, "timer",
-            json_pack("{s:s,s:i,s:i,s:s}", "kind", saga_timer_kind_name(st->timer.kind), "step",
-                      (int)st->timer.step, "attempt", (int)st->timer.attempt, "due", due));
+            json_pack("{s:s,s:i,s:i,s:s}", "kind", saga_timer_kind_name(state->timer.kind), "step",
+                      (int)state->timer.step, "attempt", (int)state->timer.attempt, "due", due));
     } else {
         json_object_set_new(o, "timer", json_null());
     }
-    if (st->fail_code != LB_OK)
+    if (state->fail_code != LB_OK)
         json_object_set_new(o, "failure",
-                            json_pack("{s:s,s:s}", "code", lb_status_code(st->fail_code), "reason",
-                                      st->fail_reason));
-    if (st->last_error[0] != '\0')
-        json_object_set_new(o, "lastError", json_string(st->last_error));
-    if (st->resolved_by[0] != '\0')
+                            json_pack("{s:s,s:s}", "code", lb_status_code(state->fail_code),
+                                      "reason", state->fail_reason));
+    if (state->last_error[0] != '\0')
+        json_object_set_new(o, "lastError", json_string(state->last_error));
+    if (state->resolved_by[0] != '\0')
         json_object_set_new(
             o, "resolved",
-            json_pack("{s:s,s:s}", "by", st->resolved_by, "reason", st->resolve_reason));
-    if (st->signal[0] != '\0')
-        json_object_set_new(o, "signal", json_string(st->signal));
-    json_object_set_new(o, "record", record_json(st, t));
-    json_object_set_new(o, "steps", steps_json(st, t));
+            json_pack("{s:s,s:s}", "by", state->resolved_by, "reason", state->resolve_reason));
+    if (state->signal[0] != '\0')
+        json_object_set_new(o, "signal", json_string(state->signal));
+    json_object_set_new(o, "record", record_json(state, t));
+    json_object_set_new(o, "steps", steps_json(state, t));
     return o;
 }
 
@@ -564,17 +564,17 @@ lb_status
 ctl_saga_json(json_t **out, PGconn *pg, const char *id, lb_err *err)
 {
     PGresult *r = NULL;
-    saga_state st;
+    saga_state state;
     json_t *tl = NULL;
     lb_status s = ctl_saga_row(&r, pg, id, err);
     if (s != LB_OK)
         return s;
-    if ((s = ctl_state_get(&st, r, 0, SAGA_COL_STATE, err)) != LB_OK) {
+    if ((s = ctl_state_get(&state, r, 0, SAGA_COL_STATE, err)) != LB_OK) {
         PQclear(r);
         return s;
     }
-    const saga_type *t = ctl_saga_type(&st);
-    json_t *doc = state_json(id, r, &st, t);
+    const saga_type *t = ctl_saga_type(&state);
+    json_t *doc = state_json(id, r, &state, t);
     PQclear(r);
     if ((s = timeline_json(&tl, pg, id, t, err)) != LB_OK) {
         json_decref(doc);

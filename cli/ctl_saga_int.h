@@ -51,11 +51,11 @@ PGresult *ctl_query(PGconn *pg, const char *sql, int n, const char *const *param
 /* A bytea column's bytes; the caller PQfreemem()s *out. */
 lb_status ctl_bytea(unsigned char **out, size_t *len, const PGresult *r, int row, int col,
                     lb_err *err);
-lb_status ctl_state_get(saga_state *st, const PGresult *r, int row, int col, lb_err *err);
+lb_status ctl_state_get(saga_state *state, const PGresult *r, int row, int col, lb_err *err);
 /* This build's saga types (the orchestrator's registry); NULL with err. */
 const saga_registry *ctl_registry(lb_err *err);
 /* The type st runs on in this build, NULL when it lacks it. */
-const saga_type *ctl_saga_type(const saga_state *st);
+const saga_type *ctl_saga_type(const saga_state *state);
 /* The saga's row (CTL_SQL_SAGA); LB_ERR_NOT_FOUND for an unknown id. */
 lb_status ctl_saga_row(PGresult **out, PGconn *pg, const char *id, lb_err *err);
 
@@ -63,7 +63,7 @@ lb_status ctl_saga_row(PGresult **out, PGconn *pg, const char *id, lb_err *err);
  * orchestrator did: ctl_redecide() unpacks row `row` of a CTL_SQL_LOG result
  * into *rec and decides it on *st (exists: whether a saga exists yet). */
 typedef struct ctl_redo {
-    saga_state st;
+    saga_state state;
     bool exists;
 } ctl_redo;
 lb_status ctl_redecide(ctl_redo *redo, saga_input_rec *rec, saga_decision *d, const saga_type *t,

@@ -226,13 +226,14 @@ replay_log(bool *match, json_t *doc, PGconn *pg, const char *id, const saga_type
     for (int i = 0; i < PQntuples(r) && s == LB_OK; i++)
         s = replay_one(redo, match, t, r, i, entries, err);
     PQclear(r);
-    if (s == LB_OK && (s = states_equal(&eq, &redo->st, stored, err)) == LB_OK && !eq) {
+    if (s == LB_OK && (s = states_equal(&eq, &redo->state, stored, err)) == LB_OK && !eq) {
         char text[256];
         snprintf(text, sizeof text,
                  "final state differs: stored %s at step %u (updated %lld), replayed %s at step "
                  "%u (updated %lld)",
                  saga_status_name(stored->status), stored->step, (long long)stored->updated_ms,
-                 saga_status_name(redo->st.status), redo->st.step, (long long)redo->st.updated_ms);
+                 saga_status_name(redo->state.status), redo->state.step,
+                 (long long)redo->state.updated_ms);
         json_object_set_new(doc, "finalState", json_string(text));
         if (!ctl_out.json)
             printf("%s\n", text);

@@ -51,13 +51,13 @@ edge_idem_hashes(char kv_key[EDGE_HASH_HEX], char body_hash[EDGE_HASH_HEX], cons
                  const char *route, const char *key, const char *body, size_t body_len)
 {
     unsigned char h[32];
-    crypto_generichash_state st;
+    crypto_generichash_state hs;
     /* NUL separators: ("a b", "c") and ("a", "b c") must not collide */
-    crypto_generichash_init(&st, NULL, 0, sizeof h);
-    crypto_generichash_update(&st, (const unsigned char *)sub, strlen(sub) + 1);
-    crypto_generichash_update(&st, (const unsigned char *)route, strlen(route) + 1);
-    crypto_generichash_update(&st, (const unsigned char *)key, strlen(key) + 1);
-    crypto_generichash_final(&st, h, sizeof h);
+    crypto_generichash_init(&hs, NULL, 0, sizeof h);
+    crypto_generichash_update(&hs, (const unsigned char *)sub, strlen(sub) + 1);
+    crypto_generichash_update(&hs, (const unsigned char *)route, strlen(route) + 1);
+    crypto_generichash_update(&hs, (const unsigned char *)key, strlen(key) + 1);
+    crypto_generichash_final(&hs, h, sizeof h);
     hex_of(kv_key, h);
     crypto_generichash(h, sizeof h, (const unsigned char *)body, body_len, NULL, 0);
     hex_of(body_hash, h);
@@ -108,10 +108,10 @@ record_text(const char *body_hash, int status, const char *body, const char *loc
 
 /* Answers from a stored record; false when the record is only a claim. */
 static bool
-replay_or_reply(edge_req *r, const edge_idem *st, const json_t *rec)
+replay_or_reply(edge_req *r, const edge_idem *idem, const json_t *rec)
 {
     const char *hash = json_string_value(json_object_get(rec, "bodyHash"));
-    if (hash == NULL || strcmp(hash, st->body_hash) != 0) {
+    if (hash == NULL || strcmp(hash, idem->body_hash) != 0) {
         edge_reply_status(r, LB_ERR_UNPROCESSABLE, NULL,
                           "Idempotency-Key was already used with a different request body", NULL);
         return true;
@@ -129,9 +129,9 @@ replay_or_reply(edge_req *r, const edge_idem *st, const json_t *rec)
 }
 
 void
-edge_idem_begin_or_reply(edge_idem *st, bool *replied, edge_req *r, const char *key)
+edge_idem_begin_or_reply(edge_idem *idem, bool *replied, edge_req *r, const char *key)
 {
-    *st = (edge_idem){ .active = false };
+    *idem = (edge_idem){ .active = false };
     *replied = false;
     if (key == NULL)
         return;
@@ -143,32 +143,32 @@ edge_idem_begin_or_reply(edge_idem *st, bool *replied, edge_req *r, const char *
     }
     char route[EDGE_HEADERS_MAX];
     snprintf(route, sizeof route, "%s %s", r->route->method, r->route->path);
-    edge_idem_hashes(st->kv_key, st->body_hash, r->claims.sub, route, key, r->body ? r->body : "",
-                     r->body_len);
+    edge_idem_hashes(idem->kv_key, idem->body_hash, r->claims.sub, route, key,
+                     r->body ? r->body : "", r->body_len);
     kvStore *kv = bucket(r->app);
     if (kv == NULL)
         return;
 
-    char *claim = record_text(st->body_hash, 0, NULL, NULL);
+    char *claim = record_text(idem->body_hash, 0, NULL, NULL);
     if (claim == NULL)
         return;
     /* Two rounds: a lost Create race means the winner's claim is there now. */
-    for (int round = 0; round < 2 && !*replied && !st->active; round++) {
+    for (int round = 0; round < 2 && !*replied && !idem->active; round++) {
         kvEntry *e = NULL;
-        natsStatus s = kvStore_Get(&e, kv, st->kv_key);
+        natsStatus s = kvStore_Get(&e, kv, idem->kv_key);
         if (s == NATS_OK) {
             json_t *rec =
                 json_loadb((const char *)kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
             kvEntry_Destroy(e);
-            *replied = rec != NULL && replay_or_reply(r, st, rec);
+            *replied = rec != NULL && replay_or_reply(r, idem, rec);
             json_decref(rec);
-            st->active = !*replied; /* a claim: go on, then record the outcome */
-            st->repeat = st->active;
+            idem->active = !*replied; /* a claim: go on, then record the outcome */
+            idem->repeat = idem->active;
         } else if (s == NATS_NOT_FOUND) {
             uint64_t rev = 0;
-            s = kvStore_Create(&rev, kv, st->kv_key, claim, (int)strlen(claim));
+            s = kvStore_Create(&rev, kv, idem->kv_key, claim, (int)strlen(claim));
             if (s == NATS_OK)
-                st->active = true;
+                idem->active = true;
             else if (round == 1)
                 kv_warn(r, s, "claim idempotency key");
         } else {
@@ -180,19 +180,19 @@ edge_idem_begin_or_reply(edge_idem *st, bool *replied, edge_req *r, const char *
 }
 
 void
-edge_idem_finish(const edge_idem *st, edge_req *r, int status, const char *body,
+edge_idem_finish(const edge_idem *idem, edge_req *r, int status, const char *body,
                  const char *location)
 {
-    if (!st->active || status == 202 || status >= 500)
+    if (!idem->active || status == 202 || status >= 500)
         return;
     kvStore *kv = bucket(r->app);
-    char *text = record_text(st->body_hash, status, body, location);
+    char *text = record_text(idem->body_hash, status, body, location);
     if (kv == NULL || text == NULL) {
         free(text);
         return;
     }
     uint64_t rev = 0;
-    natsStatus s = kvStore_Put(&rev, kv, st->kv_key, text, (int)strlen(text));
+    natsStatus s = kvStore_Put(&rev, kv, idem->kv_key, text, (int)strlen(text));
     if (s != NATS_OK)
         kv_warn(r, s, "record idempotent outcome");
     free(text);

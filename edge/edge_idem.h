@@ -39,9 +39,9 @@ void edge_idem_hashes(char kv_key[EDGE_HASH_HEX], char body_hash[EDGE_HASH_HEX],
  * body in r->body. *replied is set when the request was answered here: with
  * the remembered outcome, 422 for a different body, or 400 for a bad key;
  * otherwise the caller goes on and later calls edge_idem_finish(). */
-void edge_idem_begin_or_reply(edge_idem *st, bool *replied, edge_req *r, const char *key);
+void edge_idem_begin_or_reply(edge_idem *idem, bool *replied, edge_req *r, const char *key);
 /* Remembers a final outcome (not 202 or 5xx, which a repeat should retry). */
-void edge_idem_finish(const edge_idem *st, edge_req *r, int status, const char *body,
+void edge_idem_finish(const edge_idem *idem, edge_req *r, int status, const char *body,
                       const char *location);
 
 #endif

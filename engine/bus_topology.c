@@ -115,19 +115,19 @@ str_eq(const char *a, const char *b)
 }
 
 lb_status
-bus_topology_stream_apply(bus_topology_change *out, jsCtx *js, const bus_topology_stream *st,
+bus_topology_stream_apply(bus_topology_change *out, jsCtx *js, const bus_topology_stream *stream,
                           const bus_topology_opts *opts, lb_err *err)
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
-    const char *subjects[] = { st->subject };
-    natsStatus s = js_GetStreamInfo(&si, js, st->name, NULL, &jerr);
+    const char *subjects[] = { stream->subject };
+    natsStatus s = js_GetStreamInfo(&si, js, stream->name, NULL, &jerr);
 
     if (is_not_found(s, jerr, JS_ERR_STREAM_NOT_FOUND)) {
         jsStreamConfig cfg;
         jsStreamConfig_Init(&cfg);
-        cfg.Name = st->name;
-        cfg.Description = st->about;
+        cfg.Name = stream->name;
+        cfg.Description = stream->about;
         cfg.Subjects = subjects;
         cfg.SubjectsLen = 1;
         cfg.Retention = js_LimitsPolicy;
@@ -137,25 +137,25 @@ bus_topology_stream_apply(bus_topology_change *out, jsCtx *js, const bus_topolog
         jerr = 0;
         s = js_AddStream(NULL, js, &cfg, NULL, &jerr);
         if (s != NATS_OK)
-            return nats_fail(err, s, jerr, "create stream", st->name);
+            return nats_fail(err, s, jerr, "create stream", stream->name);
         *out = BUS_TOPOLOGY_CREATED;
         return LB_OK;
     }
     if (s != NATS_OK)
-        return nats_fail(err, s, jerr, "look up stream", st->name);
+        return nats_fail(err, s, jerr, "look up stream", stream->name);
 
     jsStreamConfig *cur = si->Config;
     lb_status rc = LB_OK;
     if (cur->Storage != js_FileStorage || cur->Retention != js_LimitsPolicy) {
         rc = lb_err_set(err, LB_ERR_CONFIG,
                         "stream %s exists with other storage or retention; delete it to recreate",
-                        st->name);
+                        stream->name);
         goto out;
     }
-    bool same = cur->SubjectsLen == 1 && str_eq(cur->Subjects[0], st->subject) &&
+    bool same = cur->SubjectsLen == 1 && str_eq(cur->Subjects[0], stream->subject) &&
                 cur->MaxAge == opts->max_age_ms * NS_PER_MS &&
                 cur->Duplicates == opts->duplicates_ms * NS_PER_MS &&
-                str_eq(cur->Description, st->about);
+                str_eq(cur->Description, stream->about);
     if (same) {
         *out = BUS_TOPOLOGY_UNCHANGED;
         goto out;
@@ -169,14 +169,14 @@ bus_topology_stream_apply(bus_topology_change *out, jsCtx *js, const bus_topolog
     cur->SubjectsLen = 1;
     cur->MaxAge = opts->max_age_ms * NS_PER_MS;
     cur->Duplicates = opts->duplicates_ms * NS_PER_MS;
-    cur->Description = st->about;
+    cur->Description = stream->about;
     jerr = 0;
     s = js_UpdateStream(NULL, js, cur, NULL, &jerr);
     cur->Subjects = own_subjects;
     cur->SubjectsLen = own_len;
     cur->Description = own_about;
     if (s != NATS_OK) {
-        rc = nats_fail(err, s, jerr, "update stream", st->name);
+        rc = nats_fail(err, s, jerr, "update stream", stream->name);
         goto out;
     }
     *out = BUS_TOPOLOGY_UPDATED;
@@ -317,11 +317,11 @@ bus_topology_apply(jsCtx *js, const bus_topology_opts *opts, bus_topology_report
     lb_status rc;
 
     for (size_t i = 0; i < bus_topology_n_streams; i++) {
-        const bus_topology_stream *st = &bus_topology_streams[i];
-        if ((rc = bus_topology_stream_apply(&ch, js, st, opts, err)) != LB_OK)
+        const bus_topology_stream *stream = &bus_topology_streams[i];
+        if ((rc = bus_topology_stream_apply(&ch, js, stream, opts, err)) != LB_OK)
             return rc;
         if (report != NULL)
-            report(arg, "stream", st->name, ch);
+            report(arg, "stream", stream->name, ch);
     }
     for (size_t i = 0; i < bus_topology_n_consumers; i++) {
         const bus_topology_consumer *c = &bus_topology_consumers[i];

@@ -89,8 +89,8 @@ const char *bus_topology_change_name(bus_topology_change c); /* "created" ... */
 
 /* Creates the stream, or updates it when its settings differ. */
 lb_status bus_topology_stream_apply(bus_topology_change *out, jsCtx *js,
-                                    const bus_topology_stream *st, const bus_topology_opts *opts,
-                                    lb_err *err);
+                                    const bus_topology_stream *stream,
+                                    const bus_topology_opts *opts, lb_err *err);
 /* Creates the durable, or updates it when its settings differ. A changed
  * filter cannot be updated on nats-server 2.9: that is an error naming it. */
 lb_status bus_topology_consumer_apply(bus_topology_change *out, jsCtx *js,

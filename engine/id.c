@@ -89,12 +89,12 @@ void
 id_from_key(char out[ID_STR_LEN], const char *ns, const char *key)
 {
     uint8_t h[16];
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, sizeof h);
-    crypto_generichash_update(&st, (const unsigned char *)ns, strlen(ns));
-    crypto_generichash_update(&st, (const unsigned char *)"\0", 1);
-    crypto_generichash_update(&st, (const unsigned char *)key, strlen(key));
-    crypto_generichash_final(&st, h, sizeof h);
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, sizeof h);
+    crypto_generichash_update(&hs, (const unsigned char *)ns, strlen(ns));
+    crypto_generichash_update(&hs, (const unsigned char *)"\0", 1);
+    crypto_generichash_update(&hs, (const unsigned char *)key, strlen(key));
+    crypto_generichash_final(&hs, h, sizeof h);
     h[6] = (uint8_t)(0x80 | (h[6] & 0x0f)); /* version 8: custom */
     h[8] = (uint8_t)(0x80 | (h[8] & 0x3f));
     to_text(out, h);

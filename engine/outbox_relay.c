@@ -77,7 +77,7 @@ static const store_stmt relay_stmts[] = {
  * are counted per context) and its wake-up pipe. */
 typedef struct relay_lane {
     struct outbox_relay *r;
-    store *st;
+    store *db;
     PGconn *configured_on; /* connection set up by lane_conn(); changes after a reconnect */
     outbox_pub *pub;
     outbox_buf work; /* rows being published */
@@ -118,7 +118,7 @@ lane_init(relay_lane *l, outbox_relay *r, lb_err *err)
     lb_status st = outbox_pub_new(&l->pub, r->opts.bus, r->m_errors, err);
     if (st != LB_OK)
         return st;
-    return store_open(&l->st, r->opts.db_url, relay_stmts, LB_COUNTOF(relay_stmts), err);
+    return store_open(&l->db, r->opts.db_url, relay_stmts, LB_COUNTOF(relay_stmts), err);
 }
 
 static void
@@ -144,7 +144,7 @@ static void
 lane_free(relay_lane *l)
 {
     outbox_pub_free(l->pub);
-    store_close(l->st);
+    store_close(l->db);
     for (int i = 0; i < 2; i++)
         if (l->wake[i] >= 0)
             close(l->wake[i]);
@@ -201,14 +201,14 @@ out_free:
 static lb_status
 lane_conn(relay_lane *l, lb_err *err)
 {
-    lb_status st = store_ensure(l->st, err);
+    lb_status st = store_ensure(l->db, err);
     if (st != LB_OK)
         return st;
-    if (l->configured_on == store_pg(l->st))
+    if (l->configured_on == store_pg(l->db))
         return LB_OK;
-    if ((st = store_exec_sql(l->st, "SET synchronous_commit = off", err)) != LB_OK)
+    if ((st = store_exec_sql(l->db, "SET synchronous_commit = off", err)) != LB_OK)
         return st;
-    l->configured_on = store_pg(l->st);
+    l->configured_on = store_pg(l->db);
     return LB_OK;
 }
 
@@ -240,7 +240,7 @@ delete_done(outbox_relay *r, lb_err *err)
     lb_status st = ids.oom ? lb_err_set(err, LB_ERR_NOMEM, "relay ids") : lane_conn(&r->pub, err);
     if (st == LB_OK) {
         const char *p[] = { ids.p };
-        st = store_exec(r->pub.st, NULL, "relay_delete", 1, p, err);
+        st = store_exec(r->pub.db, NULL, "relay_delete", 1, p, err);
     }
     store_array_free(&ids);
     if (st == LB_OK)
@@ -343,7 +343,7 @@ sweep_batch(relay_lane *l, int64_t grace_ms, size_t *n, lb_err *err)
     outbox_relay *r = l->r;
     *n = 0;
     lb_status st = outbox_pub_settle(l->pub, err);
-    if (st != LB_OK || (st = store_begin(l->st, err)) != LB_OK)
+    if (st != LB_OK || (st = store_begin(l->db, err)) != LB_OK)
         return st;
     char limit[24], grace[24];
     snprintf(limit, sizeof limit, "%lld", (long long)r->opts.batch);
@@ -351,11 +351,11 @@ sweep_batch(relay_lane *l, int64_t grace_ms, size_t *n, lb_err *err)
     const char *lp[] = { limit, grace };
     int64_t t0 = lb_mono_us();
     PGresult *res = NULL;
-    if ((st = store_exec_bin(l->st, &res, "relay_claim", 2, lp, NULL, NULL, 1, err)) != LB_OK)
+    if ((st = store_exec_bin(l->db, &res, "relay_claim", 2, lp, NULL, NULL, 1, err)) != LB_OK)
         goto out_rollback;
     if (PQntuples(res) == 0) {
         PQclear(res);
-        return store_commit(l->st, err);
+        return store_commit(l->db, err);
     }
     outbox_buf_reset(&l->work);
     for (int i = 0; i < PQntuples(res) && st == LB_OK; i++)
@@ -365,7 +365,7 @@ sweep_batch(relay_lane *l, int64_t grace_ms, size_t *n, lb_err *err)
     if (st != LB_OK || (st = publish_rows(l, &l->work, err)) != LB_OK)
         goto out_rollback;
     PQclear(res);
-    if ((st = store_commit(l->st, err)) != LB_OK)
+    if ((st = store_commit(l->db, err)) != LB_OK)
         return st;
     *n = l->work.n;
     metrics_add(r->m_published, (int64_t)l->work.n);
@@ -376,7 +376,7 @@ sweep_batch(relay_lane *l, int64_t grace_ms, size_t *n, lb_err *err)
 out_rollback:
     PQclear(res);
     outbox_buf_reset(&l->work);
-    store_rollback(l->st);
+    store_rollback(l->db);
     return st;
 }
 
@@ -410,7 +410,7 @@ prune_inbox(relay_lane *l, int64_t now)
     for (int round = 0; round < RELAY_PRUNE_ROUNDS; round++) {
         PGresult *res = NULL;
         lb_err err;
-        if (store_exec(l->st, &res, "relay_inbox_prune", 1, p, &err) != LB_OK) {
+        if (store_exec(l->db, &res, "relay_inbox_prune", 1, p, &err) != LB_OK) {
             log_warn(NULL, "outbox.prune_failed", "inbox pruning failed", LOG_ERR(&err));
             break;
         }

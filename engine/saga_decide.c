@@ -110,9 +110,9 @@ step_name(const ctx *c, uint32_t i)
 }
 
 static const saga_retry *
-comp_policy(const saga_step *st)
+comp_policy(const saga_step *step)
 {
-    return st->compensate_retry != NULL ? st->compensate_retry : st->retry;
+    return step->compensate_retry != NULL ? step->compensate_retry : step->retry;
 }
 
 /* Step i's timeout, deadline or delay: fixed at START (R8). */
@@ -214,30 +214,30 @@ static void step_done(ctx *c, uint32_t i);
 static void
 send_step(ctx *c, uint32_t i)
 {
-    const saga_step *st = &c->t->steps[i];
+    const saga_step *step = &c->t->steps[i];
     saga_step_state *ss = &c->s->steps[i];
     int64_t dur = duration_ms(c, i);
     ss->status = SAGA_STEP_SENT;
     ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;
     ss->attempt++;
     ss->tries++;
-    if (st->kind == SAGA_STEP_DELAY) {
-        saga__note(c, "delay %s for %lld ms", st->name, (long long)dur);
+    if (step->kind == SAGA_STEP_DELAY) {
+        saga__note(c, "delay %s for %lld ms", step->name, (long long)dur);
         set_timer(c, SAGA_TIMER_DELAY, i, ss->attempt, dur);
         return;
     }
-    if (st->command != NULL) {
-        add_cmd(c, st->subject, st->command, i, ss->attempt, false);
-        saga__note(c, "send %s attempt %u", st->name, ss->attempt);
-    } else if (st->kind == SAGA_STEP_WAIT && (ss->flags & SAGA_STEP_F_EARLY)) {
+    if (step->command != NULL) {
+        add_cmd(c, step->subject, step->command, i, ss->attempt, false);
+        saga__note(c, "send %s attempt %u", step->name, ss->attempt);
+    } else if (step->kind == SAGA_STEP_WAIT && (ss->flags & SAGA_STEP_F_EARLY)) {
         ss->flags &= (uint8_t)~SAGA_STEP_F_EARLY;
-        saga__note(c, "%s: what it waits for came already", st->name);
+        saga__note(c, "%s: what it waits for came already", step->name);
         step_done(c, i);
         return;
-    } else if (st->kind == SAGA_STEP_WAIT) {
-        saga__note(c, "wait for %s up to %lld ms", st->name, (long long)dur);
+    } else if (step->kind == SAGA_STEP_WAIT) {
+        saga__note(c, "wait for %s up to %lld ms", step->name, (long long)dur);
     } else {
-        saga__note(c, "wait for %s (attempt %u)", st->name, ss->attempt);
+        saga__note(c, "wait for %s (attempt %u)", step->name, ss->attempt);
     }
     set_timer(c, SAGA_TIMER_STEP_TIMEOUT, i, ss->attempt, dur);
 }
@@ -270,13 +270,13 @@ saga__advance(ctx *c, uint32_t i)
 static void
 step_done(ctx *c, uint32_t i)
 {
-    const saga_step *st = &c->t->steps[i];
+    const saga_step *step = &c->t->steps[i];
     saga_step_state *ss = &c->s->steps[i];
     ss->status = SAGA_STEP_DONE;
     ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;
-    if (st->reply)
+    if (step->reply)
         reply_requester(c, LB_OK, "");
-    if (st->ends)
+    if (step->ends)
         complete(c, i);
     else
         saga__advance(c, i + 1);
@@ -285,14 +285,14 @@ step_done(ctx *c, uint32_t i)
 void
 saga__send_comp(ctx *c, uint32_t i)
 {
-    const saga_step *st = &c->t->steps[i];
+    const saga_step *step = &c->t->steps[i];
     saga_step_state *ss = &c->s->steps[i];
     ss->status = SAGA_STEP_COMPENSATING;
     ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;
     ss->comp_attempt++;
     ss->comp_tries++;
-    add_cmd(c, st->compensate_subject, st->compensate, i, ss->comp_attempt, true);
-    saga__note(c, "compensate %s attempt %u", st->name, ss->comp_attempt);
+    add_cmd(c, step->compensate_subject, step->compensate, i, ss->comp_attempt, true);
+    saga__note(c, "compensate %s attempt %u", step->name, ss->comp_attempt);
     set_timer(c, SAGA_TIMER_COMP_TIMEOUT, i, ss->comp_attempt, comp_timeout_ms(c, i));
 }
 
@@ -361,16 +361,16 @@ saga__compensate_from(ctx *c, int64_t from)
 static void
 step_failed(ctx *c, uint32_t i, bool final, bool uncertain, lb_status code, const char *reason)
 {
-    const saga_step *st = &c->t->steps[i];
+    const saga_step *step = &c->t->steps[i];
     saga_step_state *ss = &c->s->steps[i];
     saga__copy_text(c->s->last_error, sizeof c->s->last_error, reason);
     ss->status = SAGA_STEP_FAILED;
-    if (!final && ss->tries < st->retry->attempts) {
+    if (!final && ss->tries < step->retry->attempts) {
         ss->flags |= SAGA_STEP_F_RETRY_WAIT;
-        int64_t delay = saga_backoff_ms(st->retry, ss->tries, step_seed(c, i));
+        int64_t delay = saga_backoff_ms(step->retry, ss->tries, step_seed(c, i));
         set_timer(c, SAGA_TIMER_STEP_RETRY, i, ss->attempt, delay);
-        saga__note(c, "%s attempt %u failed (%s), retry in %lld ms", st->name, ss->attempt, reason,
-                   (long long)delay);
+        saga__note(c, "%s attempt %u failed (%s), retry in %lld ms", step->name, ss->attempt,
+                   reason, (long long)delay);
         return;
     }
     ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;
@@ -378,7 +378,7 @@ step_failed(ctx *c, uint32_t i, bool final, bool uncertain, lb_status code, cons
         ss->flags |= SAGA_STEP_F_UNCERTAIN; /* R5 */
     c->s->fail_code = code != LB_OK ? code : LB_ERR_UNPROCESSABLE;
     saga__copy_text(c->s->fail_reason, sizeof c->s->fail_reason, reason);
-    saga__note(c, "%s failed%s after %u attempt(s): %s", st->name, final ? " finally" : "",
+    saga__note(c, "%s failed%s after %u attempt(s): %s", step->name, final ? " finally" : "",
                ss->tries, reason);
     reply_requester(c, c->s->fail_code, c->s->fail_reason);
     saga__compensate_from(c, i);
@@ -388,15 +388,15 @@ step_failed(ctx *c, uint32_t i, bool final, bool uncertain, lb_status code, cons
 static void
 comp_failed(ctx *c, uint32_t i, bool final, const char *reason)
 {
-    const saga_step *st = &c->t->steps[i];
-    const saga_retry *policy = comp_policy(st);
+    const saga_step *step = &c->t->steps[i];
+    const saga_retry *policy = comp_policy(step);
     saga_step_state *ss = &c->s->steps[i];
     saga__copy_text(c->s->last_error, sizeof c->s->last_error, reason);
     if (!final && ss->comp_tries < policy->attempts) {
         ss->flags |= SAGA_STEP_F_RETRY_WAIT;
         int64_t delay = saga_backoff_ms(policy, ss->comp_tries, step_seed(c, i));
         set_timer(c, SAGA_TIMER_COMP_RETRY, i, ss->comp_attempt, delay);
-        saga__note(c, "compensation of %s attempt %u failed (%s), retry in %lld ms", st->name,
+        saga__note(c, "compensation of %s attempt %u failed (%s), retry in %lld ms", step->name,
                    ss->comp_attempt, reason, (long long)delay);
         return;
     }
@@ -404,7 +404,7 @@ comp_failed(ctx *c, uint32_t i, bool final, const char *reason)
     c->s->status = SAGA_STUCK;
     saga__clear_timer(c);
     saga__note(c, "compensation of %s failed%s after %u attempt(s): %s; STUCK for an operator",
-               st->name, final ? " finally" : "", ss->comp_tries, reason);
+               step->name, final ? " finally" : "", ss->comp_tries, reason);
 }
 
 /* --- events ------------------------------------------------------------------ */
@@ -458,9 +458,9 @@ merge(ctx *c, uint32_t i)
 static bool
 early_wait_event(ctx *c, uint32_t i)
 {
-    const saga_step *st = &c->t->steps[i];
+    const saga_step *step = &c->t->steps[i];
     saga_step_state *ss = &c->s->steps[i];
-    if (st->kind != SAGA_STEP_WAIT || c->s->status != SAGA_RUNNING || i <= c->s->step ||
+    if (step->kind != SAGA_STEP_WAIT || c->s->status != SAGA_RUNNING || i <= c->s->step ||
         ss->status != SAGA_STEP_PENDING)
         return false;
     if (ss->flags & SAGA_STEP_F_EARLY) {
@@ -471,7 +471,7 @@ early_wait_event(ctx *c, uint32_t i)
         return true;
     saga__applied(c);
     ss->flags |= SAGA_STEP_F_EARLY;
-    saga__note(c, "%s: its event came before the saga reached it; kept", st->name);
+    saga__note(c, "%s: its event came before the saga reached it; kept", step->name);
     return true;
 }
 
@@ -597,17 +597,17 @@ on_event(ctx *c)
         saga__ignore(c, why);
         return;
     }
-    const saga_step *st = &c->t->steps[in->step];
+    const saga_step *step = &c->t->steps[in->step];
     for (size_t k = 0; k < LB_COUNTOF(event_rows); k++) {
         const ProtobufCMessageDescriptor *want =
-            *(const ProtobufCMessageDescriptor *const *)((const char *)st +
+            *(const ProtobufCMessageDescriptor *const *)((const char *)step +
                                                          event_rows[k].desc_offset);
         if (want == in->event) {
             event_rows[k].fn(c, in->step);
             return;
         }
     }
-    snprintf(why, sizeof why, "%s is not an event of step %s", in->event->name, st->name);
+    snprintf(why, sizeof why, "%s is not an event of step %s", in->event->name, step->name);
     saga__ignore(c, why);
 }
 

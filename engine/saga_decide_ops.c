@@ -173,19 +173,19 @@ static void
 sig_cancel(ctx *c, const saga_signal *r)
 {
     uint32_t i = c->s->step;
-    const saga_step *st = &c->t->steps[i];
+    const saga_step *step = &c->t->steps[i];
     saga_step_state *ss = &c->s->steps[i];
     char why[SAGA_REASON_MAX];
     snprintf(why, sizeof why, "%s by %s: %s", r->name, c->in->actor ? c->in->actor : "",
              c->in->reason ? c->in->reason : "");
     ss->status = SAGA_STEP_FAILED;
     ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;
-    if (st->kind != SAGA_STEP_DELAY)
+    if (step->kind != SAGA_STEP_DELAY)
         ss->flags |= SAGA_STEP_F_UNCERTAIN;
     c->s->flags |= SAGA_F_CANCELLED | SAGA_F_REPLIED; /* S5 */
     c->s->fail_code = r->code != LB_OK ? r->code : LB_ERR_STATE;
     saga__copy_text(c->s->fail_reason, sizeof c->s->fail_reason, why);
-    saga__note(c, "%s at %s", why, st->name);
+    saga__note(c, "%s at %s", why, step->name);
     saga__compensate_from(c, i);
 }
 

@@ -21,9 +21,9 @@ void
 saga_durations_read(int64_t *out, const saga_type *t)
 {
     for (size_t i = 0; i < t->n_steps; i++) {
-        const saga_step *st = &t->steps[i];
-        int64_t d = st->duration != NULL ? st->duration() : 0;
-        out[i] = d > 0 ? d : st->timeout_ms;
+        const saga_step *step = &t->steps[i];
+        int64_t d = step->duration != NULL ? step->duration() : 0;
+        out[i] = d > 0 ? d : step->timeout_ms;
     }
 }
 
@@ -60,19 +60,19 @@ lb_status
 saga__record_merge(saga_state *s, const saga_type *t, uint32_t step, const saga_input *in,
                    lb_err *err)
 {
-    const saga_step *st = &t->steps[step];
-    if (st->merge == NULL)
+    const saga_step *def = &t->steps[step];
+    if (def->merge == NULL)
         return LB_OK;
     if (in->body == NULL && in->body_len > 0)
-        return lb_err_set(err, LB_ERR_INVALID, "event of %s: no body", st->name);
+        return lb_err_set(err, LB_ERR_INVALID, "event of %s: no body", def->name);
     ProtobufCMessage *ev =
         protobuf_c_message_unpack(in->event, NULL, in->body_len, in->body ? in->body : (void *)"");
     if (ev == NULL)
-        return lb_err_set(err, LB_ERR_DECODE, "event of %s: not a %s", st->name, in->event->name);
+        return lb_err_set(err, LB_ERR_DECODE, "event of %s: not a %s", def->name, in->event->name);
     ProtobufCMessage *rec = NULL;
     lb_status rc = saga_record_get(&rec, t, s, err);
     if (rc == LB_OK)
-        rc = st->merge(rec, ev, err);
+        rc = def->merge(rec, ev, err);
     if (rc == LB_OK) {
         size_t len = protobuf_c_message_get_packed_size(rec);
         if (len > SAGA_RECORD_MAX)

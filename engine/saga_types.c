@@ -134,18 +134,18 @@ retry_check(const saga_retry *r, const char *what, lb_err *err)
 }
 
 static const saga_retry *
-comp_retry(const saga_step *st)
+comp_retry(const saga_step *step)
 {
-    return st->compensate_retry != NULL ? st->compensate_retry : st->retry;
+    return step->compensate_retry != NULL ? step->compensate_retry : step->retry;
 }
 
 /* The four events of a step must differ, or an event could not tell the
  * decider what it means. */
 static bool
-events_distinct(const saga_step *st)
+events_distinct(const saga_step *step)
 {
-    const ProtobufCMessageDescriptor *ev[] = { st->on_ok, st->on_fail, st->on_compensated,
-                                               st->on_compensate_fail };
+    const ProtobufCMessageDescriptor *ev[] = { step->on_ok, step->on_fail, step->on_compensated,
+                                               step->on_compensate_fail };
     for (size_t a = 0; a < LB_COUNTOF(ev); a++)
         for (size_t b = a + 1; b < LB_COUNTOF(ev); b++)
             if (ev[a] != NULL && ev[a] == ev[b])
@@ -175,16 +175,16 @@ event_subject_check(const ProtobufCMessageDescriptor *ev, const char *subject, c
 }
 
 static lb_status
-events_check(const saga_step *st, const char *what, lb_err *err)
+events_check(const saga_step *step, const char *what, lb_err *err)
 {
     const struct {
         const ProtobufCMessageDescriptor *ev;
         const char *subject;
     } evs[] = {
-        { st->on_ok, st->on_ok_subject },
-        { st->on_fail, st->on_fail_subject },
-        { st->on_compensated, st->on_compensated_subject },
-        { st->on_compensate_fail, st->on_compensate_fail_subject },
+        { step->on_ok, step->on_ok_subject },
+        { step->on_fail, step->on_fail_subject },
+        { step->on_compensated, step->on_compensated_subject },
+        { step->on_compensate_fail, step->on_compensate_fail_subject },
     };
     for (size_t k = 0; k < LB_COUNTOF(evs); k++) {
         lb_status rc = event_subject_check(evs[k].ev, evs[k].subject, what, err);
@@ -196,75 +196,76 @@ events_check(const saga_step *st, const char *what, lb_err *err)
 
 /* What each step kind needs: the rules of saga.h saga_step_kind. */
 static lb_status
-kind_check(const saga_type *t, const saga_step *st, const char *what, lb_err *err)
+kind_check(const saga_type *t, const saga_step *step, const char *what, lb_err *err)
 {
-    switch (st->kind) {
+    switch (step->kind) {
     case SAGA_STEP_COMMAND:
-        if (st->command != NULL && (st->subject == NULL || st->build == NULL))
+        if (step->command != NULL && (step->subject == NULL || step->build == NULL))
             return lb_err_set(err, LB_ERR_CONFIG, "%s: a command needs a subject and a builder",
                               what);
-        if (st->on_ok == NULL)
+        if (step->on_ok == NULL)
             return lb_err_set(err, LB_ERR_CONFIG, "%s: no success event", what);
-        return retry_check(st->retry, what, err);
+        return retry_check(step->retry, what, err);
     case SAGA_STEP_WAIT:
-        if (st->command != NULL || st->on_ok == NULL)
+        if (step->command != NULL || step->on_ok == NULL)
             return lb_err_set(err, LB_ERR_CONFIG,
                               "%s: a wait step sends nothing and needs an event", what);
-        if (st->compensate != NULL && (comp_retry(st) == NULL || st->compensate_timeout_ms <= 0))
+        if (step->compensate != NULL &&
+            (comp_retry(step) == NULL || step->compensate_timeout_ms <= 0))
             return lb_err_set(err, LB_ERR_CONFIG,
                               "%s: a wait step's compensation needs compensate_retry and "
                               "compensate_timeout_ms",
                               what);
         return LB_OK;
     case SAGA_STEP_DELAY:
-        if (st->command != NULL || st->on_ok != NULL || st->on_fail != NULL ||
-            st->compensate != NULL || st->merge != NULL || st->retry != NULL)
+        if (step->command != NULL || step->on_ok != NULL || step->on_fail != NULL ||
+            step->compensate != NULL || step->merge != NULL || step->retry != NULL)
             return lb_err_set(err, LB_ERR_CONFIG,
                               "%s: a delay step has no command, events, retry or compensation",
                               what);
         return LB_OK;
     }
     (void)t;
-    return lb_err_set(err, LB_ERR_CONFIG, "%s: unknown step kind %d", what, (int)st->kind);
+    return lb_err_set(err, LB_ERR_CONFIG, "%s: unknown step kind %d", what, (int)step->kind);
 }
 
 static lb_status
 step_check(const saga_type *t, size_t i, lb_err *err)
 {
-    const saga_step *st = &t->steps[i];
+    const saga_step *step = &t->steps[i];
     char what[SAGA_NAME_MAX + 96];
     snprintf(what, sizeof what, "saga %s v%u step %zu (%s)", t->name, t->version, i,
-             st->name != NULL ? st->name : "?");
-    if (st->name == NULL || st->name[0] == '\0')
+             step->name != NULL ? step->name : "?");
+    if (step->name == NULL || step->name[0] == '\0')
         return lb_err_set(err, LB_ERR_CONFIG, "%s: no name", what);
-    if (st->timeout_ms <= 0 && st->duration == NULL)
+    if (step->timeout_ms <= 0 && step->duration == NULL)
         return lb_err_set(err, LB_ERR_CONFIG, "%s: needs timeout_ms > 0 or a duration", what);
-    if (st->timeout_ms < 0 || st->compensate_timeout_ms < 0)
+    if (step->timeout_ms < 0 || step->compensate_timeout_ms < 0)
         return lb_err_set(err, LB_ERR_CONFIG, "%s: negative duration", what);
-    if (st->merge != NULL && t->record == NULL)
+    if (step->merge != NULL && t->record == NULL)
         return lb_err_set(err, LB_ERR_CONFIG, "%s: a merge hook needs the type's record", what);
-    lb_status rc = kind_check(t, st, what, err);
+    lb_status rc = kind_check(t, step, what, err);
     if (rc != LB_OK)
         return rc;
-    if (st->compensate != NULL) {
-        if (st->compensate_subject == NULL || st->build_compensate == NULL ||
-            st->on_compensated == NULL)
+    if (step->compensate != NULL) {
+        if (step->compensate_subject == NULL || step->build_compensate == NULL ||
+            step->on_compensated == NULL)
             return lb_err_set(err, LB_ERR_CONFIG,
                               "%s: a compensation needs a subject, a builder and an event", what);
-        if (comp_retry(st) == NULL)
+        if (comp_retry(step) == NULL)
             return lb_err_set(err, LB_ERR_CONFIG, "%s: a compensation needs a retry policy", what);
-        if ((rc = retry_check(comp_retry(st), what, err)) != LB_OK)
+        if ((rc = retry_check(comp_retry(step), what, err)) != LB_OK)
             return rc;
-        if (st->timeout_ms <= 0 && st->compensate_timeout_ms <= 0)
+        if (step->timeout_ms <= 0 && step->compensate_timeout_ms <= 0)
             return lb_err_set(err, LB_ERR_CONFIG,
                               "%s: a compensation needs compensate_timeout_ms or timeout_ms", what);
-    } else if (st->on_compensated != NULL || st->on_compensate_fail != NULL) {
+    } else if (step->on_compensated != NULL || step->on_compensate_fail != NULL) {
         return lb_err_set(err, LB_ERR_CONFIG, "%s: compensation events without a compensation",
                           what);
     }
-    if (!events_distinct(st))
+    if (!events_distinct(step))
         return lb_err_set(err, LB_ERR_CONFIG, "%s: one event type has two meanings", what);
-    return events_check(st, what, err);
+    return events_check(step, what, err);
 }
 
 /* Signal rules (saga.h saga_signal): a range of steps, and a GOTO only from
@@ -398,9 +399,9 @@ const ProtobufCMessageDescriptor *
 saga__event_find(const saga_type *t, const char *full_name)
 {
     for (size_t i = 0; i < t->n_steps; i++) {
-        const saga_step *st = &t->steps[i];
-        const ProtobufCMessageDescriptor *ev[] = { st->on_ok, st->on_fail, st->on_compensated,
-                                                   st->on_compensate_fail };
+        const saga_step *step = &t->steps[i];
+        const ProtobufCMessageDescriptor *ev[] = { step->on_ok, step->on_fail, step->on_compensated,
+                                                   step->on_compensate_fail };
         for (size_t k = 0; k < LB_COUNTOF(ev); k++)
             if (ev[k] != NULL && strcmp(ev[k]->name, full_name) == 0)
                 return ev[k];
@@ -415,9 +416,9 @@ step_by_type(uint32_t *out, const saga_type *t, const ProtobufCMessageDescriptor
 {
     size_t found = 0;
     for (size_t i = 0; i < t->n_steps; i++) {
-        const saga_step *st = &t->steps[i];
-        if (st->on_ok == desc || st->on_fail == desc || st->on_compensated == desc ||
-            st->on_compensate_fail == desc) {
+        const saga_step *step = &t->steps[i];
+        if (step->on_ok == desc || step->on_fail == desc || step->on_compensated == desc ||
+            step->on_compensate_fail == desc) {
             *out = (uint32_t)i;
             found++;
         }
@@ -468,11 +469,11 @@ saga_cmd_build(ProtobufCMessage **out, const saga_type *t, const saga_state *s, 
 {
     if (out == NULL || t == NULL || s == NULL || cmd == NULL || cmd->step >= t->n_steps)
         return lb_err_set(err, LB_ERR_INVALID, "saga_cmd_build: bad argument");
-    const saga_step *st = &t->steps[cmd->step];
-    saga_build_fn fn = cmd->compensate ? st->build_compensate : st->build;
+    const saga_step *step = &t->steps[cmd->step];
+    saga_build_fn fn = cmd->compensate ? step->build_compensate : step->build;
     if (fn == NULL)
         return lb_err_set(err, LB_ERR_INVALID, "saga %s v%u step %s: no builder", t->name,
-                          t->version, st->name);
+                          t->version, step->name);
     if (start != NULL && start->descriptor != t->start)
         return lb_err_set(err, LB_ERR_INVALID, "saga %s: start message is %s, not %s", t->name,
                           start->descriptor->name, t->start->name);

@@ -201,7 +201,7 @@ typedef struct consumer_thread {
     const svc_consumer *c;
     pthread_t thread;
     natsSubscription *sub;
-    store *st;
+    store *db;
     svc__durable *d; /* shared with the other threads of this durable */
 } consumer_thread;
 
@@ -228,7 +228,7 @@ consumer_main(void *arg)
     consumer_thread *ct = arg;
     svc *s = ct->s;
     svc__worker w;
-    svc__worker_init(&w, s, ct->st, ct->c, ct->d);
+    svc__worker_init(&w, s, ct->db, ct->c, ct->d);
     int failures = 0;
     while (!atomic_load(&s->stop)) {
         natsMsgList list = { 0 };
@@ -362,7 +362,7 @@ svc_run(svc *s, lb_err *err)
         ct->c = &s->def->consumers[i % s->def->n_consumers];
         ct->d = &s->durables[i % s->def->n_consumers];
         if (!s->def->stateless &&
-            (st = store_open(&ct->st, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK)
+            (st = store_open(&ct->db, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK)
             goto out;
         if ((st = bind_consumer(ct, err)) != LB_OK)
             goto out;
@@ -395,7 +395,7 @@ out:
     for (size_t i = 0; i < n_threads; i++) {
         if (cts[i].sub != NULL)
             natsSubscription_Destroy(cts[i].sub);
-        store_close(cts[i].st);
+        store_close(cts[i].db);
     }
     free(cts);
     /* outbox_relay_free() publishes what was committed before it returns, so a

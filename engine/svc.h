@@ -97,7 +97,7 @@ typedef lb_status (*svc_tick_fn)(svc_batch *b, int64_t now_ms, bool *more, lb_er
  * nothing more to do, outside any transaction: each statement commits on its
  * own, so a failure here is the hook's to log and never undoes the tick's
  * work. Reports nothing: it runs again after the next tick. */
-typedef void (*svc_housekeep_fn)(store *st, int64_t now_ms);
+typedef void (*svc_housekeep_fn)(store *db, int64_t now_ms);
 
 /* A durable pull consumer the service reads (created by `layby-ctl bus setup`). */
 typedef struct svc_consumer {

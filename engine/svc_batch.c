@@ -22,11 +22,11 @@
 /* --- svc_batch ----------------------------------------------------------- */
 
 void
-svc__batch_init(svc_batch *b, svc *s, store *st)
+svc__batch_init(svc_batch *b, svc *s, store *db)
 {
     memset(b, 0, sizeof *b);
     b->s = s;
-    b->st = st;
+    b->db = db;
     b->prefetch_ticket = -1;
     outbox_buf_init(&b->out);
 }
@@ -66,7 +66,7 @@ svc__batch_after_commit(svc_batch *b)
 store *
 svc_batch_store(svc_batch *b)
 {
-    return b->st;
+    return b->db;
 }
 
 lb_status
@@ -74,13 +74,13 @@ svc_batch_mark(svc_batch *b, svc_mark *m, lb_err *err)
 {
     m->n_out = b->out.n;
     m->n_replies = b->n_replies;
-    return store_exec_sql(b->st, "SAVEPOINT svc_mark", err);
+    return store_exec_sql(b->db, "SAVEPOINT svc_mark", err);
 }
 
 lb_status
 svc_batch_check(svc_batch *b, lb_err *err)
 {
-    return store_flush(b->st, err);
+    return store_flush(b->db, err);
 }
 
 lb_status
@@ -93,8 +93,8 @@ svc_batch_undo(svc_batch *b, const svc_mark *m, lb_err *err)
         b->n_replies = m->n_replies;
     /* Ends the aborted pipeline run first (store_flush reads up to its sync). */
     lb_err ignored;
-    store_flush(b->st, &ignored);
-    return store_exec_sql(b->st, "ROLLBACK TO SAVEPOINT svc_mark", err);
+    store_flush(b->db, &ignored);
+    return store_exec_sql(b->db, "ROLLBACK TO SAVEPOINT svc_mark", err);
 }
 
 void
@@ -160,14 +160,14 @@ typedef struct entry {
 } entry;
 
 void
-svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c, svc__durable *d)
+svc__worker_init(svc__worker *w, svc *s, store *db, const svc_consumer *c, svc__durable *d)
 {
     memset(w, 0, sizeof *w);
     w->s = s;
     w->d = d;
-    w->st = st;
+    w->db = db;
     w->c = c;
-    svc__batch_init(&w->b, s, st);
+    svc__batch_init(&w->b, s, db);
     snprintf(w->dlq_subject, sizeof w->dlq_subject, "layby.dlq.%s", s->def->name);
     snprintf(w->consumer_name, sizeof w->consumer_name, "%s/%s", c->stream, c->durable);
 }
@@ -410,9 +410,9 @@ run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
     int64_t now = lb_now_ms();
     svc__batch_reset(b);
     int claim = -1;
-    if ((st = store_begin(w->st, err)) != LB_OK)
+    if ((st = store_begin(w->db, err)) != LB_OK)
         goto out_free;
-    if ((st = inbox_claim_send(w->st, ids, k, &claim, err)) != LB_OK)
+    if ((st = inbox_claim_send(w->db, ids, k, &claim, err)) != LB_OK)
         goto out_rollback;
     if (w->s->def->prefetch != NULL) {
         for (size_t i = 0; i < k; i++)
@@ -424,21 +424,21 @@ run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
             goto out_rollback;
     }
     /* One round trip: BEGIN, the inbox claim and the prefetched reads. */
-    if ((st = store_flush(w->st, err)) != LB_OK ||
-        (st = inbox_claim_fresh(w->st, claim, ids, k, fresh, err)) != LB_OK)
+    if ((st = store_flush(w->db, err)) != LB_OK ||
+        (st = inbox_claim_fresh(w->db, claim, ids, k, fresh, err)) != LB_OK)
         goto out_rollback;
     if ((st = handlers_run(w, es, k, fresh, now, items, &n_items, err)) != LB_OK)
         goto out_rollback;
-    if ((st = outbox_buf_write(w->st, &b->out, err)) != LB_OK)
+    if ((st = outbox_buf_write(w->db, &b->out, err)) != LB_OK)
         goto out_rollback;
-    if ((st = store_commit(w->st, err)) != LB_OK)
+    if ((st = store_commit(w->db, err)) != LB_OK)
         goto out_rollback;
     fault_point("svc.after_commit");
     /* Committed: ack (a lost ack only causes a redelivery the inbox skips). */
     batch_settled(w, es, k, items, n_items);
     goto out_free;
 out_rollback:
-    store_rollback(w->st);
+    store_rollback(w->db);
     svc__batch_reset(b);
 out_free:
     for (size_t i = 0; items != NULL && i < n_items; i++)
@@ -588,7 +588,7 @@ static lb_status
 run_held(svc__worker *w, run_fn run, entry **es, size_t k, lb_err *err)
 {
     lb_status st = run(w, es, k, err);
-    if (!failure_transient(st) || w->st == NULL)
+    if (!failure_transient(st) || w->db == NULL)
         return st;
     metrics_add(w->s->m_db_waits, 1);
     log_warn(NULL, "svc.db_wait", "database unavailable; holding the batch until it is back",
@@ -599,7 +599,7 @@ run_held(svc__worker *w, run_fn run, entry **es, size_t k, lb_err *err)
             return st;
         delay_ms = delay_ms * 2 > 2000 ? 2000 : delay_ms * 2;
         lb_err e2;
-        if (store_ensure(w->st, &e2) != LB_OK) {
+        if (store_ensure(w->db, &e2) != LB_OK) {
             if (attempt % 10 == 0)
                 log_warn(NULL, "svc.db_wait", "database still unavailable", LOG_ERR(&e2));
             continue;
@@ -649,7 +649,7 @@ svc__worker_batch(svc__worker *w, natsMsg **msgs, size_t n)
         lb_err err;
         run_fn run = w->s->def->stateless ? run_stateless : run_tx;
         lb_status st = run_held(w, run, ready, k, &err);
-        if (failure_transient(st) && w->st != NULL) {
+        if (failure_transient(st) && w->db != NULL) {
             entries_release(ready, k);
         } else if (st != LB_OK) {
             /* One bad message must not hold back the others: retry alone. */
@@ -662,7 +662,7 @@ svc__worker_batch(svc__worker *w, natsMsg **msgs, size_t n)
                 for (size_t i = 0; i < k; i++) {
                     lb_err e1;
                     lb_status s1 = run_held(w, run, &ready[i], 1, &e1);
-                    if (failure_transient(s1) && w->st != NULL)
+                    if (failure_transient(s1) && w->db != NULL)
                         entries_release(&ready[i], 1);
                     else if (s1 != LB_OK)
                         entry_fail(w, ready[i], &e1);

@@ -45,14 +45,14 @@ typedef struct svc__pending_reply {
 
 struct svc_batch {
     svc *s;
-    store *st;
+    store *db;
     outbox_buf out;
     svc__pending_reply *replies;
     size_t n_replies, cap_replies;
     int prefetch_ticket; /* -1 = none */
 };
 
-void svc__batch_init(svc_batch *b, svc *s, store *st);
+void svc__batch_init(svc_batch *b, svc *s, store *db);
 void svc__batch_reset(svc_batch *b); /* drops queued rows and replies (rollback) */
 void svc__batch_destroy(svc_batch *b);
 /* After commit: sends the queued replies and wakes the relay. */
@@ -61,7 +61,7 @@ void svc__batch_after_commit(svc_batch *b);
 /* One consumer thread's reusable state. */
 typedef struct svc__worker {
     svc *s;
-    store *st;
+    store *db;
     const svc_consumer *c;
     svc_batch b;
     outbox_pub *pub; /* stateless services only (svc_def.stateless) */
@@ -76,7 +76,7 @@ typedef struct svc__worker {
     int n_held;
 } svc__worker;
 
-void svc__worker_init(svc__worker *w, svc *s, store *st, const svc_consumer *c, svc__durable *d);
+void svc__worker_init(svc__worker *w, svc *s, store *db, const svc_consumer *c, svc__durable *d);
 void svc__worker_destroy(svc__worker *w);
 /* Handles one fetched batch to the end: commit + ack, nak, or dead letter.
  * While the database is unavailable it holds the batch and retries (svc.h

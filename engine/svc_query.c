@@ -21,7 +21,7 @@
 
 struct svc_query {
     svc *s;
-    store *st;
+    store *db;
     bus_envelope env;
     outbox_buf *out; /* the responder thread's, emptied after each query */
 };
@@ -29,7 +29,7 @@ struct svc_query {
 store *
 svc_query_store(svc_query *q)
 {
-    return q->st;
+    return q->db;
 }
 
 lb_status
@@ -61,9 +61,9 @@ svc_query_emit(svc_query *q, const char *subject, const bus_envelope *env,
 lb_status
 svc_query_commit(svc_query *q, lb_err *err)
 {
-    lb_status st = outbox_buf_write(q->st, q->out, err);
+    lb_status st = outbox_buf_write(q->db, q->out, err);
     if (st == LB_OK)
-        st = store_commit(q->st, err);
+        st = store_commit(q->db, err);
     if (st != LB_OK)
         return st;
     /* Like svc__batch_after_commit(): the relay publishes them now; the
@@ -77,13 +77,13 @@ svc_query_commit(svc_query *q, lb_err *err)
 void
 svc_query_rollback(svc_query *q)
 {
-    store_rollback(q->st);
+    store_rollback(q->db);
     outbox_buf_reset(q->out);
 }
 
 typedef struct query_thread {
     svc *s;
-    store *st;
+    store *db;
     outbox_buf out;        /* rows of the query in progress (svc_query_emit) */
     natsSubscription *sub; /* the pool's, shared */
     pthread_t thread;
@@ -120,7 +120,7 @@ answer(query_thread *qt, natsMsg *m)
     if (to == NULL || to[0] == '\0')
         return;
     int64_t t0 = lb_mono_us();
-    svc_query q = { .s = s, .st = qt->st, .out = &qt->out };
+    svc_query q = { .s = s, .db = qt->db, .out = &qt->out };
     lb_err err;
     lb_err_clear(&err);
     ProtobufCMessage *req = NULL, *reply = NULL;
@@ -132,7 +132,7 @@ answer(query_thread *qt, natsMsg *m)
         st = lb_err_set(&err, LB_ERR_NOT_FOUND, "no query %s", natsMsg_GetSubject(m));
     } else if ((st = codec_unpack(&req, r->desc, (const uint8_t *)natsMsg_GetData(m),
                                   (size_t)natsMsg_GetDataLength(m), &err)) == LB_OK) {
-        if ((st = store_ensure(qt->st, &err)) == LB_OK)
+        if ((st = store_ensure(qt->db, &err)) == LB_OK)
             st = r->fn(&q, req, &reply, &err);
     }
     bus_envelope env;
@@ -190,7 +190,7 @@ svc__query_stop(svc__query_pool *qp)
         query_thread *qt = &qp->t[i];
         if (qt->started)
             pthread_join(qt->thread, NULL);
-        store_close(qt->st);
+        store_close(qt->db);
         outbox_buf_destroy(&qt->out);
     }
     if (qp->sub != NULL) {
@@ -227,7 +227,7 @@ svc__query_start(svc__query_pool **out, svc *s, lb_err *err)
         qt->s = s;
         qt->sub = qp->sub;
         outbox_buf_init(&qt->out);
-        if ((st = store_open(&qt->st, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK)
+        if ((st = store_open(&qt->db, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK)
             goto out_stop;
         if (pthread_create(&qt->thread, NULL, query_main, qt) != 0) {
             st = lb_err_set(err, LB_ERR_INTERNAL, "start query thread");
@@ -247,7 +247,7 @@ out_stop:
 
 struct svc__tick {
     svc *s;
-    store *st;
+    store *db;
     svc_batch b;
     pthread_t thread;
 };
@@ -260,14 +260,14 @@ tick_main(void *arg)
     while (!atomic_load(&s->stop)) {
         bool more = false;
         lb_err err;
-        lb_status st = store_begin(t->st, &err);
+        lb_status st = store_begin(t->db, &err);
         if (st == LB_OK) {
             svc__batch_reset(&t->b);
             st = s->def->tick(&t->b, lb_now_ms(), &more, &err);
             if (st == LB_OK)
-                st = outbox_buf_write(t->st, &t->b.out, &err);
+                st = outbox_buf_write(t->db, &t->b.out, &err);
             if (st == LB_OK)
-                st = store_commit(t->st, &err);
+                st = store_commit(t->db, &err);
             if (st == LB_OK) {
                 /* CRASH POINT: the tick's decisions committed, the rows it
                  * wrote not handed to the relay (its sweep finds them). Only
@@ -277,7 +277,7 @@ tick_main(void *arg)
                     fault_point("svc.tick_after_commit");
                 svc__batch_after_commit(&t->b);
             } else {
-                store_rollback(t->st);
+                store_rollback(t->db);
                 svc__batch_reset(&t->b);
             }
         }
@@ -289,8 +289,8 @@ tick_main(void *arg)
             continue;
         /* After the tick's transaction ended, never inside it: a failed
          * housekeeping statement must not roll the tick's decisions back. */
-        if (s->def->housekeep != NULL && store_ensure(t->st, &err) == LB_OK)
-            s->def->housekeep(t->st, lb_now_ms());
+        if (s->def->housekeep != NULL && store_ensure(t->db, &err) == LB_OK)
+            s->def->housekeep(t->db, lb_now_ms());
         /* Sleep in short slices so a stop is seen quickly. */
         for (int64_t slept = 0; slept < s->def->tick_interval_ms && !atomic_load(&s->stop);
              slept += 50) {
@@ -311,15 +311,15 @@ svc__tick_start(svc__tick **out, svc *s, lb_err *err)
     if (t == NULL)
         return lb_err_set(err, LB_ERR_NOMEM, "tick");
     t->s = s;
-    lb_status st = store_open(&t->st, s->cfg.db_url, s->stmts, s->n_stmts, err);
+    lb_status st = store_open(&t->db, s->cfg.db_url, s->stmts, s->n_stmts, err);
     if (st != LB_OK) {
         free(t);
         return st;
     }
-    svc__batch_init(&t->b, s, t->st);
+    svc__batch_init(&t->b, s, t->db);
     if (pthread_create(&t->thread, NULL, tick_main, t) != 0) {
         svc__batch_destroy(&t->b);
-        store_close(t->st);
+        store_close(t->db);
         free(t);
         return lb_err_set(err, LB_ERR_INTERNAL, "start tick thread");
     }
@@ -334,6 +334,6 @@ svc__tick_stop(svc__tick *t)
         return;
     pthread_join(t->thread, NULL);
     svc__batch_destroy(&t->b);
-    store_close(t->st);
+    store_close(t->db);
     free(t);
 }

@@ -34,7 +34,7 @@ typedef struct slot {
     bool exists;  /* a row exists, or a START created the saga in this batch */
     bool stored;  /* the row existed when locked: UPDATE it, else INSERT it */
     bool changed; /* state must be written */
-    saga_state st;
+    saga_state state;
     const saga_type *t;
     /* the start command: raw bytes and type for the row, decoded for builders */
     const char *start_type;
@@ -82,7 +82,7 @@ static const char *const verdict_names[] = {
  * each other instead of deadlocking). With ticket, the statement is only sent
  * and *out stays NULL; otherwise *out is the result. */
 static lb_status
-lock_rows(store *st, const char (*ids)[ID_STR_LEN], size_t n, int *ticket, PGresult **out,
+lock_rows(store *db, const char (*ids)[ID_STR_LEN], size_t n, int *ticket, PGresult **out,
           lb_err *err)
 {
     store_array a = { 0 };
@@ -95,8 +95,8 @@ lock_rows(store *st, const char (*ids)[ID_STR_LEN], size_t n, int *ticket, PGres
         return lb_err_set(err, LB_ERR_NOMEM, "saga ids");
     }
     const char *p[] = { a.p };
-    lb_status s = ticket != NULL ? store_send(st, ticket, "saga_lock", 1, p, 1, err)
-                                 : store_exec_bin(st, out, "saga_lock", 1, p, NULL, NULL, 1, err);
+    lb_status s = ticket != NULL ? store_send(db, ticket, "saga_lock", 1, p, 1, err)
+                                 : store_exec_bin(db, out, "saga_lock", 1, p, NULL, NULL, 1, err);
     store_array_free(&a);
     return s;
 }
@@ -117,9 +117,9 @@ saga_orch_lock_send(svc_batch *b, const char (*ids)[ID_STR_LEN], size_t n, lb_er
 static lb_status
 load(svc_batch *b, slot *slots, size_t n, lb_err *err)
 {
-    store *st = svc_batch_store(b);
+    store *db = svc_batch_store(b);
     int ticket = svc_batch_prefetched(b);
-    PGresult *r = ticket >= 0 ? store_take(st, ticket) : NULL;
+    PGresult *r = ticket >= 0 ? store_take(db, ticket) : NULL;
     lb_status s = LB_OK;
     if (r == NULL) {
         char(*ids)[ID_STR_LEN] = malloc((n ? n : 1) * ID_STR_LEN);
@@ -127,7 +127,7 @@ load(svc_batch *b, slot *slots, size_t n, lb_err *err)
             return lb_err_set(err, LB_ERR_NOMEM, "saga ids");
         for (size_t i = 0; i < n; i++)
             memcpy(ids[i], slots[i].id, ID_STR_LEN);
-        s = lock_rows(st, (const char(*)[ID_STR_LEN])ids, n, NULL, &r, err);
+        s = lock_rows(db, (const char(*)[ID_STR_LEN])ids, n, NULL, &r, err);
         free(ids);
         if (s != LB_OK)
             return s;
@@ -136,11 +136,11 @@ load(svc_batch *b, slot *slots, size_t n, lb_err *err)
         slot *sl = slot_find(slots, n, PQgetvalue(r, row, 0));
         if (sl == NULL)
             continue;
-        s = saga_state_unpack(&sl->st, (const uint8_t *)PQgetvalue(r, row, 1),
+        s = saga_state_unpack(&sl->state, (const uint8_t *)PQgetvalue(r, row, 1),
                               (size_t)PQgetlength(r, row, 1), err);
         if (s != LB_OK)
             break;
-        if ((s = saga_registry_for(&sl->t, saga_orch_registry(), &sl->st, err)) != LB_OK)
+        if ((s = saga_registry_for(&sl->t, saga_orch_registry(), &sl->state, err)) != LB_OK)
             break;
         const ProtobufCMessageDescriptor *d = codec_type_find(PQgetvalue(r, row, 2));
         if (d == NULL) {
@@ -175,16 +175,16 @@ static lb_status
 send_reply(svc_batch *b, const saga_orch_input *oi, const slot *sl, const saga_reply *rep,
            lb_err *err)
 {
-    const char *to = rep->to_sender ? (oi->item ? oi->item->env->reply : "") : sl->st.reply_to;
+    const char *to = rep->to_sender ? (oi->item ? oi->item->env->reply : "") : sl->state.reply_to;
     if (to == NULL || to[0] == '\0')
         return LB_OK; /* nobody waits (any more): nothing to do, nothing breaks */
     ProtobufCMessage *m = NULL;
-    lb_status s = rep->status == LB_OK ? saga_orch_msg_outcome(&m, sl->t, &sl->st, err)
+    lb_status s = rep->status == LB_OK ? saga_orch_msg_outcome(&m, sl->t, &sl->state, err)
                                        : saga_orch_msg_failure(&m, rep->status, rep->reason, err);
     if (s != LB_OK)
         return s;
     bus_envelope env;
-    saga_envelope(&env, m->descriptor, &sl->st, oi->item);
+    saga_envelope(&env, m->descriptor, &sl->state, oi->item);
     s = svc_reply(b, to, &env, m, err);
     protobuf_c_message_free_unpacked(m, NULL);
     return s;
@@ -197,10 +197,10 @@ effects(svc_batch *b, const saga_orch_input *oi, slot *sl, const saga_decision *
     lb_status s = LB_OK;
     for (size_t i = 0; i < d->n_cmds && s == LB_OK; i++) {
         ProtobufCMessage *cmd = NULL;
-        if ((s = saga_cmd_build(&cmd, sl->t, &sl->st, &d->cmds[i], sl->start, err)) != LB_OK)
+        if ((s = saga_cmd_build(&cmd, sl->t, &sl->state, &d->cmds[i], sl->start, err)) != LB_OK)
             break;
         bus_envelope env;
-        saga_envelope(&env, cmd->descriptor, &sl->st, oi->item);
+        saga_envelope(&env, cmd->descriptor, &sl->state, oi->item);
         s = svc_emit(b, d->cmds[i].subject, &env, cmd, err);
         protobuf_c_message_free_unpacked(cmd, NULL);
     }
@@ -209,9 +209,9 @@ effects(svc_batch *b, const saga_orch_input *oi, slot *sl, const saga_decision *
         bool by_someone = oi->in.kind == SAGA_IN_RETRY || oi->in.kind == SAGA_IN_RESOLVE ||
                           oi->in.kind == SAGA_IN_SIGNAL;
         const char *actor = by_someone && oi->in.actor != NULL ? oi->in.actor : "";
-        if ((s = saga_orch_msg_changed(&ev, sl->t, &sl->st, d->from, actor, err)) == LB_OK) {
+        if ((s = saga_orch_msg_changed(&ev, sl->t, &sl->state, d->from, actor, err)) == LB_OK) {
             bus_envelope env;
-            saga_envelope(&env, ev->descriptor, &sl->st, oi->item);
+            saga_envelope(&env, ev->descriptor, &sl->state, oi->item);
             s = svc_emit(b, saga_status_subject(d->to), &env, ev, err);
             protobuf_c_message_free_unpacked(ev, NULL);
         }
@@ -249,23 +249,23 @@ saga_row(batch_out *o, const slot *sl, lb_err *err)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
-    lb_status s = saga_state_pack(&buf, &len, &sl->st, err);
+    lb_status s = saga_state_pack(&buf, &len, &sl->state, err);
     if (s != LB_OK)
         return s;
     store_array_text(&o->s_id, sl->id);
-    store_array_text(&o->s_type, sl->st.type);
-    store_array_int(&o->s_ver, sl->st.version);
-    store_array_text(&o->s_status, saga_status_name(sl->st.status));
+    store_array_text(&o->s_type, sl->state.type);
+    store_array_int(&o->s_ver, sl->state.version);
+    store_array_text(&o->s_status, saga_status_name(sl->state.status));
     store_array_bytea(&o->s_state, buf, len);
     store_array_text(&o->s_stt, sl->start_type);
     store_array_bytea(&o->s_start, sl->start_buf ? sl->start_buf : (const uint8_t *)"",
                       sl->start_buf ? sl->start_len : 0);
-    if (sl->st.has_timer)
-        store_array_int(&o->s_due, sl->st.timer.due_ms);
+    if (sl->state.has_timer)
+        store_array_int(&o->s_due, sl->state.timer.due_ms);
     else
         store_array_null(&o->s_due);
-    store_array_int(&o->s_cr, sl->st.created_ms);
-    store_array_int(&o->s_up, sl->st.updated_ms);
+    store_array_int(&o->s_cr, sl->state.created_ms);
+    store_array_int(&o->s_up, sl->state.updated_ms);
     store_array_text(&o->s_fresh, sl->stored ? "f" : "t");
     free(buf);
     o->n_sagas++;
@@ -288,11 +288,11 @@ input_complete(saga_orch_input *oi, const slot *sl, lb_err *err)
     }
     if (oi->in.kind == SAGA_IN_TIMER && oi->item == NULL) {
         /* A tick fires whatever timer the locked row holds now. */
-        if (!sl->st.has_timer)
+        if (!sl->state.has_timer)
             return lb_err_set(err, LB_ERR_STATE, "no timer pending");
-        oi->in.timer = sl->st.timer.kind;
-        oi->in.step = sl->st.timer.step;
-        oi->in.attempt = sl->st.timer.attempt;
+        oi->in.timer = sl->state.timer.kind;
+        oi->in.step = sl->state.timer.step;
+        oi->in.attempt = sl->state.timer.attempt;
     }
     return LB_OK;
 }
@@ -359,7 +359,7 @@ decide_one(svc_batch *b, batch_out *o, saga_orch_input *oi, slot *sl, lb_err *er
         oi->in.body = body;
     }
     saga_decision d;
-    s = saga_decide(&sl->st, &d, sl->t, sl->exists ? &sl->st : NULL, &oi->in, err);
+    s = saga_decide(&sl->state, &d, sl->t, sl->exists ? &sl->state : NULL, &oi->in, err);
     if (s != LB_OK)
         goto out;
     if (d.verdict == SAGA_APPLIED) {
@@ -380,7 +380,7 @@ out:
 }
 
 static lb_status
-write_all(store *st, batch_out *o, slot *slots, size_t n, lb_err *err)
+write_all(store *db, batch_out *o, slot *slots, size_t n, lb_err *err)
 {
     lb_status s = LB_OK;
     for (size_t i = 0; i < n && s == LB_OK; i++)
@@ -406,10 +406,10 @@ write_all(store *st, batch_out *o, slot *slots, size_t n, lb_err *err)
         return lb_err_set(err, LB_ERR_NOMEM, "saga arrays");
     /* Sagas first: a new saga's log rows reference its row. */
     if (o->n_sagas > 0 &&
-        (s = store_exec(st, NULL, "saga_write", (int)LB_COUNTOF(sa), sp, err)) != LB_OK)
+        (s = store_exec(db, NULL, "saga_write", (int)LB_COUNTOF(sa), sp, err)) != LB_OK)
         return s;
     if (o->n_logs > 0)
-        s = store_exec(st, NULL, "saga_log", (int)LB_COUNTOF(la), lp, err);
+        s = store_exec(db, NULL, "saga_log", (int)LB_COUNTOF(la), lp, err);
     return s;
 }
 

@@ -144,13 +144,13 @@ static int64_t saga_orch_last_gauge_ms, saga_orch_last_prune_ms; /* tick thread 
  * failed prune is logged and never rolls back the timers the tick fired; each
  * prune round is a transaction of its own. */
 static void
-saga_orch_housekeep(store *st, int64_t now)
+saga_orch_housekeep(store *db, int64_t now)
 {
     lb_err err;
     if (now - saga_orch_last_gauge_ms >= SAGA_GAUGE_EVERY_MS) {
         saga_orch_last_gauge_ms = now;
         PGresult *r = NULL;
-        if (store_exec(st, &r, "saga_counts", 0, NULL, &err) == LB_OK) {
+        if (store_exec(db, &r, "saga_counts", 0, NULL, &err) == LB_OK) {
             int64_t by[SAGA__STATUS_COUNT] = { 0 };
             for (int i = 0; i < PQntuples(r); i++)
                 by[saga_status_from_name(PQgetvalue(r, i, 0))] = atoll(PQgetvalue(r, i, 1));
@@ -176,7 +176,7 @@ saga_orch_housekeep(store *st, int64_t now)
          * tick, and pruning keeps up with the rate sagas finish at. */
         for (int round = 0; round < SAGA_PRUNE_ROUNDS; round++) {
             PGresult *r = NULL;
-            if (store_exec(st, &r, "saga_prune", 1, p, &err) != LB_OK) {
+            if (store_exec(db, &r, "saga_prune", 1, p, &err) != LB_OK) {
                 log_warn(NULL, "saga.prune_failed", "pruning finished sagas failed", LOG_ERR(&err));
                 break;
             }
@@ -264,13 +264,13 @@ transient(lb_status s)
 static lb_status
 saga_orch_tick(svc_batch *b, int64_t now_ms, bool *more, lb_err *err)
 {
-    store *st = svc_batch_store(b);
+    store *db = svc_batch_store(b);
     char now[24], lim[16];
     snprintf(now, sizeof now, "%lld", (long long)now_ms);
     snprintf(lim, sizeof lim, "%d", SAGA_TICK_BATCH);
     const char *p[] = { now, lim };
     PGresult *r = NULL;
-    lb_status s = store_exec(st, &r, "saga_timers_due", 2, p, err);
+    lb_status s = store_exec(db, &r, "saga_timers_due", 2, p, err);
     if (s != LB_OK)
         return s;
     int rows = PQntuples(r);

@@ -124,11 +124,11 @@ derive(const saga_type *t, lb_err *err)
 {
     lb_status s = add_start(t, err);
     for (size_t i = 0; i < t->n_steps && s == LB_OK; i++) {
-        const saga_step *st = &t->steps[i];
-        if ((s = add_event(st->on_ok, st->on_ok_subject, err)) == LB_OK &&
-            (s = add_event(st->on_fail, st->on_fail_subject, err)) == LB_OK &&
-            (s = add_event(st->on_compensated, st->on_compensated_subject, err)) == LB_OK)
-            s = add_event(st->on_compensate_fail, st->on_compensate_fail_subject, err);
+        const saga_step *step = &t->steps[i];
+        if ((s = add_event(step->on_ok, step->on_ok_subject, err)) == LB_OK &&
+            (s = add_event(step->on_fail, step->on_fail_subject, err)) == LB_OK &&
+            (s = add_event(step->on_compensated, step->on_compensated_subject, err)) == LB_OK)
+            s = add_event(step->on_compensate_fail, step->on_compensate_fail_subject, err);
     }
     return s;
 }

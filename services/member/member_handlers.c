@@ -86,13 +86,13 @@ member_unseal(char *out, size_t n, const char *column, const char *member_id, co
 lb_status
 member_hash(uint8_t out[MEMBER_HASH_BYTES], const char *kind, const char *value, lb_err *err)
 {
-    crypto_generichash_state st;
-    if (crypto_generichash_init(&st, member_app->index_key, sizeof member_app->index_key,
+    crypto_generichash_state hs;
+    if (crypto_generichash_init(&hs, member_app->index_key, sizeof member_app->index_key,
                                 MEMBER_HASH_BYTES) != 0)
         return lb_err_set(err, LB_ERR_CRYPTO, "blake2b");
-    crypto_generichash_update(&st, (const uint8_t *)kind, strlen(kind) + 1);
-    crypto_generichash_update(&st, (const uint8_t *)value, strlen(value));
-    crypto_generichash_final(&st, out, MEMBER_HASH_BYTES);
+    crypto_generichash_update(&hs, (const uint8_t *)kind, strlen(kind) + 1);
+    crypto_generichash_update(&hs, (const uint8_t *)value, strlen(value));
+    crypto_generichash_final(&hs, out, MEMBER_HASH_BYTES);
     return LB_OK;
 }
 

@@ -491,8 +491,8 @@ audit_run(char *out, size_t n, const char *args)
     cr_assert_not_null(p);
     size_t len = fread(out, 1, n - 1, p);
     out[len] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    int rc = pclose(p);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
 Test(chaos, a_thousand_flows_with_every_daemon_killed_once_keep_the_books)

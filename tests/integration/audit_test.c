@@ -81,9 +81,9 @@ audit_run(char *out, size_t n, const char *args)
     cr_assert_not_null(p);
     size_t len = fread(out, 1, n - 1, p);
     out[len] = '\0';
-    int st = pclose(p);
-    cr_assert(WIFEXITED(st), "%s: %s", cmdline, out);
-    return WEXITSTATUS(st);
+    int rc = pclose(p);
+    cr_assert(WIFEXITED(rc), "%s: %s", cmdline, out);
+    return WEXITSTATUS(rc);
 }
 
 Test(audit, balanced_books_pass_in_text_and_json)

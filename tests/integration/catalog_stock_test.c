@@ -578,8 +578,8 @@ ctl(char *out, size_t n, const char *args)
     cr_assert_not_null(p);
     size_t len = fread(out, 1, n - 1, p);
     out[len] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    int rc = pclose(p);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
 static int64_t

@@ -54,12 +54,13 @@ cmd_duplicates(int64_t ms)
     lb_err err;
     if (ms > 0)
         o.duplicates_ms = ms;
-    const bus_topology_stream *st = NULL;
+    const bus_topology_stream *stream = NULL;
     for (size_t i = 0; i < bus_topology_n_streams; i++)
         if (strcmp(bus_topology_streams[i].name, BUS_STREAM_CMD) == 0)
-            st = &bus_topology_streams[i];
-    cr_assert_not_null(st);
-    cr_assert_eq(bus_topology_stream_apply(&ch, bus_js(admin), st, &o, &err), LB_OK, "%s", err.msg);
+            stream = &bus_topology_streams[i];
+    cr_assert_not_null(stream);
+    cr_assert_eq(bus_topology_stream_apply(&ch, bus_js(admin), stream, &o, &err), LB_OK, "%s",
+                 err.msg);
 }
 
 static void

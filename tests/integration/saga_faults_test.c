@@ -221,15 +221,15 @@ Test(saga_faults, two_starts_of_one_saga_on_two_orchestrators_apply_once)
 /* --- item 1: one bad saga row among many due timers ----------------------- */
 
 static void
-state_v99(saga_state *st)
+state_v99(saga_state *state)
 {
-    st->version = 99; /* no orchestrator has it */
+    state->version = 99; /* no orchestrator has it */
 }
 
 static void
-state_broken(saga_state *st)
+state_broken(saga_state *state)
 {
-    st->steps[0].status = SAGA_STEP_PENDING; /* while step b runs: saga.h invariant (1) */
+    state->steps[0].status = SAGA_STEP_PENDING; /* while step b runs: saga.h invariant (1) */
 }
 
 /* Rewrites the stored state of saga id with edit(). */
@@ -242,16 +242,16 @@ state_rewrite(const char *id, void (*edit)(saga_state *))
                                p, NULL, NULL, 1);
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(pg));
     cr_assert_eq(PQntuples(r), 1);
-    saga_state st;
+    saga_state state;
     lb_err err;
-    cr_assert_eq(saga_state_unpack(&st, (const uint8_t *)PQgetvalue(r, 0, 0),
+    cr_assert_eq(saga_state_unpack(&state, (const uint8_t *)PQgetvalue(r, 0, 0),
                                    (size_t)PQgetlength(r, 0, 0), &err),
                  LB_OK, "%s", err.msg);
     PQclear(r);
-    edit(&st);
+    edit(&state);
     uint8_t *buf = NULL;
     size_t len = 0;
-    cr_assert_eq(saga_state_pack(&buf, &len, &st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(saga_state_pack(&buf, &len, &state, &err), LB_OK, "%s", err.msg);
     const char *p2[] = { id, (const char *)buf };
     int lens[] = { 0, (int)len }, fmts[] = { 0, 1 };
     r = PQexecParams(pg, "UPDATE saga.sagas SET state = $2 WHERE saga_id = $1::uuid", 2, NULL, p2,

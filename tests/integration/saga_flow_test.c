@@ -134,7 +134,7 @@ wait_status(const char *id, const char *status)
 
 /* The saga's stored state. */
 static void
-state_read(saga_state *st, const char *id)
+state_read(saga_state *state, const char *id)
 {
     char sql[160];
     snprintf(sql, sizeof sql, "SELECT state FROM saga.sagas WHERE saga_id = '%s'", id);
@@ -142,7 +142,7 @@ state_read(saga_state *st, const char *id)
     cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(tsupport_pg()));
     cr_assert_eq(PQntuples(r), 1);
     lb_err err;
-    cr_assert_eq(saga_state_unpack(st, (const uint8_t *)PQgetvalue(r, 0, 0),
+    cr_assert_eq(saga_state_unpack(state, (const uint8_t *)PQgetvalue(r, 0, 0),
                                    (size_t)PQgetlength(r, 0, 0), &err),
                  LB_OK, "%s", err.msg);
     PQclear(r);
@@ -230,11 +230,11 @@ Test(saga_flow, a_delay_pending_across_a_restart_fires_and_a_return_runs_the_ret
     pay(id, "charge-42");
     wait_effects(id, "do", 2); /* prepare */
     wait_delay_pending(id);
-    saga_state st;
-    state_read(&st, id);
-    cr_assert_eq(st.step, SAGAFLOW_SHIP_DELAY);
-    cr_assert(st.has_timer && st.timer.kind == SAGA_TIMER_DELAY);
-    cr_assert_eq(st.durations_ms[SAGAFLOW_SHIP_DELAY], 2000, "read from the settings at start");
+    saga_state state;
+    state_read(&state, id);
+    cr_assert_eq(state.step, SAGAFLOW_SHIP_DELAY);
+    cr_assert(state.has_timer && state.timer.kind == SAGA_TIMER_DELAY);
+    cr_assert_eq(state.durations_ms[SAGAFLOW_SHIP_DELAY], 2000, "read from the settings at start");
 
     /* The orchestrator dies while the delay is pending, and stays down past it. */
     tsupport_daemon_kill(&procs[1]);
@@ -260,15 +260,15 @@ Test(saga_flow, a_delay_pending_across_a_restart_fires_and_a_return_runs_the_ret
     cr_assert_eq(effects(id, "do"), 4, "a, prepare, ship, refund");
     cr_assert_eq(effects(id, "undo"), 0, "nothing before the pivot is undone");
 
-    state_read(&st, id);
+    state_read(&state, id);
     ProtobufCMessage *rec = NULL;
     lb_err err;
-    cr_assert_eq(saga_record_get(&rec, &saga_sagaflow_v1, &st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(saga_record_get(&rec, &saga_sagaflow_v1, &state, &err), LB_OK, "%s", err.msg);
     Layby__V1__TestSagaRecord *r = (Layby__V1__TestSagaRecord *)rec;
     cr_assert_eq(r->n_notes, 2, "a's and pay's notes");
     cr_assert_str_eq(r->notes[1], "1=charge-42");
     protobuf_c_message_free_unpacked(rec, NULL);
-    cr_assert_str_eq(st.signal, "return");
+    cr_assert_str_eq(state.signal, "return");
     replay_matches(id);
 }
 
@@ -326,17 +326,17 @@ Test(saga_flow, a_payment_before_the_wait_step_is_kept_and_done_on_arrival)
     wait_line(id, "%send a attempt 1%");
     pay(id, "charge-early");
     wait_line(id, "%pay: its event came before the saga reached it; kept%");
-    saga_state st;
-    state_read(&st, id);
-    cr_assert_eq(st.step, SAGAFLOW_A, "still at a");
-    cr_assert(st.steps[SAGAFLOW_PAY].flags & SAGA_STEP_F_EARLY, "kept in the stored state");
+    saga_state state;
+    state_read(&state, id);
+    cr_assert_eq(state.step, SAGAFLOW_A, "still at a");
+    cr_assert(state.steps[SAGAFLOW_PAY].flags & SAGA_STEP_F_EARLY, "kept in the stored state");
     wait_effects(id, "do", 2); /* a, then prepare: pay did not wait for its deadline */
     wait_delay_pending(id);
     wait_line(id, "%pay: what it waits for came already%");
-    state_read(&st, id);
+    state_read(&state, id);
     ProtobufCMessage *rec = NULL;
     lb_err err;
-    cr_assert_eq(saga_record_get(&rec, &saga_sagaflow_v1, &st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(saga_record_get(&rec, &saga_sagaflow_v1, &state, &err), LB_OK, "%s", err.msg);
     Layby__V1__TestSagaRecord *r = (Layby__V1__TestSagaRecord *)rec;
     cr_assert_eq(r->n_notes, 2, "a's and pay's notes");
     protobuf_c_message_free_unpacked(rec, NULL);

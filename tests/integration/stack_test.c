@@ -24,8 +24,8 @@ ctl(char *out, size_t cap, const char *args)
     cr_assert_not_null(p, "popen %s", cmd);
     size_t n = fread(out, 1, cap - 1, p);
     out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    int rc = pclose(p);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
 /* Number of lines of out containing both a and b. */

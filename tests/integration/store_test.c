@@ -20,7 +20,7 @@ static const store_stmt stmts[] = {
 };
 /* clang-format on */
 
-static store *st;
+static store *db;
 
 static void
 setup(void)
@@ -29,7 +29,7 @@ setup(void)
         "DROP SCHEMA IF EXISTS storetest CASCADE; CREATE SCHEMA storetest;"
         "CREATE TABLE storetest.t (k int PRIMARY KEY, v text NOT NULL CHECK (v <> 'bad'))");
     lb_err err;
-    cr_assert_eq(store_open(&st, tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL"), stmts,
+    cr_assert_eq(store_open(&db, tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL"), stmts,
                             LB_COUNTOF(stmts), &err),
                  LB_OK, "%s", err.msg);
 }
@@ -37,8 +37,8 @@ setup(void)
 static void
 teardown(void)
 {
-    store_close(st);
-    st = NULL;
+    store_close(db);
+    db = NULL;
     tsupport_sql("DROP SCHEMA IF EXISTS storetest CASCADE");
 }
 
@@ -47,7 +47,7 @@ put(const char *k, const char *v, lb_status want)
 {
     lb_err err;
     const char *p[] = { k, v };
-    lb_status got = store_exec(st, NULL, "st_put", 2, p, &err);
+    lb_status got = store_exec(db, NULL, "st_put", 2, p, &err);
     cr_assert_eq(got, want, "put %s: %s", k, got == LB_OK ? "ok" : err.msg);
 }
 
@@ -63,9 +63,9 @@ assert_usable(const char *k)
 {
     lb_err err;
     int64_t before = rows();
-    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
     put(k, "ok", LB_OK);
-    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_commit(db, &err), LB_OK, "%s", err.msg);
     cr_assert_eq(rows(), before + 1);
 }
 
@@ -74,7 +74,7 @@ count_in_tx(void)
 {
     PGresult *r = NULL;
     lb_err err;
-    cr_assert_eq(store_exec(st, &r, "st_count", 0, NULL, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_exec(db, &r, "st_count", 0, NULL, &err), LB_OK, "%s", err.msg);
     int64_t n = atoll(PQgetvalue(r, 0, 0));
     PQclear(r);
     return n;
@@ -85,13 +85,13 @@ TestSuite(store, .init = setup, .fini = teardown);
 Test(store, unawaited_writes_run_in_order_and_commit)
 {
     lb_err err;
-    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
     put("1", "a", LB_OK);
     put("2", "b", LB_OK);
     /* A statement that waits sees the writes sent before it. */
     cr_assert_eq(count_in_tx(), 2);
     put("3", "c", LB_OK);
-    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_commit(db, &err), LB_OK, "%s", err.msg);
     cr_assert_eq(rows(), 3);
     /* Outside a transaction every statement waits. */
     put("4", "d", LB_OK);
@@ -101,15 +101,15 @@ Test(store, unawaited_writes_run_in_order_and_commit)
 Test(store, failed_write_is_reported_at_commit_and_rolls_back_everything)
 {
     lb_err err;
-    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
     put("1", "a", LB_OK);
     put("2", "bad", LB_OK); /* only sent: the CHECK fails on the server */
     put("3", "c", LB_OK);
-    lb_status s = store_commit(st, &err);
+    lb_status s = store_commit(db, &err);
     cr_assert_eq(s, LB_ERR_CONFLICT, "a constraint violation, got %d", s);
     cr_assert(strstr(err.msg, "st_put") != NULL, "names the statement: %s", err.msg);
     cr_assert(strstr(err.msg, "23514") != NULL, "carries the sqlstate: %s", err.msg);
-    store_rollback(st);
+    store_rollback(db);
     cr_assert_eq(rows(), 0);
     assert_usable("5"); /* the same store runs the next transaction normally */
 }
@@ -118,29 +118,29 @@ Test(store, failed_write_is_reported_by_the_next_waiting_statement)
 {
     lb_err err;
     put("7", "x", LB_OK);
-    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
     put("7", "duplicate", LB_OK);
     PGresult *r = NULL;
     const char *p[] = { "7" };
-    lb_status s = store_exec(st, &r, "st_get", 1, p, &err);
+    lb_status s = store_exec(db, &r, "st_get", 1, p, &err);
     cr_assert_eq(s, LB_ERR_CONFLICT, "the duplicate key surfaces here, got %d", s);
     cr_assert_null(r);
     cr_assert(strstr(err.msg, "st_put") != NULL, "%s", err.msg);
-    store_rollback(st);
-    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
-    cr_assert_eq(store_exec(st, &r, "st_get", 1, p, &err), LB_OK, "%s", err.msg);
+    store_rollback(db);
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_exec(db, &r, "st_get", 1, p, &err), LB_OK, "%s", err.msg);
     cr_assert_str_eq(PQgetvalue(r, 0, 0), "x");
     PQclear(r);
-    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_commit(db, &err), LB_OK, "%s", err.msg);
 }
 
 Test(store, rollback_discards_writes_never_awaited)
 {
     lb_err err;
-    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
     put("1", "a", LB_OK);
     put("2", "b", LB_OK);
-    store_rollback(st);
+    store_rollback(db);
     cr_assert_eq(rows(), 0);
     put("3", "c", LB_OK);
     cr_assert_eq(rows(), 1);
@@ -149,38 +149,38 @@ Test(store, rollback_discards_writes_never_awaited)
 Test(store, binary_results_inside_a_transaction)
 {
     lb_err err;
-    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
     put("1", "ab", LB_OK);
     PGresult *r = NULL;
-    cr_assert_eq(store_exec_bin(st, &r, "st_bin", 0, NULL, NULL, NULL, 1, &err), LB_OK, "%s",
+    cr_assert_eq(store_exec_bin(db, &r, "st_bin", 0, NULL, NULL, NULL, 1, &err), LB_OK, "%s",
                  err.msg);
     cr_assert_eq(PQntuples(r), 1);
     cr_assert_eq(PQgetlength(r, 0, 0), 4, "int4 in binary is 4 bytes");
     cr_assert_eq(PQgetlength(r, 0, 1), 2);
     cr_assert_eq(memcmp(PQgetvalue(r, 0, 1), "ab", 2), 0);
     PQclear(r);
-    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_commit(db, &err), LB_OK, "%s", err.msg);
 }
 
 Test(store, killed_backend_fails_the_transaction_then_reconnects)
 {
     lb_err err;
     PGresult *r = NULL;
-    cr_assert_eq(store_exec(st, &r, "st_pid", 0, NULL, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_exec(db, &r, "st_pid", 0, NULL, &err), LB_OK, "%s", err.msg);
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
              PQgetvalue(r, 0, 0));
     char kill[128];
     snprintf(kill, sizeof kill, "SELECT pg_terminate_backend(%s)", PQgetvalue(r, 0, 0));
     PQclear(r);
-    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
     put("1", "a", LB_OK);
     tsupport_sql(kill);
     for (int i = 0; i < 50 && tsupport_sql_int(sql) > 0; i++)
         tsupport_sql("SELECT pg_sleep(0.02)");
-    lb_status s = store_commit(st, &err);
+    lb_status s = store_commit(db, &err);
     cr_assert_eq(s, LB_ERR_DB, "a lost connection is retryable, got %d (%s)", s, err.msg);
-    store_rollback(st);
+    store_rollback(db);
     cr_assert_eq(rows(), 0);
     assert_usable("2"); /* store_begin reconnects and prepares the statements again */
 }
@@ -190,42 +190,42 @@ Test(store, sent_reads_share_one_round_trip_and_keep_their_results)
     lb_err err;
     put("1", "a", LB_OK);
     put("2", "b", LB_OK);
-    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
     int t_count = -1, t_get = -1;
     const char *p[] = { "2" };
-    cr_assert_eq(store_send(st, &t_count, "st_count", 0, NULL, 0, &err), LB_OK, "%s", err.msg);
-    cr_assert_eq(store_send(st, &t_get, "st_get", 1, p, 0, &err), LB_OK, "%s", err.msg);
-    cr_assert_null(store_take(st, t_count), "nothing is read before a wait");
-    cr_assert_eq(store_flush(st, &err), LB_OK, "%s", err.msg);
-    PGresult *r = store_take(st, t_get);
+    cr_assert_eq(store_send(db, &t_count, "st_count", 0, NULL, 0, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_send(db, &t_get, "st_get", 1, p, 0, &err), LB_OK, "%s", err.msg);
+    cr_assert_null(store_take(db, t_count), "nothing is read before a wait");
+    cr_assert_eq(store_flush(db, &err), LB_OK, "%s", err.msg);
+    PGresult *r = store_take(db, t_get);
     cr_assert_not_null(r);
     cr_assert_str_eq(PQgetvalue(r, 0, 0), "b");
     PQclear(r);
-    cr_assert_null(store_take(st, t_get), "a result is taken once");
-    r = store_take(st, t_count);
+    cr_assert_null(store_take(db, t_get), "a result is taken once");
+    r = store_take(db, t_count);
     cr_assert_not_null(r);
     cr_assert_str_eq(PQgetvalue(r, 0, 0), "2");
     PQclear(r);
-    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_commit(db, &err), LB_OK, "%s", err.msg);
 }
 
 Test(store, sent_read_after_a_failed_write_reports_the_write)
 {
     lb_err err;
-    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
     put("1", "bad", LB_OK);
     int t = -1;
-    cr_assert_eq(store_send(st, &t, "st_count", 0, NULL, 0, &err), LB_OK, "%s", err.msg);
-    lb_status s = store_flush(st, &err);
+    cr_assert_eq(store_send(db, &t, "st_count", 0, NULL, 0, &err), LB_OK, "%s", err.msg);
+    lb_status s = store_flush(db, &err);
     cr_assert_eq(s, LB_ERR_CONFLICT, "got %d", s);
     cr_assert(strstr(err.msg, "st_put") != NULL, "%s", err.msg);
-    cr_assert_null(store_take(st, t), "an aborted read keeps no result");
-    store_rollback(st);
+    cr_assert_null(store_take(db, t), "an aborted read keeps no result");
+    store_rollback(db);
     /* Results left untaken are dropped with the transaction, not leaked. */
-    cr_assert_eq(store_begin(st, &err), LB_OK, "%s", err.msg);
-    cr_assert_eq(store_send(st, &t, "st_count", 0, NULL, 0, &err), LB_OK, "%s", err.msg);
-    cr_assert_eq(store_flush(st, &err), LB_OK, "%s", err.msg);
-    cr_assert_eq(store_commit(st, &err), LB_OK, "%s", err.msg);
-    cr_assert_eq(store_send(st, &t, "st_count", 0, NULL, 0, &err), LB_ERR_INTERNAL,
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_send(db, &t, "st_count", 0, NULL, 0, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_flush(db, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_commit(db, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_send(db, &t, "st_count", 0, NULL, 0, &err), LB_ERR_INTERNAL,
                  "store_send needs a transaction");
 }

@@ -123,7 +123,7 @@ static const sagatest_answer ans_undo_flaky = { &layby__v1__test_step_undo_faile
 
 /* Runs one do or undo; *a is the answer to send, NULL to drop it. */
 static lb_status
-handle_one(store *st, const char *saga_id, unsigned step, bool undo, const char *script,
+handle_one(store *db, const char *saga_id, unsigned step, bool undo, const char *script,
            const sagatest_answer **a, lb_err *err)
 {
     char stepbuf[16];
@@ -131,7 +131,7 @@ handle_one(store *st, const char *saga_id, unsigned step, bool undo, const char 
     const char *kind = undo ? "undo" : "do";
     const char *p3[] = { saga_id, stepbuf, kind };
     PGresult *r = NULL;
-    lb_status s = store_exec(st, &r, "sagatest_try", 3, p3, err);
+    lb_status s = store_exec(db, &r, "sagatest_try", 3, p3, err);
     if (s != LB_OK)
         return s;
     int n = atoi(PQgetvalue(r, 0, 0));
@@ -145,7 +145,7 @@ handle_one(store *st, const char *saga_id, unsigned step, bool undo, const char 
         return LB_OK;
     }
     const char *p2[] = { saga_id, stepbuf };
-    if ((s = store_exec(st, &r, "sagatest_outcome_get", 2, p2, err)) != LB_OK)
+    if ((s = store_exec(db, &r, "sagatest_outcome_get", 2, p2, err)) != LB_OK)
         return s;
     const char *done_outcome = NULL;
     bool undone = false;
@@ -163,10 +163,10 @@ handle_one(store *st, const char *saga_id, unsigned step, bool undo, const char 
             return LB_OK; /* repeat: same answer, no second effect */
         outcome = "undone";
         const char *p4[] = { saga_id, stepbuf, "undo", outcome };
-        if ((s = store_exec(st, NULL, "sagatest_outcome_put", 4, p4, err)) != LB_OK)
+        if ((s = store_exec(db, NULL, "sagatest_outcome_put", 4, p4, err)) != LB_OK)
             return s;
         if (done_outcome != NULL && strcmp(done_outcome, "done") == 0)
-            s = store_exec(st, NULL, "sagatest_effect", 3, p3, err);
+            s = store_exec(db, NULL, "sagatest_effect", 3, p3, err);
         return s;
     }
     if (undone) {
@@ -180,7 +180,7 @@ handle_one(store *st, const char *saga_id, unsigned step, bool undo, const char 
     if (script_get(script, step, "fail")) {
         *a = &ans_fail;
         const char *p4[] = { saga_id, stepbuf, "do", "failed" };
-        return store_exec(st, NULL, "sagatest_outcome_put", 4, p4, err);
+        return store_exec(db, NULL, "sagatest_outcome_put", 4, p4, err);
     }
     if (n <= script_get(script, step, "flaky")) {
         *a = &ans_flaky;
@@ -188,9 +188,9 @@ handle_one(store *st, const char *saga_id, unsigned step, bool undo, const char 
     }
     *a = &ans_done;
     const char *p4[] = { saga_id, stepbuf, "do", "done" };
-    if ((s = store_exec(st, NULL, "sagatest_outcome_put", 4, p4, err)) != LB_OK)
+    if ((s = store_exec(db, NULL, "sagatest_outcome_put", 4, p4, err)) != LB_OK)
         return s;
-    return store_exec(st, NULL, "sagatest_effect", 3, p3, err);
+    return store_exec(db, NULL, "sagatest_effect", 3, p3, err);
 }
 
 static lb_status

@@ -150,14 +150,14 @@ Test(bus_topology, every_durable_reads_within_its_stream)
 {
     for (size_t i = 0; i < bus_topology_n_consumers; i++) {
         const bus_topology_consumer *c = &bus_topology_consumers[i];
-        const bus_topology_stream *st = NULL;
+        const bus_topology_stream *stream = NULL;
         for (size_t k = 0; k < bus_topology_n_streams; k++)
             if (strcmp(bus_topology_streams[k].name, c->stream) == 0)
-                st = &bus_topology_streams[k];
-        cr_assert_not_null(st, "durable %s on unknown stream %s", c->durable, c->stream);
+                stream = &bus_topology_streams[k];
+        cr_assert_not_null(stream, "durable %s on unknown stream %s", c->durable, c->stream);
         /* a filter inside the stream: its first tokens are the stream's prefix */
-        size_t prefix = strlen(st->subject) - 1; /* "layby.cmd." of "layby.cmd.>" */
-        cr_expect(strncmp(c->filter, st->subject, prefix) == 0, "%s/%s reads %s outside %s",
-                  c->stream, c->durable, c->filter, st->subject);
+        size_t prefix = strlen(stream->subject) - 1; /* "layby.cmd." of "layby.cmd.>" */
+        cr_expect(strncmp(c->filter, stream->subject, prefix) == 0, "%s/%s reads %s outside %s",
+                  c->stream, c->durable, c->filter, stream->subject);
     }
 }

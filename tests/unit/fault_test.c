@@ -53,18 +53,18 @@ Test(fault, the_named_point_kills_on_its_nth_pass)
 
 Test(fault, other_points_and_no_setting_do_nothing)
 {
-    int st = run_child("svc.after_commit", "relay.after_publish", 5);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    st = run_child(NULL, "svc.after_commit", 5);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    int rc = run_child("svc.after_commit", "relay.after_publish", 5);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    rc = run_child(NULL, "svc.after_commit", 5);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
 }
 
 #else
 
 Test(fault, a_build_without_test_hooks_ignores_layby_fault)
 {
-    int st = run_child("svc.after_commit", "svc.after_commit", 3);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a crash point fired in a release build");
+    int rc = run_child("svc.after_commit", "svc.after_commit", 3);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "a crash point fired in a release build");
 }
 
 #endif

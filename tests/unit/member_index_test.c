@@ -62,11 +62,11 @@ Test(member_index, depends_on_the_key_and_hides_the_value)
     idx(a, "username", "carol");
     /* an unkeyed BLAKE2b of the same input (what a thief without the key
      * could compute) differs */
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, sizeof plain);
-    crypto_generichash_update(&st, (const uint8_t *)"username", strlen("username") + 1);
-    crypto_generichash_update(&st, (const uint8_t *)"carol", 5);
-    crypto_generichash_final(&st, plain, sizeof plain);
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, sizeof plain);
+    crypto_generichash_update(&hs, (const uint8_t *)"username", strlen("username") + 1);
+    crypto_generichash_update(&hs, (const uint8_t *)"carol", 5);
+    crypto_generichash_final(&hs, plain, sizeof plain);
     cr_assert_neq(memcmp(a, plain, sizeof a), 0, "the index must be keyed");
     ctx.index_key[0] ^= 1;
     idx(b, "username", "carol");
