@@ -204,7 +204,7 @@ printf '%-44s %12s\n' "(b) GET /healthz req/s" "$H"
 printf '%-44s %12s  %s x healthz\n' "(b) GET /api/v1/products/{id} req/s" "$G" "$(ratio "$G" "$H")"
 printf '%-44s %12s  %s x healthz\n' "(b) POST /api/v1/products req/s" "$P" "$(ratio "$P" "$H")"
 printf '%-44s %12s\n' "(b) p99: healthz / get / post" \
-    "$(field p99 <"$OUT/healthz" | sort | sed -n 2p) / $(field p99 <"$OUT/get" | sort | sed -n 2p) / $(field p99 <"$OUT/post" | sort | sed -n 2p)"
+    "$(field p99 <"$OUT/healthz" | sort -n | sed -n "$(((RUNS + 1) / 2))p") / $(field p99 <"$OUT/get" | sort -n | sed -n "$(((RUNS + 1) / 2))p") / $(field p99 <"$OUT/post" | sort -n | sed -n "$(((RUNS + 1) / 2))p")"
 printf '%-44s %12s  %s x pgbench\n' "(c) completed 3-step sagas/s" "$SAGA" "$(ratio "$SAGA" "$PG")"
 printf '%-44s %12s\n' "(c) at $SHALF/s: p50 ms" "$(field p50_ms <"$OUT/saga_half" | median)"
 printf '%-44s %12s\n' "(c) at $SHALF/s: p99 ms" "$(field p99_ms <"$OUT/saga_half" | median)"
@@ -218,7 +218,7 @@ printf '%-44s %12s\n' "(d) flash sale reservations/s" "$(field per_s <"$OUT/flas
 printf '%-44s %12s  %s x uncontended\n' "(d) hot product reservations/s" "$HOT" "$(ratio "$HOT" "$COLD")"
 printf '%-44s %12s\n' "(d) uncontended reservations/s" "$COLD"
 printf '%-44s %12s  %s x healthz, p99 %s\n' "(d) GET /api/v1/products?limit=20 req/s" "$L" \
-    "$(ratio "$L" "$H")" "$(field p99 <"$OUT/list" | sort | sed -n 2p)"
+    "$(ratio "$L" "$H")" "$(field p99 <"$OUT/list" | sort -n | sed -n "$(((RUNS + 1) / 2))p")"
 AR=$(field per_s <"$OUT/argon" | median)
 LG=$(field per_s <"$OUT/login" | median)
 MI=$(field p99_ms <"$OUT/me_idle" | median)
@@ -236,7 +236,7 @@ printf '%-44s %12s  %s x idle (target <= 2), %s logins/s meanwhile\n' \
     "(e) GET /me p99 ms at 100/s, login storm" "$MS" "$(ratio "$MS" "$MI")" \
     "$(field storm_per_s <"$OUT/me_storm" | median)"
 printf '%-44s %12s  %s x healthz, p99 %s\n' "(e) GET /api/v1/me req/s (wrk)" "$ME" "$(ratio "$ME" "$H")" \
-    "$(field p99 <"$OUT/me" | sort | sed -n 2p)"
+    "$(field p99 <"$OUT/me" | sort -n | sed -n "$(((RUNS + 1) / 2))p")"
 printf '%-44s %12s  %s of a request (%s us of CPU at that rate)\n' "(e) cached token check, us" "$CU" \
     "$(awk -v a="$CU" -v b="$REQ_US" 'BEGIN {printf "%.2f%%", 100 * a / b}')" "$REQ_US"
 printf '%-44s %12s  libjwt: %s us\n' "(e) first-seen token check, us" "$FU" \
