@@ -20,29 +20,20 @@ list_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
 }
 
 static lb_status
-list_local(ProtobufCMessage **reply, const ProtobufCMessage *req, edge_req *r, lb_err *err)
+list_local(char **body, const ProtobufCMessage *req, edge_req *r, lb_err *err)
 {
     if (r->app->model == NULL)
         return LB_ERR_UNAVAILABLE;
-    Layby__V1__ProductPage *pg = NULL;
-    lb_status s =
-        edge_model_product_page(&pg, r->app->model, (const Layby__V1__ListProducts *)req, err);
-    if (s == LB_OK)
-        *reply = &pg->base;
-    return s;
+    return edge_model_product_page(body, r->app->model, (const Layby__V1__ListProducts *)req, err);
 }
 
 static lb_status
-get_local(ProtobufCMessage **reply, const ProtobufCMessage *req, edge_req *r, lb_err *err)
+get_local(char **body, const ProtobufCMessage *req, edge_req *r, lb_err *err)
 {
     if (r->app->model == NULL)
         return LB_ERR_UNAVAILABLE;
-    Layby__V1__Product *p = NULL;
-    lb_status s = edge_model_product_get(&p, r->app->model,
-                                         ((const Layby__V1__GetProduct *)req)->product_id, err);
-    if (s == LB_OK)
-        *reply = &p->base;
-    return s;
+    return edge_model_product_get(body, r->app->model,
+                                  ((const Layby__V1__GetProduct *)req)->product_id, err);
 }
 
 static void

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "codec.h"
 #include "engine/page_cursor.h"
 #include "engine/subjects.h"
 #include "id.h"
@@ -54,6 +55,11 @@ typedef struct mproduct {
     _Atomic int64_t stock;
     int64_t price;
     char *name, *details, *category, *created_at;
+    /* The product's JSON as the codec writes it (codec_json_encode_text of a
+     * Product), cut around the stock, the one field that changes: a read
+     * copies head, prints the stock and copies tail (product_render). */
+    char *json_head, *json_tail;
+    size_t head_len, tail_len;
 } mproduct;
 
 struct edge_model {
@@ -127,6 +133,8 @@ product_free(mproduct *p)
     free(p->details);
     free(p->category);
     free(p->created_at);
+    free(p->json_head);
+    free(p->json_tail);
     free(p);
 }
 
@@ -179,6 +187,40 @@ grow_locked(edge_model *m, lb_err *err)
     return LB_OK;
 }
 
+/* Renders mp's JSON once, at insert. Building a jansson tree per product
+ * and dumping it on every read was most of a list page's cost (20 products;
+ * docs/DECISIONS.md §5b'); the codec itself writes the text here, so both
+ * paths answer the same bytes (e2e catalog_test compares them). */
+static bool
+product_render(mproduct *mp)
+{
+    Layby__V1__Product p = LAYBY__V1__PRODUCT__INIT;
+    p.product_id = mp->id;
+    p.name = mp->name;
+    p.price = mp->price;
+    p.details = mp->details;
+    p.category = mp->category;
+    p.stock_available = 0;
+    p.created_at = mp->created_at;
+    char *text = NULL;
+    if (codec_json_encode_text(&text, &p.base, NULL) != LB_OK)
+        return false;
+    /* Inside a JSON string every '"' is escaped, so ,"stockAvailable": with a
+     * bare quote can only be the key. */
+    static const char key[] = ",\"stockAvailable\":0";
+    char *at = strstr(text, key);
+    if (at == NULL) {
+        free(text);
+        return false;
+    }
+    mp->json_tail = strdup(at + sizeof key - 1);
+    mp->head_len = (size_t)(at - text) + sizeof key - 2; /* through the ':' */
+    text[mp->head_len] = '\0';
+    mp->json_head = text;
+    mp->tail_len = mp->json_tail ? strlen(mp->json_tail) : 0;
+    return mp->json_tail != NULL;
+}
+
 static mproduct *
 product_new(const Layby__V1__Product *p, int64_t created_us, int64_t version)
 {
@@ -194,7 +236,7 @@ product_new(const Layby__V1__Product *p, int64_t created_us, int64_t version)
     mp->details = strdup(p->details);
     mp->category = strdup(p->category);
     mp->created_at = strdup(p->created_at);
-    if (!mp->name || !mp->details || !mp->category || !mp->created_at) {
+    if (!mp->name || !mp->details || !mp->category || !mp->created_at || !product_render(mp)) {
         product_free(mp);
         return NULL;
     }
@@ -287,26 +329,23 @@ edge_model_count(edge_model *m)
     return n;
 }
 
-static lb_status
-answer_new(Layby__V1__Product **out, mproduct *p, lb_err *err)
+/* The room product_write() needs for p: its text and the longest stock. */
+static size_t
+product_room(const mproduct *p)
 {
-    Layby__V1__Product *a = malloc(sizeof *a);
-    if (a == NULL)
-        return lb_err_set(err, LB_ERR_NOMEM, "product");
-    layby__v1__product__init(a);
-    a->product_id = strdup(p->id);
-    a->name = strdup(p->name);
-    a->details = strdup(p->details);
-    a->category = strdup(p->category);
-    a->created_at = strdup(p->created_at);
-    a->price = p->price;
-    a->stock_available = atomic_load(&p->stock);
-    if (!a->product_id || !a->name || !a->details || !a->category || !a->created_at) {
-        protobuf_c_message_free_unpacked(&a->base, NULL);
-        return lb_err_set(err, LB_ERR_NOMEM, "product");
-    }
-    *out = a;
-    return LB_OK;
+    return p->head_len + p->tail_len + 21; /* "-9223372036854775808" */
+}
+
+/* Writes p's JSON at out (room: product_room(p)), its stock as of now;
+ * returns the bytes written. */
+static size_t
+product_write(char *out, mproduct *p)
+{
+    memcpy(out, p->json_head, p->head_len);
+    size_t n = p->head_len;
+    n += (size_t)sprintf(out + n, "%lld", (long long)atomic_load(&p->stock));
+    memcpy(out + n, p->json_tail, p->tail_len);
+    return n + p->tail_len;
 }
 
 /* Counts who answers a read: st LB_ERR_UNAVAILABLE leaves it to the catalog. */
@@ -319,7 +358,7 @@ counted(edge_model *m, lb_status st)
 }
 
 static lb_status
-product_get(Layby__V1__Product **out, edge_model *m, const char *id, lb_err *err)
+product_get(char **out, edge_model *m, const char *id, lb_err *err)
 {
     if (!edge_model_ready(m) || id == NULL || strlen(id) >= ID_STR_LEN)
         return lb_err_set(err, LB_ERR_UNAVAILABLE, "read model not ready");
@@ -333,7 +372,12 @@ product_get(Layby__V1__Product **out, edge_model *m, const char *id, lb_err *err
     pthread_rwlock_unlock(&m->lock);
     if (p == NULL) /* perhaps created a moment ago: only the catalog can say 404 */
         return lb_err_set(err, LB_ERR_UNAVAILABLE, "not in the read model");
-    return answer_new(out, p, err);
+    char *text = malloc(product_room(p) + 1);
+    if (text == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "product");
+    text[product_write(text, p)] = '\0';
+    *out = text;
+    return LB_OK;
 }
 
 static char
@@ -367,40 +411,37 @@ list_servable(const Layby__V1__ListProducts *l)
            lb_utf8_len(l->q) <= TEXT_MAX_CHARS;
 }
 
+/* The ProductPage's JSON as the codec writes it: {"items":[...],"nextCursor":"..."}
+ * (a cursor is base64url: nothing to escape). */
 static lb_status
-page_new(Layby__V1__ProductPage **out, mproduct *const *hits, size_t shown, bool more,
+page_new(char **out, mproduct *const *hits, size_t shown, bool more,
          const Layby__V1__ListProducts *l, lb_err *err)
 {
-    Layby__V1__ProductPage *pg = malloc(sizeof *pg);
-    if (pg == NULL)
-        return lb_err_set(err, LB_ERR_NOMEM, "page");
-    layby__v1__product_page__init(pg);
-    lb_status st = LB_OK;
-    pg->items = calloc(shown ? shown : 1, sizeof *pg->items);
-    pg->next_cursor = calloc(1, PAGE_CURSOR_MAX);
-    if (pg->items == NULL || pg->next_cursor == NULL) {
-        st = lb_err_set(err, LB_ERR_NOMEM, "page");
-        goto out;
-    }
-    for (size_t i = 0; i < shown; i++) {
-        if ((st = answer_new(&pg->items[i], hits[i], err)) != LB_OK)
-            goto out;
-        pg->n_items++;
-    }
+    static const char start[] = "{\"items\":[", mid[] = "],\"nextCursor\":\"", end[] = "\"}";
+    char cursor[PAGE_CURSOR_MAX] = "";
     if (more)
-        page_cursor_encode(pg->next_cursor, hits[shown - 1]->created_us, hits[shown - 1]->id,
-                           l->category, l->q);
-out:
-    if (st != LB_OK)
-        protobuf_c_message_free_unpacked(&pg->base, NULL);
-    else
-        *out = pg;
-    return st;
+        page_cursor_encode(cursor, hits[shown - 1]->created_us, hits[shown - 1]->id, l->category,
+                           l->q);
+    size_t room = sizeof start + sizeof mid + sizeof end + strlen(cursor) + shown;
+    for (size_t i = 0; i < shown; i++)
+        room += product_room(hits[i]);
+    char *text = malloc(room);
+    if (text == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "page");
+    size_t n = sizeof start - 1;
+    memcpy(text, start, n);
+    for (size_t i = 0; i < shown; i++) {
+        if (i > 0)
+            text[n++] = ',';
+        n += product_write(text + n, hits[i]);
+    }
+    sprintf(text + n, "%s%s%s", mid, cursor, end);
+    *out = text;
+    return LB_OK;
 }
 
 static lb_status
-product_page(Layby__V1__ProductPage **out, edge_model *m, const Layby__V1__ListProducts *l,
-             lb_err *err)
+product_page(char **out, edge_model *m, const Layby__V1__ListProducts *l, lb_err *err)
 {
     if (!edge_model_ready(m))
         return lb_err_set(err, LB_ERR_UNAVAILABLE, "read model not ready");
@@ -429,14 +470,13 @@ product_page(Layby__V1__ProductPage **out, edge_model *m, const Layby__V1__ListP
 }
 
 lb_status
-edge_model_product_get(Layby__V1__Product **out, edge_model *m, const char *id, lb_err *err)
+edge_model_product_get(char **out, edge_model *m, const char *id, lb_err *err)
 {
     return counted(m, product_get(out, m, id, err));
 }
 
 lb_status
-edge_model_product_page(Layby__V1__ProductPage **out, edge_model *m,
-                        const Layby__V1__ListProducts *l, lb_err *err)
+edge_model_product_page(char **out, edge_model *m, const Layby__V1__ListProducts *l, lb_err *err)
 {
     return counted(m, product_page(out, m, l, err));
 }

@@ -26,9 +26,14 @@
  * only; the model matches the same way (case-insensitive for A-Z, bytes
  * otherwise), so both paths answer the same items for any q.
  *
+ * Answers are JSON text, rendered by the codec once per product at insert
+ * and cut around the stock (the only field that moves): a read copies text
+ * and prints one number, no message or jansson tree per product
+ * (docs/DECISIONS.md §5b').
+ *
  * Ownership: edge_model_new() returns a model freed by edge_model_free(),
- *            which stops the follower first. Answers are new messages the
- *            caller frees (protobuf_c_message_free_unpacked).
+ *            which stops the follower first. Answers are new strings the
+ *            caller frees (free()).
  * Threads:   one follower thread writes; any number of civetweb workers read.
  *            Structure (the sorted array, the id index) changes under the
  *            write side of a writer-preferring rwlock, readers hold the read
@@ -67,13 +72,15 @@ size_t edge_model_count(edge_model *m);
 lb_status edge_model_product_put(edge_model *m, const Layby__V1__Product *p, int64_t version,
                                  lb_err *err);
 
-/* The detail of product id. LB_ERR_UNAVAILABLE: ask the catalog (not ready,
- * or not held here: a product created a moment ago on another edge, or none). */
-lb_status edge_model_product_get(Layby__V1__Product **out, edge_model *m, const char *id,
-                                 lb_err *err);
-/* A page as the catalog's list_products answers it, same cursor.
+/* The detail of product id: the JSON text the catalog's Product reply
+ * encodes to (codec_json_encode_text), in *out (the caller's, free()).
+ * LB_ERR_UNAVAILABLE: ask the catalog (not ready, or not held here: a
+ * product created a moment ago on another edge, or none). */
+lb_status edge_model_product_get(char **out, edge_model *m, const char *id, lb_err *err);
+/* A page as the catalog's list_products answers it (same cursor), as the
+ * JSON text of that ProductPage, in *out (the caller's, free()).
  * LB_ERR_UNAVAILABLE: ask the catalog (not ready, or a request it refuses). */
-lb_status edge_model_product_page(Layby__V1__ProductPage **out, edge_model *m,
-                                  const Layby__V1__ListProducts *l, lb_err *err);
+lb_status edge_model_product_page(char **out, edge_model *m, const Layby__V1__ListProducts *l,
+                                  lb_err *err);
 
 #endif

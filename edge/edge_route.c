@@ -230,6 +230,11 @@ row_check(const edge_route *rt, lb_err *err)
         return lb_err_set(err, LB_ERR_CONFIG,
                           "%s %s: needs kind, subject, request, reply, a 2xx status, no fn",
                           rt->method, rt->path);
+    if (rt->hooks != NULL && rt->hooks->local != NULL &&
+        (rt->hooks->reply_status || rt->hooks->reply_swap || rt->location || rt->answer))
+        return lb_err_set(err, LB_ERR_CONFIG,
+                          "%s %s: a local hook answers as the row's reply, status and all",
+                          rt->method, rt->path);
     if (rt->answer != NULL && (rt->hooks == NULL || rt->hooks->reply_swap == NULL))
         return lb_err_set(err, LB_ERR_CONFIG, "%s %s: an answer type needs a reply_swap hook",
                           rt->method, rt->path);

@@ -127,11 +127,13 @@ typedef struct edge_hooks {
      * one is 400 unknown_field, and the OpenAPI body schema leaves them out. */
     const char *const *fills;
     /* After prepare: answer from the edge's own state instead of sending
-     * (the product read model, edge_model.h). LB_OK with *reply (the
-     * caller's) is answered like the service's reply; LB_ERR_UNAVAILABLE
-     * sends the request as usual; another error is answered as it is. */
-    lb_status (*local)(ProtobufCMessage **reply, const ProtobufCMessage *req, edge_req *r,
-                       lb_err *err);
+     * (the product read model, edge_model.h). LB_OK with *body, the JSON
+     * text of a `reply` message (malloc'd, the caller's), answered with the
+     * row's status (a row with this hook has no reply_status, reply_swap or
+     * Location: edge_routes_check); LB_ERR_UNAVAILABLE sends the request as
+     * usual; another error is answered as it is. Text, not a message: the
+     * model keeps its answers rendered (a list page is 20 products). */
+    lb_status (*local)(char **body, const ProtobufCMessage *req, edge_req *r, lb_err *err);
     /* On a decoded success reply, before it is answered: let the edge's own
      * state learn from it (a product this edge created is listed at once). */
     void (*reply_seen)(const ProtobufCMessage *reply, edge_req *r);

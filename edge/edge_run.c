@@ -253,15 +253,16 @@ local_answered(edge_outcome *o, edge_req *r, const ProtobufCMessage *req)
     const edge_route *rt = r->route;
     if (rt->hooks == NULL || rt->hooks->local == NULL)
         return false;
-    ProtobufCMessage *reply = NULL;
+    char *body = NULL;
     lb_err err;
     lb_err_clear(&err);
-    lb_status s = rt->hooks->local(&reply, req, r, &err);
+    lb_status s = rt->hooks->local(&body, req, r, &err);
     if (s == LB_ERR_UNAVAILABLE)
         return false;
     if (s == LB_OK) {
-        on_reply(o, r, reply);
-        protobuf_c_message_free_unpacked(reply, NULL);
+        free(o->body);
+        o->body = body;
+        o->status = rt->status;
     } else {
         if (lb_status_http(s) >= 500)
             edge_fault_log(r, "edge.local_failed", &err);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "codec.h"
 #include "id.h"
 #include "layby/v1/catalog.pb-c.h"
 #include "lb.h"
@@ -180,6 +181,11 @@ Test(catalog, paging_sees_every_product_once_while_products_are_added)
         cr_assert_eq(seen[k], 1, "product %d seen %d times", k, seen[k]);
     cr_assert_eq(tsupport_metric(edge.port, MODEL_READS) - served, pages,
                  "not every page came from the read model");
+    /* no limit: the default page of 20, and a cursor to the rest */
+    json_t *pg = get_json("/api/v1/products?category=walk", NULL, 200);
+    cr_assert_eq(json_array_size(json_object_get(pg, "items")), 20);
+    cr_assert_str_neq(json_string_value(json_object_get(pg, "nextCursor")), "");
+    json_decref(pg);
 }
 
 Test(catalog, limits_cursors_categories_and_search)
@@ -581,4 +587,241 @@ Test(catalog, a_product_the_model_does_not_hold_is_read_from_the_catalog)
     tsupport_resp r;
     call(&r, "GET", detail, NULL, NULL);
     tsupport_http_assert_error(&r, 404, "not_found", NULL);
+}
+
+/* The catalog's answer to a query on the bus, as JSON text the way the edge
+ * encodes a reply (codec_json_encode_text). */
+static char *
+catalog_json(const char *subject, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *reply_type)
+{
+    bus *b = tsupport_admin_bus("catalog-e2e");
+    bus_envelope env;
+    bus_envelope_init(&env, req->descriptor, NULL);
+    natsMsg *reply = NULL;
+    ProtobufCMessage *msg = NULL;
+    char *text = NULL;
+    lb_err err;
+    lb_err_clear(&err);
+    cr_assert_eq(bus_request(&reply, b, subject, &env, req, 5000, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(bus_reply_decode(&msg, reply, reply_type, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(codec_json_encode_text(&text, msg, &err), LB_OK, "%s", err.msg);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    natsMsg_Destroy(reply);
+    bus_close(b);
+    return text;
+}
+
+/* GET path must be answered by the read model with exactly `want`. */
+static void
+model_body_is(const char *path, const char *want)
+{
+    long long served = tsupport_metric(edge.port, MODEL_READS);
+    tsupport_resp r;
+    call(&r, "GET", path, NULL, NULL);
+    cr_assert_eq(r.status, 200, "GET %s: %ld %s", path, r.status, r.body);
+    cr_assert_eq(tsupport_metric(edge.port, MODEL_READS) - served, 1,
+                 "GET %s was not answered by the read model", path);
+    cr_assert_str_eq(r.body, want, "GET %s: the model and the catalog differ", path);
+}
+
+Test(catalog, the_read_model_answers_the_catalogs_bytes)
+{
+    model_ready_wait();
+    /* text the codec must escape, non-ASCII, and a reserved unit */
+    static const char *const names[] = { "Quote \\\"q\\\" and back\\\\slash </x>",
+                                         "Ünïcode — 한국어 & tab\\there", "ctl \\u0001 char",
+                                         "plain" };
+    char ids[LB_COUNTOF(names)][ID_STR_LEN];
+    for (size_t i = 0; i < LB_COUNTOF(names); i++)
+        product_post(ids[i], names[i], "bytes", 999999999990 + (int64_t)i, 5 + (int64_t)i);
+    reserve_on_bus(ids[0], 5); /* stock 0 */
+    char path[512];
+    snprintf(path, sizeof path, "/api/v1/products/%s", ids[0]);
+    avail_want w = { path, 0 };
+    cr_assert(tsupport_poll_until(available_is, &w, 20000), "stockAvailable never became 0");
+
+    for (size_t i = 0; i < LB_COUNTOF(names); i++) {
+        Layby__V1__GetProduct g = LAYBY__V1__GET_PRODUCT__INIT;
+        g.product_id = ids[i];
+        char *want =
+            catalog_json(SUBJ_CATALOG_GET_PRODUCT, &g.base, &layby__v1__product__descriptor);
+        snprintf(path, sizeof path, "/api/v1/products/%s", ids[i]);
+        model_body_is(path, want);
+        free(want);
+    }
+    /* pages with a cursor, the last page's empty cursor, a search */
+    char cursor[256] = "";
+    int pages = 0;
+    do {
+        Layby__V1__ListProducts l = LAYBY__V1__LIST_PRODUCTS__INIT;
+        l.limit = 3;
+        l.category = "bytes";
+        l.cursor = cursor;
+        char *want =
+            catalog_json(SUBJ_CATALOG_LIST_PRODUCTS, &l.base, &layby__v1__product_page__descriptor);
+        snprintf(path, sizeof path, "/api/v1/products?limit=3&category=bytes%s%s",
+                 cursor[0] ? "&cursor=" : "", cursor);
+        model_body_is(path, want);
+        json_t *j = json_loads(want, 0, NULL);
+        snprintf(cursor, sizeof cursor, "%s", json_string_value(json_object_get(j, "nextCursor")));
+        json_decref(j);
+        free(want);
+        pages++;
+    } while (cursor[0] != '\0' && pages < 5);
+    cr_assert_eq(pages, 2);
+    Layby__V1__ListProducts l = LAYBY__V1__LIST_PRODUCTS__INIT;
+    l.category = "bytes";
+    l.q = "UNÏ"; /* Ï does not fold (C locale): no match */
+    char *want =
+        catalog_json(SUBJ_CATALOG_LIST_PRODUCTS, &l.base, &layby__v1__product_page__descriptor);
+    model_body_is("/api/v1/products?category=bytes&q=UN%C3%8F", want);
+    cr_assert_str_eq(want, "{\"items\":[],\"nextCursor\":\"\"}");
+    free(want);
+    l.q = "QUOTE";
+    want = catalog_json(SUBJ_CATALOG_LIST_PRODUCTS, &l.base, &layby__v1__product_page__descriptor);
+    model_body_is("/api/v1/products?category=bytes&q=QUOTE", want);
+    free(want);
+}
+
+static bool
+events_applied(void *arg)
+{
+    return tsupport_metric(edge.port, "layby_edge_model_events_total") >= *(long long *)arg;
+}
+
+/* An event older than what the model holds: the relay publishing one again
+ * after the duplicate window, or two catalog workers' batches stored out of
+ * order. It must not move the stock back (the model keeps the highest
+ * version per product). */
+Test(catalog, an_older_event_does_not_move_the_read_model_back)
+{
+    model_ready_wait();
+    char id[ID_STR_LEN], path[128], detail[128];
+    product_post(id, "Router", "router", 120000, 8); /* version 1 */
+    snprintf(path, sizeof path, "/api/v1/products/%s/stock", id);
+    snprintf(detail, sizeof detail, "/api/v1/products/%s", id);
+    tsupport_resp r;
+    for (int i = 0; i < 2; i++) { /* versions 2 and 3 */
+        call(&r, "PATCH", path, admin_auth, "{\"delta\":-1}");
+        cr_assert_eq(r.status, 200, "%s", r.body);
+    }
+    avail_want w = { detail, 6 };
+    cr_assert(tsupport_poll_until(available_is, &w, 20000), "stockAvailable never became 6");
+
+    long long applied = tsupport_metric(edge.port, "layby_edge_model_events_total");
+    bus *b = tsupport_admin_bus("catalog-e2e");
+    lb_err err;
+    lb_err_clear(&err);
+    Layby__V1__ProductStockChanged ch = LAYBY__V1__PRODUCT_STOCK_CHANGED__INIT;
+    ch.product_id = id;
+    ch.stock_available = 7;
+    ch.version = 2;
+    bus_envelope env;
+    bus_envelope_init(&env, &layby__v1__product_stock_changed__descriptor, NULL);
+    cr_assert_eq(bus_publish(b, SUBJ_PRODUCT_STOCK_CHANGED, &env, &ch.base, &err), LB_OK, "%s",
+                 err.msg);
+    /* the creation again: the whole product at version 1, stock 8 */
+    Layby__V1__Product p = LAYBY__V1__PRODUCT__INIT;
+    json_t *now = get_json(detail, NULL, 200);
+    p.product_id = id;
+    p.name = (char *)json_string_value(json_object_get(now, "name"));
+    p.details = (char *)json_string_value(json_object_get(now, "details"));
+    p.category = (char *)json_string_value(json_object_get(now, "category"));
+    p.created_at = (char *)json_string_value(json_object_get(now, "createdAt"));
+    p.price = 120000;
+    p.stock_available = 8;
+    Layby__V1__ProductCreated c = LAYBY__V1__PRODUCT_CREATED__INIT;
+    c.product = &p;
+    bus_envelope_init(&env, &layby__v1__product_created__descriptor, NULL);
+    cr_assert_eq(bus_publish(b, SUBJ_PRODUCT_CREATED, &env, &c.base, &err), LB_OK, "%s", err.msg);
+    json_decref(now);
+    bus_close(b);
+    long long want_applied = applied + 2;
+    cr_assert(tsupport_poll_until(events_applied, &want_applied, 20000),
+              "the model never applied the two events");
+
+    long long served = tsupport_metric(edge.port, MODEL_READS);
+    cr_assert_eq(detail_available(detail), 6, "an older event moved the detail's stock back");
+    json_t *pg = get_json("/api/v1/products?category=router", NULL, 200);
+    json_t *item = json_array_get(json_object_get(pg, "items"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(item, "stockAvailable")), 6,
+                 "an older event moved the list's stock back");
+    json_decref(pg);
+    cr_assert_eq(tsupport_metric(edge.port, MODEL_READS) - served, 2,
+                 "the catalog answered, not the model");
+}
+
+static bool
+edge2_model_ready(void *port)
+{
+    return tsupport_metric(*(int *)port, "layby_edge_model_ready") == 1;
+}
+
+static int64_t
+available_at(int port, const char *path)
+{
+    tsupport_resp r;
+    tsupport_http_call(&r, port, "GET", path, NULL, NULL, false);
+    if (r.status != 200)
+        return -1;
+    json_t *j = tsupport_http_json(&r);
+    int64_t n = json_integer_value(json_object_get(j, "stockAvailable"));
+    json_decref(j);
+    return n;
+}
+
+typedef struct at_want {
+    int port;
+    const char *path;
+    int64_t n;
+} at_want;
+
+static bool
+available_at_is(void *arg)
+{
+    at_want *w = arg;
+    return available_at(w->port, w->path) == w->n;
+}
+
+/* Several edges each keep their own model from the stream: a product
+ * created through one and restocked is served by the other from its own
+ * memory, with the catalog stopped. */
+Test(catalog, two_edges_each_keep_their_own_read_model)
+{
+    tsupport_proc edge2;
+    int port2 = tsupport_port_free();
+    char env_port[64];
+    snprintf(env_port, sizeof env_port, "LAYBY_EDGE_PORT=%d", port2);
+    const char *const env[] = { env_port, NULL };
+    tsupport_daemon_start(&edge2, "layby-edge", port2, NULL, env);
+    model_ready_wait();
+    cr_assert(tsupport_poll_until(edge2_model_ready, &port2, 30000), "edge 2's model not ready");
+
+    char id[ID_STR_LEN], path[128], detail[128];
+    product_post(id, "Dock", "dock", 150000, 4); /* through edge 1 */
+    snprintf(path, sizeof path, "/api/v1/products/%s/stock", id);
+    snprintf(detail, sizeof detail, "/api/v1/products/%s", id);
+    tsupport_resp r;
+    call(&r, "PATCH", path, admin_auth, "{\"delta\":5}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    at_want w2 = { port2, detail, 9 };
+    cr_assert(tsupport_poll_until(available_at_is, &w2, 20000), "edge 2 says %lld, not 9",
+              (long long)available_at(port2, detail));
+    /* With the catalog stopped only each edge's own model can answer. */
+    cr_assert_eq(tsupport_daemon_stop(&catalog, 10000), 0);
+    long long served1 = tsupport_metric(edge.port, MODEL_READS);
+    long long served2 = tsupport_metric(port2, MODEL_READS);
+    cr_assert_eq(available_at(edge.port, detail), 9);
+    cr_assert_eq(available_at(port2, detail), 9);
+    tsupport_http_call(&r, port2, "GET", "/api/v1/products?category=dock", NULL, NULL, false);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *pg = tsupport_http_json(&r);
+    json_t *items = json_object_get(pg, "items");
+    cr_assert_eq(json_array_size(items), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0), "productId")), id);
+    json_decref(pg);
+    cr_assert_eq(tsupport_metric(edge.port, MODEL_READS) - served1, 1);
+    cr_assert_eq(tsupport_metric(port2, MODEL_READS) - served2, 2);
+    cr_assert_eq(tsupport_daemon_stop(&edge2, 10000), 0);
 }

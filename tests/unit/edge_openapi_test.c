@@ -567,6 +567,16 @@ prepare_nothing(ProtobufCMessage *req, edge_req *r, lb_err *err)
 static const edge_hooks fills_nope_hooks = { .prepare = prepare_nothing,
                                              .fills = EDGE_FILLS("nope") };
 static const edge_hooks fills_unhooked = { .fills = EDGE_FILLS("product_id") };
+static lb_status
+local_nothing(char **body, const ProtobufCMessage *req, edge_req *r, lb_err *err)
+{
+    (void)body;
+    (void)req;
+    (void)r;
+    (void)err;
+    return LB_ERR_UNAVAILABLE;
+}
+static const edge_hooks local_hooks = { .local = local_nothing };
 /* clang-format off */
 static const edge_route bad_rows[][2] = {
     { { .method = "GET", .path = "/x/{id}", .kind = EDGE_KIND_QUERY, .summary = "s", .operation = "a",
@@ -625,6 +635,11 @@ static const edge_route bad_rows[][2] = {
         .subject = "s", .request = &layby__v1__get_product__descriptor,
         .reply = &layby__v1__product__descriptor, .status = 200,
         .hooks = &fills_unhooked } }, /* fills, but no prepare hook fills them */
+    { { .method = "POST", .path = "/x", .kind = EDGE_KIND_COMMAND, .summary = "s", .operation = "a",
+        .subject = "s", .request = &layby__v1__create_product__descriptor,
+        .body = &layby__v1__product_draft__descriptor, .body_field = "draft",
+        .reply = &layby__v1__product__descriptor, .status = 201,
+        .location = "/x/{productId}", .hooks = &local_hooks } }, /* a local answer has no Location */
 };
 /* clang-format on */
 
