@@ -28,9 +28,12 @@
  * checkout from pg_stat_database / pg_stat_wal when LAYBY_PG_ADMIN_URL is
  * set), checkout_half, checkout_flash.
  *
+ * --levels 1 runs only the --clients window, --half 0 skips the paced run
+ * (bench/checkout_profile.sh profiles one load that way).
+ *
  * Environment: LAYBY_BENCH_EDGE_URL (else http://127.0.0.1:$LAYBY_EDGE_PORT,
  * else :8080), LAYBY_MAILBOX, LAYBY_JWT_PRIVATE_KEY_FILE, LAYBY_JWT_ISSUER,
- * LAYBY_PG_ADMIN_URL (optional). */
+ * LAYBY_PG_ADMIN_URL (optional), LAYBY_BENCH_MARK (optional: mark_run()). */
 #include <curl/curl.h>
 #include <dirent.h>
 #include <jansson.h>
@@ -540,8 +543,25 @@ checkouts_run(run *r, size_t n, int64_t seconds, int64_t rate)
     r->cl = NULL;
 }
 
+/* LAYBY_BENCH_MARK=<command>: run as `<command> begin|end <clients>` around each
+ * closed-loop window (and its drain), so a profiler snapshots exactly the
+ * checkouts and not the sign-in before them (bench/checkout_profile.sh). */
+static void
+mark_run(const char *what, int64_t clients)
+{
+    const char *cmd = getenv("LAYBY_BENCH_MARK");
+    if (cmd == NULL || cmd[0] == '\0')
+        return;
+    char line[1024];
+    snprintf(line, sizeof line, "%s %s %lld", cmd, what, (long long)clients);
+    fflush(stdout);
+    if (system(line) != 0)
+        fprintf(stderr, "bench: %s failed\n", line);
+}
+
 static int
-checkout_mode(int64_t n_members, int64_t n_products, int64_t clients, int64_t seconds)
+checkout_mode(int64_t n_members, int64_t n_products, int64_t clients, int64_t seconds,
+              int64_t n_levels, int64_t with_half)
 {
     members ms = { 0 };
     products ps = { 0 };
@@ -553,19 +573,23 @@ checkout_mode(int64_t n_members, int64_t n_products, int64_t clients, int64_t se
     double best = 0;
     int64_t levels[] = { clients / 4 > 0 ? clients / 4 : 1, clients / 2 > 0 ? clients / 2 : 1,
                          clients };
-    for (size_t l = 0; l < LB_COUNTOF(levels); l++) {
+    /* --levels 1 runs only --clients (a profile of one load, no half) */
+    size_t first = n_levels >= 3 ? 0 : LB_COUNTOF(levels) - (size_t)n_levels;
+    for (size_t l = first; l < LB_COUNTOF(levels); l++) {
         bench_usage a, b;
         int64_t ta = lb_mono_us();
+        mark_run("begin", levels[l]);
         bench_usage_read(&a);
         checkouts_run(&r, (size_t)levels[l], seconds, 0);
         bench_usage_read(&b);
+        mark_run("end", levels[l]);
         int64_t tb = lb_mono_us();
         double per_s = (double)r.done / (double)seconds;
         printf("checkout_peak clients=%lld seconds=%lld checkouts=%ld per_s=%.1f http202=%ld "
-               "errors=%ld place_p50_ms=%.1f pay_p50_ms=%.1f checkout_p99_ms=%.1f\n",
+               "errors=%ld place_p50_ms=%.1f pay_p50_ms=%.1f checkout_p99_ms=%.1f finished=%ld\n",
                (long long)levels[l], (long long)seconds, r.done, per_s, r.http202, r.errors,
                bench_lat_pct_ms(&r.place, 50), bench_lat_pct_ms(&r.pay, 50),
-               bench_lat_pct_ms(&r.checkout, 99));
+               bench_lat_pct_ms(&r.checkout, 99), r.done_all);
         char label[32];
         snprintf(label, sizeof label, "clients=%lld", (long long)levels[l]);
         /* the window and its drain: the time and the checkouts between the reads */
@@ -575,6 +599,11 @@ checkout_mode(int64_t n_members, int64_t n_products, int64_t clients, int64_t se
         bench_lat_free(&r.checkout);
         if (per_s > best)
             best = per_s;
+    }
+    if (!with_half) {
+        free(ms.v);
+        free(ps.id);
+        return r.errors == 0 ? 0 : 1;
     }
     int64_t half = (int64_t)(best / 2);
     if (half < 1)
@@ -739,6 +768,7 @@ int
 main(int argc, char **argv)
 {
     int64_t n_members = 128, n_products = 200, clients = 48, seconds = 10, flash = 0, units = 100;
+    int64_t n_levels = 3, with_half = 1;
     const bench_flag flags[] = {
         { "members", &n_members, "members signed in for real (checkout mode)" },
         { "products", &n_products, "products with plenty of stock (checkout mode)" },
@@ -746,6 +776,8 @@ main(int argc, char **argv)
         { "seconds", &seconds, "length of each window (checkout mode)" },
         { "flash", &flash, "buyers of a flash sale (flash mode when > 0)" },
         { "units", &units, "units on sale (flash mode)" },
+        { "levels", &n_levels, "closed-loop levels: 3 (clients/4, /2, all) or 1 (all)" },
+        { "half", &with_half, "1: then the paced run at half the peak; 0: not" },
     };
     if (bench_flags(argc, argv, flags, LB_COUNTOF(flags)) != 0)
         return 2;
@@ -759,13 +791,14 @@ main(int argc, char **argv)
     bench_http_base_set(base);
     lb_err err;
     if (id_init(&err) != LB_OK || bench_key_load(jwt_key, sizeof jwt_key, &jwt_key_len) != 0 ||
-        clients < 1 || seconds < 1) {
+        clients < 1 || seconds < 1 || n_levels < 1 || n_levels > 3) {
         fprintf(stderr, "bench: cannot start\n");
         return 2;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    int rc = flash > 0 ? flash_mode(flash, units, clients)
-                       : checkout_mode(n_members, n_products, clients, seconds);
+    int rc = flash > 0
+                 ? flash_mode(flash, units, clients)
+                 : checkout_mode(n_members, n_products, clients, seconds, n_levels, with_half);
     curl_global_cleanup();
     return rc;
 }
