@@ -26,6 +26,7 @@ static const cfg_opt member_opts[] = {
     { "login-window",    "LAYBY_MEMBER_LOGIN_WINDOW",    CFG_MS,  "15m",   OFF(login_window_ms), 1000, 3600000, "failed-login window (<= the bucket's 1 h)" },
     { "hash-threads",    "LAYBY_MEMBER_HASH_THREADS",    CFG_INT, "1",     OFF(hash_threads),   1, 64,  "Argon2id computations at once" },
     { "hash-queue",      "LAYBY_MEMBER_HASH_QUEUE",      CFG_INT, "1",     OFF(hash_queue),     0, 1024, "logins waiting for a hash slot before 429" },
+    { "hash-priority",   "LAYBY_MEMBER_HASH_PRIORITY",   CFG_STR, "idle",  OFF(hash_priority),  0, 0,   "hashing threads' scheduling: normal, low (nice 19), batch, idle (SCHED_IDLE)" },
     { "argon-memlimit",  "LAYBY_MEMBER_ARGON_MEMLIMIT",  CFG_INT, "19922944", OFF(argon_memlimit), 19922944, 1LL << 32, "Argon2id memory, bytes (>= 19 MiB)" },
     { "argon-opslimit",  "LAYBY_MEMBER_ARGON_OPSLIMIT",  CFG_INT, "2",     OFF(argon_opslimit), 2, 100, "Argon2id passes (>= 2)" },
 };

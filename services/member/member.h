@@ -1,7 +1,8 @@
 /* member.h - the member service's parts: validation (member_validate.c), its
  * SQL (member_sql.c), short-lived state in key-value buckets (member_kv.c),
- * passwords and tokens (member_auth.c), the request table (member_handlers.c)
- * and the operators' requests (member_admin.c).
+ * logins and tokens (member_auth.c), the Argon2id pool (member_pool.c), the
+ * request table (member_handlers.c) and the operators' requests
+ * (member_admin.c).
  *
  * Requests carrying passwords or personal data arrive as core request/reply
  * on layby.qry.member.<name>, never through a stream (docs/DECISIONS.md);
@@ -53,15 +54,16 @@ typedef struct member_cfg {
     int64_t access_ttl_ms;
     int64_t refresh_ttl_ms;
     int64_t code_ttl_ms;
-    int64_t code_tries;      /* wrong tries per code before 429 */
-    int64_t resend_gap_ms;   /* at most one code per gap */
-    int64_t resend_per_hour; /* and this many per hour */
-    int64_t login_fail_max;  /* failures per window, per username and per address */
-    int64_t login_window_ms; /* the failure window */
-    int64_t hash_threads;    /* Argon2id pool */
-    int64_t hash_queue;      /* logins waiting for the pool before 429 */
-    int64_t argon_memlimit;  /* bytes */
-    int64_t argon_opslimit;  /* passes */
+    int64_t code_tries;        /* wrong tries per code before 429 */
+    int64_t resend_gap_ms;     /* at most one code per gap */
+    int64_t resend_per_hour;   /* and this many per hour */
+    int64_t login_fail_max;    /* failures per window, per username and per address */
+    int64_t login_window_ms;   /* the failure window */
+    int64_t hash_threads;      /* Argon2id pool */
+    int64_t hash_queue;        /* logins waiting for the pool before 429 */
+    const char *hash_priority; /* the pool threads' scheduling (member_pool.c) */
+    int64_t argon_memlimit;    /* bytes */
+    int64_t argon_opslimit;    /* passes */
 } member_cfg;
 
 extern member_cfg member_conf;
@@ -122,14 +124,21 @@ lb_status member_hash(uint8_t out[MEMBER_HASH_BYTES], const char *kind, const ch
 lb_status member_index(uint8_t out[MEMBER_HASH_BYTES], const char *kind, const char *value,
                        lb_err *err);
 
-/* --- passwords (member_auth.c) --------------------------------------------- */
+/* --- passwords (member_pool.c) --------------------------------------------- */
 
-/* Argon2id on the pool. LB_ERR_THROTTLED when the queue is full. */
+/* Argon2id on the pool, waiting for it. LB_ERR_THROTTLED when the pool
+ * already holds threads + queue jobs. */
 lb_status member_pw_hash(char out[crypto_pwhash_STRBYTES], const char *pw, lb_err *err);
-/* LB_OK when pw matches hash; LB_ERR_UNAUTHORIZED when not. */
+/* LB_OK when pw matches hash; LB_ERR_CREDENTIALS when not. */
 lb_status member_pw_verify(const char *hash, const char *pw, lb_err *err);
-lb_status member_pool_new(member_pool **out, size_t threads, size_t queue, lb_err *err);
-void member_pool_free(member_pool *p);
+/* Starts `threads` hashing threads scheduled as `priority` ("normal", "low",
+ * "batch", "idle"); admits threads + queue jobs at once. LB_ERR_CONFIG for an
+ * unknown priority or one the threads cannot take. */
+lb_status member_pool_new(member_pool **out, size_t threads, size_t queue, const char *priority,
+                          lb_err *err);
+void member_pool_free(member_pool *p); /* joins its threads; NULL is a no-op */
+/* Jobs admitted and not yet done (running or waiting). */
+size_t member_pool_in_flight(member_pool *p);
 
 /* --- key-value state (member_kv.c) ------------------------------------------ */
 

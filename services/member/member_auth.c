@@ -2,9 +2,10 @@
  *
  * Login order matters: (1) the throttles (per username and per client
  * address, in LAYBY_MEMBER_LIMITS) are read before any hashing, so a flood of
- * guesses costs a key-value read each; (2) the hashing pool admits at most
- * hash_threads + hash_queue logins, the rest get 429 at once, so a login storm
- * can tie up at most that many responder threads and /me keeps its own;
+ * guesses costs a key-value read each; (2) the hashing pool (member_pool.c)
+ * admits at most hash_threads + hash_queue logins, the rest get 429 at once,
+ * so a login storm can tie up at most that many responder threads and /me
+ * keeps its own, and it hashes at a low CPU priority;
  * (3) an unknown username is verified against a dummy hash, so it answers
  * like a wrong password in the same time; (4) only a correct password learns
  * the account's state (403 email_not_verified or account_locked).
@@ -22,8 +23,6 @@
  *     never the reverse.
  * (2) A refresh token row is spent under FOR UPDATE: two refreshes with one
  *     token serialise, the second sees it spent and revokes the family. */
-#include <semaphore.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,88 +38,6 @@
 #define ADDR_KEY_MAX     80
 #define LIMIT_KEY_MAX    (2 * MEMBER_HASH_BYTES + 16)
 #define THROTTLE_TIMES   16
-
-/* --- the hashing pool ---------------------------------------------------- */
-
-/* Bounded concurrency rather than threads of its own: the responder thread
- * hashes while it holds one of `threads` slots; at most threads + queue
- * logins may be in flight, a further one is refused at once. */
-struct member_pool {
-    sem_t slots;
-    atomic_long in_flight;
-    long max_in_flight;
-};
-
-lb_status
-member_pool_new(member_pool **out, size_t threads, size_t queue, lb_err *err)
-{
-    member_pool *p = calloc(1, sizeof *p);
-    if (p == NULL)
-        return lb_err_set(err, LB_ERR_NOMEM, "hash pool");
-    if (sem_init(&p->slots, 0, (unsigned)threads) != 0) {
-        free(p);
-        return lb_err_set(err, LB_ERR_INTERNAL, "hash pool semaphore");
-    }
-    p->max_in_flight = (long)(threads + queue);
-    *out = p;
-    return LB_OK;
-}
-
-void
-member_pool_free(member_pool *p)
-{
-    if (p == NULL)
-        return;
-    sem_destroy(&p->slots);
-    free(p);
-}
-
-static bool
-pool_enter(member_pool *p)
-{
-    if (atomic_fetch_add(&p->in_flight, 1) >= p->max_in_flight) {
-        atomic_fetch_sub(&p->in_flight, 1);
-        return false;
-    }
-    while (sem_wait(&p->slots) != 0)
-        ;
-    return true;
-}
-
-static void
-pool_leave(member_pool *p)
-{
-    sem_post(&p->slots);
-    atomic_fetch_sub(&p->in_flight, 1);
-}
-
-lb_status
-member_pw_hash(char out[crypto_pwhash_STRBYTES], const char *pw, lb_err *err)
-{
-    member_pool *p = member_app->pool;
-    if (!pool_enter(p))
-        return lb_err_set(err, LB_ERR_THROTTLED, "too many password checks at once; retry");
-    int rc =
-        crypto_pwhash_str_alg(out, pw, strlen(pw), (unsigned long long)member_conf.argon_opslimit,
-                              (size_t)member_conf.argon_memlimit, crypto_pwhash_ALG_ARGON2ID13);
-    pool_leave(p);
-    if (rc != 0)
-        return lb_err_set(err, LB_ERR_NOMEM, "argon2id hash");
-    return LB_OK;
-}
-
-lb_status
-member_pw_verify(const char *hash, const char *pw, lb_err *err)
-{
-    member_pool *p = member_app->pool;
-    if (!pool_enter(p))
-        return lb_err_set(err, LB_ERR_THROTTLED, "too many password checks at once; retry");
-    int rc = crypto_pwhash_str_verify(hash, pw, strlen(pw));
-    pool_leave(p);
-    if (rc != 0)
-        return lb_err_set(err, LB_ERR_CREDENTIALS, "wrong username or password");
-    return LB_OK;
-}
 
 /* --- tokens ---------------------------------------------------------------- */
 

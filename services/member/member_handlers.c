@@ -441,7 +441,8 @@ member_ctx_open(member_ctx **out, const svc_cfg *sc, lb_err *err)
                               crypto_pwhash_ALG_ARGON2ID13) != 0)
         st = lb_err_set(err, LB_ERR_NOMEM, "argon2id dummy hash");
     if (st == LB_OK)
-        st = member_pool_new(&c->pool, (size_t)mc->hash_threads, (size_t)mc->hash_queue, err);
+        st = member_pool_new(&c->pool, (size_t)mc->hash_threads, (size_t)mc->hash_queue,
+                             mc->hash_priority, err);
     if (st == LB_OK) {
         bus_opts bo = BUS_OPTS_INIT;
         bo.url = sc->nats_url;
