@@ -42,7 +42,10 @@ enum order_place_step {
     ORDER_PLACE__STEPS
 };
 
+/* order_place v2 is the one new orders start on; v1 stays registered for
+ * the sagas started on it (it refunded as the undo of the wait step). */
 extern const saga_type saga_order_place_v1;
+extern const saga_type saga_order_place_v2;
 extern const saga_type saga_order_pay_v1;
 
 /* --- order_common.c -------------------------------------------------------- */

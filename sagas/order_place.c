@@ -1,11 +1,12 @@
 /* order_place.c - the saga of one order, from placing it to the end of its
- * return window ("order_place" v1; its id is the order id).
+ * return window ("order_place" v2, and v1 for the sagas started on it; its id
+ * is the order id).
  *
  *   create (order PENDING)          undo: order CANCELLED, or REJECTED when stock was short
  *   reserve stock                   undo: release (reserved or sold units)
  *   wishlist: ordered lines leave it (only when ordered from the wishlist)
- *   order PAYMENT_PENDING, deadline reply: 201 to the buyer
- *   WAIT for OrderPaid (the pay saga) until the deadline    undo: refund what was paid
+ *   order PAYMENT_PENDING, deadline reply: 201 to the buyer    undo: refund what was paid
+ *   WAIT for OrderPaid (the pay saga) until the deadline
  *   confirm the sale (reserved -> sold)
  *   delivery PREPARING              undo: cancel the delivery
  *   DELAY, delivery SHIPPING (pivot: nothing at or before it is undone any more)
@@ -21,6 +22,11 @@
  * the return branch; elsewhere not_returnable. The deadline passing is the
  * wait step's timeout: the same undo as a cancel (refund is a no-op that voids
  * a late charge), and the order ends CANCELLED.
+ *
+ * v1 refunded as the undo of the wait step, so an undo that began before the
+ * saga reached it (a cancel while PAYMENT_PENDING was being set, and paid)
+ * refunded nothing: v2 refunds as the undo of payment_pending (the tables
+ * below say why; tests/integration/order_races_test.c forces that race).
  *
  * Builders are pure: they read the start command (PlaceOrder), the record
  * (OrderSagaRecord: reserved lines, prices, total, short products) and the
@@ -347,93 +353,118 @@ merge_reserve(ProtobufCMessage *record, const ProtobufCMessage *event, lb_err *e
 #define DELAY_STEP(step_name, fn)                                                         \
     .name = step_name, .kind = SAGA_STEP_DELAY, .timeout_ms = 86400000, .duration = (fn)
 
-static const saga_step place_steps[ORDER_PLACE__STEPS] = {
-    [P(CREATE)] = {
-        .name = "create", .command = &layby__v1__create_order__descriptor,
-        .subject = SUBJ_ORDER_CREATE, .build = build_create,
-        .on_ok = &layby__v1__order_created__descriptor, .on_ok_subject = SUBJ_ORDER_CREATED,
-        .on_fail = &layby__v1__order_refused__descriptor, .on_fail_subject = SUBJ_ORDER_REFUSED,
-        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,
-        .compensate = &layby__v1__set_order_status__descriptor,
-        .compensate_subject = SUBJ_ORDER_SET_STATUS, .build_compensate = build_create_undo,
-        .on_compensated = &layby__v1__order_status_set__descriptor,
-        .on_compensated_subject = SUBJ_ORDER_STATUS_SET,
-        .compensate_retry = &order_undo_retry,
-    },
-    [P(RESERVE)] = {
-        .name = "reserve_stock", .command = &layby__v1__reserve_stock__descriptor,
-        .subject = SUBJ_CATALOG_RESERVE_STOCK, .build = build_reserve,
-        .on_ok = &layby__v1__stock_reserved__descriptor, .on_ok_subject = SUBJ_STOCK_RESERVED,
-        .on_fail = &layby__v1__stock_rejected__descriptor, .on_fail_subject = SUBJ_STOCK_REJECTED,
-        .merge = merge_reserve,
-        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,
-        .compensate = &layby__v1__release_stock__descriptor,
-        .compensate_subject = SUBJ_CATALOG_RELEASE_STOCK, .build_compensate = build_stock_op,
-        .on_compensated = &layby__v1__stock_released__descriptor,
-        .on_compensated_subject = SUBJ_STOCK_RELEASED,
-        .on_compensate_fail = &layby__v1__stock_op_failed__descriptor,
-        .on_compensate_fail_subject = SUBJ_STOCK_RELEASE_FAILED,
-        .compensate_retry = &order_undo_retry,
-    },
-    [P(WISHLIST)] = {
-        .name = "wishlist", .command = &layby__v1__order_wishlist__descriptor,
-        .subject = SUBJ_CATALOG_WISHLIST_ORDERED, .build = build_wishlist,
-        .on_ok = &layby__v1__wishlist_ordered__descriptor, .on_ok_subject = SUBJ_WISHLIST_ORDERED,
-        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,
-    },
+/* A refund of what is left of the order's capture (a void when nothing was
+ * captured, which also refuses every later charge of the order). */
+#define REFUND_UNDO                                                                             \
+    .compensate = &layby__v1__refund__descriptor, .compensate_subject = SUBJ_PAYMENT_REFUND,    \
+    .build_compensate = build_refund,                                                           \
+    .on_compensated = &layby__v1__payment_refunded__descriptor,                                 \
+    .on_compensated_subject = SUBJ_PAYMENT_REFUNDED,                                            \
+    .on_compensate_fail = &layby__v1__refund_failed__descriptor,                                \
+    .on_compensate_fail_subject = SUBJ_PAYMENT_REFUND_FAILED,                                   \
+    .compensate_retry = &order_undo_retry, .compensate_timeout_ms = 5000
+
+#define WAIT_PAID_STEP                                                                          \
+    .name = "wait_payment", .kind = SAGA_STEP_WAIT,                                             \
+    .on_ok = &layby__v1__order_paid__descriptor, .on_ok_subject = SUBJ_ORDER_PAID,              \
+    .timeout_ms = 30 * 60 * 1000, .duration = order_payment_deadline_ms
+
+/* Every step but payment_pending and wait_payment, which the versions differ in. */
+#define PLACE_STEPS_SHARED                                                                      \
+    [P(CREATE)] = {                                                                             \
+        .name = "create", .command = &layby__v1__create_order__descriptor,                      \
+        .subject = SUBJ_ORDER_CREATE, .build = build_create,                                    \
+        .on_ok = &layby__v1__order_created__descriptor, .on_ok_subject = SUBJ_ORDER_CREATED,    \
+        .on_fail = &layby__v1__order_refused__descriptor, .on_fail_subject = SUBJ_ORDER_REFUSED, \
+        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,           \
+        .compensate = &layby__v1__set_order_status__descriptor,                                 \
+        .compensate_subject = SUBJ_ORDER_SET_STATUS, .build_compensate = build_create_undo,     \
+        .on_compensated = &layby__v1__order_status_set__descriptor,                             \
+        .on_compensated_subject = SUBJ_ORDER_STATUS_SET,                                        \
+        .compensate_retry = &order_undo_retry,                                                  \
+    },                                                                                          \
+    [P(RESERVE)] = {                                                                            \
+        .name = "reserve_stock", .command = &layby__v1__reserve_stock__descriptor,              \
+        .subject = SUBJ_CATALOG_RESERVE_STOCK, .build = build_reserve,                          \
+        .on_ok = &layby__v1__stock_reserved__descriptor, .on_ok_subject = SUBJ_STOCK_RESERVED,  \
+        .on_fail = &layby__v1__stock_rejected__descriptor, .on_fail_subject = SUBJ_STOCK_REJECTED, \
+        .merge = merge_reserve,                                                                 \
+        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,           \
+        .compensate = &layby__v1__release_stock__descriptor,                                    \
+        .compensate_subject = SUBJ_CATALOG_RELEASE_STOCK, .build_compensate = build_stock_op,   \
+        .on_compensated = &layby__v1__stock_released__descriptor,                               \
+        .on_compensated_subject = SUBJ_STOCK_RELEASED,                                          \
+        .on_compensate_fail = &layby__v1__stock_op_failed__descriptor,                          \
+        .on_compensate_fail_subject = SUBJ_STOCK_RELEASE_FAILED,                                \
+        .compensate_retry = &order_undo_retry,                                                  \
+    },                                                                                          \
+    [P(WISHLIST)] = {                                                                           \
+        .name = "wishlist", .command = &layby__v1__order_wishlist__descriptor,                  \
+        .subject = SUBJ_CATALOG_WISHLIST_ORDERED, .build = build_wishlist,                      \
+        .on_ok = &layby__v1__wishlist_ordered__descriptor, .on_ok_subject = SUBJ_WISHLIST_ORDERED, \
+        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,           \
+    },                                                                                          \
+    [P(CONFIRM)] = {                                                                            \
+        STOCK_STEP("confirm_stock", &layby__v1__confirm_stock__descriptor,                      \
+                   SUBJ_CATALOG_CONFIRM_STOCK, &layby__v1__stock_confirmed__descriptor,         \
+                   SUBJ_STOCK_CONFIRMED),                                                       \
+        .on_fail_subject = SUBJ_STOCK_CONFIRM_FAILED,                                           \
+    },                                                                                          \
+    [P(PREPARE)] = {                                                                            \
+        DELIVERY_STEP("delivery_preparing"),                                                    \
+        .compensate = &layby__v1__cancel_delivery__descriptor,                                  \
+        .compensate_subject = SUBJ_DELIVERY_CANCEL, .build_compensate = build_delivery_cancel,  \
+        .on_compensated = &layby__v1__delivery_cancelled__descriptor,                           \
+        .on_compensated_subject = SUBJ_DELIVERY_CANCELLED,                                      \
+        .on_compensate_fail = &layby__v1__delivery_cancel_failed__descriptor,                   \
+        .on_compensate_fail_subject = SUBJ_DELIVERY_CANCEL_FAILED,                              \
+        .compensate_retry = &order_undo_retry,                                                  \
+    },                                                                                          \
+    [P(SHIP_DELAY)] = { DELAY_STEP("ship_delay", order_ship_delay_ms) },                        \
+    [P(SHIP)] = { DELIVERY_STEP("delivery_shipping"), .pivot = true },                          \
+    [P(DELIVER_DELAY)] = { DELAY_STEP("deliver_delay", order_deliver_delay_ms) },               \
+    [P(DELIVER)] = { DELIVERY_STEP("delivery_delivered") },                                     \
+    [P(WINDOW)] = { DELAY_STEP("return_window", order_return_window_ms), .ends = true },        \
+    [P(RETURN_REQUEST)] = { ORDER_STATUS_STEP("return_requested") },                            \
+    [P(PICKUP)] = { DELIVERY_STEP("delivery_return_pickup") },                                  \
+    [P(RETURN_DELAY)] = { DELAY_STEP("return_delay", order_return_delay_ms) },                  \
+    [P(REFUND)] = {                                                                             \
+        .name = "refund", .command = &layby__v1__refund__descriptor,                            \
+        .subject = SUBJ_PAYMENT_REFUND, .build = build_refund,                                  \
+        .on_ok = &layby__v1__payment_refunded__descriptor, .on_ok_subject = SUBJ_PAYMENT_REFUNDED, \
+        .on_fail = &layby__v1__refund_failed__descriptor,                                       \
+        .on_fail_subject = SUBJ_PAYMENT_REFUND_FAILED,                                          \
+        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,           \
+    },                                                                                          \
+    [P(RESTOCK)] = {                                                                            \
+        STOCK_STEP("restock_returned", &layby__v1__restock_returned__descriptor,                \
+                   SUBJ_CATALOG_RESTOCK_RETURNED, &layby__v1__stock_returned__descriptor,       \
+                   SUBJ_STOCK_RETURNED),                                                        \
+        .on_fail_subject = SUBJ_STOCK_RETURN_FAILED,                                            \
+    },                                                                                          \
+    [P(DELIVERY_RETURNED)] = { DELIVERY_STEP("delivery_returned") },                            \
+    [P(RETURNED)] = { ORDER_STATUS_STEP("returned") }
+
+/* v1: the refund undoes the wait for payment. A cancel while the saga was
+ * still at payment_pending never reached it, so a payment racing that cancel
+ * (the pay saga set PAID before the undo set CANCELLED; the OrderPaid came
+ * while compensating and was ignored) kept its money. Kept for the sagas
+ * started on it (docs/SAGAS.md §7). */
+static const saga_step place_steps_v1[ORDER_PLACE__STEPS] = {
+    PLACE_STEPS_SHARED,
     [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true },
-    [P(WAIT_PAID)] = {
-        .name = "wait_payment", .kind = SAGA_STEP_WAIT,
-        .on_ok = &layby__v1__order_paid__descriptor, .on_ok_subject = SUBJ_ORDER_PAID,
-        .timeout_ms = 30 * 60 * 1000, .duration = order_payment_deadline_ms,
-        .compensate = &layby__v1__refund__descriptor,
-        .compensate_subject = SUBJ_PAYMENT_REFUND, .build_compensate = build_refund,
-        .on_compensated = &layby__v1__payment_refunded__descriptor,
-        .on_compensated_subject = SUBJ_PAYMENT_REFUNDED,
-        .on_compensate_fail = &layby__v1__refund_failed__descriptor,
-        .on_compensate_fail_subject = SUBJ_PAYMENT_REFUND_FAILED,
-        .compensate_retry = &order_undo_retry, .compensate_timeout_ms = 5000,
-    },
-    [P(CONFIRM)] = {
-        STOCK_STEP("confirm_stock", &layby__v1__confirm_stock__descriptor,
-                   SUBJ_CATALOG_CONFIRM_STOCK, &layby__v1__stock_confirmed__descriptor,
-                   SUBJ_STOCK_CONFIRMED),
-        .on_fail_subject = SUBJ_STOCK_CONFIRM_FAILED,
-    },
-    [P(PREPARE)] = {
-        DELIVERY_STEP("delivery_preparing"),
-        .compensate = &layby__v1__cancel_delivery__descriptor,
-        .compensate_subject = SUBJ_DELIVERY_CANCEL, .build_compensate = build_delivery_cancel,
-        .on_compensated = &layby__v1__delivery_cancelled__descriptor,
-        .on_compensated_subject = SUBJ_DELIVERY_CANCELLED,
-        .on_compensate_fail = &layby__v1__delivery_cancel_failed__descriptor,
-        .on_compensate_fail_subject = SUBJ_DELIVERY_CANCEL_FAILED,
-        .compensate_retry = &order_undo_retry,
-    },
-    [P(SHIP_DELAY)] = { DELAY_STEP("ship_delay", order_ship_delay_ms) },
-    [P(SHIP)] = { DELIVERY_STEP("delivery_shipping"), .pivot = true },
-    [P(DELIVER_DELAY)] = { DELAY_STEP("deliver_delay", order_deliver_delay_ms) },
-    [P(DELIVER)] = { DELIVERY_STEP("delivery_delivered") },
-    [P(WINDOW)] = { DELAY_STEP("return_window", order_return_window_ms), .ends = true },
-    [P(RETURN_REQUEST)] = { ORDER_STATUS_STEP("return_requested") },
-    [P(PICKUP)] = { DELIVERY_STEP("delivery_return_pickup") },
-    [P(RETURN_DELAY)] = { DELAY_STEP("return_delay", order_return_delay_ms) },
-    [P(REFUND)] = {
-        .name = "refund", .command = &layby__v1__refund__descriptor,
-        .subject = SUBJ_PAYMENT_REFUND, .build = build_refund,
-        .on_ok = &layby__v1__payment_refunded__descriptor, .on_ok_subject = SUBJ_PAYMENT_REFUNDED,
-        .on_fail = &layby__v1__refund_failed__descriptor,
-        .on_fail_subject = SUBJ_PAYMENT_REFUND_FAILED,
-        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,
-    },
-    [P(RESTOCK)] = {
-        STOCK_STEP("restock_returned", &layby__v1__restock_returned__descriptor,
-                   SUBJ_CATALOG_RESTOCK_RETURNED, &layby__v1__stock_returned__descriptor,
-                   SUBJ_STOCK_RETURNED),
-        .on_fail_subject = SUBJ_STOCK_RETURN_FAILED,
-    },
-    [P(DELIVERY_RETURNED)] = { DELIVERY_STEP("delivery_returned") },
-    [P(RETURNED)] = { ORDER_STATUS_STEP("returned") },
+    [P(WAIT_PAID)] = { WAIT_PAID_STEP, REFUND_UNDO },
+};
+
+/* v2: the refund undoes payment_pending, the step that made the order
+ * payable. Any undo that passes it, whether the saga was waiting, still
+ * setting PAYMENT_PENDING (uncertain: it may be set, and paid, already) or
+ * past the wait, refunds what was captured, or voids the order so that a
+ * later charge is refused. */
+static const saga_step place_steps_v2[ORDER_PLACE__STEPS] = {
+    PLACE_STEPS_SHARED,
+    [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, REFUND_UNDO },
+    [P(WAIT_PAID)] = { WAIT_PAID_STEP },
 };
 
 static const saga_signal place_signals[] = {
@@ -449,7 +480,18 @@ const saga_type saga_order_place_v1 = {
     .name = "order_place",
     .version = 1,
     .start = &layby__v1__place_order__descriptor,
-    .steps = place_steps,
+    .steps = place_steps_v1,
+    .n_steps = ORDER_PLACE__STEPS,
+    .signals = place_signals,
+    .n_signals = LB_COUNTOF(place_signals),
+    .record = &layby__v1__order_saga_record__descriptor,
+};
+
+const saga_type saga_order_place_v2 = {
+    .name = "order_place",
+    .version = 2,
+    .start = &layby__v1__place_order__descriptor,
+    .steps = place_steps_v2,
     .n_steps = ORDER_PLACE__STEPS,
     .signals = place_signals,
     .n_signals = LB_COUNTOF(place_signals),
