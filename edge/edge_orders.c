@@ -146,9 +146,25 @@ swap_for_order(ProtobufCMessage **reply, edge_req *r, const char *order_id, lb_e
 
 /* --- place --------------------------------------------------------------------- */
 
-/* The wishlist's lines become the order's items. */
+/* The order order_id of a place repeated with its Idempotency-Key exists:
+ * LB_OK when it does, else the status of the question (not_found when not). */
 static lb_status
-items_from_wishlist(Layby__V1__PlaceOrderDraft *d, edge_req *r, lb_err *err)
+order_exists(edge_req *r, const char *order_id, lb_err *err)
+{
+    Layby__V1__Order *o = NULL;
+    lb_status s = order_read(&o, r, order_id, err);
+    if (s == LB_OK)
+        protobuf_c_message_free_unpacked(&o->base, NULL);
+    return s;
+}
+
+/* The wishlist's lines become the order's items. An empty wishlist is a 400,
+ * unless this is a repeat of a place whose saga emptied it already (the
+ * first answer was a 202, or the edge died before remembering it): the order
+ * id derives from the Idempotency-Key, so the order is there, and starting
+ * its saga again answers its outcome (one saga per id, whatever the draft). */
+static lb_status
+items_from_wishlist(Layby__V1__PlaceOrderDraft *d, edge_req *r, const char *order_id, lb_err *err)
 {
     Layby__V1__GetWishlist g = LAYBY__V1__GET_WISHLIST__INIT;
     g.member_id = r->claims.sub;
@@ -159,7 +175,10 @@ items_from_wishlist(Layby__V1__PlaceOrderDraft *d, edge_req *r, lb_err *err)
         return s;
     if (w->n_items == 0) {
         protobuf_c_message_free_unpacked(&w->base, NULL);
-        return lb_err_field(err, LB_ERR_INVALID, "fromWishlist", "the wishlist is empty");
+        s = order_exists(r, order_id, err);
+        if (s == LB_ERR_NOT_FOUND)
+            return lb_err_field(err, LB_ERR_INVALID, "fromWishlist", "the wishlist is empty");
+        return s;
     }
     d->items = calloc(w->n_items, sizeof *d->items);
     bool oom = d->items == NULL;
@@ -193,7 +212,7 @@ place_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
         return lb_err_field(err, LB_ERR_INVALID, "items", "an order needs at least one item");
     if (!text_set(&p->saga_id, p->order_id)) /* the saga's id is the order's */
         return lb_err_set(err, LB_ERR_NOMEM, "saga id");
-    return d->from_wishlist ? items_from_wishlist(d, r, err) : LB_OK;
+    return d->from_wishlist ? items_from_wishlist(d, r, p->order_id, err) : LB_OK;
 }
 
 static lb_status

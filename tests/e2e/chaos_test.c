@@ -597,10 +597,10 @@ Test(chaos, a_thousand_flows_with_every_daemon_killed_once_keep_the_books)
             unanswered++;
             break;
         default:
-            /* Known (reported, docs/ORDERS.md): the edge died after the
-             * order emptied the wishlist, before it stored the outcome of
-             * the key; the repeat runs the route again and finds the
-             * wishlist empty. The order exists; the buyer hears 400. */
+            /* Was a known bug (docs/ORDERS.md §6, fixed): the edge died
+             * after the order emptied the wishlist, before it stored the
+             * outcome of the key; the repeat found the wishlist empty and
+             * answered 400 although the order exists. Counted apart. */
             if (f->wishlist && f->place_repeated && f->place_status == 400) {
                 wish_repeat_400++;
                 break;
@@ -612,6 +612,7 @@ Test(chaos, a_thousand_flows_with_every_daemon_killed_once_keep_the_books)
     snprintf(ids + ids_len, ids_cap - ids_len, "}'::uuid[])");
     cr_expect_eq(unanswered, 0, "%d places never answered", unanswered);
     cr_expect_eq(other, 0, "%d places answered neither 201/202 nor 409", other);
+    cr_expect_eq(wish_repeat_400, 0, "%d repeated wishlist places answered 400", wish_repeat_400);
 
     /* every accepted POST has its order (one order per accepted key) */
     cr_expect_eq(tsupport_sql_int(ids), accepted, "accepted orders missing");

@@ -576,6 +576,46 @@ Test(order_flows, a_saga_still_deciding_after_the_wait_is_202_with_location_and_
                  1);
 }
 
+/* A fromWishlist order whose first answer was not remembered (a 202 here;
+ * an edge crash before it stored the outcome in the randomized run): the
+ * saga emptied the wishlist, so the repeat finds it empty. It must answer
+ * the order, as a repeat of any place does, not 400 fromWishlist. */
+Test(order_flows, a_wishlist_order_repeated_with_its_key_after_a_202_answers_the_order)
+{
+    stack_start_with((const char *const[]){ "LAYBY_FAST=1", "LAYBY_SHIP_DELAY=60s", NULL }, NULL,
+                     (const char *const[]){ "LAYBY_EDGE_SAGA_WAIT=500ms", NULL });
+    char product[ID_STR_LEN], address[ID_STR_LEN], order[ID_STR_LEN], path[160], body[160];
+    product_add(5, 1000, product);
+    address_add(alice_auth, address);
+    tsupport_resp r, r2;
+    snprintf(path, sizeof path, "/api/v1/me/wishlist/items/%s", product);
+    call(&r, "PUT", path, alice_auth, "{\"quantity\":2}", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    snprintf(body, sizeof body, "{\"fromWishlist\":true,\"addressId\":\"%s\"}", address);
+
+    cr_assert_eq(tsupport_daemon_stop(&procs[2], 10000), 0);
+    call(&r, "POST", "/api/v1/orders", alice_auth, body, "wish-key-1");
+    assert_pending(&r, NULL, order);
+    tsupport_daemon_start(&procs[2], "layby-order", 0, NULL, NULL);
+    wait_order(order, "PAYMENT_PENDING", NULL);
+    call(&r, "GET", "/api/v1/me/wishlist", alice_auth, NULL, NULL);
+    json_t *j = tsupport_http_json(&r);
+    cr_assert_eq(json_array_size(json_object_get(j, "items")), 0, "%s", r.body);
+    json_decref(j);
+
+    call(&r2, "POST", "/api/v1/orders", alice_auth, body, "wish-key-1");
+    cr_assert_eq(r2.status, 201, "the repeat: %s", r2.body);
+    j = tsupport_http_json(&r2);
+    cr_assert_str_eq(jstr(j, "orderId"), order);
+    cr_assert_str_eq(jstr(j, "status"), "PAYMENT_PENDING");
+    json_decref(j);
+    cr_assert_eq(sql_int("SELECT count(*) FROM orders.orders"), 1);
+    cr_assert_eq(stock_of(product), 3, "one order, reserved once");
+    /* without a key (or with another) an empty wishlist is still a 400 */
+    call(&r, "POST", "/api/v1/orders", alice_auth, body, "wish-key-2");
+    tsupport_http_assert_error(&r, 400, "invalid_argument", "fromWishlist");
+}
+
 #define RACERS 16
 
 typedef struct racer {
