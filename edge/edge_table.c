@@ -75,8 +75,11 @@ static const edge_route edge_routes[] = {
       .operation = "adjustStock", .subject = SUBJ_CATALOG_ADJUST_STOCK,
       .request = &layby__v1__adjust_stock__descriptor,
       .body = &layby__v1__adjust_stock__descriptor,
-      .reply = &layby__v1__product__descriptor, .status = 200,
-      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "product_id")),
+      .reply = &layby__v1__product__descriptor, .status = 200, .idempotent = true,
+      /* with Idempotency-Key, a retried restock applies once (the catalog
+       * keeps the adjustment id derived from the key) */
+      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "product_id"),
+                          EDGE_NEW_ID("adjustment", "adjustment_id")),
       .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_NOT_FOUND, LB_ERR_STOCK_NEGATIVE) },
     { .method = "GET", .path = "/api/v1/me/wishlist", .who = EDGE_MEMBER, .kind = EDGE_KIND_QUERY,
       .summary = "The caller's wishlist with current prices", .operation = "getWishlist",

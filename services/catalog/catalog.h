@@ -32,7 +32,7 @@
 /* Wishlist quantity (sql/0101 CHECK agrees). */
 #define CATALOG_WISH_QTY_MAX 99
 
-#define CATALOG_STMTS_COUNT 19
+#define CATALOG_STMTS_COUNT 21
 extern const store_stmt catalog_stmts[CATALOG_STMTS_COUNT];
 extern const svc_def catalog_def;
 

@@ -69,6 +69,13 @@ static const char CATALOG_SQL_STOCK_OPS_INSERT[] =
 
 /* The counters, and beside them what the order ledger says they must be
  * (catalog_audit.c). One statement: one snapshot. */
+/* A keyed adjustment applies once per product (sql/0410). */
+static const char CATALOG_SQL_STOCK_ADJUST_SEEN[] =
+    "SELECT 1 FROM catalog.stock_adjustments WHERE product_id = $1::uuid "
+    "AND adjustment_id = $2::uuid";
+static const char CATALOG_SQL_STOCK_ADJUST_INSERT[] =
+    "INSERT INTO catalog.stock_adjustments (product_id, adjustment_id, delta, at) "
+    "VALUES ($1::uuid, $2::uuid, $3::bigint, $4::timestamptz)";
 static const char CATALOG_SQL_STOCK_AUDIT[] =
     "SELECT p.product_id::text, p.initial_stock, p.restocked, p.stock_available, p.reserved, "
     "p.sold, p.returned, "
@@ -124,6 +131,8 @@ const store_stmt catalog_stmts[CATALOG_STMTS_COUNT] = {
     { "catalog_stock_orders_update",   CATALOG_SQL_STOCK_ORDERS_UPDATE },
     { "catalog_stock_lines_insert",    CATALOG_SQL_STOCK_LINES_INSERT },
     { "catalog_stock_ops_insert",      CATALOG_SQL_STOCK_OPS_INSERT },
+    { "catalog_stock_adjust_seen",     CATALOG_SQL_STOCK_ADJUST_SEEN },
+    { "catalog_stock_adjust_insert",   CATALOG_SQL_STOCK_ADJUST_INSERT },
     { "catalog_stock_audit",           CATALOG_SQL_STOCK_AUDIT },
     { "catalog_stock_audit_orders",    CATALOG_SQL_STOCK_AUDIT_ORDERS },
     { "catalog_wishlist_get",          CATALOG_SQL_WISHLIST_GET },

@@ -19,6 +19,8 @@
  * (4) A release of an order that holds nothing succeeds and leaves a RELEASED
  *     row, so a reservation that arrives after its own compensation is
  *     refused instead of holding stock nobody will release.
+ * (5) An adjustment with an adjustment_id applies once per product
+ *     (stock_adjustments): a retried restock does not restock twice.
  * CRASH POINTS: everything is inside the svc batch transaction; a crash
  * before commit decides nothing, after commit the inbox skips redeliveries. */
 #include <ctype.h>
@@ -235,6 +237,9 @@ items_validate(svc_item *items, size_t n)
                 it->outcome = lb_err_field(&it->why, LB_ERR_INVALID, "delta",
                                            "delta must be between -%lld and %lld",
                                            CATALOG_STOCK_MAX, CATALOG_STOCK_MAX);
+            else if (a->adjustment_id[0] != '\0' && !id_valid(a->adjustment_id))
+                it->outcome = lb_err_field(&it->why, LB_ERR_INVALID, "adjustmentId",
+                                           "adjustmentId must be a UUID");
             lower(a->product_id);
             continue;
         }
@@ -532,6 +537,42 @@ outcome_emit(ctx *c, const svc_item *it, stock_op op, const order *o, lb_err *er
     return catalog_msg_emit_done(c->b, it->env, r->ok_subject, r->ok_event, &ref, err);
 }
 
+/* Whether the keyed adjustment a was applied before (this batch included: the
+ * transaction sees its own rows). */
+static lb_status
+adjust_seen(ctx *c, const Layby__V1__AdjustStock *a, bool *seen, lb_err *err)
+{
+    PGresult *res = NULL;
+    const char *p[] = { a->product_id, a->adjustment_id };
+    lb_status st = store_exec(c->s, &res, "catalog_stock_adjust_seen", 2, p, err);
+    *seen = st == LB_OK && PQntuples(res) > 0;
+    PQclear(res);
+    return st;
+}
+
+static lb_status
+adjust_record(ctx *c, const Layby__V1__AdjustStock *a, int64_t now_ms, lb_err *err)
+{
+    char delta[24], when[32];
+    snprintf(delta, sizeof delta, "%lld", (long long)a->delta);
+    lb_time_format(when, sizeof when, now_ms);
+    const char *p[] = { a->product_id, a->adjustment_id, delta, when };
+    return store_exec(c->s, NULL, "catalog_stock_adjust_insert", 4, p, err);
+}
+
+/* The product as it is now, as the answer to it. */
+static lb_status
+adjust_answer(ctx *c, svc_item *it, const prod *p, lb_err *err)
+{
+    Layby__V1__Product *reply = NULL;
+    lb_status st = catalog_msg_product_from_row(&reply, c->r_prods, p->row, err);
+    if (st != LB_OK)
+        return st;
+    reply->stock_available = p->available;
+    it->reply = &reply->base;
+    return LB_OK;
+}
+
 static lb_status
 adjust_decide(ctx *c, svc_item *it, lb_err *err)
 {
@@ -541,6 +582,14 @@ adjust_decide(ctx *c, svc_item *it, lb_err *err)
         it->outcome = lb_err_set(&it->why, LB_ERR_NOT_FOUND, "no product %s", a->product_id);
         return LB_OK;
     }
+    bool keyed = a->adjustment_id[0] != '\0';
+    /* A repeat of a keyed adjustment (a restock retried after its answer was
+     * lost) changes nothing: it answers the product as it is, before the
+     * bounds check, which the first one passed. */
+    bool seen = false;
+    lb_status st = keyed ? adjust_seen(c, a, &seen, err) : LB_OK;
+    if (st != LB_OK || seen)
+        return st != LB_OK ? st : adjust_answer(c, it, p, err);
     if (p->available + a->delta < 0) {
         it->outcome = lb_err_field(&it->why, LB_ERR_STOCK_NEGATIVE, "delta",
                                    "%lld units are available; a delta of %lld would leave %lld",
@@ -548,17 +597,13 @@ adjust_decide(ctx *c, svc_item *it, lb_err *err)
                                    (long long)(p->available + a->delta));
         return LB_OK;
     }
+    if (keyed && (st = adjust_record(c, a, it->now_ms, err)) != LB_OK)
+        return st;
     p->available += a->delta;
     p->restocked += a->delta;
     p->version++;
     p->dirty = true;
-    Layby__V1__Product *reply = NULL;
-    lb_status st = catalog_msg_product_from_row(&reply, c->r_prods, p->row, err);
-    if (st != LB_OK)
-        return st;
-    reply->stock_available = p->available;
-    it->reply = &reply->base;
-    return LB_OK;
+    return adjust_answer(c, it, p, err);
 }
 
 static lb_status

@@ -330,6 +330,71 @@ Test(catalog, stock_adjustments_and_reservations_show_in_stock_available)
     cr_assert(tsupport_poll_until(available_is, &w, 20000), "stockAvailable never became 7");
 }
 
+/* PATCH with an Idempotency-Key. */
+static void
+call_key(tsupport_resp *r, const char *method, const char *path, const char *body, const char *idem)
+{
+    char key[300];
+    snprintf(key, sizeof key, "Idempotency-Key: %s", idem);
+    const char *h[] = { "Content-Type: application/json", admin_auth, key, NULL };
+    tsupport_http_call(r, edge.port, method, path, h, body, false);
+}
+
+static int64_t
+stock_in(const tsupport_resp *r)
+{
+    json_t *j = tsupport_http_json(r);
+    int64_t n = json_integer_value(json_object_get(j, "stockAvailable"));
+    json_decref(j);
+    return n;
+}
+
+/* Issue 20: a restock retried after its answer was lost must not restock
+ * twice. With an Idempotency-Key the edge remembers the first answer, and the
+ * catalog keeps the adjustment id derived from the key, so even a retry the
+ * edge did not remember (its first answer was a 202, or the edge died) is
+ * applied once. */
+Test(catalog, a_restock_repeated_with_its_idempotency_key_applies_once)
+{
+    char id[ID_STR_LEN], path[128], detail[128];
+    product_post(id, "Speaker", "audio", 100000, 5);
+    snprintf(path, sizeof path, "/api/v1/products/%s/stock", id);
+    snprintf(detail, sizeof detail, "/api/v1/products/%s", id);
+    tsupport_resp r1, r2;
+    call_key(&r1, "PATCH", path, "{\"delta\":5}", "restock-1");
+    cr_assert_eq(r1.status, 200, "%s", r1.body);
+    cr_assert_eq(stock_in(&r1), 10);
+    call_key(&r2, "PATCH", path, "{\"delta\":5}", "restock-1");
+    cr_assert_eq(r2.status, 200, "%s", r2.body);
+    cr_assert_str_eq(r2.body, r1.body, "a repeat answers the first outcome");
+    call_key(&r2, "PATCH", path, "{\"delta\":6}", "restock-1");
+    tsupport_http_assert_error(&r2, 422, "unprocessable", NULL);
+
+    /* the first answer is lost: the catalog is down, so the edge answers 202
+     * after its command timeout and remembers nothing; the command is stored
+     * and applied once the catalog is back; the admin retries with the key */
+    cr_assert_eq(tsupport_daemon_stop(&edge, 10000), 0);
+    tsupport_daemon_start(&edge, "layby-edge", 0, NULL,
+                          (const char *const[]){ "LAYBY_EDGE_COMMAND_TIMEOUT=1s", NULL });
+    cr_assert_eq(tsupport_daemon_stop(&catalog, 10000), 0);
+    call_key(&r1, "PATCH", path, "{\"delta\":5}", "restock-2");
+    cr_assert_eq(r1.status, 202, "%s", r1.body);
+    tsupport_daemon_start(&catalog, "layby-catalog", 0, NULL, NULL);
+    avail_want w = { detail, 15 };
+    cr_assert(tsupport_poll_until(available_is, &w, 20000), "stockAvailable never became 15");
+    call_key(&r2, "PATCH", path, "{\"delta\":5}", "restock-2");
+    cr_assert_eq(r2.status, 200, "%s", r2.body);
+    cr_assert_eq(stock_in(&r2), 15, "the retried restock was applied twice: %s", r2.body);
+
+    /* another key is another restock */
+    call_key(&r2, "PATCH", path, "{\"delta\":5}", "restock-3");
+    cr_assert_eq(r2.status, 200, "%s", r2.body);
+    cr_assert_eq(stock_in(&r2), 20);
+    char q[256];
+    snprintf(q, sizeof q, "SELECT restocked FROM catalog.products WHERE product_id = '%s'", id);
+    cr_assert_eq(tsupport_sql_int(q), 15);
+}
+
 /* --- wishlist ------------------------------------------------------------------------------ */
 
 Test(catalog, wishlist_add_set_remove_and_list_with_current_prices)
