@@ -1,7 +1,7 @@
 /* edge_routes.c - the civetweb handler that walks the route table
  * (edge_table.c): route lookup (404/405), trace context, token and role
- * checks, the row's handler or the runner, then one metrics update and one
- * log line per request.
+ * checks, the row's handler or the runner, then one metrics update and the
+ * access log line (edge.request, at info only for failed or slow requests).
  *
  * The auth column is enforced here and nowhere else, so a handler never runs
  * for a caller its row does not admit.
@@ -18,8 +18,9 @@
 #include "log.h"
 #include "metrics.h"
 
-#define UNMATCHED    EDGE_ROUTES_MAX /* metrics slot for requests no row matched */
-#define STATUS_SLOTS 500             /* HTTP 100..599 */
+#define UNMATCHED      EDGE_ROUTES_MAX /* metrics slot for requests no row matched */
+#define STATUS_SLOTS   500             /* HTTP 100..599 */
+#define ACCESS_SLOW_US 1000000         /* a request this slow is logged at info */
 
 /* Per route: a latency histogram made at start, and request counters per
  * status made on first use (find-or-create in the registry takes a lock and
@@ -75,6 +76,18 @@ count_request(size_t slot, int status, int64_t us)
         atomic_store(cell, m);
     }
     metrics_add(m, 1);
+}
+
+/* The edge.request line's level: info for a request that failed (4xx, 5xx)
+ * or was slow, debug for the rest. A line per request at info cost a
+ * quarter to a third of the edge's throughput and multiplied its p99 (the
+ * log file's writes under load; docs/DECISIONS.md §2 "Access log"), and
+ * the per-route request counters and latency histograms already count
+ * every request. */
+static log_level
+access_level(int status, int64_t us)
+{
+    return status >= 400 || us >= ACCESS_SLOW_US ? LOG_INFO : LOG_DEBUG;
 }
 
 /* Trace context: the caller's if well-formed, else a new one. */
@@ -163,9 +176,11 @@ edge_dispatch(struct mg_connection *conn, void *cbdata)
     size_t slot = r.route && routes == own ? (size_t)(r.route - routes) : UNMATCHED;
     count_request(slot, r.status, us);
     log_ctx lc = { .correlation = r.correlation[0] ? r.correlation : NULL };
-    log_info(&lc, "edge.request", "request", LOG_STR("method", method),
-             LOG_STR("route", r.route ? r.route->path : "unmatched"), LOG_INT("status", r.status),
-             LOG_INT("duration_us", us), LOG_STR("traceparent", r.traceparent));
+    const log_kv kvs[] = { LOG_STR("method", method),
+                           LOG_STR("route", r.route ? r.route->path : "unmatched"),
+                           LOG_INT("status", r.status), LOG_INT("duration_us", us),
+                           LOG_STR("traceparent", r.traceparent) };
+    log_write(access_level(r.status, us), &lc, "edge.request", "request", kvs, LB_COUNTOF(kvs));
     edge_req_destroy(&r);
     return r.status;
 }

@@ -385,6 +385,38 @@ Test(products, operational_routes)
     finish();
 }
 
+/* At info the access log keeps the requests that failed (4xx, 5xx) or were
+ * slow, not every request: a line per request cost a quarter to a third of
+ * the edge's throughput (docs/DECISIONS.md §2 "Access log"). At debug, the
+ * harness's level, every request has its line. */
+Test(products, access_log_at_info_keeps_the_failed_requests)
+{
+    tsupport_resp r;
+    get(&r, "/healthz");
+    cr_assert_eq(r.status, 200);
+    cr_assert(tsupport_log_has(&edge, "\"route\":\"/healthz\",\"status\":200"),
+              "no line for a request at debug (%s)", edge.log);
+    stop_checked(&edge);
+    const char *const info[] = { "LAYBY_LOG_LEVEL=info", NULL };
+    start_edge(info);
+    get(&r, "/healthz");
+    cr_assert_eq(r.status, 200);
+    get(&r, "/api/v1/products?limit=0");
+    cr_assert_eq(r.status, 400);
+    get(&r, "/nope");
+    cr_assert_eq(r.status, 404);
+    stop_checked(&edge);
+    cr_assert_not(tsupport_log_has(&edge, "\"route\":\"/healthz\""),
+                  "a fast 200 has a line at info (%s)", edge.log);
+    cr_assert_not(tsupport_log_has(&edge, "\"route\":\"/readyz\""),
+                  "a fast 200 has a line at info (%s)", edge.log);
+    cr_assert(tsupport_log_has(&edge, "\"route\":\"/api/v1/products\",\"status\":400"),
+              "no line for a 400 at info (%s)", edge.log);
+    cr_assert(tsupport_log_has(&edge, "\"route\":\"unmatched\",\"status\":404"),
+              "no line for a 404 at info (%s)", edge.log);
+    finish();
+}
+
 Test(products, readyz_follows_nats)
 {
     long down = 503, up = 200;
