@@ -27,6 +27,10 @@ struct bus {
     pthread_mutex_t lock;
     pthread_cond_t closed_cond;
     bool closed; /* guarded by lock */
+#ifdef LAYBY_TEST_HOOKS
+    bus_capture_fn capture; /* set: no NATS, requests and commands go here */
+    void *capture_ctx;
+#endif
 };
 
 lb_status
@@ -325,8 +329,24 @@ bus_js(bus *b)
 bool
 bus_connected(bus *b)
 {
-    return natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
+    return b->nc != NULL && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
 }
+
+#ifdef LAYBY_TEST_HOOKS
+lb_status
+bus_capture_new(bus **out, bus_capture_fn fn, void *ctx, lb_err *err)
+{
+    bus *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "bus");
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->closed_cond, NULL);
+    b->capture = fn;
+    b->capture_ctx = ctx;
+    *out = b;
+    return LB_OK;
+}
+#endif
 
 /* --- messages ------------------------------------------------------------ */
 
@@ -403,6 +423,10 @@ lb_status
 bus_request(natsMsg **reply, bus *b, const char *subject, const bus_envelope *env,
             const ProtobufCMessage *req, int64_t timeout_ms, lb_err *err)
 {
+#ifdef LAYBY_TEST_HOOKS
+    if (b->capture != NULL)
+        return b->capture(reply, b->capture_ctx, subject, env, req, false, err);
+#endif
     natsMsg *m = NULL;
     lb_status st = bus_msg_new(&m, subject, env, req, err);
     if (st != LB_OK)
@@ -418,6 +442,10 @@ lb_status
 bus_command(natsMsg **reply, bus *b, const char *subject, bus_envelope *env,
             const ProtobufCMessage *cmd, int64_t timeout_ms, lb_err *err)
 {
+#ifdef LAYBY_TEST_HOOKS
+    if (b->capture != NULL)
+        return b->capture(reply, b->capture_ctx, subject, env, cmd, true, err);
+#endif
     char inbox[BUS_SUBJECT_MAX];
     natsSubscription *sub = NULL;
     natsInbox *ib = NULL;

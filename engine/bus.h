@@ -144,4 +144,16 @@ lb_status bus_reply_decode(ProtobufCMessage **out, natsMsg *reply,
 /* Copies the last nats.c error text (nats_GetLastError) into err. */
 lb_status bus__nats_err(lb_err *err, natsStatus s, const char *what);
 
+#ifdef LAYBY_TEST_HOOKS
+/* A bus without NATS, for fuzzing the edge (fuzz/fuzz_edge_request.c): every
+ * bus_request() and bus_command() calls fn with what would have been sent
+ * (command tells which), and fn's status and *reply are the call's. Nothing
+ * else works on it (bus_js() and bus_conn() are NULL, bus_connected() false).
+ * Test builds only. */
+typedef lb_status (*bus_capture_fn)(natsMsg **reply, void *ctx, const char *subject,
+                                    const bus_envelope *env, const ProtobufCMessage *msg,
+                                    bool command, lb_err *err);
+lb_status bus_capture_new(bus **out, bus_capture_fn fn, void *ctx, lb_err *err);
+#endif
+
 #endif

@@ -913,6 +913,8 @@ codec_pack(uint8_t **out, size_t *out_len, const ProtobufCMessage *msg, lb_err *
     return LB_OK;
 }
 
+#define CODEC_FIELD_NUMBER_MAX 536870911u /* 2^29 - 1, protobuf's limit */
+
 static bool
 varint_read(uint64_t *v, const uint8_t *p, size_t len, size_t *i)
 {
@@ -929,7 +931,11 @@ varint_read(uint64_t *v, const uint8_t *p, size_t len, size_t *i)
 /* Walks wire bytes the way protobuf_c_message_unpack() will, only to measure
  * how deep messages nest; its own recursion has no limit. Recursion here is
  * bounded by CODEC_DEPTH_MAX. Anything it cannot walk is garbage protobuf-c
- * would refuse too (truncation, group or reserved wire types). */
+ * would refuse too (truncation, group or reserved wire types). Field numbers
+ * outside 1..2^29-1 are garbage as well: protobuf-c 1.4 keeps a field 0
+ * written as a two-byte varint (0x82 0x00) as an unknown field and packs it
+ * as 0x02, which it then refuses, so such a message, once relayed, could
+ * never be read again (found by fuzz/fuzz_proto_decode.c). */
 static lb_status
 wire_depth_check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_t len,
                  unsigned depth, lb_err *err)
@@ -940,7 +946,7 @@ wire_depth_check(const ProtobufCMessageDescriptor *desc, const uint8_t *p, size_
     size_t i = 0;
     while (i < len) {
         uint64_t key, n = 0;
-        if (!varint_read(&key, p, len, &i))
+        if (!varint_read(&key, p, len, &i) || key >> 3 == 0 || key >> 3 > CODEC_FIELD_NUMBER_MAX)
             goto out_garbage;
         switch (key & 7) {
         case 0: /* varint */

@@ -19,6 +19,7 @@ LB_PACKAGES=(
     curl jq wrk
     python3-jsonschema openapi-specification
     python3-aiosmtpd python3-protobuf
+    clang-14 libclang-rt-14-dev
 )
 
 # The daemons (LB_DAEMONS), NATS users and database roles come from the

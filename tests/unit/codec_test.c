@@ -680,6 +680,11 @@ ParameterizedTestParameters(codec, unpack_garbage_is_decode_error)
         { { 0x0b }, 1 },                         /* start-group wire type */
         { { 0x0f }, 1 },                         /* reserved wire type 7 */
         { { 0x11, 1, 2, 3 }, 4 },                /* 64-bit value cut short */
+        /* field number 0 in a two-byte varint: protobuf-c kept it and packed
+         * bytes it refuses (fuzz/corpus/proto_decode/crash-field-zero) */
+        { { 0x82, 0x00, 0x00 }, 3 },
+        { { 0x02, 0x00 }, 2 },                         /* field number 0 */
+        { { 0x80, 0x80, 0x80, 0x80, 0x10, 0x00 }, 6 }, /* field number 2^29 */
     };
     return cr_make_param_array(wire_case, cases, sizeof cases / sizeof cases[0]);
 }
