@@ -389,6 +389,47 @@ Test(members, login_before_verification_is_403)
     tsupport_http_assert_error(&r, 401, "invalid_credentials", NULL);
 }
 
+static int
+cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* An unknown username is checked against the dummy hash: the same 401 in
+ * about the time of a wrong password (a hash either way), so the time tells
+ * nobody which names exist. Without the dummy hash the unknown name would
+ * answer in a few ms against 50-500 ms. */
+Test(members, an_unknown_user_takes_as_long_as_a_wrong_password)
+{
+    tsupport_daemon_stop(&member, 5000);
+    const char *const env[] = { "LAYBY_MEMBER_LOGIN_FAIL_MAX=15", "LAYBY_RELAY_SWEEP=100ms", NULL };
+    tsupport_daemon_start(&member, "layby-member", 0, NULL, env);
+    char id[64];
+    verified_member("ivan", "ivan@example.com", "010-5656-7878", id, sizeof id);
+    enum {
+        N = 5
+    };
+    int64_t wrong[N], unknown[N];
+    tsupport_resp r;
+    for (int i = 0; i < N; i++) { /* interleaved, so load changes hit both alike */
+        int64_t t0 = lb_mono_us();
+        login_as(&r, "ivan", "not the password");
+        wrong[i] = lb_mono_us() - t0;
+        tsupport_http_assert_error(&r, 401, "invalid_credentials", NULL);
+        t0 = lb_mono_us();
+        login_as(&r, "ivan-nobody", "not the password");
+        unknown[i] = lb_mono_us() - t0;
+        tsupport_http_assert_error(&r, 401, "invalid_credentials", NULL);
+    }
+    qsort(wrong, N, sizeof wrong[0], cmp_i64);
+    qsort(unknown, N, sizeof unknown[0], cmp_i64);
+    double ratio = (double)unknown[N / 2] / (double)wrong[N / 2];
+    cr_assert(ratio > 0.4 && ratio < 2.5,
+              "median unknown user %lld us vs wrong password %lld us (%.2f x)",
+              (long long)unknown[N / 2], (long long)wrong[N / 2], ratio);
+}
+
 Test(members, failed_logins_are_throttled_with_retry_after)
 {
     char id[64];
