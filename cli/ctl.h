@@ -17,6 +17,7 @@
 #include <nats/nats.h>
 
 #include "cfg.h"
+#include "codec.h"
 #include "lb.h"
 
 /* Exit codes. */
@@ -109,14 +110,23 @@ int ctl_fail(const ctl_cmd *cmd, const lb_err *err);
  * go on (*out is NULL when --help was asked: ctl_args() answers it), else the
  * exit code. Messages name it <what>. (ctl_msg.c) */
 int ctl_positional(const char **out, const ctl_cmd *cmd, const char *what, int *argc, char **argv);
+/* The positional id of `saga show <id>` and the like, then the command's
+ * flags (ctl_parse()); an id that is not a UUID is a usage error naming
+ * <what>. -1 to go on with *id set, else the exit code. */
+int ctl_id_args(const char **id, void *conf, const ctl_cmd *cmd, const char *what, int argc,
+                char **argv);
 /* Parses a positive decimal integer argument; -1 to go on, else the exit code. */
 int ctl_u64_arg(uint64_t *out, const ctl_cmd *cmd, const char *what, const char *text);
 /* RFC 3339 ("2025-01-31T09:30:00.250Z", "...+09:00") to ms since the epoch. */
 lb_status ctl_time_parse(int64_t *out_ms, const char *s, lb_err *err);
 /* A stored message as JSON: seq, time, subject, headers, type and body (the
- * message decoded by its Layby-Type), or bodyBase64 and error when it cannot
- * be decoded. The caller json_decref()s it. ctl_msg_print() prints it with
- * json_dumps() flags: JSON_COMPACT (one line) or JSON_INDENT(2). */
+ * message decoded by its Layby-Type, proto3 JSON), or bodyBase64 and error
+ * when it cannot be decoded. ctl_msg_write() appends it to b as one compact
+ * object (no newline; nothing on error), without a jansson tree: what replay
+ * writes per message. ctl_msg_json() is the same as a tree the caller
+ * json_decref()s; ctl_msg_print() prints it with json_dumps() flags:
+ * JSON_COMPACT (one line) or JSON_INDENT(2). */
+lb_status ctl_msg_write(codec_buf *b, natsMsg *m, uint64_t seq, int64_t time_ns);
 json_t *ctl_msg_json(natsMsg *m, uint64_t seq, int64_t time_ns);
 void ctl_msg_print(natsMsg *m, uint64_t seq, int64_t time_ns, size_t flags);
 

@@ -11,10 +11,14 @@
  * sends). A saga whose decided and sent commands differ is reported, with
  * the first difference; exit 1 if any differs.
  *
- * Sagas created before LAYBY_CMD's oldest message are skipped (their first
- * commands aged out of the stream), and so is the tail still in an outbox: run
- * it on a quiet moment, or read the report knowing a saga changed in the last
- * second may show a command not yet relayed.
+ * The sagas are read first, so LAYBY_CMD is read only from the earliest
+ * creation time among them (less CHECK_SKEW_MS, for the clocks of
+ * PostgreSQL and nats-server): `--since` or `--limit` on a long history
+ * reads the recent part of the stream, not all of it. Sagas created before
+ * LAYBY_CMD's oldest message are skipped (their first commands aged out of
+ * the stream), and so is the tail still in an outbox: run it on a quiet
+ * moment, or read the report knowing a saga changed in the last second may
+ * show a command not yet relayed.
  *
  * A test build (LAYBY_TEST_HOOKS) can swap in a changed step table for the
  * test saga type (LAYBY_CTL_TEST_CHANGED_STEPS=1): how the suite shows that a
@@ -45,6 +49,11 @@
     " FROM saga.saga_log l JOIN pick s USING (saga_id)"                                         \
     " ORDER BY l.saga_id, l.id"
 /* clang-format on */
+/* A saga's first command is stored after its row commits (created_at is
+ * the transaction's start): the stream is read from this much before the
+ * earliest creation, in case nats-server's clock runs behind PostgreSQL's. */
+#define CHECK_SKEW_MS 5000
+
 enum {
     CHK_SAGA = LOG_COL_LINE + 1,
     CHK_TYPE,
@@ -65,6 +74,7 @@ typedef struct check_run {
     sent_cmd *sent;
     size_t n_sent, cap_sent;
     int64_t cmd_first_ms; /* LAYBY_CMD's oldest message */
+    int64_t read_from_ms; /* where the read of LAYBY_CMD started (0: not read) */
     uint64_t checked, differ, skipped;
 } check_run;
 
@@ -166,8 +176,9 @@ sent_find(size_t *first, size_t *n, const check_run *run, const char *id)
     *n = hi - lo;
 }
 
+/* Reads the commands of LAYBY_CMD stored from from_ms on. */
 static lb_status
-sent_read(check_run *run, const ctl_conn *conn, lb_err *err)
+sent_read(check_run *run, const ctl_conn *conn, int64_t from_ms, lb_err *err)
 {
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
@@ -181,7 +192,8 @@ sent_read(check_run *run, const ctl_conn *conn, lb_err *err)
             run->cmd_first_ms = si->State.Msgs > 0 ? si->State.FirstTime / 1000000 : INT64_MAX;
         jsStreamInfo_Destroy(si);
     }
-    ctl_range rg = { .stream = BUS_STREAM_CMD, .subject = "layby.cmd.>" };
+    ctl_range rg = { .stream = BUS_STREAM_CMD, .subject = "layby.cmd.>", .since_ms = from_ms };
+    run->read_from_ms = from_ms;
     if (s == LB_OK)
         s = ctl_range_read(js, &rg, sent_add, run, conn->timeout_ms, err);
     ctl_nats_close(nc, js);
@@ -271,16 +283,28 @@ saga_check(check_run *run, const PGresult *r, int row, int end, ctl_redo *redo, 
     return LB_OK;
 }
 
-static lb_status
-sagas_check(check_run *run, PGconn *pg, const char *since_ms, const char *corr, const char *type,
-            int64_t limit, lb_err *err)
+/* The log rows of the sagas selected (SQL_CHECK_LOG), and the earliest
+ * creation among them (INT64_MAX when none). */
+static PGresult *
+sagas_read(int64_t *first_ms, PGconn *pg, const char *since_ms, const char *corr, const char *type,
+           int64_t limit, lb_err *err)
 {
     char lim[24];
     snprintf(lim, sizeof lim, "%lld", (long long)limit);
     const char *p[] = { since_ms, corr, type, lim };
     PGresult *r = ctl_query(pg, SQL_CHECK_LOG, 4, p, err);
-    if (r == NULL)
-        return LB_ERR_DB;
+    *first_ms = INT64_MAX;
+    for (int row = 0; r != NULL && row < PQntuples(r); row++) {
+        int64_t ms = strtoll(PQgetvalue(r, row, CHK_CREATED_MS), NULL, 10);
+        if (ms < *first_ms)
+            *first_ms = ms;
+    }
+    return r;
+}
+
+static lb_status
+sagas_check(check_run *run, const PGresult *r, lb_err *err)
+{
     ctl_redo *redo = malloc(sizeof *redo);
     saga_input_rec *rec = malloc(sizeof *rec);
     decided *dc = malloc(sizeof *dc);
@@ -296,7 +320,6 @@ sagas_check(check_run *run, PGconn *pg, const char *since_ms, const char *corr, 
     free(redo);
     free(rec);
     free(dc);
-    PQclear(r);
     return s;
 }
 
@@ -324,29 +347,45 @@ ctl_check_run(const ctl_cmd *cmd, const ctl_conn *conn, const char *since, const
     }
     if (correlation[0] != '\0' && !id_valid(correlation))
         return ctl_usage_error(cmd, "--correlation '%s' is not an id (a UUID)", correlation);
-    double t0 = mono_s(), t1 = t0;
+    /* The sagas first: their earliest creation bounds the read of LAYBY_CMD.
+     * per_s counts the query and the re-deciding, not the stream read. */
+    int64_t first_ms = INT64_MAX;
+    PGresult *r = NULL;
     lb_status s = (run.reg = check_registry(&err)) != NULL ? LB_OK : err.code;
     if (s == LB_OK)
-        s = sent_read(&run, conn, &err);
-    if (s == LB_OK && (s = ctl_pg_open(&pg, conn, &err)) == LB_OK) {
-        t1 = mono_s();
-        s = sagas_check(&run, pg, since_ms, correlation, type_name, limit, &err);
+        s = ctl_pg_open(&pg, conn, &err);
+    double t0 = mono_s(), read_s = 0;
+    if (s == LB_OK &&
+        (r = sagas_read(&first_ms, pg, since_ms, correlation, type_name, limit, &err)) == NULL)
+        s = LB_ERR_DB;
+    if (s == LB_OK && first_ms != INT64_MAX) {
+        double t = mono_s();
+        s = sent_read(&run, conn, first_ms > CHECK_SKEW_MS ? first_ms - CHECK_SKEW_MS : 1, &err);
+        read_s = mono_s() - t;
     }
+    if (s == LB_OK)
+        s = sagas_check(&run, r, &err);
+    PQclear(r);
     PQfinish(pg);
     free(run.sent);
     if (s != LB_OK)
         return ctl_fail(cmd, &err);
-    double secs = mono_s() - t1;
+    double secs = mono_s() - t0 - read_s;
     double per_s = secs > 0 ? (double)run.checked / secs : 0;
+    char from[40] = "";
+    if (run.read_from_ms > 0)
+        lb_time_format(from, sizeof from, run.read_from_ms);
     if (ctl_out.json)
-        ctl_json_line(json_pack(
-            "{s:{s:I,s:I,s:I,s:I,s:f,s:f}}", "summary", "checked", (json_int_t)run.checked,
-            "differ", (json_int_t)run.differ, "skipped", (json_int_t)run.skipped, "commandsRead",
-            (json_int_t)run.n_sent, "readSeconds", t1 - t0, "sagasPerSecond", per_s));
+        ctl_json_line(json_pack("{s:{s:I,s:I,s:I,s:I,s:s?,s:f,s:f}}", "summary", "checked",
+                                (json_int_t)run.checked, "differ", (json_int_t)run.differ,
+                                "skipped", (json_int_t)run.skipped, "commandsRead",
+                                (json_int_t)run.n_sent, "readFrom", from[0] ? from : NULL,
+                                "readSeconds", read_s, "sagasPerSecond", per_s));
     else
         printf("check: %" PRIu64 " sagas re-decided, %" PRIu64 " differ, %" PRIu64
-               " skipped (older than %s's first message); %zu commands read in %.2f s; %.0f "
-               "sagas/s\n",
-               run.checked, run.differ, run.skipped, BUS_STREAM_CMD, run.n_sent, t1 - t0, per_s);
+               " skipped (older than %s's first message); %zu commands read (from %s) in %.2f "
+               "s; %.0f sagas/s\n",
+               run.checked, run.differ, run.skipped, BUS_STREAM_CMD, run.n_sent,
+               from[0] ? from : "-", read_s, per_s);
     return run.differ == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 }

@@ -16,11 +16,14 @@
  * last sequence when it started (or --until), so it ends while services keep
  * publishing; tail starts at the next new message and runs until --count or
  * --for. --check (ctl_check.c) re-decides recorded sagas instead of printing. */
+#define _GNU_SOURCE /* asprintf */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bus.h"
 #include "bus_topology.h"
@@ -175,11 +178,37 @@ ctl_range_read(jsCtx *js, const ctl_range *rg, ctl_msg_fn fn, void *arg, int64_t
 
 /* --- printing ---------------------------------------------------------------- */
 
+/* Output goes out in large writes: a replay line is built in `out` and
+ * written when OUT_FLUSH_AT bytes wait (tail: after every message). */
+#define OUT_FLUSH_AT (256 * 1024)
+
 typedef struct printer {
     const events_conf *c;
-    bool json; /* the legacy command always prints JSON */
+    bool json;     /* the legacy command always prints JSON */
+    bool live;     /* tail: each message out at once */
+    codec_buf out; /* lines not yet written */
+    lb_status st;  /* LB_OK, or why printing stopped (err) */
+    lb_err err;
     int64_t printed, read;
 } printer;
+
+static lb_status
+out_flush(printer *p)
+{
+    size_t done = 0;
+    while (p->st == LB_OK && done < p->out.len) {
+        ssize_t w = write(STDOUT_FILENO, p->out.data + done, p->out.len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            p->st = lb_err_set(&p->err, LB_ERR_INTERNAL, "writing the output: %s",
+                               w < 0 ? strerror(errno) : "nothing written");
+        else
+            done += (size_t)w;
+    }
+    p->out.len = 0;
+    return p->st;
+}
 
 /* --type matches the full name or the part after the last dot. */
 static bool
@@ -202,25 +231,34 @@ header_is(natsMsg *m, const char *key, const char *want)
     return natsMsgHeader_Get(m, key, &v) == NATS_OK && v != NULL && strcmp(v, want) == 0;
 }
 
-static void
-msg_text(natsMsg *m, uint64_t seq, int64_t time_ns)
+/* One line for people: sequence, time, subject, type, correlation, then the
+ * body as compact JSON or why it cannot be decoded. */
+static lb_status
+msg_text(codec_buf *b, natsMsg *m, uint64_t seq, int64_t time_ns)
 {
     json_t *o = ctl_msg_json(m, seq, time_ns);
     json_t *body = json_object_get(o, "body");
     const char *corr =
         json_string_value(json_object_get(json_object_get(o, "headers"), BUS_H_CORRELATION));
     const char *type = json_string_value(json_object_get(o, "type"));
-    printf("%" PRIu64 "  %s  %s  %s  %s  ", seq, json_string_value(json_object_get(o, "time")),
-           natsMsg_GetSubject(m), type ? type : "(no type)", corr && corr[0] ? corr : "-");
-    if (body != NULL) {
-        char *text = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        printf("%s\n", text ? text : "");
-        free(text);
-    } else {
-        printf("%sUNDECODABLE%s %s (%zu bytes)\n", ctl_color("FAIL"), ctl_color_end(),
-               json_string_value(json_object_get(o, "error")), (size_t)natsMsg_GetDataLength(m));
-    }
+    const char *time = json_string_value(json_object_get(o, "time"));
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *line = NULL;
+    int n;
+    if (body != NULL)
+        n = asprintf(&line, "%" PRIu64 "  %s  %s  %s  %s  %s\n", seq, time ? time : "",
+                     natsMsg_GetSubject(m), type ? type : "(no type)", corr && corr[0] ? corr : "-",
+                     text ? text : "");
+    else
+        n = asprintf(&line, "%" PRIu64 "  %s  %s  %s  %s  %sUNDECODABLE%s %s (%d bytes)\n", seq,
+                     time ? time : "", natsMsg_GetSubject(m), type ? type : "(no type)",
+                     corr && corr[0] ? corr : "-", ctl_color("FAIL"), ctl_color_end(),
+                     json_string_value(json_object_get(o, "error")), natsMsg_GetDataLength(m));
+    lb_status s = n >= 0 ? codec_buf_add(b, line, (size_t)n) : LB_ERR_NOMEM;
+    free(line);
+    free(text);
     json_decref(o);
+    return s;
 }
 
 static bool
@@ -232,11 +270,17 @@ print_one(void *arg, natsMsg *m, uint64_t seq, int64_t time_ns)
     natsMsgHeader_Get(m, BUS_H_TYPE, &type);
     if (!type_matches(p->c->type, type) || !header_is(m, BUS_H_CORRELATION, p->c->correlation))
         return true;
-    if (p->json)
-        ctl_msg_print(m, seq, time_ns, JSON_COMPACT);
-    else
-        msg_text(m, seq, time_ns);
+    lb_status s =
+        p->json ? ctl_msg_write(&p->out, m, seq, time_ns) : msg_text(&p->out, m, seq, time_ns);
+    if (s == LB_OK && p->json)
+        s = codec_buf_add(&p->out, "\n", 1);
+    if (s != LB_OK) {
+        p->st = lb_err_set(&p->err, s, "writing message %" PRIu64 ": out of memory", seq);
+        return false;
+    }
     p->printed++;
+    if ((p->live || p->out.len >= OUT_FLUSH_AT) && out_flush(p) != LB_OK)
+        return false;
     if (p->read % 100000 == 0)
         ctl_progress("layby-ctl events: %" PRId64 " read\n", p->read);
     return p->c->limit == 0 || p->printed < p->c->limit;
@@ -289,24 +333,19 @@ replay_print(const ctl_cmd *cmd, const events_conf *conf, bool json)
     int rc = range_from_conf(&rg, cmd, conf);
     if (rc >= 0)
         return rc;
+    fflush(stdout); /* nothing yet; the lines go out by write(2) */
     if (ctl_nats_open(&nc, &js, &conf->conn, &err) != LB_OK ||
         ctl_range_read(js, &rg, print_one, &p, conf->conn.timeout_ms, &err) != LB_OK)
         rc = ctl_fail(cmd, &err);
     else
         rc = CTL_EXIT_OK;
-    fflush(stdout);
+    if (out_flush(&p) != LB_OK && rc == CTL_EXIT_OK)
+        rc = ctl_fail(cmd, &p.err);
+    codec_buf_free(&p.out);
     ctl_nats_close(nc, js);
     ctl_progress("layby-ctl %s: %" PRId64 " message%s (%" PRId64 " read)\n", cmd->name, p.printed,
                  p.printed == 1 ? "" : "s", p.read);
     return rc;
-}
-
-/* Output is mostly written in bulk: a big buffer, flushed at the end. */
-static void
-stdout_buffer(void)
-{
-    static char buf[1 << 20];
-    setvbuf(stdout, buf, _IOFBF, sizeof buf);
 }
 
 int
@@ -319,7 +358,6 @@ ctl_events_replay(const ctl_cmd *cmd, int argc, char **argv)
     if (conf.check)
         return ctl_check_run(cmd, &conf.conn, conf.since, conf.correlation, conf.saga_type,
                              conf.limit);
-    stdout_buffer();
     return replay_print(cmd, &conf, ctl_out.json);
 }
 
@@ -335,7 +373,6 @@ ctl_replay(const ctl_cmd *cmd, int argc, char **argv)
         return rc;
     conf.stream = name;
     conf.until = conf.correlation = conf.type = "";
-    stdout_buffer();
     return replay_print(cmd, &conf, true);
 }
 
@@ -379,12 +416,16 @@ tail_run(jsCtx *js, const ctl_range *rg, printer *p, lb_err *err)
             st = ctl_nats_err(err, s, "waiting for the next message");
             break;
         }
+        bool more = true;
         if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-            print_one(p, m, meta->Sequence.Stream, meta->Timestamp);
-            fflush(stdout);
+            more = print_one(p, m, meta->Sequence.Stream, meta->Timestamp);
             jsMsgMetaData_Destroy(meta);
         }
         natsMsg_Destroy(m);
+        if (!more && p->st != LB_OK) {
+            *err = p->err;
+            st = p->st;
+        }
     }
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
@@ -405,11 +446,13 @@ ctl_events_tail(const ctl_cmd *cmd, int argc, char **argv)
     conf.since = conf.until = "";
     if ((rc = range_from_conf(&rg, cmd, &conf)) >= 0)
         return rc;
-    printer p = { .c = &conf, .json = ctl_out.json };
+    printer p = { .c = &conf, .json = ctl_out.json, .live = true };
+    fflush(stdout);
     if (ctl_nats_open(&nc, &js, &conf.conn, &err) != LB_OK || tail_run(js, &rg, &p, &err) != LB_OK)
         rc = ctl_fail(cmd, &err);
     else
         rc = CTL_EXIT_OK;
+    codec_buf_free(&p.out);
     ctl_nats_close(nc, js);
     return rc;
 }

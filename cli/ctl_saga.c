@@ -615,13 +615,9 @@ ctl_saga_show(const ctl_cmd *cmd, int argc, char **argv)
     const char *id = NULL;
     PGconn *pg = NULL;
     lb_err err;
-    int rc = ctl_positional(&id, cmd, "id", &argc, argv);
-    if (rc < 0)
-        rc = ctl_parse(&conf, cmd, argc, argv);
+    int rc = ctl_id_args(&id, &conf, cmd, "saga id", argc, argv);
     if (rc >= 0)
         return rc;
-    if (!id_valid(id))
-        return ctl_usage_error(cmd, "'%s' is not a saga id (a UUID)", id);
     rc = ctl_pg_open(&pg, &conf.conn, &err) == LB_OK && show_run(pg, id, &err) == LB_OK
              ? CTL_EXIT_OK
              : ctl_fail(cmd, &err);

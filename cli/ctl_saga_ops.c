@@ -140,13 +140,9 @@ ctl_saga_op(const ctl_cmd *cmd, int argc, char **argv)
         lb_err_set(&err, LB_ERR_INTERNAL, "no operator command named %s", cmd->name);
         return ctl_fail(cmd, &err);
     }
-    int rc = ctl_positional(&id, cmd, "id", &argc, argv);
-    if (rc < 0)
-        rc = ctl_parse(&conf, cmd, argc, argv);
+    int rc = ctl_id_args(&id, &conf, cmd, "saga id", argc, argv);
     if (rc >= 0)
         return rc;
-    if (!id_valid(id))
-        return ctl_usage_error(cmd, "'%s' is not a saga id (a UUID)", id);
     return op_send(op, &conf, id, &err) == LB_OK ? CTL_EXIT_OK : ctl_fail(cmd, &err);
 }
 
@@ -276,13 +272,9 @@ ctl_saga_replay(const ctl_cmd *cmd, int argc, char **argv)
     PGconn *pg = NULL;
     bool match = true;
     lb_err err;
-    int rc = ctl_positional(&id, cmd, "id", &argc, argv);
-    if (rc < 0)
-        rc = ctl_parse(&conf, cmd, argc, argv);
+    int rc = ctl_id_args(&id, &conf, cmd, "saga id", argc, argv);
     if (rc >= 0)
         return rc;
-    if (!id_valid(id))
-        return ctl_usage_error(cmd, "'%s' is not a saga id (a UUID)", id);
     json_t *doc = json_pack("{s:s,s:[]}", "sagaId", id, "entries");
     if (ctl_pg_open(&pg, &conf.conn, &err) != LB_OK ||
         replay_run(&match, doc, pg, id, &err) != LB_OK)

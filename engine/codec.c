@@ -61,14 +61,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Message levels allowed below the top-level message. */
-#define CODEC_DEPTH_MAX  32
 /* Stack room for a JSON field name; longer names are malloc'd. */
 #define CODEC_NAME_STACK 64
 
 typedef struct codec_ctx {
     lb_err *err;                 /* caller's, may be NULL */
-    bool proto3;                 /* encode: codec_json_encode_proto3()'s canonical form */
     unsigned depth;              /* message levels below the top one */
     size_t path_len;             /* strlen(path) */
     char path[LB_ERR_FIELD_MAX]; /* JSON path of the value being handled */
@@ -265,16 +262,10 @@ enc_int(json_t **out, const void *slot, const ProtobufCFieldDescriptor *f, const
         int64_t x;
         memcpy(&x, slot, sizeof x);
         v = x;
-        if (c->proto3) {
-            char buf[24];
-            snprintf(buf, sizeof buf, "%" PRId64, x);
-            *out = json_string(buf);
-            return *out != NULL ? LB_OK : nomem(c);
-        }
     } else {
         uint64_t x;
         memcpy(&x, slot, sizeof x);
-        if (x > (uint64_t)INT64_MAX || c->proto3) {
+        if (x > (uint64_t)INT64_MAX) {
             /* json_int_t is long long: a bigger value can only travel as text. */
             char buf[24];
             snprintf(buf, sizeof buf, "%" PRIu64, x);
@@ -767,33 +758,6 @@ field_encode(json_t *obj, const ProtobufCMessage *m, const ProtobufCFieldDescrip
     return st;
 }
 
-/* Whether a singular, non-oneof field holds its proto3 default (all-zero
- * bytes for numbers and bools, "" or NULL for strings, no bytes, no message). */
-static bool
-field_is_default(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
-{
-    const char *slot = (const char *)m + f->offset;
-    if (f->label == PROTOBUF_C_LABEL_REPEATED)
-        return *(const size_t *)((const char *)m + f->quantifier_offset) == 0;
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE: {
-        const char *p;
-        memcpy(&p, slot, sizeof p);
-        return p == NULL || (f->type == PROTOBUF_C_TYPE_STRING && p[0] == '\0');
-    }
-    case PROTOBUF_C_TYPE_BYTES: {
-        ProtobufCBinaryData b;
-        memcpy(&b, slot, sizeof b);
-        return b.len == 0;
-    }
-    default: {
-        static const char zero[sizeof(uint64_t)];
-        return memcmp(slot, zero, type_rows[f->type].size) == 0;
-    }
-    }
-}
-
 static lb_status
 message_encode(json_t **out, const ProtobufCMessage *m, codec_ctx *c)
 {
@@ -808,8 +772,6 @@ message_encode(json_t **out, const ProtobufCMessage *m, codec_ctx *c)
         const ProtobufCFieldDescriptor *f = &desc->fields[i];
         bool oneof = (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0;
         if (oneof && *oneof_case(m, f) != f->id)
-            continue;
-        if (c->proto3 && !oneof && field_is_default(m, f))
             continue;
         lb_status st = field_encode(obj, m, f, c);
         if (st != LB_OK) {
@@ -857,15 +819,6 @@ codec_json_encode(json_t **out, const ProtobufCMessage *msg, lb_err *err)
     if (msg == NULL || msg->descriptor == NULL)
         return lb_err_set(err, LB_ERR_INVALID, "no message given");
     codec_ctx c = { .err = err };
-    return message_encode(out, msg, &c);
-}
-
-lb_status
-codec_json_encode_proto3(json_t **out, const ProtobufCMessage *msg, lb_err *err)
-{
-    if (msg == NULL || msg->descriptor == NULL)
-        return lb_err_set(err, LB_ERR_INVALID, "no message given");
-    codec_ctx c = { .err = err, .proto3 = true };
     return message_encode(out, msg, &c);
 }
 
@@ -990,6 +943,13 @@ lb_status
 codec_unpack(ProtobufCMessage **out, const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
              size_t len, lb_err *err)
 {
+    return codec_unpack_with(out, desc, buf, len, NULL, err);
+}
+
+lb_status
+codec_unpack_with(ProtobufCMessage **out, const ProtobufCMessageDescriptor *desc,
+                  const uint8_t *buf, size_t len, ProtobufCAllocator *alloc, lb_err *err)
+{
     if (desc == NULL)
         return lb_err_set(err, LB_ERR_INVALID, "no message type given");
     if (buf == NULL && len > 0)
@@ -1000,7 +960,7 @@ codec_unpack(ProtobufCMessage **out, const ProtobufCMessageDescriptor *desc, con
     lb_status st = wire_depth_check(desc, buf, len, 0, err);
     if (st != LB_OK)
         return st;
-    ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, buf);
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, alloc, len, buf);
     if (m == NULL)
         return lb_err_set(err, LB_ERR_DECODE, "cannot decode %zu bytes as %s", len, desc->name);
     *out = m;

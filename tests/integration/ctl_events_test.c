@@ -499,6 +499,42 @@ Test(ctl_events, tail_follows_new_messages)
 
 /* --- the replay check ---------------------------------------------------------- */
 
+/* The step commands in LAYBY_CMD of one saga ("" = of every saga): what
+ * --check compares (not the commands that start sagas). */
+static size_t
+cmd_count(const char *corr)
+{
+    char *out = NULL;
+    int rc = CTL1(&out, "events", "replay", "--stream", "LAYBY_CMD", "--subject",
+                  "layby.cmd.sagatest.>", "--correlation", corr, "--json");
+    cr_assert_eq(rc, 0, "%s", out);
+    json_t *lines = json_lines(out);
+    free(out);
+    size_t n = json_array_size(lines);
+    json_decref(lines);
+    return n;
+}
+
+/* The summary line of a --check --json run that passes. */
+static json_t *
+check_summary(const char *const *args)
+{
+    char *out = NULL;
+    cr_assert_eq(tsupport_ctl_run(&out, false, NULL, args), 0, "%s", out);
+    json_t *lines = json_lines(out), *sum = NULL;
+    free(out);
+    size_t i;
+    json_t *o;
+    json_array_foreach(lines, i, o)
+    {
+        if (json_object_get(o, "summary") != NULL)
+            sum = json_incref(json_object_get(o, "summary"));
+    }
+    json_decref(lines);
+    cr_assert_not_null(sum, "a summary line");
+    return sum;
+}
+
 Test(ctl_events, check_passes_on_history_and_reports_a_changed_step_table)
 {
     daemons_start();
@@ -512,6 +548,30 @@ Test(ctl_events, check_passes_on_history_and_reports_a_changed_step_table)
     cr_assert_eq(CTL(&out, "events", "replay", "--check"), 0, "%s", out);
     cr_assert_not_null(strstr(out, "2 sagas re-decided, 0 differ"), "%s", out);
     free(out);
+
+    /* The read of LAYBY_CMD starts at the earliest creation among the sagas
+     * picked (less ctl_check.c's 5 s for clocks): with --since after these
+     * two, only a later saga's commands are read. */
+    sleep(6);
+    char since[40], later[ID_STR_LEN];
+    lb_time_format(since, sizeof since, lb_now_ms());
+    saga_start(later, "");
+    wait_status(later, "COMPLETED");
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM saga.outbox");
+    size_t all_cmds = cmd_count(""), later_cmds = cmd_count(later);
+    cr_assert_geq(later_cmds, 3);
+    cr_assert_gt(all_cmds, later_cmds);
+    json_t *summary =
+        check_summary(ARGS("events", "replay", "--check", "--since", since, "--json"));
+    cr_assert_eq(json_integer_value(json_object_get(summary, "checked")), 1);
+    cr_assert_eq(json_integer_value(json_object_get(summary, "differ")), 0);
+    cr_assert_eq((size_t)json_integer_value(json_object_get(summary, "commandsRead")), later_cmds,
+                 "only the later saga's commands are read (%zu of %zu)", later_cmds, all_cmds);
+    json_decref(summary);
+    summary = check_summary(ARGS("events", "replay", "--check", "--json"));
+    cr_assert_eq(json_integer_value(json_object_get(summary, "checked")), 3);
+    cr_assert_eq((size_t)json_integer_value(json_object_get(summary, "commandsRead")), all_cmds);
+    json_decref(summary);
 
     const char *const changed[] = { "LAYBY_CTL_TEST_CHANGED_STEPS=1", NULL };
     cr_assert_eq(
@@ -527,8 +587,8 @@ Test(ctl_events, check_passes_on_history_and_reports_a_changed_step_table)
         const char *sid = jstr(o, "sagaId");
         if (sid == NULL) {
             json_t *sum = json_object_get(o, "summary");
-            cr_assert_eq(json_integer_value(json_object_get(sum, "checked")), 2);
-            cr_assert_eq(json_integer_value(json_object_get(sum, "differ")), 2);
+            cr_assert_eq(json_integer_value(json_object_get(sum, "checked")), 3);
+            cr_assert_eq(json_integer_value(json_object_get(sum, "differ")), 3);
             continue;
         }
         /* step b (command #1, or #2 after a's retry) goes elsewhere in the changed build */
