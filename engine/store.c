@@ -27,6 +27,7 @@ struct store {
     char *url;
     const store_stmt *stmts; /* borrowed table */
     size_t n_stmts;
+    const char *session_sql; /* borrowed; run on every connect, before preparing */
     /* state */
     PGconn *pg;
     bool prepared; /* stmts prepared on this pg */
@@ -92,6 +93,11 @@ connect_pg(store *s, lb_err *err)
         msg[strcspn(msg, "\n")] = '\0';
         return lb_err_set(err, LB_ERR_DB, "connect to PostgreSQL: %s", msg);
     }
+    if (s->session_sql != NULL) {
+        lb_status st = store_exec_sql(s, s->session_sql, err);
+        if (st != LB_OK)
+            return st;
+    }
     return prepare_all(s, err);
 }
 
@@ -112,6 +118,15 @@ store_open(store **out, const char *url, const store_stmt *stmts, size_t n, lb_e
     }
     *out = s;
     return LB_OK;
+}
+
+lb_status
+store_session_set(store *s, const char *sql, lb_err *err)
+{
+    s->session_sql = sql;
+    if (s->pg == NULL || PQstatus(s->pg) != CONNECTION_OK)
+        return LB_OK; /* store_ensure() runs it on the next connect */
+    return store_exec_sql(s, sql, err);
 }
 
 void

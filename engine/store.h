@@ -31,6 +31,9 @@ void store_close(store *s); /* NULL is a no-op */
 PGconn *store_pg(store *s);
 /* Reconnects if the connection is bad (and re-prepares). */
 lb_status store_ensure(store *s, lb_err *err);
+/* Runs sql (a SET, borrowed: static storage) now and on every reconnect,
+ * before the statements are prepared. */
+lb_status store_session_set(store *s, const char *sql, lb_err *err);
 
 /* A transaction is pipelined (store.c): BEGIN leaves with the first statement
  * that waits for its result, and inside a transaction a statement whose result

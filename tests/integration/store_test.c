@@ -17,6 +17,7 @@ static const store_stmt stmts[] = {
     { "st_get",   "SELECT v FROM storetest.t WHERE k = $1::int" },
     { "st_pid",   "SELECT pg_backend_pid()" },
     { "st_bin",   "SELECT k, v::bytea FROM storetest.t ORDER BY k" },
+    { "st_plans", "SELECT current_setting('plan_cache_mode')" },
 };
 /* clang-format on */
 
@@ -183,6 +184,41 @@ Test(store, killed_backend_fails_the_transaction_then_reconnects)
     store_rollback(db);
     cr_assert_eq(rows(), 0);
     assert_usable("2"); /* store_begin reconnects and prepares the statements again */
+}
+
+static void
+assert_plans(const char *want)
+{
+    lb_err err;
+    PGresult *r = NULL;
+    cr_assert_eq(store_exec(db, &r, "st_plans", 0, NULL, &err), LB_OK, "%s", err.msg);
+    cr_assert_str_eq(PQgetvalue(r, 0, 0), want);
+    PQclear(r);
+}
+
+/* The svc runtime's batch connections force generic plans (svc_internal.h):
+ * a reconnect must not quietly bring back a plan per call. */
+Test(store, a_session_setting_holds_after_a_reconnect)
+{
+    lb_err err;
+    assert_plans("auto");
+    cr_assert_eq(store_session_set(db, "SET plan_cache_mode = force_generic_plan", &err), LB_OK,
+                 "%s", err.msg);
+    assert_plans("force_generic_plan");
+    PGresult *r = NULL;
+    cr_assert_eq(store_exec(db, &r, "st_pid", 0, NULL, &err), LB_OK, "%s", err.msg);
+    char sql[128], kill[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+             PQgetvalue(r, 0, 0));
+    snprintf(kill, sizeof kill, "SELECT pg_terminate_backend(%s)", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    tsupport_sql(kill);
+    for (int i = 0; i < 50 && tsupport_sql_int(sql) > 0; i++)
+        tsupport_sql("SELECT pg_sleep(0.02)");
+    lb_status s = store_exec(db, NULL, "st_pid", 0, NULL, &err);
+    cr_assert_eq(s, LB_ERR_DB, "the killed connection fails first, got %d", s);
+    cr_assert_eq(store_ensure(db, &err), LB_OK, "%s", err.msg);
+    assert_plans("force_generic_plan");
 }
 
 Test(store, sent_reads_share_one_round_trip_and_keep_their_results)
