@@ -27,7 +27,7 @@
 
 static bus *admin;
 static tsupport_proc procs[4]; /* stopped and checked in teardown whatever happened */
-static bool cmd_stream_changed, pg_stopped;
+static bool cmd_stream_changed, pg_stopped, evt_limited;
 
 static void
 setup_with(const bus_topology_opts *o)
@@ -56,6 +56,22 @@ stream_set(size_t i, const bus_topology_opts *o)
     cmd_stream_changed = true;
 }
 
+/* Caps a stream at max_msgs, refusing what comes beyond (discard new), or
+ * lifts the cap (-1): settings the topology does not manage, so set here. */
+static void
+stream_cap(const char *stream, int64_t max_msgs)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_GetStreamInfo(&si, bus_js(admin), stream, NULL, &jerr), NATS_OK);
+    si->Config->MaxMsgs = max_msgs;
+    si->Config->Discard = max_msgs < 0 ? js_DiscardOld : js_DiscardNew;
+    natsStatus ns = js_UpdateStream(NULL, bus_js(admin), si->Config, NULL, &jerr);
+    jsStreamInfo_Destroy(si);
+    cr_assert_eq(ns, NATS_OK, "cap %s: %s (%d)", stream, natsStatus_GetText(ns), (int)jerr);
+    evt_limited = max_msgs >= 0;
+}
+
 static void
 teardown(void)
 {
@@ -63,6 +79,8 @@ teardown(void)
         tsupport_pg_start();
         pg_stopped = false;
     }
+    if (evt_limited)
+        stream_cap("LAYBY_EVT", -1);
     tsupport_daemons_finish(procs, LB_COUNTOF(procs));
     if (cmd_stream_changed) {
         bus_topology_opts defaults = BUS_TOPOLOGY_OPTS_INIT;
@@ -665,6 +683,40 @@ Test(svc_runtime, a_nats_outage_loses_no_outbox_row_and_doubles_none, .init = se
     wait_stream("LAYBY_EVT", N + OLD);
     pause_ms(500);
     cr_assert_eq(stream_msgs("LAYBY_EVT"), N + OLD, "each row exactly once");
+    cr_assert(tsupport_daemon_alive(p));
+    tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
+}
+
+/* The sweep's publish fails part-way: LAYBY_EVT takes CAP messages and
+ * refuses the rest (max-msgs with discard new), so each sweep of the N old
+ * rows gets CAP acks and N - CAP refusals. The sweep must roll its claim back
+ * (the DELETE ... RETURNING of every row it tried), not commit it: a row is
+ * deleted only once JetStream stored it. Once the cap is lifted each row is
+ * published exactly once: the CAP already stored come again under their ids
+ * and the duplicate window drops them. No hand-off is involved (the rows are
+ * inserted by SQL, older than the sweep's grace). */
+Test(svc_runtime, a_sweep_whose_publish_fails_keeps_every_row_and_publishes_each_once)
+{
+    enum {
+        N = 50,
+        CAP = 10
+    };
+    stream_cap("LAYBY_EVT", CAP);
+    tsupport_proc *p = &procs[0];
+    const char *env[] = { "LAYBY_RELAY_SWEEP=100ms", NULL };
+    tsupport_sagatest_start(p, env);
+    outbox_rows_insert(N, 60);
+    /* Two failed sweeps: the rows survived the first, or the second had none. */
+    log_want failed = { p, "\"outbox.sweep_failed\"", 2 };
+    cr_assert(tsupport_poll_until(log_reached, &failed, WAIT_MS), "no sweep failed twice");
+    cr_assert_eq(stream_msgs("LAYBY_EVT"), CAP, "the stream took more than its cap");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.outbox"), N,
+                 "a failed sweep deleted rows JetStream did not store");
+    stream_cap("LAYBY_EVT", -1);
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM sagatest.outbox");
+    wait_stream("LAYBY_EVT", N);
+    pause_ms(500); /* a late second publish would land now */
+    cr_assert_eq(stream_msgs("LAYBY_EVT"), N, "a row was published twice");
     cr_assert(tsupport_daemon_alive(p));
     tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
 }
