@@ -171,20 +171,23 @@ svc_stop(svc *s)
     atomic_store(&s->stop, true);
 }
 
-static svc *svc_signal_target;
+/* Set by SIGINT/SIGTERM; svc_run() sees it and stops. The handler touches
+ * nothing else: a second SIGTERM may come while the process exits, after
+ * svc_free(), and a handler that reached into the freed svc (it used to call
+ * svc_stop() on it) hung an ASan build's exit. */
+static atomic_bool svc_signalled;
 
 static void
 on_signal(int sig)
 {
     (void)sig;
-    if (svc_signal_target != NULL)
-        svc_stop(svc_signal_target);
+    atomic_store(&svc_signalled, true);
 }
 
 void
 svc_signals_install(svc *s)
 {
-    svc_signal_target = s;
+    (void)s; /* one service a process: svc_run() reads the flag */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -317,7 +320,7 @@ bind_consumer(consumer_thread *ct, lb_err *err)
 static void
 wait_until_stopped(svc *s)
 {
-    while (!atomic_load(&s->stop)) {
+    while (!atomic_load(&s->stop) && !atomic_load(&svc_signalled)) {
         struct timespec ts = { 0, 100 * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }

@@ -166,7 +166,8 @@ void svc_free(svc *s); /* NULL is a no-op */
  * code: 0 clean stop, 1 runtime failure, 2 bad settings. */
 int svc_main(int argc, char **argv, const svc_def *def, const char *about);
 
-/* Installs SIGINT/SIGTERM handlers that call svc_stop(s). */
+/* Installs SIGINT/SIGTERM handlers that make svc_run(s) stop (a signal
+ * after svc_free(s) does nothing). */
 void svc_signals_install(svc *s);
 
 /* --- inside a handler or tick ------------------------------------------- */
@@ -230,5 +231,31 @@ void svc_query_rollback(svc_query *q);
 #define SVC_AUDIT_PAGE_DEFAULT 1000
 #define SVC_AUDIT_PAGE_MAX     5000
 lb_status svc_audit_page(char lim[16], const char *after, int32_t limit, lb_err *err);
+
+/* Fills message m (a row of an audit reply, initialised) from row r of res:
+ * strings strdup()ed, numbers parsed. False when a strdup() failed. */
+typedef bool svc_audit_fill(ProtobufCMessage *m, const PGresult *res, int r);
+
+/* What an audit reply is made of. `reply` has a repeated message field
+ * `orders` and a string `next_order_id`. On the first page (no cursor) the
+ * statement head_stmt fills the message field head_field: one message per row
+ * when it is repeated, from the first row when it is single (head_field NULL:
+ * no such part). Then orders_stmt ($1 the cursor, $2 the page size; the
+ * order id in column 0) gives one `orders` row per row. */
+typedef struct svc_audit_def {
+    const ProtobufCMessageDescriptor *reply;
+    const char *head_field, *head_stmt;
+    svc_audit_fill *head_fill;
+    const char *orders_stmt;
+    svc_audit_fill *orders_fill;
+} svc_audit_def;
+
+/* An audit query's handler body: checks the cursor and page size
+ * (svc_audit_page), builds the reply def describes and sets next_order_id to
+ * the last order of a full page ("" after a short one: the last page). */
+lb_status svc_audit_reply(svc_query *q, const svc_audit_def *def, const char *after, int32_t limit,
+                          ProtobufCMessage **reply, lb_err *err);
+/* Parses columns first.. of row r of res as integers into cols[0..n). */
+void svc_audit_ints(int64_t *const *cols, size_t n, const PGresult *res, int r, int first);
 
 #endif

@@ -45,6 +45,127 @@ svc_audit_page(char lim[16], const char *after, int32_t limit, lb_err *err)
     return LB_OK;
 }
 
+void
+svc_audit_ints(int64_t *const *cols, size_t n, const PGresult *res, int r, int first)
+{
+    for (size_t c = 0; c < n; c++)
+        *cols[c] = atoll(PQgetvalue(res, r, first + (int)c));
+}
+
+/* The field of m named name, of the given type (a bug in a service's def
+ * otherwise). */
+static lb_status
+audit_field(const ProtobufCFieldDescriptor **out, const ProtobufCMessage *m, const char *name,
+            ProtobufCType type, lb_err *err)
+{
+    *out = protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    if (*out == NULL || (*out)->type != type)
+        return lb_err_set(err, LB_ERR_INTERNAL, "audit reply %s has no field %s of that type",
+                          m->descriptor->name, name);
+    return LB_OK;
+}
+
+/* Fills field `name` of m from res: a repeated field one message per row, a
+ * single one from row 0 (none when res is empty). On an error m holds what
+ * was made so far, for protobuf_c_message_free_unpacked(). */
+static lb_status
+audit_rows(ProtobufCMessage *m, const char *name, const PGresult *res, svc_audit_fill *fill,
+           lb_err *err)
+{
+    const ProtobufCFieldDescriptor *f;
+    lb_status st = audit_field(&f, m, name, PROTOBUF_C_TYPE_MESSAGE, err);
+    if (st != LB_OK)
+        return st;
+    char *base = (char *)m;
+    int rows = PQntuples(res);
+    ProtobufCMessage **slots = (ProtobufCMessage **)(base + f->offset);
+    size_t *n = NULL;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+        /* +1: calloc(0) may answer NULL */
+        if ((slots = calloc((size_t)rows + 1, sizeof *slots)) == NULL)
+            return lb_err_set(err, LB_ERR_NOMEM, "audit %s", name);
+        *(ProtobufCMessage ***)(base + f->offset) = slots;
+        n = (size_t *)(base + f->quantifier_offset);
+    } else if (rows > 1) {
+        rows = 1;
+    }
+    const ProtobufCMessageDescriptor *rd = f->descriptor;
+    for (int r = 0; r < rows; r++) {
+        ProtobufCMessage *row = malloc(rd->sizeof_message);
+        if (row == NULL)
+            return lb_err_set(err, LB_ERR_NOMEM, "audit %s", name);
+        protobuf_c_message_init(rd, row);
+        slots[r] = row;
+        if (n != NULL)
+            (*n)++;
+        if (!fill(row, res, r))
+            return lb_err_set(err, LB_ERR_NOMEM, "audit %s", name);
+    }
+    return LB_OK;
+}
+
+/* next_order_id of m: the last order of a full page of res (the caller asks
+ * until a page is short), else "". */
+static lb_status
+audit_next(ProtobufCMessage *m, const PGresult *res, const char *lim, lb_err *err)
+{
+    const ProtobufCFieldDescriptor *f;
+    lb_status st = audit_field(&f, m, "next_order_id", PROTOBUF_C_TYPE_STRING, err);
+    if (st != LB_OK)
+        return st;
+    int rows = PQntuples(res);
+    char *next = strdup(rows > 0 && rows == atoi(lim) ? PQgetvalue(res, rows - 1, 0) : "");
+    if (next == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "audit next id");
+    *(char **)((char *)m + f->offset) = next;
+    return LB_OK;
+}
+
+/* The parts of svc_audit_reply(): the head on the first page, then the orders. */
+static lb_status
+audit_fill(ProtobufCMessage *a, store *db, const svc_audit_def *def, const char *after,
+           const char *lim, lb_err *err)
+{
+    PGresult *res = NULL;
+    lb_status st = LB_OK;
+    if (after[0] == '\0' && def->head_field != NULL) {
+        if ((st = store_exec(db, &res, def->head_stmt, 0, NULL, err)) != LB_OK)
+            return st;
+        st = audit_rows(a, def->head_field, res, def->head_fill, err);
+        PQclear(res);
+        if (st != LB_OK)
+            return st;
+    }
+    const char *p[] = { after, lim };
+    if ((st = store_exec(db, &res, def->orders_stmt, 2, p, err)) != LB_OK)
+        return st;
+    st = audit_rows(a, "orders", res, def->orders_fill, err);
+    if (st == LB_OK)
+        st = audit_next(a, res, lim, err);
+    PQclear(res);
+    return st;
+}
+
+lb_status
+svc_audit_reply(svc_query *q, const svc_audit_def *def, const char *after, int32_t limit,
+                ProtobufCMessage **reply, lb_err *err)
+{
+    char lim[16];
+    lb_status st = svc_audit_page(lim, after, limit, err);
+    if (st != LB_OK)
+        return st;
+    ProtobufCMessage *a = malloc(def->reply->sizeof_message);
+    if (a == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "audit");
+    protobuf_c_message_init(def->reply, a);
+    if ((st = audit_fill(a, q->db, def, after, lim, err)) != LB_OK) {
+        protobuf_c_message_free_unpacked(a, NULL);
+        return st;
+    }
+    *reply = a;
+    return LB_OK;
+}
+
 const bus_envelope *
 svc_query_env(svc_query *q)
 {
