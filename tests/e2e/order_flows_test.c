@@ -371,6 +371,22 @@ Test(order_flows, declined_then_paid_and_gateway_outages_retried)
     tsupport_http_assert_error(&r, 503, "unavailable", NULL);
     cr_assert_eq(sql_int("SELECT count(*) FROM payment.charges WHERE order_id = '%s'", o3), 3);
     wait_order(o3, "PAYMENT_PENDING", NULL);
+    /* with backoff: each outage waited before the next try (order_charge_retry:
+     * 100 ms, doubling, less up to 20% jitter), as decided in the sagas' logs
+     * and as seen in the gateway's attempt times (lower bounds only: load
+     * makes gaps longer, never shorter) */
+    cr_assert_eq(sql_int("SELECT count(*) FROM saga.saga_log "
+                         "WHERE line LIKE '%%charge attempt _ failed%%retry in%%'"),
+                 4, "two retries for each of the two orders with outages");
+    const char *orders[] = { o2, o3 };
+    for (size_t i = 0; i < LB_COUNTOF(orders); i++)
+        cr_assert_eq(sql_int("SELECT count(*) FROM (SELECT created_at - lag(created_at) OVER "
+                             "(ORDER BY created_at) AS gap, row_number() OVER (ORDER BY "
+                             "created_at) AS n FROM payment.charges WHERE order_id = '%s') g "
+                             "WHERE (n = 2 AND gap >= interval '80 ms') "
+                             "OR (n = 3 AND gap >= interval '160 ms')",
+                             orders[i]),
+                     2, "order %s: the retries came without their backoff", orders[i]);
 }
 
 Test(order_flows, payment_deadline_cancels_and_releases_stock)
@@ -508,6 +524,18 @@ Test(order_flows, ordering_from_the_wishlist_empties_it_once_placed)
     /* an empty wishlist is a 400 naming the field */
     call(&r, "POST", "/api/v1/orders", alice_auth, body, NULL);
     tsupport_http_assert_error(&r, 400, "invalid_argument", "fromWishlist");
+
+    /* an order that is not placed (out of stock: REJECTED) leaves the
+     * wishlist as it was: lines leave it only once the order is placed */
+    snprintf(path, sizeof path, "/api/v1/me/wishlist/items/%s", p1);
+    call(&r, "PUT", path, alice_auth, "{\"quantity\":9}", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    call(&r, "POST", "/api/v1/orders", alice_auth, body, NULL);
+    tsupport_http_assert_error(&r, 409, "out_of_stock", NULL);
+    call(&r, "GET", "/api/v1/me/wishlist", alice_auth, NULL, NULL);
+    j = tsupport_http_json(&r);
+    cr_assert_eq(json_array_size(json_object_get(j, "items")), 1, "%s", r.body);
+    json_decref(j);
 }
 
 /* --- the edge's wait, and paying at once ---------------------------------------- */
