@@ -112,16 +112,16 @@ mg_get_response_code_text(const struct mg_connection *conn, int response_code)
 /* ---- tokens ------------------------------------------------------------------ */
 
 typedef struct who {
-    const char *placeholder;
+    const char *alias;
     const char *role;
     char sub[ID_STR_LEN];
     char header[2048]; /* "Bearer <token>" */
 } who;
 
 static who people[] = {
-    { .placeholder = "@user", .role = "USER" },
-    { .placeholder = "@admin", .role = "ADMIN" },
-    { .placeholder = "@other", .role = "USER" },
+    { .alias = "@user", .role = "USER" },
+    { .alias = "@admin", .role = "ADMIN" },
+    { .alias = "@other", .role = "USER" },
 };
 
 static void
@@ -150,7 +150,7 @@ people_mint(void)
 
 typedef struct request_state {
     const edge_route *route; /* the row the request line names, or NULL */
-    const who *caller;       /* the placeholder token used, or NULL */
+    const who *caller;       /* the alias token used, or NULL */
     int reply_mode, reply_n;
     int sent; /* messages captured */
 } request_state;
@@ -383,8 +383,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             bool first_auth = strcasecmp(rest, "Authorization") == 0 && !seen_auth;
             seen_auth |= strcasecmp(rest, "Authorization") == 0;
             for (size_t i = 0; i < LB_COUNTOF(people); i++)
-                if (strcasecmp(rest, "Authorization") == 0 &&
-                    strcmp(value, people[i].placeholder) == 0) {
+                if (strcasecmp(rest, "Authorization") == 0 && strcmp(value, people[i].alias) == 0) {
                     value = people[i].header;
                     if (first_auth)
                         cur.caller = &people[i];

@@ -59,15 +59,6 @@ teardown(void)
 
 TestSuite(order_races, .init = setup, .fini = teardown, .timeout = 240);
 
-static void
-publish(const char *subject, const ProtobufCMessage *m)
-{
-    bus_envelope env;
-    bus_envelope_init(&env, m->descriptor, NULL);
-    lb_err err;
-    cr_assert_eq(bus_publish(admin, subject, &env, m, &err), LB_OK, "%s", err.msg);
-}
-
 /* Waits until the query built from fmt counts at least one row. */
 static void wait_any(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void
@@ -117,7 +108,7 @@ stack_start(void)
     Layby__V1__ProductDraft d;
     Layby__V1__CreateProduct c;
     tsupport_create_product(&c, &d, product, "Laptop 14");
-    publish(SUBJ_CATALOG_CREATE_PRODUCT, &c.base);
+    tsupport_publish(admin, SUBJ_CATALOG_CREATE_PRODUCT, &c.base);
     wait_any("SELECT 1 FROM catalog.products WHERE product_id = '%s'", product);
 
     Layby__V1__AddressDraft a = LAYBY__V1__ADDRESS_DRAFT__INIT;
@@ -130,7 +121,7 @@ stack_start(void)
     ca.member_id = member;
     ca.address_id = address;
     ca.draft = &a;
-    publish(SUBJ_ORDER_CREATE_ADDRESS, &ca.base);
+    tsupport_publish(admin, SUBJ_ORDER_CREATE_ADDRESS, &ca.base);
     wait_any("SELECT 1 FROM orders.addresses WHERE address_id = '%s'", address);
 }
 
@@ -154,7 +145,7 @@ place_and_hold_at_payment_pending(char order[ID_STR_LEN])
     p.order_id = order;
     p.member_id = member;
     p.draft = &d;
-    publish(SUBJ_SAGA_START_ORDER_PLACE, &p.base);
+    tsupport_publish(admin, SUBJ_SAGA_START_ORDER_PLACE, &p.base);
     /* the order exists and the orchestrator heard it: reserve_stock is sent */
     wait_log(order, "%send reserve_stock attempt 1%");
     cr_assert_eq(tsupport_daemon_stop(order_svc, 10000), 0);
@@ -180,7 +171,7 @@ pay_start(const char *order, char pay_id[ID_STR_LEN])
     p.member_id = member;
     p.amount = PRICE;
     p.draft = &d;
-    publish(SUBJ_SAGA_START_ORDER_PAY, &p.base);
+    tsupport_publish(admin, SUBJ_SAGA_START_ORDER_PAY, &p.base);
 }
 
 /* The buyer's cancel, as the edge sends it; the answer must be accepted. */

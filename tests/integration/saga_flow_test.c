@@ -42,15 +42,6 @@ teardown(void)
 TestSuite(saga_flow, .init = setup, .fini = teardown, .timeout = 180);
 
 static void
-publish(const char *subject, const ProtobufCMessage *m)
-{
-    bus_envelope env;
-    bus_envelope_init(&env, m->descriptor, NULL);
-    lb_err err;
-    cr_assert_eq(bus_publish(admin, subject, &env, m, &err), LB_OK, "%s", err.msg);
-}
-
-static void
 flow_start_scripted(char id[ID_STR_LEN], const char *script)
 {
     id_new(id);
@@ -58,7 +49,7 @@ flow_start_scripted(char id[ID_STR_LEN], const char *script)
     m.saga_id = id;
     m.key = "order-1";
     m.script = (char *)script;
-    publish(SAGA_SUBJ_START_FLOW, &m.base);
+    tsupport_publish(admin, SAGA_SUBJ_START_FLOW, &m.base);
 }
 
 static void
@@ -77,7 +68,7 @@ pay(const char *id, const char *note)
     m.step = SAGAFLOW_PAY;
     m.attempt = 1;
     m.note = (char *)note;
-    publish(SAGA_SUBJ_TEST_DONE, &m.base);
+    tsupport_publish(admin, SAGA_SUBJ_TEST_DONE, &m.base);
 }
 
 /* Sends a signal and returns the orchestrator's answer: LB_OK with the saga's

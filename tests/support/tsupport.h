@@ -132,6 +132,10 @@ int tsupport_ctl_run(char **out, bool err_too, const char *const *env, const cha
 struct bus;
 /* A bus connected as the admin user (LAYBY_CTL_NATS_*); the caller bus_close()s it. */
 struct bus *tsupport_admin_bus(const char *name);
+/* Publishes m to subject on b (JetStream, acked) with a fresh envelope;
+ * fails the test when the publish fails. */
+struct ProtobufCMessage;
+void tsupport_publish(struct bus *b, const char *subject, const struct ProtobufCMessage *m);
 /* The test saga's participant: (re)creates its schema (tests/participant/
  * schema.sql) and its durable `sagatest` on LAYBY_CMD, with the settings of
  * the last tsupport_reset()/tsupport_reset_with(). Call after either. */

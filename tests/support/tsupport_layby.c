@@ -32,6 +32,15 @@ tsupport_admin_bus(const char *name)
 }
 
 void
+tsupport_publish(bus *b, const char *subject, const ProtobufCMessage *m)
+{
+    bus_envelope env;
+    bus_envelope_init(&env, m->descriptor, NULL);
+    lb_err err;
+    cr_assert_eq(bus_publish(b, subject, &env, m, &err), LB_OK, "%s: %s", subject, err.msg);
+}
+
+void
 tsupport_sagatest_setup(struct bus *admin)
 {
     FILE *f = fopen(LAYBY_SOURCE_DIR "/tests/participant/schema.sql", "r");
