@@ -19,16 +19,21 @@
 #include "saga_orch.h"
 
 /* clang-format off */
+/* Newest first by creation, keyset on (created_at, saga_id): both never
+ * change, so pages neither skip nor repeat a saga while sagas run, and the
+ * index sagas_created (sql/0760) serves the order without indexing
+ * updated_at, which would make every step's write of a saga a non-HOT update.
+ * --since still filters on updated_at (changed at or after). */
 #define SQL_LIST                                                                            \
     "SELECT saga_id::text, saga_type, version, status, state, " CTL_TS("updated_at") ", "  \
-    CTL_TS("created_at") ", (extract(epoch FROM updated_at) * 1000000)::bigint"            \
+    CTL_TS("created_at") ", (extract(epoch FROM created_at) * 1000000)::bigint"            \
     " FROM saga.sagas"                                                                      \
     " WHERE ($1 = '' OR status = $1) AND ($2 = '' OR saga_type = $2)"                        \
     "   AND ($3::bigint = 0 OR updated_at >= timestamptz 'epoch' + $3::bigint * interval '1 millisecond')" \
     "   AND ($4 = '' OR saga_id::text = $4)"                                                \
-    "   AND ($5::bigint = 0 OR (updated_at, saga_id) <"                                     \
+    "   AND ($5::bigint = 0 OR (created_at, saga_id) <"                                     \
     "        (timestamptz 'epoch' + $5::bigint * interval '1 microsecond', NULLIF($6, '')::uuid))" \
-    " ORDER BY updated_at DESC, saga_id DESC LIMIT $7::bigint"
+    " ORDER BY created_at DESC, saga_id DESC LIMIT $7::bigint"
 /* clang-format on */
 enum {
     LIST_ID,
@@ -177,7 +182,7 @@ static const cfg_opt saga_list_opts[] = {
     { "since",       NULL, CFG_STR, "",   offsetof(saga_list_conf, since),       0, 0,      "only sagas changed at or after this time (RFC 3339)" },
     { "correlation", NULL, CFG_STR, "",   offsetof(saga_list_conf, correlation), 0, 0,      "only the saga of this flow (Layby-Correlation: the order id)" },
     { "after",       NULL, CFG_STR, "",   offsetof(saga_list_conf, after),       0, 0,      "the next page: the cursor the previous page ended with" },
-    { "limit",       NULL, CFG_INT, "50", offsetof(saga_list_conf, limit),       1, 100000, "sagas per page, most recently changed first" },
+    { "limit",       NULL, CFG_INT, "50", offsetof(saga_list_conf, limit),       1, 100000, "sagas per page, newest first" },
 };
 /* clang-format on */
 const ctl_flags ctl_saga_list_flags = CTL_FLAGS(saga_list_opts);

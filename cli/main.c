@@ -52,7 +52,7 @@ static const ctl_cmd ctl_cmds[] = {
       "delete dead letters without re-sending them (by seq or filter)", "[<seq>]",
       &ctl_dlq_filter_flags },
     { "saga list", CTL_NEEDS_PG, ctl_saga_list,
-      "sagas, most recently changed first (--type --state --since --correlation, --after for the "
+      "sagas, newest first (--type --state --since --correlation, --after for the "
       "next page)",
       NULL, &ctl_saga_list_flags },
     { "saga show", CTL_NEEDS_PG, ctl_saga_show,

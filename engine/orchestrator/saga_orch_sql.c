@@ -34,10 +34,16 @@ static const char SAGA_SQL_LOG[] =
     "FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bytea[], $6::text[], "
     "$7::text[], $8::text[], $9::text[]) AS u(id, at, m, k, i, v, f, t, l)";
 /* Due timers of sagas nobody else holds right now (SKIP LOCKED: two
- * orchestrators never fire the same timer; a busy saga is taken next tick). */
+ * orchestrators never fire the same timer; a busy saga is taken next tick).
+ * The index is on the timer's second (timer_slot, sql/0760: timer_due_at is
+ * not indexed so that a step's write stays a HOT update); a due timer's slot
+ * is at most now's, and ordering by slot first lets the index give the order
+ * (an incremental sort within each second), so a backlog is not sorted whole. */
 static const char SAGA_SQL_TIMERS_DUE[] =
-    "SELECT saga_id::text FROM saga.sagas WHERE timer_due_at <= to_timestamp($1::bigint / 1000.0) "
-    "ORDER BY timer_due_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+    "SELECT saga_id::text FROM saga.sagas "
+    "WHERE timer_slot <= saga.timer_slot(to_timestamp($1::bigint / 1000.0)) "
+    "AND timer_due_at <= to_timestamp($1::bigint / 1000.0) "
+    "ORDER BY timer_slot, timer_due_at LIMIT $2 FOR UPDATE SKIP LOCKED";
 /* A saga whose row cannot be run: STUCK without a timer, with the error, so
  * no tick takes it again and an operator sees why. Its state is left as it was
  * stored (it may not even decode). Returns what the SagaChanged event needs. */
@@ -46,10 +52,10 @@ static const char SAGA_SQL_PARK[] =
     "UPDATE saga.sagas g SET status = 'STUCK', timer_due_at = NULL, parked_error = $2, "
     "updated_at = to_timestamp($3::bigint / 1000.0) FROM old WHERE g.saga_id = old.saga_id "
     "RETURNING g.saga_type, g.version, old.status";
+/* finished_at: updated_at of a finished saga, NULL before (sql/0760). */
 static const char SAGA_SQL_PRUNE[] =
     "WITH gone AS (DELETE FROM saga.sagas WHERE saga_id IN (SELECT saga_id FROM saga.sagas "
-    "WHERE status IN ('COMPLETED', 'FAILED', 'RESOLVED', 'CANCELLED') "
-    "AND updated_at < now() - make_interval(secs => $1::bigint / 1000.0) LIMIT 500) "
+    "WHERE finished_at < now() - make_interval(secs => $1::bigint / 1000.0) LIMIT 500) "
     "RETURNING saga_id) "
     "DELETE FROM saga.saga_log WHERE saga_id IN (SELECT saga_id FROM gone)";
 static const char SAGA_SQL_COUNTS[] =

@@ -342,3 +342,31 @@ Test(saga_flow, a_signal_for_no_saga_is_not_found)
     id_new(id);
     cr_assert_eq(signal_send(id, "cancel", status, sizeof status), LB_ERR_NOT_FOUND);
 }
+
+/* A running saga's step rewrites its row with a new timer (usually within the
+ * same second as the last) and a new updated_at: no index may cover either,
+ * or no such write is HOT (sql/0760_saga_hot_updates.sql). Two writes like a
+ * step's, in one transaction of the test's own, the second inside the first's
+ * timer second: PostgreSQL counts the HOT ones of the transaction. */
+Test(saga_flow, a_running_sagas_step_write_is_a_hot_update)
+{
+    static const char *const env[] = { "LAYBY_SAGAFLOW_PAY_MS=120000", NULL };
+    tsupport_sagatest_start(&procs[0], NULL);
+    start_orchestrator(env);
+    char id[ID_STR_LEN], sql[512];
+    flow_start(id);
+    wait_line(id, "%wait for pay up to%"); /* RUNNING, a 120 s timer, nothing in flight */
+    tsupport_sql("BEGIN");
+    for (int ms = 100; ms <= 200; ms += 100) {
+        snprintf(sql, sizeof sql,
+                 "UPDATE saga.sagas SET state = state || '\\x'::bytea, updated_at = "
+                 "clock_timestamp(), timer_due_at = date_trunc('second', timer_due_at) + "
+                 "make_interval(secs => %d / 1000.0) WHERE saga_id = '%s'",
+                 ms, id);
+        tsupport_sql(sql);
+    }
+    int64_t hot =
+        tsupport_sql_int("SELECT pg_stat_get_xact_tuples_hot_updated('saga.sagas'::regclass)");
+    tsupport_sql("ROLLBACK");
+    cr_assert_geq(hot, 1, "the write within the timer's second was not a HOT update");
+}
