@@ -19,6 +19,14 @@
 #                   planning ms (wall time of the backend: on a loaded machine
 #                   it includes waiting for a core)
 #   profile_sql     the same per statement, the costliest first ($LAYBY_PROFILE_TOP, 30)
+#   profile_hot     per table, updates and how many were HOT (pg_stat_user_tables,
+#                   since the stack started, read 11 s after the run so every
+#                   backend has flushed its counts)
+# LAYBY_PROFILE_SQL, when set, runs as the superuser before the warm-up: an
+# A/B switch on one build (e.g. re-create an index a change dropped).
+# LAYBY_PROFILE_PGBENCH=1 first runs bench/run.sh's baseline on this stack's
+# PostgreSQL (pgbench, 16 clients, single-row inserts, 10 s) and prints
+# `profile_pgbench tps=`, so the checkout rate has a same-run baseline.
 # The counts cover the window and its drain, not the sign-in before
 # (LAYBY_BENCH_MARK). pg_stat_statements.track_planning is turned on and the
 # statistics reset at the window's start (this stack only). Output: stdout, and $LAYBY_PROFILE_OUT
@@ -58,6 +66,17 @@ pg_counts() {
     q "SELECT (SELECT sum(xact_commit) FROM pg_stat_database), wal_sync, wal_records, wal_bytes FROM pg_stat_wal"
 }
 
+[ -z "${LAYBY_PROFILE_SQL:-}" ] || q "$LAYBY_PROFILE_SQL" >/dev/null
+if [ "${LAYBY_PROFILE_PGBENCH:-0}" = 1 ]; then
+    q 'CREATE TABLE public.bench_insert (id bigserial PRIMARY KEY, v int NOT NULL)' >/dev/null
+    PGB_SQL=$(mktemp)
+    echo 'INSERT INTO public.bench_insert (v) VALUES (1);' >"$PGB_SQL"
+    TPS=$(pgbench -n -c 16 -j 2 -T 10 -f "$PGB_SQL" "$LAYBY_PG_ADMIN_URL" 2>/dev/null |
+        sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    echo "profile_pgbench clients=16 tps=$TPS"
+    q 'DROP TABLE public.bench_insert' >/dev/null
+    rm -f "$PGB_SQL"
+fi
 q "ALTER SYSTEM SET pg_stat_statements.track_planning = on" >/dev/null
 q "SELECT pg_reload_conf()" >/dev/null
 "$BUILD/bench/bench_checkout" --members 8 --clients 8 --seconds 3 --levels 1 --half 0 >/dev/null
@@ -102,6 +121,10 @@ HZ=$(getconf CLK_TCK)
             || ' sql=\"' || left(regexp_replace(s.query, '\s+', ' ', 'g'), 90) || '\"'
         FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
         ORDER BY s.total_exec_time + s.total_plan_time DESC LIMIT ${LAYBY_PROFILE_TOP:-30}"
+    sleep 11 # a backend idle since its last commit flushes its table counts within 10 s
+    q "SELECT 'profile_hot table=' || schemaname || '.' || relname || ' updates=' || n_tup_upd
+            || ' hot=' || n_tup_hot_upd || ' hot_pct=' || round(100.0 * n_tup_hot_upd / n_tup_upd, 1)
+        FROM pg_stat_user_tables WHERE n_tup_upd > 0 ORDER BY n_tup_upd DESC"
 } | tee -a "$TMPD/bench"
 cp "$TMPD/bench" "$OUT"
 rm -rf "$TMPD"
