@@ -44,24 +44,40 @@ shorts_fill(Layby__V1__Order *o, const char *arr, bool *oom)
     }
 }
 
-/* An Order from row `row` of ORDER_COLS (order_sql.c), without lines/timeline. */
+/* Where a line's and a timeline entry's fields are in a result: their own
+ * statement's columns (ORDER_SQL_LINES), or ORDER_SQL_ORDER_FULL's. */
+typedef struct line_cols {
+    int product, quantity, name, price;
+} line_cols;
+typedef struct event_cols {
+    int status, at, reason;
+} event_cols;
+
+#define FULL_KIND 0 /* ORDER_SQL_ORDER_FULL: kind, n, then ORDER_COLS from column 2 */
+#define FULL_COLS 2
+static const line_cols lines_own = { 0, 1, 2, 3 };
+static const line_cols lines_in_full = { 2, 7, 6, 8 };
+static const event_cols events_in_full = { 6, 8, 9 };
+
+/* An Order from row `row` of ORDER_COLS (order_sql.c) starting at column c,
+ * without lines/timeline. */
 static lb_status
-order_from_row(Layby__V1__Order **out, const PGresult *r, int row, lb_err *err)
+order_from_row(Layby__V1__Order **out, const PGresult *r, int row, int c, lb_err *err)
 {
     Layby__V1__Order *o = malloc(sizeof *o);
     if (o == NULL)
         return lb_err_set(err, LB_ERR_NOMEM, "order");
     layby__v1__order__init(o);
     bool oom = false;
-    o->order_id = text_dup(PQgetvalue(r, row, 0), &oom);
-    o->address_id = text_dup(PQgetvalue(r, row, 2), &oom);
-    o->status = text_dup(PQgetvalue(r, row, 4), &oom);
-    o->total = atoll(PQgetvalue(r, row, 5));
-    o->payment_deadline = text_dup(PQgetvalue(r, row, 6), &oom);
-    o->reason = text_dup(PQgetvalue(r, row, 7), &oom);
-    shorts_fill(o, PQgetvalue(r, row, 8), &oom);
-    o->created_at = text_dup(PQgetvalue(r, row, 9), &oom);
-    o->updated_at = text_dup(PQgetvalue(r, row, 10), &oom);
+    o->order_id = text_dup(PQgetvalue(r, row, c + 0), &oom);
+    o->address_id = text_dup(PQgetvalue(r, row, c + 2), &oom);
+    o->status = text_dup(PQgetvalue(r, row, c + 4), &oom);
+    o->total = atoll(PQgetvalue(r, row, c + 5));
+    o->payment_deadline = text_dup(PQgetvalue(r, row, c + 6), &oom);
+    o->reason = text_dup(PQgetvalue(r, row, c + 7), &oom);
+    shorts_fill(o, PQgetvalue(r, row, c + 8), &oom);
+    o->created_at = text_dup(PQgetvalue(r, row, c + 9), &oom);
+    o->updated_at = text_dup(PQgetvalue(r, row, c + 10), &oom);
     if (oom) {
         protobuf_c_message_free_unpacked(&o->base, NULL);
         return lb_err_set(err, LB_ERR_NOMEM, "order fields");
@@ -100,6 +116,32 @@ ship_to_fill(Layby__V1__Order *o, const char *hex, lb_err *err)
     return oom ? lb_err_set(err, LB_ERR_NOMEM, "ship-to") : LB_OK;
 }
 
+/* The order's lines from rows [first, end) of res. */
+static lb_status
+lines_take(Layby__V1__Order *o, const PGresult *res, int first, int end, const line_cols *c,
+           lb_err *err)
+{
+    bool oom = false;
+    o->items = calloc((size_t)(end - first) + 1, sizeof *o->items);
+    oom = o->items == NULL;
+    for (int r = first; !oom && r < end; r++) {
+        Layby__V1__OrderLine *l = malloc(sizeof *l);
+        if (l == NULL) {
+            oom = true;
+            break;
+        }
+        layby__v1__order_line__init(l);
+        o->items[o->n_items++] = l;
+        l->product_id = text_dup(PQgetvalue(res, r, c->product), &oom);
+        l->quantity = atoll(PQgetvalue(res, r, c->quantity));
+        l->name = text_dup(PQgetvalue(res, r, c->name), &oom);
+        l->unit_price = atoll(PQgetvalue(res, r, c->price));
+        l->subtotal = l->quantity * l->unit_price;
+    }
+    return oom ? lb_err_set(err, LB_ERR_NOMEM, "order lines") : LB_OK;
+}
+
+/* The order's lines, by their own statement (the list's orders). */
 static lb_status
 lines_fill(Layby__V1__Order *o, store *s, lb_err *err)
 {
@@ -108,41 +150,20 @@ lines_fill(Layby__V1__Order *o, store *s, lb_err *err)
     lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_LINES), 1, p, err);
     if (st != LB_OK)
         return st;
-    int rows = PQntuples(res);
-    bool oom = false;
-    o->items = calloc((size_t)rows + 1, sizeof *o->items);
-    oom = o->items == NULL;
-    for (int r = 0; !oom && r < rows; r++) {
-        Layby__V1__OrderLine *l = malloc(sizeof *l);
-        if (l == NULL) {
-            oom = true;
-            break;
-        }
-        layby__v1__order_line__init(l);
-        o->items[o->n_items++] = l;
-        l->product_id = text_dup(PQgetvalue(res, r, 0), &oom);
-        l->quantity = atoll(PQgetvalue(res, r, 1));
-        l->name = text_dup(PQgetvalue(res, r, 2), &oom);
-        l->unit_price = atoll(PQgetvalue(res, r, 3));
-        l->subtotal = l->quantity * l->unit_price;
-    }
+    st = lines_take(o, res, 0, PQntuples(res), &lines_own, err);
     PQclear(res);
-    return oom ? lb_err_set(err, LB_ERR_NOMEM, "order lines") : LB_OK;
+    return st;
 }
 
+/* The order's timeline from rows [first, end) of res. */
 static lb_status
-timeline_fill(Layby__V1__Order *o, store *s, lb_err *err)
+timeline_take(Layby__V1__Order *o, const PGresult *res, int first, int end, const event_cols *c,
+              lb_err *err)
 {
-    PGresult *res = NULL;
-    const char *p[] = { o->order_id };
-    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_HISTORY), 1, p, err);
-    if (st != LB_OK)
-        return st;
-    int rows = PQntuples(res);
     bool oom = false;
-    o->timeline = calloc((size_t)rows + 1, sizeof *o->timeline);
+    o->timeline = calloc((size_t)(end - first) + 1, sizeof *o->timeline);
     oom = o->timeline == NULL;
-    for (int r = 0; !oom && r < rows; r++) {
+    for (int r = first; !oom && r < end; r++) {
         Layby__V1__OrderEvent *e = malloc(sizeof *e);
         if (e == NULL) {
             oom = true;
@@ -150,12 +171,22 @@ timeline_fill(Layby__V1__Order *o, store *s, lb_err *err)
         }
         layby__v1__order_event__init(e);
         o->timeline[o->n_timeline++] = e;
-        e->status = text_dup(PQgetvalue(res, r, 0), &oom);
-        e->at = text_dup(PQgetvalue(res, r, 1), &oom);
-        e->reason = text_dup(PQgetvalue(res, r, 2), &oom);
+        e->status = text_dup(PQgetvalue(res, r, c->status), &oom);
+        e->at = text_dup(PQgetvalue(res, r, c->at), &oom);
+        e->reason = text_dup(PQgetvalue(res, r, c->reason), &oom);
     }
-    PQclear(res);
     return oom ? lb_err_set(err, LB_ERR_NOMEM, "order timeline") : LB_OK;
+}
+
+/* The first row at or after `from` whose kind (ORDER_SQL_ORDER_FULL) is not
+ * below `kind`: rows come ordered by kind. */
+static int
+kind_start(const PGresult *res, int from, int kind)
+{
+    int rows = PQntuples(res);
+    while (from < rows && atoi(PQgetvalue(res, from, FULL_KIND)) < kind)
+        from++;
+    return from;
 }
 
 lb_status
@@ -169,18 +200,19 @@ order_get(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, l
     store *s = svc_query_store(q);
     PGresult *res = NULL;
     const char *p[] = { g->order_id, g->member_id };
-    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_GET), 2, p, err);
+    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_FULL), 2, p, err);
     if (st != LB_OK)
         return st;
-    if (PQntuples(res) == 0) {
+    if (PQntuples(res) == 0 || atoi(PQgetvalue(res, 0, FULL_KIND)) != 0) {
         PQclear(res);
         return lb_err_set(err, LB_ERR_NOT_FOUND, "no such order");
     }
+    int lines = kind_start(res, 1, 1), events = kind_start(res, lines, 2);
     Layby__V1__Order *o = NULL;
-    if ((st = order_from_row(&o, res, 0, err)) == LB_OK &&
-        (st = ship_to_fill(o, PQgetvalue(res, 0, 3), err)) == LB_OK &&
-        (st = lines_fill(o, s, err)) == LB_OK)
-        st = timeline_fill(o, s, err);
+    if ((st = order_from_row(&o, res, 0, FULL_COLS, err)) == LB_OK &&
+        (st = ship_to_fill(o, PQgetvalue(res, 0, FULL_COLS + 3), err)) == LB_OK &&
+        (st = lines_take(o, res, lines, events, &lines_in_full, err)) == LB_OK)
+        st = timeline_take(o, res, events, PQntuples(res), &events_in_full, err);
     PQclear(res);
     if (st != LB_OK) {
         if (o != NULL)
@@ -225,7 +257,7 @@ order_list(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, 
         st = lb_err_set(err, LB_ERR_NOMEM, "order list");
     for (int r = 0; st == LB_OK && r < rows; r++) {
         Layby__V1__Order *o = NULL;
-        if ((st = order_from_row(&o, res, r, err)) != LB_OK)
+        if ((st = order_from_row(&o, res, r, 0, err)) != LB_OK)
             break;
         out->items[out->n_items++] = o;
         if ((st = lines_fill(o, s, err)) != LB_OK)

@@ -73,9 +73,20 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
     [ORDER_SQL_LINES] = { "order_lines",
         "SELECT product_id::text, quantity, name, unit_price_won FROM order_lines "
         "WHERE order_id = $1::uuid ORDER BY line_no" },
-    [ORDER_SQL_HISTORY] = { "order_history",
-        "SELECT status, " TS("at") ", reason FROM order_history WHERE order_id = $1::uuid "
-        "ORDER BY at, status" },
+    /* GET: the order (kind 0, ORDER_COLS), its lines (1: product, -, -, -,
+     * name, quantity, unit price) and its timeline (2: -, -, -, -, status,
+     * -, at, reason) in one statement: one round trip instead of three, as
+     * the edge reads an order back three times a checkout. Ordered by kind,
+     * then line number or time. */
+    [ORDER_SQL_ORDER_FULL] = { "order_order_full",
+        "WITH o AS (SELECT * FROM orders WHERE order_id = $1::uuid "
+        "AND ($2 = '' OR member_id = nullif($2, '')::uuid)) "
+        "SELECT 0 AS k, 0::bigint AS n, " ORDER_COLS " FROM o "
+        "UNION ALL SELECT 1, l.line_no, l.product_id::text, NULL, NULL, NULL, l.name, l.quantity, "
+        "l.unit_price_won::text, NULL, NULL, NULL, NULL FROM order_lines l JOIN o USING (order_id) "
+        "UNION ALL SELECT 2, row_number() OVER (ORDER BY h.at, h.status), NULL, NULL, NULL, NULL, "
+        "h.status, NULL, " TS("h.at") ", h.reason, NULL, NULL, NULL "
+        "FROM order_history h JOIN o USING (order_id) ORDER BY k, n" },
     [ORDER_SQL_ORDER_LIST] = { "order_order_list",
         "SELECT " ORDER_COLS " FROM orders WHERE ($1 = '' OR member_id = nullif($1, '')::uuid) "
         "AND ($2 = '' OR order_id < nullif($2, '')::uuid) AND ($3 = '' OR status = $3) "
