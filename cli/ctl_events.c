@@ -19,6 +19,7 @@
 #define _GNU_SOURCE /* asprintf */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,48 @@ nothing_pending(natsSubscription *sub)
     return none;
 }
 
+/* What a replay needs of a message's JetStream metadata. */
+typedef struct msg_meta {
+    uint64_t seq, pending;
+    int64_t time_ns;
+} msg_meta;
+
+/* Reads the metadata from the reply subject, `$JS.ACK.<stream>.<consumer>.
+ * <delivered>.<stream seq>.<consumer seq>.<time ns>.<pending>` (the form
+ * nats-server 2.9 sends), in place: natsMsg_GetMetaData() allocates the
+ * metadata and copies the stream and consumer names for every message, which
+ * a replay of millions pays for nothing. Any other form (the longer one with
+ * a domain and account hash) goes through nats.c. */
+static bool
+msg_meta_get(msg_meta *out, natsMsg *m)
+{
+    const char *r = natsMsg_GetReply(m), *tok[10];
+    int n = 0;
+    for (const char *p = r; p != NULL && n < 10; n++) {
+        tok[n] = p;
+        p = strchr(p, '.');
+        p = p != NULL ? p + 1 : NULL;
+    }
+    if (n == 9 && strncmp(r, "$JS.ACK.", 8) == 0) {
+        char *end;
+        out->seq = strtoull(tok[5], &end, 10);
+        bool ok = end > tok[5] && *end == '.';
+        out->time_ns = strtoll(tok[7], &end, 10);
+        ok = ok && end > tok[7] && *end == '.';
+        out->pending = strtoull(tok[8], &end, 10);
+        if (ok && end > tok[8] && *end == '\0')
+            return true;
+    }
+    jsMsgMetaData *meta = NULL;
+    if (natsMsg_GetMetaData(&meta, m) != NATS_OK)
+        return false;
+    out->seq = meta->Sequence.Stream;
+    out->pending = meta->NumPending;
+    out->time_ns = meta->Timestamp;
+    jsMsgMetaData_Destroy(meta);
+    return true;
+}
+
 static lb_status
 range_loop(natsSubscription *sub, uint64_t last_seq, const ctl_range *rg, ctl_msg_fn fn, void *arg,
            int64_t timeout_ms, lb_err *err)
@@ -128,17 +171,16 @@ range_loop(natsSubscription *sub, uint64_t last_seq, const ctl_range *rg, ctl_ms
         return LB_OK;
     for (;;) {
         natsMsg *m = NULL;
-        jsMsgMetaData *meta = NULL;
+        msg_meta meta;
         natsStatus s = natsSubscription_NextMsg(&m, sub, timeout_ms);
         if (s != NATS_OK)
             return ctl_nats_err(err, s, "waiting for the next message");
-        if (natsMsg_GetMetaData(&meta, m) != NATS_OK) {
+        if (!msg_meta_get(&meta, m)) {
             natsMsg_Destroy(m);
             return lb_err_set(err, LB_ERR_BUS, "a message without JetStream metadata");
         }
-        uint64_t seq = meta->Sequence.Stream, pending = meta->NumPending;
-        int64_t t = meta->Timestamp;
-        jsMsgMetaData_Destroy(meta);
+        uint64_t seq = meta.seq, pending = meta.pending;
+        int64_t t = meta.time_ns;
         bool past = (rg->until_seq > 0 && seq > rg->until_seq) ||
                     (rg->until_ms > 0 && t / 1000000 > rg->until_ms);
         bool more = !past && fn(arg, m, seq, t);
@@ -168,8 +210,13 @@ ctl_range_read(jsCtx *js, const ctl_range *rg, ctl_msg_fn fn, void *arg, int64_t
         return st;
     if ((s = js_SubscribeSync(&sub, js, rg->subject, NULL, &so, NULL)) != NATS_OK)
         return ctl_nats_err(err, s, "ordered consumer");
-    /* A big pending limit: replay reads as fast as the server sends. */
+    /* A big pending limit: replay reads as fast as the server sends. The
+     * queue then grows and drains by tens of megabytes, and glibc would hand
+     * each drained top of the heap back to the kernel and fault it in again
+     * (sysmalloc and page faults were 15 % of a replay's CPU): keep it. */
     natsSubscription_SetPendingLimits(sub, 1 << 20, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    mallopt(M_TOP_PAD, 64 << 20);
     st = range_loop(sub, last_seq, rg, fn, arg, timeout_ms, err);
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
@@ -408,7 +455,7 @@ tail_run(jsCtx *js, const ctl_range *rg, printer *p, lb_err *err)
         if (left <= 0)
             break;
         natsMsg *m = NULL;
-        jsMsgMetaData *meta = NULL;
+        msg_meta meta;
         s = natsSubscription_NextMsg(&m, sub, left < 1000 ? left : 1000);
         if (s == NATS_TIMEOUT)
             continue;
@@ -417,10 +464,8 @@ tail_run(jsCtx *js, const ctl_range *rg, printer *p, lb_err *err)
             break;
         }
         bool more = true;
-        if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
-            more = print_one(p, m, meta->Sequence.Stream, meta->Timestamp);
-            jsMsgMetaData_Destroy(meta);
-        }
+        if (msg_meta_get(&meta, m))
+            more = print_one(p, m, meta.seq, meta.time_ns);
         natsMsg_Destroy(m);
         if (!more && p->st != LB_OK) {
             *err = p->err;
