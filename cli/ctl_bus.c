@@ -26,7 +26,7 @@ _Static_assert(offsetof(bus_setup_conf, conn) == 0, "ctl_conn first");
 static const cfg_opt bus_setup_opts[] = {
     { "max-age",         "LAYBY_BUS_MAX_AGE",         CFG_MS,  "7d",   offsetof(bus_setup_conf, max_age_ms),      60000, 3650 * DAY_MS, "how long streams keep messages" },
     { "duplicates",      "LAYBY_BUS_DUPLICATES",      CFG_MS,  "2m",   offsetof(bus_setup_conf, duplicates_ms),   120000, DAY_MS,       "Nats-Msg-Id de-duplication window (>= 2m)" },
-    { "ack-wait",        "LAYBY_BUS_ACK_WAIT",        CFG_MS,  "30s",  offsetof(bus_setup_conf, ack_wait_ms),     1000, 3600000,        "redelivery after an unacked message" },
+    { "ack-wait",        "LAYBY_BUS_ACK_WAIT",        CFG_MS,  "3s",   offsetof(bus_setup_conf, ack_wait_ms),     1000, 3600000,        "redelivery after an unacked message" },
     { "max-deliver",     "LAYBY_BUS_MAX_DELIVER",     CFG_INT, "5",    offsetof(bus_setup_conf, max_deliver),     1, 1000,              "deliveries per message before the server stops" },
     { "max-ack-pending", "LAYBY_BUS_MAX_ACK_PENDING", CFG_INT, "4096", offsetof(bus_setup_conf, max_ack_pending), 1, 1000000,           "unacked messages per durable" },
 };

@@ -75,7 +75,7 @@ typedef struct bus_topology_opts {
 #define BUS_TOPOLOGY_OPTS_INIT                                                \
     {                                                                         \
         .max_age_ms = 7LL * 24 * 3600 * 1000, .duplicates_ms = 2 * 60 * 1000, \
-        .ack_wait_ms = 30 * 1000, .max_deliver = 5, .max_ack_pending = 4096   \
+        .ack_wait_ms = 3 * 1000, .max_deliver = 5, .max_ack_pending = 4096    \
     }
 
 typedef enum bus_topology_change {

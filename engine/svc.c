@@ -128,7 +128,7 @@ svc_new(svc **out, const svc_def *def, const svc_cfg *cfg, lb_err *err)
     }
     for (size_t i = 0; i < def->n_consumers; i++) {
         atomic_init(&s->durables[i].max_deliver, cfg->max_deliver);
-        atomic_init(&s->durables[i].ack_wait_ms, 30000);
+        atomic_init(&s->durables[i].ack_wait_ms, 3000); /* until bind reads the durable */
     }
     memcpy(s->stmts, outbox_stmts, outbox_stmts_len * sizeof *s->stmts);
     if (def->n_stmts)
@@ -149,6 +149,8 @@ svc_new(svc **out, const svc_def *def, const svc_cfg *cfg, lb_err *err)
                                     "batches held while the database was unavailable");
     s->m_batch = metrics_histogram("layby_svc_batch_seconds", labels,
                                    "one batch: transaction, ack and replies");
+    s->m_progress = metrics_counter("layby_svc_in_progress_total", labels,
+                                    "in-progress reports for messages held past AckWait/3");
     s->m_queries = metrics_counter("layby_svc_queries_total", labels, "queries answered");
     s->m_query_lat = metrics_histogram("layby_svc_query_seconds", labels, "query latency");
     *out = s;
@@ -206,6 +208,7 @@ typedef struct consumer_thread {
     natsSubscription *sub;
     store *db;
     svc__durable *d; /* shared with the other threads of this durable */
+    svc__inflight inflight;
 } consumer_thread;
 
 static lb_status bind_consumer(consumer_thread *ct, lb_err *err);
@@ -231,7 +234,7 @@ consumer_main(void *arg)
     consumer_thread *ct = arg;
     svc *s = ct->s;
     svc__worker w;
-    svc__worker_init(&w, s, ct->db, ct->c, ct->d);
+    svc__worker_init(&w, s, ct->db, ct->c, ct->d, &ct->inflight);
     int failures = 0;
     while (!atomic_load(&s->stop)) {
         natsMsgList list = { 0 };
@@ -317,6 +320,55 @@ bind_consumer(consumer_thread *ct, lb_err *err)
     return LB_OK;
 }
 
+/* --- progress ------------------------------------------------------------ */
+
+/* How often the progress thread looks at the batches in hand. */
+#define SVC_PROGRESS_TICK_MS 100
+
+typedef struct progress_thread {
+    svc *s;
+    consumer_thread *cts;
+    size_t n;
+    pthread_t thread;
+} progress_thread;
+
+/* Reports ct's batch in progress when it has been in hand AckWait/3 since it
+ * was taken or last reported. "+WPI" is published to each message's ack
+ * subject directly, not with natsMsg_InProgress(): that reads and writes the
+ * message's flags, which the worker's own ack may be changing at that very
+ * moment. A report that arrives after the ack is ignored by the server (the
+ * message is no longer pending). */
+static void
+progress_report(svc *s, consumer_thread *ct, int64_t now_us)
+{
+    int64_t every_us = atomic_load(&ct->d->ack_wait_ms) * 1000 / 3;
+    pthread_mutex_lock(&ct->inflight.lock);
+    if (ct->inflight.n > 0 && now_us - ct->inflight.since_us >= every_us) {
+        for (size_t i = 0; i < ct->inflight.n; i++) {
+            const char *reply = natsMsg_GetReply(ct->inflight.msgs[i]);
+            if (reply != NULL && reply[0] != '\0')
+                natsConnection_Publish(bus_conn(s->bus), reply, "+WPI", 4);
+        }
+        metrics_add(s->m_progress, (int64_t)ct->inflight.n);
+        ct->inflight.since_us = now_us;
+    }
+    pthread_mutex_unlock(&ct->inflight.lock);
+}
+
+static void *
+progress_main(void *arg)
+{
+    progress_thread *pt = arg;
+    while (!atomic_load(&pt->s->stop)) {
+        struct timespec ts = { 0, SVC_PROGRESS_TICK_MS * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+        int64_t now = lb_mono_us();
+        for (size_t i = 0; i < pt->n; i++)
+            progress_report(pt->s, &pt->cts[i], now);
+    }
+    return NULL;
+}
+
 static void
 wait_until_stopped(svc *s)
 {
@@ -340,8 +392,12 @@ svc_run(svc *s, lb_err *err)
     svc__query_pool *qp = NULL;
     svc__tick *tk = NULL;
     metrics_server *ms = NULL;
+    progress_thread pt = { .s = s, .cts = cts, .n = 0 };
+    bool progress_started = false;
     if (cts == NULL)
         return lb_err_set(err, LB_ERR_NOMEM, "consumer threads");
+    for (size_t i = 0; i < n_threads; i++)
+        pthread_mutex_init(&cts[i].inflight.lock, NULL);
     bus_opts bo = BUS_OPTS_INIT;
     bo.url = s->cfg.nats_url;
     bo.user = s->cfg.nats_user;
@@ -385,6 +441,15 @@ svc_run(svc *s, lb_err *err)
             break;
         }
     }
+    pt.n = started;
+    if (st == LB_OK) {
+        if (pthread_create(&pt.thread, NULL, progress_main, &pt) != 0) {
+            st = lb_err_set(err, LB_ERR_INTERNAL, "start progress thread");
+            svc_stop(s);
+        } else {
+            progress_started = true;
+        }
+    }
     if (st == LB_OK)
         log_info(NULL, "svc.ready", "service is running", LOG_INT("consumers", started),
                  LOG_INT("batch", s->cfg.batch));
@@ -394,12 +459,15 @@ out:
     svc_stop(s);
     for (size_t i = 0; i < started; i++)
         pthread_join(cts[i].thread, NULL);
+    if (progress_started)
+        pthread_join(pt.thread, NULL);
     svc__tick_stop(tk);
     svc__query_stop(qp);
     for (size_t i = 0; i < n_threads; i++) {
         if (cts[i].sub != NULL)
             natsSubscription_Destroy(cts[i].sub);
         store_close(cts[i].db);
+        pthread_mutex_destroy(&cts[i].inflight.lock);
     }
     free(cts);
     /* outbox_relay_free() publishes what was committed before it returns, so a

@@ -160,11 +160,13 @@ typedef struct entry {
 } entry;
 
 void
-svc__worker_init(svc__worker *w, svc *s, store *db, const svc_consumer *c, svc__durable *d)
+svc__worker_init(svc__worker *w, svc *s, store *db, const svc_consumer *c, svc__durable *d,
+                 svc__inflight *inflight)
 {
     memset(w, 0, sizeof *w);
     w->s = s;
     w->d = d;
+    w->inflight = inflight;
     w->db = db;
     w->c = c;
     svc__batch_init(&w->b, s, db);
@@ -620,10 +622,25 @@ entries_release(entry **es, size_t k)
         natsMsg_Nak(es[i]->m, NULL);
 }
 
+/* Shows msgs[0..n) to the progress thread (n = 0: none); they stay the
+ * worker's, and are cleared here before the caller destroys them. */
+static void
+inflight_set(svc__worker *w, natsMsg **msgs, size_t n)
+{
+    if (w->inflight == NULL)
+        return;
+    pthread_mutex_lock(&w->inflight->lock);
+    w->inflight->msgs = n ? msgs : NULL;
+    w->inflight->n = n;
+    w->inflight->since_us = lb_mono_us();
+    pthread_mutex_unlock(&w->inflight->lock);
+}
+
 void
 svc__worker_batch(svc__worker *w, natsMsg **msgs, size_t n)
 {
     int64_t t0 = lb_mono_us();
+    inflight_set(w, msgs, n);
     entry stack_entries[128];
     entry *stack_ready[128];
     entry *es = n <= 128 ? stack_entries : calloc(n, sizeof *es);
@@ -675,6 +692,7 @@ svc__worker_batch(svc__worker *w, natsMsg **msgs, size_t n)
             protobuf_c_message_free_unpacked(es[i].msg, NULL);
     metrics_observe_us(w->s->m_batch, lb_mono_us() - t0);
 out:
+    inflight_set(w, NULL, 0);
     if (es != stack_entries)
         free(es);
     if (ready != stack_ready)

@@ -8,6 +8,7 @@
 #ifndef LAYBY_ENGINE_SVC_INTERNAL_H
 #define LAYBY_ENGINE_SVC_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "metrics.h"
@@ -35,7 +36,7 @@ struct svc {
     atomic_bool stop;
     svc__durable *durables; /* one per def->consumers[], same order */
     metrics_metric *m_handled, *m_duplicates, *m_redelivered, *m_dead, *m_retries, *m_batch;
-    metrics_metric *m_db_waits, *m_queries, *m_query_lat;
+    metrics_metric *m_db_waits, *m_queries, *m_query_lat, *m_progress;
 };
 
 /* Session of a consumer thread's connection. Its statements are the batch's:
@@ -68,6 +69,20 @@ void svc__batch_destroy(svc_batch *b);
 /* After commit: sends the queued replies and wakes the relay. */
 void svc__batch_after_commit(svc_batch *b);
 
+/* The batch a consumer thread has in hand, seen by the progress thread
+ * (svc.c): a handler may run longer than the durable's AckWait (a gateway
+ * call, an SMTP conversation, a slow commit under load), and AckWait is short
+ * (3 s) so that a killed daemon's messages come back within seconds. While a
+ * batch is in hand longer than AckWait/3, the progress thread tells JetStream
+ * it is still being worked on ("+WPI" to each message's ack subject), so it
+ * is neither redelivered elsewhere nor charged a delivery. */
+typedef struct svc__inflight {
+    pthread_mutex_t lock;
+    natsMsg **msgs;   /* the worker's, borrowed; guarded by lock; NULL = none */
+    size_t n;         /* guarded by lock */
+    int64_t since_us; /* taken, or last reported in progress; guarded by lock */
+} svc__inflight;
+
 /* One consumer thread's reusable state. */
 typedef struct svc__worker {
     svc *s;
@@ -77,8 +92,9 @@ typedef struct svc__worker {
     outbox_pub *pub; /* stateless services only (svc_def.stateless) */
     char dlq_subject[BUS_SUBJECT_MAX];
     char consumer_name[128];
-    svc__durable *d;       /* the durable's shared limits (struct svc owns them) */
-    natsSubscription *sub; /* the consumer thread's, borrowed: see held */
+    svc__durable *d;         /* the durable's shared limits (struct svc owns them) */
+    svc__inflight *inflight; /* the consumer thread's, seen by the progress thread */
+    natsSubscription *sub;   /* the consumer thread's, borrowed: see held */
     /* Messages a hold took from the client's buffer (answers to an earlier
      * pull request, which nats.c keeps for the next Fetch): held too, then
      * handled as the next batches, oldest first. */
@@ -86,7 +102,8 @@ typedef struct svc__worker {
     int n_held;
 } svc__worker;
 
-void svc__worker_init(svc__worker *w, svc *s, store *db, const svc_consumer *c, svc__durable *d);
+void svc__worker_init(svc__worker *w, svc *s, store *db, const svc_consumer *c, svc__durable *d,
+                      svc__inflight *inflight);
 void svc__worker_destroy(svc__worker *w);
 /* Handles one fetched batch to the end: commit + ack, nak, or dead letter.
  * While the database is unavailable it holds the batch and retries (svc.h

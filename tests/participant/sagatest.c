@@ -19,10 +19,12 @@
  * more handler, deliberately NOT idempotent, so only the engine's inbox stands
  * between a repeated delivery and a second effect: a TestStepDo sent to
  * layby.cmd.sagatest.count adds one to sagatest.counts[saga_id] and emits
- * layby.evt.sagatest.counted; with script "fail" it fails (rolls back). */
+ * layby.evt.sagatest.counted; with script "fail" it fails (rolls back); with
+ * "sleep=MS" it takes MS milliseconds first (a handler slower than AckWait). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/svc.h"
 #include "layby/v1/saga.pb-c.h"
@@ -231,6 +233,11 @@ sagatest_on_count(svc_batch *b, svc_item *items, size_t n, lb_err *err)
         const Layby__V1__TestStepDo *m = (const Layby__V1__TestStepDo *)items[i].msg;
         if (strcmp(m->script, "fail") == 0)
             return lb_err_set(err, LB_ERR_INTERNAL, "scripted count failure for %s", m->saga_id);
+        if (strncmp(m->script, "sleep=", 6) == 0) {
+            long ms = strtol(m->script + 6, NULL, 10);
+            struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+            nanosleep(&ts, NULL);
+        }
         const char *p[] = { m->saga_id };
         lb_status s = store_exec(svc_batch_store(b), NULL, "sagatest_count", 1, p, err);
         if (s != LB_OK)
