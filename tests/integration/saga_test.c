@@ -460,7 +460,7 @@ Test(saga, killed_among_200_running_sagas_every_saga_ends_exactly_once)
  * gives production), the inputs a killed orchestrator held (committed, not
  * acked) come back within 5 s of its restart, not after a 30 s AckWait, and
  * every saga still ends exactly once. */
-Test(saga, a_killed_orchestrator_s_held_inputs_come_back_within_5_s_of_its_restart)
+Test(saga, a_killed_orchestrator_s_held_inputs_come_back_seconds_after_its_restart)
 {
     bus_topology_opts defaults = BUS_TOPOLOGY_OPTS_INIT;
     cr_assert_eq(tsupport_reset_opts()->ack_wait_ms, defaults.ack_wait_ms);
@@ -479,6 +479,9 @@ Test(saga, a_killed_orchestrator_s_held_inputs_come_back_within_5_s_of_its_resta
     int64_t ready_ms = (lb_mono_us() - t0) / 1000;
     wait_metric_positive(&procs[1], "layby_svc_messages_duplicate_total{service=\"orchestrator\"}");
     int64_t ms = (lb_mono_us() - t0) / 1000;
+    fprintf(stderr,
+            "recovery: orchestrator ready %lld ms, held inputs back %lld ms after restart\n",
+            (long long)ready_ms, (long long)ms);
     cr_assert_lt(ms, RECOVERY_BOUND_MS,
                  "the held inputs came back %lld ms after the restart (ready after %lld ms)",
                  (long long)ms, (long long)ready_ms);

@@ -404,7 +404,7 @@ Test(svc_runtime, killed_among_200_commands_counts_each_once, .init = setup_cras
 /* Issue 25: with the durables' default AckWait (what `layby-ctl bus setup`
  * gives production), the batch a killed service held comes back within 5 s
  * of its restart: it used to wait out a 30 s AckWait. */
-Test(svc_runtime, a_killed_service_s_batch_comes_back_within_5_s_of_its_restart)
+Test(svc_runtime, a_killed_service_s_batch_comes_back_seconds_after_its_restart)
 {
     bus_topology_opts defaults = BUS_TOPOLOGY_OPTS_INIT;
     cr_assert_eq(tsupport_reset_opts()->ack_wait_ms, defaults.ack_wait_ms);
@@ -423,10 +423,12 @@ Test(svc_runtime, a_killed_service_s_batch_comes_back_within_5_s_of_its_restart)
     tsupport_sagatest_start(p, batch);
     wait_metric(p, M_DUPLICATE, 1); /* the killed batch came back and the inbox knew it */
     int64_t ms = (lb_mono_us() - t0) / 1000;
+    fprintf(stderr, "recovery: service's killed batch back %lld ms after restart\n", (long long)ms);
     cr_assert_lt(ms, RECOVERY_BOUND_MS, "the killed batch came back %lld ms after the restart",
                  (long long)ms);
     assert_each_counted_once(N);
     wait_idle();
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM sagatest.outbox");
     cr_assert_eq(stream_msgs("LAYBY_EVT"), N, "each command's event once");
     tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
 }
