@@ -4,7 +4,8 @@
  *
  * `show` prints the member decrypted, for an operator; nothing else here
  * prints personal data. `rekey` re-seals batches under the current data key
- * until none is left, while the shop runs (docs/DECISIONS.md §9). */
+ * until none is left, while the shop runs (docs/DECISIONS.md §9): a progress
+ * line per batch on stderr, the total on stdout (one JSON document with --json). */
 #include <stdio.h>
 #include <string.h>
 
@@ -119,13 +120,16 @@ ctl_member_rekey(const ctl_cmd *cmd, int argc, char **argv)
         total += p->resealed;
         int64_t left = p->remaining, done = p->resealed;
         protobuf_c_message_free_unpacked(out, NULL);
-        if (ctl_out.json)
-            ctl_json_line(
-                json_pack("{s:I,s:I}", "resealed", (json_int_t)total, "left", (json_int_t)left));
-        else
-            printf("re-sealed %lld, %lld left\n", (long long)total, (long long)left);
-        if (left == 0)
+        /* progress per batch on stderr; stdout gets only the result (issue 21) */
+        ctl_progress("re-sealed %lld, %lld left\n", (long long)total, (long long)left);
+        if (left == 0) {
+            if (ctl_out.json)
+                ctl_json_line(json_pack("{s:I,s:I}", "resealed", (json_int_t)total, "left",
+                                        (json_int_t)left));
+            else
+                printf("re-sealed %lld, 0 left\n", (long long)total);
             return CTL_EXIT_OK;
+        }
         if (done == 0) { /* the rest is locked by another rekey: let it finish */
             lb_err_set(&err, LB_ERR_CONFLICT, "%lld rows are being re-sealed elsewhere",
                        (long long)left);

@@ -11,12 +11,15 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <jwt.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include "engine/seal.h"
 #include "engine/subjects.h"
 #include "lb.h"
 #include "tsupport.h"
@@ -798,12 +801,21 @@ Test(members, forged_and_stale_tokens_are_401)
 
 /* --- nothing personal at rest, in streams or in logs --------------------------------------- */
 
-static void
-hex_of(char *out, const char *s)
+/* The hex form of s, as bytea prints it; sized from s (a JWT is hundreds of
+ * characters), freed by the caller. */
+static char *
+hex_of(const char *s)
 {
-    for (; *s; s++, out += 2)
-        sprintf(out, "%02x", (unsigned char)*s);
-    *out = '\0';
+    size_t n = strlen(s);
+    char *out = malloc(2 * n + 1);
+    cr_assert_not_null(out);
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[(unsigned char)s[i] >> 4];
+        out[2 * i + 1] = digits[(unsigned char)s[i] & 0xf];
+    }
+    out[2 * n] = '\0';
+    return out;
 }
 
 /* Fails when any secret (or its hex form, as bytea prints) occurs in text[0..n). */
@@ -811,8 +823,7 @@ static void
 assert_clean(const char *where, const char *text, size_t n, const char *const *secrets)
 {
     for (const char *const *s = secrets; *s != NULL; s++) {
-        char hex[256];
-        hex_of(hex, *s);
+        char *hex = hex_of(*s);
         const char *needles[] = { *s, hex };
         for (size_t k = 0; k < 2; k++) {
             size_t len = strlen(needles[k]);
@@ -820,6 +831,7 @@ assert_clean(const char *where, const char *text, size_t n, const char *const *s
                 cr_assert(memcmp(text + i, needles[k], len) != 0, "%s holds \"%s\"%s", where, *s,
                           k ? " (hex)" : "");
         }
+        free(hex);
     }
 }
 
@@ -889,6 +901,9 @@ Test(members, no_plaintext_in_the_database_streams_or_logs)
                                     "4321-8765",
                                     code,
                                     PW,
+                                    "wrong password!",
+                                    p.access,
+                                    p.refresh,
                                     NULL };
     /* every row of every table of schema member, as text */
     PGresult *t = PQexec(tsupport_pg(), "SELECT table_name FROM information_schema.tables "
@@ -926,4 +941,177 @@ Test(members, no_plaintext_in_the_database_streams_or_logs)
     const tsupport_proc *procs[] = { &member, &mailer, &edge };
     for (size_t i = 0; i < LB_COUNTOF(procs); i++)
         scan_file(procs[i]->log, secrets);
+}
+
+/* --- key rotation: layby-ctl member rekey ------------------------------------------------- */
+
+/* Runs layby-ctl with args: its stdout into out, its stderr into err (cut at n
+ * each). Returns its exit status. */
+static int
+ctl_split(char *out, char *err, size_t n, const char *args)
+{
+    char path[600], cmd[1400];
+    snprintf(path, sizeof path, "%s/ctl-stderr-%d", tsupport_env_req("LAYBY_TEST_TMP"),
+             tsupport_port_free());
+    snprintf(cmd, sizeof cmd, "%s/layby-ctl %s 2>%s", tsupport_env_req("LAYBY_BUILD_DIR"), args,
+             path);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t len = fread(out, 1, n - 1, p);
+    out[len] = '\0';
+    int rc = pclose(p);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    len = fread(err, 1, n - 1, f);
+    err[len] = '\0';
+    fclose(f);
+    unlink(path);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+typedef struct rekey_member {
+    const char *user, *email, *phone;
+    char id[64];
+} rekey_member;
+
+/* Every sealed column of m opens under `opens` to its plaintext, names key id
+ * `id`, and does not open under `refuses`. */
+static void
+assert_sealed_by(const rekey_member *m, unsigned id, const seal_keys *opens,
+                 const seal_keys *refuses)
+{
+    const char *vals[] = { m->id };
+    PGresult *r =
+        PQexecParams(tsupport_pg(),
+                     "SELECT encode(username_sealed, 'hex'), encode(email_sealed, 'hex'), "
+                     "encode(phone_sealed, 'hex') FROM member.members "
+                     "WHERE member_id = $1::uuid",
+                     1, NULL, vals, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(tsupport_pg()));
+    cr_assert_eq(PQntuples(r), 1, "member %s", m->id);
+    const struct {
+        const char *column, *plain;
+    } cols[] = { { "username", m->user }, { "email", m->email }, { "phone", m->phone } };
+    for (int c = 0; c < (int)LB_COUNTOF(cols); c++) {
+        uint8_t sealed[512], plain[512];
+        size_t n = 0, pn = 0;
+        cr_assert_eq(sodium_hex2bin(sealed, sizeof sealed, PQgetvalue(r, 0, c),
+                                    strlen(PQgetvalue(r, 0, c)), NULL, &n, NULL),
+                     0);
+        char ad[96];
+        snprintf(ad, sizeof ad, "member.%s:%s", cols[c].column, m->id);
+        cr_assert_eq(seal_value_key_id(sealed, n), id, "%s of %s sealed by key %u, not %u",
+                     cols[c].column, m->user, seal_value_key_id(sealed, n), id);
+        lb_err err;
+        cr_assert_eq(seal_decrypt(plain, sizeof plain, &pn, opens, sealed, n, ad, &err), LB_OK,
+                     "%s of %s: %s", cols[c].column, m->user, err.msg);
+        cr_assert(pn == strlen(cols[c].plain) && memcmp(plain, cols[c].plain, pn) == 0,
+                  "%s of %s opened to something else", cols[c].column, m->user);
+        cr_assert_neq(seal_decrypt(plain, sizeof plain, &pn, refuses, sealed, n, ad, &err), LB_OK,
+                      "%s of %s still opens under the old key", cols[c].column, m->user);
+    }
+    PQclear(r);
+}
+
+static void
+member_restart(const char *key_file)
+{
+    cr_assert_eq(tsupport_daemon_stop(&member, 10000), 0, "layby-member did not stop cleanly");
+    char kf[700];
+    snprintf(kf, sizeof kf, "LAYBY_MEMBER_DATA_KEY_FILE=%s", key_file);
+    const char *const env[] = { kf, "LAYBY_MEMBER_RESEND_GAP=0", "LAYBY_RELAY_SWEEP=100ms", NULL };
+    tsupport_daemon_start(&member, "layby-member", 0, NULL, env);
+}
+
+static void
+me_is(const char *access, const rekey_member *m)
+{
+    tsupport_resp r;
+    call(&r, "GET", "/api/v1/me", access, NULL);
+    cr_assert_eq(r.status, 200, "%ld %s", r.status, r.body);
+    json_t *me = tsupport_http_json(&r);
+    cr_assert_str_eq(json_string_value(json_object_get(me, "username")), m->user);
+    cr_assert_str_eq(json_string_value(json_object_get(me, "email")), m->email);
+    cr_assert_str_eq(json_string_value(json_object_get(me, "phone")), m->phone);
+    json_decref(me);
+}
+
+Test(members, rekey_moves_every_row_to_the_new_key_while_the_api_answers)
+{
+    rekey_member ms[] = { { "rena", "rena@example.com", "010-1111-2222", "" },
+                          { "rolf", "rolf@example.net", "+82 10 3333 4444", "" },
+                          { "ruth", "ruth@example.org", "010 5555 6666", "" } };
+    for (size_t i = 0; i < LB_COUNTOF(ms); i++)
+        sign_up(ms[i].user, ms[i].email, ms[i].phone, ms[i].id, sizeof ms[i].id);
+    /* rena verified and signed in: her token must keep working through the rotation */
+    char code[8];
+    code_request(ms[0].user, ms[0].email, 1, code);
+    tsupport_resp r;
+    confirm(&r, ms[0].user, code);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    pair p;
+    login_ok(&p, ms[0].user, PW);
+
+    /* key A: the stack's key (LAYBY_DATA_KEY_FILE); key B: a fresh one */
+    seal_keys a, b;
+    lb_err e;
+    char *a_text = slurp(tsupport_env_req("LAYBY_DATA_KEY_FILE"));
+    cr_assert_eq(seal_keys_from_text(&a, a_text, &e), LB_OK, "%s", e.msg);
+    uint8_t raw[SEAL_KEY_BYTES];
+    randombytes_buf(raw, sizeof raw);
+    char b_hex[2 * SEAL_KEY_BYTES + 1];
+    sodium_bin2hex(b_hex, sizeof b_hex, raw, sizeof raw);
+    cr_assert_eq(seal_keys_from_hex(&b, b_hex, &e), LB_OK, "%s", e.msg);
+    cr_assert_neq(a.id[0], b.id[0], "two random keys with one id: run again");
+    for (size_t i = 0; i < LB_COUNTOF(ms); i++)
+        assert_sealed_by(&ms[i], a.id[0], &a, &b);
+
+    /* rotate: B first (it seals), A below it (it still opens) */
+    char both[600], only_b[600];
+    snprintf(both, sizeof both, "%s/rekey-both-%d.key", tsupport_env_req("LAYBY_TEST_TMP"),
+             tsupport_port_free());
+    snprintf(only_b, sizeof only_b, "%s/rekey-b-%d.key", tsupport_env_req("LAYBY_TEST_TMP"),
+             tsupport_port_free());
+    FILE *f = fopen(both, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "# new key first\n%s\n%s\n", b_hex, a_text);
+    fclose(f);
+    member_restart(both);
+    me_is(p.access, &ms[0]); /* old rows still open */
+
+    char out[4096], err[4096];
+    cr_assert_eq(ctl_split(out, err, sizeof out, "member rekey --batch 2"), 0, "%s%s", out, err);
+    cr_assert_str_eq(out, "re-sealed 3, 0 left\n", "stdout: %s", out);
+    cr_assert(strstr(err, "re-sealed 2, 1 left\n") != NULL, "no progress on stderr: %s", err);
+    cr_assert(strstr(err, "re-sealed 3, 0 left\n") != NULL, "stderr: %s", err);
+    for (size_t i = 0; i < LB_COUNTOF(ms); i++)
+        assert_sealed_by(&ms[i], b.id[0], &b, &a);
+    me_is(p.access, &ms[0]);
+
+    /* nothing left: a second run re-seals nothing, one JSON document on stdout */
+    cr_assert_eq(ctl_split(out, err, sizeof out, "member rekey --json"), 0, "%s%s", out, err);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    cr_assert_not_null(j, "stdout is not one JSON document: %s", out);
+    cr_assert_eq(json_integer_value(json_object_get(j, "resealed")), 0, "%s", out);
+    cr_assert_eq(json_integer_value(json_object_get(j, "left")), 0, "%s", out);
+    json_decref(j);
+    cr_assert_eq(ctl_split(out, err, sizeof out, "member rekey --batch 0"), 2, "%s%s", out, err);
+
+    /* drop the old key: every member still opens, logs in and reads its page */
+    f = fopen(only_b, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "%s\n", b_hex);
+    fclose(f);
+    member_restart(only_b);
+    me_is(p.access, &ms[0]);
+    login_ok(&p, ms[0].user, PW);
+    me_is(p.access, &ms[0]);
+    char args[128];
+    snprintf(args, sizeof args, "member show %s", ms[1].user);
+    cr_assert_eq(ctl(out, sizeof out, args), 0, "%s", out);
+    cr_assert(strstr(out, ms[1].email) != NULL && strstr(out, ms[1].phone) != NULL, "%s", out);
+    sodium_memzero(&a, sizeof a);
+    sodium_memzero(&b, sizeof b);
+    free(a_text);
 }
