@@ -17,6 +17,7 @@ typedef struct bus_setup_conf {
     int64_t ack_wait_ms;
     int64_t max_deliver;
     int64_t max_ack_pending;
+    int64_t replicas;
 } bus_setup_conf;
 _Static_assert(offsetof(bus_setup_conf, conn) == 0, "ctl_conn first");
 
@@ -29,6 +30,7 @@ static const cfg_opt bus_setup_opts[] = {
     { "ack-wait",        "LAYBY_BUS_ACK_WAIT",        CFG_MS,  "3s",   offsetof(bus_setup_conf, ack_wait_ms),     1000, 3600000,        "redelivery after an unacked message" },
     { "max-deliver",     "LAYBY_BUS_MAX_DELIVER",     CFG_INT, "5",    offsetof(bus_setup_conf, max_deliver),     1, 1000,              "deliveries per message before the server stops" },
     { "max-ack-pending", "LAYBY_BUS_MAX_ACK_PENDING", CFG_INT, "4096", offsetof(bus_setup_conf, max_ack_pending), 1, 1000000,           "unacked messages per durable" },
+    { "replicas",        "LAYBY_BUS_REPLICAS",        CFG_INT, "1",    offsetof(bus_setup_conf, replicas),        1, 5,                 "copies of every stream and bucket (3 on a cluster)" },
 };
 /* clang-format on */
 const ctl_flags ctl_bus_setup_flags = CTL_FLAGS(bus_setup_opts);
@@ -61,6 +63,7 @@ ctl_bus_setup(const ctl_cmd *cmd, int argc, char **argv)
     o.ack_wait_ms = conf.ack_wait_ms;
     o.max_deliver = conf.max_deliver;
     o.max_ack_pending = conf.max_ack_pending;
+    o.replicas = conf.replicas;
     if (ctl_nats_open(&nc, &js, &conf.conn, &err) != LB_OK ||
         bus_topology_apply(js, &o, report, NULL, &err) != LB_OK)
         rc = ctl_fail(cmd, &err);

@@ -7,13 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus.h"
+
 ctl_output ctl_out;
 
 #define CTL_ROWS_MAX 32
 
 /* clang-format off */
 static const cfg_opt ctl_nats_rows[] = {
-    { "nats-url",      "LAYBY_NATS_URL",          CFG_STR, "nats://127.0.0.1:14222", offsetof(ctl_conn, nats_url),      0, 0, "NATS server URL" },
+    { "nats-url",      "LAYBY_NATS_URL",          CFG_STR, "nats://127.0.0.1:14222", offsetof(ctl_conn, nats_url),      0, 0, "NATS server URL, or a comma-separated list of a cluster's nodes" },
     { "nats-user",     "LAYBY_CTL_NATS_USER",     CFG_STR, "",                       offsetof(ctl_conn, nats_user),     0, 0, "NATS user (the admin user of etc/nats-users.tsv)" },
     { "nats-password", "LAYBY_CTL_NATS_PASSWORD", CFG_STR, "",                       offsetof(ctl_conn, nats_password), 0, 0, "its password" },
 };
@@ -159,9 +161,14 @@ ctl_nats_open(natsConnection **nc, jsCtx **js, const ctl_conn *c, lb_err *err)
     *nc = NULL;
     if (js != NULL)
         *js = NULL;
-    if ((s = natsOptions_Create(&o)) != NATS_OK ||
-        (s = natsOptions_SetURL(o, c->nats_url)) != NATS_OK ||
-        (s = natsOptions_SetName(o, "layby-ctl")) != NATS_OK ||
+    if ((s = natsOptions_Create(&o)) != NATS_OK) {
+        rc = ctl_nats_err(err, s, "NATS options");
+        goto out;
+    }
+    /* The daemons' rule: LAYBY_NATS_URL may list a cluster's nodes. */
+    if ((rc = bus_servers_set(o, c->nats_url, err)) != LB_OK)
+        goto out;
+    if ((s = natsOptions_SetName(o, "layby-ctl")) != NATS_OK ||
         (s = natsOptions_SetTimeout(o, c->timeout_ms)) != NATS_OK ||
         (s = natsOptions_SetAllowReconnect(o, false)) != NATS_OK) {
         rc = ctl_nats_err(err, s, "NATS options");

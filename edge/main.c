@@ -52,7 +52,7 @@ static const cfg_opt edge_opts[] = {
     { "auth-cache", "LAYBY_EDGE_AUTH_CACHE", CFG_INT, "4096", OFF(auth_cache), 0, 1 << 20,
       "verified tokens remembered until their exp (0 = none)" },
     { "nats-url", "LAYBY_NATS_URL", CFG_STR, "nats://127.0.0.1:14222", OFF(nats_url), 0, 0,
-      "NATS server URL" },
+      "NATS server URL, or a comma-separated list of a cluster's nodes" },
     { "nats-user", "LAYBY_EDGE_NATS_USER", CFG_STR, "", OFF(nats_user), 0, 0, "NATS user" },
     { "nats-password", "LAYBY_EDGE_NATS_PASSWORD", CFG_STR, "", OFF(nats_password), 0, 0,
       "NATS password" },

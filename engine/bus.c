@@ -21,6 +21,7 @@ struct bus {
     natsConnection *nc;
     jsCtx *js;
     int64_t publish_wait_ms;
+    int64_t publish_retry_ms;
     atomic_bool closing; /* bus_close() runs: a disconnect is expected, not news */
     /* nats.c runs callbacks on its own thread, after Close returns: the bus
      * lives until the closed callback (the last one) has run. */
@@ -222,6 +223,59 @@ on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus s, void *cl
              LOG_STR("status", natsStatus_GetText(s)), LOG_STR("detail", last ? last : ""));
 }
 
+static bool
+is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+lb_status
+bus_servers_split(char *buf, size_t cap, const char *urls, const char **out, int *n, lb_err *err)
+{
+    *n = 0;
+    if (urls == NULL || strlen(urls) + 1 > cap)
+        return lb_err_set(err, LB_ERR_CONFIG, "NATS URL list is missing or too long");
+    memcpy(buf, urls, strlen(urls) + 1);
+    for (char *item = buf, *next; item != NULL; item = next) {
+        next = strchr(item, ',');
+        if (next != NULL)
+            *next++ = '\0';
+        while (is_blank(*item))
+            item++;
+        char *end = item + strlen(item);
+        while (end > item && is_blank(end[-1]))
+            *--end = '\0';
+        if (*item == '\0')
+            return lb_err_set(err, LB_ERR_CONFIG, "NATS URL list '%s' has an empty item", urls);
+        if (*n == BUS_SERVERS_MAX)
+            return lb_err_set(err, LB_ERR_CONFIG, "NATS URL list names more than %d servers",
+                              BUS_SERVERS_MAX);
+        out[(*n)++] = item;
+    }
+    return LB_OK;
+}
+
+lb_status
+bus_servers_set(natsOptions *o, const char *urls, lb_err *err)
+{
+    size_t cap = urls != NULL ? strlen(urls) + 1 : 1;
+    char *buf = malloc(cap);
+    const char *list[BUS_SERVERS_MAX];
+    int n = 0;
+    if (buf == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "NATS URL list");
+    lb_status st = bus_servers_split(buf, cap, urls, list, &n, err);
+    if (st == LB_OK) {
+        /* SetURL takes one URL only: nats.c 3.4 would read "a,b" as one bad
+         * host. SetServers copies the strings. */
+        natsStatus s = natsOptions_SetServers(o, list, n);
+        if (s != NATS_OK)
+            st = bus__nats_err(err, s, "NATS URL list");
+    }
+    free(buf);
+    return st;
+}
+
 lb_status
 bus_open(bus **out, const bus_opts *opts, lb_err *err)
 {
@@ -234,10 +288,14 @@ bus_open(bus **out, const bus_opts *opts, lb_err *err)
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->closed_cond, NULL);
     b->publish_wait_ms = opts->publish_wait_ms > 0 ? opts->publish_wait_ms : 5000;
+    b->publish_retry_ms = opts->publish_retry_ms > 0 ? opts->publish_retry_ms : 15000;
     if ((s = natsOptions_Create(&o)) != NATS_OK)
         goto out_nats;
-    if ((s = natsOptions_SetURL(o, opts->url)) != NATS_OK)
-        goto out_nats;
+    if ((st = bus_servers_set(o, opts->url, err)) != LB_OK) {
+        natsOptions_Destroy(o);
+        bus_close(b);
+        return st;
+    }
     if (opts->user != NULL && opts->user[0] != '\0' &&
         (s = natsOptions_SetUserInfo(o, opts->user, opts->password ? opts->password : "")) !=
             NATS_OK)
@@ -383,6 +441,16 @@ bus_msg_new(natsMsg **out, const char *subject, const bus_envelope *env,
     return st;
 }
 
+/* What a node's death or a stream leader election looks like to a publisher:
+ * no ack in time, nobody listening on the stream's subject for a moment, or
+ * the meta leader saying JetStream is not available yet. */
+static bool
+bus_publish_retryable(natsStatus s, jsErrCode jerr)
+{
+    return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS || s == NATS_NOT_YET_CONNECTED ||
+           jerr == JSClusterNotAvailErr;
+}
+
 lb_status
 bus_publish(bus *b, const char *subject, const bus_envelope *env, const ProtobufCMessage *msg,
             lb_err *err)
@@ -394,11 +462,24 @@ bus_publish(bus *b, const char *subject, const bus_envelope *env, const Protobuf
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MsgId = env->msg_id;
-    jsPubAck *ack = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_PublishMsg(&ack, b->js, m, &po, &jerr);
+    int64_t until = lb_mono_us() + b->publish_retry_ms * 1000;
+    natsStatus s;
+    for (int attempt = 1;; attempt++) {
+        jsPubAck *ack = NULL;
+        jsErrCode jerr = 0;
+        s = js_PublishMsg(&ack, b->js, m, &po, &jerr);
+        jsPubAck_Destroy(ack);
+        if (s == NATS_OK || !bus_publish_retryable(s, jerr) || lb_mono_us() >= until)
+            break;
+        /* Same message, same Nats-Msg-Id: if the first try was stored after
+         * all, the stream answers this one as a duplicate of it. */
+        log_warn(NULL, "bus.publish_retry", "publish unanswered; sending it again",
+                 LOG_STR("subject", subject), LOG_STR("msg_id", env->msg_id),
+                 LOG_STR("status", natsStatus_GetText(s)), LOG_INT("attempt", attempt));
+        struct timespec ts = { 0, 100 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
     natsMsg_Destroy(m);
-    jsPubAck_Destroy(ack);
     if (s != NATS_OK)
         return bus__nats_err(err, s, "publish");
     return LB_OK;

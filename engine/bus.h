@@ -69,13 +69,18 @@ lb_status bus_traceparent_check(const char *tp, lb_err *err);
 /* Makes a new sampled traceparent (for requests that arrive without one). */
 void bus_traceparent_new(char out[BUS_TRACE_MAX]);
 
+/* Most servers a URL list may name (a cluster is 3 or 5 nodes; the client
+ * learns the others from the server once connected). */
+#define BUS_SERVERS_MAX 16
+
 typedef struct bus_opts {
-    const char *url;  /* nats://127.0.0.1:4222 */
+    const char *url;  /* nats://127.0.0.1:4222, or a comma-separated list of a cluster's nodes */
     const char *user; /* NULL or "" = anonymous */
     const char *password;
-    const char *name;        /* connection name shown by the server */
-    int64_t publish_wait_ms; /* JetStream publish ack wait (default 5000) */
-    int64_t max_pending;     /* async publishes in flight (default 4096) */
+    const char *name;         /* connection name shown by the server */
+    int64_t publish_wait_ms;  /* JetStream publish ack wait (default 5000) */
+    int64_t max_pending;      /* async publishes in flight (default 4096) */
+    int64_t publish_retry_ms; /* bus_publish() retries an unanswered publish this long (15000) */
 } bus_opts;
 #define BUS_OPTS_INIT                                \
     {                                                \
@@ -83,6 +88,17 @@ typedef struct bus_opts {
     }
 
 typedef struct bus bus;
+
+/* Gives o the servers of `urls`, a comma-separated list (blanks around each
+ * URL ignored), as natsOptions_SetServers() takes them: the client connects to
+ * any, and on a node's loss reconnects to another. LB_ERR_CONFIG for an empty
+ * list, an empty item or more than BUS_SERVERS_MAX. Used by the daemons
+ * (bus_open) and layby-ctl, so LAYBY_NATS_URL means the same to both. */
+lb_status bus_servers_set(natsOptions *o, const char *urls, lb_err *err);
+/* Splits urls like bus_servers_set() into out[] (pointers into buf, which
+ * must hold strlen(urls) + 1 bytes); *n is the count. */
+lb_status bus_servers_split(char *buf, size_t cap, const char *urls, const char **out, int *n,
+                            lb_err *err);
 
 /* Connects with unlimited reconnects (retrying a first connect that fails). */
 lb_status bus_open(bus **out, const bus_opts *opts, lb_err *err);
@@ -101,7 +117,13 @@ lb_status bus_msg_new_raw(natsMsg **out, const char *subject, const bus_envelope
                           const void *body, size_t len, lb_err *err);
 
 /* Publishes to JetStream and waits for the stored ack. A timeout is ambiguous
- * (the message may be stored): retry with the same env, dedup drops a repeat. */
+ * (the message may be stored), and while a node dies or the stream elects a
+ * leader the publish gets no answer (timeout, no responders) or "JetStream
+ * temporarily unavailable": bus_publish() itself sends the same message with
+ * the same Nats-Msg-Id again, every 100 ms up to bus_opts.publish_retry_ms, so
+ * the stream's duplicate window (2 min) drops a repeat that was stored. Other
+ * failures and the last one return at once; retrying with the same env is
+ * still safe within the window. */
 lb_status bus_publish(bus *b, const char *subject, const bus_envelope *env,
                       const ProtobufCMessage *msg, lb_err *err);
 /* Core NATS publish (replies to a waiting edge request); no persistence. */

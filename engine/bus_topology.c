@@ -108,6 +108,13 @@ is_not_found(natsStatus s, jsErrCode jerr, int code)
     return s == NATS_NOT_FOUND || (int)jerr == code;
 }
 
+/* 0 (a zeroed opts) means one copy, as the server reads it. */
+static int64_t
+replicas_of(const bus_topology_opts *opts)
+{
+    return opts->replicas > 0 ? opts->replicas : 1;
+}
+
 static bool
 str_eq(const char *a, const char *b)
 {
@@ -134,6 +141,7 @@ bus_topology_stream_apply(bus_topology_change *out, jsCtx *js, const bus_topolog
         cfg.Storage = js_FileStorage;
         cfg.MaxAge = opts->max_age_ms * NS_PER_MS;
         cfg.Duplicates = opts->duplicates_ms * NS_PER_MS;
+        cfg.Replicas = replicas_of(opts);
         jerr = 0;
         s = js_AddStream(NULL, js, &cfg, NULL, &jerr);
         if (s != NATS_OK)
@@ -155,7 +163,7 @@ bus_topology_stream_apply(bus_topology_change *out, jsCtx *js, const bus_topolog
     bool same = cur->SubjectsLen == 1 && str_eq(cur->Subjects[0], stream->subject) &&
                 cur->MaxAge == opts->max_age_ms * NS_PER_MS &&
                 cur->Duplicates == opts->duplicates_ms * NS_PER_MS &&
-                str_eq(cur->Description, stream->about);
+                cur->Replicas == replicas_of(opts) && str_eq(cur->Description, stream->about);
     if (same) {
         *out = BUS_TOPOLOGY_UNCHANGED;
         goto out;
@@ -169,6 +177,7 @@ bus_topology_stream_apply(bus_topology_change *out, jsCtx *js, const bus_topolog
     cur->SubjectsLen = 1;
     cur->MaxAge = opts->max_age_ms * NS_PER_MS;
     cur->Duplicates = opts->duplicates_ms * NS_PER_MS;
+    cur->Replicas = replicas_of(opts);
     cur->Description = stream->about;
     jerr = 0;
     s = js_UpdateStream(NULL, js, cur, NULL, &jerr);
@@ -259,7 +268,7 @@ out:
 
 lb_status
 bus_topology_bucket_apply(bus_topology_change *out, jsCtx *js, const bus_topology_bucket *b,
-                          lb_err *err)
+                          const bus_topology_opts *opts, lb_err *err)
 {
     char stream[128];
     jsStreamInfo *si = NULL;
@@ -277,6 +286,7 @@ bus_topology_bucket_apply(bus_topology_change *out, jsCtx *js, const bus_topolog
         cfg.History = (uint8_t)b->history;
         cfg.TTL = b->ttl_ms * NS_PER_MS; /* nanoseconds (PLATFORM.md) */
         cfg.StorageType = js_FileStorage;
+        cfg.Replicas = (int)replicas_of(opts);
         s = js_CreateKeyValue(&kv, js, &cfg);
         if (s != NATS_OK)
             return nats_fail(err, s, 0, "create bucket", b->name);
@@ -290,12 +300,14 @@ bus_topology_bucket_apply(bus_topology_change *out, jsCtx *js, const bus_topolog
     /* A bucket is the stream KV_<name>: TTL is its MaxAge, history its
      * MaxMsgsPerSubject. nats.c 3.4 has no bucket update, so update the stream. */
     jsStreamConfig *cur = si->Config;
-    if (cur->MaxAge == b->ttl_ms * NS_PER_MS && cur->MaxMsgsPerSubject == b->history) {
+    if (cur->MaxAge == b->ttl_ms * NS_PER_MS && cur->MaxMsgsPerSubject == b->history &&
+        cur->Replicas == replicas_of(opts)) {
         *out = BUS_TOPOLOGY_UNCHANGED;
         goto out;
     }
     cur->MaxAge = b->ttl_ms * NS_PER_MS;
     cur->MaxMsgsPerSubject = b->history;
+    cur->Replicas = replicas_of(opts);
     jerr = 0;
     s = js_UpdateStream(NULL, js, cur, NULL, &jerr);
     if (s != NATS_OK) {
@@ -346,7 +358,7 @@ bus_topology_apply(jsCtx *js, const bus_topology_opts *opts, bus_topology_report
     }
     for (size_t i = 0; i < bus_topology_n_buckets; i++) {
         const bus_topology_bucket *b = &bus_topology_buckets[i];
-        if ((rc = bus_topology_bucket_apply(&ch, js, b, err)) != LB_OK)
+        if ((rc = bus_topology_bucket_apply(&ch, js, b, opts, err)) != LB_OK)
             return rc;
         if (report != NULL)
             report(arg, "bucket", b->name, ch);

@@ -71,11 +71,14 @@ typedef struct bus_topology_opts {
     int64_t ack_wait_ms;     /* redelivery after a consumer died mid-message */
     int64_t max_deliver;     /* deliveries before the server gives up */
     int64_t max_ack_pending; /* unacked messages per durable */
+    /* Copies of every stream and bucket: 1 on a single server, 3 on a
+     * cluster (docs/OPERATIONS.md). Durables inherit their stream's. */
+    int64_t replicas;
 } bus_topology_opts;
-#define BUS_TOPOLOGY_OPTS_INIT                                                \
-    {                                                                         \
-        .max_age_ms = 7LL * 24 * 3600 * 1000, .duplicates_ms = 2 * 60 * 1000, \
-        .ack_wait_ms = 3 * 1000, .max_deliver = 5, .max_ack_pending = 4096    \
+#define BUS_TOPOLOGY_OPTS_INIT                                                            \
+    {                                                                                     \
+        .max_age_ms = 7LL * 24 * 3600 * 1000, .duplicates_ms = 2 * 60 * 1000,             \
+        .ack_wait_ms = 3 * 1000, .max_deliver = 5, .max_ack_pending = 4096, .replicas = 1 \
     }
 
 typedef enum bus_topology_change {
@@ -96,9 +99,10 @@ lb_status bus_topology_stream_apply(bus_topology_change *out, jsCtx *js,
 lb_status bus_topology_consumer_apply(bus_topology_change *out, jsCtx *js,
                                       const bus_topology_consumer *c, const bus_topology_opts *opts,
                                       lb_err *err);
-/* Creates the bucket, or updates its TTL/history when they differ. */
+/* Creates the bucket, or updates its TTL/history/replicas when they differ. */
 lb_status bus_topology_bucket_apply(bus_topology_change *out, jsCtx *js,
-                                    const bus_topology_bucket *b, lb_err *err);
+                                    const bus_topology_bucket *b, const bus_topology_opts *opts,
+                                    lb_err *err);
 
 /* Called once per object by bus_topology_apply(); kind is "stream",
  * "consumer" or "bucket", name e.g. "LAYBY_CMD/catalog". */

@@ -40,7 +40,7 @@ svc_cfg_opts(cfg_opt *opts, size_t cap, const char *name, size_t base)
 #define OFF(f) (base + offsetof(svc_cfg, f))
     /* clang-format off */
     const cfg_opt rows[] = {
-        { "nats-url",      "LAYBY_NATS_URL",    CFG_STR,  "nats://127.0.0.1:14222", OFF(nats_url), 0, 0, "NATS server URL" },
+        { "nats-url",      "LAYBY_NATS_URL",    CFG_STR,  "nats://127.0.0.1:14222", OFF(nats_url), 0, 0, "NATS server URL, or a comma-separated list of a cluster's nodes" },
         { "nats-user",     svc_env_names[0],    CFG_STR,  "",       OFF(nats_user), 0, 0, "NATS user of this service" },
         { "nats-password", svc_env_names[1],    CFG_STR,  "",       OFF(nats_password), 0, 0, "NATS password" },
         { "database-url",  svc_env_names[2],    CFG_STR,  NULL,     OFF(db_url), 0, 0, "PostgreSQL connection URL (service role)" },
