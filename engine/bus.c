@@ -542,7 +542,16 @@ bus_command(natsMsg **reply, bus *b, const char *subject, bus_envelope *env,
     snprintf(env->reply, sizeof env->reply, "%s", inbox);
     int64_t t0 = lb_mono_us();
     lb_status st = bus_publish(b, subject, env, cmd, err);
-    if (st == LB_OK) {
+    if (st == LB_ERR_TIMEOUT) {
+        /* No ack for the publish: the command may not be stored (found by
+         * the chaos run: nats-server killed while a checkout's place was
+         * published; the edge took the timeout for "still deciding" and
+         * answered 202 for an order that never existed). Only a timeout
+         * while waiting for the outcome means "sent, not decided yet". */
+        st = LB_ERR_UNAVAILABLE;
+        if (err != NULL)
+            err->code = st;
+    } else if (st == LB_OK) {
         int64_t left = timeout_ms - (lb_mono_us() - t0) / 1000;
         s = natsSubscription_NextMsg(reply, sub, left > 0 ? left : 1);
         if (s != NATS_OK)
