@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# bench/chaos.sh - the chaos run of issue 22: tests/e2e/chaos_test.c for
+# SECONDS (default 600) against private servers (tests/support/harness.sh,
+# loopback only), then its throughput over time as an SVG and the recovery
+# time after each fault (bench/chaos_plot.py).
+#
+#   bench/chaos.sh [BUILD [SECONDS [SVG]]]
+#
+# BUILD (default build/relhooks) must be a test build, since the harness
+# needs the test rows; for a Release one:
+#   cmake -S . -B build/relhooks -DCMAKE_BUILD_TYPE=Release -DLAYBY_TEST_HOOKS=ON \
+#         -DCMAKE_C_COMPILER_LAUNCHER=ccache && cmake --build build/relhooks -j2
+# SVG defaults to docs/chaos-throughput.svg. LAYBY_CHAOS_SEED replays a run;
+# LAYBY_CHAOS_CLIENTS and LAYBY_CHAOS_LOAD as in the test. The run's files
+# (rate.csv, faults.csv, summary.txt) stay in the folder printed at the end.
+# Exits with the test's status: 0 only when every check held.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build/relhooks}
+SECS=${2:-600}
+SVG=${3:-docs/chaos-throughput.svg}
+OUT=$(mktemp -d /tmp/layby-chaos.XXXXXX)
+
+rc=0
+LAYBY_CHAOS_SECONDS=$SECS LAYBY_CHAOS_OUT=$OUT \
+    tests/support/harness.sh "$BUILD" -L chaos --output-on-failure || rc=$?
+if [ -s "$OUT/rate.csv" ] && [ -s "$OUT/faults.csv" ]; then
+    seed=$(sed -n 's/.*seed=\([0-9]*\).*/\1/p' "$OUT/summary.txt" 2>/dev/null || true)
+    python3 bench/chaos_plot.py "$OUT" "$SVG" \
+        "chaos run, ${SECS} s, seed ${seed:-?} ($(basename "$BUILD"))" | tee "$OUT/recovery.md"
+fi
+cat "$OUT/summary.txt" 2>/dev/null || echo "chaos: no summary (the test failed before its end)"
+echo "chaos: exit $rc, files in $OUT"
+exit "$rc"
