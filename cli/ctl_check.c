@@ -7,8 +7,10 @@
  * operator command, in order: the timers are in no stream, so the log is the
  * record of inputs) through this build's decider, and compares the commands
  * it decides, in order, with the commands LAYBY_CMD really holds for the saga
- * (Layby-Correlation = the saga id, on a subject some saga type of this build
- * sends). A saga whose decided and sent commands differ is reported, with
+ * (on a subject some saga type of this build sends, naming the saga by its
+ * saga_id field, else by its Layby-Correlation: the orchestrator's rule; the
+ * correlation alone does not say which saga, since an order's place and pay
+ * sagas share the order id). A saga whose decided and sent commands differ is reported, with
  * the first difference; exit 1 if any differs.
  *
  * The sagas are read first, so LAYBY_CMD is read only from the earliest
@@ -30,6 +32,7 @@
 #include <time.h>
 
 #include "bus.h"
+#include "codec.h"
 #include "ctl_events.h"
 #include "ctl_saga_int.h"
 #include "id.h"
@@ -41,7 +44,8 @@
 #define SQL_CHECK_LOG                                                                          \
     "WITH pick AS (SELECT saga_id, saga_type, version, created_at FROM saga.sagas"              \
     "  WHERE ($1::bigint = 0 OR updated_at >= timestamptz 'epoch' + $1::bigint * interval '1 millisecond')" \
-    "    AND ($2 = '' OR saga_id::text = $2) AND ($3 = '' OR saga_type = $3)"                    \
+    "    AND ($2 = '' OR saga_id = NULLIF($2, '')::uuid OR correlation = NULLIF($2, '')::uuid)" \
+    "    AND ($3 = '' OR saga_type = $3)"                                                        \
     "  ORDER BY updated_at DESC LIMIT NULLIF($4::bigint, 0))"                                    \
     " SELECT l.id, " CTL_TS("l.at") ", l.msg_id, l.input_kind, l.input, l.verdict, l.from_status," \
     " l.to_status, l.line, l.saga_id::text, s.saga_type, s.version,"                           \
@@ -63,7 +67,7 @@ enum {
 
 /* One command LAYBY_CMD holds. */
 typedef struct sent_cmd {
-    char corr[ID_STR_LEN];
+    char corr[ID_STR_LEN]; /* the saga it was sent for */
     uint64_t seq;
     const char *subject; /* the step table's string (a known subject) */
     char type[96];
@@ -123,6 +127,26 @@ known_subject(const saga_registry *reg, const char *subject)
 
 /* --- the commands sent ------------------------------------------------------------ */
 
+/* The saga a command was sent for: its saga_id field when its type has one
+ * (copied into out), else its correlation. */
+static const char *
+sent_saga(char out[ID_STR_LEN], natsMsg *m, const char *type, const char *corr)
+{
+    const ProtobufCMessageDescriptor *d = type != NULL ? codec_type_find(type) : NULL;
+    const ProtobufCFieldDescriptor *f =
+        d != NULL ? protobuf_c_message_descriptor_get_field_by_name(d, "saga_id") : NULL;
+    ProtobufCMessage *msg = NULL;
+    lb_err err;
+    if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED ||
+        codec_unpack(&msg, d, (const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
+                     &err) != LB_OK)
+        return corr;
+    const char *id = *(char *const *)((const char *)msg + f->offset);
+    snprintf(out, ID_STR_LEN, "%s", id != NULL && id_valid(id) ? id : corr);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return out;
+}
+
 static bool
 sent_add(void *arg, natsMsg *m, uint64_t seq, int64_t time_ns)
 {
@@ -134,6 +158,8 @@ sent_add(void *arg, natsMsg *m, uint64_t seq, int64_t time_ns)
         corr == NULL || !id_valid(corr))
         return true;
     natsMsgHeader_Get(m, BUS_H_TYPE, &type);
+    char saga_id[ID_STR_LEN];
+    const char *saga = sent_saga(saga_id, m, type, corr);
     if (run->n_sent == run->cap_sent) {
         size_t cap = run->cap_sent ? run->cap_sent * 2 : 4096;
         sent_cmd *p = realloc(run->sent, cap * sizeof *p);
@@ -143,7 +169,7 @@ sent_add(void *arg, natsMsg *m, uint64_t seq, int64_t time_ns)
         run->cap_sent = cap;
     }
     sent_cmd *s = &run->sent[run->n_sent++];
-    snprintf(s->corr, sizeof s->corr, "%s", corr);
+    snprintf(s->corr, sizeof s->corr, "%s", saga);
     snprintf(s->type, sizeof s->type, "%s", type ? type : "");
     s->seq = seq;
     s->subject = subject;

@@ -1,7 +1,9 @@
 /* ctl_order.c - `layby-ctl order list|show`: orders as the order service
  * answers them (queries as the admin user, any member's), the delivery from
- * the delivery service, and the order's saga (its id is the order id) with
- * its transition log from schema saga. */
+ * the delivery service, and every saga of the order from schema saga, each
+ * with its transition log: the place saga (its id is the order id; cancel
+ * and return are its signals) and each pay request's saga (its correlation
+ * is the order id, sql/0770), oldest first. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 #include "bus.h"
 #include "codec.h"
 #include "ctl.h"
+#include "ctl_saga_int.h"
 #include "engine/subjects.h"
 #include "layby/v1/delivery.pb-c.h"
 #include "layby/v1/order.pb-c.h"
@@ -82,14 +85,30 @@ ctl_order_list(const ctl_cmd *cmd, int argc, char **argv)
     return s == LB_OK ? CTL_EXIT_OK : ctl_fail(cmd, &err);
 }
 
-/* Prints msg as indented JSON under a heading, or with --json adds it to
- * doc under key. */
+/* The ship-to address is a snapshot of the address's fields as they were
+ * when ordering (services/order: an AddressDraft and the address id): an
+ * Address's default flag and creation time are not part of it, and showing
+ * them as false and "" would say something the order does not know. */
 static void
-json_print(json_t *doc, const char *key, const char *title, const ProtobufCMessage *msg)
+order_fix(json_t *order)
+{
+    static const char *const not_held[] = { "isDefault", "createdAt" };
+    json_t *ship_to = json_object_get(order, "shipTo");
+    for (size_t i = 0; json_is_object(ship_to) && i < LB_COUNTOF(not_held); i++)
+        json_object_del(ship_to, not_held[i]);
+}
+
+/* Prints msg as indented JSON under a heading, or with --json adds it to
+ * doc under key; fix (NULL = none) trims the JSON first. */
+static void
+json_print(json_t *doc, const char *key, const char *title, const ProtobufCMessage *msg,
+           void (*fix)(json_t *))
 {
     json_t *j = NULL;
     if (codec_json_encode(&j, msg, NULL) != LB_OK)
         return;
+    if (fix != NULL)
+        fix(j);
     if (ctl_out.json) {
         json_object_set_new(doc, key, j);
         return;
@@ -98,6 +117,44 @@ json_print(json_t *doc, const char *key, const char *title, const ProtobufCMessa
     printf("%s\n%s\n", title, text ? text : "");
     free(text);
     json_decref(j);
+}
+
+/* The order's sagas, oldest first. */
+#define SQL_ORDER_SAGAS                                                        \
+    "SELECT saga_id::text, saga_type FROM saga.sagas WHERE saga_id = $1::uuid" \
+    " OR correlation = $1::uuid ORDER BY created_at, saga_id"
+
+/* Every saga of order id: with --json into doc's "sagas" (and the place
+ * saga, as before, under "saga"), else printed one after the other. */
+static lb_status
+sagas_show(json_t *doc, PGconn *pg, const char *id, lb_err *err)
+{
+    const char *p[] = { id };
+    PGresult *r = ctl_query(pg, SQL_ORDER_SAGAS, 1, p, err);
+    if (r == NULL)
+        return LB_ERR_DB;
+    json_t *all = json_array();
+    lb_status s = LB_OK;
+    int n = PQntuples(r);
+    if (!ctl_out.json)
+        printf("sagas: %d\n", n);
+    for (int i = 0; i < n && s == LB_OK; i++) {
+        const char *sid = PQgetvalue(r, i, 0);
+        json_t *saga = NULL;
+        if (!ctl_out.json) {
+            printf("saga %d of %d (%s):\n", i + 1, n, PQgetvalue(r, i, 1));
+            s = ctl_saga_print(pg, sid, err);
+        } else if ((s = ctl_saga_json(&saga, pg, sid, err)) == LB_OK) {
+            if (strcmp(sid, id) == 0)
+                json_object_set(doc, "saga", saga);
+            json_array_append_new(all, saga);
+        }
+    }
+    PQclear(r);
+    if (s == LB_OK && n == 0)
+        s = lb_err_set(err, LB_ERR_NOT_FOUND, "no saga of order %s", id);
+    json_object_set_new(doc, "sagas", all);
+    return s;
 }
 
 typedef struct order_show_conf {
@@ -126,24 +183,19 @@ ctl_order_show(const ctl_cmd *cmd, int argc, char **argv)
                 &err);
     json_t *doc = json_object();
     if (s == LB_OK) {
-        json_print(doc, "order", "order:", o);
+        json_print(doc, "order", "order:", o, order_fix);
         Layby__V1__GetDelivery gd = LAYBY__V1__GET_DELIVERY__INIT;
         gd.order_id = (char *)id;
         lb_err derr;
         if (ask(&d, b, &conf.conn, SUBJ_DELIVERY_GET, &gd.base, &layby__v1__delivery__descriptor,
                 &derr) == LB_OK)
-            json_print(doc, "delivery", "delivery:", d);
+            json_print(doc, "delivery", "delivery:", d, NULL);
         else if (!ctl_out.json)
             printf("delivery: none (%s)\n", derr.msg);
-        json_t *saga = NULL;
-        if (!ctl_out.json)
-            printf("saga:\n");
         if ((s = ctl_pg_open(&pg, &conf.conn, &err)) == LB_OK)
-            s = ctl_out.json ? ctl_saga_json(&saga, pg, id, &err) : ctl_saga_print(pg, id, &err);
-        if (s == LB_OK && ctl_out.json) {
-            json_object_set_new(doc, "saga", saga);
+            s = sagas_show(doc, pg, id, &err);
+        if (s == LB_OK && ctl_out.json)
             ctl_json_doc(json_incref(doc));
-        }
     }
     json_decref(doc);
     if (o != NULL)

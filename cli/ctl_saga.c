@@ -30,7 +30,7 @@
     " FROM saga.sagas"                                                                      \
     " WHERE ($1 = '' OR status = $1) AND ($2 = '' OR saga_type = $2)"                        \
     "   AND ($3::bigint = 0 OR updated_at >= timestamptz 'epoch' + $3::bigint * interval '1 millisecond')" \
-    "   AND ($4 = '' OR saga_id::text = $4)"                                                \
+    "   AND ($4 = '' OR saga_id = NULLIF($4, '')::uuid OR correlation = NULLIF($4, '')::uuid)" \
     "   AND ($5::bigint = 0 OR (created_at, saga_id) <"                                     \
     "        (timestamptz 'epoch' + $5::bigint * interval '1 microsecond', NULLIF($6, '')::uuid))" \
     " ORDER BY created_at DESC, saga_id DESC LIMIT $7::bigint"
@@ -180,7 +180,7 @@ static const cfg_opt saga_list_opts[] = {
     { "state",       NULL, CFG_STR, "",   offsetof(saga_list_conf, state),       0, 0,      "only sagas in this state (RUNNING, COMPENSATING, COMPLETED, FAILED, STUCK, RESOLVED, CANCELLED)" },
     { "type",        NULL, CFG_STR, "",   offsetof(saga_list_conf, type),        0, 0,      "only sagas of this type (order_place)" },
     { "since",       NULL, CFG_STR, "",   offsetof(saga_list_conf, since),       0, 0,      "only sagas changed at or after this time (RFC 3339)" },
-    { "correlation", NULL, CFG_STR, "",   offsetof(saga_list_conf, correlation), 0, 0,      "only the saga of this flow (Layby-Correlation: the order id)" },
+    { "correlation", NULL, CFG_STR, "",   offsetof(saga_list_conf, correlation), 0, 0,      "only the sagas of this flow (Layby-Correlation: an order's place and pay sagas)" },
     { "after",       NULL, CFG_STR, "",   offsetof(saga_list_conf, after),       0, 0,      "the next page: the cursor the previous page ended with" },
     { "limit",       NULL, CFG_INT, "50", offsetof(saga_list_conf, limit),       1, 100000, "sagas per page, newest first" },
 };
@@ -341,6 +341,30 @@ record_json(const saga_state *state, const saga_type *t)
     return j;
 }
 
+/* The start command decoded (proto3 JSON) by its type through the codec
+ * registry: for a pay saga, the order it pays. */
+static json_t *
+start_json(const PGresult *r)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    ProtobufCMessage *m = NULL;
+    json_t *j = NULL;
+    lb_err err;
+    const char *type = PQgetvalue(r, 0, SAGA_COL_START_TYPE);
+    const ProtobufCMessageDescriptor *d = codec_type_find(type);
+    if (d == NULL)
+        j = json_pack("{s:s}", "error", "unknown type");
+    else if (ctl_bytea(&buf, &len, r, 0, SAGA_COL_START, &err) != LB_OK ||
+             codec_unpack(&m, d, buf, len, &err) != LB_OK ||
+             codec_json_encode_proto3(&j, m, &err) != LB_OK)
+        j = json_pack("{s:s}", "error", err.msg);
+    if (m != NULL)
+        protobuf_c_message_free_unpacked(m, NULL);
+    PQfreemem(buf);
+    return json_pack("{s:s,s:o}", "type", type, "message", j);
+}
+
 static json_t *
 state_json(const char *id, const PGresult *r, const saga_state *state, const saga_type *t)
 {
@@ -352,6 +376,8 @@ state_json(const char *id, const PGresult *r, const saga_state *state, const sag
         t != NULL && state->step < t->n_steps ? t->steps[state->step].name : "?", "created",
         PQgetvalue(r, 0, SAGA_COL_CREATED), "updated", PQgetvalue(r, 0, SAGA_COL_UPDATED));
     json_object_set_new(o, "actor", json_string(state->actor));
+    json_object_set_new(o, "correlation", json_string(PQgetvalue(r, 0, SAGA_COL_CORRELATION)));
+    json_object_set_new(o, "start", start_json(r));
     if (state->has_timer) {
         char due[32];
         lb_time_format(due, sizeof due, state->timer.due_ms);
@@ -470,6 +496,13 @@ show_text(json_t *s)
     printf("type          %s v%d (started by %s)\n", json_string_value(json_object_get(s, "type")),
            (int)json_integer_value(json_object_get(s, "version")),
            json_string_value(json_object_get(s, "startedBy")));
+    printf("correlation   %s\n", json_string_value(json_object_get(s, "correlation")));
+    json_t *start = json_object_get(s, "start");
+    char *start_text =
+        json_dumps(json_object_get(start, "message"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+    printf("start         %s %s\n", json_string_value(json_object_get(start, "type")),
+           start_text ? start_text : "");
+    free(start_text);
     printf("status        %s%s%s\n", ctl_color(state), state, ctl_color_end());
     printf("step          %d %s\n", (int)json_integer_value(json_object_get(s, "step")),
            json_string_value(json_object_get(s, "stepName")));

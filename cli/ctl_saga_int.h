@@ -17,7 +17,8 @@
 /* clang-format off */
 #define CTL_SQL_SAGA                                                                       \
     "SELECT saga_type, version, status, state, start_type, " CTL_TS("created_at") ", "    \
-    CTL_TS("updated_at") " FROM saga.sagas WHERE saga_id = $1::uuid"
+    CTL_TS("updated_at") ", start, coalesce(correlation, saga_id)::text"                   \
+    " FROM saga.sagas WHERE saga_id = $1::uuid"
 #define CTL_SQL_LOG                                                                        \
     "SELECT id, " CTL_TS("at") ", msg_id, input_kind, input, verdict, from_status, to_status, line" \
     " FROM saga.saga_log WHERE saga_id = $1::uuid ORDER BY id"
@@ -30,7 +31,9 @@ enum {
     SAGA_COL_STATE,
     SAGA_COL_START_TYPE,
     SAGA_COL_CREATED,
-    SAGA_COL_UPDATED
+    SAGA_COL_UPDATED,
+    SAGA_COL_START,      /* the start command's bytes (of type SAGA_COL_START_TYPE) */
+    SAGA_COL_CORRELATION /* the saga's flow: the order id for both order sagas */
 };
 enum {
     LOG_COL_ID,

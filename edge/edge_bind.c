@@ -171,8 +171,9 @@ bind_text(char *out, size_t n, bool *present, edge_req *r, const edge_bind *b, l
         }
         /* a repeat with the same key names the same entity, whatever
          * happened to the first request (edge_idem.h) */
-        char k[EDGE_SUB_MAX + EDGE_IDEM_KEY_MAX + 2];
-        snprintf(k, sizeof k, "%s:%s", r->claims.sub, key);
+        char k[EDGE_SUB_MAX + EDGE_IDEM_KEY_MAX + EDGE_HEADERS_MAX + 2], target[EDGE_HEADERS_MAX];
+        edge_idem_target(target, sizeof target, r);
+        snprintf(k, sizeof k, "%s:%s%s", r->claims.sub, key, target);
         id_from_key(out, b->name, k);
         return LB_OK;
     }

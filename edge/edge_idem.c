@@ -40,6 +40,21 @@ edge_idem_key_ok(const char *key)
     return true;
 }
 
+void
+edge_idem_target(char *out, size_t n, const edge_req *r)
+{
+    size_t at = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < r->n_params && at < n; i++) {
+        const edge_param *p = &r->params[i];
+        int k = snprintf(out + at, n - at, "\n%.*s=%.*s", (int)p->name_len, p->name, (int)p->len,
+                         p->val);
+        if (k < 0)
+            break;
+        at += (size_t)k;
+    }
+}
+
 static void
 hex_of(char out[EDGE_HASH_HEX], const unsigned char h[32])
 {
@@ -141,8 +156,10 @@ edge_idem_begin_or_reply(edge_idem *idem, bool *replied, edge_req *r, const char
         *replied = true;
         return;
     }
-    char route[EDGE_HEADERS_MAX];
-    snprintf(route, sizeof route, "%s %s", r->route->method, r->route->path);
+    char route[2 * EDGE_HEADERS_MAX + 16], target[EDGE_HEADERS_MAX];
+    edge_idem_target(target, sizeof target, r);
+    snprintf(route, sizeof route, "%s %.*s%s", r->route->method, EDGE_HEADERS_MAX - 1,
+             r->route->path, target);
     edge_idem_hashes(idem->kv_key, idem->body_hash, r->claims.sub, route, key,
                      r->body ? r->body : "", r->body_len);
     kvStore *kv = bucket(r->app);

@@ -1,6 +1,6 @@
 /* edge_idem.h - Idempotency-Key for POST routes that create (DESIGN §5).
  *
- * The first outcome of (member, route, key) is remembered in the JetStream
+ * The first outcome of (member, route, path values, key) is remembered in the JetStream
  * key-value bucket LAYBY_IDEMPOTENCY (24 h TTL, created by `layby-ctl bus
  * setup`) together with a hash of the request body, so a repeat gets the
  * first outcome byte for byte and a repeat with another body gets 422.
@@ -28,6 +28,13 @@ typedef struct edge_idem {
     char kv_key[EDGE_HASH_HEX];
     char body_hash[EDGE_HASH_HEX];
 } edge_idem;
+
+/* The request's path values, "\n<name>=<value>" each ("" for a route
+ * without {params}): a key is scoped to the resource the path names, so the
+ * same key on POST /orders/{A}/payment and /orders/{B}/payment is two requests
+ * (docs/DECISIONS.md "Idempotency-Key scope"). Both the record's key and the
+ * ids derived from the key (edge_bind.c) include it. Truncated to n. */
+void edge_idem_target(char *out, size_t n, const edge_req *r);
 
 /* Pure: checks an Idempotency-Key header value (1..255 printable ASCII). */
 bool edge_idem_key_ok(const char *key);

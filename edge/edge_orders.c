@@ -12,11 +12,13 @@
  * (read back with a query), or the status a signal set it on its way to. The
  * pay and signal rows first read the order as the member, so another
  * member's order is 404 before anything is sent. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "edge_app.h"
 #include "edge_orders.h"
+#include "engine/id.h"
 #include "engine/subjects.h"
 #include "layby/v1/catalog.pb-c.h"
 #include "layby/v1/delivery.pb-c.h"
@@ -197,6 +199,18 @@ items_from_wishlist(Layby__V1__PlaceOrderDraft *d, edge_req *r, const char *orde
     return oom ? lb_err_set(err, LB_ERR_NOMEM, "wishlist items") : LB_OK;
 }
 
+/* DESIGN §2: the correlation of an order flow is the order id. The request's
+ * messages (the saga's start command, the queries before it) carry it, like
+ * everything the order's sagas send, so `layby-ctl events replay
+ * --correlation <order id>` shows the whole flow. Set before the first
+ * message (edge_envelope_init() keeps it). */
+static void
+flow_is_order(edge_req *r, const char *order_id)
+{
+    if (id_valid(order_id))
+        snprintf(r->correlation, sizeof r->correlation, "%s", order_id);
+}
+
 static lb_status
 place_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
 {
@@ -212,6 +226,7 @@ place_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
         return lb_err_field(err, LB_ERR_INVALID, "items", "an order needs at least one item");
     if (!text_set(&p->saga_id, p->order_id)) /* the saga's id is the order's */
         return lb_err_set(err, LB_ERR_NOMEM, "saga id");
+    flow_is_order(r, p->order_id);
     return d->from_wishlist ? items_from_wishlist(d, r, p->order_id, err) : LB_OK;
 }
 
@@ -236,6 +251,7 @@ pay_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
         return lb_err_field(err, LB_ERR_INVALID, "cardToken", "cardToken is required");
     if (strcmp(p->draft->method, "card") != 0)
         return lb_err_field(err, LB_ERR_INVALID, "method", "method must be \"card\"");
+    flow_is_order(r, p->order_id);
     Layby__V1__Order *o = NULL;
     lb_status s = order_read(&o, r, p->order_id, err);
     if (s != LB_OK)

@@ -207,6 +207,13 @@ typedef struct saga_cmd {
 
 typedef struct saga_type saga_type;
 
+/* The business flow a saga belongs to, read from its start command: the
+ * Layby-Correlation of everything the saga sends (DESIGN §2: the order id for
+ * order flows) and saga.sagas.correlation, by which `layby-ctl` finds every
+ * saga of a flow. NULL (or an invalid id) = the saga's own id. Events find
+ * their saga by their saga_id field, never by this. */
+typedef const char *(*saga_correlation_fn)(const ProtobufCMessage *start);
+
 /* What a builder sees: all borrowed for the call. */
 typedef struct saga_build_in {
     const saga_type *t;
@@ -299,6 +306,7 @@ struct saga_type {
     const saga_signal *signals; /* NULL = accepts no signal */
     size_t n_signals;
     const ProtobufCMessageDescriptor *record; /* the saga's record; NULL = none */
+    saga_correlation_fn correlation;          /* NULL = the saga's id */
 };
 
 /* --- inputs and decisions ------------------------------------------------- */
@@ -450,6 +458,9 @@ lb_status saga_registry_for(const saga_type **out, const saga_registry *r, const
                             lb_err *err);
 /* Checks one type's table. */
 lb_status saga_type_check(const saga_type *t, lb_err *err);
+/* The correlation of saga `id` of type t started by `start` (may be NULL):
+ * t->correlation's answer when it is a valid id, else id. Borrowed. */
+const char *saga_correlation(const saga_type *t, const char *id, const ProtobufCMessage *start);
 
 /* --- stored forms (layby.v1.SagaState, layby.v1.SagaInput) ----------------- */
 

@@ -355,6 +355,14 @@ saga_registry_find(const saga_registry *r, const char *name, uint32_t version)
     return NULL;
 }
 
+const char *
+saga_correlation(const saga_type *t, const char *id, const ProtobufCMessage *start)
+{
+    const char *c =
+        t != NULL && t->correlation != NULL && start != NULL ? t->correlation(start) : NULL;
+    return c != NULL && id_valid(c) ? c : id;
+}
+
 const saga_type *
 saga_registry_latest(const saga_registry *r, const char *name)
 {

@@ -12,7 +12,9 @@
  * setting PAID is idempotent per (order, status), so two pay requests race
  * harmlessly: the second one answers the first capture and PAID again. When
  * PAID is refused (the deadline passed and the order was cancelled
- * meanwhile), the charge is refunded. The place saga's id is the order id. */
+ * meanwhile), the charge is refunded. The place saga's id is the order id;
+ * a pay saga's correlation is the order id too (pay_correlation): its
+ * participants' events come back to it by their saga_id field. */
 #include <string.h>
 
 #include "layby/v1/order.pb-c.h"
@@ -70,6 +72,14 @@ build_mark_paid(ProtobufCMessage **out, const saga_build_in *in, lb_err *err)
     return order_saga_copy(out, &c.base, err);
 }
 
+/* The pay saga belongs to its order's flow (DESIGN §2): its messages carry
+ * the order id as correlation, beside the place saga's. */
+static const char *
+pay_correlation(const ProtobufCMessage *start)
+{
+    return ((pay_start *)start)->order_id;
+}
+
 /* clang-format off */
 static const saga_step pay_steps[PAY__STEPS] = {
     [PAY_CHARGE] = {
@@ -102,4 +112,5 @@ const saga_type saga_order_pay_v1 = {
     .start = &layby__v1__pay_order__descriptor,
     .steps = pay_steps,
     .n_steps = PAY__STEPS,
+    .correlation = pay_correlation,
 };

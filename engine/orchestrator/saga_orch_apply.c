@@ -46,14 +46,15 @@ typedef struct slot {
 
 /* Everything this batch writes, as array parameters. */
 typedef struct batch_out {
-    store_array s_id, s_type, s_ver, s_status, s_state, s_stt, s_start, s_due, s_cr, s_up, s_fresh;
+    store_array s_id, s_type, s_ver, s_status, s_state, s_stt, s_start, s_due, s_cr, s_up, s_fresh,
+        s_corr;
     store_array l_id, l_at, l_msg, l_kind, l_in, l_verdict, l_from, l_to, l_line;
     size_t n_sagas, n_logs;
 } batch_out;
 
 #define SAGA_ARRAYS(o)                                                                 \
     &(o)->s_id, &(o)->s_type, &(o)->s_ver, &(o)->s_status, &(o)->s_state, &(o)->s_stt, \
-        &(o)->s_start, &(o)->s_due, &(o)->s_cr, &(o)->s_up, &(o)->s_fresh
+        &(o)->s_start, &(o)->s_due, &(o)->s_cr, &(o)->s_up, &(o)->s_fresh, &(o)->s_corr
 #define LOG_ARRAYS(o)                                                                             \
     &(o)->l_id, &(o)->l_at, &(o)->l_msg, &(o)->l_kind, &(o)->l_in, &(o)->l_verdict, &(o)->l_from, \
         &(o)->l_to, &(o)->l_line
@@ -158,14 +159,17 @@ load(svc_batch *b, slot *slots, size_t n, lb_err *err)
     return s;
 }
 
-/* Envelope of something the saga sends: correlation = saga id, and the
- * actor and trace of the flow that started it. */
+/* Envelope of something the saga sends: correlation = the saga's flow
+ * (saga_correlation(): the order id for both order sagas), and the actor and
+ * trace of the flow that started it. */
 static void
-saga_envelope(bus_envelope *env, const ProtobufCMessageDescriptor *d, const saga_state *s,
+saga_envelope(bus_envelope *env, const ProtobufCMessageDescriptor *d, const slot *sl,
               const svc_item *cause)
 {
+    const saga_state *s = &sl->state;
     bus_envelope_init(env, d, cause != NULL ? cause->env : NULL);
-    snprintf(env->correlation, sizeof env->correlation, "%s", s->id);
+    snprintf(env->correlation, sizeof env->correlation, "%s",
+             saga_correlation(sl->t, s->id, sl->start));
     snprintf(env->actor, sizeof env->actor, "%s", s->actor);
     snprintf(env->traceparent, sizeof env->traceparent, "%s", s->traceparent);
     env->reply[0] = '\0';
@@ -184,7 +188,7 @@ send_reply(svc_batch *b, const saga_orch_input *oi, const slot *sl, const saga_r
     if (s != LB_OK)
         return s;
     bus_envelope env;
-    saga_envelope(&env, m->descriptor, &sl->state, oi->item);
+    saga_envelope(&env, m->descriptor, sl, oi->item);
     s = svc_reply(b, to, &env, m, err);
     protobuf_c_message_free_unpacked(m, NULL);
     return s;
@@ -200,7 +204,7 @@ effects(svc_batch *b, const saga_orch_input *oi, slot *sl, const saga_decision *
         if ((s = saga_cmd_build(&cmd, sl->t, &sl->state, &d->cmds[i], sl->start, err)) != LB_OK)
             break;
         bus_envelope env;
-        saga_envelope(&env, cmd->descriptor, &sl->state, oi->item);
+        saga_envelope(&env, cmd->descriptor, sl, oi->item);
         s = svc_emit(b, d->cmds[i].subject, &env, cmd, err);
         protobuf_c_message_free_unpacked(cmd, NULL);
     }
@@ -211,7 +215,7 @@ effects(svc_batch *b, const saga_orch_input *oi, slot *sl, const saga_decision *
         const char *actor = by_someone && oi->in.actor != NULL ? oi->in.actor : "";
         if ((s = saga_orch_msg_changed(&ev, sl->t, &sl->state, d->from, actor, err)) == LB_OK) {
             bus_envelope env;
-            saga_envelope(&env, ev->descriptor, &sl->state, oi->item);
+            saga_envelope(&env, ev->descriptor, sl, oi->item);
             s = svc_emit(b, saga_status_subject(d->to), &env, ev, err);
             protobuf_c_message_free_unpacked(ev, NULL);
         }
@@ -267,6 +271,13 @@ saga_row(batch_out *o, const slot *sl, lb_err *err)
     store_array_int(&o->s_cr, sl->state.created_ms);
     store_array_int(&o->s_up, sl->state.updated_ms);
     store_array_text(&o->s_fresh, sl->stored ? "f" : "t");
+    /* NULL when it is the saga's own id: only sagas of another's flow (a pay
+     * saga: the order's) are in the column's partial index. */
+    const char *corr = saga_correlation(sl->t, sl->id, sl->start);
+    if (corr == sl->id)
+        store_array_null(&o->s_corr);
+    else
+        store_array_text(&o->s_corr, corr);
     free(buf);
     o->n_sagas++;
     return LB_OK;

@@ -12,15 +12,16 @@ static const char SAGA_SQL_LOCK[] =
  * transaction and then fails on the key, so its batch rolls back and is
  * retried, when the row is there to lock (saga_orch_apply.c, invariant 4).
  * Existing sagas, locked by saga_lock, are updated through ON CONFLICT, which
- * finds each row by the key's index whatever the planner thinks of the join. */
+ * finds each row by the key's index whatever the planner thinks of the join.
+ * correlation (sql/0770) is written once, by the INSERT: it never changes. */
 static const char SAGA_SQL_WRITE[] =
     "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[], "
-    "$6::text[], $7::bytea[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bool[]) "
-    "AS u(id, t, v, st, s, stt, sta, due, cr, up, fresh)), "
+    "$6::text[], $7::bytea[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bool[], "
+    "$12::uuid[]) AS u(id, t, v, st, s, stt, sta, due, cr, up, fresh, corr)), "
     "ins AS (INSERT INTO saga.sagas (saga_id, saga_type, version, status, state, start_type, "
-    "start, timer_due_at, created_at, updated_at) "
+    "start, timer_due_at, created_at, updated_at, correlation) "
     "SELECT u.id, u.t, u.v, u.st, u.s, u.stt, u.sta, to_timestamp(u.due / 1000.0), "
-    "to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0) FROM u WHERE u.fresh) "
+    "to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0), u.corr FROM u WHERE u.fresh) "
     "INSERT INTO saga.sagas (saga_id, saga_type, version, status, state, start_type, start, "
     "timer_due_at, created_at, updated_at) "
     "SELECT u.id, u.t, u.v, u.st, u.s, u.stt, u.sta, to_timestamp(u.due / 1000.0), "

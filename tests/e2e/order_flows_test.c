@@ -244,6 +244,32 @@ ctl_run(char *out, size_t n, const char *what, const char *arg)
     cr_assert_eq(pclose(p), 0, "%s: %s", cmdline, out);
 }
 
+/* Runs `layby-ctl <what> <arg> --json` (stdout only, exit 0) and parses it. */
+static json_t *
+ctl_json(const char *what, const char *arg)
+{
+    char cmdline[512];
+    snprintf(cmdline, sizeof cmdline, "%s/layby-ctl %s %s --json 2>/dev/null",
+             tsupport_env_req("LAYBY_BUILD_DIR"), what, arg);
+    FILE *p = popen(cmdline, "r");
+    cr_assert_not_null(p);
+    json_error_t je;
+    json_t *j = json_loadf(p, 0, &je);
+    cr_assert_eq(pclose(p), 0, "%s", cmdline);
+    cr_assert_not_null(j, "%s: not JSON (%s)", cmdline, je.text);
+    return j;
+}
+
+/* How many times needle occurs in hay. */
+static int
+occurrences(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
 /* --- flows -------------------------------------------------------------------- */
 
 Test(order_flows, place_pay_deliver_and_return_inside_the_window)
@@ -303,6 +329,10 @@ Test(order_flows, place_pay_deliver_and_return_inside_the_window)
     cr_assert_not_null(strstr(out, "\"RETURNED\""), "%s", out);
     cr_assert_not_null(strstr(out, "delivery:"), "%s", out);
     cr_assert_not_null(strstr(out, "return_window"), "the saga's steps: %s", out);
+    /* the ship-to snapshot as the order holds it, nothing it does not */
+    cr_assert_not_null(strstr(out, "\"recipient\""), "%s", out);
+    cr_assert_null(strstr(out, "\"isDefault\""), "%s", out);
+    cr_assert_null(strstr(out, "\"createdAt\": \"\""), "%s", out);
     ctl_run(out, sizeof out, "order list", "--status RETURNED");
     cr_assert_not_null(strstr(out, order), "%s", out);
 
@@ -342,6 +372,7 @@ Test(order_flows, declined_then_paid_and_gateway_outages_retried)
 {
     stack_start((const char *const[]){ "LAYBY_FAST=1", "LAYBY_SHIP_DELAY=60s", NULL });
     char product[ID_STR_LEN], address[ID_STR_LEN], o1[ID_STR_LEN], o2[ID_STR_LEN], o3[ID_STR_LEN];
+    char path[128];
     product_add(10, 1000, product);
     address_add(alice_auth, address);
     place_ok(address, product, 1, o1);
@@ -356,6 +387,49 @@ Test(order_flows, declined_then_paid_and_gateway_outages_retried)
                          "AND status = 'CAPTURED'",
                          o1),
                  1);
+
+    /* The order's flow (DESIGN §2: Layby-Correlation is the order id) holds
+     * the place saga and both pay sagas; each pay saga's events came back to
+     * it by saga_id: the declined one FAILED, the other COMPLETED. */
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM saga.outbox");
+    json_t *shown = ctl_json("order show", o1);
+    json_t *sagas = json_object_get(shown, "sagas");
+    cr_assert_eq(json_array_size(sagas), 3, "place, declined pay, pay: %s", json_dumps(shown, 0));
+    const char *want_type[] = { "order_place", "order_pay", "order_pay" };
+    const char *want_state[] = { "RUNNING", "FAILED", "COMPLETED" };
+    for (size_t i = 0; i < 3; i++) {
+        json_t *sg = json_array_get(sagas, i);
+        cr_assert_str_eq(jstr(sg, "type"), want_type[i]);
+        cr_assert_str_eq(jstr(sg, "state"), want_state[i], "saga %zu", i);
+        cr_assert_str_eq(jstr(sg, "correlation"), o1);
+        cr_assert_str_eq(jstr(json_object_get(json_object_get(sg, "start"), "message"), "orderId"),
+                         o1, "saga show decodes the start: the order it pays");
+        cr_assert_gt(json_array_size(json_object_get(sg, "timeline")), 1);
+    }
+    cr_assert_str_eq(jstr(json_object_get(shown, "saga"), "sagaId"), o1);
+    json_decref(shown);
+    char out[262144];
+    ctl_run(out, sizeof out, "order show", o1);
+    cr_assert_not_null(strstr(out, "saga 3 of 3 (order_pay)"), "%s", out);
+    snprintf(path, sizeof path, "--correlation %s", o1);
+    ctl_run(out, sizeof out, "saga list", path);
+    cr_assert_not_null(strstr(out, "3 sagas\n"), "%s", out);
+    /* events replay --correlation <order id> shows the place and pay flows */
+    snprintf(path, sizeof path, "--stream LAYBY_CMD --json --correlation %s", o1);
+    ctl_run(out, sizeof out, "events replay", path);
+    cr_assert_eq(occurrences(out, "\"type\":\"layby.v1.PlaceOrder\""), 1, "%s", out);
+    cr_assert_eq(occurrences(out, "\"type\":\"layby.v1.ReserveStock\""), 1, "%s", out);
+    cr_assert_eq(occurrences(out, "\"type\":\"layby.v1.PayOrder\""), 2, "%s", out);
+    cr_assert_eq(occurrences(out, "\"type\":\"layby.v1.Charge\""), 2, "%s", out);
+    snprintf(path, sizeof path, "--json --correlation %s", o1);
+    ctl_run(out, sizeof out, "events replay", path);
+    cr_assert_eq(occurrences(out, "\"type\":\"layby.v1.PaymentFailed\""), 1, "%s", out);
+    cr_assert_eq(occurrences(out, "\"type\":\"layby.v1.PaymentCaptured\""), 1, "%s", out);
+    /* and the check re-decides the three from their logs and finds the
+     * commands each really sent, told apart by saga_id */
+    snprintf(path, sizeof path, "--check --correlation %s", o1);
+    ctl_run(out, sizeof out, "events replay", path);
+    cr_assert_not_null(strstr(out, "check: 3 sagas re-decided, 0 differ"), "%s", out);
 
     /* tok_flaky: two outages, retried by the saga with backoff, then paid */
     place_ok(address, product, 1, o2);
@@ -492,6 +566,26 @@ Test(order_flows, repeats_with_one_key_are_one_order_and_one_charge)
     pay(&r2, alice_auth, order, "tok_visa", "pay-key-2");
     tsupport_http_assert_error(&r2, 409, "invalid_state", NULL);
     cr_assert_eq(sql_int("SELECT count(*) FROM payment.charges WHERE status = 'CAPTURED'"), 1);
+
+    /* The same key and body on another order's payment is that order's own
+     * request (a key is scoped to the path it was sent to), not a replay of
+     * the first order's answer: the second order is paid, with its charge. */
+    char other[ID_STR_LEN];
+    place_ok(address, product, 1, other);
+    pay(&r2, alice_auth, other, "tok_visa", "pay-key-1");
+    cr_assert_eq(r2.status, 200, "%s", r2.body);
+    json_t *j = tsupport_http_json(&r2);
+    cr_assert_str_eq(jstr(j, "orderId"), other, "%s", r2.body);
+    cr_assert_str_eq(jstr(j, "status"), "PAID", "%s", r2.body);
+    json_decref(j);
+    cr_assert_eq(sql_int("SELECT count(*) FROM payment.charges WHERE order_id = '%s' "
+                         "AND status = 'CAPTURED'",
+                         other),
+                 1);
+    /* and its repeat is still one charge */
+    pay(&r2, alice_auth, other, "tok_visa", "pay-key-1");
+    cr_assert_eq(r2.status, 200, "%s", r2.body);
+    cr_assert_eq(sql_int("SELECT count(*) FROM payment.charges WHERE status = 'CAPTURED'"), 2);
 }
 
 Test(order_flows, ordering_from_the_wishlist_empties_it_once_placed)

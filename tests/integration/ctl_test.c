@@ -132,6 +132,25 @@ Test(ctl, operator_commands_on_a_stuck_saga)
     snprintf(want_log, sizeof want_log, "timeline (%lld entries)",
              (long long)tsupport_sql_int("SELECT count(*) FROM saga.saga_log"));
     cr_assert_not_null(strstr(out, want_log), "%s", out);
+    /* the start input, decoded: what the saga was asked to do */
+    cr_assert_not_null(strstr(out, "start         layby.v1.StartTestSaga {\"sagaId\":\""), "%s",
+                       out);
+    cr_assert_not_null(strstr(out, "\"script\":\"2:fail 1:undofail=99\""), "%s", out);
+    char want_corr[64];
+    snprintf(want_corr, sizeof want_corr, "correlation   %s\n", id);
+    cr_assert_not_null(strstr(out, want_corr), "its own flow: %s", out);
+    free(out);
+    cr_assert_eq(CTL1(&out, "saga", "show", id, "--json"), 0, "%s", out);
+    json_t *doc = json_loads(out, 0, NULL);
+    cr_assert_not_null(doc, "%s", out);
+    json_t *start = json_object_get(doc, "start");
+    cr_assert_str_eq(json_string_value(json_object_get(start, "type")), "layby.v1.StartTestSaga");
+    json_t *sm = json_object_get(start, "message");
+    cr_assert_str_eq(json_string_value(json_object_get(sm, "sagaId")), id, "%s", out);
+    cr_assert_str_eq(json_string_value(json_object_get(sm, "key")), "key", "%s", out);
+    cr_assert_str_eq(json_string_value(json_object_get(sm, "script")), "2:fail 1:undofail=99");
+    cr_assert_str_eq(json_string_value(json_object_get(doc, "correlation")), id, "%s", out);
+    json_decref(doc);
     free(out);
     id_new(other);
     cr_assert_eq(CTL(&out, "saga", "show", other), 1, "%s", out);
