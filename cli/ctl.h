@@ -117,8 +117,6 @@ int ctl_id_args(const char **id, void *conf, const ctl_cmd *cmd, const char *wha
                 char **argv);
 /* Parses a positive decimal integer argument; -1 to go on, else the exit code. */
 int ctl_u64_arg(uint64_t *out, const ctl_cmd *cmd, const char *what, const char *text);
-/* RFC 3339 ("2025-01-31T09:30:00.250Z", "...+09:00") to ms since the epoch. */
-lb_status ctl_time_parse(int64_t *out_ms, const char *s, lb_err *err);
 /* A stored message as JSON: seq, time, subject, headers, type and body (the
  * message decoded by its Layby-Type, proto3 JSON), or bodyBase64 and error
  * when it cannot be decoded. ctl_msg_write() appends it to b as one compact
@@ -168,8 +166,7 @@ extern const ctl_flags ctl_status_flags, ctl_db_flags, ctl_bus_setup_flags, ctl_
  * unreachable. */
 struct bus;
 lb_status ctl_saga_print(PGconn *pg, const char *id, lb_err *err);
-/* The same as one JSON document (what `saga show --json` prints). */
-lb_status ctl_saga_json(json_t **out, PGconn *pg, const char *id, lb_err *err);
+/* (the same as one JSON document: saga_view_show(), engine/orchestrator/saga_view.h) */
 lb_status ctl_bus_open(struct bus **b, const ctl_conn *c, lb_err *err);
 int ctl_product(const ctl_cmd *cmd, int argc, char **argv); /* list, show, add, stock */
 

@@ -47,7 +47,7 @@
     "    AND ($2 = '' OR saga_id = NULLIF($2, '')::uuid OR correlation = NULLIF($2, '')::uuid)" \
     "    AND ($3 = '' OR saga_type = $3)"                                                        \
     "  ORDER BY updated_at DESC LIMIT NULLIF($4::bigint, 0))"                                    \
-    " SELECT l.id, " CTL_TS("l.at") ", l.msg_id, l.input_kind, l.input, l.verdict, l.from_status," \
+    " SELECT l.id, " SAGA_VIEW_TS("l.at") ", l.msg_id, l.input_kind, l.input, l.verdict, l.from_status," \
     " l.to_status, l.line, l.saga_id::text, s.saga_type, s.version,"                           \
     " (extract(epoch FROM s.created_at) * 1000)::bigint"                                        \
     " FROM saga.saga_log l JOIN pick s USING (saga_id)"                                         \
@@ -92,7 +92,7 @@ static saga_registry changed_reg;
 static const saga_registry *
 check_registry(lb_err *err)
 {
-    const saga_registry *reg = ctl_registry(err);
+    const saga_registry *reg = saga_view_registry(err);
 #ifdef LAYBY_TEST_HOOKS
     const char *env = getenv("LAYBY_CTL_TEST_CHANGED_STEPS");
     if (reg != NULL && env != NULL && strcmp(env, "1") == 0 &&
@@ -272,8 +272,8 @@ report(check_run *run, const PGresult *r, int row, const decided *dc, size_t fir
 
 /* Re-decides rows [row, end) of one saga and compares. */
 static lb_status
-saga_check(check_run *run, const PGresult *r, int row, int end, ctl_redo *redo, saga_input_rec *rec,
-           decided *dc, lb_err *err)
+saga_check(check_run *run, const PGresult *r, int row, int end, saga_view_redo *redo,
+           saga_input_rec *rec, decided *dc, lb_err *err)
 {
     const char *id = PQgetvalue(r, row, CHK_SAGA);
     if (strtoll(PQgetvalue(r, row, CHK_CREATED_MS), NULL, 10) < run->cmd_first_ms) {
@@ -289,7 +289,7 @@ saga_check(check_run *run, const PGresult *r, int row, int end, ctl_redo *redo, 
     dc->n = 0;
     for (int i = row; i < end; i++) {
         saga_decision d;
-        lb_status s = ctl_redecide(redo, rec, &d, t, r, i, err);
+        lb_status s = saga_view_redecide(redo, rec, &d, t, r, i, err);
         if (s != LB_OK)
             return s;
         for (size_t k = 0; k < d.n_cmds && dc->n < LB_COUNTOF(dc->cmds); k++)
@@ -318,7 +318,7 @@ sagas_read(int64_t *first_ms, PGconn *pg, const char *since_ms, const char *corr
     char lim[24];
     snprintf(lim, sizeof lim, "%lld", (long long)limit);
     const char *p[] = { since_ms, corr, type, lim };
-    PGresult *r = ctl_query(pg, SQL_CHECK_LOG, 4, p, err);
+    PGresult *r = saga_view_query(pg, SQL_CHECK_LOG, 4, p, err);
     *first_ms = INT64_MAX;
     for (int row = 0; r != NULL && row < PQntuples(r); row++) {
         int64_t ms = strtoll(PQgetvalue(r, row, CHK_CREATED_MS), NULL, 10);
@@ -331,7 +331,7 @@ sagas_read(int64_t *first_ms, PGconn *pg, const char *since_ms, const char *corr
 static lb_status
 sagas_check(check_run *run, const PGresult *r, lb_err *err)
 {
-    ctl_redo *redo = malloc(sizeof *redo);
+    saga_view_redo *redo = malloc(sizeof *redo);
     saga_input_rec *rec = malloc(sizeof *rec);
     decided *dc = malloc(sizeof *dc);
     lb_status s = redo && rec && dc ? LB_OK : lb_err_set(err, LB_ERR_NOMEM, "check state");
@@ -367,7 +367,7 @@ ctl_check_run(const ctl_cmd *cmd, const ctl_conn *conn, const char *since, const
     char since_ms[24] = "0";
     if (since[0] != '\0') {
         int64_t ms = 0;
-        if (ctl_time_parse(&ms, since, &err) != LB_OK)
+        if (lb_time_parse(&ms, since, &err) != LB_OK)
             return ctl_usage_error(cmd, "--since: %s", err.msg);
         snprintf(since_ms, sizeof since_ms, "%lld", (long long)(ms > 0 ? ms : 1));
     }

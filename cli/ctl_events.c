@@ -353,7 +353,7 @@ range_from_conf(ctl_range *rg, const ctl_cmd *cmd, const events_conf *c)
     if (c->since[0] != '\0' && c->from_seq > 0)
         return ctl_usage_error(cmd, "--since and --from-seq exclude each other");
     if (c->since[0] != '\0') {
-        if (ctl_time_parse(&rg->since_ms, c->since, &err) != LB_OK)
+        if (lb_time_parse(&rg->since_ms, c->since, &err) != LB_OK)
             return ctl_usage_error(cmd, "--since: %s", err.msg);
         if (rg->since_ms <= 0)
             return ctl_usage_error(cmd, "--since %s is out of range", c->since);
@@ -363,7 +363,7 @@ range_from_conf(ctl_range *rg, const ctl_cmd *cmd, const events_conf *c)
         unsigned long long v = strtoull(c->until, &end, 10);
         if (end != NULL && *end == '\0' && v > 0)
             rg->until_seq = v;
-        else if (ctl_time_parse(&rg->until_ms, c->until, &err) != LB_OK)
+        else if (lb_time_parse(&rg->until_ms, c->until, &err) != LB_OK)
             return ctl_usage_error(cmd, "--until: a time (RFC 3339) or a sequence: %s", err.msg);
     }
     return -1;

@@ -56,40 +56,6 @@ ctl_u64_arg(uint64_t *out, const ctl_cmd *cmd, const char *what, const char *tex
     return -1;
 }
 
-/* Reads "+hh:mm", "-hh:mm" or "Z" into seconds east of UTC. */
-static bool
-zone_parse(int64_t *out_s, const char *p)
-{
-    int hh = 0, mm = 0, used = 0;
-    if ((p[0] == 'Z' || p[0] == 'z') && p[1] == '\0') {
-        *out_s = 0;
-        return true;
-    }
-    if ((p[0] != '+' && p[0] != '-') || sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &used) != 2 ||
-        p[1 + used] != '\0' || hh > 23 || mm > 59)
-        return false;
-    *out_s = (p[0] == '-' ? -1 : 1) * (int64_t)(hh * 3600 + mm * 60);
-    return true;
-}
-
-lb_status
-ctl_time_parse(int64_t *out_ms, const char *s, lb_err *err)
-{
-    struct tm tm = { 0 };
-    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    int64_t frac_ms = 0, zone_s = 0;
-    if (p != NULL && *p == '.') {
-        int64_t scale = 100;
-        for (p++; isdigit((unsigned char)*p); p++, scale /= 10)
-            frac_ms += (*p - '0') * scale;
-    }
-    if (p == NULL || !zone_parse(&zone_s, p))
-        return lb_err_set(err, LB_ERR_CONFIG,
-                          "'%s' is not RFC 3339 (2025-01-31T09:30:00Z or +09:00)", s);
-    *out_ms = ((int64_t)timegm(&tm) - zone_s) * 1000 + frac_ms;
-    return LB_OK;
-}
-
 /* --- a stored message as one JSON object ---------------------------------------
  *
  * Written as text into a codec_buf, not built as a jansson tree: replay

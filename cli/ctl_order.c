@@ -130,7 +130,7 @@ static lb_status
 sagas_show(json_t *doc, PGconn *pg, const char *id, lb_err *err)
 {
     const char *p[] = { id };
-    PGresult *r = ctl_query(pg, SQL_ORDER_SAGAS, 1, p, err);
+    PGresult *r = saga_view_query(pg, SQL_ORDER_SAGAS, 1, p, err);
     if (r == NULL)
         return LB_ERR_DB;
     json_t *all = json_array();
@@ -144,7 +144,7 @@ sagas_show(json_t *doc, PGconn *pg, const char *id, lb_err *err)
         if (!ctl_out.json) {
             printf("saga %d of %d (%s):\n", i + 1, n, PQgetvalue(r, i, 1));
             s = ctl_saga_print(pg, sid, err);
-        } else if ((s = ctl_saga_json(&saga, pg, sid, err)) == LB_OK) {
+        } else if ((s = saga_view_show(&saga, pg, sid, err)) == LB_OK) {
             if (strcmp(sid, id) == 0)
                 json_object_set(doc, "saga", saga);
             json_array_append_new(all, saga);

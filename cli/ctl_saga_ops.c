@@ -150,23 +150,23 @@ ctl_saga_op(const ctl_cmd *cmd, int argc, char **argv)
 
 /* Decides one logged input again; prints it and whether it matches the log. */
 static lb_status
-replay_one(ctl_redo *redo, bool *match, const saga_type *t, const PGresult *r, int row,
+replay_one(saga_view_redo *redo, bool *match, const saga_type *t, const PGresult *r, int row,
            json_t *entries, lb_err *err)
 {
     saga_input_rec *rec = malloc(sizeof *rec);
     saga_decision d;
     if (rec == NULL)
         return lb_err_set(err, LB_ERR_NOMEM, "input record");
-    lb_status s = ctl_redecide(redo, rec, &d, t, r, row, err);
+    lb_status s = saga_view_redecide(redo, rec, &d, t, r, row, err);
     if (s != LB_OK) {
         free(rec);
         return s;
     }
-    bool same = ctl_decision_matches(&d, r, row);
+    bool same = saga_view_decision_matches(&d, r, row);
     json_t *e = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "id", PQgetvalue(r, row, LOG_COL_ID),
                           "kind", saga_input_kind_name(rec->in.kind), "verdict",
-                          ctl_verdict_names[d.verdict], "from", saga_status_name(d.from), "to",
-                          saga_status_name(d.to), "line", d.log, "matches", same);
+                          saga_view_verdict_names[d.verdict], "from", saga_status_name(d.from),
+                          "to", saga_status_name(d.to), "line", d.log, "matches", same);
     free(rec);
     if (!same) {
         json_object_set_new(
@@ -178,7 +178,7 @@ replay_one(ctl_redo *redo, bool *match, const saga_type *t, const PGresult *r, i
     }
     if (!ctl_out.json) {
         printf("  #%-6s %-7s %-7s %s->%s  %s\n", PQgetvalue(r, row, LOG_COL_ID),
-               json_string_value(json_object_get(e, "kind")), ctl_verdict_names[d.verdict],
+               json_string_value(json_object_get(e, "kind")), saga_view_verdict_names[d.verdict],
                saga_status_name(d.from), saga_status_name(d.to), d.log);
         if (!same)
             printf("    recorded: %s %s->%s  %s\n", PQgetvalue(r, row, LOG_COL_VERDICT),
@@ -209,10 +209,10 @@ replay_log(bool *match, json_t *doc, PGconn *pg, const char *id, const saga_type
            const saga_state *stored, lb_err *err)
 {
     const char *p[] = { id };
-    PGresult *r = ctl_query(pg, CTL_SQL_LOG, 1, p, err);
+    PGresult *r = saga_view_query(pg, SAGA_VIEW_SQL_LOG, 1, p, err);
     if (r == NULL)
         return LB_ERR_DB;
-    ctl_redo *redo = calloc(1, sizeof *redo);
+    saga_view_redo *redo = calloc(1, sizeof *redo);
     bool eq = false;
     lb_status s = redo != NULL ? LB_OK : lb_err_set(err, LB_ERR_NOMEM, "replay state");
     json_t *entries = json_object_get(doc, "entries");
@@ -244,13 +244,13 @@ replay_run(bool *match, json_t *doc, PGconn *pg, const char *id, lb_err *err)
 {
     PGresult *r = NULL;
     saga_state stored;
-    const saga_registry *reg = ctl_registry(err);
+    const saga_registry *reg = saga_view_registry(err);
     if (reg == NULL)
         return err->code;
-    lb_status s = ctl_saga_row(&r, pg, id, err);
+    lb_status s = saga_view_row(&r, pg, id, err);
     if (s != LB_OK)
         return s;
-    s = ctl_state_get(&stored, r, 0, SAGA_COL_STATE, err);
+    s = saga_view_state_get(&stored, r, 0, SAGA_COL_STATE, err);
     const saga_type *t = saga_registry_find(reg, PQgetvalue(r, 0, SAGA_COL_TYPE),
                                             (uint32_t)atoi(PQgetvalue(r, 0, SAGA_COL_VERSION)));
     if (s == LB_OK && t == NULL)

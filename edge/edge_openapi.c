@@ -377,7 +377,7 @@ static json_t *
 success_response(gen *g, const edge_route *rt)
 {
     json_t *resp = json_pack("{s:s}", "description", rt->summary);
-    if (rt->kind == EDGE_KIND_LOCAL) {
+    if (rt->kind == EDGE_KIND_LOCAL || rt->reply_json != NULL) {
         json_t *schema = json_loads(rt->schema, 0, NULL);
         if (schema == NULL)
             g->status = LB_ERR_CONFIG;

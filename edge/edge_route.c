@@ -235,6 +235,17 @@ row_check(const edge_route *rt, lb_err *err)
         return lb_err_set(err, LB_ERR_CONFIG,
                           "%s %s: a local hook answers as the row's reply, status and all",
                           rt->method, rt->path);
+    if (rt->reply_json != NULL) {
+        const ProtobufCFieldDescriptor *f =
+            protobuf_c_message_descriptor_get_field_by_name(rt->reply, rt->reply_json);
+        if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING ||
+            f->label == PROTOBUF_C_LABEL_REPEATED || rt->schema == NULL || rt->answer != NULL ||
+            rt->location != NULL || rt->status == 204)
+            return lb_err_set(err, LB_ERR_CONFIG,
+                              "%s %s: reply_json names a string field of the reply, with a "
+                              "schema, no answer, Location or 204",
+                              rt->method, rt->path);
+    }
     if (rt->answer != NULL && (rt->hooks == NULL || rt->hooks->reply_swap == NULL))
         return lb_err_set(err, LB_ERR_CONFIG, "%s %s: an answer type needs a reply_swap hook",
                           rt->method, rt->path);

@@ -169,10 +169,15 @@ struct edge_route {
     const lb_status *errors; /* EDGE_ERRORS(...): business codes the service may answer */
     const edge_remap *remap; /* EDGE_REMAP(...) or NULL */
     const edge_hooks *hooks; /* NULL = none */
+    /* A string field of the reply holding the answer's JSON text, answered as
+     * it is (an admin read the owning daemon renders, e.g. a saga's
+     * timeline: the same document layby-ctl prints); `schema` describes it.
+     * NULL = the reply message is the answer. */
+    const char *reply_json;
     /* LOCAL rows */
     edge_handler_fn fn;
     const char *produces; /* content type of the 200 body; NULL = application/json */
-    const char *schema;   /* JSON Schema text of the 200 body for OpenAPI */
+    const char *schema;   /* JSON Schema text of the 200 body for OpenAPI (and reply_json rows) */
 };
 
 #define EDGE_ROUTES_MAX 128 /* rows in edge_table.c (metrics slots) */

@@ -142,6 +142,20 @@ remapped(const edge_route *rt, lb_status s)
     return s;
 }
 
+/* The JSON text in the reply's reply_json field (a string: edge_routes_check). */
+static lb_status
+reply_json_load(json_t **out, const edge_route *rt, const ProtobufCMessage *reply, lb_err *err)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(reply->descriptor, rt->reply_json);
+    const char *text = f != NULL ? *(char *const *)((const char *)reply + f->offset) : NULL;
+    json_error_t je;
+    *out = text != NULL ? json_loads(text, JSON_DECODE_ANY, &je) : NULL;
+    return *out != NULL ? LB_OK
+                        : lb_err_set(err, LB_ERR_DECODE, "%s.%s is not JSON",
+                                     reply->descriptor->name, rt->reply_json);
+}
+
 static void
 on_reply(edge_outcome *o, edge_req *r, const ProtobufCMessage *reply)
 {
@@ -153,7 +167,8 @@ on_reply(edge_outcome *o, edge_req *r, const ProtobufCMessage *reply)
     json_t *obj = NULL;
     lb_err err;
     lb_err_clear(&err);
-    if (codec_json_encode(&obj, reply, &err) != LB_OK) {
+    if (rt->reply_json != NULL ? reply_json_load(&obj, rt, reply, &err) != LB_OK
+                               : codec_json_encode(&obj, reply, &err) != LB_OK) {
         edge_fault_log(r, "edge.reply_failed", &err);
         edge_outcome_error(o, &err);
         return;

@@ -9,12 +9,14 @@
  * section so parallel additions do not collide.
  */
 #include "edge_catalog.h"
+#include "edge_console.h"
 #include "edge_member.h"
 #include "edge_ops.h"
 #include "edge_orders.h"
 #include "edge_routes.h"
 #include "engine/saga.h"
 #include "engine/subjects.h"
+#include "layby/v1/admin.pb-c.h"
 #include "layby/v1/catalog.pb-c.h"
 #include "layby/v1/member.pb-c.h"
 #include "layby/v1/order.pb-c.h"
@@ -24,7 +26,22 @@
 /* JSON Schemas of the operational answers, which are not protobuf messages. */
 #define SCHEMA_STATUS  "{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\"}}}"
 #define SCHEMA_METRICS "{\"type\":\"string\",\"description\":\"Prometheus text format 0.0.4\"}"
+#define SCHEMA_PAGE    "{\"type\":\"string\",\"description\":\"a file of the console\"}"
 #define SCHEMA_OPENAPI "{\"type\":\"object\",\"description\":\"this OpenAPI 3.0 document\"}"
+/* The admin reads' documents (engine/orchestrator/saga_view.h renders them,
+ * the same JSON `layby-ctl saga list|show --json` prints). */
+#define SCHEMA_SAGA_PAGE                                                                           \
+    "{\"type\":\"object\",\"properties\":{\"items\":{\"type\":\"array\",\"items\":"                \
+    "{\"type\":\"object\",\"properties\":{\"sagaId\":{\"type\":\"string\"},\"type\":{\"type\":"    \
+    "\"string\"},\"version\":{\"type\":\"integer\"},\"state\":{\"type\":\"string\"},\"step\":"     \
+    "{\"type\":\"integer\"},\"stepName\":{\"type\":\"string\"},\"created\":{\"type\":\"string\"}," \
+    "\"updated\":{\"type\":\"string\"}}}},\"nextCursor\":{\"type\":\"string\",\"nullable\":true}}" \
+    "}"
+#define SCHEMA_SAGA                                                                               \
+    "{\"type\":\"object\",\"description\":\"the saga as `layby-ctl saga show --json` prints it: " \
+    "sagaId, type, version, state, step, stepName, created, updated, timer, failure, "            \
+    "lastError, resolved, record, steps[], timeline[] (id, at, kind, msgId, input with the "      \
+    "decoded event, verdict, from, to, line, commands[])\"}"
 
 /* clang-format off */
 static const edge_route edge_routes[] = {
@@ -42,6 +59,38 @@ static const edge_route edge_routes[] = {
     { .method = "GET", .path = "/api/v1/openapi.json", .who = EDGE_PUBLIC, .kind = EDGE_KIND_LOCAL,
       .fn = edge_ops_openapi, .schema = SCHEMA_OPENAPI,
       .summary = "This document", .operation = "openapi" },
+
+    /* --- the operations console: static pages, its data from the admin rows below ------ */
+    { .method = "GET", .path = "/console", .who = EDGE_PUBLIC, .kind = EDGE_KIND_LOCAL,
+      .fn = edge_console_index, .schema = SCHEMA_PAGE, .produces = "text/html",
+      .summary = "The operations console (sign in as an admin)", .operation = "console" },
+    { .method = "GET", .path = "/console/{file}", .who = EDGE_PUBLIC, .kind = EDGE_KIND_LOCAL,
+      .fn = edge_console_file, .schema = SCHEMA_PAGE, .produces = "text/javascript",
+      .summary = "A file of the console (its scripts and styles)", .operation = "consoleFile" },
+
+    /* --- admin: the operations console's reads (issue 24; changes stay in layby-ctl) ----- */
+    { .method = "GET", .path = "/api/v1/admin/sagas", .who = EDGE_ADMIN, .kind = EDGE_KIND_QUERY,
+      .summary = "Sagas, newest first, a page at a time (keyset cursor) (admin)",
+      .operation = "adminListSagas", .subject = SUBJ_SAGA_ADMIN_LIST,
+      .request = &layby__v1__admin_saga_list__descriptor,
+      .reply = &layby__v1__admin_document__descriptor, .reply_json = "json",
+      .schema = SCHEMA_SAGA_PAGE, .status = 200,
+      .binds = EDGE_BINDS(EDGE_QUERY("state", "state", "only sagas in this state (STUCK...)"),
+                          EDGE_QUERY("type", "type", "only sagas of this type (order_place)"),
+                          EDGE_QUERY("since", "since", "only sagas changed at or after (RFC 3339)"),
+                          EDGE_QUERY("orderId", "order_id", "only the sagas of this order"),
+                          EDGE_QUERY("cursor", "cursor", "nextCursor of the previous page"),
+                          EDGE_QUERY("limit", "limit", "page size 1-100, default 50")),
+      .errors = EDGE_ERRORS(LB_ERR_INVALID) },
+    { .method = "GET", .path = "/api/v1/admin/sagas/{id}", .who = EDGE_ADMIN,
+      .kind = EDGE_KIND_QUERY,
+      .summary = "A saga: record, steps and timeline with decoded bodies (admin)",
+      .operation = "adminGetSaga", .subject = SUBJ_SAGA_ADMIN_SHOW,
+      .request = &layby__v1__admin_saga_show__descriptor,
+      .reply = &layby__v1__admin_document__descriptor, .reply_json = "json",
+      .schema = SCHEMA_SAGA, .status = 200,
+      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "saga_id")),
+      .errors = EDGE_ERRORS(LB_ERR_NOT_FOUND) },
 
     /* --- catalog: products, stock, wishlist ------------------------------------------------ */
     { .method = "POST", .path = "/api/v1/products", .who = EDGE_ADMIN, .kind = EDGE_KIND_COMMAND,

@@ -97,6 +97,9 @@ int64_t lb_now_ms(void);
 int64_t lb_mono_us(void);
 /* Formats ms since epoch as RFC 3339 UTC with milliseconds; out needs 32 bytes. */
 void lb_time_format(char *out, size_t n, int64_t ms);
+/* RFC 3339 ("2025-01-31T09:30:00.250Z", "...+09:00") to ms since the epoch;
+ * LB_ERR_CONFIG naming the text otherwise. */
+lb_status lb_time_parse(int64_t *out_ms, const char *s, lb_err *err);
 
 /* True when s is well-formed UTF-8 (no overlongs, no surrogates). */
 bool lb_utf8_valid(const char *s);

@@ -62,6 +62,11 @@
 #define SUBJ_SAGA_START_ORDER_PLACE "layby.cmd.saga.start.order_place"
 #define SUBJ_SAGA_START_ORDER_PAY   "layby.cmd.saga.start.order_pay"
 
+/* the orchestrator's admin reads (engine/orchestrator/saga_orch_admin.c): the
+ * console's saga pages (GET /api/v1/admin/sagas...), answered as JSON text */
+#define SUBJ_SAGA_ADMIN_LIST "layby.qry.orchestrator.saga_list"
+#define SUBJ_SAGA_ADMIN_SHOW "layby.qry.orchestrator.saga_show"
+
 /* payment (services/payment) */
 #define SUBJ_PAYMENT_CHARGE        "layby.cmd.payment.charge"
 #define SUBJ_PAYMENT_REFUND        "layby.cmd.payment.refund"

@@ -118,7 +118,7 @@ static perm_case subscribe_cases[] = {
     { "EDGE",         "_INBOX.>",                      true },
     { "EDGE",         "layby.cmd.>",                   false },
     { "EDGE",         "layby.qry.catalog.>",           false },
-    { "ORCHESTRATOR", "layby.qry.saga.>",              true },
+    { "ORCHESTRATOR", "layby.qry.orchestrator.>",      true },
     { "ORCHESTRATOR", "layby.qry.catalog.>",           false },
     { "SAGATEST",     "_INBOX.>",                      true },
     { "SAGATEST",     "layby.cmd.>",                   false },

@@ -1,0 +1,228 @@
+// app.js - the console's pages: sign-in, sagas (list, filters, keyset pages),
+// a saga (record, steps diagram, timeline with decoded bodies, the layby-ctl
+// command that fixes a STUCK one), stuck sagas refreshing by themselves, and
+// an order's sagas. Read-only: changes are layby-ctl's.
+import { admin, signIn, signOut, signedIn, ApiError } from "./api.js";
+import { el, table, stateBadge, json } from "./dom.js";
+
+const TIMELINE_PAGE = 200; // entries drawn at once: a 1,000-entry saga stays quick
+const REFRESH_MS = 5000;
+const STATES = ["", "RUNNING", "COMPENSATING", "STUCK", "COMPLETED", "FAILED", "RESOLVED", "CANCELLED"];
+
+const view = document.getElementById("view");
+const form = document.getElementById("signin");
+const nav = document.getElementById("nav");
+let timer = null;
+
+function show(...nodes) {
+  if (timer !== null) { clearInterval(timer); timer = null; }
+  view.replaceChildren(...nodes);
+}
+
+function failure(e) {
+  if (e instanceof ApiError && e.status === 401) { signOut(); render(); return el("p"); }
+  const text = e instanceof ApiError && e.status === 403
+    ? "This account is not an admin: the console needs the ADMIN role."
+    : `Could not load: ${e.message}`;
+  return el("p", { class: "error", role: "alert" }, text);
+}
+
+// --- sagas -------------------------------------------------------------------
+
+function sagaRows(items) {
+  return items.map((s) => el("tr", {},
+    el("td", { class: "mono" }, el("a", { href: `#/saga/${s.sagaId}` }, s.sagaId)),
+    el("td", {}, s.type, " v", s.version),
+    el("td", {}, stateBadge(s.state)),
+    el("td", { class: "wide" }, s.step, " ", s.stepName),
+    el("td", { class: "wide mono" }, s.updated)));
+}
+
+function sagaTable(items) {
+  return table([["Saga"], ["Type"], ["State"], ["Step", "wide"], ["Updated", "wide"]], sagaRows(items));
+}
+
+async function sagasPage(filter, title) {
+  const f = { ...filter };
+  const stateSel = el("select", { name: "state" }, STATES.map((s) =>
+    el("option", { value: s, selected: s === (f.state || "") }, s || "any")));
+  const typeIn = el("input", { name: "type", value: f.type || "", placeholder: "order_place", size: 12 });
+  const sinceIn = el("input", { name: "since", value: f.since || "", placeholder: "2026-12-03T00:00:00Z", size: 22 });
+  const orderIn = el("input", { name: "orderId", value: f.orderId || "", placeholder: "order id", size: 36 });
+  const list = el("div");
+  const more = el("button", { type: "button", hidden: true }, "Next page");
+  const apply = async (ev) => {
+    if (ev) ev.preventDefault();
+    Object.assign(f, { state: stateSel.value, type: typeIn.value.trim(), since: sinceIn.value.trim(),
+                       orderId: orderIn.value.trim(), cursor: "" });
+    list.replaceChildren();
+    await load();
+  };
+  const load = async () => {
+    try {
+      const page = await admin.sagas(f);
+      list.append(page.items.length ? sagaTable(page.items) : el("p", {}, "No saga matches."));
+      f.cursor = page.nextCursor || "";
+      more.hidden = !page.nextCursor;
+    } catch (e) { list.append(failure(e)); more.hidden = true; }
+  };
+  more.addEventListener("click", load);
+  show(el("div", { class: "card" }, el("h1", {}, title),
+    el("form", { class: "filters", onsubmit: apply },
+      el("label", {}, "State ", stateSel), el("label", {}, "Type ", typeIn),
+      el("label", {}, "Changed since ", sinceIn), el("label", {}, "Order ", orderIn),
+      el("button", { type: "submit" }, "Filter")),
+    list, el("div", { class: "pager" }, more)));
+  await load();
+}
+
+async function stuckPage() {
+  const list = el("div");
+  const stamp = el("p", { class: "mono" });
+  const load = async () => {
+    try {
+      const page = await admin.sagas({ state: "STUCK", limit: 100 });
+      list.replaceChildren(page.items.length ? sagaTable(page.items) : el("p", {}, "No STUCK saga."));
+      stamp.textContent = `refreshed ${new Date().toISOString()} (every ${REFRESH_MS / 1000} s)`;
+    } catch (e) { list.replaceChildren(failure(e)); }
+  };
+  show(el("div", { class: "card" }, el("h1", {}, "Stuck sagas"), stamp, list));
+  await load();
+  timer = setInterval(load, REFRESH_MS);
+}
+
+// --- a saga ------------------------------------------------------------------
+
+function stepsDiagram(steps) {
+  const parts = [];
+  steps.forEach((s, i) => {
+    if (i > 0) parts.push(el("span", { class: "arrow" }, "→"));
+    parts.push(el("span", { class: `step step-${s.status}`, title: `${s.kind} attempt ${s.attempt}` },
+      `${s.index} ${s.name} `, el("small", {}, s.status, s.flags.length ? ` (${s.flags.join(", ")})` : "")));
+  });
+  return el("div", { class: "steps" }, parts);
+}
+
+function entryRow(e) {
+  const input = e.input || {};
+  const detail = [];
+  if (input.signal) detail.push(el("div", {}, "signal ", input.signal));
+  if (input.actor || input.reason) detail.push(el("div", {}, "by ", input.actor || "?", ": ", input.reason || ""));
+  if (input.eventType) detail.push(el("div", { class: "mono" }, input.eventType));
+  if (input.event) detail.push(json(input.event));
+  for (const c of e.commands || [])
+    detail.push(el("div", { class: "mono" }, c.compensate ? "undo → " : "sent → ", c.subject, " ", c.type,
+      " step ", c.step, " attempt ", c.attempt));
+  if (e.redecided) detail.push(el("div", { class: "error" }, "this build decides instead: ", e.redecided));
+  return el("tr", { "data-entry": e.id },
+    el("td", { class: "mono" }, e.id),
+    el("td", { class: "mono wide" }, e.at),
+    el("td", {}, e.kind, " ", el("small", {}, e.verdict)),
+    el("td", {}, e.from, " → ", stateBadge(e.to)),
+    el("td", {}, el("div", {}, e.line), detail));
+}
+
+function timeline(entries) {
+  const body = el("tbody");
+  const pos = el("span");
+  const prev = el("button", { type: "button" }, "Earlier");
+  const next = el("button", { type: "button" }, "Later");
+  let at = 0;
+  const draw = () => {
+    body.replaceChildren(...entries.slice(at, at + TIMELINE_PAGE).map(entryRow));
+    pos.textContent = `${entries.length ? at + 1 : 0}-${Math.min(at + TIMELINE_PAGE, entries.length)} of ${entries.length}`;
+    prev.disabled = at === 0;
+    next.disabled = at + TIMELINE_PAGE >= entries.length;
+  };
+  prev.addEventListener("click", () => { at = Math.max(0, at - TIMELINE_PAGE); draw(); });
+  next.addEventListener("click", () => { at += TIMELINE_PAGE; draw(); });
+  draw();
+  return el("div", {},
+    el("div", { class: "scroll" }, el("table", { id: "timeline" },
+      el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", { class: "wide" }, "At"), el("th", {}, "Input"),
+        el("th", {}, "Status"), el("th", {}, "Decision"))), body)),
+    el("div", { class: "pager" }, prev, pos, next));
+}
+
+function fixCommands(s) {
+  if (s.state !== "STUCK") return null;
+  return el("div", { class: "card" }, el("h2", {}, "Fix it with layby-ctl"),
+    el("p", {}, "The console only reads. Retry the compensation where it stopped, or mark the saga repaired by hand:"),
+    el("pre", { class: "cmd", id: "cmd-retry" }, `layby-ctl saga retry ${s.sagaId} --reason '...'`),
+    el("pre", { class: "cmd", id: "cmd-resolve" }, `layby-ctl saga resolve ${s.sagaId} --reason '...'`));
+}
+
+async function sagaPage(id) {
+  show(el("p", {}, "Loading…"));
+  let s;
+  try { s = await admin.saga(id); } catch (e) { show(failure(e)); return; }
+  const facts = [["Saga", s.sagaId], ["Type", `${s.type} v${s.version} (started by ${s.startedBy})`],
+    ["State", stateBadge(s.state)], ["Step", `${s.step} ${s.stepName}`], ["Created", s.created],
+    ["Updated", s.updated], ["Timer", s.timer ? `${s.timer.kind} step ${s.timer.step} due ${s.timer.due}` : "none"]];
+  if (s.failure) facts.push(["Failure", `${s.failure.code}: ${s.failure.reason}`]);
+  if (s.lastError) facts.push(["Last error", s.lastError]);
+  if (s.resolved) facts.push(["Resolved by", `${s.resolved.by}: ${s.resolved.reason}`]);
+  show(
+    el("div", { class: "card" }, el("h1", {}, "Saga"),
+      el("table", { id: "saga-facts" }, facts.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { class: "mono" }, v))))),
+    fixCommands(s),
+    el("div", { class: "card" }, el("h2", {}, "Steps"), stepsDiagram(s.steps || [])),
+    el("div", { class: "card" }, el("h2", {}, "Record"), json(s.record)),
+    el("div", { class: "card" }, el("h2", {}, `Timeline (${s.timeline.length} entries)`), timeline(s.timeline)));
+}
+
+// --- orders ------------------------------------------------------------------
+
+async function ordersPage(orderId) {
+  const input = el("input", { name: "orderId", value: orderId || "", placeholder: "order id", size: 36 });
+  const out = el("div");
+  const go = (ev) => { ev.preventDefault(); location.hash = `#/orders/${input.value.trim()}`; };
+  show(el("div", { class: "card" }, el("h1", {}, "Order"),
+    el("form", { class: "filters", onsubmit: go }, el("label", {}, "Order ", input), el("button", { type: "submit" }, "Open")),
+    out));
+  if (!orderId) return;
+  try {
+    const page = await admin.sagas({ orderId });
+    out.append(el("h2", {}, "Its sagas"),
+      page.items.length ? sagaTable(page.items) : el("p", {}, "No saga for this order."));
+  } catch (e) { out.append(failure(e)); }
+}
+
+// --- routing -----------------------------------------------------------------
+
+const routes = [
+  [/^#\/saga\/([0-9a-f-]{36})$/, (m) => sagaPage(m[1])],
+  [/^#\/stuck$/, () => stuckPage()],
+  [/^#\/orders\/([0-9a-f-]{36})$/, (m) => ordersPage(m[1])],
+  [/^#\/orders$/, () => ordersPage("")],
+  [/^#\/sagas$/, () => sagasPage({}, "Sagas")],
+];
+
+function render() {
+  const on = signedIn();
+  form.hidden = on;
+  view.hidden = !on;
+  nav.hidden = !on;
+  if (!on) { show(); return; }
+  for (const [re, fn] of routes) {
+    const m = re.exec(location.hash);
+    if (m) { fn(m); return; }
+  }
+  location.hash = "#/stuck";
+}
+
+form.addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const err = document.getElementById("signin-error");
+  err.textContent = "";
+  try {
+    await signIn(form.username.value, form.password.value);
+    form.reset();
+    render();
+  } catch (e) {
+    err.textContent = e instanceof ApiError && e.status === 401 ? "Wrong username or password." : e.message;
+  }
+});
+document.getElementById("signout").addEventListener("click", () => { signOut(); render(); });
+window.addEventListener("hashchange", render);
+render();

@@ -1,0 +1,74 @@
+/* saga_orch_admin.c - the orchestrator's admin reads: a page of sagas and a
+ * saga's record, steps and timeline, for the console's endpoints (the edge
+ * has no database, so it asks the daemon that owns schema saga). The JSON is
+ * saga_view's, the same layby-ctl prints with --json; it travels as the text
+ * of an AdminDocument, which the edge answers as it is. Read-only: no
+ * transaction, one statement per read (a page of the list is at most
+ * SAGA_ORCH_ADMIN_PAGE_MAX + 1 rows). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/subjects.h"
+#include "id.h"
+#include "layby/v1/admin.pb-c.h"
+#include "saga_orch.h"
+#include "saga_view.h"
+
+#define SAGA_ORCH_ADMIN_PAGE_MAX 100
+
+/* doc (taken) as the text of an AdminDocument in *reply. */
+static lb_status
+document_reply(ProtobufCMessage **reply, json_t *doc, lb_err *err)
+{
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    Layby__V1__AdminDocument *d = malloc(sizeof *d);
+    if (text == NULL || d == NULL) {
+        free(text);
+        free(d);
+        return lb_err_set(err, LB_ERR_NOMEM, "admin document");
+    }
+    layby__v1__admin_document__init(d);
+    d->json = text; /* freed with the message (protobuf_c's default allocator) */
+    *reply = &d->base;
+    return LB_OK;
+}
+
+static lb_status
+admin_list(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, lb_err *err)
+{
+    const Layby__V1__AdminSagaList *l = (const Layby__V1__AdminSagaList *)req;
+    if (l->limit < 0 || l->limit > SAGA_ORCH_ADMIN_PAGE_MAX)
+        return lb_err_field(err, LB_ERR_INVALID, "limit", "limit must be between 1 and %d",
+                            SAGA_ORCH_ADMIN_PAGE_MAX);
+    saga_view_filter f = { .state = l->state,
+                           .type = l->type,
+                           .saga_id = l->order_id,
+                           .cursor = l->cursor,
+                           .limit = l->limit > 0 ? l->limit : SAGA_VIEW_PAGE_DEFAULT };
+    if (l->since[0] != '\0' && lb_time_parse(&f.since_ms, l->since, err) != LB_OK)
+        return lb_err_field(err, LB_ERR_INVALID, "since", "since must be an RFC 3339 time");
+    if (f.since_ms <= 0 && l->since[0] != '\0')
+        f.since_ms = 1; /* 0 means no filter */
+    json_t *doc = NULL;
+    lb_status s = saga_view_list(&doc, store_pg(svc_query_store(q)), &f, err);
+    return s == LB_OK ? document_reply(reply, doc, err) : s;
+}
+
+static lb_status
+admin_show(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, lb_err *err)
+{
+    const Layby__V1__AdminSagaShow *m = (const Layby__V1__AdminSagaShow *)req;
+    if (!id_valid(m->saga_id))
+        return lb_err_field(err, LB_ERR_INVALID, "sagaId", "sagaId must be an id (a UUID)");
+    json_t *doc = NULL;
+    lb_status s = saga_view_show(&doc, store_pg(svc_query_store(q)), m->saga_id, err);
+    return s == LB_OK ? document_reply(reply, doc, err) : s;
+}
+
+/* clang-format off */
+const svc_query_route saga_orch_admin_queries[SAGA_ORCH_QUERIES_COUNT] = {
+    { SUBJ_SAGA_ADMIN_LIST, &layby__v1__admin_saga_list__descriptor, admin_list },
+    { SUBJ_SAGA_ADMIN_SHOW, &layby__v1__admin_saga_show__descriptor, admin_show },
+};
+/* clang-format on */

@@ -1,0 +1,189 @@
+/* admin_queries_test.c - the orchestrator's admin reads (layby.qry.orchestrator.saga_list
+ * and .show, issue 24), which the console's endpoints ask, against real
+ * nats-server, PostgreSQL, layby-orchestrator and the test participant: a
+ * STUCK saga's document is the one `layby-ctl saga show --json` prints (one
+ * piece of code renders both), the list filters by state and order id and
+ * pages by keyset, and bad filters are refused naming the field. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/bus.h"
+#include "engine/id.h"
+#include "engine/subjects.h"
+#include "layby/v1/admin.pb-c.h"
+#include "layby/v1/saga.pb-c.h"
+#include "sagas_test.h"
+#include "tsupport.h"
+
+#define WAIT_MS 30000
+
+static bus *admin;
+static tsupport_proc procs[2];
+
+static void
+setup(void)
+{
+    tsupport_reset();
+    admin = tsupport_admin_bus("admin-queries-test");
+    tsupport_sagatest_setup(admin);
+}
+
+static void
+teardown(void)
+{
+    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
+    bus_close(admin);
+    admin = NULL;
+}
+
+TestSuite(admin_queries, .init = setup, .fini = teardown, .timeout = 180);
+
+static void
+saga_start(char id[ID_STR_LEN], const char *script)
+{
+    id_new(id);
+    Layby__V1__StartTestSaga m = LAYBY__V1__START_TEST_SAGA__INIT;
+    m.saga_id = id;
+    m.key = "key";
+    m.script = (char *)script;
+    bus_envelope env;
+    bus_envelope_init(&env, &layby__v1__start_test_saga__descriptor, NULL);
+    lb_err err;
+    cr_assert_eq(bus_publish(admin, SAGA_SUBJ_START_TEST, &env, &m.base, &err), LB_OK, "%s",
+                 err.msg);
+}
+
+static void
+wait_status(const char *id, const char *status)
+{
+    tsupport_wait_count(WAIT_MS, 1,
+                        "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND status = '%s'",
+                        id, status);
+}
+
+/* Asks subject with req: the document (LB_OK) or the Failure in err. */
+static lb_status
+ask(json_t **doc, const char *subject, const ProtobufCMessage *req, lb_err *err)
+{
+    bus_envelope env;
+    bus_envelope_init(&env, req->descriptor, NULL);
+    natsMsg *reply = NULL;
+    ProtobufCMessage *m = NULL;
+    lb_status s = bus_request(&reply, admin, subject, &env, req, 10000, err);
+    if (s == LB_OK)
+        s = bus_reply_decode(&m, reply, &layby__v1__admin_document__descriptor, err);
+    natsMsg_Destroy(reply);
+    if (s != LB_OK)
+        return s;
+    json_error_t je;
+    *doc = json_loads(((Layby__V1__AdminDocument *)m)->json, 0, &je);
+    cr_assert_not_null(*doc, "not JSON: %s", je.text);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return LB_OK;
+}
+
+static json_t *
+list(const char *state, const char *order_id, const char *cursor, int limit, lb_err *err,
+     lb_status want)
+{
+    Layby__V1__AdminSagaList l = LAYBY__V1__ADMIN_SAGA_LIST__INIT;
+    l.state = (char *)state;
+    l.order_id = (char *)order_id;
+    l.cursor = (char *)cursor;
+    l.limit = limit;
+    json_t *doc = NULL;
+    lb_status s = ask(&doc, SUBJ_SAGA_ADMIN_LIST, &l.base, err);
+    cr_assert_eq(s, want, "list %s: %s %s", state, lb_status_code(s), err->msg);
+    return doc;
+}
+
+static const char *
+item_id(json_t *doc, size_t i)
+{
+    return json_string_value(
+        json_object_get(json_array_get(json_object_get(doc, "items"), i), "sagaId"));
+}
+
+Test(admin_queries, a_stuck_sagas_document_is_the_ctl_one_and_the_list_pages_by_keyset)
+{
+    tsupport_sagatest_start(&procs[0], NULL);
+    tsupport_daemon_start(&procs[1], "layby-orchestrator", 0, NULL, NULL);
+    char a[ID_STR_LEN], b[ID_STR_LEN], done[ID_STR_LEN];
+    saga_start(a, "2:fail 1:undofail=99");
+    saga_start(b, "2:fail 1:undofail=99");
+    saga_start(done, "");
+    wait_status(a, "STUCK");
+    wait_status(b, "STUCK");
+    wait_status(done, "COMPLETED");
+    lb_err err;
+
+    /* show: the same document as layby-ctl's, timeline, decoded bodies and all */
+    Layby__V1__AdminSagaShow sh = LAYBY__V1__ADMIN_SAGA_SHOW__INIT;
+    sh.saga_id = a;
+    json_t *got = NULL;
+    cr_assert_eq(ask(&got, SUBJ_SAGA_ADMIN_SHOW, &sh.base, &err), LB_OK, "%s", err.msg);
+    char *out = NULL;
+    cr_assert_eq(tsupport_ctl_run(&out, false, NULL,
+                                  (const char *const[]){ "saga", "show", a, "--json", NULL }),
+                 0, "%s", out);
+    json_error_t je;
+    json_t *want = json_loads(out, 0, &je);
+    cr_assert_not_null(want, "ctl printed no JSON: %s", out);
+    free(out);
+    cr_assert(json_equal(got, want), "the query's document differs from layby-ctl's");
+    cr_assert_str_eq(json_string_value(json_object_get(got, "state")), "STUCK");
+    json_t *tl = json_object_get(got, "timeline");
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s'", a);
+    cr_assert_eq((long long)json_array_size(tl), (long long)tsupport_sql_int(sql),
+                 "one timeline entry per logged input");
+    cr_assert_gt(json_array_size(tl), 3, "a STUCK saga has more than start and one event");
+    /* decoded inputs (the test saga's events carry empty bodies, so their
+     * decoding is checked by the equality above and by ctl_test) */
+    cr_assert_str_eq(json_string_value(json_object_get(
+                         json_object_get(json_array_get(tl, 1), "input"), "eventType")),
+                     "layby.v1.TestStepDone");
+    json_decref(got);
+    json_decref(want);
+
+    /* list: STUCK only, one per page, two pages, then none */
+    json_t *p1 = list("STUCK", "", "", 1, &err, LB_OK);
+    cr_assert_eq(json_array_size(json_object_get(p1, "items")), 1);
+    const char *cur = json_string_value(json_object_get(p1, "nextCursor"));
+    cr_assert_not_null(cur, "a first page of two has a next one");
+    json_t *p2 = list("STUCK", "", cur, 1, &err, LB_OK);
+    cr_assert_eq(json_array_size(json_object_get(p2, "items")), 1);
+    cr_assert_null(json_object_get(p2, "nextCursor"), "the last page has no next cursor");
+    char seen[2][ID_STR_LEN];
+    snprintf(seen[0], ID_STR_LEN, "%s", item_id(p1, 0));
+    snprintf(seen[1], ID_STR_LEN, "%s", item_id(p2, 0));
+    cr_assert_str_neq(seen[0], seen[1]);
+    cr_assert((strcmp(seen[0], a) == 0 && strcmp(seen[1], b) == 0) ||
+                  (strcmp(seen[0], b) == 0 && strcmp(seen[1], a) == 0),
+              "pages hold the two STUCK sagas: %s %s", seen[0], seen[1]);
+    json_decref(p1);
+    json_decref(p2);
+
+    /* by order id (the saga of that flow), whatever its state */
+    json_t *one = list("", done, "", 0, &err, LB_OK);
+    cr_assert_eq(json_array_size(json_object_get(one, "items")), 1);
+    cr_assert_str_eq(item_id(one, 0), done);
+    json_decref(one);
+
+    /* refusals name the field; an unknown saga is not_found */
+    cr_assert_null(list("NOPE", "", "", 0, &err, LB_ERR_INVALID));
+    cr_assert_str_eq(err.field, "state");
+    cr_assert_null(list("", "not-an-id", "", 0, &err, LB_ERR_INVALID));
+    cr_assert_str_eq(err.field, "orderId");
+    cr_assert_null(list("", "", "12_nope", 0, &err, LB_ERR_INVALID));
+    cr_assert_str_eq(err.field, "cursor");
+    cr_assert_null(list("", "", "", 101, &err, LB_ERR_INVALID));
+    cr_assert_str_eq(err.field, "limit");
+    char other[ID_STR_LEN];
+    id_new(other);
+    sh.saga_id = other;
+    cr_assert_eq(ask(&got, SUBJ_SAGA_ADMIN_SHOW, &sh.base, &err), LB_ERR_NOT_FOUND, "%s", err.msg);
+}
