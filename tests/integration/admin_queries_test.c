@@ -41,29 +41,6 @@ teardown(void)
 
 TestSuite(admin_queries, .init = setup, .fini = teardown, .timeout = 180);
 
-static void
-saga_start(char id[ID_STR_LEN], const char *script)
-{
-    id_new(id);
-    Layby__V1__StartTestSaga m = LAYBY__V1__START_TEST_SAGA__INIT;
-    m.saga_id = id;
-    m.key = "key";
-    m.script = (char *)script;
-    bus_envelope env;
-    bus_envelope_init(&env, &layby__v1__start_test_saga__descriptor, NULL);
-    lb_err err;
-    cr_assert_eq(bus_publish(admin, SAGA_SUBJ_START_TEST, &env, &m.base, &err), LB_OK, "%s",
-                 err.msg);
-}
-
-static void
-wait_status(const char *id, const char *status)
-{
-    tsupport_wait_count(WAIT_MS, 1,
-                        "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND status = '%s'",
-                        id, status);
-}
-
 /* Asks subject with req: the document (LB_OK) or the Failure in err. */
 static lb_status
 ask(json_t **doc, const char *subject, const ProtobufCMessage *req, lb_err *err)
@@ -112,12 +89,12 @@ Test(admin_queries, a_stuck_sagas_document_is_the_ctl_one_and_the_list_pages_by_
     tsupport_sagatest_start(&procs[0], NULL);
     tsupport_daemon_start(&procs[1], "layby-orchestrator", 0, NULL, NULL);
     char a[ID_STR_LEN], b[ID_STR_LEN], done[ID_STR_LEN];
-    saga_start(a, "2:fail 1:undofail=99");
-    saga_start(b, "2:fail 1:undofail=99");
-    saga_start(done, "");
-    wait_status(a, "STUCK");
-    wait_status(b, "STUCK");
-    wait_status(done, "COMPLETED");
+    tsupport_test_saga_start(admin, a, "2:fail 1:undofail=99");
+    tsupport_test_saga_start(admin, b, "2:fail 1:undofail=99");
+    tsupport_test_saga_start(admin, done, "");
+    tsupport_saga_wait_status(WAIT_MS, a, "STUCK");
+    tsupport_saga_wait_status(WAIT_MS, b, "STUCK");
+    tsupport_saga_wait_status(WAIT_MS, done, "COMPLETED");
     lb_err err;
 
     /* show: the same document as layby-ctl's, timeline, decoded bodies and all */

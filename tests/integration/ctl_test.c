@@ -42,29 +42,6 @@ teardown(void)
 
 TestSuite(ctl, .init = setup, .fini = teardown, .timeout = 180);
 
-static void
-saga_start(char id[ID_STR_LEN], const char *script)
-{
-    id_new(id);
-    Layby__V1__StartTestSaga m = LAYBY__V1__START_TEST_SAGA__INIT;
-    m.saga_id = id;
-    m.key = "key";
-    m.script = (char *)script;
-    bus_envelope env;
-    bus_envelope_init(&env, &layby__v1__start_test_saga__descriptor, NULL);
-    lb_err err;
-    cr_assert_eq(bus_publish(admin, SAGA_SUBJ_START_TEST, &env, &m.base, &err), LB_OK, "%s",
-                 err.msg);
-}
-
-static void
-wait_status(const char *id, const char *status)
-{
-    tsupport_wait_count(WAIT_MS, 1,
-                        "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND status = '%s'",
-                        id, status);
-}
-
 /* --- running layby-ctl -------------------------------------------------------- */
 
 #define CTL(out, ...) tsupport_ctl_run(out, true, NULL, (const char *const[]){ __VA_ARGS__, NULL })
@@ -110,8 +87,8 @@ Test(ctl, operator_commands_on_a_stuck_saga)
     tsupport_sagatest_start(&procs[0], NULL);
     tsupport_daemon_start(&procs[1], "layby-orchestrator", 0, NULL, NULL);
     char id[ID_STR_LEN], other[ID_STR_LEN];
-    saga_start(id, "2:fail 1:undofail=99");
-    wait_status(id, "STUCK");
+    tsupport_test_saga_start(admin, id, "2:fail 1:undofail=99");
+    tsupport_saga_wait_status(WAIT_MS, id, "STUCK");
     char *out = NULL;
 
     cr_assert_eq(CTL(&out, "saga", "list", "--state", "STUCK"), 0, "%s", out);
@@ -165,7 +142,7 @@ Test(ctl, operator_commands_on_a_stuck_saga)
                  out);
     cr_assert_not_null(strstr(out, "RESOLVED"), "%s", out);
     free(out);
-    wait_status(id, "RESOLVED");
+    tsupport_saga_wait_status(WAIT_MS, id, "RESOLVED");
     cr_assert_eq(CTL(&out, "saga", "retry", id, "--reason", "again", "--actor", "ops-anna"), 1,
                  "%s", out);
     free(out);

@@ -136,6 +136,11 @@ struct bus *tsupport_admin_bus(const char *name);
  * fails the test when the publish fails. */
 struct ProtobufCMessage;
 void tsupport_publish(struct bus *b, const char *subject, const struct ProtobufCMessage *m);
+/* Starts a test saga (layby.v1.StartTestSaga, key "key") with a new id written
+ * to id (ID_STR_LEN bytes) and the participant's script. */
+void tsupport_test_saga_start(struct bus *admin, char *id, const char *script);
+/* Waits up to timeout_ms until saga id's row has status. */
+void tsupport_saga_wait_status(int timeout_ms, const char *id, const char *status);
 /* The test saga's participant: (re)creates its schema (tests/participant/
  * schema.sql) and its durable `sagatest` on LAYBY_CMD, with the settings of
  * the last tsupport_reset()/tsupport_reset_with(). Call after either. */

@@ -14,6 +14,8 @@
 #include "engine/bus_topology.h"
 #include "engine/id.h"
 #include "layby/v1/catalog.pb-c.h"
+#include "layby/v1/saga.pb-c.h"
+#include "sagas_test.h"
 #include "tsupport.h"
 
 struct bus *
@@ -38,6 +40,25 @@ tsupport_publish(bus *b, const char *subject, const ProtobufCMessage *m)
     bus_envelope_init(&env, m->descriptor, NULL);
     lb_err err;
     cr_assert_eq(bus_publish(b, subject, &env, m, &err), LB_OK, "%s: %s", subject, err.msg);
+}
+
+void
+tsupport_test_saga_start(bus *admin, char *id, const char *script)
+{
+    id_new(id);
+    Layby__V1__StartTestSaga m = LAYBY__V1__START_TEST_SAGA__INIT;
+    m.saga_id = id;
+    m.key = "key";
+    m.script = (char *)script;
+    tsupport_publish(admin, SAGA_SUBJ_START_TEST, &m.base);
+}
+
+void
+tsupport_saga_wait_status(int timeout_ms, const char *id, const char *status)
+{
+    tsupport_wait_count(timeout_ms, 1,
+                        "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' AND status = '%s'",
+                        id, status);
 }
 
 void
