@@ -276,6 +276,37 @@ order_wait(client *c, flow *f, const char *want, bool delivery, int ms)
 
 /* --- one flow ---------------------------------------------------------------------- */
 
+/* Polls the member's wishlist until it holds every product of put: a PUT
+ * answered 202 (the catalog down or its database away) is applied later,
+ * and a place from the wishlist before that finds it empty and rightly
+ * answers 400, which is not what the run checks. */
+static void
+wishlist_wait(client *c, flow *f, const char *const *put, int n)
+{
+    int64_t until = lb_now_ms() + CALL_RETRY_MS;
+    while (lb_now_ms() < until) {
+        if (call(c, f, "GET", "/api/v1/me/wishlist", c->m->auth, NULL, NULL) == 200) {
+            json_t *j = json_loads(c->body, 0, NULL), *it;
+            int found = 0;
+            for (int i = 0; i < n; i++) {
+                size_t k;
+                json_array_foreach(json_object_get(j, "items"), k, it)
+                {
+                    const char *id = json_string_value(json_object_get(it, "productId"));
+                    if (id != NULL && strcmp(id, put[i]) == 0) {
+                        found++;
+                        break;
+                    }
+                }
+            }
+            json_decref(j);
+            if (found == n)
+                return;
+        }
+        pause_ms(200);
+    }
+}
+
 static void
 flow_place(client *c, flow *f, uint64_t *rng, int idx)
 {
@@ -285,13 +316,15 @@ flow_place(client *c, flow *f, uint64_t *rng, int idx)
         /* from the wishlist: this client's own member, so no other flow touches it */
         f->wishlist = true;
         int n = 1 + tchaos_pick(rng, 2);
+        const char *put[2];
         for (int i = 0; i < n; i++) {
             char path[128];
-            snprintf(path, sizeof path, "/api/v1/me/wishlist/items/%s",
-                     run.products[tchaos_pick(rng, PRODUCTS)]);
+            put[i] = run.products[tchaos_pick(rng, PRODUCTS)];
+            snprintf(path, sizeof path, "/api/v1/me/wishlist/items/%s", put[i]);
             snprintf(body, sizeof body, "{\"quantity\":%d}", 1 + tchaos_pick(rng, 2));
             call(c, f, "PUT", path, c->m->auth, body, NULL);
         }
+        wishlist_wait(c, f, put, n);
         snprintf(body, sizeof body, "{\"fromWishlist\":true,\"addressId\":\"%s\"}", c->m->address);
     } else {
         int a = tchaos_pick(rng, PRODUCTS), b = (a + 1 + tchaos_pick(rng, PRODUCTS - 1)) % PRODUCTS;
