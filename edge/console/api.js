@@ -47,5 +47,5 @@ function query(params) {
 
 export const admin = {
   sagas: (filter) => call("GET", `/api/v1/admin/sagas${query(filter)}`),
-  saga: (id) => call("GET", `/api/v1/admin/sagas/${encodeURIComponent(id)}`),
+  saga: (id, page = {}) => call("GET", `/api/v1/admin/sagas/${encodeURIComponent(id)}${query(page)}`),
 };

@@ -14,6 +14,19 @@ const form = document.getElementById("signin");
 const nav = document.getElementById("nav");
 let timer = null;
 
+// Marks the view busy while promise runs (for screen readers); then says
+// which route it drew and how many draws so far (the browser test waits on
+// data-drawn rather than guessing when a page is done).
+let drawn = 0;
+async function busy(promise, route = location.hash) {
+  view.setAttribute("aria-busy", "true");
+  try { await promise; } finally {
+    view.dataset.route = route;
+    view.dataset.drawn = String(++drawn);
+    view.setAttribute("aria-busy", "false");
+  }
+}
+
 function show(...nodes) {
   if (timer !== null) { clearInterval(timer); timer = null; }
   view.replaceChildren(...nodes);
@@ -56,7 +69,7 @@ async function sagasPage(filter, title) {
     Object.assign(f, { state: stateSel.value, type: typeIn.value.trim(), since: sinceIn.value.trim(),
                        orderId: orderIn.value.trim(), cursor: "" });
     list.replaceChildren();
-    await load();
+    await busy(load());
   };
   const load = async () => {
     try {
@@ -97,7 +110,7 @@ function stepsDiagram(steps) {
   const parts = [];
   steps.forEach((s, i) => {
     if (i > 0) parts.push(el("span", { class: "arrow" }, "→"));
-    parts.push(el("span", { class: `step step-${s.status}`, title: `${s.kind} attempt ${s.attempt}` },
+    parts.push(el("span", { class: `step step-${s.status}`, "data-status": s.status, title: `${s.kind} attempt ${s.attempt}` },
       `${s.index} ${s.name} `, el("small", {}, s.status, s.flags.length ? ` (${s.flags.join(", ")})` : "")));
   });
   return el("div", { class: "steps" }, parts);
@@ -107,41 +120,67 @@ function entryRow(e) {
   const input = e.input || {};
   const detail = [];
   if (input.signal) detail.push(el("div", {}, "signal ", input.signal));
-  if (input.actor || input.reason) detail.push(el("div", {}, "by ", input.actor || "?", ": ", input.reason || ""));
+  if (input.actor) detail.push(el("div", {}, "by ", input.actor, ": ", input.reason || ""));
+  else if (input.reason) detail.push(el("div", {}, "reason: ", input.reason));
   if (input.eventType) detail.push(el("div", { class: "mono" }, input.eventType));
-  if (input.event) detail.push(json(input.event));
   for (const c of e.commands || [])
-    detail.push(el("div", { class: "mono" }, c.compensate ? "undo → " : "sent → ", c.subject, " ", c.type,
-      " step ", c.step, " attempt ", c.attempt));
+    detail.push(el("div", { class: "mono command" }, c.compensate ? "undo " : "send ", c.type, " to ", c.subject,
+      ` (step ${c.step}, attempt ${c.attempt})`));
   if (e.redecided) detail.push(el("div", { class: "error" }, "this build decides instead: ", e.redecided));
+  if (e.redecideError) detail.push(el("div", { class: "error" }, "cannot re-decide: ", e.redecideError));
+  detail.push(el("details", {}, el("summary", {}, "decoded input"), el("pre", { class: "body" }, JSON.stringify(input, null, 2))));
   return el("tr", { "data-entry": e.id },
-    el("td", { class: "mono" }, e.id),
+    el("td", { class: "mono" }, String(e.id)),
     el("td", { class: "mono wide" }, e.at),
     el("td", {}, e.kind, " ", el("small", {}, e.verdict)),
-    el("td", {}, e.from, " → ", stateBadge(e.to)),
+    el("td", {}, el("span", {}, e.from), " → ", stateBadge(e.to)),
     el("td", {}, el("div", {}, e.line), detail));
 }
 
-function timeline(entries) {
-  const body = el("tbody");
-  const pos = el("span");
-  const prev = el("button", { type: "button" }, "Earlier");
-  const next = el("button", { type: "button" }, "Later");
-  let at = 0;
-  const draw = () => {
-    body.replaceChildren(...entries.slice(at, at + TIMELINE_PAGE).map(entryRow));
-    pos.textContent = `${entries.length ? at + 1 : 0}-${Math.min(at + TIMELINE_PAGE, entries.length)} of ${entries.length}`;
-    prev.disabled = at === 0;
-    next.disabled = at + TIMELINE_PAGE >= entries.length;
+// A timeline page source: the server pages it (timelineFrom and
+// timelineNextCursor in the document); an edge that answers the whole log
+// (no timelineFrom) is paged here.
+function timelineSource(id, first) {
+  if (first.timelineFrom === undefined) {
+    const all = first.timeline;
+    return async (from) => ({ entries: all.slice(from, from + TIMELINE_PAGE), from,
+                              next: from + TIMELINE_PAGE < all.length ? from + TIMELINE_PAGE : null });
+  }
+  return async (from) => {
+    const d = from === 0 ? first : await admin.saga(id, { timelineCursor: String(from), timelineLimit: TIMELINE_PAGE });
+    return { entries: d.timeline, from: d.timelineFrom,
+             next: d.timelineNextCursor !== undefined ? Number(d.timelineNextCursor) : null };
   };
-  prev.addEventListener("click", () => { at = Math.max(0, at - TIMELINE_PAGE); draw(); });
-  next.addEventListener("click", () => { at += TIMELINE_PAGE; draw(); });
-  draw();
-  return el("div", {},
+}
+
+function timeline(source) {
+  const body = el("tbody");
+  const pos = el("span", { id: "timeline-pos" });
+  const prev = el("button", { type: "button", id: "timeline-earlier" }, "Earlier");
+  const next = el("button", { type: "button", id: "timeline-later" }, "Later");
+  const err = el("p", { class: "error", role: "alert" });
+  let at = 0;
+  const draw = async (from) => {
+    prev.disabled = next.disabled = true;
+    try {
+      const p = await source(from);
+      at = p.from;
+      body.replaceChildren(...p.entries.map(entryRow));
+      pos.textContent = `entries ${p.entries.length ? at + 1 : 0}-${at + p.entries.length}${p.next !== null ? ", more follow" : ", the last"}`;
+      prev.disabled = at === 0;
+      next.disabled = p.next === null;
+      next.dataset.from = p.next === null ? "" : String(p.next);
+      err.textContent = "";
+    } catch (e) { err.replaceChildren(failure(e)); }
+  };
+  prev.addEventListener("click", () => draw(Math.max(0, at - TIMELINE_PAGE)));
+  next.addEventListener("click", () => draw(Number(next.dataset.from)));
+  const box = el("div", {},
     el("div", { class: "scroll" }, el("table", { id: "timeline" },
       el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", { class: "wide" }, "At"), el("th", {}, "Input"),
         el("th", {}, "Status"), el("th", {}, "Decision"))), body)),
-    el("div", { class: "pager" }, prev, pos, next));
+    el("div", { class: "pager" }, prev, pos, next), err);
+  return { box, ready: draw(0) };
 }
 
 function fixCommands(s) {
@@ -155,20 +194,22 @@ function fixCommands(s) {
 async function sagaPage(id) {
   show(el("p", {}, "Loading…"));
   let s;
-  try { s = await admin.saga(id); } catch (e) { show(failure(e)); return; }
+  try { s = await admin.saga(id, { timelineLimit: TIMELINE_PAGE }); } catch (e) { show(failure(e)); return; }
   const facts = [["Saga", s.sagaId], ["Type", `${s.type} v${s.version} (started by ${s.startedBy})`],
     ["State", stateBadge(s.state)], ["Step", `${s.step} ${s.stepName}`], ["Created", s.created],
     ["Updated", s.updated], ["Timer", s.timer ? `${s.timer.kind} step ${s.timer.step} due ${s.timer.due}` : "none"]];
   if (s.failure) facts.push(["Failure", `${s.failure.code}: ${s.failure.reason}`]);
   if (s.lastError) facts.push(["Last error", s.lastError]);
   if (s.resolved) facts.push(["Resolved by", `${s.resolved.by}: ${s.resolved.reason}`]);
+  const tl = timeline(timelineSource(id, s));
   show(
     el("div", { class: "card" }, el("h1", {}, "Saga"),
       el("table", { id: "saga-facts" }, facts.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { class: "mono" }, v))))),
     fixCommands(s),
     el("div", { class: "card" }, el("h2", {}, "Steps"), stepsDiagram(s.steps || [])),
-    el("div", { class: "card" }, el("h2", {}, "Record"), json(s.record)),
-    el("div", { class: "card" }, el("h2", {}, `Timeline (${s.timeline.length} entries)`), timeline(s.timeline)));
+    el("div", { class: "card" }, el("h2", {}, "Record"), json(s.record, "saga-record")),
+    el("div", { class: "card" }, el("h2", {}, "Timeline"), tl.box));
+  await tl.ready;
 }
 
 // --- orders ------------------------------------------------------------------
@@ -198,7 +239,8 @@ const routes = [
   [/^#\/sagas$/, () => sagasPage({}, "Sagas")],
 ];
 
-function render() {
+// Draws the page of the hash; #view says aria-busy until its data is drawn.
+async function render() {
   const on = signedIn();
   form.hidden = on;
   view.hidden = !on;
@@ -206,7 +248,7 @@ function render() {
   if (!on) { show(); return; }
   for (const [re, fn] of routes) {
     const m = re.exec(location.hash);
-    if (m) { fn(m); return; }
+    if (m) { await busy(fn(m)); return; }
   }
   location.hash = "#/stuck";
 }

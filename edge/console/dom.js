@@ -26,6 +26,6 @@ export function stateBadge(state) {
   return el("span", { class: `state state-${state}` }, state);
 }
 
-export function json(value) {
-  return el("pre", {}, JSON.stringify(value, null, 2));
+export function json(value, id) {
+  return el("pre", { id }, JSON.stringify(value, null, 2));
 }

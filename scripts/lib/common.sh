@@ -20,6 +20,7 @@ LB_PACKAGES=(
     python3-jsonschema openapi-specification
     python3-aiosmtpd python3-protobuf
     clang-14 libclang-rt-14-dev
+    chromium nodejs
 )
 
 # The daemons (LB_DAEMONS), NATS users and database roles come from the
@@ -62,6 +63,22 @@ lb_deps_install() {
     [ "$(id -u)" -eq 0 ] || lb_die "missing packages (${missing[*]}); run as root to install them"
     apt-get update -q >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+}
+
+# The browser test's npm packages (tests/browser: puppeteer-core, pinned by its
+# package-lock.json) into tests/browser/node_modules, when missing or older
+# than the lock file. npm comes with the nodejs package of some sources;
+# Debian's own packs it apart.
+lb_browser_install() {
+    local dir=$LB_ROOT/tests/browser t0
+    [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ] && return 0
+    command -v npm >/dev/null || {
+        apt-get update -q >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm >&2
+    }
+    t0=$(lb_now)
+    npm ci --prefix "$dir" --no-audit --no-fund >&2
+    lb_say "npm ci (tests/browser) took $(lb_elapsed "$t0") s"
 }
 
 # lb_build DIR TYPE: configures and builds the tree.
