@@ -174,6 +174,9 @@ typedef struct saga_state {
     /* fixed by START: each step's timeout or delay, from the settings of that
      * moment (saga_step.duration), so a replay and a restart use the same */
     int64_t durations_ms[SAGA_STEPS_MAX];
+    /* fixed by START: bit i = step i is never run by this saga (saga_step.skip
+     * said so of its start command); it is SKIPPED when the saga reaches it */
+    uint32_t skip_mask;
     /* the type's record (saga_type.record), packed; record_len 0 = empty */
     uint32_t record_len;
     uint8_t record[SAGA_RECORD_MAX];
@@ -195,6 +198,12 @@ typedef struct saga_retry {
 /* A step's duration read from settings (LAYBY_FAST, per-rule variables),
  * called by the orchestrator when a saga starts; > 0. */
 typedef int64_t (*saga_duration_fn)(void);
+
+/* Whether a saga started by `start` (the decoded start command) never runs
+ * this step, e.g. the wishlist step of an order not from the wishlist: a
+ * decision of the table, instead of a command whose participant does
+ * nothing. Called once, when the saga starts (saga_skips_read()); pure. */
+typedef bool (*saga_skip_fn)(const ProtobufCMessage *start);
 
 /* What a decision asks to send. */
 typedef struct saga_cmd {
@@ -260,6 +269,9 @@ typedef struct saga_step {
     bool reply;              /* answer the requester (OK, RUNNING) once this step is DONE */
     bool ends;  /* once DONE the saga COMPLETES; later steps run only after a GOTO signal */
     bool pivot; /* once DONE, neither it nor any earlier step is ever compensated */
+    /* NULL = always run. Only for a command step without compensation, reply,
+     * ends or pivot: skipping it changes nothing a later step relies on. */
+    saga_skip_fn skip;
     saga_merge_fn merge; /* forward events -> record (saga_type.record required) */
     /* compensation (NULL = nothing to undo; DELAY steps have none) */
     const ProtobufCMessageDescriptor *compensate;
@@ -342,6 +354,7 @@ typedef struct saga_input {
      * NULL or 0 = the step's timeout_ms. */
     const int64_t *durations_ms;
     size_t n_durations;
+    uint32_t skip_mask; /* START: the steps this saga skips (saga_skips_read()) */
     /* EVENT: the packed event, when a step's merge hook will read it */
     const uint8_t *body;
     size_t body_len;
@@ -414,6 +427,10 @@ lb_status saga_cmd_build(ProtobufCMessage **out, const saga_type *t, const saga_
 /* Fills out[0..t->n_steps) with each step's duration now: its duration
  * function, else its timeout_ms. For the START input (saga_input.durations_ms). */
 void saga_durations_read(int64_t *out, const saga_type *t);
+
+/* The steps a saga started by `start` skips (bit i = step i, saga_step.skip).
+ * For the START input (saga_input.skip_mask), like the durations. */
+uint32_t saga_skips_read(const saga_type *t, const ProtobufCMessage *start);
 
 /* The saga's record decoded (*out is the caller's: free with
  * protobuf_c_message_free_unpacked(*out, NULL)); an empty record when nothing

@@ -258,6 +258,12 @@ complete(ctx *c, uint32_t last)
 void
 saga__advance(ctx *c, uint32_t i)
 {
+    /* Steps this saga skips (fixed at START from its start command) are
+     * passed as never run: nothing sent, nothing to undo. */
+    for (; i < c->t->n_steps && (c->s->skip_mask & (1u << i)); i++) {
+        c->s->steps[i].status = SAGA_STEP_SKIPPED;
+        saga__note(c, "skip %s", step_name(c, i));
+    }
     if (i == c->t->n_steps) {
         complete(c, i - 1);
         return;

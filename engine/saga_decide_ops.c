@@ -91,6 +91,7 @@ saga__on_start(ctx *c)
     saga__copy_text(s->type, sizeof s->type, c->t->name);
     s->version = c->t->version;
     s->created_ms = in->now_ms;
+    s->skip_mask = in->skip_mask & (uint32_t)((1ull << c->t->n_steps) - 1);
     s->status = SAGA_RUNNING;
     saga__note(c, "started on %s v%u", c->t->name, c->t->version);
     saga__advance(c, 0);

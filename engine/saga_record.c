@@ -10,7 +10,8 @@
  *
  * Durations are read from settings once, when the saga starts, and travel in
  * the START input: a saga keeps the deadline it started with however the
- * settings change, and a replay decides with the same numbers.
+ * settings change, and a replay decides with the same numbers. The steps a
+ * saga skips are decided the same way, once, from its start command.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,16 @@ saga_durations_read(int64_t *out, const saga_type *t)
         int64_t d = step->duration != NULL ? step->duration() : 0;
         out[i] = d > 0 ? d : step->timeout_ms;
     }
+}
+
+uint32_t
+saga_skips_read(const saga_type *t, const ProtobufCMessage *start)
+{
+    uint32_t mask = 0;
+    for (size_t i = 0; start != NULL && i < t->n_steps; i++)
+        if (t->steps[i].skip != NULL && t->steps[i].skip(start))
+            mask |= 1u << i;
+    return mask;
 }
 
 bool

@@ -265,6 +265,7 @@ saga_state_pack(uint8_t **out, size_t *out_len, const saga_state *s, lb_err *err
         nd--;
     m.n_durations_ms = nd;
     m.durations_ms = (int64_t *)s->durations_ms;
+    m.skip_mask = s->skip_mask;
     m.record.len = s->record_len;
     m.record.data = (uint8_t *)s->record;
     /* Trailing untouched steps are left out; unpack zero-fills them back. */
@@ -329,10 +330,12 @@ state_from_pb(saga_state *s, const Layby__V1__SagaState *m, lb_err *err)
         return lb_err_set(err, LB_ERR_DECODE, "saga state: string too long");
     if (m->status >= SAGA__STATUS_COUNT || m->fail_code >= LB__STATUS_COUNT ||
         m->step >= SAGA_STEPS_MAX || m->n_steps > SAGA_STEPS_MAX ||
-        m->n_durations_ms > SAGA_STEPS_MAX || m->record.len > SAGA_RECORD_MAX)
+        m->n_durations_ms > SAGA_STEPS_MAX || m->record.len > SAGA_RECORD_MAX ||
+        (uint64_t)m->skip_mask >> SAGA_STEPS_MAX != 0)
         return lb_err_set(err, LB_ERR_DECODE, "saga state: value out of range");
     for (size_t i = 0; i < m->n_durations_ms; i++)
         s->durations_ms[i] = m->durations_ms[i];
+    s->skip_mask = m->skip_mask;
     s->record_len = (uint32_t)m->record.len;
     if (m->record.len > 0)
         memcpy(s->record, m->record.data, m->record.len);
@@ -420,6 +423,7 @@ saga_input_pack(uint8_t **out, size_t *out_len, const saga_input *in, lb_err *er
         m.n_durations_ms = in->n_durations;
         m.durations_ms = (int64_t *)in->durations_ms;
     }
+    m.skip_mask = in->skip_mask;
     if (in->body_len > SAGA_BODY_MAX)
         return lb_err_set(err, LB_ERR_INVALID, "saga_input_pack: event body of %zu bytes",
                           in->body_len);
@@ -449,7 +453,7 @@ input_from_pb(saga_input_rec *r, const saga_type *t, const Layby__V1__SagaInput 
         return lb_err_set(err, LB_ERR_DECODE, "saga input: string too long");
     if (m->kind >= SAGA__INPUT_KIND_COUNT || m->timer >= SAGA__TIMER_KIND_COUNT ||
         m->code >= LB__STATUS_COUNT || m->n_durations_ms > SAGA_STEPS_MAX ||
-        m->body.len > SAGA_BODY_MAX)
+        m->body.len > SAGA_BODY_MAX || (uint64_t)m->skip_mask >> SAGA_STEPS_MAX != 0)
         return lb_err_set(err, LB_ERR_DECODE, "saga input: value out of range");
     saga_input *in = &r->in;
     if (m->event_type[0] != '\0') {
@@ -478,6 +482,7 @@ input_from_pb(saga_input_rec *r, const saga_type *t, const Layby__V1__SagaInput 
         in->durations_ms = r->durations_ms;
         in->n_durations = m->n_durations_ms;
     }
+    in->skip_mask = m->skip_mask;
     if (m->body.len > 0) {
         memcpy(r->body, m->body.data, m->body.len);
         in->body = r->body;

@@ -265,6 +265,12 @@ step_check(const saga_type *t, size_t i, lb_err *err)
     }
     if (!events_distinct(step))
         return lb_err_set(err, LB_ERR_CONFIG, "%s: one event type has two meanings", what);
+    if (step->skip != NULL && (step->kind != SAGA_STEP_COMMAND || step->compensate != NULL ||
+                               step->reply || step->ends || step->pivot))
+        return lb_err_set(err, LB_ERR_CONFIG,
+                          "%s: only a command step without compensation, reply, ends or pivot "
+                          "may be skipped",
+                          what);
     return events_check(step, what, err);
 }
 

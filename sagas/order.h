@@ -46,6 +46,7 @@ enum order_place_step {
  * the sagas started on it (it refunded as the undo of the wait step). */
 extern const saga_type saga_order_place_v1;
 extern const saga_type saga_order_place_v2;
+extern const saga_type saga_order_place_v3;
 extern const saga_type saga_order_pay_v1;
 
 /* --- order_common.c -------------------------------------------------------- */

@@ -1,10 +1,10 @@
 /* order_place.c - the saga of one order, from placing it to the end of its
- * return window ("order_place" v2, and v1 for the sagas started on it; its id
- * is the order id).
+ * return window ("order_place" v3, and v1, v2 for the sagas started on them;
+ * its id is the order id).
  *
  *   create (order PENDING)          undo: order CANCELLED, or REJECTED when stock was short
  *   reserve stock                   undo: release (reserved or sold units)
- *   wishlist: ordered lines leave it (only when ordered from the wishlist)
+ *   wishlist: ordered lines leave it (v3: skipped unless ordered from the wishlist)
  *   order PAYMENT_PENDING, deadline reply: 201 to the buyer    undo: refund what was paid
  *   WAIT for OrderPaid (the pay saga) until the deadline
  *   confirm the sale (reserved -> sold)
@@ -259,6 +259,14 @@ build_delivery_cancel(ProtobufCMessage **out, const saga_build_in *in, lb_err *e
     return order_saga_copy(out, &c.base, err);
 }
 
+/* An order not from the wishlist has nothing to take off it (saga_step.skip). */
+static bool
+skip_wishlist(const ProtobufCMessage *start)
+{
+    const place_start *p = (const place_start *)start;
+    return p->draft == NULL || !p->draft->from_wishlist;
+}
+
 /* --- record ---------------------------------------------------------------------- */
 
 /* StockReserved -> the lines with name and price, and the total;
@@ -369,7 +377,13 @@ merge_reserve(ProtobufCMessage *record, const ProtobufCMessage *event, lb_err *e
     .on_ok = &layby__v1__order_paid__descriptor, .on_ok_subject = SUBJ_ORDER_PAID,              \
     .timeout_ms = 30 * 60 * 1000, .duration = order_payment_deadline_ms
 
-/* Every step but payment_pending and wait_payment, which the versions differ in. */
+#define WISHLIST_STEP                                                                           \
+    .name = "wishlist", .command = &layby__v1__order_wishlist__descriptor,                      \
+    .subject = SUBJ_CATALOG_WISHLIST_ORDERED, .build = build_wishlist,                          \
+    .on_ok = &layby__v1__wishlist_ordered__descriptor, .on_ok_subject = SUBJ_WISHLIST_ORDERED,  \
+    .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry
+
+/* Every step but wishlist, payment_pending and wait_payment, which the versions differ in. */
 #define PLACE_STEPS_SHARED                                                                      \
     [P(CREATE)] = {                                                                             \
         .name = "create", .command = &layby__v1__create_order__descriptor,                      \
@@ -397,12 +411,6 @@ merge_reserve(ProtobufCMessage *record, const ProtobufCMessage *event, lb_err *e
         .on_compensate_fail = &layby__v1__stock_op_failed__descriptor,                          \
         .on_compensate_fail_subject = SUBJ_STOCK_RELEASE_FAILED,                                \
         .compensate_retry = &order_undo_retry,                                                  \
-    },                                                                                          \
-    [P(WISHLIST)] = {                                                                           \
-        .name = "wishlist", .command = &layby__v1__order_wishlist__descriptor,                  \
-        .subject = SUBJ_CATALOG_WISHLIST_ORDERED, .build = build_wishlist,                      \
-        .on_ok = &layby__v1__wishlist_ordered__descriptor, .on_ok_subject = SUBJ_WISHLIST_ORDERED, \
-        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,           \
     },                                                                                          \
     [P(CONFIRM)] = {                                                                            \
         STOCK_STEP("confirm_stock", &layby__v1__confirm_stock__descriptor,                      \
@@ -452,6 +460,7 @@ merge_reserve(ProtobufCMessage *record, const ProtobufCMessage *event, lb_err *e
  * started on it (docs/SAGAS.md §7). */
 static const saga_step place_steps_v1[ORDER_PLACE__STEPS] = {
     PLACE_STEPS_SHARED,
+    [P(WISHLIST)] = { WISHLIST_STEP },
     [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true },
     [P(WAIT_PAID)] = { WAIT_PAID_STEP, REFUND_UNDO },
 };
@@ -463,6 +472,18 @@ static const saga_step place_steps_v1[ORDER_PLACE__STEPS] = {
  * later charge is refused. */
 static const saga_step place_steps_v2[ORDER_PLACE__STEPS] = {
     PLACE_STEPS_SHARED,
+    [P(WISHLIST)] = { WISHLIST_STEP },
+    [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, REFUND_UNDO },
+    [P(WAIT_PAID)] = { WAIT_PAID_STEP },
+};
+
+/* v3: v2, but an order not from the wishlist skips the wishlist step (fixed
+ * when the saga starts, from its PlaceOrder): v2 sent every order's saga
+ * through it, a command, a catalog transaction and an event that changed
+ * nothing, a tenth of a checkout's cost (docs/BENCHMARKS.md, perf20). */
+static const saga_step place_steps_v3[ORDER_PLACE__STEPS] = {
+    PLACE_STEPS_SHARED,
+    [P(WISHLIST)] = { WISHLIST_STEP, .skip = skip_wishlist },
     [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, REFUND_UNDO },
     [P(WAIT_PAID)] = { WAIT_PAID_STEP },
 };
@@ -492,6 +513,17 @@ const saga_type saga_order_place_v2 = {
     .version = 2,
     .start = &layby__v1__place_order__descriptor,
     .steps = place_steps_v2,
+    .n_steps = ORDER_PLACE__STEPS,
+    .signals = place_signals,
+    .n_signals = LB_COUNTOF(place_signals),
+    .record = &layby__v1__order_saga_record__descriptor,
+};
+
+const saga_type saga_order_place_v3 = {
+    .name = "order_place",
+    .version = 3,
+    .start = &layby__v1__place_order__descriptor,
+    .steps = place_steps_v3,
     .n_steps = ORDER_PLACE__STEPS,
     .signals = place_signals,
     .n_signals = LB_COUNTOF(place_signals),

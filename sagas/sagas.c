@@ -17,7 +17,8 @@
 /* clang-format off */
 const saga_type *const sagas_all[] = {
     &saga_order_place_v1, /* until no order placed before v2 is unfinished */
-    &saga_order_place_v2,
+    &saga_order_place_v2, /* until no order placed before v3 is unfinished */
+    &saga_order_place_v3,
     &saga_order_pay_v1,
     NULL,
 };

@@ -348,7 +348,7 @@ decide_one(svc_batch *b, batch_out *o, saga_orch_input *oi, slot *sl, lb_err *er
         return LB_OK;
     }
     /* What the decider needs besides the message: the durations a new saga
-     * keeps (read from settings now), the body of an event a step merges
+     * keeps (read from settings now) and the steps it skips, the body of an event a step merges
      * into the record. Both are logged with the input, so replay needs
      * neither settings nor the stream. */
     int64_t durations[SAGA_STEPS_MAX];
@@ -358,6 +358,7 @@ decide_one(svc_batch *b, batch_out *o, saga_orch_input *oi, slot *sl, lb_err *er
         saga_durations_read(durations, sl->t);
         oi->in.durations_ms = durations;
         oi->in.n_durations = sl->t->n_steps;
+        oi->in.skip_mask = saga_skips_read(sl->t, sl->start);
     }
     if (oi->in.kind == SAGA_IN_EVENT && saga_step_merges(sl->t, oi->in.step)) {
         size_t len = protobuf_c_message_get_packed_size(oi->event);
@@ -384,6 +385,7 @@ decide_one(svc_batch *b, batch_out *o, saga_orch_input *oi, slot *sl, lb_err *er
 out:
     oi->in.durations_ms = NULL;
     oi->in.n_durations = 0;
+    oi->in.skip_mask = 0;
     oi->in.body = NULL;
     oi->in.body_len = 0;
     free(body);

@@ -630,6 +630,28 @@ Test(order_flows, ordering_from_the_wishlist_empties_it_once_placed)
     j = tsupport_http_json(&r);
     cr_assert_eq(json_array_size(json_object_get(j, "items")), 1, "%s", r.body);
     json_decref(j);
+
+    /* an order of items (not fromWishlist) skips the wishlist step: its saga
+     * sends no OrderWishlist (order_place v3), the wishlist order's did */
+    char plain[ID_STR_LEN];
+    place_ok(address, p2, 1, plain);
+    call(&r, "GET", "/api/v1/me/wishlist", alice_auth, NULL, NULL);
+    j = tsupport_http_json(&r);
+    cr_assert_eq(json_array_size(json_object_get(j, "items")), 1, "%s", r.body);
+    json_decref(j);
+    cr_assert_eq(sql_int("SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' "
+                         "AND line LIKE '%%skip wishlist%%'",
+                         plain),
+                 1);
+    cr_assert_eq(sql_int("SELECT count(DISTINCT saga_id) FROM saga.saga_log WHERE line LIKE "
+                         "'%%send wishlist%%'"),
+                 1, "only the placed wishlist order ran the step");
+    /* the skip is logged with the START, so a replay of every saga here (the
+     * wishlist order that ran the step, the one rejected, the one that
+     * skipped it) decides the same */
+    char out[65536];
+    ctl_run(out, sizeof out, "events replay", "--check");
+    cr_assert_not_null(strstr(out, " re-decided, 0 differ"), "%s", out);
 }
 
 /* --- the edge's wait, and paying at once ---------------------------------------- */

@@ -25,6 +25,7 @@ typedef struct drv {
     bool fired;
     saga_timer last_fired;
     saga_input last_in;
+    uint32_t skip_mask; /* what `start` passes (saga_skips_read()) */
     /* the recorded log */
     size_t n_log;
     uint8_t *log[LOG_MAX];

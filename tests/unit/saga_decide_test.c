@@ -79,6 +79,7 @@ act(drv *v, const char *tok)
         in.reply_to = "_INBOX.req";
         in.actor = "member-1 USER";
         in.traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        in.skip_mask = v->skip_mask;
     } else if (strcmp(word, "fire") == 0) {
         cr_assert(v->s.has_timer, "fire: no timer pending");
         in.kind = SAGA_IN_TIMER;
@@ -675,6 +676,93 @@ Test(saga_versions, registry_refuses_duplicates_and_broken_tables)
     cr_assert_eq(saga_type_check(&ambiguous, &err), LB_ERR_CONFIG);
     cr_assert_eq(saga_type_check(&saga_sagatest_v1, &err), LB_OK, "%s", err.msg);
     cr_assert_eq(saga_type_check(&sagatest_v2, &err), LB_OK, "%s", err.msg);
+}
+
+/* --- steps a start command rules out (saga_step.skip) ------------------------ */
+
+/* b runs only for a saga whose start key is "wish" (as order_place v3's
+ * wishlist step runs only for an order from the wishlist). */
+static bool
+skip_unless_wish(const ProtobufCMessage *start)
+{
+    return strcmp(((const Layby__V1__StartTestSaga *)start)->key, "wish") != 0;
+}
+
+#define SKIP_STEP(n)                                                                              \
+    {                                                                                             \
+        .name = n, .command = &layby__v1__test_step_do__descriptor, .subject = SAGA_SUBJ_TEST_DO, \
+        .build = test_build, .on_ok = &layby__v1__test_step_done__descriptor,                     \
+        .on_ok_subject = SAGA_SUBJ_TEST_DONE, .timeout_ms = 2000, .retry = &v2_retry,             \
+        .skip = skip_unless_wish,                                                                 \
+    }
+
+static const saga_step skip_steps[] = { V2_STEP("a"), SKIP_STEP("b"), V2_STEP("c") };
+static const saga_type sagaskip = {
+    .name = "sagaskip",
+    .version = 1,
+    .start = &layby__v1__start_test_saga__descriptor,
+    .steps = skip_steps,
+    .n_steps = LB_COUNTOF(skip_steps),
+};
+
+Test(saga_skip, a_step_the_start_rules_out_is_never_sent_and_never_undone)
+{
+    lb_err err = { 0 };
+    cr_assert_eq(saga_type_check(&sagaskip, &err), LB_OK, "%s", err.msg);
+    Layby__V1__StartTestSaga plain = LAYBY__V1__START_TEST_SAGA__INIT;
+    Layby__V1__StartTestSaga wish = LAYBY__V1__START_TEST_SAGA__INIT;
+    plain.key = "order-1";
+    wish.key = "wish";
+    cr_assert_eq(saga_skips_read(&sagaskip, &plain.base), 1u << 1);
+    cr_assert_eq(saga_skips_read(&sagaskip, &wish.base), 0u);
+    cr_assert_eq(saga_skips_read(&saga_sagatest_v1, &plain.base), 0u, "no step has a skip");
+
+    char steps[16];
+    drv *v = drv_new(&sagaskip);
+    v->skip_mask = saga_skips_read(&sagaskip, &plain.base);
+    run_script(v, "start ok:a");
+    cr_assert_eq(v->s.step, 2, "b passed over, c running");
+    cr_assert_str_eq(v->cmds, "a1 c1");
+    cr_assert_not_null(strstr(v->d.log, "skip b"), "%s", v->d.log);
+    run_script(v, "final:c");
+    cr_assert_eq(v->s.status, SAGA_COMPENSATING);
+    run_script(v, "undone:a");
+    cr_assert_eq(v->s.status, SAGA_FAILED);
+    steps_string(steps, v->t, &v->s);
+    cr_assert_str_eq(steps, "XKF", "a undone, b skipped, c failed");
+    cr_assert_str_eq(v->cmds, "a1 c1 ~a1", "the skipped step is not undone");
+    replay_check(v);
+    drv_free(v);
+
+    drv *w = drv_new(&sagaskip);
+    w->skip_mask = saga_skips_read(&sagaskip, &wish.base);
+    run_script(w, "start ok:a ok:b ok:c");
+    cr_assert_eq(w->s.status, SAGA_COMPLETED);
+    cr_assert_str_eq(w->cmds, "a1 b1 c1", "the saga that needs b runs it");
+    replay_check(w);
+    drv_free(w);
+
+    /* A step that answers the requester (or is undone, ends, is the pivot)
+     * cannot be skipped: later steps could notice it never ran. */
+    static const saga_step replying[] = {
+        { .name = "r",
+          .command = &layby__v1__test_step_do__descriptor,
+          .subject = SAGA_SUBJ_TEST_DO,
+          .build = test_build,
+          .on_ok = &layby__v1__test_step_done__descriptor,
+          .on_ok_subject = SAGA_SUBJ_TEST_DONE,
+          .timeout_ms = 2000,
+          .retry = &v2_retry,
+          .reply = true,
+          .skip = skip_unless_wish },
+    };
+    static const saga_type bad = { .name = "badskip",
+                                   .version = 1,
+                                   .start = &layby__v1__start_test_saga__descriptor,
+                                   .steps = replying,
+                                   .n_steps = 1 };
+    cr_assert_eq(saga_type_check(&bad, &err), LB_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "may be skipped"), "%s", err.msg);
 }
 
 /* --- messages ------------------------------------------------------------------ */
