@@ -95,3 +95,33 @@ lb_daemons_stop() {
     done
     return 0
 }
+
+# lb_stack_ports_free: exports free loopback ports for every setting of a
+# clustered `scripts/dev up --cluster` (the nodes' client and route ports as
+# two runs of three, both PostgreSQL clusters, both instances of each
+# daemon), so a stack in a temp folder (LAYBY_DEV_VAR) runs beside var/'s.
+lb_stack_ports_free() {
+    local taken=() base k p row var v
+    for v in LAYBY_NATS_PORT LAYBY_NATS_ROUTE_PORT; do
+        for _ in $(seq 1 50); do
+            base=$(lb_port_free "${taken[@]}")
+            for k in 1 2; do lb_port_busy $((base + k)) && continue 2; done
+            break
+        done
+        taken+=("$base" $((base + 1)) $((base + 2)))
+        export "$v=$base"
+    done
+    for v in LAYBY_PG_PORT LAYBY_PG2_PORT; do
+        p=$(lb_port_free "${taken[@]}")
+        taken+=("$p")
+        export "$v=$p"
+    done
+    for row in "${LB_DAEMONS[@]}"; do
+        read -r _ var _ <<<"$row"
+        for v in "$var" "$(lb_daemon_port_var "$var" 2)"; do
+            p=$(lb_port_free "${taken[@]}")
+            taken+=("$p")
+            export "$v=$p"
+        done
+    done
+}
