@@ -11,10 +11,13 @@
 # An instance is ready when GET /healthz on its port answers 200.
 # shellcheck shell=bash
 
-# lb_env_get NAME: the value $LB_ENV_FILE gives NAME.
+# lb_env_get NAME: the value $LB_ENV_FILE gives NAME; empty when the file
+# has none, whatever the caller's environment holds (a shell that ran
+# `eval "$(scripts/dev env)"` of the clustered stack exports LAYBY_PG2_PORT,
+# which the single stack's file does not set).
 lb_env_get() {
     # shellcheck disable=SC1090
-    (. "$LB_ENV_FILE" && printf '%s' "${!1:-}")
+    (unset "$1" && . "$LB_ENV_FILE" && printf '%s' "${!1:-}")
 }
 
 # lb_daemon_sfx I: the file-name suffix of instance I ("" for instance 1).
