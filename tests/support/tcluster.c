@@ -61,8 +61,8 @@ tcluster_node_start(tcluster *c, int i)
     tcluster_node *n = &c->nodes[i];
     const char *tmp = tsupport_env_req("LAYBY_TEST_TMP");
     char store[512], log[512], listen[16], cluster[64], routes[256] = "";
-    snprintf(store, sizeof store, "%s/%s-%s", tmp, c->name, n->name);
-    snprintf(log, sizeof log, "%s/%s-%s.log", tmp, c->name, n->name);
+    snprintf(store, sizeof store, "%s/%s-%s", tmp, c->files, n->name);
+    snprintf(log, sizeof log, "%s/%s-%s.log", tmp, c->files, n->name);
     snprintf(listen, sizeof listen, "%d", n->port);
     snprintf(cluster, sizeof cluster, "nats://127.0.0.1:%d", n->route);
     for (int k = 0; k < TCLUSTER_NODES; k++)
@@ -72,7 +72,7 @@ tcluster_node_start(tcluster *c, int i)
     char run[512], pid_file[sizeof n->pid_file];
     snprintf(run, sizeof run, "%s/run", tmp);
     mkdir(run, 0755);
-    snprintf(pid_file, sizeof pid_file, "%s/%s-%s.pid", run, c->name, n->name);
+    snprintf(pid_file, sizeof pid_file, "%s/%s-%s.pid", run, c->files, n->name);
     memcpy(n->pid_file, pid_file, sizeof pid_file);
 
     /* Flags win over the config file's settings (nats-server merges them
@@ -82,7 +82,7 @@ tcluster_node_start(tcluster *c, int i)
     int k = 0;
     argv[k++] = "nats-server";
     if (c->conf[0] != '\0') {
-        snprintf(conf, sizeof conf, "%s/%s-%s.conf", tmp, c->name, n->name);
+        snprintf(conf, sizeof conf, "%s/%s-%s.conf", tmp, c->files, n->name);
         conf_write(conf, c->conf, store);
         argv[k++] = "-c";
         argv[k++] = conf;
@@ -120,6 +120,7 @@ tcluster_start(tcluster *c, const char *name, const char *conf)
 {
     memset(c, 0, sizeof *c);
     snprintf(c->name, sizeof c->name, "%s", name);
+    snprintf(c->files, sizeof c->files, "%s-%d", c->name, (int)getpid());
     snprintf(c->conf, sizeof c->conf, "%s", conf != NULL ? conf : "");
     int taken[2 * TCLUSTER_NODES], k = 0;
     for (int i = 0; i < TCLUSTER_NODES; i++) {

@@ -24,18 +24,21 @@ typedef struct tcluster_node {
     pid_t pid; /* 0 when not running */
     int port, route;
     char name[16];      /* n1, n2, n3: JetStream's server names */
-    char pid_file[600]; /* LAYBY_TEST_TMP/run/<cluster>-<name>.pid: the harness stops leftovers */
+    char pid_file[600]; /* LAYBY_TEST_TMP/run/<files>-<name>.pid: the harness stops leftovers */
 } tcluster_node;
 
 typedef struct tcluster {
-    char name[32];  /* the cluster's name, also the prefix of its files */
+    char name[32];  /* the cluster's name */
+    char files[48]; /* <name>-<pid>: its files' prefix, new for each test (Criterion forks one) */
     char conf[512]; /* a config for users and permissions (the harness's), "" = none */
     char urls[256]; /* "nats://127.0.0.1:P1, nats://127.0.0.1:P2, ..." for LAYBY_NATS_URL */
     tcluster_node nodes[TCLUSTER_NODES];
 } tcluster;
 
 /* Starts TCLUSTER_NODES nodes on free ports and waits until each accepts
- * connections. conf NULL: no users (anyone may connect); else a nats-server
+ * connections, each with a store of its own under LAYBY_TEST_TMP that no
+ * earlier test used (a second test's cluster must not find the first's
+ * streams). conf NULL: no users (anyone may connect); else a nats-server
  * config file whose authorization block the nodes take (its listen address,
  * server name, store, pid and log files are overridden per node). JetStream
  * is ready a few seconds later (the meta leader's election): adding a stream
