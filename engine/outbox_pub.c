@@ -13,6 +13,7 @@
 #include "log.h"
 
 struct outbox_pub {
+    bus *b;
     jsCtx *js;
     atomic_int errors; /* JetStream refusals since the last outbox_pub_rows() */
     metrics_metric *m_errors;
@@ -29,20 +30,28 @@ on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
              LOG_STR("detail", pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err)));
 }
 
-lb_status
-outbox_pub_new(outbox_pub **out, bus *b, metrics_metric *m_errors, lb_err *err)
+/* A JetStream context of p's own (errors and waits are per context). */
+static natsStatus
+context_open(outbox_pub *p, jsCtx **out)
 {
-    outbox_pub *p = calloc(1, sizeof *p);
-    if (p == NULL)
-        return lb_err_set(err, LB_ERR_NOMEM, "outbox publisher");
-    p->m_errors = m_errors;
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.PublishAsync.ErrHandler = on_pub_error;
     jo.PublishAsync.ErrHandlerClosure = p;
     jo.PublishAsync.MaxPending = 8192;
     jo.Wait = 5000;
-    natsStatus ns = natsConnection_JetStream(&p->js, bus_conn(b), &jo);
+    return natsConnection_JetStream(out, bus_conn(p->b), &jo);
+}
+
+lb_status
+outbox_pub_new(outbox_pub **out, bus *b, metrics_metric *m_errors, lb_err *err)
+{
+    outbox_pub *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "outbox publisher");
+    p->b = b;
+    p->m_errors = m_errors;
+    natsStatus ns = context_open(p, &p->js);
     if (ns != NATS_OK) {
         free(p);
         return bus__nats_err(err, ns, "outbox jetstream context");
@@ -60,15 +69,41 @@ outbox_pub_free(outbox_pub *p)
     free(p);
 }
 
+/* nats.c 3.4 keeps an async publish pending until its ack comes, with no
+ * deadline of its own, and a stream leader that died holding the publish
+ * never sends one: the context would never settle again, and a relay lane
+ * would leave every row to the sweep's grace period for good (seen in
+ * integration cluster_faults when LAYBY_CMD's leader was killed). So a wait
+ * that timed out starts over on a new context: the rows are still in the
+ * table (or the batch is redelivered) and go again with their ids as
+ * Nats-Msg-Id, so a copy stored after all is dropped as a duplicate.
+ * Destroying a context frees its pending messages. Only while connected:
+ * publishes made during an outage wait in the reconnect buffer and are
+ * answered once it is back, so they must not be sent again on top. */
+static void
+context_reset(outbox_pub *p)
+{
+    jsCtx *fresh = NULL;
+    if (natsConnection_Status(bus_conn(p->b)) != NATS_CONN_STATUS_CONNECTED)
+        return;
+    if (context_open(p, &fresh) != NATS_OK)
+        return; /* the next wait tries again */
+    jsCtx_Destroy(p->js);
+    p->js = fresh;
+    log_warn(NULL, "outbox.publisher_reset",
+             "outbox publishes unacknowledged for 5 s; they go again on a new context");
+}
+
 lb_status
 outbox_pub_settle(outbox_pub *p, lb_err *err)
 {
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = 5000;
-    if (js_PublishAsyncComplete(p->js, &po) != NATS_OK)
-        return lb_err_set(err, LB_ERR_BUS, "earlier outbox publishes are still unacknowledged");
-    return LB_OK;
+    if (js_PublishAsyncComplete(p->js, &po) == NATS_OK)
+        return LB_OK;
+    context_reset(p);
+    return lb_err_set(err, LB_ERR_BUS, "earlier outbox publishes are still unacknowledged");
 }
 
 lb_status
@@ -93,6 +128,8 @@ outbox_pub_rows(outbox_pub *p, const outbox_buf *b, lb_err *err)
         }
     }
     natsStatus ns = js_PublishAsyncComplete(p->js, &po);
+    if (ns == NATS_TIMEOUT)
+        context_reset(p);
     if (ns != NATS_OK || atomic_load(&p->errors) != 0)
         return lb_err_set(err, LB_ERR_BUS, "outbox publish not acknowledged (%s)",
                           natsStatus_GetText(ns));
