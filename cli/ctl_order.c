@@ -144,7 +144,7 @@ sagas_show(json_t *doc, PGconn *pg, const char *id, lb_err *err)
         if (!ctl_out.json) {
             printf("saga %d of %d (%s):\n", i + 1, n, PQgetvalue(r, i, 1));
             s = ctl_saga_print(pg, sid, err);
-        } else if ((s = saga_view_show(&saga, pg, sid, err)) == LB_OK) {
+        } else if ((s = saga_view_show(&saga, pg, sid, SAGA_VIEW_PAGE_ALL, err)) == LB_OK) {
             if (strcmp(sid, id) == 0)
                 json_object_set(doc, "saga", saga);
             json_array_append_new(all, saga);

@@ -224,7 +224,7 @@ static lb_status
 show_run(PGconn *pg, const char *id, lb_err *err)
 {
     json_t *doc = NULL;
-    lb_status s = saga_view_show(&doc, pg, id, err);
+    lb_status s = saga_view_show(&doc, pg, id, SAGA_VIEW_PAGE_ALL, err);
     if (s != LB_OK)
         return s;
     if (ctl_out.json) {

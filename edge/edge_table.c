@@ -41,7 +41,8 @@
     "{\"type\":\"object\",\"description\":\"the saga as `layby-ctl saga show --json` prints it: " \
     "sagaId, type, version, state, step, stepName, created, updated, timer, failure, "            \
     "lastError, resolved, record, steps[], timeline[] (id, at, kind, msgId, input with the "      \
-    "decoded event, verdict, from, to, line, commands[])\"}"
+    "decoded event, verdict, from, to, line, commands[]): one page of the timeline from "         \
+    "position timelineFrom, and timelineNextCursor when more entries follow\"}"
 
 /* clang-format off */
 static const edge_route edge_routes[] = {
@@ -92,8 +93,12 @@ static const edge_route edge_routes[] = {
       .request = &layby__v1__admin_saga_show__descriptor,
       .reply = &layby__v1__admin_document__descriptor, .reply_json = "json",
       .schema = SCHEMA_SAGA, .status = 200,
-      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "saga_id")),
-      .errors = EDGE_ERRORS(LB_ERR_NOT_FOUND) },
+      .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "saga_id"),
+                          EDGE_QUERY("timelineCursor", "timeline_cursor",
+                                     "timelineNextCursor of the previous page"),
+                          EDGE_QUERY("timelineLimit", "timeline_limit",
+                                     "timeline entries per page 1-500, default 200")),
+      .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_NOT_FOUND) },
 
     /* --- catalog: products, stock, wishlist ------------------------------------------------ */
     { .method = "POST", .path = "/api/v1/products", .who = EDGE_ADMIN, .kind = EDGE_KIND_COMMAND,

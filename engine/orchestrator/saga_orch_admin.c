@@ -14,7 +14,11 @@
 #include "saga_orch.h"
 #include "saga_view.h"
 
-#define SAGA_ORCH_ADMIN_PAGE_MAX 100
+#define SAGA_ORCH_ADMIN_PAGE_MAX         100
+/* A saga's timeline page: an entry with its decoded input is at most a few
+ * KB, so 500 of them stay well under NATS's 1 MB payload. */
+#define SAGA_ORCH_ADMIN_TIMELINE_MAX     500
+#define SAGA_ORCH_ADMIN_TIMELINE_DEFAULT 200
 
 /* doc (taken) as the text of an AdminDocument in *reply. */
 static lb_status
@@ -61,8 +65,20 @@ admin_show(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, 
     const Layby__V1__AdminSagaShow *m = (const Layby__V1__AdminSagaShow *)req;
     if (!id_valid(m->saga_id))
         return lb_err_field(err, LB_ERR_INVALID, "sagaId", "sagaId must be an id (a UUID)");
+    if (m->timeline_limit < 0 || m->timeline_limit > SAGA_ORCH_ADMIN_TIMELINE_MAX)
+        return lb_err_field(err, LB_ERR_INVALID, "timelineLimit",
+                            "timelineLimit must be between 1 and %d", SAGA_ORCH_ADMIN_TIMELINE_MAX);
+    saga_view_page page = { .from = 0,
+                            .limit = m->timeline_limit > 0 ? m->timeline_limit
+                                                           : SAGA_ORCH_ADMIN_TIMELINE_DEFAULT };
+    char *end = NULL;
+    if (m->timeline_cursor[0] != '\0' &&
+        ((page.from = strtoll(m->timeline_cursor, &end, 10)) < 0 || *end != '\0' ||
+         m->timeline_cursor[0] == '-' || m->timeline_cursor[0] == '+'))
+        return lb_err_field(err, LB_ERR_INVALID, "timelineCursor",
+                            "timelineCursor must be a timelineNextCursor");
     json_t *doc = NULL;
-    lb_status s = saga_view_show(&doc, store_pg(svc_query_store(q)), m->saga_id, err);
+    lb_status s = saga_view_show(&doc, store_pg(svc_query_store(q)), m->saga_id, page, err);
     return s == LB_OK ? document_reply(reply, doc, err) : s;
 }
 

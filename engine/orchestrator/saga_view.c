@@ -382,54 +382,80 @@ input_json(const PGresult *r, int row)
     return j;
 }
 
-/* The timeline as JSON; commands when this build has the saga's type. */
-static lb_status
-timeline_json(json_t **out, PGconn *pg, const char *id, const saga_type *t, lb_err *err)
+/* Row i of a SAGA_VIEW_SQL_LOG result as a timeline entry (without commands). */
+static json_t *
+entry_json(const PGresult *r, int i)
 {
-    const char *p[] = { id };
-    PGresult *r = saga_view_query(pg, SAGA_VIEW_SQL_LOG, 1, p, err);
+    return json_pack("{s:I,s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s}", "id",
+                     (json_int_t)strtoll(PQgetvalue(r, i, LOG_COL_ID), NULL, 10), "at",
+                     PQgetvalue(r, i, LOG_COL_AT), "kind", PQgetvalue(r, i, LOG_COL_KIND), "msgId",
+                     PQgetvalue(r, i, LOG_COL_MSG), "input", input_json(r, i), "verdict",
+                     PQgetvalue(r, i, LOG_COL_VERDICT), "from", PQgetvalue(r, i, LOG_COL_FROM),
+                     "to", PQgetvalue(r, i, LOG_COL_TO), "line", PQgetvalue(r, i, LOG_COL_LINE));
+}
+
+/* The timeline's page as JSON into doc; commands when this build has the
+ * saga's type. One statement reads the log up to one entry past the page
+ * (to know whether another follows): the entries before it are re-decided
+ * but not rendered. */
+static lb_status
+timeline_json(json_t *doc, PGconn *pg, const char *id, const saga_type *t, saga_view_page page,
+              lb_err *err)
+{
+    char head[24];
+    snprintf(head, sizeof head, "%lld", (long long)(page.from + page.limit + 1));
+    const char *p[] = { id, page.limit > 0 ? head : NULL };
+    PGresult *r = saga_view_query(pg, SAGA_VIEW_SQL_LOG_HEAD, 2, p, err);
     if (r == NULL)
         return LB_ERR_DB;
     saga_view_redo *redo = calloc(1, sizeof *redo);
     saga_input_rec *rec = malloc(sizeof *rec);
     json_t *arr = json_array();
     bool redo_ok = t != NULL && redo != NULL && rec != NULL;
-    for (int i = 0; i < PQntuples(r); i++) {
-        json_t *e =
-            json_pack("{s:I,s:s,s:s,s:s,s:o,s:s,s:s,s:s,s:s}", "id",
-                      (json_int_t)strtoll(PQgetvalue(r, i, LOG_COL_ID), NULL, 10), "at",
-                      PQgetvalue(r, i, LOG_COL_AT), "kind", PQgetvalue(r, i, LOG_COL_KIND), "msgId",
-                      PQgetvalue(r, i, LOG_COL_MSG), "input", input_json(r, i), "verdict",
-                      PQgetvalue(r, i, LOG_COL_VERDICT), "from", PQgetvalue(r, i, LOG_COL_FROM),
-                      "to", PQgetvalue(r, i, LOG_COL_TO), "line", PQgetvalue(r, i, LOG_COL_LINE));
+    int64_t end = page.limit > 0 ? page.from + page.limit : INT64_MAX;
+    int n = PQntuples(r);
+    for (int i = 0; i < n && i < end; i++) {
+        bool shown = i >= page.from;
+        json_t *e = shown ? entry_json(r, i) : NULL;
         saga_decision d;
         lb_err derr = { 0 };
         if (redo_ok && saga_view_redecide(redo, rec, &d, t, r, i, &derr) == LB_OK) {
-            json_t *cmds = json_array();
-            for (size_t k = 0; k < d.n_cmds; k++)
-                json_array_append_new(cmds, saga_view_cmd_json(&d.cmds[k]));
-            json_object_set_new(e, "commands", cmds);
-            if (!saga_view_decision_matches(&d, r, i))
-                json_object_set_new(e, "redecided", json_string(d.log));
+            if (shown) {
+                json_t *cmds = json_array();
+                for (size_t k = 0; k < d.n_cmds; k++)
+                    json_array_append_new(cmds, saga_view_cmd_json(&d.cmds[k]));
+                json_object_set_new(e, "commands", cmds);
+                if (!saga_view_decision_matches(&d, r, i))
+                    json_object_set_new(e, "redecided", json_string(d.log));
+            }
         } else if (redo_ok) {
             redo_ok = false; /* later entries build on this one */
-            json_object_set_new(e, "redecideError", json_string(derr.msg));
+            if (shown)
+                json_object_set_new(e, "redecideError", json_string(derr.msg));
         }
-        json_array_append_new(arr, e);
+        if (shown)
+            json_array_append_new(arr, e);
     }
     PQclear(r);
     free(redo);
     free(rec);
-    *out = arr;
+    json_object_set_new(doc, "timeline", arr);
+    if (page.limit > 0) {
+        json_object_set_new(doc, "timelineFrom", json_integer((json_int_t)page.from));
+        if (n > end) {
+            char next[24];
+            snprintf(next, sizeof next, "%lld", (long long)end);
+            json_object_set_new(doc, "timelineNextCursor", json_string(next));
+        }
+    }
     return LB_OK;
 }
 
 lb_status
-saga_view_show(json_t **out, PGconn *pg, const char *id, lb_err *err)
+saga_view_show(json_t **out, PGconn *pg, const char *id, saga_view_page page, lb_err *err)
 {
     PGresult *r = NULL;
     saga_state state;
-    json_t *tl = NULL;
     lb_status s = saga_view_row(&r, pg, id, err);
     if (s != LB_OK)
         return s;
@@ -440,11 +466,10 @@ saga_view_show(json_t **out, PGconn *pg, const char *id, lb_err *err)
     const saga_type *t = saga_view_type(&state);
     json_t *doc = state_json(id, r, &state, t);
     PQclear(r);
-    if ((s = timeline_json(&tl, pg, id, t, err)) != LB_OK) {
+    if ((s = timeline_json(doc, pg, id, t, page, err)) != LB_OK) {
         json_decref(doc);
         return s;
     }
-    json_object_set_new(doc, "timeline", tl);
     *out = doc;
     return LB_OK;
 }

@@ -34,6 +34,8 @@
 #define SAGA_VIEW_SQL_LOG                                                                   \
     "SELECT id, " SAGA_VIEW_TS("at") ", msg_id, input_kind, input, verdict, from_status, to_status, line" \
     " FROM saga.saga_log WHERE saga_id = $1::uuid ORDER BY id"
+/* The log's first $2 entries (NULL: all of them). */
+#define SAGA_VIEW_SQL_LOG_HEAD SAGA_VIEW_SQL_LOG " LIMIT $2::bigint"
 /* clang-format on */
 
 enum {
@@ -109,8 +111,22 @@ lb_status saga_view_filter_check(const saga_view_filter *f, lb_err *err);
 /* One page, newest first, read with one statement of at most
  * limit + 1 rows: {"items":[...],"nextCursor":"..."}, no nextCursor on the last page. */
 lb_status saga_view_list(json_t **out, PGconn *pg, const saga_view_filter *f, lb_err *err);
+/* Which entries of a saga's timeline a document holds: from the entry at
+ * position `from` (0 = the first; the log is append-only, so a position is a
+ * stable cursor), at most `limit` of them (0 = all, as layby-ctl prints). */
+typedef struct saga_view_page {
+    int64_t from;
+    int64_t limit;
+} saga_view_page;
+#define SAGA_VIEW_PAGE_ALL ((saga_view_page){ 0, 0 })
+
 /* A saga's record, steps and timeline: what `layby-ctl saga show --json`
- * prints. LB_ERR_NOT_FOUND for an unknown id. */
-lb_status saga_view_show(json_t **out, PGconn *pg, const char *id, lb_err *err);
+ * prints. With a page, the timeline holds only its entries and, when more
+ * follow, "timelineNextCursor" (the next page's `from`, as text); "timelineFrom"
+ * is the first entry's position. The commands of an entry are re-decided from
+ * the start, so the log's entries before the page are read too (inputs only
+ * decoded for the page): LB_ERR_NOT_FOUND for an unknown id. */
+lb_status saga_view_show(json_t **out, PGconn *pg, const char *id, saga_view_page page,
+                         lb_err *err);
 
 #endif

@@ -3,7 +3,8 @@
  * nats-server, PostgreSQL, layby-orchestrator and the test participant: a
  * STUCK saga's document is the one `layby-ctl saga show --json` prints (one
  * piece of code renders both), the list filters by state and order id and
- * pages by keyset, and bad filters are refused naming the field. */
+ * pages by keyset, and bad filters are refused naming the field; a saga with
+ * a long log answers its timeline a page at a time, each in under a second. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include "engine/bus.h"
 #include "engine/id.h"
+#include "engine/lb.h"
 #include "engine/subjects.h"
 #include "layby/v1/admin.pb-c.h"
 #include "layby/v1/saga.pb-c.h"
@@ -110,6 +112,10 @@ Test(admin_queries, a_stuck_sagas_document_is_the_ctl_one_and_the_list_pages_by_
     json_t *want = json_loads(out, 0, &je);
     cr_assert_not_null(want, "ctl printed no JSON: %s", out);
     free(out);
+    /* the query pages the timeline (layby-ctl prints it whole): one page here */
+    cr_assert_eq(json_integer_value(json_object_get(got, "timelineFrom")), 0);
+    cr_assert_null(json_object_get(got, "timelineNextCursor"), "a short timeline is one page");
+    json_object_del(got, "timelineFrom");
     cr_assert(json_equal(got, want), "the query's document differs from layby-ctl's");
     cr_assert_str_eq(json_string_value(json_object_get(got, "state")), "STUCK");
     json_t *tl = json_object_get(got, "timeline");
@@ -163,4 +169,95 @@ Test(admin_queries, a_stuck_sagas_document_is_the_ctl_one_and_the_list_pages_by_
     id_new(other);
     sh.saga_id = other;
     cr_assert_eq(ask(&got, SUBJ_SAGA_ADMIN_SHOW, &sh.base, &err), LB_ERR_NOT_FOUND, "%s", err.msg);
+}
+
+/* One page of saga id's timeline (cursor "" = the first), and how long the
+ * query took in *ms. */
+static json_t *
+timeline_page(const char *id, const char *cursor, int limit, int64_t *ms, lb_err *err,
+              lb_status want)
+{
+    Layby__V1__AdminSagaShow sh = LAYBY__V1__ADMIN_SAGA_SHOW__INIT;
+    sh.saga_id = (char *)id;
+    sh.timeline_cursor = (char *)cursor;
+    sh.timeline_limit = limit;
+    json_t *doc = NULL;
+    int64_t t0 = lb_mono_us();
+    lb_status s = ask(&doc, SUBJ_SAGA_ADMIN_SHOW, &sh.base, err);
+    if (ms != NULL)
+        *ms = (lb_mono_us() - t0) / 1000;
+    cr_assert_eq(s, want, "show %s from %s: %s %s", id, cursor, lb_status_code(s), err->msg);
+    return doc;
+}
+
+#define LONG_LOG 1000
+
+Test(admin_queries, a_saga_with_a_thousand_log_entries_answers_its_timeline_a_page_at_a_time)
+{
+    tsupport_sagatest_start(&procs[0], NULL);
+    tsupport_daemon_start(&procs[1], "layby-orchestrator", 0, NULL, NULL);
+    char a[ID_STR_LEN];
+    tsupport_test_saga_start(admin, a, "2:fail 1:undofail=99");
+    tsupport_saga_wait_status(WAIT_MS, a, "STUCK");
+    /* A STUCK saga stays put, so its log grows only by what we add: its last
+     * input repeated, as a flood of redelivered events would leave it. */
+    char sql[640];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO saga.saga_log (saga_id, at, msg_id, input_kind, input, verdict,"
+             " from_status, to_status, line)"
+             " SELECT saga_id, at + g * interval '1 ms', msg_id || '-' || g, input_kind, input,"
+             " 'IGNORED', to_status, to_status, 'a repeat' FROM saga.saga_log,"
+             " generate_series(1, %d) g WHERE saga_id = '%s'"
+             " AND id = (SELECT max(id) FROM saga.saga_log WHERE saga_id = '%s')",
+             LONG_LOG, a, a);
+    tsupport_sql(sql);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s'", a);
+    int64_t total = tsupport_sql_int(sql);
+    cr_assert_gt(total, LONG_LOG);
+    lb_err err;
+
+    /* the first page by default: 200 entries, and where the next starts */
+    int64_t ms = 0;
+    json_t *first = timeline_page(a, "", 0, &ms, &err, LB_OK);
+    cr_assert_eq(json_array_size(json_object_get(first, "timeline")), 200);
+    cr_assert_str_eq(json_string_value(json_object_get(first, "timelineNextCursor")), "200");
+    cr_assert_lt(ms, 1000, "the first page of a %lld-entry saga took %lld ms", (long long)total,
+                 (long long)ms);
+    json_decref(first);
+
+    /* every page, 500 at a time: each under a second and under NATS's 1 MB,
+     * together the log in order, each entry once */
+    char cursor[32] = "";
+    int64_t seen = 0, last_id = 0;
+    int pages = 0;
+    do {
+        json_t *p = timeline_page(a, cursor, 500, &ms, &err, LB_OK);
+        pages++;
+        cr_assert_lt(ms, 1000, "page %d took %lld ms", pages, (long long)ms);
+        char *text = json_dumps(p, JSON_COMPACT);
+        cr_assert_lt(strlen(text), 1024 * 1024, "page %d is %zu bytes", pages, strlen(text));
+        free(text);
+        cr_assert_eq(json_integer_value(json_object_get(p, "timelineFrom")), seen);
+        json_t *tl = json_object_get(p, "timeline");
+        cr_assert_leq(json_array_size(tl), 500, "a page holds at most its limit");
+        for (size_t i = 0; i < json_array_size(tl); i++) {
+            int64_t id = json_integer_value(json_object_get(json_array_get(tl, i), "id"));
+            cr_assert_gt(id, last_id, "entries in log order, each once");
+            last_id = id;
+        }
+        seen += (int64_t)json_array_size(tl);
+        const char *next = json_string_value(json_object_get(p, "timelineNextCursor"));
+        snprintf(cursor, sizeof cursor, "%s", next ? next : "");
+        json_decref(p);
+    } while (cursor[0] != '\0' && pages < 10);
+    cr_assert_eq(seen, total, "the pages hold the whole log");
+    cr_assert_eq(pages, (int)((total + 499) / 500));
+
+    /* refusals name the field */
+    cr_assert_null(timeline_page(a, "", 501, NULL, &err, LB_ERR_INVALID));
+    cr_assert_str_eq(err.field, "timelineLimit");
+    cr_assert_null(timeline_page(a, "x1", 0, NULL, &err, LB_ERR_INVALID));
+    cr_assert_str_eq(err.field, "timelineCursor");
+    cr_assert_null(timeline_page(a, "-1", 0, NULL, &err, LB_ERR_INVALID));
+    cr_assert_str_eq(err.field, "timelineCursor");
 }
