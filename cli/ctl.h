@@ -117,15 +117,8 @@ int ctl_id_args(const char **id, void *conf, const ctl_cmd *cmd, const char *wha
                 char **argv);
 /* Parses a positive decimal integer argument; -1 to go on, else the exit code. */
 int ctl_u64_arg(uint64_t *out, const ctl_cmd *cmd, const char *what, const char *text);
-/* A stored message as JSON: seq, time, subject, headers, type and body (the
- * message decoded by its Layby-Type, proto3 JSON), or bodyBase64 and error
- * when it cannot be decoded. ctl_msg_write() appends it to b as one compact
- * object (no newline; nothing on error), without a jansson tree: what replay
- * writes per message. ctl_msg_json() is the same as a tree the caller
- * json_decref()s; ctl_msg_print() prints it with json_dumps() flags:
- * JSON_COMPACT (one line) or JSON_INDENT(2). */
-lb_status ctl_msg_write(codec_buf *b, natsMsg *m, uint64_t seq, int64_t time_ns);
-json_t *ctl_msg_json(natsMsg *m, uint64_t seq, int64_t time_ns);
+/* A stored message printed as bus_json_tree() renders it (engine/bus_json.h),
+ * with json_dumps() flags: JSON_COMPACT (one line) or JSON_INDENT(2). */
 void ctl_msg_print(natsMsg *m, uint64_t seq, int64_t time_ns, size_t flags);
 
 /* The handlers (one file per topic) and their flag rows. */

@@ -2,7 +2,7 @@
  * up on. list and show read LAYBY_DLQ by sequence (direct gets; no consumer
  * is created, so reading changes nothing): list prints each message's
  * subject, time and the Layby-Dlq-* headers the engine adds (bus.h
- * BUS_H_DLQ_*), or with --json one object a line (ctl_msg_json()); show one
+ * BUS_H_DLQ_*), or with --json one object a line (bus_json_tree()); show one
  * message as JSON with its decoded body. redrive republishes dead letters to
  * their original subjects with their original headers and then deletes them;
  * purge deletes them. Both take one <seq> or a filter (--subject, matched
@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "bus.h"
+#include "bus_dlq.h"
+#include "bus_json.h"
 #include "bus_topology.h"
 #include "ctl.h"
 
@@ -50,24 +52,10 @@ static const char *const dlq_extra_headers[] = { BUS_H_TYPE, BUS_H_MSG_ID, BUS_H
 const ctl_flags ctl_dlq_list_flags = CTL_FLAGS(dlq_opts);
 const ctl_flags ctl_dlq_filter_flags = CTL_FLAGS(dlq_bulk_opts);
 
-static bool
-header_eq(natsMsg *m, const char *key, const char *want)
+static bus_dlq_filter
+dlq_filter(const dlq_conf *c)
 {
-    const char *v = NULL;
-    return want[0] == '\0' ||
-           (natsMsgHeader_Get(m, key, &v) == NATS_OK && v != NULL && strcmp(v, want) == 0);
-}
-
-/* Whether a dead letter passes the filter flags. */
-static bool
-dlq_matches(natsMsg *m, const dlq_conf *c)
-{
-    const char *orig = NULL;
-    if (c->subject[0] != '\0' && (natsMsgHeader_Get(m, BUS_H_DLQ_SUBJECT, &orig) != NATS_OK ||
-                                  orig == NULL || !bus_topology_filter_matches(c->subject, orig)))
-        return false;
-    return header_eq(m, BUS_H_DLQ_CONSUMER, c->consumer) && header_eq(m, BUS_H_TYPE, c->type) &&
-           header_eq(m, BUS_H_CORRELATION, c->correlation);
+    return (bus_dlq_filter){ c->subject, c->consumer, c->type, c->correlation };
 }
 
 static void
@@ -98,15 +86,14 @@ print_msg(natsMsg *m, uint64_t seq)
         print_header(m, dlq_extra_headers[i]);
 }
 
-typedef lb_status (*dlq_fn)(jsCtx *js, natsMsg *m, uint64_t seq, lb_err *err);
-
 static lb_status
-list_one(jsCtx *js, natsMsg *m, uint64_t seq, lb_err *err)
+list_one(jsCtx *js, natsMsg *m, uint64_t seq, void *arg, lb_err *err)
 {
     (void)js;
+    (void)arg;
     (void)err;
     if (ctl_out.json)
-        ctl_json_line(ctl_msg_json(m, seq, natsMsg_GetTime(m)));
+        ctl_json_line(bus_json_tree(m, seq, natsMsg_GetTime(m)));
     else
         print_msg(m, seq);
     return LB_OK;
@@ -115,36 +102,18 @@ list_one(jsCtx *js, natsMsg *m, uint64_t seq, lb_err *err)
 /* Calls fn for each dead letter from c->from_seq that passes the filter, at
  * most c->limit of them. */
 static lb_status
-dlq_walk(jsCtx *js, const dlq_conf *c, dlq_fn fn, int64_t *shown, lb_err *err)
+dlq_walk(jsCtx *js, const dlq_conf *c, bus_dlq_fn fn, int64_t *shown, lb_err *err)
 {
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_GetStreamInfo(&si, js, BUS_STREAM_DLQ, NULL, &jerr);
-    if (s != NATS_OK)
-        return ctl_nats_err(err, s, "stream " BUS_STREAM_DLQ);
-    uint64_t first = si->State.FirstSeq, last = si->State.LastSeq, msgs = si->State.Msgs;
-    jsStreamInfo_Destroy(si);
-    if ((uint64_t)c->from_seq > first)
-        first = (uint64_t)c->from_seq;
-    if (fn == list_one && !ctl_out.json)
+    uint64_t msgs = 0, first = 0, last = 0, next = 0;
+    if (fn == list_one && !ctl_out.json) {
+        lb_status s = bus_dlq_state(&msgs, &first, &last, js, err);
+        if (s != LB_OK)
+            return s;
         printf("%s: %" PRIu64 " messages\n", BUS_STREAM_DLQ, msgs);
-    for (uint64_t seq = first; msgs > 0 && seq <= last && *shown < c->limit; seq++) {
-        natsMsg *m = NULL;
-        s = js_GetMsg(&m, js, BUS_STREAM_DLQ, seq, NULL, &jerr);
-        if (s == NATS_NOT_FOUND)
-            continue; /* deleted, or aged out while we walk */
-        if (s != NATS_OK)
-            return ctl_nats_err(err, s, "read " BUS_STREAM_DLQ);
-        lb_status st = LB_OK;
-        if (dlq_matches(m, c)) {
-            st = fn(js, m, seq, err);
-            (*shown)++;
-        }
-        natsMsg_Destroy(m);
-        if (st != LB_OK)
-            return st;
     }
-    return LB_OK;
+    bus_dlq_filter f = dlq_filter(c);
+    bus_dlq_span span = { .from_seq = (uint64_t)c->from_seq, .items = c->limit };
+    return bus_dlq_walk(js, &f, span, fn, NULL, shown, &next, err);
 }
 
 int
@@ -169,17 +138,6 @@ ctl_dlq_list(const ctl_cmd *cmd, int argc, char **argv)
 
 /* --- dlq show | redrive | purge ------------------------------------------ */
 
-static lb_status
-dlq_get(natsMsg **m, jsCtx *js, uint64_t seq, lb_err *err)
-{
-    jsErrCode jerr = 0;
-    natsStatus s = js_GetMsg(m, js, BUS_STREAM_DLQ, seq, NULL, &jerr);
-    if (s == NATS_NOT_FOUND)
-        return lb_err_set(err, LB_ERR_NOT_FOUND, "no message %" PRIu64 " in %s", seq,
-                          BUS_STREAM_DLQ);
-    return s == NATS_OK ? LB_OK : ctl_nats_err(err, s, "read " BUS_STREAM_DLQ);
-}
-
 int
 ctl_dlq_show(const ctl_cmd *cmd, int argc, char **argv)
 {
@@ -201,7 +159,7 @@ ctl_dlq_show(const ctl_cmd *cmd, int argc, char **argv)
         rc = ctl_fail(cmd, &err);
     if (rc >= 0)
         return rc;
-    if (dlq_get(&m, js, seq, &err) != LB_OK) {
+    if (bus_dlq_get(&m, js, seq, &err) != LB_OK) {
         rc = ctl_fail(cmd, &err);
     } else {
         ctl_msg_print(m, seq, natsMsg_GetTime(m), JSON_INDENT(2));
@@ -289,8 +247,9 @@ dlq_delete(jsCtx *js, uint64_t seq, const char *what, lb_err *err)
 }
 
 static lb_status
-redrive_one(jsCtx *js, natsMsg *dead, uint64_t seq, lb_err *err)
+redrive_one(jsCtx *js, natsMsg *dead, uint64_t seq, void *arg, lb_err *err)
 {
+    (void)arg;
     lb_status st = dlq_republish(js, dead, seq, err);
     if (st == LB_OK)
         st = dlq_delete(js, seq, "republished, but deleting it from " BUS_STREAM_DLQ, err);
@@ -300,8 +259,9 @@ redrive_one(jsCtx *js, natsMsg *dead, uint64_t seq, lb_err *err)
 }
 
 static lb_status
-purge_one(jsCtx *js, natsMsg *dead, uint64_t seq, lb_err *err)
+purge_one(jsCtx *js, natsMsg *dead, uint64_t seq, void *arg, lb_err *err)
 {
+    (void)arg;
     (void)dead;
     lb_status st = dlq_delete(js, seq, "delete from " BUS_STREAM_DLQ, err);
     if (st == LB_OK && ctl_out.json)
@@ -312,7 +272,7 @@ purge_one(jsCtx *js, natsMsg *dead, uint64_t seq, lb_err *err)
 /* `dlq redrive|purge [<seq>] [filter flags | --all]`: fn on one message or
  * on every one that passes the filter. */
 static int
-dlq_bulk(const ctl_cmd *cmd, int argc, char **argv, dlq_fn fn)
+dlq_bulk(const ctl_cmd *cmd, int argc, char **argv, bus_dlq_fn fn)
 {
     dlq_conf conf = { 0 };
     natsConnection *nc = NULL;
@@ -339,8 +299,8 @@ dlq_bulk(const ctl_cmd *cmd, int argc, char **argv, dlq_fn fn)
     conf.limit = INT64_MAX;
     lb_status st = ctl_nats_open(&nc, &js, &conf.conn, &err);
     if (st == LB_OK && seq != 0) {
-        if ((st = dlq_get(&m, js, seq, &err)) == LB_OK)
-            st = fn(js, m, seq, &err);
+        if ((st = bus_dlq_get(&m, js, seq, &err)) == LB_OK)
+            st = fn(js, m, seq, NULL, &err);
         natsMsg_Destroy(m);
         done = st == LB_OK;
     } else if (st == LB_OK) {

@@ -5,7 +5,7 @@
  *   layby-ctl events tail --subject 'layby.evt.order.>' --json
  *
  * Text: one line per message (sequence, time, subject, type, correlation and
- * the body as compact JSON). --json: one object per line, ctl_msg_json():
+ * the body as compact JSON). --json: one object per line, bus_json_tree():
  * seq, time, subject, headers, type and the body in the proto3 JSON mapping,
  * or bodyBase64 and error for a message that cannot be decoded (an unknown
  * type, corrupt bytes): it is shown as such and the replay goes on.
@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "bus.h"
+#include "bus_json.h"
 #include "bus_topology.h"
 #include "codec.h"
 #include "ctl_events.h"
@@ -283,7 +284,7 @@ header_is(natsMsg *m, const char *key, const char *want)
 static lb_status
 msg_text(codec_buf *b, natsMsg *m, uint64_t seq, int64_t time_ns)
 {
-    json_t *o = ctl_msg_json(m, seq, time_ns);
+    json_t *o = bus_json_tree(m, seq, time_ns);
     json_t *body = json_object_get(o, "body");
     const char *corr =
         json_string_value(json_object_get(json_object_get(o, "headers"), BUS_H_CORRELATION));
@@ -318,7 +319,7 @@ print_one(void *arg, natsMsg *m, uint64_t seq, int64_t time_ns)
     if (!type_matches(p->c->type, type) || !header_is(m, BUS_H_CORRELATION, p->c->correlation))
         return true;
     lb_status s =
-        p->json ? ctl_msg_write(&p->out, m, seq, time_ns) : msg_text(&p->out, m, seq, time_ns);
+        p->json ? bus_json_write(&p->out, m, seq, time_ns) : msg_text(&p->out, m, seq, time_ns);
     if (s == LB_OK && p->json)
         s = codec_buf_add(&p->out, "\n", 1);
     if (s != LB_OK) {

@@ -8,6 +8,7 @@
  * a {param} row that would swallow it. Each area keeps its rows in its own
  * section so parallel additions do not collide.
  */
+#include "edge_admin.h"
 #include "edge_catalog.h"
 #include "edge_console.h"
 #include "edge_member.h"
@@ -43,6 +44,23 @@
     "lastError, resolved, record, steps[], timeline[] (id, at, kind, msgId, input with the "      \
     "decoded event, verdict, from, to, line, commands[]): one page of the timeline from "         \
     "position timelineFrom, and timelineNextCursor when more entries follow\"}"
+/* A dead letter as engine/bus_dlq.c renders it (`layby-ctl dlq show`'s object
+ * plus the Layby-Dlq-* headers by name and the redrive command). */
+#define SCHEMA_DEAD_LETTER_PROPS                                                                   \
+    "\"seq\":{\"type\":\"integer\"},\"time\":{\"type\":\"string\"},\"subject\":{\"type\":"         \
+    "\"string\"},\"headers\":{\"type\":\"object\"},\"type\":{\"type\":\"string\",\"nullable\":"    \
+    "true},"                                                                                       \
+    "\"body\":{\"type\":\"object\",\"description\":\"decoded by its Layby-Type (proto3 JSON)\"},"  \
+    "\"bodyBase64\":{\"type\":\"string\",\"description\":\"when it cannot be decoded\"},"          \
+    "\"error\":{\"type\":\"string\"},\"originalSubject\":{\"type\":\"string\",\"nullable\":true}," \
+    "\"consumer\":{\"type\":\"string\",\"nullable\":true},\"lastError\":{\"type\":\"string\","     \
+    "\"nullable\":true},\"deliveries\":{\"type\":\"string\",\"nullable\":true},\"redrive\":"       \
+    "{\"type\":\"string\",\"description\":\"the layby-ctl command that puts it back\"}"
+#define SCHEMA_DEAD_LETTER "{\"type\":\"object\",\"properties\":{" SCHEMA_DEAD_LETTER_PROPS "}}"
+#define SCHEMA_DEAD_LETTER_PAGE                                                                   \
+    "{\"type\":\"object\",\"properties\":{\"total\":{\"type\":\"integer\",\"description\":"       \
+    "\"letters in the stream\"},\"items\":{\"type\":\"array\",\"items\":" SCHEMA_DEAD_LETTER "}," \
+    "\"nextCursor\":{\"type\":\"string\",\"nullable\":true}}}"
 
 /* clang-format off */
 static const edge_route edge_routes[] = {
@@ -99,6 +117,30 @@ static const edge_route edge_routes[] = {
                           EDGE_QUERY("timelineLimit", "timeline_limit",
                                      "timeline entries per page 1-500, default 200")),
       .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_NOT_FOUND) },
+    { .method = "GET", .path = "/api/v1/admin/dead-letters", .who = EDGE_ADMIN,
+      .kind = EDGE_KIND_QUERY,
+      .summary = "Dead letters (LAYBY_DLQ), oldest first, a page at a time; a page looks at "
+                 "1,000 letters at most, so a filtered page may hold fewer (admin)",
+      .operation = "adminListDeadLetters", .subject = SUBJ_EDGE_DLQ_LIST,
+      .request = &layby__v1__admin_dead_letter_list__descriptor,
+      .reply = &layby__v1__admin_document__descriptor, .reply_json = "json",
+      .schema = SCHEMA_DEAD_LETTER_PAGE, .status = 200,
+      .binds = EDGE_BINDS(EDGE_QUERY("cursor", "cursor", "nextCursor of the previous page"),
+                          EDGE_QUERY("limit", "limit", "page size 1-100, default 20"),
+                          EDGE_QUERY("consumer", "consumer", "only this durable's (LAYBY_CMD/catalog)"),
+                          EDGE_QUERY("type", "type", "only this Layby-Type"),
+                          EDGE_QUERY("correlation", "correlation", "only this flow (an order id)")),
+      .errors = EDGE_ERRORS(LB_ERR_INVALID), .hooks = &edge_admin_dlq_list_hooks },
+    { .method = "GET", .path = "/api/v1/admin/dead-letters/{seq}", .who = EDGE_ADMIN,
+      .kind = EDGE_KIND_QUERY,
+      .summary = "A dead letter: decoded body, headers, consumer, last error and the "
+                 "layby-ctl dlq redrive command (admin)",
+      .operation = "adminGetDeadLetter", .subject = SUBJ_EDGE_DLQ_SHOW,
+      .request = &layby__v1__admin_dead_letter_show__descriptor,
+      .reply = &layby__v1__admin_document__descriptor, .reply_json = "json",
+      .schema = SCHEMA_DEAD_LETTER, .status = 200,
+      .binds = EDGE_BINDS(EDGE_PATH("seq", "seq")),
+      .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_NOT_FOUND), .hooks = &edge_admin_dlq_show_hooks },
 
     /* --- catalog: products, stock, wishlist ------------------------------------------------ */
     { .method = "POST", .path = "/api/v1/products", .who = EDGE_ADMIN, .kind = EDGE_KIND_COMMAND,

@@ -66,6 +66,10 @@
  * console's saga pages (GET /api/v1/admin/sagas...), answered as JSON text */
 #define SUBJ_SAGA_ADMIN_LIST "layby.qry.orchestrator.saga_list"
 #define SUBJ_SAGA_ADMIN_SHOW "layby.qry.orchestrator.saga_show"
+/* Answered in the edge from LAYBY_DLQ (edge_admin.c's local hooks): nobody
+ * subscribes; the rows need a subject all the same. */
+#define SUBJ_EDGE_DLQ_LIST   "layby.qry.edge.dead_letters"
+#define SUBJ_EDGE_DLQ_SHOW   "layby.qry.edge.dead_letter"
 
 /* payment (services/payment) */
 #define SUBJ_PAYMENT_CHARGE        "layby.cmd.payment.charge"

@@ -261,3 +261,146 @@ Test(admin_queries, a_saga_with_a_thousand_log_entries_answers_its_timeline_a_pa
     cr_assert_null(timeline_page(a, "-1", 0, NULL, &err, LB_ERR_INVALID));
     cr_assert_str_eq(err.field, "timelineCursor");
 }
+
+/* --- dead letters, read by the edge itself (edge_admin.c) ------------------ */
+
+/* Publishes a dead letter as a service's DLQ step would: the original message
+ * (an AdminSagaShow naming saga, or bytes no type decodes when saga is NULL)
+ * under layby.dlq.<service> with the Layby-Dlq-* headers. */
+static void
+dead_letter_put(const char *service, const char *consumer, const char *saga)
+{
+    char subject[64], id[ID_STR_LEN];
+    snprintf(subject, sizeof subject, "layby.dlq.%s", service);
+    uint8_t buf[128];
+    size_t len = 3;
+    memcpy(buf, "\xff\xff\xff", 3);
+    if (saga != NULL) {
+        Layby__V1__AdminSagaShow sh = LAYBY__V1__ADMIN_SAGA_SHOW__INIT;
+        sh.saga_id = (char *)saga;
+        len = protobuf_c_message_pack(&sh.base, buf);
+    }
+    natsMsg *m = NULL;
+    cr_assert_eq(natsMsg_Create(&m, subject, NULL, (const char *)buf, (int)len), NATS_OK);
+    id_new(id);
+    natsMsgHeader_Set(m, BUS_H_MSG_ID, id);
+    natsMsgHeader_Set(m, BUS_H_TYPE, "layby.v1.AdminSagaShow");
+    natsMsgHeader_Set(m, BUS_H_CORRELATION, saga != NULL ? saga : id);
+    natsMsgHeader_Set(m, BUS_H_DLQ_SUBJECT, "layby.cmd.catalog.reserve_stock");
+    natsMsgHeader_Set(m, BUS_H_DLQ_CONSUMER, consumer);
+    natsMsgHeader_Set(m, BUS_H_DLQ_ERROR, "bad_message: cannot decode");
+    natsMsgHeader_Set(m, BUS_H_DLQ_DELIVERIES, "1");
+    jsPubAck *ack = NULL;
+    cr_assert_eq(js_PublishMsg(&ack, bus_js(admin), m, NULL, NULL), NATS_OK);
+    jsPubAck_Destroy(ack);
+    natsMsg_Destroy(m);
+}
+
+static json_t *
+edge_get(int port, const char *hdr, const char *path, long want)
+{
+    static tsupport_resp r;
+    tsupport_http_call(&r, port, "GET", path, (const char *const[]){ hdr, NULL }, NULL, false);
+    cr_assert_eq(r.status, want, "GET %s: %ld %s", path, r.status, r.body);
+    return want == 200 ? tsupport_http_json(&r) : NULL;
+}
+
+static const char *
+jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+Test(admin_queries, dead_letters_page_by_sequence_and_show_what_layby_ctl_shows)
+{
+    tsupport_daemon_start(&procs[0], "layby-edge", 0, NULL, NULL);
+    int port = procs[0].port;
+    char adm[2048], member[2048], path[256], saga[ID_STR_LEN], other[ID_STR_LEN];
+    tsupport_jwt_member(adm, sizeof adm, "11111111-1111-4111-8111-111111111111", "ADMIN");
+    tsupport_jwt_member(member, sizeof member, "22222222-2222-4222-8222-222222222222", "USER");
+    id_new(saga);
+    id_new(other);
+    dead_letter_put("catalog", "LAYBY_CMD/catalog", saga);
+    dead_letter_put("catalog", "LAYBY_CMD/catalog", NULL);
+    dead_letter_put("orchestrator", "LAYBY_EVT/orchestrator-order", other);
+
+    /* two per page: two pages, oldest first, the whole stream once */
+    json_t *p1 = edge_get(port, adm, "/api/v1/admin/dead-letters?limit=2", 200);
+    cr_assert_eq(json_integer_value(json_object_get(p1, "total")), 3);
+    json_t *items = json_object_get(p1, "items");
+    cr_assert_eq(json_array_size(items), 2, "a page holds at most its limit");
+    const char *cur = jstr(p1, "nextCursor");
+    cr_assert_not_null(cur, "a first page of three by two has a next one");
+    snprintf(path, sizeof path, "/api/v1/admin/dead-letters?limit=2&cursor=%s", cur);
+    json_t *p2 = edge_get(port, adm, path, 200);
+    cr_assert_eq(json_array_size(json_object_get(p2, "items")), 1);
+    cr_assert_null(json_object_get(p2, "nextCursor"), "the last page has no next cursor");
+    json_t *first = json_array_get(items, 0);
+    json_int_t seq1 = json_integer_value(json_object_get(first, "seq"));
+    json_int_t seq3 =
+        json_integer_value(json_object_get(json_array_get(json_object_get(p2, "items"), 0), "seq"));
+    cr_assert_gt(seq3, seq1, "oldest first");
+
+    /* a letter: what layby-ctl dlq show prints, plus its headers by name
+     * and the command that puts it back */
+    snprintf(path, sizeof path, "/api/v1/admin/dead-letters/%lld", (long long)seq1);
+    json_t *one = edge_get(port, adm, path, 200);
+    cr_assert(json_equal(one, first), "the page's letter is the one shown alone");
+    cr_assert_str_eq(jstr(json_object_get(one, "body"), "sagaId"), saga, "the body is decoded");
+    cr_assert_str_eq(jstr(one, "consumer"), "LAYBY_CMD/catalog");
+    cr_assert_str_eq(jstr(one, "lastError"), "bad_message: cannot decode");
+    cr_assert_str_eq(jstr(one, "originalSubject"), "layby.cmd.catalog.reserve_stock");
+    char cmd[64], arg[24];
+    snprintf(cmd, sizeof cmd, "layby-ctl dlq redrive %lld", (long long)seq1);
+    cr_assert_str_eq(jstr(one, "redrive"), cmd);
+    snprintf(arg, sizeof arg, "%lld", (long long)seq1);
+    char *out = NULL;
+    cr_assert_eq(
+        tsupport_ctl_run(&out, false, NULL, (const char *const[]){ "dlq", "show", arg, NULL }), 0,
+        "%s", out);
+    json_t *ctl = json_loads(out, 0, NULL);
+    cr_assert_not_null(ctl, "ctl printed no JSON: %s", out);
+    free(out);
+    const char *key;
+    json_t *v;
+    json_object_foreach(ctl, key, v)
+    {
+        cr_assert(json_equal(json_object_get(one, key), v), "%s differs from layby-ctl's", key);
+    }
+    json_decref(ctl);
+    /* the undecodable one: raw bytes and why */
+    json_t *raw = json_array_get(items, 1);
+    cr_assert_not_null(jstr(raw, "bodyBase64"));
+    cr_assert_not_null(jstr(raw, "error"));
+
+    /* a filter: the orchestrator's only */
+    json_t *f = edge_get(port, adm,
+                         "/api/v1/admin/dead-letters?consumer=LAYBY_EVT/orchestrator-order", 200);
+    cr_assert_eq(json_array_size(json_object_get(f, "items")), 1);
+    cr_assert_str_eq(
+        jstr(json_object_get(json_array_get(json_object_get(f, "items"), 0), "body"), "sagaId"),
+        other);
+    json_decref(f);
+    json_decref(one);
+    json_decref(p1);
+    json_decref(p2);
+
+    /* refusals in the edge's error shape; admins only */
+    static tsupport_resp r;
+    const char *bad[][3] = {
+        { "/api/v1/admin/dead-letters?limit=101", "invalid_argument", "limit" },
+        { "/api/v1/admin/dead-letters?cursor=x", "invalid_argument", "cursor" },
+        { "/api/v1/admin/dead-letters/0", "invalid_argument", "seq" },
+    };
+    for (size_t i = 0; i < LB_COUNTOF(bad); i++) {
+        tsupport_http_call(&r, port, "GET", bad[i][0], (const char *const[]){ adm, NULL }, NULL,
+                           false);
+        tsupport_http_assert_error(&r, 400, bad[i][1], bad[i][2]);
+    }
+    snprintf(path, sizeof path, "/api/v1/admin/dead-letters/%lld", (long long)seq3 + 100);
+    tsupport_http_call(&r, port, "GET", path, (const char *const[]){ adm, NULL }, NULL, false);
+    tsupport_http_assert_error(&r, 404, "not_found", NULL);
+    tsupport_http_call(&r, port, "GET", "/api/v1/admin/dead-letters",
+                       (const char *const[]){ member, NULL }, NULL, false);
+    tsupport_http_assert_error(&r, 403, "forbidden", NULL);
+}
