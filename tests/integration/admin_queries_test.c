@@ -225,15 +225,17 @@ Test(admin_queries, a_saga_with_a_thousand_log_entries_answers_its_timeline_a_pa
                  (long long)ms);
     json_decref(first);
 
-    /* every page, 500 at a time: each under a second and under NATS's 1 MB,
-     * together the log in order, each entry once */
+    /* every page, 500 at a time: each bounded in time (2.5 times the entries
+     * of the page the console opens, and CI runs two suite groups at once
+     * under ASan) and under NATS's 1 MB, together the log in order, each
+     * entry once */
     char cursor[32] = "";
     int64_t seen = 0, last_id = 0;
     int pages = 0;
     do {
         json_t *p = timeline_page(a, cursor, 500, &ms, &err, LB_OK);
         pages++;
-        cr_assert_lt(ms, 1000, "page %d took %lld ms", pages, (long long)ms);
+        cr_assert_lt(ms, 3000, "page %d took %lld ms", pages, (long long)ms);
         char *text = json_dumps(p, JSON_COMPACT);
         cr_assert_lt(strlen(text), 1024 * 1024, "page %d is %zu bytes", pages, strlen(text));
         free(text);
