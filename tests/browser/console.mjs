@@ -222,7 +222,10 @@ test("a saga with 1,000 log entries renders in under a second", async () => {
       const ends = performance.getEntriesByType("resource")
         .filter((e) => e.name.includes("/api/v1/admin/sagas/") && e.startTime >= t0).map((e) => e.responseEnd);
       const end = Math.max(...ends);
-      resolve({ total: Math.round(t1 - t0), server: Math.round(end - t0), draw: Math.round(t1 - end) });
+      // and the frame after it painted (style and layout included), reported only
+      requestAnimationFrame(() => requestAnimationFrame(() => resolve({
+        total: Math.round(t1 - t0), server: Math.round(end - t0), draw: Math.round(t1 - end),
+        painted: Math.round(performance.now() - end) })));
     });
     obs.observe(v, { attributes: true });
     location.hash = h;
@@ -230,8 +233,8 @@ test("a saga with 1,000 log entries renders in under a second", async () => {
   const rowsOf = () => t.page.$$eval("#timeline tbody tr", (r) => r.map((x) => Number(x.dataset.entry)));
   let ids = await rowsOf();
   console.log(`# 1,000-entry saga: the page with its first ${ids.length} entries in ${ms.total} ms: ` +
-    `request ${ms.server} ms, drawing ${ms.draw} ms`);
-  assert.ok(ids.length > 0 && ids.length <= 200, `the first page holds ${ids.length} entries`);
+    `request ${ms.server} ms, drawing ${ms.draw} ms, painted ${ms.painted} ms after the answer`);
+  assert.ok(ids.length > 0 && ids.length <= 100, `the first page holds ${ids.length} entries`);
   assert.ok(ms.draw < RENDER_MS, `drawing the long saga took ${ms.draw} ms`);
   // and each later page, until the end: every entry once, in order
   const seen = [...ids];
@@ -250,7 +253,7 @@ test("a saga with 1,000 log entries renders in under a second", async () => {
   assert.ok(seen.length > 1000, `the pages held ${seen.length} entries`);
   assert.ok(seen.every((id, i) => i === 0 || id > seen[i - 1]), "entries out of order or repeated");
   console.log(`# 1,000-entry saga: ${pages} pages`);
-  assert.ok(pages >= 5, `a 1,000-entry timeline in ${pages} pages`);
+  assert.ok(pages >= 10, `a 1,000-entry timeline in ${pages} pages of 100`);
   await shoot(t, "saga-long");
   await t.page.close();
 });
