@@ -272,6 +272,13 @@ typedef struct saga_step {
     /* NULL = always run. Only for a command step without compensation, reply,
      * ends or pivot: skipping it changes nothing a later step relies on. */
     saga_skip_fn skip;
+    /* forward recovery (R11, COMMAND steps): an attempt that fails without a
+     * final answer (timeout, transient failure) is retried for ever at the
+     * policy's backoff (at most cap_ms once its attempts are spent), never
+     * given up and compensated. For steps after the payment: a participant
+     * that is merely away delays the order; giving up would compensate while
+     * the commands given up on still sit queued and run when it returns. */
+    bool forward;
     saga_merge_fn merge; /* forward events -> record (saga_type.record required) */
     /* compensation (NULL = nothing to undo; DELAY steps have none) */
     const ProtobufCMessageDescriptor *compensate;
@@ -392,6 +399,8 @@ typedef struct saga_decision {
     saga_timer timer; /* when timer_op == SAGA_TIMER_SET */
     saga_reply reply;
     char log[SAGA_LOG_MAX]; /* what happened, for the saga's log */
+    bool forward_retry;     /* a forward step (saga_step.forward) is retried past its
+                               policy's attempts: the orchestrator reports it */
 } saga_decision;
 
 /* Decides one input. `in` is the stored state, NULL when no saga with that id

@@ -40,12 +40,20 @@
  *      payable before this saga heard so), so dropping it would let the
  *      deadline undo a paid order; and it is undone like a DONE step when
  *      the saga rolls back before reaching it.
+ * (R11) A forward step (saga_step.forward) never fails for a timeout or a
+ *      transient failure: past its policy's attempts it is retried at the
+ *      capped backoff for as long as it takes (attempt numbers are 16 bits:
+ *      at the last one it fails like any step). Only a final answer fails
+ *      it. Giving up could not undo it: the attempts given up on are still
+ *      queued at the participant and run when it returns, after (or instead
+ *      of) the compensation (docs/SAGAS.md §5.1).
  * Start, operator and signal inputs are in saga_decide_ops.c.
  */
 #include "saga.h"
 
 #include <assert.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -371,12 +379,16 @@ step_failed(ctx *c, uint32_t i, bool final, bool uncertain, lb_status code, cons
     saga_step_state *ss = &c->s->steps[i];
     saga__copy_text(c->s->last_error, sizeof c->s->last_error, reason);
     ss->status = SAGA_STEP_FAILED;
-    if (!final && ss->tries < step->retry->attempts) {
+    bool spent = step->retry == NULL || ss->tries >= step->retry->attempts; /* wait: none */
+    bool forward = step->forward && ss->attempt < UINT16_MAX;               /* R11 */
+    if (!final && (!spent || forward)) {
         ss->flags |= SAGA_STEP_F_RETRY_WAIT;
         int64_t delay = saga_backoff_ms(step->retry, ss->tries, step_seed(c, i));
         set_timer(c, SAGA_TIMER_STEP_RETRY, i, ss->attempt, delay);
-        saga__note(c, "%s attempt %u failed (%s), retry in %lld ms", step->name, ss->attempt,
-                   reason, (long long)delay);
+        saga__note(c, "%s attempt %u failed (%s), retry in %lld ms%s", step->name, ss->attempt,
+                   reason, (long long)delay,
+                   spent ? " (forward step: retried until it is done, never undone for this)" : "");
+        c->d->forward_retry = spent;
         return;
     }
     ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;

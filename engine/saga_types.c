@@ -247,6 +247,8 @@ step_check(const saga_type *t, size_t i, lb_err *err)
     lb_status rc = kind_check(t, step, what, err);
     if (rc != LB_OK)
         return rc;
+    if (step->forward && step->kind != SAGA_STEP_COMMAND)
+        return lb_err_set(err, LB_ERR_CONFIG, "%s: only a command step is retried forward", what);
     if (step->compensate != NULL) {
         if (step->compensate_subject == NULL || step->build_compensate == NULL ||
             step->on_compensated == NULL)

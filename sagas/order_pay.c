@@ -1,4 +1,5 @@
-/* order_pay.c - paying an order ("order_pay" v1; one saga per pay request).
+/* order_pay.c - paying an order ("order_pay" v2, v1 for the sagas started on
+ * it; one saga per pay request).
  *
  *   charge the card     a gateway outage is retried with backoff; a decline
  *                       is final: the saga FAILS and the buyer hears 402,
@@ -81,36 +82,53 @@ pay_correlation(const ProtobufCMessage *start)
 }
 
 /* clang-format off */
-static const saga_step pay_steps[PAY__STEPS] = {
-    [PAY_CHARGE] = {
-        .name = "charge", .command = &layby__v1__charge__descriptor,
-        .subject = SUBJ_PAYMENT_CHARGE, .build = build_charge,
-        .on_ok = &layby__v1__payment_captured__descriptor, .on_ok_subject = SUBJ_PAYMENT_CAPTURED,
-        .on_fail = &layby__v1__payment_failed__descriptor, .on_fail_subject = SUBJ_PAYMENT_FAILED,
-        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_charge_retry,
-        .compensate = &layby__v1__refund__descriptor,
-        .compensate_subject = SUBJ_PAYMENT_REFUND, .build_compensate = build_refund,
-        .on_compensated = &layby__v1__payment_refunded__descriptor,
-        .on_compensated_subject = SUBJ_PAYMENT_REFUNDED,
-        .on_compensate_fail = &layby__v1__refund_failed__descriptor,
-        .on_compensate_fail_subject = SUBJ_PAYMENT_REFUND_FAILED,
-        .compensate_retry = &order_undo_retry,
-    },
-    [PAY_MARK_PAID] = {
-        .name = "order_paid", .command = &layby__v1__set_order_status__descriptor,
-        .subject = SUBJ_ORDER_SET_STATUS, .build = build_mark_paid,
-        .on_ok = &layby__v1__order_status_set__descriptor, .on_ok_subject = SUBJ_ORDER_STATUS_SET,
-        .on_fail = &layby__v1__order_refused__descriptor, .on_fail_subject = SUBJ_ORDER_REFUSED,
-        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,
-    },
-};
+/* fwd: order_paid is a forward step (v2, docs/SAGAS.md §5.1): once the card
+ * is charged, the order is marked PAID however long the order service is
+ * away. v1 gave up after 5 attempts and refunded while its PAID commands were
+ * still queued: the order became PAID and was delivered, its money refunded.
+ * A refusal (the order was cancelled meanwhile) is final and still refunds. */
+#define PAY_STEPS(fwd)                                                                             \
+    [PAY_CHARGE] = {                                                                               \
+        .name = "charge", .command = &layby__v1__charge__descriptor,                               \
+        .subject = SUBJ_PAYMENT_CHARGE, .build = build_charge,                                     \
+        .on_ok = &layby__v1__payment_captured__descriptor, .on_ok_subject = SUBJ_PAYMENT_CAPTURED, \
+        .on_fail = &layby__v1__payment_failed__descriptor, .on_fail_subject = SUBJ_PAYMENT_FAILED, \
+        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_charge_retry,       \
+        .compensate = &layby__v1__refund__descriptor,                                              \
+        .compensate_subject = SUBJ_PAYMENT_REFUND, .build_compensate = build_refund,               \
+        .on_compensated = &layby__v1__payment_refunded__descriptor,                                \
+        .on_compensated_subject = SUBJ_PAYMENT_REFUNDED,                                           \
+        .on_compensate_fail = &layby__v1__refund_failed__descriptor,                               \
+        .on_compensate_fail_subject = SUBJ_PAYMENT_REFUND_FAILED,                                  \
+        .compensate_retry = &order_undo_retry,                                                     \
+    },                                                                                             \
+    [PAY_MARK_PAID] = {                                                                            \
+        .name = "order_paid", .command = &layby__v1__set_order_status__descriptor,                 \
+        .subject = SUBJ_ORDER_SET_STATUS, .build = build_mark_paid,                                \
+        .on_ok = &layby__v1__order_status_set__descriptor, .on_ok_subject = SUBJ_ORDER_STATUS_SET, \
+        .on_fail = &layby__v1__order_refused__descriptor, .on_fail_subject = SUBJ_ORDER_REFUSED,   \
+        .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,              \
+        .forward = (fwd),                                                                          \
+    }
+
+static const saga_step pay_steps_v1[PAY__STEPS] = { PAY_STEPS(false) };
+static const saga_step pay_steps_v2[PAY__STEPS] = { PAY_STEPS(true) };
 /* clang-format on */
 
 const saga_type saga_order_pay_v1 = {
     .name = "order_pay",
     .version = 1,
     .start = &layby__v1__pay_order__descriptor,
-    .steps = pay_steps,
+    .steps = pay_steps_v1,
+    .n_steps = PAY__STEPS,
+    .correlation = pay_correlation,
+};
+
+const saga_type saga_order_pay_v2 = {
+    .name = "order_pay",
+    .version = 2,
+    .start = &layby__v1__pay_order__descriptor,
+    .steps = pay_steps_v2,
     .n_steps = PAY__STEPS,
     .correlation = pay_correlation,
 };

@@ -1,5 +1,5 @@
 /* order_place.c - the saga of one order, from placing it to the end of its
- * return window ("order_place" v3, and v1, v2 for the sagas started on them;
+ * return window ("order_place" v4, and v1-v3 for the sagas started on them;
  * its id is the order id).
  *
  *   create (order PENDING)          undo: order CANCELLED, or REJECTED when stock was short
@@ -383,8 +383,9 @@ merge_reserve(ProtobufCMessage *record, const ProtobufCMessage *event, lb_err *e
     .on_ok = &layby__v1__wishlist_ordered__descriptor, .on_ok_subject = SUBJ_WISHLIST_ORDERED,  \
     .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry
 
-/* Every step but wishlist, payment_pending and wait_payment, which the versions differ in. */
-#define PLACE_STEPS_SHARED                                                                      \
+/* Every step but wishlist, payment_pending and wait_payment, which the versions differ in;
+ * fwd: whether the command steps after the payment are forward steps (v4). */
+#define PLACE_STEPS_SHARED(fwd)                                                                 \
     [P(CREATE)] = {                                                                             \
         .name = "create", .command = &layby__v1__create_order__descriptor,                      \
         .subject = SUBJ_ORDER_CREATE, .build = build_create,                                    \
@@ -416,10 +417,10 @@ merge_reserve(ProtobufCMessage *record, const ProtobufCMessage *event, lb_err *e
         STOCK_STEP("confirm_stock", &layby__v1__confirm_stock__descriptor,                      \
                    SUBJ_CATALOG_CONFIRM_STOCK, &layby__v1__stock_confirmed__descriptor,         \
                    SUBJ_STOCK_CONFIRMED),                                                       \
-        .on_fail_subject = SUBJ_STOCK_CONFIRM_FAILED,                                           \
+        .on_fail_subject = SUBJ_STOCK_CONFIRM_FAILED, .forward = (fwd),                         \
     },                                                                                          \
     [P(PREPARE)] = {                                                                            \
-        DELIVERY_STEP("delivery_preparing"),                                                    \
+        DELIVERY_STEP("delivery_preparing"), .forward = (fwd),                                  \
         .compensate = &layby__v1__cancel_delivery__descriptor,                                  \
         .compensate_subject = SUBJ_DELIVERY_CANCEL, .build_compensate = build_delivery_cancel,  \
         .on_compensated = &layby__v1__delivery_cancelled__descriptor,                           \
@@ -429,12 +430,12 @@ merge_reserve(ProtobufCMessage *record, const ProtobufCMessage *event, lb_err *e
         .compensate_retry = &order_undo_retry,                                                  \
     },                                                                                          \
     [P(SHIP_DELAY)] = { DELAY_STEP("ship_delay", order_ship_delay_ms) },                        \
-    [P(SHIP)] = { DELIVERY_STEP("delivery_shipping"), .pivot = true },                          \
+    [P(SHIP)] = { DELIVERY_STEP("delivery_shipping"), .pivot = true, .forward = (fwd) },        \
     [P(DELIVER_DELAY)] = { DELAY_STEP("deliver_delay", order_deliver_delay_ms) },               \
-    [P(DELIVER)] = { DELIVERY_STEP("delivery_delivered") },                                     \
+    [P(DELIVER)] = { DELIVERY_STEP("delivery_delivered"), .forward = (fwd) },                   \
     [P(WINDOW)] = { DELAY_STEP("return_window", order_return_window_ms), .ends = true },        \
-    [P(RETURN_REQUEST)] = { ORDER_STATUS_STEP("return_requested") },                            \
-    [P(PICKUP)] = { DELIVERY_STEP("delivery_return_pickup") },                                  \
+    [P(RETURN_REQUEST)] = { ORDER_STATUS_STEP("return_requested"), .forward = (fwd) },          \
+    [P(PICKUP)] = { DELIVERY_STEP("delivery_return_pickup"), .forward = (fwd) },                \
     [P(RETURN_DELAY)] = { DELAY_STEP("return_delay", order_return_delay_ms) },                  \
     [P(REFUND)] = {                                                                             \
         .name = "refund", .command = &layby__v1__refund__descriptor,                            \
@@ -443,15 +444,16 @@ merge_reserve(ProtobufCMessage *record, const ProtobufCMessage *event, lb_err *e
         .on_fail = &layby__v1__refund_failed__descriptor,                                       \
         .on_fail_subject = SUBJ_PAYMENT_REFUND_FAILED,                                          \
         .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,           \
+        .forward = (fwd),                                                                       \
     },                                                                                          \
     [P(RESTOCK)] = {                                                                            \
         STOCK_STEP("restock_returned", &layby__v1__restock_returned__descriptor,                \
                    SUBJ_CATALOG_RESTOCK_RETURNED, &layby__v1__stock_returned__descriptor,       \
                    SUBJ_STOCK_RETURNED),                                                        \
-        .on_fail_subject = SUBJ_STOCK_RETURN_FAILED,                                            \
+        .on_fail_subject = SUBJ_STOCK_RETURN_FAILED, .forward = (fwd),                          \
     },                                                                                          \
-    [P(DELIVERY_RETURNED)] = { DELIVERY_STEP("delivery_returned") },                            \
-    [P(RETURNED)] = { ORDER_STATUS_STEP("returned") }
+    [P(DELIVERY_RETURNED)] = { DELIVERY_STEP("delivery_returned"), .forward = (fwd) },          \
+    [P(RETURNED)] = { ORDER_STATUS_STEP("returned"), .forward = (fwd) }
 
 /* v1: the refund undoes the wait for payment. A cancel while the saga was
  * still at payment_pending never reached it, so a payment racing that cancel
@@ -459,7 +461,7 @@ merge_reserve(ProtobufCMessage *record, const ProtobufCMessage *event, lb_err *e
  * while compensating and was ignored) kept its money. Kept for the sagas
  * started on it (docs/SAGAS.md §7). */
 static const saga_step place_steps_v1[ORDER_PLACE__STEPS] = {
-    PLACE_STEPS_SHARED,
+    PLACE_STEPS_SHARED(false),
     [P(WISHLIST)] = { WISHLIST_STEP },
     [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true },
     [P(WAIT_PAID)] = { WAIT_PAID_STEP, REFUND_UNDO },
@@ -471,7 +473,7 @@ static const saga_step place_steps_v1[ORDER_PLACE__STEPS] = {
  * past the wait, refunds what was captured, or voids the order so that a
  * later charge is refused. */
 static const saga_step place_steps_v2[ORDER_PLACE__STEPS] = {
-    PLACE_STEPS_SHARED,
+    PLACE_STEPS_SHARED(false),
     [P(WISHLIST)] = { WISHLIST_STEP },
     [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, REFUND_UNDO },
     [P(WAIT_PAID)] = { WAIT_PAID_STEP },
@@ -482,7 +484,23 @@ static const saga_step place_steps_v2[ORDER_PLACE__STEPS] = {
  * through it, a command, a catalog transaction and an event that changed
  * nothing, a tenth of a checkout's cost (docs/BENCHMARKS.md, perf20). */
 static const saga_step place_steps_v3[ORDER_PLACE__STEPS] = {
-    PLACE_STEPS_SHARED,
+    PLACE_STEPS_SHARED(false),
+    [P(WISHLIST)] = { WISHLIST_STEP, .skip = skip_wishlist },
+    [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, REFUND_UNDO },
+    [P(WAIT_PAID)] = { WAIT_PAID_STEP },
+};
+
+/* v4: v3 with forward recovery (docs/SAGAS.md §5.1, R11). Every command step
+ * after the payment (confirm the sale, the delivery's steps, the return
+ * branch) retries until it is done instead of failing after its attempts:
+ * a paid order is delivered, not refunded, when a participant is slow or
+ * away. v3 gave up on delivery_shipping after 5 attempts while the attempts
+ * were still queued at the stopped delivery service; the undo (cancel the
+ * delivery) came after them, found it shipped and the saga went STUCK. A
+ * final refusal still fails the step, and `cancel` still applies up to the
+ * delay before shipping. */
+static const saga_step place_steps_v4[ORDER_PLACE__STEPS] = {
+    PLACE_STEPS_SHARED(true),
     [P(WISHLIST)] = { WISHLIST_STEP, .skip = skip_wishlist },
     [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, REFUND_UNDO },
     [P(WAIT_PAID)] = { WAIT_PAID_STEP },
@@ -524,6 +542,17 @@ const saga_type saga_order_place_v3 = {
     .version = 3,
     .start = &layby__v1__place_order__descriptor,
     .steps = place_steps_v3,
+    .n_steps = ORDER_PLACE__STEPS,
+    .signals = place_signals,
+    .n_signals = LB_COUNTOF(place_signals),
+    .record = &layby__v1__order_saga_record__descriptor,
+};
+
+const saga_type saga_order_place_v4 = {
+    .name = "order_place",
+    .version = 4,
+    .start = &layby__v1__place_order__descriptor,
+    .steps = place_steps_v4,
     .n_steps = ORDER_PLACE__STEPS,
     .signals = place_signals,
     .n_signals = LB_COUNTOF(place_signals),

@@ -27,6 +27,7 @@
 
 #include "engine/codec.h"
 #include "engine/log.h"
+#include "engine/metrics.h"
 #include "saga_orch.h"
 
 typedef struct slot {
@@ -222,6 +223,18 @@ effects(svc_batch *b, const saga_orch_input *oi, slot *sl, const saga_decision *
     }
     if (s == LB_OK && d->reply.send)
         s = send_reply(b, oi, sl, &d->reply, err);
+    if (s == LB_OK && d->forward_retry) {
+        /* R11: a step past its retry budget is retried, not undone; somebody
+         * should know a participant has been away that long. Counted when
+         * decided, so a batch that rolls back and runs again counts twice. */
+        log_warn(&(log_ctx){ .correlation = sl->id }, "saga.forward_retry",
+                 "a forward step is retried past its retry budget", LOG_STR("type", sl->t->name),
+                 LOG_STR("step", sl->t->steps[sl->state.step].name),
+                 LOG_INT("attempt", (int64_t)sl->state.steps[sl->state.step].attempt));
+        metrics_add(metrics_counter("layby_saga_forward_retries_total", "",
+                                    "retries of forward saga steps past their retry budget"),
+                    1);
+    }
     return s;
 }
 

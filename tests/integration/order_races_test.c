@@ -73,11 +73,20 @@ wait_any(const char *fmt, ...)
     tsupport_wait_count(WAIT_MS, 1, "%s", sql);
 }
 
-/* Waits until saga id's log has a line like `like`. */
+/* Waits up to ms until saga id's log has a line like `like`. */
+static void
+wait_log_ms(int ms, const char *id, const char *like)
+{
+    tsupport_wait_count(ms, 1,
+                        "SELECT least(count(*), 1) FROM saga.saga_log WHERE saga_id = '%s' "
+                        "AND line LIKE '%s'",
+                        id, like);
+}
+
 static void
 wait_log(const char *id, const char *like)
 {
-    wait_any("SELECT 1 FROM saga.saga_log WHERE saga_id = '%s' AND line LIKE '%s'", id, like);
+    wait_log_ms(WAIT_MS, id, like);
 }
 
 static int64_t sql_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -92,13 +101,10 @@ sql_int(const char *fmt, ...)
     return tsupport_sql_int(q);
 }
 
-/* Every daemon of the order flow; the step timeout is long, so the steps held
- * below wait instead of being retried and failed. */
+/* Every daemon of the order flow, the orchestrator with env. */
 static void
-stack_start(void)
+stack_start_with(const char *const *env)
 {
-    const char *env[] = { "LAYBY_FAST=1", "LAYBY_ORDER_STEP_TIMEOUT=60s",
-                          "LAYBY_PAYMENT_DEADLINE=120s", "LAYBY_SHIP_DELAY=120s", NULL };
     tsupport_daemon_start(catalog, "layby-catalog", 0, NULL, NULL);
     tsupport_daemon_start(order_svc, "layby-order", 0, NULL, NULL);
     tsupport_daemon_start(&procs[2], "layby-payment", 0, NULL, NULL);
@@ -125,12 +131,20 @@ stack_start(void)
     wait_any("SELECT 1 FROM orders.addresses WHERE address_id = '%s'", address);
 }
 
-/* Places an order for one unit (the saga's id is the order id) and holds it
- * at payment_pending: sent, but the order service is stopped. */
+/* The step timeout is long, so the steps held below wait instead of being
+ * retried and failed. */
 static void
-place_and_hold_at_payment_pending(char order[ID_STR_LEN])
+stack_start(void)
 {
-    cr_assert_eq(tsupport_daemon_stop(catalog, 10000), 0);
+    const char *env[] = { "LAYBY_FAST=1", "LAYBY_ORDER_STEP_TIMEOUT=60s",
+                          "LAYBY_PAYMENT_DEADLINE=120s", "LAYBY_SHIP_DELAY=120s", NULL };
+    stack_start_with(env);
+}
+
+/* Starts the place saga of a new order for one unit (its id is the order id). */
+static void
+place(char order[ID_STR_LEN])
+{
     id_new(order);
     Layby__V1__OrderItem item = LAYBY__V1__ORDER_ITEM__INIT;
     item.product_id = product;
@@ -146,6 +160,15 @@ place_and_hold_at_payment_pending(char order[ID_STR_LEN])
     p.member_id = member;
     p.draft = &d;
     tsupport_publish(admin, SUBJ_SAGA_START_ORDER_PLACE, &p.base);
+}
+
+/* Places an order for one unit (the saga's id is the order id) and holds it
+ * at payment_pending: sent, but the order service is stopped. */
+static void
+place_and_hold_at_payment_pending(char order[ID_STR_LEN])
+{
+    cr_assert_eq(tsupport_daemon_stop(catalog, 10000), 0);
+    place(order);
     /* the order exists and the orchestrator heard it: reserve_stock is sent */
     wait_log(order, "%send reserve_stock attempt 1%");
     cr_assert_eq(tsupport_daemon_stop(order_svc, 10000), 0);
@@ -274,4 +297,76 @@ Test(order_races, a_payment_after_that_cancel_is_refused)
 
     tsupport_daemon_start(order_svc, "layby-order", 0, NULL, NULL);
     expect_cancelled_with_nothing_kept(order);
+}
+
+/* `layby-ctl audit --settle 0` balances the books of every service. */
+static void
+expect_audit_passes(void)
+{
+    char *out = NULL;
+    const char *args[] = { "audit", "--settle", "0", NULL };
+    int rc = tsupport_ctl_run(&out, true, NULL, args);
+    cr_expect_eq(rc, 0, "layby-ctl audit: %s", out != NULL ? out : "");
+    free(out);
+}
+
+/* Issue 20, docs/SAGAS.md §5.1 (R11, forward recovery): the delivery service
+ * is away longer than a step's whole retry budget (5 attempts of 2 s and
+ * their backoffs, about 13 s) while the saga ships. order_place v2 and v3 gave up on
+ * delivery_shipping and undid delivery_preparing, but its attempts were still
+ * queued: the returning service shipped, refused the cancel, and the saga was
+ * STUCK with the goods shipped and the money being refunded. v4 retries the
+ * steps after the payment until they are done: the order is delivered and
+ * paid, nothing refunded, the books balance. */
+Test(order_races, a_delivery_away_longer_than_the_retry_budget_delivers_when_back)
+{
+    const char *env[] = { "LAYBY_FAST=1",
+                          "LAYBY_ORDER_STEP_TIMEOUT=2s",
+                          "LAYBY_PAYMENT_DEADLINE=120s",
+                          "LAYBY_SHIP_DELAY=4s",
+                          "LAYBY_DELIVER_DELAY=1s",
+                          "LAYBY_RETURN_WINDOW=1s",
+                          NULL };
+    tsupport_proc *delivery = &procs[3];
+    stack_start_with(env);
+    char order[ID_STR_LEN], pay_id[ID_STR_LEN];
+    place(order);
+    wait_log(order, "%wait for wait_payment%");
+    pay_start(order, pay_id);
+    wait_saga(pay_id, "COMPLETED");
+    wait_log(order, "%delivery_preparing done%");
+
+    /* away from the ship delay past the last attempt's timeout */
+    cr_assert_eq(tsupport_daemon_stop(delivery, 10000), 0);
+    wait_log_ms(90000, order, "%timer STEP_TIMEOUT of delivery_shipping attempt 5%");
+    cr_expect_eq(sql_int("SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' "
+                         "AND line LIKE '%%delivery_shipping failed after%%'",
+                         order),
+                 0, "the saga gave up on shipping while the delivery service was away");
+    tsupport_daemon_start(delivery, "layby-delivery", 0, NULL, NULL);
+
+    tsupport_wait_count(120000, 1,
+                        "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' "
+                        "AND status IN ('COMPLETED', 'STUCK', 'FAILED', 'CANCELLED')",
+                        order);
+    cr_assert_eq(sql_int("SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' "
+                         "AND status = 'COMPLETED'",
+                         order),
+                 1, "the order's saga ends COMPLETED (not STUCK)");
+    cr_expect_eq(sql_int("SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' "
+                         "AND line LIKE '%%forward step%%'",
+                         order) > 0,
+                 true, "the retries past the budget are in the saga's log");
+    cr_expect_eq(sql_int("SELECT count(*) FROM delivery.deliveries WHERE order_id = '%s' "
+                         "AND status = 'DELIVERED'",
+                         order),
+                 1);
+    cr_expect_eq(sql_int("SELECT count(*) FROM payment.charges WHERE order_id = '%s' "
+                         "AND status = 'CAPTURED' AND refunded_won = 0",
+                         order),
+                 1, "one charge, kept");
+    cr_expect_eq(
+        sql_int("SELECT stock_available FROM catalog.products WHERE product_id = '%s'", product), 4,
+        "the unit is sold, once");
+    expect_audit_passes();
 }

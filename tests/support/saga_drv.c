@@ -49,7 +49,8 @@ decision_eq(const saga_decision *a, const saga_decision *b)
     if (a->verdict != b->verdict || a->from != b->from || a->to != b->to ||
         a->n_cmds != b->n_cmds || a->timer_op != b->timer_op || a->reply.send != b->reply.send ||
         a->reply.to_sender != b->reply.to_sender || a->reply.status != b->reply.status ||
-        strcmp(a->reply.reason, b->reply.reason) != 0 || strcmp(a->log, b->log) != 0)
+        strcmp(a->reply.reason, b->reply.reason) != 0 || strcmp(a->log, b->log) != 0 ||
+        a->forward_retry != b->forward_retry)
         return false;
     if (a->timer_op == SAGA_TIMER_SET && !timer_eq(&a->timer, &b->timer))
         return false;

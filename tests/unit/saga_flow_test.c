@@ -419,6 +419,74 @@ Test(saga_steps, before_the_pivot_is_done_a_failure_undoes_everything)
     flow_free(f);
 }
 
+/* --- forward steps (R11) ----------------------------------------------------------- */
+
+/* sagaflow with ship (step 4, the pivot) as a forward step, the way
+ * order_place v4 marks its steps after the payment. */
+static saga_step fwd_steps[SAGA_STEPS_MAX];
+static saga_type fwd_type;
+
+static flow *
+flow_new_forward(void)
+{
+    memcpy(fwd_steps, F->steps, F->n_steps * sizeof *fwd_steps);
+    fwd_steps[4].forward = true;
+    fwd_type = *F;
+    fwd_type.steps = fwd_steps;
+    lb_err err;
+    cr_assert_eq(saga_type_check(&fwd_type, &err), LB_OK, "%s", err.msg);
+    flow *f = calloc(1, sizeof *f);
+    cr_assert_not_null(f);
+    f->v = drv_new(&fwd_type);
+    return f;
+}
+
+Test(saga_steps, a_forward_step_is_retried_past_its_budget_and_never_undone_for_it)
+{
+    flow *f = flow_new_forward();
+    drv *v = f->v;
+    uint32_t budget = F->steps[4].retry->attempts;
+    flow_run(f, AT_SHIP);
+    bool reported = false;
+    for (uint32_t k = 0; k < budget + 3; k++) {
+        flow_run(f, "fire"); /* the attempt times out */
+        cr_assert_eq(v->s.status, SAGA_RUNNING, "after %u timeouts: %s", k + 1,
+                     saga_status_name(v->s.status));
+        cr_assert_eq(v->d.forward_retry, k + 1 >= budget, "timeout %u: %s", k + 1, v->d.log);
+        reported |= strstr(v->d.log, "forward step") != NULL;
+        flow_run(f, "fire"); /* its backoff: the next attempt */
+    }
+    cr_assert(reported, "the log says the step goes on past its budget");
+    cr_assert_eq(v->s.steps[4].attempt, budget + 4);
+    flow_run(f, "ok:4 fire");
+    cr_assert_eq(v->s.status, SAGA_COMPLETED);
+    cr_assert_str_eq(v->cmds, "a1 prepare1 ship1 ship2 ship3 ship4 ship5 ship6 ship7");
+    replay_check(v);
+    flow_free(f);
+}
+
+Test(saga_steps, a_forward_step_that_is_refused_finally_still_fails)
+{
+    flow *f = flow_new_forward();
+    drv *v = f->v;
+    flow_run(f, AT_SHIP " fire fire final:4 undone:2 undone:1 undone:0");
+    cr_assert_eq(v->s.status, SAGA_FAILED);
+    cr_assert_str_eq(v->cmds, "a1 prepare1 ship1 ship2 ~prepare1 ~pay1 ~a1");
+    replay_check(v);
+    flow_free(f);
+}
+
+Test(saga_types, only_a_command_step_may_be_forward)
+{
+    memcpy(fwd_steps, F->steps, F->n_steps * sizeof *fwd_steps);
+    fwd_steps[3].forward = true; /* ship_delay */
+    fwd_type = *F;
+    fwd_type.steps = fwd_steps;
+    lb_err err;
+    cr_assert_eq(saga_type_check(&fwd_type, &err), LB_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "forward") != NULL, "%s", err.msg);
+}
+
 /* --- durations -------------------------------------------------------------------- */
 
 Test(saga_steps, durations_come_with_start_and_replay_the_same)
