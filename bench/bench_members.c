@@ -12,8 +12,11 @@
  *   --token 1           prints a fresh member's access token (for wrk) and exits
  *   --auth-micro N      the edge's token check in this process, no HTTP: a
  *                       cached check, a first-seen one (OpenSSL with the key
- *                       parsed once) and libjwt's decode for comparison:
- *                       "members_auth cached_us= first_seen_us= libjwt_us="
+ *                       parsed once) and libjwt's decode for comparison; and
+ *                       the member service's signing (engine/es256.h, key
+ *                       parsed once) against libjwt's encode:
+ *                       "members_auth cached_us= first_seen_us= libjwt_us=
+ *                        sign_us= libjwt_sign_us="
  *
  * Members are made through the real routes: sign-up, the code read from the
  * dev mailbox (LAYBY_MAILBOX, the mailer's .eml files), confirm, login. The
@@ -389,8 +392,41 @@ auth_bench(int64_t n)
         jwt_free(d);
     }
     double libjwt_us = (double)(lb_mono_us() - t0) / (double)m;
-    printf("members_auth checks=%lld cached_us=%.3f first_seen_us=%.1f libjwt_us=%.1f\n",
-           (long long)n, cached_us, first_us, libjwt_us);
+    /* Signing, as the member service does per login, against libjwt's. */
+    es256_key *signer = NULL;
+    json_t *claims = NULL;
+    bad |= es256_key_new(&signer, ES256_PRIVATE, priv, strlen(priv), &err) != LB_OK;
+    if (signer != NULL) {
+        claims = json_pack("{s:s, s:s, s:I, s:I}", "sub", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+                           "iss", "layby", "iat", (json_int_t)now, "exp", (json_int_t)now + 900);
+        t0 = lb_mono_us();
+        for (int64_t i = 0; i < m; i++) {
+            char *t = NULL;
+            bad |= es256_jwt_sign(&t, signer, claims, &err) != LB_OK;
+            free(t);
+        }
+    }
+    double sign_us = (double)(lb_mono_us() - t0) / (double)m;
+    t0 = lb_mono_us();
+    for (int64_t i = 0; i < m; i++) {
+        jwt_t *e = NULL;
+        jwt_new(&e);
+        jwt_add_grant(e, "sub", "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
+        jwt_add_grant(e, "iss", "layby");
+        jwt_add_grant_int(e, "iat", (long)now);
+        jwt_add_grant_int(e, "exp", (long)now + 900);
+        jwt_set_alg(e, JWT_ALG_ES256, (const unsigned char *)priv, (int)strlen(priv));
+        char *t = jwt_encode_str(e);
+        bad |= t == NULL;
+        free(t);
+        jwt_free(e);
+    }
+    double libjwt_sign_us = (double)(lb_mono_us() - t0) / (double)m;
+    json_decref(claims);
+    es256_key_free(signer);
+    printf("members_auth checks=%lld cached_us=%.3f first_seen_us=%.1f libjwt_us=%.1f "
+           "sign_us=%.1f libjwt_sign_us=%.1f\n",
+           (long long)n, cached_us, first_us, libjwt_us, sign_us, libjwt_sign_us);
     edge_auth_free(cached);
     edge_auth_free(fresh);
     free(tok);

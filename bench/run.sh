@@ -243,6 +243,8 @@ printf '%-44s %12s  %s of a request (%s us of CPU at that rate)\n' "(e) cached t
     "$(awk -v a="$CU" -v b="$REQ_US" 'BEGIN {printf "%.2f%%", 100 * a / b}')" "$REQ_US"
 printf '%-44s %12s  libjwt: %s us\n' "(e) first-seen token check, us" "$FU" \
     "$(field libjwt_us <"$OUT/auth" | median)"
+printf '%-44s %12s  libjwt: %s us\n' "(e) access token signature, us" \
+    "$(field sign_us <"$OUT/auth" | median)" "$(field libjwt_sign_us <"$OUT/auth" | median)"
 RJ=$(field json_per_s <"$OUT/replay" | median)
 RR=$(field raw_per_s <"$OUT/replay" | median)
 printf '%-44s %12s  %s x raw ordered read (%s/s)\n' "(f) events replay --json, events/s" "$RJ" \

@@ -18,27 +18,23 @@
  * (1) Only tokens that passed every check below enter the cache.
  * (2) cache[i].token is NULL or a malloc'd copy owned by the cache, guarded
  *     by edge_auth.lock together with the claims next to it.
- * (3) key is set once by edge_auth_new() and only read afterwards (OpenSSL
- *     allows concurrent verifications with one EVP_PKEY).
+ * (3) key is set once by edge_auth_new() and only read afterwards (es256.h:
+ *     concurrent verifications with one key are allowed).
  */
 #include "edge_auth.h"
 
 #include <errno.h>
 #include <jansson.h>
-#include <openssl/bn.h>
-#include <openssl/ec.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "es256.h"
+
 #define EDGE_PEM_MAX    16384 /* a P-256 public key PEM is ~180 bytes */
 #define EDGE_ISSUER_MAX 64
-#define ES256_SIG_BYTES 64 /* JOSE: R || S, 32 bytes each */
 #define JWT_PART_MAX    EDGE_TOKEN_MAX
 
 typedef struct cache_slot {
@@ -49,7 +45,7 @@ typedef struct cache_slot {
 
 struct edge_auth {
     /* config, fixed after edge_auth_new() */
-    EVP_PKEY *key; /* the ES256 public key, parsed once */
+    es256_key *key; /* the ES256 public key, parsed once */
     char issuer[EDGE_ISSUER_MAX];
     int64_t skew_s;
     size_t cap;
@@ -92,24 +88,6 @@ role_parse(const char *s)
 }
 
 /* The P-256 public key in pem, or NULL. */
-static EVP_PKEY *
-key_parse(const char *pem, size_t pem_len)
-{
-    BIO *bio = BIO_new_mem_buf(pem, (int)pem_len);
-    EVP_PKEY *k = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
-    BIO_free(bio);
-    ERR_clear_error(); /* a refused key leaves its reasons on this thread's queue */
-    char group[32] = "";
-    size_t glen = 0;
-    if (k != NULL && (EVP_PKEY_get_base_id(k) != EVP_PKEY_EC ||
-                      EVP_PKEY_get_group_name(k, group, sizeof group, &glen) != 1 ||
-                      strcmp(group, "prime256v1") != 0)) {
-        EVP_PKEY_free(k);
-        k = NULL;
-    }
-    return k;
-}
-
 lb_status
 edge_auth_new(edge_auth **out, const char *pem, size_t pem_len, const edge_auth_opts *opts,
               lb_err *err)
@@ -125,19 +103,19 @@ edge_auth_new(edge_auth **out, const char *pem, size_t pem_len, const edge_auth_
     if (sodium_init() < 0)
         return lb_err_set(err, LB_ERR_CRYPTO, "sodium_init failed");
     /* Fail at start, not on the first request, when the file is no P-256 public key. */
-    EVP_PKEY *key = key_parse(pem, pem_len);
-    if (key == NULL)
+    es256_key *key = NULL;
+    if (es256_key_new(&key, ES256_PUBLIC, pem, pem_len, NULL) != LB_OK)
         return lb_err_set(err, LB_ERR_CONFIG, "JWT public key: not a PEM P-256 public key");
 
     edge_auth *a = calloc(1, sizeof *a);
     if (a == NULL) {
-        EVP_PKEY_free(key);
+        es256_key_free(key);
         return lb_err_set(err, LB_ERR_NOMEM, "edge_auth");
     }
     a->key = key;
     a->slots = o.cache_cap ? calloc(o.cache_cap, sizeof *a->slots) : NULL;
     if (o.cache_cap && a->slots == NULL) {
-        EVP_PKEY_free(key);
+        es256_key_free(key);
         free(a);
         return lb_err_set(err, LB_ERR_NOMEM, "edge_auth cache");
     }
@@ -180,7 +158,7 @@ edge_auth_free(edge_auth *a)
     for (size_t i = 0; i < a->cap; i++)
         free(a->slots[i].token);
     free(a->slots);
-    EVP_PKEY_free(a->key);
+    es256_key_free(a->key);
     pthread_mutex_destroy(&a->lock);
     free(a);
 }
@@ -307,33 +285,6 @@ header_ok(const uint8_t *h, size_t len)
     return ok;
 }
 
-/* ECDSA P-256 + SHA-256 of input under the preloaded key; sig is R || S. */
-static bool
-signature_ok(const edge_auth *a, const uint8_t sig[ES256_SIG_BYTES], const char *input, size_t len)
-{
-    bool ok = false;
-    ECDSA_SIG *es = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(sig, ES256_SIG_BYTES / 2, NULL);
-    BIGNUM *s = BN_bin2bn(sig + ES256_SIG_BYTES / 2, ES256_SIG_BYTES / 2, NULL);
-    unsigned char *der = NULL;
-    int der_len = -1;
-    if (es != NULL && r != NULL && s != NULL && ECDSA_SIG_set0(es, r, s) == 1) {
-        r = s = NULL; /* owned by es now */
-        der_len = i2d_ECDSA_SIG(es, &der);
-    }
-    EVP_MD_CTX *ctx = der_len > 0 ? EVP_MD_CTX_new() : NULL;
-    if (ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, a->key) == 1)
-        ok = EVP_DigestVerify(ctx, der, (size_t)der_len, (const unsigned char *)input, len) == 1;
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
-        ERR_clear_error(); /* a bad signature leaves its reasons on this thread's queue */
-    OPENSSL_free(der);
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(es);
-    return ok;
-}
-
 /* Signature, header and claims of a token not in the cache. */
 static lb_status
 token_check(edge_claims *out, const edge_auth *a, const char *token, size_t len, int64_t now_s,
@@ -351,7 +302,7 @@ token_check(edge_claims *out, const edge_auth *a, const char *token, size_t len,
     if (!b64url_decode(head, sizeof head, &n, token, hlen) || !header_ok(head, n))
         return lb_err_set(err, LB_ERR_UNAUTHORIZED, "token algorithm not accepted");
     if (!b64url_decode(sig, sizeof sig, &n, dot2 + 1, slen) || n != ES256_SIG_BYTES ||
-        !signature_ok(a, sig, token, (size_t)(dot2 - token)))
+        !es256_verify(a->key, sig, token, (size_t)(dot2 - token)))
         return lb_err_set(err, LB_ERR_UNAUTHORIZED, "token signature or format invalid");
     uint8_t *payload = malloc(plen + 1);
     if (payload == NULL)

@@ -21,6 +21,7 @@
 #include <libpq-fe.h>
 #include <sodium.h>
 
+#include "engine/es256.h"
 #include "engine/seal.h"
 #include "engine/subjects.h"
 #include "engine/svc.h"
@@ -89,9 +90,8 @@ typedef struct member_ctx {
     /* config, fixed after start */
     seal_keys keys;                                 /* personal data (engine/seal.h) */
     uint8_t index_key[crypto_generichash_KEYBYTES]; /* blind indexes and hashes */
-    char *jwt_key;                                  /* PEM private key */
-    size_t jwt_key_len;
-    char dummy_hash[crypto_pwhash_STRBYTES]; /* verified for unknown users */
+    es256_key *signer;                              /* access tokens' private key */
+    char dummy_hash[crypto_pwhash_STRBYTES];        /* verified for unknown users */
     /* thread-safe */
     bus *bus;          /* key-value buckets */
     kvStore *codes;    /* LAYBY_MEMBER_CODES */

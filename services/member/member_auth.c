@@ -27,8 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jwt.h>
-
 #include "engine/id.h"
 #include "engine/log.h"
 #include "member.h"
@@ -42,7 +40,7 @@
 /* --- tokens ---------------------------------------------------------------- */
 
 typedef struct token_pair {
-    char *access; /* malloc'd by libjwt */
+    char *access; /* malloc'd by es256_jwt_sign() */
     char refresh[REFRESH_TEXT_MAX];
     char refresh_hash[2 * 32 + 1];
     char jti[ID_STR_LEN];
@@ -73,21 +71,18 @@ tokens_make(token_pair *t, const char *member_id, const char *role, const char *
     int64_t now_s = lb_now_ms() / 1000;
     t->exp_s = now_s + member_conf.access_ttl_ms / 1000;
 
-    jwt_t *j = NULL;
-    if (jwt_new(&j) != 0)
-        return lb_err_set(err, LB_ERR_NOMEM, "jwt");
-    int rc = jwt_add_grant(j, "sub", member_id) | jwt_add_grant(j, "role", role) |
-             jwt_add_grant(j, "jti", t->jti) | jwt_add_grant(j, "sid", session_id) |
-             jwt_add_grant(j, "iss", member_conf.jwt_issuer) |
-             jwt_add_grant_int(j, "iat", (long)now_s) |
-             jwt_add_grant_int(j, "exp", (long)t->exp_s) |
-             jwt_set_alg(j, JWT_ALG_ES256, (const unsigned char *)member_app->jwt_key,
-                         (int)member_app->jwt_key_len);
-    t->access = rc == 0 ? jwt_encode_str(j) : NULL;
-    jwt_free(j);
-    if (t->access == NULL)
-        return lb_err_set(err, LB_ERR_CRYPTO, "sign access token");
-    return LB_OK;
+    /* Signed with the key parsed at start (es256.h), in libjwt's token shape. */
+    json_t *claims =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "sub", member_id, "role", role, "jti",
+                  t->jti, "sid", session_id, "iss", member_conf.jwt_issuer, "iat",
+                  (json_int_t)now_s, "exp", (json_int_t)t->exp_s);
+    if (claims == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "access token claims");
+    lb_status st = es256_jwt_sign(&t->access, member_app->signer, claims, err);
+    json_decref(claims);
+    if (st != LB_OK)
+        lb_err_wrap(err, "sign access token");
+    return st;
 }
 
 static ProtobufCMessage *
@@ -160,14 +155,16 @@ login_keys_make(login_keys *k, const char *username, const char *addr, lb_err *e
     return LB_OK;
 }
 
-/* 0 when under the limit, else ms until the oldest counted failure leaves the window. */
+/* 0 when under the limit, else ms until the oldest counted failure leaves the
+ * window; *failures = how many the window holds. */
 static int64_t
-throttle_wait(const char *key, int64_t now_ms)
+throttle_wait(const char *key, int64_t now_ms, size_t *failures)
 {
     int64_t times[THROTTLE_TIMES];
     uint64_t rev;
     size_t n = member_kv_times(times, THROTTLE_TIMES, &rev, member_app->limits, key, now_ms,
                                member_conf.login_window_ms);
+    *failures = n;
     if ((int64_t)n < member_conf.login_fail_max)
         return 0;
     return times[n - (size_t)member_conf.login_fail_max] + member_conf.login_window_ms - now_ms;
@@ -220,7 +217,9 @@ member_login(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply
     lb_status st = login_keys_make(&k, name_ok ? l->username : "", l->client_addr, err);
     if (st != LB_OK)
         return st;
-    int64_t wait_u = throttle_wait(k.user, now), wait_a = throttle_wait(k.addr, now);
+    size_t user_failures = 0, addr_failures = 0;
+    int64_t wait_u = throttle_wait(k.user, now, &user_failures);
+    int64_t wait_a = throttle_wait(k.addr, now, &addr_failures);
     if (wait_u > 0 || wait_a > 0) {
         *reply = member_throttled(wait_u > wait_a ? wait_u : wait_a,
                                   "too many failed logins; try again later");
@@ -258,7 +257,11 @@ member_login(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply
         return lb_err_set(err, LB_ERR_LOCKED, "this account is locked");
     if (!active)
         return lb_err_set(err, LB_ERR_NOT_VERIFIED, "verify the email address first");
-    member_kv_del(member_app->limits, k.user, NULL);
+    /* A success forgets the username's failures. Most logins have none to
+     * forget: then no delete (a JetStream write at normal priority while /me
+     * runs; docs/BENCHMARKS.md, Members). One counted while we hashed stays. */
+    if (user_failures > 0)
+        member_kv_del(member_app->limits, k.user, NULL);
 
     token_pair t = { 0 };
     st = session_open(db, &t, id, role, err);

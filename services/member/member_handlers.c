@@ -403,6 +403,22 @@ index_key_load(uint8_t key[crypto_generichash_KEYBYTES], const char *path, lb_er
     return LB_OK;
 }
 
+/* The access tokens' private key, parsed once (es256.h: libjwt re-parsed the
+ * PEM on every login); the PEM text is wiped once parsed. */
+static lb_status
+signer_load(es256_key **out, const char *path, lb_err *err)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    lb_status st = file_slurp(&pem, &len, path, err);
+    if (st == LB_OK && (st = es256_key_new(out, ES256_PRIVATE, pem, len, err)) != LB_OK)
+        lb_err_wrap(err, "LAYBY_JWT_PRIVATE_KEY_FILE");
+    if (pem != NULL)
+        sodium_memzero(pem, len);
+    free(pem);
+    return st;
+}
+
 static lb_status
 bucket_open(kvStore **out, bus *b, const char *name, lb_err *err)
 {
@@ -427,7 +443,7 @@ member_ctx_open(member_ctx **out, const svc_cfg *sc, lb_err *err)
     if (st == LB_OK)
         st = index_key_load(c->index_key, mc->index_key_file, err);
     if (st == LB_OK)
-        st = file_slurp(&c->jwt_key, &c->jwt_key_len, mc->jwt_key_file, err);
+        st = signer_load(&c->signer, mc->jwt_key_file, err);
     /* The hash an unknown user's password is checked against, so a miss costs
      * what a wrong password costs. */
     if (st == LB_OK &&
@@ -467,9 +483,7 @@ member_ctx_close(member_ctx *c)
     kvStore_Destroy(c->revoked);
     bus_close(c->bus);
     member_pool_free(c->pool);
-    if (c->jwt_key != NULL)
-        sodium_memzero(c->jwt_key, c->jwt_key_len);
-    free(c->jwt_key);
+    es256_key_free(c->signer);
     seal_keys_wipe(&c->keys);
     sodium_memzero(c->index_key, sizeof c->index_key);
     free(c);

@@ -377,6 +377,30 @@ Test(members, a_second_code_within_the_gap_is_429)
     cr_assert(atoi(after) > 0 && atoi(after) <= 60, "Retry-After %s", after);
 }
 
+/* Issue 18: resends limited "one a minute and five an hour". With no gap
+ * (LAYBY_MEMBER_RESEND_GAP=0) five codes arrive and the sixth within the hour
+ * is 429, its Retry-After the rest of the hour (not the minute's gap); the
+ * newest code is the one that works. */
+Test(members, a_sixth_code_within_the_hour_is_429)
+{
+    teardown();
+    const char *const env[] = { "LAYBY_RELAY_SWEEP=100ms", "LAYBY_MEMBER_RESEND_GAP=0", NULL };
+    stack_start(env);
+    char id[64], code[8];
+    sign_up("hank", "hank@example.com", "010-1212-3434", id, sizeof id);
+    for (int i = 1; i <= 5; i++)
+        code_request("hank", "hank@example.com", i, code);
+    tsupport_resp r;
+    post(&r, "/api/v1/members/verification",
+         "{\"username\":\"hank\",\"email\":\"hank@example.com\"}");
+    tsupport_http_assert_error(&r, 429, "too_many_requests", NULL);
+    char after[16];
+    cr_assert(tsupport_http_header(&r, "Retry-After", after, sizeof after));
+    cr_assert(atoi(after) > 3500 && atoi(after) <= 3600, "Retry-After %s", after);
+    confirm(&r, "hank", code);
+    cr_assert_eq(r.status, 200, "the fifth code: %ld %s", r.status, r.body);
+}
+
 /* --- login ------------------------------------------------------------------------ */
 
 Test(members, login_before_verification_is_403)
