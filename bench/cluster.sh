@@ -37,7 +37,7 @@ OUT=$(mktemp -d /tmp/layby-bench-cluster.XXXXXX)
 chmod 755 "$OUT" # the postgres user keeps its clusters under var/ (lb_pg_locate)
 export LAYBY_DEV_VAR=$OUT/var
 # shellcheck disable=SC2034 # read by lb_env_get (scripts/lib/daemons.sh)
-LB_ENV_FILE=$LAYBY_DEV_VAR/env
+LB_ENV_FILE=$LAYBY_DEV_VAR/env LB_RUN=$LAYBY_DEV_VAR/run
 # one look at the Release build, not one per `scripts/dev up`
 daemons=()
 for row in "${LB_DAEMONS[@]}"; do daemons+=("${row%% *}"); done
