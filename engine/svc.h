@@ -76,10 +76,24 @@ typedef struct svc_handler {
 typedef lb_status (*svc_query_fn)(svc_query *q, const ProtobufCMessage *req,
                                   ProtobufCMessage **reply, lb_err *err);
 
+/* What a query does to the database, which decides whether the engine may
+ * run it a second time. A read whose session turns out dead (PostgreSQL
+ * restarted, pg_terminate_backend) is run once more on a new session before
+ * it answers: nothing happened the first time. A write is never run twice
+ * by the engine (a COMMIT lost with its connection has an unknown outcome,
+ * and a write may have effects outside the database, such as the login
+ * throttle's counts); its caller repeats it. WRITES is 0, so a row that
+ * forgets the column is never run twice. */
+typedef enum svc_query_kind {
+    SVC_QUERY_WRITES = 0,
+    SVC_QUERY_READS,
+} svc_query_kind;
+
 typedef struct svc_query_route {
     const char *subject; /* layby.qry.<service>.<name> */
     const ProtobufCMessageDescriptor *desc;
     svc_query_fn fn;
+    svc_query_kind kind;
 } svc_query_route;
 
 /* Optional, per service: sees every message of a batch (duplicates too, since

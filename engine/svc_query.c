@@ -233,6 +233,35 @@ route_find(const svc_def *def, const char *subject)
     return NULL;
 }
 
+/* Runs route r. An idle session may have died without libpq knowing (the
+ * backend terminated, PostgreSQL restarted): its first statement fails and
+ * only then is PQstatus bad. A read met that way runs once more on a new
+ * session, so the client gets its answer rather than a 503 once per
+ * responder thread after every database fault (seen in the chaos run).
+ * A write answers the failure (svc_query_kind). */
+static lb_status
+query_run(query_thread *qt, svc_query *q, const svc_query_route *r, const ProtobufCMessage *req,
+          ProtobufCMessage **reply, lb_err *err)
+{
+    lb_status st = store_ensure(qt->db, err);
+    if (st == LB_OK)
+        st = r->fn(q, req, reply, err);
+    if (st == LB_OK || r->kind != SVC_QUERY_READS || PQstatus(store_pg(qt->db)) == CONNECTION_OK)
+        return st;
+    log_info(&(log_ctx){ .correlation = q->env.correlation }, "svc.query_session_dead",
+             "a read met a dead database session; once more on a new one",
+             LOG_STR("subject", r->subject), LOG_ERR(err));
+    if (*reply != NULL) {
+        protobuf_c_message_free_unpacked(*reply, NULL);
+        *reply = NULL;
+    }
+    store_rollback(qt->db);
+    lb_err_clear(err);
+    if ((st = store_ensure(qt->db, err)) == LB_OK)
+        st = r->fn(q, req, reply, err);
+    return st;
+}
+
 static void
 answer(query_thread *qt, natsMsg *m)
 {
@@ -253,8 +282,7 @@ answer(query_thread *qt, natsMsg *m)
         st = lb_err_set(&err, LB_ERR_NOT_FOUND, "no query %s", natsMsg_GetSubject(m));
     } else if ((st = codec_unpack(&req, r->desc, (const uint8_t *)natsMsg_GetData(m),
                                   (size_t)natsMsg_GetDataLength(m), &err)) == LB_OK) {
-        if ((st = store_ensure(qt->db, &err)) == LB_OK)
-            st = r->fn(&q, req, &reply, &err);
+        st = query_run(qt, &q, r, req, &reply, &err);
     }
     bus_envelope env;
     if (st == LB_OK && reply != NULL) {

@@ -84,7 +84,7 @@ admin_show(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, 
 
 /* clang-format off */
 const svc_query_route saga_orch_admin_queries[SAGA_ORCH_QUERIES_COUNT] = {
-    { SUBJ_SAGA_ADMIN_LIST, &layby__v1__admin_saga_list__descriptor, admin_list },
-    { SUBJ_SAGA_ADMIN_SHOW, &layby__v1__admin_saga_show__descriptor, admin_show },
+    { SUBJ_SAGA_ADMIN_LIST, &layby__v1__admin_saga_list__descriptor, admin_list, SVC_QUERY_READS },
+    { SUBJ_SAGA_ADMIN_SHOW, &layby__v1__admin_saga_show__descriptor, admin_show, SVC_QUERY_READS },
 };
 /* clang-format on */

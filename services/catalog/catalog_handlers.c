@@ -21,11 +21,11 @@ static const svc_handler catalog_handlers[] = {
 };
 
 static const svc_query_route catalog_queries[] = {
-    { SUBJ_CATALOG_GET_PRODUCT,       &layby__v1__get_product__descriptor,          catalog_product_get },
-    { SUBJ_CATALOG_LIST_PRODUCTS,     &layby__v1__list_products__descriptor,        catalog_product_list },
-    { SUBJ_CATALOG_WISHLIST_GET,      &layby__v1__get_wishlist__descriptor,         catalog_wishlist_get },
-    { SUBJ_CATALOG_PRODUCT_STATES,    &layby__v1__list_product_states__descriptor,  catalog_product_states },
-    { SUBJ_CATALOG_AUDIT,             &layby__v1__get_stock_audit__descriptor,      catalog_stock_audit },
+    { SUBJ_CATALOG_GET_PRODUCT,       &layby__v1__get_product__descriptor,          catalog_product_get, SVC_QUERY_READS },
+    { SUBJ_CATALOG_LIST_PRODUCTS,     &layby__v1__list_products__descriptor,        catalog_product_list, SVC_QUERY_READS },
+    { SUBJ_CATALOG_WISHLIST_GET,      &layby__v1__get_wishlist__descriptor,         catalog_wishlist_get, SVC_QUERY_READS },
+    { SUBJ_CATALOG_PRODUCT_STATES,    &layby__v1__list_product_states__descriptor,  catalog_product_states, SVC_QUERY_READS },
+    { SUBJ_CATALOG_AUDIT,             &layby__v1__get_stock_audit__descriptor,      catalog_stock_audit, SVC_QUERY_READS },
 };
 
 static const svc_consumer catalog_consumers[] = {

@@ -300,8 +300,8 @@ static const svc_handler delivery_handlers[] = {
 };
 
 static const svc_query_route delivery_queries[] = {
-    { SUBJ_DELIVERY_GET,   &layby__v1__get_delivery__descriptor,       delivery_get },
-    { SUBJ_DELIVERY_AUDIT, &layby__v1__get_delivery_audit__descriptor, delivery_audit },
+    { SUBJ_DELIVERY_GET,   &layby__v1__get_delivery__descriptor,       delivery_get, SVC_QUERY_READS },
+    { SUBJ_DELIVERY_AUDIT, &layby__v1__get_delivery_audit__descriptor, delivery_audit, SVC_QUERY_READS },
 };
 
 static const svc_consumer delivery_consumers[] = {

@@ -493,19 +493,19 @@ member_ctx_close(member_ctx *c)
 
 /* clang-format off */
 static const svc_query_route member_queries[] = {
-    /* subject                            request type                                    handler */
-    { SUBJ_MEMBER_USERNAME_CHECK,       &layby__v1__username_check__descriptor,       member_username_available },
-    { SUBJ_MEMBER_SIGN_UP,              &layby__v1__sign_up__descriptor,              member_sign_up },
-    { SUBJ_MEMBER_VERIFICATION_SEND,    &layby__v1__verification_send__descriptor,    member_verification_send },
-    { SUBJ_MEMBER_VERIFICATION_CONFIRM, &layby__v1__verification_confirm__descriptor, member_verification_confirm },
-    { SUBJ_MEMBER_LOGIN,                &layby__v1__login__descriptor,                member_login },
-    { SUBJ_MEMBER_REFRESH,              &layby__v1__refresh__descriptor,              member_refresh },
-    { SUBJ_MEMBER_LOGOUT,               &layby__v1__logout__descriptor,               member_logout },
-    { SUBJ_MEMBER_GET_ME,               &layby__v1__get_me__descriptor,               member_me_get },
-    { SUBJ_MEMBER_CHANGE_PASSWORD,      &layby__v1__change_password__descriptor,      member_password_change },
-    { SUBJ_MEMBER_CHANGE_PHONE,         &layby__v1__change_phone__descriptor,         member_phone_change },
-    { SUBJ_MEMBER_ADMIN,                &layby__v1__member_admin__descriptor,         member_admin },
-    { SUBJ_MEMBER_REKEY,                &layby__v1__rekey__descriptor,                member_rekey },
+    /* subject                            request type                                    handler, kind */
+    { SUBJ_MEMBER_USERNAME_CHECK,       &layby__v1__username_check__descriptor,       member_username_available, SVC_QUERY_READS },
+    { SUBJ_MEMBER_SIGN_UP,              &layby__v1__sign_up__descriptor,              member_sign_up, SVC_QUERY_WRITES },
+    { SUBJ_MEMBER_VERIFICATION_SEND,    &layby__v1__verification_send__descriptor,    member_verification_send, SVC_QUERY_WRITES },
+    { SUBJ_MEMBER_VERIFICATION_CONFIRM, &layby__v1__verification_confirm__descriptor, member_verification_confirm, SVC_QUERY_WRITES },
+    { SUBJ_MEMBER_LOGIN,                &layby__v1__login__descriptor,                member_login, SVC_QUERY_WRITES },
+    { SUBJ_MEMBER_REFRESH,              &layby__v1__refresh__descriptor,              member_refresh, SVC_QUERY_WRITES },
+    { SUBJ_MEMBER_LOGOUT,               &layby__v1__logout__descriptor,               member_logout, SVC_QUERY_WRITES },
+    { SUBJ_MEMBER_GET_ME,               &layby__v1__get_me__descriptor,               member_me_get, SVC_QUERY_READS },
+    { SUBJ_MEMBER_CHANGE_PASSWORD,      &layby__v1__change_password__descriptor,      member_password_change, SVC_QUERY_WRITES },
+    { SUBJ_MEMBER_CHANGE_PHONE,         &layby__v1__change_phone__descriptor,         member_phone_change, SVC_QUERY_WRITES },
+    { SUBJ_MEMBER_ADMIN,                &layby__v1__member_admin__descriptor,         member_admin, SVC_QUERY_WRITES },
+    { SUBJ_MEMBER_REKEY,                &layby__v1__rekey__descriptor,                member_rekey, SVC_QUERY_WRITES },
 };
 /* clang-format on */
 

@@ -12,10 +12,10 @@ static const svc_handler order_handlers[] = {
 };
 
 static const svc_query_route order_queries[] = {
-    { SUBJ_ORDER_LIST_ADDRESSES, &layby__v1__list_addresses__descriptor, order_addresses_list },
-    { SUBJ_ORDER_GET_ORDER,      &layby__v1__get_order__descriptor,      order_get },
-    { SUBJ_ORDER_LIST_ORDERS,    &layby__v1__list_orders__descriptor,    order_list },
-    { SUBJ_ORDER_AUDIT,          &layby__v1__get_order_audit__descriptor, order_audit },
+    { SUBJ_ORDER_LIST_ADDRESSES, &layby__v1__list_addresses__descriptor, order_addresses_list, SVC_QUERY_READS },
+    { SUBJ_ORDER_GET_ORDER,      &layby__v1__get_order__descriptor,      order_get, SVC_QUERY_READS },
+    { SUBJ_ORDER_LIST_ORDERS,    &layby__v1__list_orders__descriptor,    order_list, SVC_QUERY_READS },
+    { SUBJ_ORDER_AUDIT,          &layby__v1__get_order_audit__descriptor, order_audit, SVC_QUERY_READS },
 };
 
 static const svc_consumer order_consumers[] = {
