@@ -24,6 +24,7 @@ typedef struct mailer_cfg {
     const char *smtp_url; /* "" = write .eml files; smtp+starttls:// asks for STARTTLS */
     const char *mailbox;  /* folder of .eml files */
     const char *from;     /* envelope and header sender */
+    const char *ca_file;  /* "" = the system's CA store; else the only CAs trusted */
     int64_t smtp_timeout_ms;
 } mailer_cfg;
 
@@ -38,8 +39,12 @@ lb_status mailer_format(char **out, const char *mail_id, const Layby__V1__MailCo
 /* Writes text as <mailbox>/<mail_id>.eml atomically (temp file + rename). */
 lb_status mailer_eml_write(const char *mailbox, const char *mail_id, const char *text, lb_err *err);
 /* Sends text to `to` over SMTP. A refusal or an unreachable server is
- * LB_ERR_UNAVAILABLE (retried by the runtime with a growing delay). */
-lb_status mailer_smtp_send(const char *url, const char *from, const char *to, const char *text,
-                           int64_t timeout_ms, lb_err *err);
+ * LB_ERR_UNAVAILABLE (retried by the runtime with a growing delay). With
+ * smtp+starttls:// the text goes out only after STARTTLS succeeded and the
+ * server's certificate verified against ca_file ("" = the system's store):
+ * a server without STARTTLS or with an untrusted certificate is a failure
+ * like a refusal, never a fallback to clear text. */
+lb_status mailer_smtp_send(const char *url, const char *ca_file, const char *from, const char *to,
+                           const char *text, int64_t timeout_ms, lb_err *err);
 
 #endif

@@ -81,12 +81,15 @@ read_cb(char *buf, size_t size, size_t n, void *arg)
     return k;
 }
 
-/* "smtp+starttls://h:p" -> "smtp://h:p" and STARTTLS required. */
+/* "smtp+starttls://h:p" -> "smtp://h:p" and STARTTLS required: CURLUSESSL_ALL
+ * fails the transfer (CURLE_USE_SSL_FAILED) before MAIL FROM when the server
+ * offers no STARTTLS, where CURLUSESSL_TRY would go on in clear. Peer and host
+ * verification stay libcurl's default (on); only the trusted CAs may change. */
 static const char starttls_scheme[] = "smtp+starttls://";
 
 lb_status
-mailer_smtp_send(const char *url, const char *from, const char *to, const char *text,
-                 int64_t timeout_ms, lb_err *err)
+mailer_smtp_send(const char *url, const char *ca_file, const char *from, const char *to,
+                 const char *text, int64_t timeout_ms, lb_err *err)
 {
     char real[1024], rcpt[512], mfrom[512];
     bool starttls = strncmp(url, starttls_scheme, sizeof starttls_scheme - 1) == 0;
@@ -109,6 +112,8 @@ mailer_smtp_send(const char *url, const char *from, const char *to, const char *
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     if (starttls)
         curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+    if (ca_file != NULL && ca_file[0] != '\0')
+        curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
     CURLcode rc = curl_easy_perform(c);
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);

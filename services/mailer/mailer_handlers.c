@@ -55,8 +55,8 @@ deliver(const Layby__V1__SendMail *cmd, int64_t now_ms, lb_err *err)
     st = mailer_format(&text, cmd->mail_id, m, mailer_conf.from, now_ms, err);
     if (st == LB_OK) {
         if (mailer_conf.smtp_url[0] != '\0')
-            st = mailer_smtp_send(mailer_conf.smtp_url, mailer_conf.from, m->to, text,
-                                  mailer_conf.smtp_timeout_ms, err);
+            st = mailer_smtp_send(mailer_conf.smtp_url, mailer_conf.ca_file, mailer_conf.from,
+                                  m->to, text, mailer_conf.smtp_timeout_ms, err);
         else
             st = mailer_eml_write(mailer_conf.mailbox, cmd->mail_id, text, err);
     }

@@ -18,6 +18,7 @@ static const cfg_opt mailer_opts[] = {
     { "smtp-url",      "LAYBY_SMTP_URL",             CFG_STR, "",        OFF(smtp_url),        0, 0,   "smtp://host:port, smtps://, smtp+starttls://; empty = write .eml files" },
     { "mailbox",       "LAYBY_MAILBOX",              CFG_STR, "var/mail", OFF(mailbox),        0, 0,   "folder of .eml files when no SMTP URL is set" },
     { "mail-from",     "LAYBY_MAIL_FROM",            CFG_STR, "no-reply@layby.local", OFF(from), 0, 0, "sender address" },
+    { "smtp-ca-file",  "LAYBY_SMTP_CA_FILE",         CFG_STR, "",        OFF(ca_file),         0, 0,   "PEM CAs that verify the SMTP server (smtps://, smtp+starttls://); empty = the system's" },
     { "smtp-timeout",  "LAYBY_SMTP_TIMEOUT",         CFG_MS,  "30s",     OFF(smtp_timeout_ms), 100, 600000, "one SMTP conversation" },
 };
 /* clang-format on */

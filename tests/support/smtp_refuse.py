@@ -1,7 +1,10 @@
 """An aiosmtpd handler for the mailer's SMTP tests: refuses the first N
-recipients with 550, then accepts and stores each mail as a Maildir file.
+recipients with 550, then accepts and stores each mail as a Maildir file,
+headed by "X-Test-TLS: <protocol>" ("none" when the session had no STARTTLS),
+so a test can tell a mail that crossed in clear.
 
     /usr/bin/python3 -m aiosmtpd -n -l 127.0.0.1:PORT -c smtp_refuse.RefuseFirst DIR N
+    (add --tlscert CERT --tlskey KEY to offer STARTTLS, and require it)
 (with tests/support on PYTHONPATH)."""
 import mailbox
 import os
@@ -29,5 +32,7 @@ class RefuseFirst:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        self.box.add(envelope.original_content)
+        ssl_object = session.ssl.get("ssl_object") if session.ssl else None
+        tls = ssl_object.version() if ssl_object is not None else "none"
+        self.box.add(b"X-Test-TLS: " + tls.encode() + b"\r\n" + envelope.original_content)
         return "250 Message accepted for delivery"
