@@ -735,6 +735,74 @@ Test(members, grant_admin_lock_and_unlock_through_layby_ctl)
     cr_assert_eq(ctl(out, sizeof out, "member show nobody"), 1, "%s", out);
 }
 
+/* The dev mailbox through layby-ctl mail list|show (DESIGN section 5): the
+ * README's tour reads its verification code this way. */
+Test(members, the_verification_mail_through_layby_ctl_mail)
+{
+    char id[64], code[8], out[16384], args[1024], mail_id[64] = "";
+    sign_up("mia", "mia@example.com", "010-7070-8080", id, sizeof id);
+    code_request("mia", "mia@example.com", 1, code);
+
+    snprintf(args, sizeof args, "mail list --json --mailbox %s", mailbox);
+    cr_assert_eq(ctl(out, sizeof out, args), 0, "%s", out);
+    int lines = 0;
+    for (char *line = strtok(out, "\n"); line != NULL; line = strtok(NULL, "\n"), lines++) {
+        json_error_t jerr;
+        json_t *j = json_loads(line, 0, &jerr);
+        cr_assert_not_null(j, "not one JSON object a line: %s", line);
+        /* exactly id, date, to, subject */
+        cr_assert_eq(json_object_size(j), 4, "%s", line);
+        const char *to = json_string_value(json_object_get(j, "to"));
+        const char *mid = json_string_value(json_object_get(j, "id"));
+        const char *date = json_string_value(json_object_get(j, "date"));
+        cr_assert(to != NULL && mid != NULL && date != NULL && date[0] != '\0', "%s", line);
+        cr_assert_str_eq(json_string_value(json_object_get(j, "subject")),
+                         "Your layby verification code");
+        if (strcmp(to, "mia@example.com") == 0)
+            snprintf(mail_id, sizeof mail_id, "%s", mid);
+        json_decref(j);
+    }
+    cr_assert_eq(lines, 1, "one mail was sent, %d listed", lines);
+    cr_assert_eq(strlen(mail_id), 36, "the mail to mia is not listed by its id");
+
+    snprintf(args, sizeof args, "mail list --mailbox %s", mailbox);
+    cr_assert_eq(ctl(out, sizeof out, args), 0, "%s", out);
+    cr_assert(strstr(out, mail_id) != NULL && strstr(out, "mia@example.com") != NULL, "%s", out);
+
+    char want[64];
+    snprintf(want, sizeof want, "code is %s", code);
+    snprintf(args, sizeof args, "mail show %s --mailbox %s", mail_id, mailbox);
+    cr_assert_eq(ctl(out, sizeof out, args), 0, "%s", out);
+    cr_assert(strstr(out, "To: mia@example.com\r\n") != NULL, "%s", out);
+    cr_assert(strstr(out, want) != NULL, "mail show does not print the code: %s", out);
+    char *text = strdup(out);
+
+    snprintf(args, sizeof args, "mail show %s --json --mailbox %s", mail_id, mailbox);
+    cr_assert_eq(ctl(out, sizeof out, args), 0, "%s", out);
+    json_error_t jerr;
+    json_t *j = json_loads(out, 0, &jerr);
+    cr_assert_not_null(j, "%s", out);
+    cr_assert_eq(json_object_size(j), 2, "%s", out);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "id")), mail_id);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "eml")), text, "--json's eml differs");
+    json_decref(j);
+    free(text);
+
+    /* a well-formed id with no mail: exit 1 and a message naming it */
+    char missing[64];
+    snprintf(missing, sizeof missing, "%s", mail_id);
+    missing[35] = missing[35] == '0' ? '1' : '0';
+    snprintf(args, sizeof args, "mail show %s --mailbox %s", missing, mailbox);
+    cr_assert_eq(ctl(out, sizeof out, args), 1, "%s", out);
+    cr_assert(strstr(out, "no mail") != NULL && strstr(out, missing) != NULL, "%s", out);
+    /* not a mail id at all: a usage error, exit 2 */
+    snprintf(args, sizeof args, "mail show ../secret --mailbox %s", mailbox);
+    cr_assert_eq(ctl(out, sizeof out, args), 2, "%s", out);
+    snprintf(args, sizeof args, "mail list --mailbox %s/absent", mailbox);
+    cr_assert_eq(ctl(out, sizeof out, args), 1, "%s", out);
+    cr_assert(strstr(out, "cannot open the mailbox") != NULL, "%s", out);
+}
+
 /* --- tokens that must not pass ---------------------------------------------------------- */
 
 static char *
