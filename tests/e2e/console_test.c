@@ -37,17 +37,13 @@ static tsupport_proc procs[4];
 static void
 setup(void)
 {
-    tsupport_reset();
-    admin = tsupport_admin_bus("console-test");
-    tsupport_sagatest_setup(admin);
+    admin = tsupport_sagatest_open("console-test");
 }
 
 static void
 teardown(void)
 {
-    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
-    bus_close(admin);
-    admin = NULL;
+    tsupport_stack_close(&admin, procs, LB_COUNTOF(procs));
 }
 
 TestSuite(console, .init = setup, .fini = teardown, .timeout = 480);

@@ -28,17 +28,13 @@ static tsupport_proc procs[2];
 static void
 setup(void)
 {
-    tsupport_reset();
-    admin = tsupport_admin_bus("admin-queries-test");
-    tsupport_sagatest_setup(admin);
+    admin = tsupport_sagatest_open("admin-queries-test");
 }
 
 static void
 teardown(void)
 {
-    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
-    bus_close(admin);
-    admin = NULL;
+    tsupport_stack_close(&admin, procs, LB_COUNTOF(procs));
 }
 
 TestSuite(admin_queries, .init = setup, .fini = teardown, .timeout = 180);

@@ -44,9 +44,7 @@ teardown(void)
 {
     bus_topology_opts defaults = BUS_TOPOLOGY_OPTS_INIT;
     set_cmd_stream(&defaults);
-    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
-    bus_close(admin);
-    admin = NULL;
+    tsupport_stack_close(&admin, procs, LB_COUNTOF(procs));
 }
 
 /* Publishes CreateProduct(pid) under env (msg id chosen by the caller). */

@@ -329,21 +329,6 @@ node_not_leading(void)
     return leader == 0 ? 1 : 0;
 }
 
-/* Lines of p's log holding needle. */
-static int
-log_count(const tsupport_proc *p, const char *needle)
-{
-    FILE *f = fopen(p->log, "r");
-    if (f == NULL)
-        return 0;
-    static char line[16384];
-    int n = 0;
-    while (fgets(line, sizeof line, f) != NULL)
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
 /* Messages stored on subject in LAYBY_CMD (the stream keeps them: limits
  * retention), -1 when the stream info does not answer. */
 static int64_t
@@ -452,7 +437,7 @@ Test(cluster_faults, sagas_complete_once_through_node_leader_and_daemon_kills)
     /* The orchestrator that ran all along published through every fault:
      * its outbox lanes did not stay stuck on acks a dead leader never sent
      * (each of its two publishers may start over once a node's death). */
-    int stuck = log_count(&procs[ORCH_B], "still unacknowledged");
+    int stuck = tsupport_log_count(&procs[ORCH_B], "still unacknowledged");
     fprintf(stderr, "cluster_faults: the twin orchestrator's outbox waited out %d times\n", stuck);
     cr_expect_leq(stuck, 4, "the twin's outbox stayed stuck (%d waits timed out; log %s)", stuck,
                   procs[ORCH_B].log);

@@ -39,9 +39,7 @@ static tsupport_proc procs[3]; /* killed in teardown whatever happened */
 static void
 setup(void)
 {
-    tsupport_reset();
-    admin = tsupport_admin_bus("ctl-events-test");
-    tsupport_sagatest_setup(admin);
+    admin = tsupport_sagatest_open("ctl-events-test");
 }
 
 /* Sets LAYBY_CMD's duplicate window, 0 = the default (tsupport_reset() leaves
@@ -68,9 +66,7 @@ teardown(void)
 {
     if (admin != NULL) /* the default window back, whatever a test set */
         cmd_duplicates(0);
-    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
-    bus_close(admin);
-    admin = NULL;
+    tsupport_stack_close(&admin, procs, LB_COUNTOF(procs));
 }
 
 TestSuite(ctl_events, .init = setup, .fini = teardown, .timeout = 240);

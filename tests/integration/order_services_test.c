@@ -35,9 +35,7 @@ setup(void)
 static void
 teardown(void)
 {
-    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
-    bus_close(admin);
-    admin = NULL;
+    tsupport_stack_close(&admin, procs, LB_COUNTOF(procs));
 }
 
 TestSuite(order_services, .init = setup, .fini = teardown, .timeout = 120);

@@ -25,9 +25,7 @@ static PGconn *holder;         /* a second admin connection that holds locks */
 static void
 setup(void)
 {
-    tsupport_reset();
-    admin = tsupport_admin_bus("saga-faults-test");
-    tsupport_sagatest_setup(admin);
+    admin = tsupport_sagatest_open("saga-faults-test");
 }
 
 static void
@@ -36,9 +34,7 @@ teardown(void)
     if (holder != NULL) /* first: a daemon stopping may wait for its locks */
         PQfinish(holder);
     holder = NULL;
-    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
-    bus_close(admin);
-    admin = NULL;
+    tsupport_stack_close(&admin, procs, LB_COUNTOF(procs));
 }
 
 TestSuite(saga_faults, .init = setup, .fini = teardown, .timeout = 180);

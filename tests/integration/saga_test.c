@@ -29,17 +29,13 @@ static tsupport_proc procs[4]; /* stopped and checked in teardown whatever happe
 static void
 setup(void)
 {
-    tsupport_reset();
-    admin = tsupport_admin_bus("saga-test");
-    tsupport_sagatest_setup(admin);
+    admin = tsupport_sagatest_open("saga-test");
 }
 
 static void
 teardown(void)
 {
-    tsupport_daemons_finish(procs, LB_COUNTOF(procs));
-    bus_close(admin);
-    admin = NULL;
+    tsupport_stack_close(&admin, procs, LB_COUNTOF(procs));
 }
 
 TestSuite(saga, .init = setup, .fini = teardown, .timeout = 180);

@@ -272,21 +272,6 @@ pause_ms(int ms)
     tsupport_poll_until(never, NULL, ms);
 }
 
-/* How many lines of p's log hold needle. */
-static int
-log_count(const tsupport_proc *p, const char *needle)
-{
-    FILE *f = fopen(p->log, "r");
-    if (f == NULL)
-        return 0;
-    static char line[16384];
-    int n = 0;
-    while (fgets(line, sizeof line, f) != NULL)
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
 typedef struct log_want {
     const tsupport_proc *p;
     const char *needle;
@@ -297,7 +282,7 @@ static bool
 log_reached(void *arg)
 {
     log_want *w = arg;
-    return log_count(w->p, w->needle) >= w->at_least;
+    return tsupport_log_count(w->p, w->needle) >= w->at_least;
 }
 
 /* Every key counted exactly once: n keys, each n = 1. */

@@ -145,6 +145,11 @@ void tsupport_saga_wait_status(int timeout_ms, const char *id, const char *statu
  * schema.sql) and its durable `sagatest` on LAYBY_CMD, with the settings of
  * the last tsupport_reset()/tsupport_reset_with(). Call after either. */
 void tsupport_sagatest_setup(struct bus *admin);
+/* A stack with the test saga types, a saga suite's .init: clean state
+ * (tsupport_reset()), the admin bus named name, and the test participant's
+ * schema and durable (tsupport_sagatest_setup()). Close it with
+ * tsupport_stack_close(). */
+struct bus *tsupport_sagatest_open(const char *name);
 /* Starts LAYBY_BUILD_DIR/layby-sagatest on a free metrics port, with extra
  * environment entries "NAME=value" (NULL-terminated; NULL = none). */
 void tsupport_sagatest_start(tsupport_proc *p, const char *const *env);
@@ -157,6 +162,8 @@ void tsupport_wait_count(int timeout_ms, int64_t n, const char *fmt, ...)
 void tsupport_daemons_kill(tsupport_proc *procs, size_t n);
 /* True when the daemon's log (p->log) holds needle. */
 bool tsupport_log_has(const tsupport_proc *p, const char *needle);
+/* How many lines of the daemon's log (p->log) hold needle; 0 without a log. */
+int tsupport_log_count(const tsupport_proc *p, const char *needle);
 /* Fails the test (cr_expect) for each sanitizer report in p->log: a daemon's
  * report lands there, not in the test's output. */
 void tsupport_log_expect_clean(const tsupport_proc *p);
@@ -173,6 +180,10 @@ void tsupport_daemons_stop_checked(tsupport_proc *procs, size_t n);
  * (FAIL_REGULAR_EXPRESSION in tests/CMakeLists.txt). */
 #define TSUPPORT_FINI_FAILED "tsupport-daemon-check-failed"
 void tsupport_daemons_finish(tsupport_proc *procs, size_t n);
+/* A suite's .fini for a suite with an admin bus: tsupport_daemons_finish(),
+ * then bus_close(*admin) and *admin = NULL (the bus last: a daemon stopping
+ * may still publish what the test waits on). */
+void tsupport_stack_close(struct bus **admin, tsupport_proc *procs, size_t n);
 /* A crash point fired: p exited, killed by SIGKILL (not a segfault or a
  * sanitizer abort), and its log holds the `fault.kill` line. */
 void tsupport_expect_fault_kill(tsupport_proc *p, int timeout_ms);

@@ -3,6 +3,7 @@
  * daemon's log and exit, and stopping PostgreSQL for outage tests. */
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -80,6 +81,15 @@ tsupport_sagatest_setup(struct bus *admin)
     lb_err err;
     cr_assert_eq(bus_topology_consumer_apply(&ch, bus_js(admin), c, tsupport_reset_opts(), &err),
                  LB_OK, "%s", err.msg);
+}
+
+bus *
+tsupport_sagatest_open(const char *name)
+{
+    tsupport_reset();
+    bus *admin = tsupport_admin_bus(name);
+    tsupport_sagatest_setup(admin);
+    return admin;
 }
 
 void
@@ -194,18 +204,31 @@ tsupport_create_product(Layby__V1__CreateProduct *c, Layby__V1__ProductDraft *d,
     c->draft = d;
 }
 
-bool
-tsupport_log_has(const tsupport_proc *p, const char *needle)
+/* Lines of p's log holding needle, counted up to most (has stops at the first). */
+static int
+log_lines(const tsupport_proc *p, const char *needle, int most)
 {
     FILE *f = fopen(p->log, "r");
     if (f == NULL)
-        return false;
+        return 0;
     static char line[16384];
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f) != NULL)
-        found = strstr(line, needle) != NULL;
+    int n = 0;
+    while (n < most && fgets(line, sizeof line, f) != NULL)
+        n += strstr(line, needle) != NULL;
     fclose(f);
-    return found;
+    return n;
+}
+
+bool
+tsupport_log_has(const tsupport_proc *p, const char *needle)
+{
+    return log_lines(p, needle, 1) > 0;
+}
+
+int
+tsupport_log_count(const tsupport_proc *p, const char *needle)
+{
+    return log_lines(p, needle, INT_MAX);
 }
 
 void
@@ -247,6 +270,14 @@ tsupport_daemons_finish(tsupport_proc *procs, size_t n)
                     report != NULL ? report : "", procs[i].log);
     }
     memset(procs, 0, n * sizeof *procs);
+}
+
+void
+tsupport_stack_close(bus **admin, tsupport_proc *procs, size_t n)
+{
+    tsupport_daemons_finish(procs, n);
+    bus_close(*admin);
+    *admin = NULL;
 }
 
 static bool
