@@ -252,8 +252,8 @@ ledger_of(const audit_answers *a)
     return a->payment_first && a->payment_first->totals ? a->payment_first->totals : &no_totals;
 }
 
-static lb_status
-print_json(const audit_answers *a, const ctl_audit_report *r, const audit_conf *c, lb_err *err)
+static json_t *
+audit_doc(const audit_answers *a, const ctl_audit_report *r, const audit_conf *c)
 {
     const Layby__V1__PaymentAuditTotals *t = ledger_of(a);
     json_t *by = json_object(), *vs = json_array();
@@ -268,7 +268,7 @@ print_json(const audit_answers *a, const ctl_audit_report *r, const audit_conf *
         json_array_append_new(vs, json_pack("{s:s,s:s,s:s}", "kind", ctl_audit_kind_name(v->kind),
                                             "id", v->id, "detail", v->detail));
     }
-    json_t *doc = json_pack(
+    return json_pack(
         "{s:b,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I},s:o,s:o}", "ok",
         r->n_violations == 0, "settleMs", (json_int_t)c->settle_ms, "products",
         (json_int_t)r->products, "orders", (json_int_t)r->orders, "inFlight",
@@ -279,13 +279,53 @@ print_json(const audit_answers *a, const ctl_audit_report *r, const audit_conf *
         (json_int_t)t->orders_charged_twice, "ordersRefundedAboveCharge",
         (json_int_t)t->orders_refunded_above_charge, "declined", (json_int_t)t->declined, "failed",
         (json_int_t)t->failed, "ordersByStatus", by, "violations", vs);
+}
+
+static lb_status
+print_json(json_t *doc, lb_err *err)
+{
     char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
-    json_decref(doc);
     if (text == NULL)
         return lb_err_set(err, LB_ERR_NOMEM, "audit JSON");
     printf("%s\n", text);
     free(text);
     return LB_OK;
+}
+
+/* At most this many violations are kept with the last result: the console
+ * shows the first ones, layby-ctl audit prints them all. */
+#define AUDIT_KEPT_VIOLATIONS 20
+
+/* Keeps the result in KV_OPS/KV_OPS_AUDIT for the console's Overview: doc
+ * (an audit's document, NULL when it could not finish) with when it ran and
+ * why it did not finish. A failure to keep it is only said on stderr: the
+ * audit's verdict is its exit code. */
+static void
+audit_keep(bus *b, json_t *doc, const lb_err *failed)
+{
+    if (b == NULL || bus_js(b) == NULL)
+        return;
+    char at[40];
+    lb_time_format(at, sizeof at, lb_now_ms());
+    json_t *keep = doc != NULL ? json_deep_copy(doc) : json_pack("{s:b}", "ok", 0);
+    json_object_set_new(keep, "at", json_string(at));
+    if (failed != NULL)
+        json_object_set_new(keep, "error", json_string(failed->msg));
+    json_t *vs = json_object_get(keep, "violations");
+    json_object_set_new(keep, "violationCount", json_integer((json_int_t)json_array_size(vs)));
+    while (json_array_size(vs) > AUDIT_KEPT_VIOLATIONS)
+        json_array_remove(vs, json_array_size(vs) - 1);
+    char *text = json_dumps(keep, JSON_COMPACT);
+    json_decref(keep);
+    kvStore *kv = NULL;
+    natsStatus s = text != NULL ? js_KeyValue(&kv, bus_js(b), KV_OPS) : NATS_NO_MEMORY;
+    if (s == NATS_OK)
+        s = kvStore_PutString(NULL, kv, KV_OPS_AUDIT, text);
+    if (s != NATS_OK)
+        fprintf(stderr, "layby-ctl audit: the result was not kept in %s (%s): %s\n", KV_OPS,
+                natsStatus_GetText(s), "layby-ctl bus setup makes the bucket");
+    kvStore_Destroy(kv);
+    free(text);
 }
 
 static void
@@ -361,8 +401,11 @@ ctl_audit(const ctl_cmd *cmd, int argc, char **argv)
         s = delivery_pages(&a, b, &c, &err);
     if (s == LB_OK)
         s = ctl_audit_check(&r, &a.in, &err);
+    json_t *doc = s == LB_OK ? audit_doc(&a, &r, &c) : NULL;
+    audit_keep(b, doc, s == LB_OK ? NULL : &err);
     if (s == LB_OK)
-        s = c.json ? print_json(&a, &r, &c, &err) : (print_text(&a, &r, &c), LB_OK);
+        s = c.json ? print_json(doc, &err) : (print_text(&a, &r, &c), LB_OK);
+    json_decref(doc);
     bool ok = r.n_violations == 0;
     ctl_audit_report_destroy(&r);
     answers_destroy(&a);

@@ -14,16 +14,16 @@
  * Unhealthy (exit 1): a server unreachable, a stream or durable missing, a
  * daemon not answering (--daemons=false skips them), a STUCK saga, a dead
  * letter. Each reason is listed under "problems". */
-#include <curl/curl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bus.h"
+#include "bus_status.h"
 #include "bus_topology.h"
 #include "ctl.h"
-#include "svc_table.h"
+#include "metrics_scrape.h"
 
 typedef struct status_conf {
     ctl_conn conn;
@@ -39,8 +39,6 @@ static const cfg_opt status_opts[] = {
 /* clang-format on */
 const ctl_flags ctl_status_flags = CTL_FLAGS(status_opts);
 
-#define METRICS_MAX (1024 * 1024)
-
 static void
 problem(json_t *doc, const char *fmt, const char *a, const char *b)
 {
@@ -49,146 +47,57 @@ problem(json_t *doc, const char *fmt, const char *a, const char *b)
     json_array_append_new(json_object_get(doc, "problems"), json_string(text));
 }
 
-static json_t *
-jint(uint64_t v)
-{
-    return json_integer((json_int_t)v);
-}
-
+/* The streams and durables as engine/bus_status.c reads them (the console's
+ * Overview shows the same), with a problem for each one missing. */
 static void
-streams_get(json_t *doc, jsCtx *js)
+bus_get(json_t *doc, jsCtx *js)
 {
-    json_t *arr = json_object_get(doc, "streams");
-    for (size_t i = 0; i < bus_topology_n_streams; i++) {
-        const char *name = bus_topology_streams[i].name;
-        jsStreamInfo *si = NULL;
-        json_t *o = json_pack("{s:s}", "name", name);
-        if (js_GetStreamInfo(&si, js, name, NULL, NULL) != NATS_OK) {
-            json_object_set_new(o, "ok", json_false());
-            problem(doc, "stream %s is missing (layby-ctl bus setup)%s", name, NULL);
-        } else {
-            json_object_set_new(o, "ok", json_true());
-            json_object_set_new(o, "messages", jint(si->State.Msgs));
-            json_object_set_new(o, "bytes", jint(si->State.Bytes));
-            json_object_set_new(o, "lastSeq", jint(si->State.LastSeq));
-            if (strcmp(name, BUS_STREAM_DLQ) == 0) {
-                json_object_set_new(doc, "deadLetters", jint(si->State.Msgs));
-                char n[24];
-                snprintf(n, sizeof n, "%" PRIu64, si->State.Msgs);
-                if (si->State.Msgs > 0)
-                    problem(doc, "%s dead letter(s) in " BUS_STREAM_DLQ " (layby-ctl dlq list)%s",
-                            n, NULL);
-            }
-            jsStreamInfo_Destroy(si);
-        }
-        json_array_append_new(arr, o);
+    uint64_t dlq = 0;
+    size_t i;
+    json_t *o;
+    json_t *streams = bus_status_streams(js, &dlq), *durables = bus_status_durables(js);
+    json_array_foreach(streams, i, o)
+    {
+        if (!json_is_true(json_object_get(o, "ok")))
+            problem(doc, "stream %s is missing (layby-ctl bus setup)%s",
+                    json_string_value(json_object_get(o, "name")), NULL);
+    }
+    json_array_foreach(durables, i, o)
+    {
+        if (!json_is_true(json_object_get(o, "ok")))
+            problem(doc, "durable %s/%s is missing (layby-ctl bus setup)",
+                    json_string_value(json_object_get(o, "stream")),
+                    json_string_value(json_object_get(o, "name")));
+    }
+    json_object_set_new(doc, "streams", streams);
+    json_object_set_new(doc, "durables", durables);
+    json_object_set_new(doc, "deadLetters", json_integer((json_int_t)dlq));
+    if (dlq > 0) {
+        char n[24];
+        snprintf(n, sizeof n, "%" PRIu64, dlq);
+        problem(doc, "%s dead letter(s) in " BUS_STREAM_DLQ " (layby-ctl dlq list)%s", n, NULL);
     }
 }
 
-static void
-durables_get(json_t *doc, jsCtx *js)
-{
-    json_t *arr = json_object_get(doc, "durables");
-    for (size_t i = 0; i < bus_topology_n_consumers; i++) {
-        const bus_topology_consumer *c = &bus_topology_consumers[i];
-        jsConsumerInfo *ci = NULL;
-        json_t *o = json_pack("{s:s,s:s}", "stream", c->stream, "name", c->durable);
-        if (js_GetConsumerInfo(&ci, js, c->stream, c->durable, NULL, NULL) != NATS_OK) {
-            json_object_set_new(o, "ok", json_false());
-            problem(doc, "durable %s/%s is missing (layby-ctl bus setup)", c->stream, c->durable);
-        } else {
-            json_object_set_new(o, "ok", json_true());
-            json_object_set_new(o, "pending", jint(ci->NumPending));
-            json_object_set_new(o, "ackPending", json_integer(ci->NumAckPending));
-            json_object_set_new(o, "redelivered", json_integer(ci->NumRedelivered));
-            jsConsumerInfo_Destroy(ci);
-        }
-        json_array_append_new(arr, o);
-    }
-}
-
-typedef struct body_buf {
-    char *p;
-    size_t len;
-} body_buf;
-
-static size_t
-body_add(char *data, size_t size, size_t n, void *arg)
-{
-    body_buf *b = arg;
-    size_t k = size * n;
-    if (b->len + k > METRICS_MAX)
-        return 0;
-    char *p = realloc(b->p, b->len + k + 1);
-    if (p == NULL)
-        return 0;
-    memcpy(p + b->len, data, k);
-    b->p = p;
-    b->len += k;
-    p[b->len] = '\0';
-    return k;
-}
-
-/* Sums a Prometheus series over its labels; -1 when absent. */
-static double
-series_sum(const char *text, const char *series)
-{
-    double sum = -1;
-    size_t n = strlen(series);
-    for (const char *p = text; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : p) {
-        if (strncmp(p, series, n) != 0 || (p[n] != '{' && p[n] != ' '))
-            continue;
-        const char *v = strchr(p, ' ');
-        const char *eol = strchr(p, '\n');
-        if (v != NULL && (eol == NULL || v < eol))
-            sum = (sum < 0 ? 0 : sum) + strtod(v + 1, NULL);
-    }
-    return sum;
-}
-
-static void
-daemon_get(json_t *doc, const status_conf *c, const svc_table_daemon *d, CURL *curl)
-{
-    const char *port_s = getenv(d->port_env);
-    int port = port_s != NULL && port_s[0] != '\0' ? atoi(port_s) : d->port_default;
-    char url[256];
-    body_buf b = { 0 };
-    json_t *o = json_pack("{s:s,s:i}", "name", d->binary, "port", port);
-    snprintf(url, sizeof url, "http://%s:%d/metrics", c->metrics_host, port);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, body_add);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)c->conn.timeout_ms);
-    long code = 0;
-    CURLcode rc = curl_easy_perform(curl);
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-    if (rc != CURLE_OK || code != 200) {
-        json_object_set_new(o, "ok", json_false());
-        json_object_set_new(
-            o, "error",
-            json_string(rc != CURLE_OK ? curl_easy_strerror(rc) : "metrics did not answer 200"));
-        problem(doc, "daemon %s does not answer on %s", d->binary, url);
-    } else {
-        double backlog = series_sum(b.p ? b.p : "", "layby_outbox_backlog_rows");
-        json_object_set_new(o, "ok", json_true());
-        json_object_set_new(o, "outboxBacklog",
-                            backlog < 0 ? json_null() : json_integer((json_int_t)backlog));
-    }
-    free(b.p);
-    json_array_append_new(json_object_get(doc, "daemons"), o);
-}
-
+/* Each daemon's outbox backlog from its /metrics (engine/metrics_scrape.c,
+ * which the console's Overview runs too), a problem for each one down. */
 static void
 daemons_get(json_t *doc, const status_conf *c)
 {
-    CURL *curl = curl_easy_init();
-    if (curl == NULL) {
-        problem(doc, "libcurl: %s%s", "cannot start", NULL);
-        return;
+    size_t i;
+    json_t *o;
+    json_t *daemons = metrics_scrape_daemons(c->metrics_host, c->conn.timeout_ms);
+    json_array_foreach(daemons, i, o)
+    {
+        if (!json_is_true(json_object_get(o, "ok"))) {
+            char url[320];
+            snprintf(url, sizeof url, "http://%s:%" JSON_INTEGER_FORMAT "/metrics", c->metrics_host,
+                     json_integer_value(json_object_get(o, "port")));
+            problem(doc, "daemon %s does not answer on %s",
+                    json_string_value(json_object_get(o, "name")), url);
+        }
     }
-    for (size_t i = 0; i < svc_table_n_daemons; i++)
-        daemon_get(doc, c, &svc_table_daemons[i], curl);
-    curl_easy_cleanup(curl);
+    json_object_set_new(doc, "daemons", daemons);
 }
 
 static void
@@ -233,8 +142,7 @@ status_gather(const status_conf *c)
         problem(doc, "NATS unreachable: %s%s", err.msg, NULL);
     } else {
         json_object_set_new(nats, "ok", json_true());
-        streams_get(doc, js);
-        durables_get(doc, js);
+        bus_get(doc, js);
     }
     ctl_nats_close(nc, js);
     if (c->daemons)

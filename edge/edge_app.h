@@ -36,6 +36,7 @@ typedef struct edge_cfg {
     const char *nats_url;
     const char *nats_user;
     const char *nats_password;
+    const char *metrics_host; /* the daemons' /metrics, for the console's Overview */
     const char *instance;
     const char *log_level;
 } edge_cfg;

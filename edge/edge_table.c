@@ -14,6 +14,7 @@
 #include "edge_member.h"
 #include "edge_ops.h"
 #include "edge_orders.h"
+#include "edge_overview.h"
 #include "edge_routes.h"
 #include "engine/saga.h"
 #include "engine/subjects.h"
@@ -61,6 +62,25 @@
     "{\"type\":\"object\",\"properties\":{\"total\":{\"type\":\"integer\",\"description\":"       \
     "\"letters in the stream\"},\"items\":{\"type\":\"array\",\"items\":" SCHEMA_DEAD_LETTER "}," \
     "\"nextCursor\":{\"type\":\"string\",\"nullable\":true}}}"
+
+/* The Overview (edge/edge_overview.h gathers it). */
+#define SCHEMA_OVERVIEW                                                                            \
+    "{\"type\":\"object\",\"properties\":{\"at\":{\"type\":\"string\"},\"servers\":{\"type\":"     \
+    "\"array\",\"items\":{\"type\":\"object\",\"description\":\"url, ok, connected, name, "        \
+    "version, jetstream, cluster, or "                                                             \
+    "error\"}},\"streams\":{\"type\":\"array\",\"items\":{\"type\":"                               \
+    "\"object\",\"description\":\"name, ok, messages, bytes, lastSeq, replicas, leader, "          \
+    "consumers[] (stream, name, ok, pending, ackPending, redelivered)\"}},\"deadLetters\":{"       \
+    "\"type\":\"integer\"},\"daemons\":{\"type\":\"array\",\"items\":{\"type\":\"object\","        \
+    "\"description\":\"name, port, ok, outboxBacklog (null: no outbox), or error\"}},\"sagas\":{"  \
+    "\"type\":\"array\",\"nullable\":true,\"items\":{\"type\":\"object\",\"description\":\"type, " \
+    "state, count, finished (finished ones: since finishedSince "                                  \
+    "only)\"}},\"sagasError\":{\"type\":"                                                          \
+    "\"string\"},\"finishedSince\":{\"type\":\"string\"},\"bucketSeconds\":{\"type\":"             \
+    "\"integer\"},\"throughput\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"description" \
+    "\":\"at, started, finished, completed: sagas per bucket, oldest first\"}},\"lastAudit\":{"    \
+    "\"type\":\"object\",\"nullable\":true,\"description\":\"layby-ctl audit --json's document "   \
+    "with at, violationCount (the first 20 violations) and error when it did not finish\"}}}"
 
 /* clang-format off */
 static const edge_route edge_routes[] = {
@@ -117,6 +137,14 @@ static const edge_route edge_routes[] = {
                           EDGE_QUERY("timelineLimit", "timeline_limit",
                                      "timeline entries per page 1-500, default 200")),
       .errors = EDGE_ERRORS(LB_ERR_INVALID, LB_ERR_NOT_FOUND) },
+    { .method = "GET", .path = "/api/v1/admin/overview", .who = EDGE_ADMIN,
+      .kind = EDGE_KIND_QUERY,
+      .summary = "The shop at a glance: NATS servers, streams and durables, outbox backlogs, "
+                 "sagas by type and state, throughput, dead letters, the last audit (admin)",
+      .operation = "adminOverview", .subject = SUBJ_EDGE_OVERVIEW,
+      .request = &layby__v1__admin_overview__descriptor,
+      .reply = &layby__v1__admin_document__descriptor, .reply_json = "json",
+      .schema = SCHEMA_OVERVIEW, .status = 200, .hooks = &edge_overview_hooks },
     { .method = "GET", .path = "/api/v1/admin/dead-letters", .who = EDGE_ADMIN,
       .kind = EDGE_KIND_QUERY,
       .summary = "Dead letters (LAYBY_DLQ), oldest first, a page at a time; a page looks at "

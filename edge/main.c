@@ -6,6 +6,7 @@
  * running ones finish), then the bus.
  */
 #include <civetweb.h>
+#include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -58,6 +59,8 @@ static const cfg_opt edge_opts[] = {
       "NATS password" },
     { "read-model", "LAYBY_EDGE_READ_MODEL", CFG_BOOL, "true", OFF(read_model), 0, 0,
       "answer product reads from the edge's read model of LAYBY_EVT (false: ask the catalog)" },
+    { "metrics-host", "LAYBY_EDGE_METRICS_HOST", CFG_STR, "127.0.0.1", OFF(metrics_host), 0, 0,
+      "host of the daemons' metrics ports, for the console's Overview (outbox backlogs)" },
     { "instance", "LAYBY_INSTANCE", CFG_STR, "", OFF(instance), 0, 0,
       "instance name in logs (default edge-<pid>)" },
     { "log-level", "LAYBY_LOG_LEVEL", CFG_STR, "info", OFF(log_level), 0, 0,
@@ -167,6 +170,10 @@ main(int argc, char **argv)
     rc = 1;
     lb_err err;
     struct mg_context *http = NULL;
+    /* before any thread: the Overview scrapes the daemons' /metrics from
+     * request threads (engine/metrics_scrape.c) */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return fprintf(stderr, "layby-edge: libcurl cannot start\n"), 1;
     if (id_init(&err) != LB_OK)
         return fail("id_init", &err);
     size_t n_routes;

@@ -38,6 +38,8 @@ const bus_topology_bucket bus_topology_buckets[] = {
     { "LAYBY_MEMBER_CODES",  10LL * 60 * 1000,   1,       "verification code hashes and tries" },
     { "LAYBY_MEMBER_LIMITS", 3600LL * 1000,      1,       "resend and failed-login times" },
     { "LAYBY_REVOKED",       3600LL * 1000,      1,       "revoked access-token ids (edges watch it); >= the access-token lifetime" },
+    /* layby-ctl audit's last result (key audit.last), the console's Overview reads it */
+    { "LAYBY_OPS",           30LL * 24 * 3600 * 1000, 1,   "operations: the last layby-ctl audit" },
 };
 const size_t bus_topology_n_buckets = LB_COUNTOF(bus_topology_buckets);
 /* clang-format on */

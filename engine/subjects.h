@@ -64,12 +64,15 @@
 
 /* the orchestrator's admin reads (engine/orchestrator/saga_orch_admin.c): the
  * console's saga pages (GET /api/v1/admin/sagas...), answered as JSON text */
-#define SUBJ_SAGA_ADMIN_LIST "layby.qry.orchestrator.saga_list"
-#define SUBJ_SAGA_ADMIN_SHOW "layby.qry.orchestrator.saga_show"
+#define SUBJ_SAGA_ADMIN_LIST     "layby.qry.orchestrator.saga_list"
+#define SUBJ_SAGA_ADMIN_SHOW     "layby.qry.orchestrator.saga_show"
+/* the Overview's sagas by type and state and their throughput */
+#define SUBJ_SAGA_ADMIN_OVERVIEW "layby.qry.orchestrator.saga_overview"
 /* Answered in the edge from LAYBY_DLQ (edge_admin.c's local hooks): nobody
  * subscribes; the rows need a subject all the same. */
-#define SUBJ_EDGE_DLQ_LIST   "layby.qry.edge.dead_letters"
-#define SUBJ_EDGE_DLQ_SHOW   "layby.qry.edge.dead_letter"
+#define SUBJ_EDGE_DLQ_LIST       "layby.qry.edge.dead_letters"
+#define SUBJ_EDGE_DLQ_SHOW       "layby.qry.edge.dead_letter"
+#define SUBJ_EDGE_OVERVIEW       "layby.qry.edge.overview"
 
 /* payment (services/payment) */
 #define SUBJ_PAYMENT_CHARGE        "layby.cmd.payment.charge"
@@ -116,5 +119,9 @@
 #define KV_MEMBER_CODES  "LAYBY_MEMBER_CODES"  /* verification code hashes, TTL 10 min */
 #define KV_MEMBER_LIMITS "LAYBY_MEMBER_LIMITS" /* resend and login-failure times, TTL 1 h */
 #define KV_REVOKED       "LAYBY_REVOKED"       /* revoked access-token ids, watched by edges */
+/* operations: layby-ctl audit puts its result under KV_OPS_AUDIT, the
+ * console's Overview shows it (docs/DECISIONS.md) */
+#define KV_OPS           "LAYBY_OPS"
+#define KV_OPS_AUDIT     "audit.last"
 
 #endif

@@ -19,7 +19,7 @@
 #define SAGA_ORCH_STMTS_COUNT 7
 extern const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT];
 /* The admin reads it answers (saga_orch_admin.c): layby.qry.orchestrator.saga_list|saga_show. */
-#define SAGA_ORCH_QUERIES_COUNT 2
+#define SAGA_ORCH_QUERIES_COUNT 3
 extern const svc_query_route saga_orch_admin_queries[SAGA_ORCH_QUERIES_COUNT];
 /* Filled by saga_orch_init(): its consumers and handlers derive from the types. */
 extern svc_def saga_orch_def;

@@ -82,9 +82,19 @@ admin_show(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, 
     return s == LB_OK ? document_reply(reply, doc, err) : s;
 }
 
+static lb_status
+admin_overview(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, lb_err *err)
+{
+    (void)req;
+    json_t *doc = NULL;
+    lb_status s = saga_view_overview(&doc, store_pg(svc_query_store(q)), err);
+    return s == LB_OK ? document_reply(reply, doc, err) : s;
+}
+
 /* clang-format off */
 const svc_query_route saga_orch_admin_queries[SAGA_ORCH_QUERIES_COUNT] = {
     { SUBJ_SAGA_ADMIN_LIST, &layby__v1__admin_saga_list__descriptor, admin_list, SVC_QUERY_READS },
     { SUBJ_SAGA_ADMIN_SHOW, &layby__v1__admin_saga_show__descriptor, admin_show, SVC_QUERY_READS },
+    { SUBJ_SAGA_ADMIN_OVERVIEW, &layby__v1__admin_overview__descriptor, admin_overview, SVC_QUERY_READS },
 };
 /* clang-format on */

@@ -129,4 +129,10 @@ typedef struct saga_view_page {
 lb_status saga_view_show(json_t **out, PGconn *pg, const char *id, saga_view_page page,
                          lb_err *err);
 
+/* The Overview's sagas (saga_overview.c): {sagas: [{type, state, count,
+ * finished}], finishedSince, bucketSeconds, throughput: [{at, started,
+ * finished, completed}]}: every unfinished saga, the finished ones since
+ * finishedSince, 30 buckets of 10 s, the last one the current (partial) one. */
+lb_status saga_view_overview(json_t **out, PGconn *pg, lb_err *err);
+
 #endif

@@ -4,7 +4,8 @@
  * STUCK saga's document is the one `layby-ctl saga show --json` prints (one
  * piece of code renders both), the list filters by state and order id and
  * pages by keyset, and bad filters are refused naming the field; a saga with
- * a long log answers its timeline a page at a time, each in under a second. */
+ * a long log answers its timeline a page at a time, each in under a second;
+ * the edge's Overview counts the sagas, letters and audit the test made. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -23,7 +24,7 @@
 #define WAIT_MS 30000
 
 static bus *admin;
-static tsupport_proc procs[2];
+static tsupport_proc procs[3];
 
 static void
 setup(void)
@@ -401,4 +402,178 @@ Test(admin_queries, dead_letters_page_by_sequence_and_show_what_layby_ctl_shows)
     tsupport_http_call(&r, port, "GET", "/api/v1/admin/dead-letters",
                        (const char *const[]){ member, NULL }, NULL, false);
     tsupport_http_assert_error(&r, 403, "forbidden", NULL);
+}
+
+/* --- the Overview (edge_overview.c + the orchestrator's saga_overview) ------- */
+
+/* The {type, state} row of the overview's sagas, or NULL. */
+static json_t *
+saga_count_row(json_t *ov, const char *type, const char *state)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(json_object_get(ov, "sagas"), i, o)
+    {
+        if (strcmp(jstr(o, "type"), type) == 0 && strcmp(jstr(o, "state"), state) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+/* The named element (key = want) of the overview's array arr. */
+static json_t *
+named(json_t *arr, const char *key, const char *want)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o)
+    {
+        if (jstr(o, key) != NULL && strcmp(jstr(o, key), want) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+static json_int_t
+jint_of(json_t *o, const char *key)
+{
+    return json_integer_value(json_object_get(o, key));
+}
+
+Test(admin_queries, the_overview_shows_the_sagas_letters_audit_and_bus_the_test_made)
+{
+    tsupport_proc *p = procs;
+    tsupport_sagatest_start(&p[0], NULL);
+    tsupport_daemon_start(&p[1], "layby-orchestrator", 0, NULL, NULL);
+    tsupport_daemon_start(&p[2], "layby-edge", 0, NULL, NULL);
+    int port = p[2].port;
+    char adm[2048], member[2048], stuck[2][ID_STR_LEN], done[3][ID_STR_LEN];
+    tsupport_jwt_member(adm, sizeof adm, "11111111-1111-4111-8111-111111111111", "ADMIN");
+    tsupport_jwt_member(member, sizeof member, "22222222-2222-4222-8222-222222222222", "USER");
+
+    /* before: no audit kept yet, no letter */
+    json_t *ov = edge_get(port, adm, "/api/v1/admin/overview", 200);
+    cr_assert(json_is_null(json_object_get(ov, "lastAudit")), "no audit ran since the reset");
+    cr_assert_eq(jint_of(ov, "deadLetters"), 0);
+    json_decref(ov);
+
+    for (int i = 0; i < 2; i++)
+        tsupport_test_saga_start(admin, stuck[i], "2:fail 1:undofail=99");
+    for (int i = 0; i < 3; i++)
+        tsupport_test_saga_start(admin, done[i], "");
+    for (int i = 0; i < 2; i++)
+        tsupport_saga_wait_status(WAIT_MS, stuck[i], "STUCK");
+    for (int i = 0; i < 3; i++)
+        tsupport_saga_wait_status(WAIT_MS, done[i], "COMPLETED");
+    char type[64];
+    cr_assert_eq(tsupport_sql_int("SELECT count(DISTINCT saga_type) FROM saga.sagas"), 1,
+                 "one saga type made by this test");
+    static tsupport_resp r;
+    dead_letter_put("catalog", "LAYBY_CMD/catalog", stuck[0]);
+    dead_letter_put("catalog", "LAYBY_CMD/catalog", NULL);
+    /* an audit that cannot finish (no service answers here) is kept too, with why */
+    char *out = NULL;
+    cr_assert_eq(tsupport_ctl_run(&out, true, NULL,
+                                  (const char *const[]){ "audit", "--timeout", "300ms", NULL }),
+                 1, "%s", out);
+    free(out);
+
+    ov = edge_get(port, adm, "/api/v1/admin/overview", 200);
+    char *text = json_dumps(ov, JSON_COMPACT);
+    cr_log_info("overview: %.3000s", text);
+    free(text);
+
+    /* sagas by type and state: what the table holds */
+    json_t *row = json_array_get(json_object_get(ov, "sagas"), 0);
+    cr_assert_not_null(row, "sagas listed: %s", jstr(ov, "sagasError"));
+    snprintf(type, sizeof type, "%s", jstr(row, "type"));
+    json_t *st = saga_count_row(ov, type, "STUCK"), *co = saga_count_row(ov, type, "COMPLETED");
+    cr_assert_not_null(st, "the STUCK sagas are listed");
+    cr_assert_not_null(co, "the COMPLETED sagas are listed");
+    cr_assert_eq(jint_of(st, "count"), 2, "two STUCK sagas");
+    cr_assert(json_is_false(json_object_get(st, "finished")));
+    cr_assert_eq(jint_of(co, "count"), 3, "three COMPLETED sagas");
+    cr_assert(json_is_true(json_object_get(co, "finished")));
+    cr_assert_eq(json_array_size(json_object_get(ov, "sagas")), 2, "nothing else");
+
+    /* throughput: 30 buckets of 10 s, oldest first; the five starts and
+     * three completions of the last seconds in them */
+    json_t *tp = json_object_get(ov, "throughput");
+    cr_assert_eq(json_array_size(tp), 30);
+    cr_assert_eq(jint_of(ov, "bucketSeconds"), 10);
+    json_int_t started = 0, completed = 0, finished = 0;
+    int64_t prev = 0;
+    for (size_t i = 0; i < json_array_size(tp); i++) {
+        json_t *b = json_array_get(tp, i);
+        int64_t at = 0;
+        cr_assert_eq(lb_time_parse(&at, jstr(b, "at"), NULL), LB_OK);
+        cr_assert(i == 0 || at - prev == 10000, "buckets 10 s apart");
+        prev = at;
+        started += jint_of(b, "started");
+        completed += jint_of(b, "completed");
+        finished += jint_of(b, "finished");
+    }
+    cr_assert_geq(lb_now_ms() - prev, 0, "the last bucket is the current one");
+    cr_assert_lt(lb_now_ms() - prev, 20000, "the last bucket is the current one");
+    cr_assert_eq(started, 5, "five sagas started in the window");
+    cr_assert_eq(completed, 3);
+    cr_assert_eq(finished, 3, "STUCK is not finished");
+
+    /* dead letters, streams and their durables */
+    cr_assert_eq(jint_of(ov, "deadLetters"), 2, "the two planted letters");
+    json_t *dlq = named(json_object_get(ov, "streams"), "name", BUS_STREAM_DLQ);
+    cr_assert_eq(jint_of(dlq, "messages"), 2);
+    json_t *cmd = named(json_object_get(ov, "streams"), "name", BUS_STREAM_CMD);
+    cr_assert(json_is_true(json_object_get(cmd, "ok")));
+    cr_assert_eq(jint_of(cmd, "replicas"), 1);
+    cr_assert_geq(jint_of(cmd, "messages"), 5, "the five starts at least");
+    json_t *orch = named(json_object_get(cmd, "consumers"), "name", "orchestrator");
+    cr_assert_not_null(orch, "LAYBY_CMD's durables under it");
+    cr_assert(json_is_true(json_object_get(orch, "ok")));
+    cr_assert_eq(jint_of(orch, "pending"), 0, "the orchestrator took every start");
+    cr_assert_not_null(json_object_get(orch, "redelivered"));
+    cr_assert_not_null(json_object_get(orch, "ackPending"));
+
+    /* the server the edge is connected to: its name and version from INFO */
+    json_t *servers = json_object_get(ov, "servers");
+    cr_assert_eq(json_array_size(servers), 1);
+    json_t *srv = json_array_get(servers, 0);
+    cr_assert(json_is_true(json_object_get(srv, "ok")), "%s", jstr(srv, "error"));
+    cr_assert(json_is_true(json_object_get(srv, "connected")));
+    cr_assert(json_is_true(json_object_get(srv, "jetstream")));
+    cr_assert_eq(strncmp(jstr(srv, "version"), "2.", 2), 0, "version %s", jstr(srv, "version"));
+    cr_assert_not_null(jstr(srv, "name"));
+
+    /* the daemons' outbox backlogs: the orchestrator answers, with a gauge */
+    json_t *od = named(json_object_get(ov, "daemons"), "name", "layby-orchestrator");
+    cr_assert(json_is_true(json_object_get(od, "ok")), "%s", jstr(od, "error"));
+    cr_assert(json_is_integer(json_object_get(od, "outboxBacklog")));
+    json_t *cat = named(json_object_get(ov, "daemons"), "name", "layby-catalog");
+    cr_assert(json_is_false(json_object_get(cat, "ok")), "the catalog does not run here");
+
+    /* the audit just run: kept with its time and why it did not finish */
+    json_t *au = json_object_get(ov, "lastAudit");
+    cr_assert(json_is_object(au), "the audit is kept");
+    cr_assert(json_is_false(json_object_get(au, "ok")));
+    cr_assert_not_null(strstr(jstr(au, "error"), "audit"), "%s", jstr(au, "error"));
+    int64_t at = 0;
+    cr_assert_eq(lb_time_parse(&at, jstr(au, "at"), NULL), LB_OK);
+    cr_assert_lt(lb_now_ms() - at, 120000, "kept just now");
+    json_decref(ov);
+
+    /* the orchestrator away: the rest is still answered, and why sagas are not */
+    cr_assert_eq(tsupport_daemon_stop(&p[1], 10000), 0);
+    ov = edge_get(port, adm, "/api/v1/admin/overview", 200);
+    cr_assert(json_is_null(json_object_get(ov, "sagas")));
+    cr_assert_not_null(jstr(ov, "sagasError"));
+    cr_assert_eq(jint_of(ov, "deadLetters"), 2);
+    json_decref(ov);
+
+    /* admins only, in the edge's error shape */
+    tsupport_http_call(&r, port, "GET", "/api/v1/admin/overview",
+                       (const char *const[]){ member, NULL }, NULL, false);
+    tsupport_http_assert_error(&r, 403, "forbidden", NULL);
+    tsupport_http_call(&r, port, "GET", "/api/v1/admin/overview", (const char *const[]){ NULL },
+                       NULL, false);
+    tsupport_http_assert_error(&r, 401, "unauthorized", NULL);
 }
