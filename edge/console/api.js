@@ -47,5 +47,6 @@ function query(params) {
 
 export const admin = {
   sagas: (filter) => call("GET", `/api/v1/admin/sagas${query(filter)}`),
+  overview: () => call("GET", "/api/v1/admin/overview"),
   saga: (id, page = {}) => call("GET", `/api/v1/admin/sagas/${encodeURIComponent(id)}${query(page)}`),
 };

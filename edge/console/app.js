@@ -4,6 +4,7 @@
 // an order's sagas. Read-only: changes are layby-ctl's.
 import { admin, signIn, signOut, signedIn, ApiError } from "./api.js";
 import { el, table, stateBadge, json } from "./dom.js";
+import { overviewPage } from "./overview.js";
 
 // Entries drawn at once. 100, not the server's default 200: on a loaded
 // 2-core machine, building 200 rows took up to 1.4 s, and 100 rows take half that.
@@ -234,6 +235,7 @@ async function ordersPage(orderId) {
 // --- routing -----------------------------------------------------------------
 
 const routes = [
+  [/^#\/overview$/, () => overviewPage(show, failure)],
   [/^#\/saga\/([0-9a-f-]{36})$/, (m) => sagaPage(m[1])],
   [/^#\/stuck$/, () => stuckPage()],
   [/^#\/orders\/([0-9a-f-]{36})$/, (m) => ordersPage(m[1])],

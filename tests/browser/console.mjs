@@ -279,3 +279,104 @@ test("a member without the admin role sees no data (403) and no token is stored"
   await t.page.waitForSelector("#signin:not([hidden])", WAIT);
   await t.page.close();
 });
+
+// --- the Overview (overview.js) ---------------------------------------------
+
+// The Overview's answers as the page received them, in order.
+function overviewAnswers(t) {
+  const got = [];
+  t.page.on("response", async (r) => {
+    if (r.url().endsWith("/api/v1/admin/overview") && r.status() === 200) got.push(await r.json());
+  });
+  return got;
+}
+
+const refreshed = (t) => t.page.$eval("#overview", (o) => Number(o.dataset.refreshed || 0)).catch(() => 0);
+
+test("the overview draws its tables and chart from the endpoint and refreshes itself", async () => {
+  const t = await tab();
+  const answers = overviewAnswers(t);
+  await signIn(t, env("LAYBY_CONSOLE_ADMIN"));
+  await go(t, "#/overview");
+  // what is drawn is the last answer: read both between two refreshes
+  let ov, drawnNow;
+  for (let tries = 0; ; tries++) {
+    const n = await refreshed(t);
+    await t.page.waitForFunction(() => true); // let the response handler run
+    while (answers.length < n) await new Promise((r) => setTimeout(r, 50));
+    drawnNow = await t.page.evaluate(() => {
+      const rows = (sel) => [...document.querySelectorAll(sel)].map((r) => [...r.children].map((c) => c.textContent.trim()));
+      const series = Object.fromEntries([...document.querySelectorAll("#ov-chart polyline")]
+        .map((p) => [p.dataset.series, p.dataset.values]));
+      const points = [...document.querySelectorAll("#ov-chart polyline")].map((p) => p.getAttribute("points").split(" ").length);
+      return { sagas: rows("#ov-sagas tbody tr"), streams: rows("#ov-streams tbody tr"), consumers: rows("#ov-consumers tbody tr"),
+        daemons: rows("#ov-daemons tbody tr"), servers: rows("#ov-servers tbody tr"), series, points,
+        dlq: document.getElementById("ov-dlq").textContent, audit: document.getElementById("ov-audit").textContent };
+    });
+    if (await refreshed(t) === n && answers.length === n) { ov = answers[n - 1]; break; }
+    assert.ok(tries < 5, "the overview kept refreshing under the test");
+  }
+  console.log(`# overview: ${JSON.stringify(ov).slice(0, 1500)}`);
+  // the chart: one line per series with the endpoint's numbers, a point per bucket
+  assert.equal(ov.throughput.length, 30);
+  assert.equal(drawnNow.series.started, ov.throughput.map((b) => b.started).join(","), "started line");
+  assert.equal(drawnNow.series.completed, ov.throughput.map((b) => b.completed).join(","), "completed line");
+  assert.deepEqual(drawnNow.points, [30, 30], "a point per bucket");
+  // the tables: the endpoint's rows, in its order
+  assert.deepEqual(drawnNow.sagas, ov.sagas.map((s) => [s.type, s.state, String(s.count)]), "sagas by type and state");
+  const stuck = ov.sagas.find((s) => s.type === CTL_DOC.type && s.state === "STUCK");
+  assert.ok(stuck && stuck.count === 2, `the test's two STUCK sagas: ${JSON.stringify(ov.sagas)}`);
+  assert.deepEqual(drawnNow.streams.map((r) => [r[0], r[1]]), ov.streams.map((s) => [s.name, String(s.messages)]), "streams");
+  const durables = ov.streams.flatMap((s) => s.consumers);
+  assert.ok(durables.length > 0, "the topology's durables");
+  assert.deepEqual(drawnNow.consumers.map((r) => r.slice(0, 4)), durables.map((c) =>
+    [`${c.stream}/${c.name}`, String(c.pending), String(c.ackPending), String(c.redelivered)]), "durables");
+  assert.deepEqual(drawnNow.daemons.map((r) => r[0]), ov.daemons.map((d) => d.name), "daemons");
+  const orch = drawnNow.daemons.find((r) => r[0] === "layby-orchestrator");
+  assert.deepEqual(orch.slice(1), [String(ov.daemons.find((d) => d.name === "layby-orchestrator").outboxBacklog), "ok"]);
+  assert.equal(drawnNow.servers.length, ov.servers.length);
+  assert.ok(drawnNow.servers[0][0].includes("(connected)") && drawnNow.servers[0][2] === ov.servers[0].version, "the server");
+  assert.equal(drawnNow.dlq, String(ov.deadLetters), "dead letters");
+  assert.ok(ov.lastAudit === null ? drawnNow.audit.includes("No audit kept yet")
+    : drawnNow.audit.includes(ov.lastAudit.at), `the last audit: ${drawnNow.audit}`);
+  await shoot(t, "overview");
+
+  // it refreshes by itself ...
+  const n0 = await refreshed(t);
+  await t.page.waitForFunction((k) => Number(document.getElementById("overview").dataset.refreshed) > k,
+    { timeout: 20000 }, n0);
+  // ... not while the tab is hidden, and at once when it shows again
+  const asked = () => answers.length;
+  await t.page.evaluate(() => {
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  const hiddenAt = asked();
+  await new Promise((r) => setTimeout(r, 6500));
+  assert.equal(asked(), hiddenAt, "the overview refreshed while the tab was hidden");
+  await t.page.evaluate(() => {
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+  await t.page.waitForFunction((k) => Number(document.getElementById("overview").dataset.refreshed) > k,
+    { timeout: 3000 }, n0 + 1);
+  // ... and stops once another page replaced it
+  await go(t, "#/stuck");
+  const leftAt = asked();
+  await new Promise((r) => setTimeout(r, 6500));
+  assert.equal(asked(), leftAt, "the overview kept asking after another page replaced it");
+  assert.deepEqual(t.bad, [], "console errors or failed requests");
+  await tokenNowhere(t);
+  await t.page.close();
+
+  // a member: refused, no figure shown
+  const m = await tab([403]);
+  await signIn(m, env("LAYBY_CONSOLE_MEMBER"));
+  await go(m, "#/overview");
+  const shown = await m.page.$eval("#view", (v) => v.textContent);
+  assert.ok(shown.includes("not an admin"), `#/overview: no refusal shown: ${shown}`);
+  assert.equal(await m.page.$$eval("#view tbody tr, #ov-chart", (r) => r.length), 0, "figures shown to a member");
+  await shoot(m, "overview-member");
+  await m.page.close();
+});
