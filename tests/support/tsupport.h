@@ -253,5 +253,8 @@ void tsupport_jwt_mint(char *out, size_t n, const char *role, jwt_alg_t alg, con
 /* "Authorization: Bearer <token>" for member `sub` with `role`, valid 10 min,
  * ES256-signed with the harness's key (LAYBY_JWT_PRIVATE_KEY_FILE). */
 void tsupport_jwt_member(char *out, size_t n, const char *sub, const char *role);
+/* The same, valid valid_s seconds (a run longer than 10 min: the chaos run's
+ * clients hold one token each for all of it). */
+void tsupport_jwt_member_for(char *out, size_t n, const char *sub, const char *role, int valid_s);
 
 #endif

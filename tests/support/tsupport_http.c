@@ -177,6 +177,12 @@ tsupport_jwt_mint(char *out, size_t n, const char *role, jwt_alg_t alg, const ch
 void
 tsupport_jwt_member(char *out, size_t n, const char *sub, const char *role)
 {
+    tsupport_jwt_member_for(out, n, sub, role, 600);
+}
+
+void
+tsupport_jwt_member_for(char *out, size_t n, const char *sub, const char *role, int valid_s)
+{
     FILE *f = fopen(tsupport_env_req("LAYBY_JWT_PRIVATE_KEY_FILE"), "rb");
     cr_assert_not_null(f, "cannot open the JWT private key");
     char key[16384];
@@ -190,7 +196,7 @@ tsupport_jwt_member(char *out, size_t n, const char *sub, const char *role)
     jwt_add_grant(j, "role", role);
     jwt_add_grant(j, "iss", "layby");
     jwt_add_grant_int(j, "iat", (long)now);
-    jwt_add_grant_int(j, "exp", (long)(now + 600));
+    jwt_add_grant_int(j, "exp", (long)(now + valid_s));
     cr_assert_eq(jwt_set_alg(j, JWT_ALG_ES256, (const unsigned char *)key, (int)len), 0);
     char *t = jwt_encode_str(j);
     jwt_free(j);
