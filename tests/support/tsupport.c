@@ -420,6 +420,13 @@ void
 tsupport_daemon_start(tsupport_proc *p, const char *name, int port, const char *const *args,
                       const char *const *env)
 {
+    tsupport_daemon_start_within(p, name, port, args, env, DAEMON_READY_MS);
+}
+
+int64_t
+tsupport_daemon_start_within(tsupport_proc *p, const char *name, int port, const char *const *args,
+                             const char *const *env, int ready_ms)
+{
     char path[PATH_MAX];
     char *argv[DAEMON_ARGS_MAX + 2];
     size_t argc = 0;
@@ -449,17 +456,18 @@ tsupport_daemon_start(tsupport_proc *p, const char *name, int port, const char *
         fclose(pf);
     }
 
-    int64_t deadline = mono_ms() + DAEMON_READY_MS;
+    int64_t t0 = mono_ms(), deadline = t0 + ready_ms;
     while (!tsupport_http_ok(p->port, "/healthz")) {
         if (!tsupport_daemon_alive(p))
             cr_assert_fail("%s exited before it was ready; log: %s", name, p->log);
         if (mono_ms() >= deadline) {
             tsupport_daemon_kill(p);
             cr_assert_fail("%s not healthy on port %d after %d ms; log: %s", name, p->port,
-                           DAEMON_READY_MS, p->log);
+                           ready_ms, p->log);
         }
         pause_ms(POLL_STEP_MS);
     }
+    return mono_ms() - t0;
 }
 
 static int

@@ -101,6 +101,9 @@ typedef struct tsupport_proc {
  * here and in its env or args. */
 void tsupport_daemon_start(tsupport_proc *p, const char *name, int port, const char *const *args,
                            const char *const *env);
+/* The same, waiting up to ready_ms for /healthz; returns how long it took. */
+int64_t tsupport_daemon_start_within(tsupport_proc *p, const char *name, int port,
+                                     const char *const *args, const char *const *env, int ready_ms);
 /* SIGTERM, waits up to timeout_ms, then SIGKILL; reaps. Returns the exit
  * status (0 = clean stop), 128 + signal if killed, -1 if it was not running. */
 int tsupport_daemon_stop(tsupport_proc *p, int timeout_ms);
