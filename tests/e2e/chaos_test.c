@@ -860,8 +860,11 @@ Test(chaos, a_timed_load_through_every_kind_of_fault_keeps_the_books)
                 wish_repeat_400++;
                 break;
             }
-            if (other++ == 0)
-                fprintf(stderr, "chaos: flow %d: place answered %ld\n", i, f->place_status);
+            if (other++ < 10) /* each, with what tells them apart in the edge's log */
+                fprintf(stderr, "chaos: flow %d: place answered %ld at %.1f s%s%s (order %s)\n", i,
+                        f->place_status, (double)f->placed_ms / 1000.0,
+                        f->place_repeated ? ", repeated" : "", f->wishlist ? ", wishlist" : "",
+                        f->order[0] ? f->order : "-");
         }
     }
     snprintf(ids + ids_len, ids_cap - ids_len, "}'::uuid[])");
