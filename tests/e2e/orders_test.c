@@ -5,10 +5,12 @@
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/bus.h"
 #include "id.h"
 #include "lb.h"
 #include "tsupport.h"
@@ -155,4 +157,118 @@ Test(orders, unknown_or_foreign_order_is_404)
     cr_assert_eq(r.status, 200, "%s", r.body);
     char addr[ID_STR_LEN];
     address_add(alice_auth, addr);
+}
+
+/* --- the edge killed while it holds requests (issue 25) ------------------------ */
+
+enum {
+    HELD = 12 /* requests in the edge's hands at the kill (ORDER_ADDRESSES_MAX is 20) */
+};
+
+typedef struct held_call {
+    int port;
+    char key[64];
+    long status; /* 0: no answer (the edge died) */
+} held_call;
+
+static size_t
+discard(char *p, size_t sz, size_t n, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return sz * n;
+}
+
+/* One client's POST /api/v1/me/addresses with its Idempotency-Key, on its own
+ * thread: no Criterion assert here, the test's thread judges the status. */
+static void *
+held_post(void *arg)
+{
+    held_call *c = arg;
+    char url[128], key[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/api/v1/me/addresses", c->port);
+    snprintf(key, sizeof key, "Idempotency-Key: %s", c->key);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    h = curl_slist_append(h, alice_auth);
+    h = curl_slist_append(h, key);
+    CURL *e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, ADDRESS);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 60000L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    c->status = 0;
+    if (curl_easy_perform(e) == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &c->status);
+    curl_easy_cleanup(e);
+    curl_slist_free_all(h);
+    return NULL;
+}
+
+static bool
+order_commands_waiting(void *arg)
+{
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    if (js_GetConsumerInfo(&ci, bus_js(arg), "LAYBY_CMD", "order", NULL, &jerr) != NATS_OK)
+        return false;
+    bool all = ci->NumPending + (uint64_t)ci->NumAckPending >= HELD;
+    jsConsumerInfo_Destroy(ci);
+    return all;
+}
+
+/* The edge holds nothing durable: each command is stored in LAYBY_CMD before
+ * it waits for the answer, and the id of the address is derived from the
+ * Idempotency-Key. So after a SIGKILL the clients' repeats (same key) are
+ * answered as soon as an edge runs again, with the entity the first try made
+ * and no second one. The held requests wait on the order service (stopped),
+ * with a command timeout longer than the test so none is answered 202. */
+Test(orders, a_killed_edge_s_requests_are_answered_seconds_after_its_restart)
+{
+    struct bus *admin = tsupport_admin_bus("orders-test");
+    const char *hold[] = { "LAYBY_EDGE_COMMAND_TIMEOUT=60s", NULL };
+    tsupport_daemon_stop(edge, 10000);
+    tsupport_daemon_stop(&procs[1], 10000);
+    tsupport_daemon_start(edge, "layby-edge", 0, NULL, hold);
+    held_call calls[HELD];
+    pthread_t th[HELD];
+    for (int i = 0; i < HELD; i++) {
+        calls[i].port = edge->port;
+        snprintf(calls[i].key, sizeof calls[i].key, "held-%d", i);
+        cr_assert_eq(pthread_create(&th[i], NULL, held_post, &calls[i]), 0);
+    }
+    cr_assert(tsupport_poll_until(order_commands_waiting, admin, 30000),
+              "the edge sent the %d commands", HELD);
+    tsupport_daemon_kill(edge);
+    for (int i = 0; i < HELD; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(calls[i].status, 0, "answered before the kill: %ld", calls[i].status);
+    }
+    tsupport_daemon_start(&procs[1], "layby-order", 0, NULL, NULL);
+    int64_t t0 = lb_mono_us();
+    tsupport_daemon_start(edge, "layby-edge", 0, NULL, NULL);
+    int64_t ready_us = lb_mono_us();
+    char ids[HELD][ID_STR_LEN];
+    for (int i = 0; i < HELD; i++) {
+        tsupport_resp r;
+        call(&r, "POST", "/api/v1/me/addresses", alice_auth, ADDRESS, calls[i].key);
+        cr_assert_eq(r.status, 201, "%s", r.body);
+        json_t *j = tsupport_http_json(&r);
+        snprintf(ids[i], ID_STR_LEN, "%s", jstr(j, "addressId"));
+        json_decref(j);
+    }
+    int64_t ms = (lb_mono_us() - ready_us) / 1000;
+    fprintf(stderr,
+            "recovery: daemon=edge ready_ms=%lld back_ms=%lld done_ms=%lld "
+            "(back and done: the %d held requests repeated and answered 201)\n",
+            (long long)((ready_us - t0) / 1000), (long long)ms, (long long)ms, HELD);
+    cr_assert_lt(ms, TSUPPORT_RECOVERY_MS,
+                 "the held requests were answered %lld ms after the restart", (long long)ms);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM orders.addresses"), HELD,
+                 "each held request made one address");
+    for (int i = 0; i < HELD; i++)
+        for (int k = 0; k < i; k++)
+            cr_assert_str_neq(ids[i], ids[k], "two keys, one address");
+    bus_close(admin);
 }
