@@ -153,6 +153,17 @@ svc_new(svc **out, const svc_def *def, const svc_cfg *cfg, lb_err *err)
                                     "in-progress reports for messages held past AckWait/3");
     s->m_queries = metrics_counter("layby_svc_queries_total", labels, "queries answered");
     s->m_query_lat = metrics_histogram("layby_svc_query_seconds", labels, "query latency");
+    static const char *const phase_names[SVC__PHASES] = {
+        [SVC__PHASE_FETCH] = "fetch",   [SVC__PHASE_READ] = "read",
+        [SVC__PHASE_HANDLE] = "handle", [SVC__PHASE_WRITE] = "write",
+        [SVC__PHASE_COMMIT] = "commit", [SVC__PHASE_SETTLE] = "settle",
+    };
+    for (size_t i = 0; i < SVC__PHASES; i++) {
+        char pl[160];
+        snprintf(pl, sizeof pl, "%s,phase=\"%s\"", labels, phase_names[i]);
+        s->m_phase[i] = metrics_histogram("layby_svc_phase_seconds", pl,
+                                          "one phase of a batch (svc_internal.h svc__phase)");
+    }
     *out = s;
     return LB_OK;
 }
@@ -239,7 +250,10 @@ consumer_main(void *arg)
     while (!atomic_load(&s->stop)) {
         natsMsgList list = { 0 };
         lb_err err;
+        int64_t t_fetch = lb_mono_us();
         lb_status st = bus_fetch(&list, ct->sub, (int)s->cfg.batch, s->cfg.fetch_wait_ms, &err);
+        if (st == LB_OK)
+            metrics_observe_us(s->m_phase[SVC__PHASE_FETCH], lb_mono_us() - t_fetch);
         if (st == LB_ERR_TIMEOUT) {
             failures = 0;
             continue;

@@ -389,6 +389,16 @@ handlers_run(svc__worker *w, entry **es, size_t k, const bool *fresh, int64_t no
     return LB_OK;
 }
 
+/* Ends phase p of the batch begun at *t (layby_svc_phase_seconds); the next
+ * phase begins now. */
+static void
+phase_end(svc__worker *w, svc__phase p, int64_t *t)
+{
+    int64_t now = lb_mono_us();
+    metrics_observe_us(w->s->m_phase[p], now - *t);
+    *t = now;
+}
+
 /* Runs es[0..k) in one transaction. On LB_OK everything committed, replies
  * went out and the messages were acked. */
 static lb_status
@@ -410,6 +420,7 @@ run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
     for (size_t i = 0; i < k; i++)
         ids[i] = es[i]->env.msg_id;
     int64_t now = lb_now_ms();
+    int64_t t = lb_mono_us();
     svc__batch_reset(b);
     int claim = -1;
     if ((st = store_begin(w->db, err)) != LB_OK)
@@ -429,15 +440,20 @@ run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
     if ((st = store_flush(w->db, err)) != LB_OK ||
         (st = inbox_claim_fresh(w->db, claim, ids, k, fresh, err)) != LB_OK)
         goto out_rollback;
+    phase_end(w, SVC__PHASE_READ, &t);
     if ((st = handlers_run(w, es, k, fresh, now, items, &n_items, err)) != LB_OK)
         goto out_rollback;
+    phase_end(w, SVC__PHASE_HANDLE, &t);
     if ((st = outbox_buf_write(w->db, &b->out, err)) != LB_OK)
         goto out_rollback;
+    phase_end(w, SVC__PHASE_WRITE, &t);
     if ((st = store_commit(w->db, err)) != LB_OK)
         goto out_rollback;
+    phase_end(w, SVC__PHASE_COMMIT, &t);
     fault_point("svc.after_commit");
     /* Committed: ack (a lost ack only causes a redelivery the inbox skips). */
     batch_settled(w, es, k, items, n_items);
+    phase_end(w, SVC__PHASE_SETTLE, &t);
     goto out_free;
 out_rollback:
     store_rollback(w->db);

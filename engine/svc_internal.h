@@ -24,6 +24,25 @@ typedef struct svc__durable {
     atomic_llong ack_wait_ms; /* the durable's AckWait: a held batch reports progress within it */
 } svc__durable;
 
+/* The phases of one batch, each timed into layby_svc_phase_seconds (issue
+ * 25: find where an orchestrator hop's time goes before tuning it). FETCH is
+ * the pull that returned the batch; READ is BEGIN, the inbox claim and the
+ * prefetched reads (one round trip); HANDLE the handlers (their own reads and
+ * decisions; their writes are queued, pipelined); WRITE the outbox rows;
+ * COMMIT the round trip that sends the queued writes and COMMIT; SETTLE the
+ * acks, replies and the hand-off to the relay. The relay's publish and its
+ * acks are layby_outbox_drain_seconds. A clock read and three relaxed atomic
+ * adds per phase: no I/O on the batch's path. */
+typedef enum svc__phase {
+    SVC__PHASE_FETCH,
+    SVC__PHASE_READ,
+    SVC__PHASE_HANDLE,
+    SVC__PHASE_WRITE,
+    SVC__PHASE_COMMIT,
+    SVC__PHASE_SETTLE,
+    SVC__PHASES
+} svc__phase;
+
 struct svc {
     /* config */
     const svc_def *def;
@@ -37,6 +56,7 @@ struct svc {
     svc__durable *durables; /* one per def->consumers[], same order */
     metrics_metric *m_handled, *m_duplicates, *m_redelivered, *m_dead, *m_retries, *m_batch;
     metrics_metric *m_db_waits, *m_queries, *m_query_lat, *m_progress;
+    metrics_metric *m_phase[SVC__PHASES]; /* layby_svc_phase_seconds{phase=...} */
 };
 
 /* Session of a consumer thread's connection. Its statements are the batch's:

@@ -444,6 +444,38 @@ Test(svc_runtime, a_handler_slower_than_ack_wait_is_in_progress_not_redelivered)
     tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
 }
 
+/* Issue 25's per-phase breakdown (layby_svc_phase_seconds, svc_internal.h
+ * svc__phase): a batch's time lands in the phase that spent it. One command
+ * whose handler sleeps 300 ms: its batch is timed once in every phase, and
+ * only the handler's phase took more than 250 ms. */
+#define M_PHASE(phase, what) \
+    "layby_svc_phase_seconds" what "{service=\"sagatest\",phase=\"" phase "\"}"
+#define M_PHASE_LE(phase, le) \
+    "layby_svc_phase_seconds_bucket{service=\"sagatest\",phase=\"" phase "\",le=\"" le "\"}"
+
+Test(svc_runtime, a_batch_s_time_is_told_by_phase)
+{
+    tsupport_proc *p = &procs[0];
+    tsupport_sagatest_start(p, NULL);
+    send_count("slow", "sleep=300");
+    assert_each_counted_once(1);
+    wait_idle();
+    cr_assert_geq(tsupport_metric(p->port, M_PHASE("fetch", "_count")), 1);
+    static const char *const phases[] = { "read", "handle", "write", "commit", "settle" };
+    char series[160];
+    for (size_t i = 0; i < LB_COUNTOF(phases); i++) {
+        snprintf(series, sizeof series, M_PHASE("%s", "_count"), phases[i]);
+        cr_assert_eq(tsupport_metric(p->port, series), 1, "%s", series);
+    }
+    cr_assert_eq(tsupport_metric(p->port, M_PHASE_LE("handle", "0.25")), 0,
+                 "the handler's 300 ms are the handle phase's");
+    cr_assert_eq(tsupport_metric(p->port, M_PHASE_LE("handle", "0.5")), 1);
+    cr_assert_eq(tsupport_metric(p->port, M_PHASE_LE("commit", "0.25")), 1,
+                 "the handler's sleep counted in the commit");
+    cr_assert_eq(tsupport_metric(p->port, M_PHASE_LE("read", "0.25")), 1);
+    tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
+}
+
 /* --- failures ----------------------------------------------------------------- */
 
 Test(svc_runtime, a_batch_with_one_failing_message_commits_the_others_one_by_one)
