@@ -100,6 +100,9 @@ typedef enum saga_step_status {
 /* saga_state.flags */
 #define SAGA_F_REPLIED   0x1u /* the requester has had its one reply */
 #define SAGA_F_CANCELLED 0x2u /* a signal rolls it back: it ends CANCELLED, not FAILED */
+#define SAGA_F_REPLIED_OK                                           \
+    0x4u /* that one reply was OK (a step with .reply, or the end): \
+            a repeated START answers OK even if the saga fails later */
 
 typedef struct saga_step_state {
     uint8_t status;        /* saga_step_status */

@@ -187,6 +187,8 @@ reply_requester(ctx *c, lb_status code, const char *reason)
     if (c->s->flags & SAGA_F_REPLIED)
         return;
     c->s->flags |= SAGA_F_REPLIED;
+    if (code == LB_OK)
+        c->s->flags |= SAGA_F_REPLIED_OK;
     if (c->s->reply_to[0] == '\0')
         return;
     c->d->reply.send = true;

@@ -37,7 +37,13 @@ static void
 reply_known_outcome(ctx *c)
 {
     const saga_state *s = c->s;
-    if (s->status == SAGA_COMPLETED || (s->status == SAGA_RUNNING && (s->flags & SAGA_F_REPLIED)))
+    /* A repeat gets the first answer (DESIGN 5: "a repeat with the same key
+     * returns the first outcome"): a requester told OK at a .reply step,
+     * whose answer was lost, must hear OK again after the saga failed or was
+     * cancelled later (its order exists; the edge reads it back as it does
+     * for the first answer), not the later failure's reason. */
+    if (s->status == SAGA_COMPLETED || (s->flags & SAGA_F_REPLIED_OK) ||
+        (s->status == SAGA_RUNNING && (s->flags & SAGA_F_REPLIED)))
         saga__reply_sender(c, LB_OK, "");
     else if (s->status != SAGA_RUNNING)
         saga__reply_sender(c, s->fail_code != LB_OK ? s->fail_code : LB_ERR_UNPROCESSABLE,

@@ -555,7 +555,7 @@ test_build(ProtobufCMessage **out, const saga_build_in *in, lb_err *err)
 
 static const saga_retry v2_retry = { .attempts = 2, .base_ms = 50, .multiplier = 2, .cap_ms = 500 };
 
-#define V2_STEP(n)                                                                                 \
+#define V2_STEP(n, ...)                                                                            \
     {                                                                                              \
         .name = n, .command = &layby__v1__test_step_do__descriptor, .subject = SAGA_SUBJ_TEST_DO,  \
         .build = test_build, .on_ok = &layby__v1__test_step_done__descriptor,                      \
@@ -566,7 +566,7 @@ static const saga_retry v2_retry = { .attempts = 2, .base_ms = 50, .multiplier =
         .on_compensated = &layby__v1__test_step_undone__descriptor,                                \
         .on_compensated_subject = SAGA_SUBJ_TEST_UNDONE,                                           \
         .on_compensate_fail = &layby__v1__test_step_undo_failed__descriptor,                       \
-        .on_compensate_fail_subject = SAGA_SUBJ_TEST_UNDO_FAILED,                                  \
+        .on_compensate_fail_subject = SAGA_SUBJ_TEST_UNDO_FAILED, __VA_ARGS__                      \
     }
 
 /* Version 2 of the test saga: a fourth step and other timings. */
@@ -763,6 +763,48 @@ Test(saga_skip, a_step_the_start_rules_out_is_never_sent_and_never_undone)
                                    .n_steps = 1 };
     cr_assert_eq(saga_type_check(&bad, &err), LB_ERR_CONFIG);
     cr_assert(strstr(err.msg, "may be skipped"), "%s", err.msg);
+}
+
+/* --- a repeated START after an early OK (a step with .reply) ------------------ */
+
+/* a answers the requester (as order_place's payment_pending does); b may
+ * still fail, and the saga is rolled back after its requester heard OK. */
+static const saga_step reply_steps[] = { V2_STEP("a", .reply = true), V2_STEP("b") };
+static const saga_type sagareply = {
+    .name = "sagareply",
+    .version = 1,
+    .start = &layby__v1__start_test_saga__descriptor,
+    .steps = reply_steps,
+    .n_steps = LB_COUNTOF(reply_steps),
+};
+
+Test(saga_decide, repeated_start_after_an_early_ok_hears_ok_though_the_saga_failed_later)
+{
+    lb_err err = { 0 };
+    cr_assert_eq(saga_type_check(&sagareply, &err), LB_OK, "%s", err.msg);
+    drv *v = drv_new(&sagareply);
+    act(v, "start");
+    act(v, "ok:a");
+    cr_assert(v->d.reply.send && !v->d.reply.to_sender, "a answers the requester");
+    cr_assert_eq(v->d.reply.status, LB_OK);
+    run_script(v, "final:b undone:a");
+    cr_assert_eq(v->s.status, SAGA_FAILED);
+    /* The requester's OK was lost (the chaos run: a 504 read-back while
+     * nats-server restarted); its repeat must hear that OK again, not b's
+     * failure: the first outcome (DESIGN 5). */
+    act(v, "start!");
+    cr_assert(v->d.reply.send && v->d.reply.to_sender);
+    cr_assert_eq(v->d.reply.status, LB_OK, "got %d %s", v->d.reply.status, v->d.reply.reason);
+    replay_check(v);
+    drv_free(v);
+
+    /* a saga that failed before any OK still answers its failure */
+    drv *w = drv_new(&sagareply);
+    run_script(w, "start final:a");
+    act(w, "start!");
+    cr_assert(w->d.reply.send && w->d.reply.to_sender);
+    cr_assert_neq(w->d.reply.status, LB_OK);
+    drv_free(w);
 }
 
 /* --- messages ------------------------------------------------------------------ */
