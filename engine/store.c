@@ -15,6 +15,7 @@
  * reports it with the failing statement's name. */
 #include "store.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +31,10 @@ struct store {
     const char *session_sql; /* borrowed; run on every connect, before preparing */
     /* state */
     PGconn *pg;
-    bool prepared; /* stmts prepared on this pg */
-    bool in_tx;    /* between store_begin and commit/rollback: pipeline mode */
+    bool prepared;                /* stmts prepared on this pg */
+    bool gone;                    /* the server sent FATAL on this pg: its backend is ending */
+    PQnoticeReceiver notice_next; /* libpq's default (prints it), called after ours */
+    bool in_tx;                   /* between store_begin and commit/rollback: pipeline mode */
     /* Statements sent in this transaction whose results are not read yet;
      * keep[i] >= 0 names the kept[] slot that receives the result. */
     const char *unread[STORE_UNREAD_MAX];
@@ -80,13 +83,30 @@ prepare_all(store *s, lb_err *err)
     return LB_OK;
 }
 
+/* Sees the error a backend sends as it ends (pg_terminate_backend,
+ * PostgreSQL shutting down) while the session is idle: libpq hands an error
+ * that answers no query to the notice receiver. */
+static void
+notice_seen(void *arg, const PGresult *r)
+{
+    store *s = arg;
+    const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (sev != NULL && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+        s->gone = true;
+    if (s->notice_next != NULL)
+        s->notice_next(NULL, r); /* libpq's default takes no argument */
+}
+
 static lb_status
 connect_pg(store *s, lb_err *err)
 {
     if (s->pg != NULL)
         PQfinish(s->pg);
     s->prepared = false;
+    s->gone = false;
     s->pg = PQconnectdb(s->url);
+    if (s->pg != NULL)
+        s->notice_next = PQsetNoticeReceiver(s->pg, notice_seen, s);
     if (PQstatus(s->pg) != CONNECTION_OK) {
         char msg[LB_ERR_MSG_MAX];
         snprintf(msg, sizeof msg, "%s", PQerrorMessage(s->pg));
@@ -146,10 +166,42 @@ store_pg(store *s)
     return s->pg;
 }
 
+/* Whether an idle session is known dead before anything is sent on it. A
+ * backend that ends while its session is idle (pg_terminate_backend,
+ * PostgreSQL shut down or restarted) sends a FATAL error and closes its end;
+ * libpq learns it only when it next reads. Reading what is pending here costs
+ * a poll() (and a read only when something came), no round trip.
+ *
+ * Why it matters: whatever runs on a session that was already dead fails
+ * before the server saw any of it. A read may then simply run again
+ * (svc_query.c), but a write whose COMMIT was sent and whose answer was lost
+ * has an unknown fate and may not be run again by the engine: a query
+ * (request/reply) answers the failure, its client repeats it; a command batch
+ * is run again only because its inbox claim commits with it (svc_batch.c: a
+ * batch that did commit finds its ids claimed and changes nothing). Seeing the
+ * dead session first takes most writes after a database fault out of that
+ * question: they run once, on a new session. What is left is a session that
+ * dies between this check and the statement, or during the transaction. */
+static bool
+session_dead(store *s)
+{
+    if (s->pg == NULL || PQstatus(s->pg) != CONNECTION_OK || s->gone)
+        return true;
+    if (s->in_tx) /* results are pending: not ours to read here */
+        return false;
+    struct pollfd p = { .fd = PQsocket(s->pg), .events = POLLIN };
+    if (poll(&p, 1, 0) <= 0)
+        return false; /* nothing came: as alive as anything can tell */
+    if (!PQconsumeInput(s->pg))
+        return true;       /* the server closed the connection */
+    (void)PQisBusy(s->pg); /* parses what came: a FATAL reaches notice_seen() */
+    return s->gone || PQstatus(s->pg) != CONNECTION_OK;
+}
+
 lb_status
 store_ensure(store *s, lb_err *err)
 {
-    if (s->pg != NULL && PQstatus(s->pg) == CONNECTION_OK && s->prepared)
+    if (!session_dead(s) && s->prepared)
         return LB_OK;
     return connect_pg(s, err);
 }

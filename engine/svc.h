@@ -77,13 +77,15 @@ typedef lb_status (*svc_query_fn)(svc_query *q, const ProtobufCMessage *req,
                                   ProtobufCMessage **reply, lb_err *err);
 
 /* What a query does to the database, which decides whether the engine may
- * run it a second time. A read whose session turns out dead (PostgreSQL
- * restarted, pg_terminate_backend) is run once more on a new session before
- * it answers: nothing happened the first time. A write is never run twice
- * by the engine (a COMMIT lost with its connection has an unknown outcome,
- * and a write may have effects outside the database, such as the login
- * throttle's counts); its caller repeats it. WRITES is 0, so a row that
- * forgets the column is never run twice. */
+ * run it a second time. A session already dead when a query starts
+ * (PostgreSQL restarted, pg_terminate_backend) is seen by store_ensure()
+ * before anything is sent, so reads and writes alike run once, on a new
+ * session. A read whose session dies after that check is run once more on a
+ * new session before it answers: nothing happened the first time. A write is
+ * never run twice by the engine (a COMMIT lost with its connection has an
+ * unknown outcome, and a write may have effects outside the database, such
+ * as the login throttle's counts); its caller repeats it. WRITES is 0, so a
+ * row that forgets the column is never run twice. */
 typedef enum svc_query_kind {
     SVC_QUERY_WRITES = 0,
     SVC_QUERY_READS,

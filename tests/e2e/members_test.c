@@ -403,6 +403,32 @@ Test(members, a_sixth_code_within_the_hour_is_429)
 
 /* --- login ------------------------------------------------------------------------ */
 
+/* Writes after a database fault: every session of the member service ends
+ * while idle (pg_terminate_backend, as a PostgreSQL restart does). Each
+ * responder must see its session is dead before it sends anything and sign
+ * up on a new one: 201, not the 503 a write that failed on the dead session
+ * answered (a sign-up is a write, which the engine never runs twice:
+ * engine/store.c session_dead). Three sign-ups meet three responders. */
+Test(members, sign_ups_after_the_member_sessions_are_cut_are_201)
+{
+    char id[64], user[32], email[64], phone[32];
+    sign_up("before.cut", "before.cut@example.com", "010-5555-0000", id, sizeof id);
+    int64_t cut_us = tsupport_sql_int("SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::int8");
+    cr_assert_gt(tsupport_sql_int("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) "
+                                  "FROM pg_stat_activity WHERE usename = 'member') t"),
+                 0);
+    tsupport_wait_count(10000, 0,
+                        "SELECT count(*) FROM pg_stat_activity WHERE usename = 'member' "
+                        "AND backend_start < to_timestamp(%lld / 1e6)",
+                        (long long)cut_us);
+    for (int i = 0; i < 3; i++) {
+        snprintf(user, sizeof user, "after.cut%d", i);
+        snprintf(email, sizeof email, "after.cut%d@example.com", i);
+        snprintf(phone, sizeof phone, "010-5555-000%d", i + 1);
+        sign_up(user, email, phone, id, sizeof id);
+    }
+}
+
 Test(members, login_before_verification_is_403)
 {
     char id[64];

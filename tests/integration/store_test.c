@@ -2,7 +2,8 @@
  * PostgreSQL: statements whose result nobody waits for still run in order,
  * their failures surface at the next wait or at COMMIT with the statement's
  * name, a rollback leaves nothing behind, and the store stays usable after a
- * failure and after its backend was killed. */
+ * failure and after its backend was killed; a backend that ended while
+ * idle is replaced before the next transaction. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +185,30 @@ Test(store, killed_backend_fails_the_transaction_then_reconnects)
     store_rollback(db);
     cr_assert_eq(rows(), 0);
     assert_usable("2"); /* store_begin reconnects and prepares the statements again */
+}
+
+/* A backend that ends while its session is idle (pg_terminate_backend, a
+ * PostgreSQL restart) is seen before the next transaction sends anything:
+ * store_begin() starts it on a new session, so it commits the first time
+ * instead of failing on the dead one (which a write may not simply repeat). */
+Test(store, a_session_ended_while_idle_is_replaced_before_the_next_transaction)
+{
+    lb_err err;
+    PGresult *r = NULL;
+    cr_assert_eq(store_exec(db, &r, "st_pid", 0, NULL, &err), LB_OK, "%s", err.msg);
+    char sql[128], kill[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+             PQgetvalue(r, 0, 0));
+    snprintf(kill, sizeof kill, "SELECT pg_terminate_backend(%s)", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    tsupport_sql(kill);
+    for (int i = 0; i < 50 && tsupport_sql_int(sql) > 0; i++)
+        tsupport_sql("SELECT pg_sleep(0.02)");
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
+    put("1", "a", LB_OK);
+    cr_assert_eq(store_commit(db, &err), LB_OK, "the transaction ran on the dead session: %s",
+                 err.msg);
+    cr_assert_eq(rows(), 1);
 }
 
 static void

@@ -547,6 +547,40 @@ Test(svc_runtime, a_postgres_outage_spends_no_deliveries_and_counts_each_once)
     tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
 }
 
+/* Between two commands every session of the participant ends while idle
+ * (pg_terminate_backend, as a PostgreSQL restart does). The next batch's
+ * worker sees its session is dead before it sends anything and runs the
+ * batch once on a new session (engine/store.c session_dead): no batch held
+ * (before, it failed on the dead session and was held 50 ms and run again,
+ * which layby_svc_db_waits_total counts) and no delivery spent. */
+Test(svc_runtime, a_command_after_the_sessions_are_cut_runs_once_on_a_new_session)
+{
+    tsupport_proc *p = &procs[0];
+    tsupport_sagatest_start(p, NULL);
+    send_count("before-cut", "");
+    tsupport_wait_count(WAIT_MS, 1, "SELECT count(*) FROM sagatest.counts");
+    wait_idle();
+    /* The participant runs as the harness's admin role (its own search_path),
+     * as this test's session does: every such session but this one. */
+    static const char others[] = "FROM pg_stat_activity WHERE usename = current_user "
+                                 "AND pid <> pg_backend_pid() AND backend_type = 'client backend'";
+    char cut[256];
+    snprintf(cut, sizeof cut, "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) %s) t",
+             others);
+    int64_t cut_us = tsupport_sql_int("SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::int8");
+    cr_assert_gt(tsupport_sql_int(cut), 0);
+    tsupport_wait_count(10000, 0, "SELECT count(*) %s AND backend_start < to_timestamp(%lld / 1e6)",
+                        others, (long long)cut_us);
+    send_count("after-cut", "");
+    tsupport_wait_count(WAIT_MS, 2, "SELECT count(*) FROM sagatest.counts");
+    wait_idle();
+    cr_assert_eq(tsupport_metric(p->port, M_DB_WAITS), 0,
+                 "a batch failed on a dead session and was held");
+    cr_assert_eq(tsupport_metric(p->port, M_REDELIVER), 0);
+    cr_assert_eq(tsupport_metric(p->port, M_HANDLED), 2);
+    tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
+}
+
 /* --- dead letters -------------------------------------------------------------- */
 
 /* Issue 16 item 3: two services refuse messages with one Nats-Msg-Id. Each
