@@ -402,6 +402,9 @@ Test(admin_queries, dead_letters_page_by_sequence_and_show_what_layby_ctl_shows)
     tsupport_http_call(&r, port, "GET", "/api/v1/admin/dead-letters",
                        (const char *const[]){ member, NULL }, NULL, false);
     tsupport_http_assert_error(&r, 403, "forbidden", NULL);
+    snprintf(path, sizeof path, "/api/v1/admin/dead-letters/%lld", (long long)seq1);
+    tsupport_http_call(&r, port, "GET", path, (const char *const[]){ member, NULL }, NULL, false);
+    tsupport_http_assert_error(&r, 403, "forbidden", NULL);
 }
 
 /* --- the Overview (edge_overview.c + the orchestrator's saga_overview) ------- */

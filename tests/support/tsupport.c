@@ -221,6 +221,17 @@ tsupport_nats_stop(void)
 }
 
 void
+tsupport_nats_signal(int sig)
+{
+    pid_t pid = nats_pid();
+    if (pid == 0)
+        return;
+    kill(pid, sig);
+    if (sig == SIGKILL && !tsupport_poll_until(nats_down, &pid, NATS_STOP_MS))
+        cr_assert_fail("nats-server (pid %d) did not die in %d ms", (int)pid, NATS_STOP_MS);
+}
+
+void
 tsupport_nats_start(void)
 {
     const char *conf = tsupport_env_req("LAYBY_TEST_NATS_CONF");

@@ -65,6 +65,10 @@ natsStatus tsupport_nats_connect(natsConnection **out, const char *who, natsErrH
                                  void *errh_arg);
 /* Stops the test nats-server (SIGTERM, waits until it exited). */
 void tsupport_nats_stop(void);
+/* Sends sig to the test nats-server: SIGSTOP freezes it with every
+ * connection open (what clients send goes unread and unanswered), SIGCONT
+ * thaws it, SIGKILL kills it (and waits until it is gone, frozen or not). */
+void tsupport_nats_signal(int sig);
 /* Starts it again with the same config, port and JetStream store; waits until
  * it accepts connections. Does nothing when it runs (so it fits a .fini). */
 void tsupport_nats_start(void);
