@@ -11,7 +11,10 @@
  * wants to see rather than the saga's outcome: the order as placed or paid
  * (read back with a query), or the status a signal set it on its way to. The
  * pay and signal rows first read the order as the member, so another
- * member's order is 404 before anything is sent. */
+ * member's order is 404 before anything is sent.
+ *
+ * The admin's order (GET /api/v1/admin/orders/{id}, the console's order
+ * page) gathers the order, its payment ledger and its delivery. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +23,11 @@
 #include "edge_orders.h"
 #include "engine/id.h"
 #include "engine/subjects.h"
+#include "layby/v1/admin.pb-c.h"
 #include "layby/v1/catalog.pb-c.h"
 #include "layby/v1/delivery.pb-c.h"
 #include "layby/v1/order.pb-c.h"
+#include "layby/v1/payment.pb-c.h"
 #include "layby/v1/saga.pb-c.h"
 
 /* Asks the delivery service for order_id; NULL when there is none (yet). */
@@ -330,3 +335,45 @@ const edge_hooks edge_orders_cancel_hooks = { .prepare = signal_prepare,
                                               .reply_swap = cancel_swap };
 const edge_hooks edge_orders_return_hooks = { .prepare = signal_prepare,
                                               .reply_swap = return_swap };
+
+/* --- admin --------------------------------------------------------------------- */
+
+/* GET /api/v1/admin/orders/{id}: the order (read with member "", any
+ * member's) with its ledger and delivery beside it. Unlike the buyer's page,
+ * a service that does not answer fails the request: an operator shown no
+ * charge must be able to trust that there is none. No delivery is not an
+ * error (not paid yet, or cancelled before one was made). */
+static lb_status
+admin_order_swap(ProtobufCMessage **reply, edge_req *r, lb_err *err)
+{
+    Layby__V1__Order *o = (Layby__V1__Order *)*reply;
+    Layby__V1__GetPaymentLedger gl = LAYBY__V1__GET_PAYMENT_LEDGER__INIT;
+    Layby__V1__GetDelivery gd = LAYBY__V1__GET_DELIVERY__INIT;
+    gl.order_id = gd.order_id = o->order_id;
+    ProtobufCMessage *ledger = NULL, *delivery = NULL;
+    lb_status s =
+        ask(&ledger, r, SUBJ_PAYMENT_LEDGER, &gl.base, &layby__v1__payment_ledger__descriptor, err);
+    if (s == LB_OK) {
+        s = ask(&delivery, r, SUBJ_DELIVERY_GET, &gd.base, &layby__v1__delivery__descriptor, err);
+        if (s == LB_ERR_NOT_FOUND)
+            s = LB_OK;
+    }
+    Layby__V1__AdminOrder *a = s == LB_OK ? malloc(sizeof *a) : NULL;
+    if (s == LB_OK && a == NULL)
+        s = lb_err_set(err, LB_ERR_NOMEM, "admin order");
+    if (s != LB_OK) {
+        if (ledger != NULL)
+            protobuf_c_message_free_unpacked(ledger, NULL);
+        if (delivery != NULL)
+            protobuf_c_message_free_unpacked(delivery, NULL);
+        return s;
+    }
+    layby__v1__admin_order__init(a);
+    a->order = o;
+    a->ledger = (Layby__V1__PaymentLedger *)ledger;
+    a->delivery = (Layby__V1__Delivery *)delivery;
+    *reply = &a->base;
+    return LB_OK;
+}
+
+const edge_hooks edge_orders_admin_get_hooks = { .reply_swap = admin_order_swap };

@@ -21,5 +21,8 @@ extern const edge_hooks edge_orders_pay_hooks;
  * (404 otherwise); the answer names the status the order is on its way to. */
 extern const edge_hooks edge_orders_cancel_hooks;
 extern const edge_hooks edge_orders_return_hooks;
+/* GET /api/v1/admin/orders/{id}: the order with its payment ledger and its
+ * delivery, asked of the payment and delivery services (admin). */
+extern const edge_hooks edge_orders_admin_get_hooks;
 
 #endif

@@ -145,6 +145,15 @@ static const edge_route edge_routes[] = {
       .request = &layby__v1__admin_overview__descriptor,
       .reply = &layby__v1__admin_document__descriptor, .reply_json = "json",
       .schema = SCHEMA_OVERVIEW, .status = 200, .hooks = &edge_overview_hooks },
+    { .method = "GET", .path = "/api/v1/admin/orders/{id}", .who = EDGE_ADMIN,
+      .kind = EDGE_KIND_QUERY,
+      .summary = "An order of any member with its payment ledger (charges, declines, outages, "
+                 "refunds) and its delivery history (admin)",
+      .operation = "adminGetOrder", .subject = SUBJ_ORDER_GET_ORDER,
+      .request = &layby__v1__get_order__descriptor,
+      .reply = &layby__v1__order__descriptor, .answer = &layby__v1__admin_order__descriptor,
+      .status = 200, .binds = EDGE_BINDS(EDGE_PATH_UUID("id", "order_id")),
+      .errors = EDGE_ERRORS(LB_ERR_NOT_FOUND), .hooks = &edge_orders_admin_get_hooks },
     { .method = "GET", .path = "/api/v1/admin/dead-letters", .who = EDGE_ADMIN,
       .kind = EDGE_KIND_QUERY,
       .summary = "Dead letters (LAYBY_DLQ), oldest first, a page at a time; a page looks at "

@@ -79,6 +79,7 @@
 #define SUBJ_PAYMENT_REFUND        "layby.cmd.payment.refund"
 #define SUBJ_PAYMENT_GET           "layby.qry.payment.get"
 #define SUBJ_PAYMENT_AUDIT         "layby.qry.payment.audit"
+#define SUBJ_PAYMENT_LEDGER        "layby.qry.payment.ledger"
 #define SUBJ_PAYMENT_CAPTURED      "layby.evt.payment.captured"
 #define SUBJ_PAYMENT_FAILED        "layby.evt.payment.failed"
 #define SUBJ_PAYMENT_REFUNDED      "layby.evt.payment.refunded"

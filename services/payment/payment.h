@@ -56,6 +56,7 @@ typedef enum payment_stmt_id {
     PAYMENT_SQL_SUMMARY,
     PAYMENT_SQL_AUDIT_TOTALS,
     PAYMENT_SQL_AUDIT_ORDERS,
+    PAYMENT_SQL_LEDGER,
     PAYMENT_STMTS_COUNT
 } payment_stmt_id;
 extern const store_stmt payment_stmts[PAYMENT_STMTS_COUNT];
@@ -66,5 +67,10 @@ extern const svc_def payment_def;
 /* layby.qry.payment.audit (DESIGN §7; payment_audit.c). */
 lb_status payment_audit(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
                         lb_err *err);
+
+/* layby.qry.payment.ledger: an order's charge attempts and refunds
+ * (payment_ledger.c). */
+lb_status payment_ledger(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
+                         lb_err *err);
 
 #endif

@@ -346,6 +346,7 @@ static const svc_handler payment_handlers[] = {
 static const svc_query_route payment_queries[] = {
     { SUBJ_PAYMENT_GET,   &layby__v1__get_payment__descriptor,       payment_get, SVC_QUERY_READS },
     { SUBJ_PAYMENT_AUDIT, &layby__v1__get_payment_audit__descriptor, payment_audit, SVC_QUERY_READS },
+    { SUBJ_PAYMENT_LEDGER, &layby__v1__get_payment_ledger__descriptor, payment_ledger, SVC_QUERY_READS },
 };
 
 static const svc_consumer payment_consumers[] = {

@@ -1,6 +1,8 @@
 /* payment_sql.c - every SQL statement of the payment service. */
 #include "payment.h"
 
+#define TS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
 /* clang-format off */
 const store_stmt payment_stmts[PAYMENT_STMTS_COUNT] = {
     [PAYMENT_SQL_CAPTURE_GET] = { "payment_capture_get",
@@ -70,5 +72,17 @@ const store_stmt payment_stmts[PAYMENT_STMTS_COUNT] = {
         "coalesce(sum(refunded_won) FILTER (WHERE status = 'CAPTURED'), 0) AS refunded, "
         "max(created_at) AS at FROM charges WHERE order_id = i.order_id) c "
         "ORDER BY i.order_id" },
+    /* An order's ledger lines, oldest first, $2 of them (charges_order and
+     * refunds_saga serve both halves). A refund without a charge is a void. */
+    [PAYMENT_SQL_LEDGER] = { "payment_ledger",
+        "SELECT kind, id, saga, status, method, reason, key, charge, " TS("at") ", amount, "
+        "refunded FROM ("
+        "SELECT 'CHARGE' AS kind, charge_id::text AS id, saga_id::text AS saga, status, "
+        "amount_won AS amount, refunded_won AS refunded, method, reason, attempt_key AS key, "
+        "'' AS charge, created_at AS at FROM charges WHERE order_id = $1::uuid "
+        "UNION ALL SELECT 'REFUND', refund_id::text, saga_id::text, "
+        "CASE WHEN charge_id IS NULL THEN 'VOID' ELSE 'REFUNDED' END, amount_won, 0, '', reason, "
+        "refund_key, coalesce(charge_id::text, ''), created_at FROM refunds "
+        "WHERE order_id = $1::uuid) l ORDER BY at, kind, id LIMIT $2::int" },
 };
 /* clang-format on */

@@ -144,6 +144,10 @@ Test(security, every_protected_route_refuses_a_missing_forged_or_foreign_token_w
 
 Test(security, every_admin_route_refuses_a_member_token_with_403)
 {
+    /* the console's reads (issue 24) must be among them: each is ADMIN */
+    static const char *const console_reads[] = { "adminListSagas", "adminGetSaga", "adminGetOrder",
+                                                 "adminListDeadLetters", "adminGetDeadLetter" };
+    unsigned console_seen = 0;
     id_new(any_id);
     size_t n, checked = 0;
     const edge_route *routes = edge_routes_table(&n);
@@ -159,9 +163,14 @@ Test(security, every_admin_route_refuses_a_member_token_with_403)
                      r.body);
         if (r.status == 403)
             tsupport_http_assert_error(&r, 403, "forbidden", NULL);
+        for (size_t k = 0; k < LB_COUNTOF(console_reads); k++)
+            if (strcmp(rt->operation, console_reads[k]) == 0)
+                console_seen |= 1u << k;
         checked++;
     }
     cr_assert_gt(checked, 0, "no ADMIN route in the table?");
+    cr_assert_eq(console_seen, (1u << LB_COUNTOF(console_reads)) - 1,
+                 "a console read is not an ADMIN row (seen mask %x)", console_seen);
 }
 
 /* ---- another member's resources ------------------------------------------ */

@@ -5,7 +5,10 @@
  * piece of code renders both), the list filters by state and order id and
  * pages by keyset, and bad filters are refused naming the field; a saga with
  * a long log answers its timeline a page at a time, each in under a second;
- * the edge's Overview counts the sagas, letters and audit the test made. */
+ * the edge's Overview counts the sagas, letters and audit the test made;
+ * dead letters through the edge; and an order's admin page through the edge
+ * (the whole order stack): every ledger line and delivery status is a stored
+ * row, the delivery is layby-ctl order show's. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -24,7 +27,7 @@
 #define WAIT_MS 30000
 
 static bus *admin;
-static tsupport_proc procs[3];
+static tsupport_proc procs[6];
 
 static void
 setup(void)
@@ -579,4 +582,217 @@ Test(admin_queries, the_overview_shows_the_sagas_letters_audit_and_bus_the_test_
     tsupport_http_call(&r, port, "GET", "/api/v1/admin/overview", (const char *const[]){ NULL },
                        NULL, false);
     tsupport_http_assert_error(&r, 401, "unauthorized", NULL);
+}
+
+/* --- an order's page: the order, its payment ledger, its delivery ------------- */
+
+/* method path as auth (a header line) with body; the answer in r. */
+static void
+order_call(tsupport_resp *r, int port, const char *method, const char *path, const char *auth,
+           const char *body)
+{
+    const char *const h[] = { "Content-Type: application/json", auth, NULL };
+    tsupport_http_call(r, port, method, path, h, body, false);
+}
+
+/* POST or PUT that must answer want; its string field key into out (or NULL). */
+static void
+order_make(int port, const char *path, const char *auth, const char *body, long want,
+           const char *key, char out[ID_STR_LEN])
+{
+    static tsupport_resp r;
+    order_call(&r, port, "POST", path, auth, body);
+    cr_assert_eq(r.status, want, "POST %s: %ld %s", path, r.status, r.body);
+    if (key == NULL)
+        return;
+    json_t *j = tsupport_http_json(&r);
+    snprintf(out, ID_STR_LEN, "%s", jstr(j, key));
+    json_decref(j);
+}
+
+typedef struct admin_order_want {
+    int port;
+    const char *auth, *order, *delivery_status;
+    char seen[64];
+} admin_order_want;
+
+/* The admin's order page shows the delivery in w->delivery_status. */
+static bool
+admin_order_is(void *arg)
+{
+    admin_order_want *w = arg;
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/admin/orders/%s", w->order);
+    static tsupport_resp r;
+    order_call(&r, w->port, "GET", path, w->auth, NULL);
+    json_t *j = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
+    const char *ds = jstr(json_object_get(j, "delivery"), "status");
+    snprintf(w->seen, sizeof w->seen, "%ld %s", r.status, ds ? ds : "-");
+    bool ok = ds != NULL && strcmp(ds, w->delivery_status) == 0;
+    json_decref(j);
+    return ok;
+}
+
+/* Asserts that line, a ledger line of the admin's page, is one row of
+ * payment.charges or payment.refunds of order, field for field. */
+static void
+ledger_line_is_a_row(json_t *line, const char *order)
+{
+    const char *kind = jstr(line, "kind");
+    cr_assert_not_null(kind, "a ledger line without kind");
+    json_int_t amount = json_integer_value(json_object_get(line, "amount"));
+    json_int_t refunded = json_integer_value(json_object_get(line, "refunded"));
+    const char *key = jstr(line, "key"), *at = jstr(line, "at");
+    char sql[1024];
+    if (strcmp(kind, "CHARGE") == 0)
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM payment.charges WHERE order_id = '%s' AND charge_id = '%s'"
+                 " AND saga_id = '%s' AND status = '%s' AND amount_won = %lld"
+                 " AND refunded_won = %lld AND attempt_key = '%s' AND method = '%s'"
+                 " AND created_at = '%s'::timestamptz",
+                 order, jstr(line, "id"), jstr(line, "sagaId"), jstr(line, "status"),
+                 (long long)amount, (long long)refunded, key, jstr(line, "method"), at);
+    else
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM payment.refunds WHERE order_id = '%s' AND refund_id = '%s'"
+                 " AND saga_id = '%s' AND amount_won = %lld AND refund_key = '%s'"
+                 " AND charge_id = '%s' AND created_at = '%s'::timestamptz",
+                 order, jstr(line, "id"), jstr(line, "sagaId"), (long long)amount, key,
+                 jstr(line, "chargeId"), at);
+    cr_assert_eq(tsupport_sql_int(sql), 1, "no such ledger row: %s", json_dumps(line, 0));
+}
+
+Test(admin_queries, an_orders_page_holds_its_ledger_lines_and_delivery_history_from_the_services)
+{
+    const char *orch_env[] = { "LAYBY_FAST=1",
+                               "LAYBY_SHIP_DELAY=300ms",
+                               "LAYBY_DELIVER_DELAY=300ms",
+                               "LAYBY_RETURN_WINDOW=60s",
+                               "LAYBY_RETURN_DELAY=300ms",
+                               NULL };
+    tsupport_proc *stack = procs;
+    tsupport_daemon_start(&stack[0], "layby-catalog", 0, NULL, NULL);
+    tsupport_daemon_start(&stack[1], "layby-order", 0, NULL, NULL);
+    tsupport_daemon_start(&stack[2], "layby-payment", 0, NULL, NULL);
+    tsupport_daemon_start(&stack[3], "layby-delivery", 0, NULL, NULL);
+    tsupport_daemon_start(&stack[4], "layby-orchestrator", 0, NULL, orch_env);
+    tsupport_daemon_start(&stack[5], "layby-edge", 0, NULL, NULL);
+    int port = stack[5].port;
+    char adm[2048], buyer[2048], path[256], product[ID_STR_LEN], address[ID_STR_LEN];
+    char order[ID_STR_LEN], unpaid[ID_STR_LEN], body[256];
+    tsupport_jwt_member(adm, sizeof adm, "11111111-1111-4111-8111-111111111111", "ADMIN");
+    tsupport_jwt_member(buyer, sizeof buyer, "22222222-2222-4222-8222-222222222222", "USER");
+
+    /* an order declined once, paid, delivered and returned: a declined
+     * attempt, a capture, a refund and five delivery statuses */
+    order_make(port, "/api/v1/products", adm,
+               "{\"name\":\"Laptop 14\",\"price\":1500000,\"details\":\"\","
+               "\"category\":\"laptops\",\"stock\":5}",
+               201, "productId", product);
+    order_make(port, "/api/v1/me/addresses", buyer,
+               "{\"recipient\":\"Kim Minji\",\"phone\":\"010-1234-5678\",\"zipcode\":\"06236\","
+               "\"city\":\"Seoul\",\"street\":\"12 Teheran-ro\"}",
+               201, "addressId", address);
+    snprintf(body, sizeof body,
+             "{\"items\":[{\"productId\":\"%s\",\"quantity\":2}],\"addressId\":\"%s\"}", product,
+             address);
+    order_make(port, "/api/v1/orders", buyer, body, 201, "orderId", order);
+    order_make(port, "/api/v1/orders", buyer, body, 201, "orderId", unpaid);
+    snprintf(path, sizeof path, "/api/v1/orders/%s/payment", order);
+    order_make(port, path, buyer, "{\"method\":\"card\",\"cardToken\":\"tok_decline\"}", 402, NULL,
+               NULL);
+    order_make(port, path, buyer, "{\"method\":\"card\",\"cardToken\":\"tok_visa\"}", 200, NULL,
+               NULL);
+    admin_order_want w = { port, adm, order, "DELIVERED", "" };
+    cr_assert(tsupport_poll_until(admin_order_is, &w, WAIT_MS), "never DELIVERED: %s", w.seen);
+    snprintf(path, sizeof path, "/api/v1/orders/%s/return", order);
+    order_make(port, path, buyer, NULL, 200, NULL, NULL);
+    w.delivery_status = "RETURNED";
+    cr_assert(tsupport_poll_until(admin_order_is, &w, WAIT_MS), "never RETURNED: %s", w.seen);
+    tsupport_wait_count(WAIT_MS, 1, "SELECT count(*) FROM payment.refunds WHERE order_id = '%s'",
+                        order);
+
+    snprintf(path, sizeof path, "/api/v1/admin/orders/%s", order);
+    json_t *doc = edge_get(port, adm, path, 200);
+    json_t *o = json_object_get(doc, "order");
+    cr_assert_str_eq(jstr(o, "orderId"), order);
+    cr_assert_eq(json_integer_value(json_object_get(o, "total")), 3000000);
+
+    /* the ledger: every row of both tables once, oldest first, as stored */
+    json_t *lines = json_object_get(json_object_get(doc, "ledger"), "lines");
+    const char *want[][2] = { { "CHARGE", "DECLINED" },
+                              { "CHARGE", "CAPTURED" },
+                              { "REFUND", "REFUNDED" } };
+    cr_assert_eq(json_array_size(lines), LB_COUNTOF(want), "%s", json_dumps(lines, 0));
+    char rows_sql[256];
+    snprintf(rows_sql, sizeof rows_sql,
+             "SELECT (SELECT count(*) FROM payment.charges WHERE order_id = '%s')"
+             " + (SELECT count(*) FROM payment.refunds WHERE order_id = '%s')",
+             order, order);
+    cr_assert_eq(tsupport_sql_int(rows_sql), (int64_t)json_array_size(lines));
+    const char *capture = NULL;
+    for (size_t i = 0; i < LB_COUNTOF(want); i++) {
+        json_t *l = json_array_get(lines, i);
+        cr_assert_str_eq(jstr(l, "kind"), want[i][0], "line %zu", i);
+        cr_assert_str_eq(jstr(l, "status"), want[i][1], "line %zu", i);
+        cr_assert_eq(json_integer_value(json_object_get(l, "amount")), 3000000, "line %zu", i);
+        ledger_line_is_a_row(l, order);
+        if (i > 0)
+            cr_assert(strcmp(jstr(json_array_get(lines, i - 1), "at"), jstr(l, "at")) <= 0,
+                      "line %zu is older than the one before it", i);
+        if (strcmp(want[i][1], "CAPTURED") == 0)
+            capture = jstr(l, "id");
+    }
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(lines, 1), "refunded")), 3000000,
+                 "the capture says it was refunded");
+    cr_assert_str_eq(jstr(json_array_get(lines, 2), "chargeId"), capture);
+    cr_assert_not(json_is_true(json_object_get(json_object_get(doc, "ledger"), "truncated")));
+
+    /* the delivery history: each status with its time, as layby-ctl shows it */
+    json_t *d = json_object_get(doc, "delivery");
+    json_t *tl = json_object_get(d, "timeline");
+    const char *steps[] = { "PREPARING", "SHIPPING", "DELIVERED", "RETURN_PICKUP", "RETURNED" };
+    cr_assert_eq(json_array_size(tl), LB_COUNTOF(steps), "%s", json_dumps(tl, 0));
+    for (size_t i = 0; i < LB_COUNTOF(steps); i++) {
+        json_t *e = json_array_get(tl, i);
+        cr_assert_str_eq(jstr(e, "status"), steps[i]);
+        char sql[512];
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM delivery.delivery_history h JOIN delivery.deliveries d"
+                 " USING (delivery_id) WHERE d.order_id = '%s' AND h.status = '%s'"
+                 " AND h.at = '%s'::timestamptz",
+                 order, steps[i], jstr(e, "at"));
+        cr_assert_eq(tsupport_sql_int(sql), 1, "%s at %s is not stored", steps[i], jstr(e, "at"));
+    }
+    char *out = NULL;
+    cr_assert_eq(tsupport_ctl_run(&out, false, NULL,
+                                  (const char *const[]){ "order", "show", order, "--json", NULL }),
+                 0, "%s", out);
+    json_t *ctl = json_loads(out, 0, NULL);
+    cr_assert_not_null(ctl, "ctl printed no JSON: %s", out);
+    free(out);
+    cr_assert(json_equal(json_object_get(ctl, "delivery"), d), "the delivery differs from ctl's");
+    json_decref(ctl);
+    json_decref(doc);
+
+    /* an order not paid: no line, no delivery */
+    snprintf(path, sizeof path, "/api/v1/admin/orders/%s", unpaid);
+    doc = edge_get(port, adm, path, 200);
+    cr_assert_str_eq(jstr(json_object_get(doc, "order"), "status"), "PAYMENT_PENDING");
+    cr_assert_eq(json_array_size(json_object_get(json_object_get(doc, "ledger"), "lines")), 0);
+    cr_assert(!json_is_object(json_object_get(doc, "delivery")), "an unpaid order's delivery");
+    json_decref(doc);
+
+    /* refusals in the edge's error shape; admins only */
+    static tsupport_resp r;
+    char missing[ID_STR_LEN];
+    id_new(missing);
+    snprintf(path, sizeof path, "/api/v1/admin/orders/%s", missing);
+    order_call(&r, port, "GET", path, adm, NULL);
+    tsupport_http_assert_error(&r, 404, "not_found", NULL);
+    order_call(&r, port, "GET", "/api/v1/admin/orders/not-a-uuid", adm, NULL);
+    tsupport_http_assert_error(&r, 400, "invalid_argument", "id");
+    snprintf(path, sizeof path, "/api/v1/admin/orders/%s", order);
+    order_call(&r, port, "GET", path, buyer, NULL);
+    tsupport_http_assert_error(&r, 403, "forbidden", NULL);
 }
