@@ -49,4 +49,7 @@ export const admin = {
   sagas: (filter) => call("GET", `/api/v1/admin/sagas${query(filter)}`),
   overview: () => call("GET", "/api/v1/admin/overview"),
   saga: (id, page = {}) => call("GET", `/api/v1/admin/sagas/${encodeURIComponent(id)}${query(page)}`),
+  order: (id) => call("GET", `/api/v1/admin/orders/${encodeURIComponent(id)}`),
+  deadLetters: (filter) => call("GET", `/api/v1/admin/dead-letters${query(filter)}`),
+  deadLetter: (seq) => call("GET", `/api/v1/admin/dead-letters/${encodeURIComponent(seq)}`),
 };

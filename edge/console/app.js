@@ -1,9 +1,12 @@
 // app.js - the console's pages: sign-in, sagas (list, filters, keyset pages),
 // a saga (record, steps diagram, timeline with decoded bodies, the layby-ctl
-// command that fixes a STUCK one), stuck sagas refreshing by themselves, and
-// an order's sagas. Read-only: changes are layby-ctl's.
+// command that fixes a STUCK one) and stuck sagas refreshing by themselves;
+// an order's page (orders.js) and dead letters (deadletters.js) are drawn
+// by their own modules with `ui`. Read-only: changes are layby-ctl's.
 import { admin, signIn, signOut, signedIn, ApiError } from "./api.js";
+import { deadLetterPage, deadLettersPage } from "./deadletters.js";
 import { el, table, stateBadge, json } from "./dom.js";
+import { orderPage } from "./orders.js";
 import { overviewPage } from "./overview.js";
 
 // Entries drawn at once. 100, not the server's default 200: on a loaded
@@ -215,32 +218,20 @@ async function sagaPage(id) {
   await tl.ready;
 }
 
-// --- orders ------------------------------------------------------------------
-
-async function ordersPage(orderId) {
-  const input = el("input", { name: "orderId", value: orderId || "", placeholder: "order id", size: 36 });
-  const out = el("div");
-  const go = (ev) => { ev.preventDefault(); location.hash = `#/orders/${input.value.trim()}`; };
-  show(el("div", { class: "card" }, el("h1", {}, "Order"),
-    el("form", { class: "filters", onsubmit: go }, el("label", {}, "Order ", input), el("button", { type: "submit" }, "Open")),
-    out));
-  if (!orderId) return;
-  try {
-    const page = await admin.sagas({ orderId });
-    out.append(el("h2", {}, "Its sagas"),
-      page.items.length ? sagaTable(page.items) : el("p", {}, "No saga for this order."));
-  } catch (e) { out.append(failure(e)); }
-}
-
 // --- routing -----------------------------------------------------------------
+
+// What the pages of other modules (orders.js, deadletters.js) draw with.
+const ui = { show, failure, sagaTable, busy };
 
 const routes = [
   [/^#\/overview$/, () => overviewPage(show, failure)],
   [/^#\/saga\/([0-9a-f-]{36})$/, (m) => sagaPage(m[1])],
   [/^#\/stuck$/, () => stuckPage()],
-  [/^#\/orders\/([0-9a-f-]{36})$/, (m) => ordersPage(m[1])],
-  [/^#\/orders$/, () => ordersPage("")],
+  [/^#\/orders\/([0-9a-f-]{36})$/, (m) => orderPage(ui, m[1])],
+  [/^#\/orders$/, () => orderPage(ui, "")],
   [/^#\/sagas$/, () => sagasPage({}, "Sagas")],
+  [/^#\/dead-letters\/([0-9]+)$/, (m) => deadLetterPage(ui, m[1])],
+  [/^#\/dead-letters$/, () => deadLettersPage(ui)],
 ];
 
 // Draws the page of the hash; #view says aria-busy until its data is drawn.

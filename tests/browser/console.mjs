@@ -21,8 +21,17 @@ const STUCK = env("LAYBY_CONSOLE_STUCK");
 const LONG = env("LAYBY_CONSOLE_LONG");
 const DONE = env("LAYBY_CONSOLE_DONE");
 const CTL_DOC = JSON.parse(readFileSync(env("LAYBY_CONSOLE_SAGA_JSON"), "utf8"));
+// the order: layby-ctl order show --json, its ledger rows as PostgreSQL
+// holds them, its total; the dead letters: layby-ctl dlq show of each
+const ORDER = env("LAYBY_CONSOLE_ORDER");
+const CTL_ORDER = JSON.parse(readFileSync(env("LAYBY_CONSOLE_ORDER_JSON"), "utf8"));
+const LEDGER = JSON.parse(readFileSync(env("LAYBY_CONSOLE_LEDGER_JSON"), "utf8"));
+const ORDER_TOTAL = Number(env("LAYBY_CONSOLE_ORDER_TOTAL"));
+const CTL_DLQ = JSON.parse(readFileSync(env("LAYBY_CONSOLE_DLQ_JSON"), "utf8"));
 const WIDTHS = [1280, 390];
-const WAIT = { timeout: 20000 };
+// waits for a page to be ready: a login (Argon2id) and a page behind ASan daemons
+// took over 20 s at load 25; these bound nothing the issue asks for
+const WAIT = { timeout: 60000 };
 const RENDER_MS = 1000; // issue 24: a 1,000-entry saga renders in under a second
 
 let browser;
@@ -180,38 +189,134 @@ test("an admin signs in, finds the STUCK saga and its timeline is layby-ctl's", 
   });
   await shoot(t, "saga");
 
-  // an order to its sagas (the test saga's order is its id)
-  await go(t, "#/orders");
-  await shoot(t, "orders-empty");
-  await t.page.type("#view input[name=orderId]", DONE);
-  n = await drawn(t);
-  await t.page.click("#view form button[type=submit]");
-  await drawnAfter(t, n, `#/orders/${DONE}`);
-  const orderSagas = await t.page.$$eval("#view table tbody tr td:first-child", (c) => c.map((x) => x.textContent.trim()));
-  assert.deepEqual(orderSagas, [DONE], "the order's sagas");
-  await shoot(t, "order");
-
   // the saga list with a filter
   await go(t, "#/sagas");
   await t.page.select("#view select[name=state]", "COMPLETED");
   n = await drawn(t);
   await t.page.click("#view form button[type=submit]");
   await drawnAfter(t, n);
-  const done = await t.page.$$eval("#view table tbody tr td:first-child", (c) => c.map((x) => x.textContent.trim()));
-  assert.deepEqual(done, [DONE], "sagas filtered by COMPLETED");
+  // (the order test's pay saga is COMPLETED too)
+  const done = await cellTexts(t.page, "#view table tbody tr");
+  assert.ok(done.some((r) => r[0] === DONE), `the COMPLETED saga ${DONE} is not in ${done}`);
+  assert.ok(done.every((r) => r[2] === "COMPLETED"), "sagas filtered by COMPLETED");
   await shoot(t, "sagas");
 
   await tokenNowhere(t);
   await t.page.close();
 });
 
-test("a saga with 1,000 log entries renders in under a second", async () => {
+test("an order's page: its sagas, payment ledger lines and delivery history", async () => {
   const t = await tab();
   await signIn(t, env("LAYBY_CONSOLE_ADMIN"));
-  // In the page: from the hash change to the view drawn, split at the end
-  // of the saga's request (the server's part, ASan and a loaded machine
-  // included) and the drawing after it (the page's own part).
-  const ms = await t.page.evaluate((h) => new Promise((resolve) => {
+  await go(t, "#/orders");
+  await shoot(t, "orders-empty");
+  await t.page.type("#view input[name=orderId]", ORDER);
+  let n = await drawn(t);
+  await t.page.click("#view form button[type=submit]");
+  await drawnAfter(t, n, `#/orders/${ORDER}`);
+
+  const facts = Object.fromEntries(await cellTexts(t.page, "#order-facts tr"));
+  assert.equal(facts.Order, ORDER);
+  assert.equal(facts.Status, CTL_ORDER.order.status);
+  assert.equal(facts.Status, "PAID");
+
+  // the ledger: the rows PostgreSQL holds, in order; a paid order has one capture
+  const lines = await t.page.$$eval("#ledger tbody tr", (trs) => trs.map((tr) => ({
+    id: tr.dataset.line, cells: [...tr.children].map((c) => c.textContent.trim()),
+    saga: tr.querySelector("a[href^='#/saga/']")?.textContent.trim() })));
+  assert.equal(lines.length, LEDGER.length, `ledger lines ${JSON.stringify(lines)} vs rows ${JSON.stringify(LEDGER)}`);
+  LEDGER.forEach((row, i) => {
+    const [at, kind, status, amount] = lines[i].cells;
+    assert.equal(lines[i].id, row.id, `line ${i}: id`);
+    assert.deepEqual([kind, status, Number(amount)], [row.kind, row.status, Number(row.amount)], `line ${i}`);
+    assert.equal(Date.parse(at), Date.parse(row.at), `line ${i}: time ${at} vs ${row.at}`);
+  });
+  const captures = LEDGER.filter((r) => r.kind === "CHARGE" && r.status === "CAPTURED");
+  assert.equal(captures.length, 1, "a paid order has one capture");
+  assert.equal(Number(captures[0].amount), ORDER_TOTAL, "the capture is the order's total");
+  assert.ok(LEDGER.some((r) => r.status === "DECLINED"), "the declined attempt is a line too");
+
+  // the delivery history: layby-ctl's, ending DELIVERED
+  const history = await cellTexts(t.page, "#delivery tbody tr");
+  assert.deepEqual(history, CTL_ORDER.delivery.timeline.map((s) => [s.status, s.at]), "the delivery history");
+  assert.deepEqual(history.map((h) => h[0]), ["PREPARING", "SHIPPING", "DELIVERED"]);
+
+  // its sagas: layby-ctl's (the place saga and each pay saga); every ledger
+  // line was made by one of them
+  const sagaIds = await t.page.$$eval("#order-sagas tbody tr td:first-child", (c) => c.map((x) => x.textContent.trim()));
+  assert.deepEqual([...sagaIds].sort(), CTL_ORDER.sagas.map((x) => x.sagaId).sort(), "the order's sagas");
+  for (const l of lines) assert.ok(sagaIds.includes(l.saga), `ledger line ${l.id}: saga ${l.saga} is not the order's`);
+  await shoot(t, "order");
+
+  // and follow the capture's saga
+  const capSaga = lines.find((l) => l.id === captures[0].id).saga;
+  n = await drawn(t);
+  await t.page.click(`#order-sagas a[href="#/saga/${capSaga}"]`);
+  await drawnAfter(t, n, `#/saga/${capSaga}`);
+  const sf = Object.fromEntries(await cellTexts(t.page, "#saga-facts tr"));
+  assert.equal(sf.Saga, capSaga);
+  assert.equal(sf.State, CTL_ORDER.sagas.find((x) => x.sagaId === capSaga).state);
+  await tokenNowhere(t);
+  await t.page.close();
+});
+
+test("dead letters: the list, a filter, and each letter as layby-ctl dlq show prints it", async () => {
+  const t = await tab();
+  await signIn(t, env("LAYBY_CONSOLE_ADMIN"));
+  await go(t, "#/dead-letters");
+  const seqs = await t.page.$$eval("#view tbody tr", (r) => r.map((x) => Number(x.dataset.seq)));
+  assert.deepEqual(seqs, CTL_DLQ.map((d) => d.seq), "the list: every letter, oldest first");
+  await shoot(t, "dead-letters");
+
+  // filtered by type: the undecodable one alone
+  const raw = CTL_DLQ.find((d) => d.body === undefined);
+  const decoded = CTL_DLQ.find((d) => d.body !== undefined);
+  assert.ok(raw && decoded, "the test planted one undecodable and one decodable letter");
+  await t.page.type("#view input[name=type]", raw.type);
+  let n = await drawn(t);
+  await t.page.click("#view form button[type=submit]");
+  await drawnAfter(t, n);
+  assert.deepEqual(await t.page.$$eval("#view tbody tr", (r) => r.map((x) => Number(x.dataset.seq))), [raw.seq],
+    "filtered by type");
+
+  for (const d of [raw, decoded]) {
+    if (d === raw) { // from the list
+      n = await drawn(t);
+      await t.page.click(`#view a[href="#/dead-letters/${d.seq}"]`);
+      await drawnAfter(t, n, `#/dead-letters/${d.seq}`);
+    } else await go(t, `#/dead-letters/${d.seq}`);
+    const f = Object.fromEntries(await cellTexts(t.page, "#letter-facts tr"));
+    const h = d.headers;
+    assert.deepEqual([f.Seq, f.Time, f["Dead-letter subject"], f.Type],
+      [String(d.seq), d.time, d.subject, d.type || ""], `letter ${d.seq}: facts`);
+    assert.deepEqual([f["Original subject"], f.Consumer, f["Last error"], f.Deliveries],
+      [h["Layby-Dlq-Subject"], h["Layby-Dlq-Consumer"], h["Layby-Dlq-Error"], h["Layby-Dlq-Deliveries"]],
+      `letter ${d.seq}: where it died and why`);
+    assert.ok(f.Consumer && f["Last error"], `letter ${d.seq}: no consumer or last error`);
+    const shown = Object.fromEntries(await cellTexts(t.page, "#letter-headers tr"));
+    assert.deepEqual(shown, Object.fromEntries(Object.entries(h).map(([k, v]) => [k, Array.isArray(v) ? v.join(", ") : v])),
+      `letter ${d.seq}: headers`);
+    assert.equal(await t.page.$eval("#cmd-redrive", (e) => e.textContent), `layby-ctl dlq redrive ${d.seq}`);
+    if (d.body !== undefined) {
+      assert.deepEqual(await t.page.$eval("#letter-body", (e) => JSON.parse(e.textContent)), d.body,
+        `letter ${d.seq}: the decoded body differs from layby-ctl's`);
+      await shoot(t, "dead-letter");
+    } else {
+      assert.equal(await t.page.$eval("#letter-raw", (e) => e.textContent), d.bodyBase64);
+      assert.ok((await t.page.$eval("#letter-undecodable", (e) => e.textContent)).includes(d.error));
+      await shoot(t, "dead-letter-raw");
+    }
+  }
+  await tokenNowhere(t);
+  await t.page.close();
+});
+
+// Opens the long saga from another page and measures, in the page, from the
+// hash change to the view drawn (request included), split at the end of the
+// saga's request (Resource Timing): the server's part (ASan and a loaded
+// machine included) and the drawing after it; and when the next frame painted.
+function longSagaOpen(t) {
+  return t.page.evaluate((h) => new Promise((resolve) => {
     const v = document.getElementById("view");
     const n = Number(v.dataset.drawn || 0);
     const t0 = performance.now();
@@ -222,20 +327,41 @@ test("a saga with 1,000 log entries renders in under a second", async () => {
       const ends = performance.getEntriesByType("resource")
         .filter((e) => e.name.includes("/api/v1/admin/sagas/") && e.startTime >= t0).map((e) => e.responseEnd);
       const end = Math.max(...ends);
-      // and the frame after it painted (style and layout included), reported only
       requestAnimationFrame(() => requestAnimationFrame(() => resolve({
         total: Math.round(t1 - t0), server: Math.round(end - t0), draw: Math.round(t1 - end),
-        painted: Math.round(performance.now() - end) })));
+        painted: Math.round(performance.now() - t0) })));
     });
     obs.observe(v, { attributes: true });
     location.hash = h;
   }), `#/saga/${LONG}`);
+}
+
+// Issue 24: "a saga with 1,000 log entries renders in under a second". What
+// is bounded: the request for its first page and drawing it, from the hash
+// change to the view drawn (total), in at least one of RENDER_TRIES tries (a
+// loaded CI machine stalls a whole try now and then; the page's own cost is
+// the best try), and the drawing alone in every try. Printed besides: the
+// request's share and when the frame after it painted.
+const RENDER_TRIES = 3;
+
+test("a saga with 1,000 log entries renders in under a second", async () => {
+  const t = await tab();
+  await signIn(t, env("LAYBY_CONSOLE_ADMIN"));
+  const tries = [];
+  for (let i = 0; i < RENDER_TRIES; i++) {
+    if (i > 0) await go(t, "#/stuck");
+    const ms = await longSagaOpen(t);
+    tries.push(ms);
+    console.log(`# 1,000-entry saga, try ${i + 1}: request and drawing ${ms.total} ms ` +
+      `(request ${ms.server} ms, drawing ${ms.draw} ms), painted ${ms.painted} ms after the click`);
+    if (ms.total < RENDER_MS) break;
+  }
+  assert.ok(tries.every((m) => m.draw < RENDER_MS), `drawing the long saga took ${tries.map((m) => m.draw)} ms`);
+  const best = Math.min(...tries.map((m) => m.total));
+  assert.ok(best < RENDER_MS, `request and drawing took ${tries.map((m) => m.total)} ms in ${tries.length} tries`);
   const rowsOf = () => t.page.$$eval("#timeline tbody tr", (r) => r.map((x) => Number(x.dataset.entry)));
   let ids = await rowsOf();
-  console.log(`# 1,000-entry saga: the page with its first ${ids.length} entries in ${ms.total} ms: ` +
-    `request ${ms.server} ms, drawing ${ms.draw} ms, painted ${ms.painted} ms after the answer`);
   assert.ok(ids.length > 0 && ids.length <= 100, `the first page holds ${ids.length} entries`);
-  assert.ok(ms.draw < RENDER_MS, `drawing the long saga took ${ms.draw} ms`);
   // and each later page, until the end: every entry once, in order
   const seen = [...ids];
   let pages = 1;
@@ -263,14 +389,15 @@ test("a member without the admin role sees no data (403) and no token is stored"
   const answers = [];
   t.page.on("response", (r) => { if (r.url().includes("/api/v1/admin/")) answers.push(r.status()); });
   await signIn(t, env("LAYBY_CONSOLE_MEMBER"));
-  for (const h of ["#/stuck", "#/sagas", `#/saga/${STUCK}`, `#/orders/${DONE}`]) {
+  for (const h of ["#/stuck", "#/sagas", `#/saga/${STUCK}`, `#/orders/${ORDER}`, "#/dead-letters",
+    `#/dead-letters/${CTL_DLQ[0].seq}`]) {
     await go(t, h);
     const shown = await t.page.$eval("#view", (v) => v.textContent);
     assert.ok(shown.includes("not an admin"), `${h}: no refusal shown: ${shown}`);
     assert.ok(!shown.includes(STUCK) || h.includes(STUCK), `${h} shows the STUCK saga to a member`);
     assert.equal(await t.page.$$eval("#view tbody tr", (r) => r.length), 0, `${h} shows rows to a member`);
   }
-  assert.ok(answers.length >= 4, "the pages asked no admin endpoint");
+  assert.ok(answers.length >= 7, "the pages asked no admin endpoint");
   assert.deepEqual([...new Set(answers)], [403], `admin endpoints answered a member ${answers}`);
   await shoot(t, "member-refused");
   await tokenNowhere(t);
