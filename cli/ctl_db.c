@@ -10,7 +10,16 @@
  *   - a schema is known when a role of the same name owns it (the service
  *     table's roles) or it is `public`.
  * Both connect with the superuser URL (--admin-url, LAYBY_PG_ADMIN_URL): only
- * it may take every role. status exits 1 when a migration is pending. */
+ * it may take every role. status exits 1 when a migration is pending.
+ *
+ * PostgreSQL per service (issue 23, OPERATIONS §6): a schema lives where its
+ * service connects. When a service's LAYBY_<SERVICE>_DATABASE_URL
+ * (engine/svc_table.h) names another server (host, port) than the admin URL,
+ * its schema's migrations are checked and applied there, with the admin
+ * URL's user and password on that server and the service's database; the
+ * same rule as scripts/lib/pg.sh: NNNN_public_<schema>_* follows its schema,
+ * other `public` ones go to every server, each server keeps its own
+ * public.schema_migrations. */
 #include <dirent.h>
 #include <errno.h>
 #include <regex.h>
@@ -19,6 +28,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "svc_table.h"
 
 typedef struct db_conf {
     ctl_conn conn;
@@ -36,12 +46,21 @@ const ctl_flags ctl_db_flags = CTL_FLAGS(db_opts);
 
 #define MIG_MAX 1024
 
+#define SERVERS_MAX 8 /* PostgreSQL servers: the admin URL's and the services' */
+
 typedef struct mig {
     int version;
     char schema[64];
     char name[256];
+    char home[64]; /* the schema whose server runs it; "" = every server (public) */
     bool applied;
 } mig;
+
+/* One PostgreSQL server and the superuser connection string for it. */
+typedef struct db_server {
+    char where[128]; /* host:port, what the output names */
+    char conninfo[2048];
+} db_server;
 
 typedef struct mig_set {
     mig m[MIG_MAX];
@@ -53,6 +72,25 @@ mig_cmp(const void *a, const void *b)
 {
     const mig *x = a, *y = b;
     return (x->version > y->version) - (x->version < y->version);
+}
+
+/* Which schema's server runs m: its own schema, or for NNNN_public_<schema>_*
+ * that service schema (0100_public_catalog_trgm goes where the catalog is),
+ * or every server (home ""). */
+static void
+mig_home(mig *m)
+{
+    m->home[0] = '\0';
+    if (strcmp(m->schema, "public") != 0) {
+        memcpy(m->home, m->schema, sizeof m->home); /* both NUL-terminated, same size */
+        return;
+    }
+    const char *rest = m->name + strlen("NNNN_public_");
+    for (size_t i = 0; i < svc_table_n_schemas; i++) {
+        size_t n = strlen(svc_table_schemas[i].schema);
+        if (strncmp(rest, svc_table_schemas[i].schema, n) == 0 && rest[n] == '_')
+            snprintf(m->home, sizeof m->home, "%s", svc_table_schemas[i].schema);
+    }
 }
 
 /* The folder's migrations in version order; LB_ERR_INVALID for a bad name
@@ -85,6 +123,7 @@ mig_scan(mig_set *s, const char *dir, lb_err *err)
             snprintf(m->schema, sizeof m->schema, "%.*s", (int)(g[2].rm_eo - g[2].rm_so),
                      e->d_name + g[2].rm_so);
             snprintf(m->name, sizeof m->name, "%s", e->d_name);
+            mig_home(m);
             m->applied = false;
         }
     }
@@ -125,12 +164,115 @@ mig_applied(mig_set *s, PGconn *pg, lb_err *err)
 }
 
 static lb_status
-db_open(PGconn **pg, const db_conf *c, lb_err *err)
+db_open(PGconn **pg, const db_conf *c, const db_server *srv, lb_err *err)
 {
     ctl_conn admin = c->conn;
-    admin.db_url = c->admin_url;
+    admin.db_url = srv->conninfo;
     admin.timeout_ms = 5000;
-    return ctl_pg_open(pg, &admin, err);
+    lb_status st = ctl_pg_open(pg, &admin, err);
+    if (st != LB_OK)
+        lb_err_set(err, err->code, "%s: %s", srv->where, err->msg);
+    return st;
+}
+
+/* A connection string's value of key (from PQconninfoParse), or NULL. */
+static const char *
+opt_get(const PQconninfoOption *o, const char *key)
+{
+    for (; o != NULL && o->keyword != NULL; o++)
+        if (strcmp(o->keyword, key) == 0)
+            return o->val != NULL && o->val[0] != '\0' ? o->val : NULL;
+    return NULL;
+}
+
+/* "host:port" of a parsed connection string, with libpq's defaults. */
+static void
+server_where(char *out, size_t n, const PQconninfoOption *o)
+{
+    const char *host = opt_get(o, "host"), *port = opt_get(o, "port");
+    if (host == NULL)
+        host = opt_get(o, "hostaddr");
+    snprintf(out, n, "%s:%s", host != NULL ? host : "localhost", port != NULL ? port : "5432");
+}
+
+/* Appends key='value' to s (libpq's quoting: \\ and \'). */
+static void
+conninfo_add(char *s, size_t n, const char *key, const char *val)
+{
+    size_t len = strlen(s);
+    len += (size_t)snprintf(s + len, len < n ? n - len : 0, "%s%s='", len ? " " : "", key);
+    for (; *val != '\0' && len + 3 < n; val++) {
+        if (*val == '\\' || *val == '\'')
+            s[len++] = '\\';
+        s[len++] = *val;
+    }
+    if (len + 2 <= n) {
+        s[len++] = '\'';
+        s[len] = '\0';
+    }
+}
+
+/* The servers the migrations go to: [0] the admin URL's; one more for each
+ * service whose database URL names another host:port, the admin URL's
+ * options with that URL's host, port and database. home_of[k]: the server of
+ * svc_table_schemas[k]. */
+static lb_status
+servers_find(db_server *srv, size_t *n_srv, size_t *home_of, const char *admin_url, lb_err *err)
+{
+    char *msg = NULL;
+    PQconninfoOption *admin = PQconninfoParse(admin_url, &msg);
+    if (admin == NULL) {
+        lb_err_set(err, LB_ERR_CONFIG, "--admin-url: %s", msg != NULL ? msg : "cannot parse");
+        PQfreemem(msg);
+        return LB_ERR_CONFIG;
+    }
+    lb_status st = LB_OK;
+    *n_srv = 1;
+    server_where(srv[0].where, sizeof srv[0].where, admin);
+    snprintf(srv[0].conninfo, sizeof srv[0].conninfo, "%s", admin_url);
+    for (size_t k = 0; st == LB_OK && k < svc_table_n_schemas; k++) {
+        home_of[k] = 0;
+        const char *url = getenv(svc_table_schemas[k].url_env);
+        PQconninfoOption *svc = url != NULL && url[0] != '\0' ? PQconninfoParse(url, NULL) : NULL;
+        if (svc == NULL)
+            continue; /* unset (or unreadable: the service itself says so): cluster 1 */
+        char where[sizeof srv[0].where];
+        server_where(where, sizeof where, svc);
+        size_t i = 0;
+        while (i < *n_srv && strcmp(srv[i].where, where) != 0)
+            i++;
+        if (i == *n_srv && i == SERVERS_MAX)
+            st = lb_err_set(err, LB_ERR_INVALID, "more than %d PostgreSQL servers", SERVERS_MAX);
+        else if (i == *n_srv) {
+            db_server *d = &srv[(*n_srv)++];
+            snprintf(d->where, sizeof d->where, "%s", where);
+            d->conninfo[0] = '\0';
+            for (const PQconninfoOption *o = admin; o->keyword != NULL; o++) {
+                bool theirs = strcmp(o->keyword, "host") == 0 ||
+                              strcmp(o->keyword, "hostaddr") == 0 ||
+                              strcmp(o->keyword, "port") == 0 || strcmp(o->keyword, "dbname") == 0;
+                const char *v = theirs ? opt_get(svc, o->keyword) : opt_get(admin, o->keyword);
+                if (v != NULL)
+                    conninfo_add(d->conninfo, sizeof d->conninfo, o->keyword, v);
+            }
+        }
+        home_of[k] = i;
+        PQconninfoFree(svc);
+    }
+    PQconninfoFree(admin);
+    return st;
+}
+
+/* Whether m goes to server i. */
+static bool
+mig_on(const mig *m, size_t i, const size_t *home_of)
+{
+    if (m->home[0] == '\0')
+        return true;
+    for (size_t k = 0; k < svc_table_n_schemas; k++)
+        if (strcmp(svc_table_schemas[k].schema, m->home) == 0)
+            return home_of[k] == i;
+    return i == 0; /* a schema of no service (a test's): the admin URL's server */
 }
 
 static char *
@@ -220,57 +362,93 @@ schema_known(bool *known, PGconn *pg, const char *schema, lb_err *err)
     return LB_OK;
 }
 
+/* status or migrate on one server: its migrations (mig_on) printed and
+ * counted; applied ones marked in s. */
+static lb_status
+db_server_run(mig_set *s, const db_conf *conf, const db_server *srv, size_t i,
+              const size_t *home_of, bool many, bool migrate, json_t *arr, size_t *pending,
+              size_t *applied_now, lb_err *err)
+{
+    PGconn *pg = NULL;
+    for (size_t k = 0; k < s->n; k++)
+        s->m[k].applied = false;
+    lb_status st = db_open(&pg, conf, srv, err);
+    if (st == LB_OK)
+        st = mig_applied(s, pg, err);
+    for (size_t k = 0; st == LB_OK && k < s->n; k++) {
+        mig *m = &s->m[k];
+        if (!mig_on(m, i, home_of))
+            continue;
+        bool known = true;
+        if (!m->applied && migrate && (st = schema_known(&known, pg, m->schema, err)) == LB_OK) {
+            if (!known)
+                st = lb_err_set(err, LB_ERR_INVALID, "migration %s: unknown schema '%s' on %s",
+                                m->name, m->schema, srv->where);
+            else if ((st = mig_apply(pg, m, conf->sql_dir, err)) == LB_OK) {
+                m->applied = true;
+                (*applied_now)++;
+                ctl_progress("migration applied: %s%s%s\n", m->name, many ? " on " : "",
+                             many ? srv->where : "");
+            }
+        }
+        *pending += !m->applied;
+        json_array_append_new(arr,
+                              json_pack("{s:i,s:s,s:s,s:s,s:s}", "version", m->version, "schema",
+                                        m->schema, "name", m->name, "state",
+                                        m->applied ? "applied" : "pending", "server", srv->where));
+        if (!ctl_out.json)
+            printf("%04d  %-10s %-8s %s%s%s\n", m->version, m->schema,
+                   m->applied ? "applied" : "PENDING", m->name, many ? "  on " : "",
+                   many ? srv->where : "");
+    }
+    PQfinish(pg);
+    return st;
+}
+
 static int
 db_run(const ctl_cmd *cmd, int argc, char **argv, bool migrate)
 {
     db_conf conf = { 0 };
-    PGconn *pg = NULL;
     lb_err err;
     mig_set *s = calloc(1, sizeof *s);
-    int rc = s != NULL ? ctl_parse(&conf, cmd, argc, argv) : CTL_EXIT_FAIL;
+    db_server *srv = calloc(SERVERS_MAX, sizeof *srv);
+    size_t *home_of = calloc(svc_table_n_schemas + 1, sizeof *home_of), n_srv = 0;
+    int rc = s != NULL && srv != NULL && home_of != NULL ? ctl_parse(&conf, cmd, argc, argv)
+                                                         : CTL_EXIT_FAIL;
     if (rc >= 0) {
         free(s);
+        free(srv);
+        free(home_of);
         return rc;
     }
     size_t pending = 0, applied_now = 0;
     lb_status st = mig_scan(s, conf.sql_dir, &err);
+    if (st == LB_OK && (conf.admin_url == NULL || conf.admin_url[0] == '\0'))
+        st =
+            lb_err_set(&err, LB_ERR_CONFIG, "no superuser URL (--admin-url or LAYBY_PG_ADMIN_URL)");
     if (st == LB_OK)
-        st = db_open(&pg, &conf, &err);
-    if (st == LB_OK)
-        st = mig_applied(s, pg, &err);
-    json_t *arr = json_array();
-    for (size_t i = 0; st == LB_OK && i < s->n; i++) {
-        mig *m = &s->m[i];
-        bool known = true;
-        if (!m->applied && migrate && (st = schema_known(&known, pg, m->schema, &err)) == LB_OK) {
-            if (!known)
-                st = lb_err_set(&err, LB_ERR_INVALID, "migration %s: unknown schema '%s'", m->name,
-                                m->schema);
-            else if ((st = mig_apply(pg, m, conf.sql_dir, &err)) == LB_OK) {
-                m->applied = true;
-                applied_now++;
-                ctl_progress("migration applied: %s\n", m->name);
-            }
-        }
-        pending += !m->applied;
-        json_array_append_new(arr, json_pack("{s:i,s:s,s:s,s:s}", "version", m->version, "schema",
-                                             m->schema, "name", m->name, "state",
-                                             m->applied ? "applied" : "pending"));
-        if (!ctl_out.json)
-            printf("%04d  %-10s %-8s %s\n", m->version, m->schema,
-                   m->applied ? "applied" : "PENDING", m->name);
+        st = servers_find(srv, &n_srv, home_of, conf.admin_url, &err);
+    json_t *arr = json_array(), *servers = json_array();
+    for (size_t i = 0; st == LB_OK && i < n_srv; i++) {
+        st = db_server_run(s, &conf, &srv[i], i, home_of, n_srv > 1, migrate, arr, &pending,
+                           &applied_now, &err);
+        json_array_append_new(servers, json_string(srv[i].where));
     }
-    PQfinish(pg);
     free(s);
+    free(srv);
+    free(home_of);
     if (st != LB_OK) {
         json_decref(arr);
+        json_decref(servers);
         return ctl_fail(cmd, &err);
     }
     if (ctl_out.json)
-        ctl_json_doc(json_pack("{s:o,s:I,s:I}", "migrations", arr, "pending", (json_int_t)pending,
-                               "appliedNow", (json_int_t)applied_now));
+        ctl_json_doc(json_pack("{s:o,s:o,s:I,s:I}", "migrations", arr, "servers", servers,
+                               "pending", (json_int_t)pending, "appliedNow",
+                               (json_int_t)applied_now));
     else {
         json_decref(arr);
+        json_decref(servers);
         printf("%zu pending%s\n", pending, migrate ? "" : " (layby-ctl db migrate applies them)");
     }
     return pending == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;

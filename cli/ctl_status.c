@@ -6,7 +6,9 @@
  *   - NATS and PostgreSQL reachable;
  *   - each stream of engine/bus_topology.c: messages and bytes;
  *   - each durable: pending, ack-pending, redelivered;
- *   - each daemon of the service table: reachable, and its outbox backlog
+ *   - each instance of each daemon of the service table (LAYBY_INSTANCES,
+ *     instance i's port in <port variable>_<i> as scripts/dev writes it:
+ *     engine/metrics_scrape.c): reachable, and its outbox backlog
  *     (the layby_outbox_backlog_rows gauge of its /metrics: each service's
  *     outbox lives in its own schema, which the ctl's role cannot read);
  *   - sagas by type and state (schema saga);

@@ -72,30 +72,65 @@ metrics_series_sum(const char *text, const char *series)
     return sum;
 }
 
+/* Instance i of a daemon: its port is <port variable>_<i> from i = 2 on (the
+ * env file of scripts/dev, lb_daemon_port_var), default port + 100 per
+ * instance as scripts/dev draws them. */
+static int
+instance_port(const svc_table_daemon *d, int i)
+{
+    char var[128];
+    if (i == 1)
+        snprintf(var, sizeof var, "%s", d->port_env);
+    else
+        snprintf(var, sizeof var, "%s_%d", d->port_env, i);
+    const char *v = getenv(var);
+    return v != NULL && v[0] != '\0' ? atoi(v) : d->port_default + 100 * (i - 1);
+}
+
+/* How many instances of a daemon run: LAYBY_INSTANCES (scripts/dev writes
+ * it), or more when <port variable>_<i> names further ones (issue 23). */
+static int
+instances_of(const svc_table_daemon *d)
+{
+    const char *v = getenv("LAYBY_INSTANCES");
+    int n = v != NULL && atoi(v) > 0 ? atoi(v) : 1;
+    for (char var[128];; n++) {
+        snprintf(var, sizeof var, "%s_%d", d->port_env, n + 1);
+        if (getenv(var) == NULL)
+            return n;
+    }
+}
+
 json_t *
 metrics_scrape_daemons(const char *host, int64_t timeout_ms)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < svc_table_n_daemons; i++) {
         const svc_table_daemon *d = &svc_table_daemons[i];
-        const char *port_s = getenv(d->port_env);
-        int port = port_s != NULL && port_s[0] != '\0' ? atoi(port_s) : d->port_default;
-        char url[320];
-        snprintf(url, sizeof url, "http://%s:%d/metrics", host, port);
-        json_t *o = json_pack("{s:s,s:i}", "name", d->binary, "port", port);
-        char *text = NULL;
-        lb_err err;
-        if (metrics_scrape(&text, url, timeout_ms, &err) != LB_OK) {
-            json_object_set_new(o, "ok", json_false());
-            json_object_set_new(o, "error", json_string(err.msg));
-        } else {
-            double backlog = metrics_series_sum(text, "layby_outbox_backlog_rows");
-            json_object_set_new(o, "ok", json_true());
-            json_object_set_new(o, "outboxBacklog",
-                                backlog < 0 ? json_null() : json_integer((json_int_t)backlog));
+        for (int k = 1, n = instances_of(d); k <= n; k++) {
+            int port = instance_port(d, k);
+            char url[320], name[96];
+            /* Instance 1 keeps the binary's name: what a single stack always said. */
+            if (k == 1)
+                snprintf(name, sizeof name, "%s", d->binary);
+            else
+                snprintf(name, sizeof name, "%s-%d", d->binary, k);
+            snprintf(url, sizeof url, "http://%s:%d/metrics", host, port);
+            json_t *o = json_pack("{s:s,s:i,s:i}", "name", name, "instance", k, "port", port);
+            char *text = NULL;
+            lb_err err;
+            if (metrics_scrape(&text, url, timeout_ms, &err) != LB_OK) {
+                json_object_set_new(o, "ok", json_false());
+                json_object_set_new(o, "error", json_string(err.msg));
+            } else {
+                double backlog = metrics_series_sum(text, "layby_outbox_backlog_rows");
+                json_object_set_new(o, "ok", json_true());
+                json_object_set_new(o, "outboxBacklog",
+                                    backlog < 0 ? json_null() : json_integer((json_int_t)backlog));
+            }
+            free(text);
+            json_array_append_new(arr, o);
         }
-        free(text);
-        json_array_append_new(arr, o);
     }
     return arr;
 }

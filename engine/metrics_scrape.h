@@ -22,8 +22,10 @@ lb_status metrics_scrape(char **text, const char *url, int64_t timeout_ms, lb_er
 /* A series summed over its labels; -1 when the page lacks it. */
 double metrics_series_sum(const char *text, const char *series);
 /* {name, port, ok, outboxBacklog (null when it has no outbox) | error}, one
- * per daemon of the service table, asked at host:<its metrics port> (the
- * port from its LAYBY_<SERVICE>_METRICS_PORT, else its default). */
+ * per instance of each daemon of the service table, asked at host:<its
+ * metrics port> (instance 1: LAYBY_<SERVICE>_METRICS_PORT, else its default;
+ * LAYBY_INSTANCES of each, instance i on <that variable>_<i>, named
+ * layby-<service>-<i>, as scripts/dev's clustered stack runs them). */
 json_t *metrics_scrape_daemons(const char *host, int64_t timeout_ms);
 
 #endif

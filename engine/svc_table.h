@@ -22,4 +22,14 @@ typedef struct svc_table_daemon {
 extern const svc_table_daemon svc_table_daemons[];
 extern const size_t svc_table_n_daemons;
 
+typedef struct svc_table_schema {
+    const char *schema;  /* catalog: the schema and the role owning it */
+    const char *url_env; /* LAYBY_CATALOG_DATABASE_URL: where its service connects, so
+                          * the PostgreSQL cluster holding it (OPERATIONS §6) */
+} svc_table_schema;
+
+/* Every service's schema, in start order. */
+extern const svc_table_schema svc_table_schemas[];
+extern const size_t svc_table_n_schemas;
+
 #endif

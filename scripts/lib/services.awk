@@ -153,6 +153,15 @@ function view_c(    k, s, d) {
     }
     print "};"
     print "const size_t svc_table_n_daemons = LB_COUNTOF(svc_table_daemons);"
+    print ""
+    print "const svc_table_schema svc_table_schemas[] = {"
+    for (k = 1; k <= n_svc; k++) {
+        s = order[k]
+        if (s in schema)
+            printf "    { \"%s\", \"LAYBY_%s_DATABASE_URL\" },\n", schema[s], toupper(s)
+    }
+    print "};"
+    print "const size_t svc_table_n_schemas = LB_COUNTOF(svc_table_schemas);"
 }
 
 END {

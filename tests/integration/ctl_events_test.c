@@ -26,6 +26,7 @@
 #include "engine/bus.h"
 #include "engine/bus_topology.h"
 #include "engine/id.h"
+#include "engine/svc_table.h"
 #include "layby/v1/catalog.pb-c.h"
 #include "layby/v1/saga.pb-c.h"
 #include "sagas_test.h"
@@ -293,6 +294,62 @@ Test(ctl_events, status_says_healthy_then_names_what_is_wrong)
     cr_assert_eq(json_array_size(json_object_get(doc, "streams")), bus_topology_n_streams);
     cr_assert_str_eq(jstr(json_array_get(json_object_get(doc, "streams"), 0), "storage"), "file");
     json_decref(doc);
+}
+
+/* The daemon named name (instance 1 keeps the bare name) in status's list. */
+static json_t *
+status_daemon(json_t *doc, const char *name)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(json_object_get(doc, "daemons"), i, o)
+    {
+        if (strcmp(jstr(o, "name"), name) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+/* Issue 23: scripts/dev's clustered stack runs LAYBY_INSTANCES of each daemon,
+ * instance 2's port in <port variable>_2; status asks every one. */
+Test(ctl_events, status_asks_every_instance_of_every_daemon)
+{
+    int port2 = tsupport_port_free();
+    char port_env[64], *out = NULL;
+    snprintf(port_env, sizeof port_env, "LAYBY_ORCHESTRATOR_METRICS_PORT_2=%d", port2);
+    char run_env[64];
+    snprintf(run_env, sizeof run_env, "LAYBY_ORCHESTRATOR_METRICS_PORT=%d", port2);
+    const char *env2[] = { run_env, "LAYBY_INSTANCE=2", NULL };
+    tsupport_daemon_start(&procs[1], "layby-orchestrator", 0, NULL, NULL);
+    tsupport_daemon_start(&procs[2], "layby-orchestrator", port2, NULL, env2);
+
+    const char *ctl_env[] = { "LAYBY_INSTANCES=2", port_env, NULL };
+    const char *args[] = { "status", "--json", NULL };
+    cr_assert_eq(tsupport_ctl_run(&out, false, ctl_env, args), 1, "%s", out);
+    json_t *doc = json_parse(out);
+    free(out);
+    /* Two of every daemon; the others are not running here. */
+    cr_assert_eq(json_array_size(json_object_get(doc, "daemons")), 2 * svc_table_n_daemons);
+    json_t *one = status_daemon(doc, "layby-orchestrator"),
+           *two = status_daemon(doc, "layby-orchestrator-2");
+    cr_assert(one != NULL && json_is_true(json_object_get(one, "ok")), "instance 1");
+    cr_assert(two != NULL && json_is_true(json_object_get(two, "ok")), "instance 2");
+    cr_assert_eq(json_integer_value(json_object_get(two, "port")), port2);
+    cr_assert_eq(json_integer_value(json_object_get(two, "instance")), 2);
+    json_decref(doc);
+
+    /* Instance 2 gone: named as a problem while instance 1 still answers. */
+    tsupport_daemon_kill(&procs[2]);
+    const char *targs[] = { "status", NULL };
+    cr_assert_eq(tsupport_ctl_run(&out, true, ctl_env, targs), 1, "%s", out);
+    char want[160];
+    snprintf(want, sizeof want,
+             "daemon layby-orchestrator-2 does not answer on "
+             "http://127.0.0.1:%d/metrics",
+             port2);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    cr_assert_null(strstr(out, "daemon layby-orchestrator does not answer"), "%s", out);
+    free(out);
 }
 
 /* --- events replay ------------------------------------------------------------ */
