@@ -428,15 +428,8 @@ child_exec(const char *path, char **argv, const char *const *env, int log_fd)
 }
 
 void
-tsupport_daemon_start(tsupport_proc *p, const char *name, int port, const char *const *args,
+tsupport_daemon_spawn(tsupport_proc *p, const char *name, int port, const char *const *args,
                       const char *const *env)
-{
-    tsupport_daemon_start_within(p, name, port, args, env, DAEMON_READY_MS);
-}
-
-int64_t
-tsupport_daemon_start_within(tsupport_proc *p, const char *name, int port, const char *const *args,
-                             const char *const *env, int ready_ms)
 {
     char path[PATH_MAX];
     char *argv[DAEMON_ARGS_MAX + 2];
@@ -466,19 +459,39 @@ tsupport_daemon_start_within(tsupport_proc *p, const char *name, int port, const
         fprintf(pf, "%d\n", (int)pid);
         fclose(pf);
     }
+}
 
-    int64_t t0 = mono_ms(), deadline = t0 + ready_ms;
+void
+tsupport_daemon_wait_ready(tsupport_proc *p, int timeout_ms)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
     while (!tsupport_http_ok(p->port, "/healthz")) {
         if (!tsupport_daemon_alive(p))
-            cr_assert_fail("%s exited before it was ready; log: %s", name, p->log);
+            cr_assert_fail("%s exited before it was ready; log: %s", p->name, p->log);
         if (mono_ms() >= deadline) {
             tsupport_daemon_kill(p);
-            cr_assert_fail("%s not healthy on port %d after %d ms; log: %s", name, p->port,
-                           ready_ms, p->log);
+            cr_assert_fail("%s not healthy on port %d after %d ms; log: %s", p->name, p->port,
+                           timeout_ms, p->log);
         }
         pause_ms(POLL_STEP_MS);
     }
+}
+
+int64_t
+tsupport_daemon_start_within(tsupport_proc *p, const char *name, int port, const char *const *args,
+                             const char *const *env, int ready_ms)
+{
+    int64_t t0 = mono_ms();
+    tsupport_daemon_spawn(p, name, port, args, env);
+    tsupport_daemon_wait_ready(p, ready_ms);
     return mono_ms() - t0;
+}
+
+void
+tsupport_daemon_start(tsupport_proc *p, const char *name, int port, const char *const *args,
+                      const char *const *env)
+{
+    tsupport_daemon_start_within(p, name, port, args, env, DAEMON_READY_MS);
 }
 
 static int

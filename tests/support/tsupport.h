@@ -108,6 +108,11 @@ void tsupport_daemon_start(tsupport_proc *p, const char *name, int port, const c
 /* The same, waiting up to ready_ms for /healthz; returns how long it took. */
 int64_t tsupport_daemon_start_within(tsupport_proc *p, const char *name, int port,
                                      const char *const *args, const char *const *env, int ready_ms);
+/* tsupport_daemon_start() in two halves, to start several at once: spawn
+ * returns once it forked; wait_ready waits up to timeout_ms for /healthz. */
+void tsupport_daemon_spawn(tsupport_proc *p, const char *name, int port, const char *const *args,
+                           const char *const *env);
+void tsupport_daemon_wait_ready(tsupport_proc *p, int timeout_ms);
 /* SIGTERM, waits up to timeout_ms, then SIGKILL; reaps. Returns the exit
  * status (0 = clean stop), 128 + signal if killed, -1 if it was not running. */
 int tsupport_daemon_stop(tsupport_proc *p, int timeout_ms);
@@ -169,6 +174,8 @@ struct bus *tsupport_sagatest_open(const char *name);
 /* Starts LAYBY_BUILD_DIR/layby-sagatest on a free metrics port, with extra
  * environment entries "NAME=value" (NULL-terminated; NULL = none). */
 void tsupport_sagatest_start(tsupport_proc *p, const char *const *env);
+/* The same, returning once it forked (tsupport_daemon_wait_ready()). */
+void tsupport_sagatest_spawn(tsupport_proc *p, const char *const *env);
 /* Polls the integer query built from fmt (count(*), say) until it returns n;
  * fails the test, showing the last value, when timeout_ms passes first. */
 void tsupport_wait_count(int timeout_ms, int64_t n, const char *fmt, ...)

@@ -95,6 +95,13 @@ tsupport_sagatest_open(const char *name)
 void
 tsupport_sagatest_start(tsupport_proc *p, const char *const *env)
 {
+    tsupport_sagatest_spawn(p, env);
+    tsupport_daemon_wait_ready(p, 30000);
+}
+
+void
+tsupport_sagatest_spawn(tsupport_proc *p, const char *const *env)
+{
     static char url[512], port[16];
     const char *admin_url = tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL");
     snprintf(url, sizeof url, "%s%soptions=-csearch_path%%3Dsagatest", admin_url,
@@ -112,7 +119,7 @@ tsupport_sagatest_start(tsupport_proc *p, const char *const *env)
                            "--nak-delay",
                            "50ms",
                            NULL };
-    tsupport_daemon_start(p, "layby-sagatest", pt, args, env);
+    tsupport_daemon_spawn(p, "layby-sagatest", pt, args, env);
 }
 
 typedef struct want {
