@@ -26,6 +26,9 @@ edge_req_destroy(edge_req *r)
     free(r->body);
     r->body = NULL;
     r->body_len = 0;
+    if (r->held != NULL)
+        protobuf_c_message_free_unpacked(r->held, NULL);
+    r->held = NULL;
 }
 
 const char *

@@ -58,6 +58,9 @@ typedef struct edge_req {
     size_t body_len;
     bool body_unread; /* a body may remain on the wire: close the connection */
     int status;       /* HTTP status sent, 0 = nothing sent yet */
+    /* what a prepare hook read for its reply_swap (the pay route's order);
+     * freed by edge_req_destroy */
+    ProtobufCMessage *held;
 } edge_req;
 
 void edge_req_destroy(edge_req *r);

@@ -11,7 +11,9 @@
  * wants to see rather than the saga's outcome: the order as placed or paid
  * (read back with a query), or the status a signal set it on its way to. The
  * pay and signal rows first read the order as the member, so another
- * member's order is 404 before anything is sent.
+ * member's order is 404 before anything is sent. The pay row answers with
+ * that first read moved to PAID at the time the pay saga's record says
+ * (order_pay v3), and reads the order again only when it cannot.
  *
  * The admin's order (GET /api/v1/admin/orders/{id}, the console's order
  * page) gathers the order, its payment ledger and its delivery. */
@@ -266,8 +268,44 @@ pay_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
     if (strcmp(o->status, "PAYMENT_PENDING") != 0 && !r->idem_repeat)
         s = lb_err_set(err, LB_ERR_STATE, "the order is %s, not PAYMENT_PENDING", o->status);
     p->amount = o->total;
-    protobuf_c_message_free_unpacked(&o->base, NULL);
+    if (r->held != NULL)
+        protobuf_c_message_free_unpacked(r->held, NULL);
+    r->held = &o->base; /* for pay_swap */
     return s;
+}
+
+/* The order o as the order service shows it once PAID at paid_at: status,
+ * updated_at and a last timeline entry (reason "", as the pay saga sets
+ * none). False, o unchanged, when that cannot be told from o: it was not
+ * PAYMENT_PENDING when read (a repeat), or paid_at does not sort after its
+ * last entry (the service orders its timeline by time, then status). */
+static bool
+order_paid_at(Layby__V1__Order *o, const char *paid_at)
+{
+    if (strcmp(o->status, "PAYMENT_PENDING") != 0 || paid_at[0] == '\0' || o->n_timeline == 0 ||
+        strcmp(o->timeline[o->n_timeline - 1]->at, paid_at) >= 0)
+        return false;
+    Layby__V1__OrderEvent **t = realloc(o->timeline, (o->n_timeline + 1) * sizeof *t);
+    if (t == NULL)
+        return false;
+    o->timeline = t;
+    Layby__V1__OrderEvent *e = malloc(sizeof *e);
+    if (e == NULL)
+        return false;
+    layby__v1__order_event__init(e);
+    e->status = strdup("PAID");
+    e->at = strdup(paid_at);
+    e->reason = strdup("");
+    if (e->status == NULL || e->at == NULL || e->reason == NULL) {
+        protobuf_c_message_free_unpacked(&e->base, NULL);
+        return false;
+    }
+    if (!text_set(&o->status, "PAID") || !text_set(&o->updated_at, paid_at)) {
+        protobuf_c_message_free_unpacked(&e->base, NULL);
+        return false; /* o is a PAID order without its entry: not answered (caller reads) */
+    }
+    o->timeline[o->n_timeline++] = e;
+    return true;
 }
 
 static lb_status
@@ -276,7 +314,21 @@ pay_swap(ProtobufCMessage **reply, edge_req *r, lb_err *err)
     char id[ID_STR_LEN];
     if (!edge_param_copy(r, "id", id, sizeof id))
         return lb_err_set(err, LB_ERR_INTERNAL, "pay route without {id}");
-    return swap_for_order(reply, r, id, err);
+    const Layby__V1__SagaOutcome *out = (const Layby__V1__SagaOutcome *)*reply;
+    Layby__V1__Order *o = (Layby__V1__Order *)r->held;
+    Layby__V1__PaySagaRecord *rec = NULL;
+    if (o != NULL && strcmp(out->status, "COMPLETED") == 0 && out->record.len > 0 &&
+        strcmp(o->order_id, id) == 0)
+        rec = layby__v1__pay_saga_record__unpack(NULL, out->record.len, out->record.data);
+    bool paid = rec != NULL && order_paid_at(o, rec->paid_at);
+    if (rec != NULL)
+        layby__v1__pay_saga_record__free_unpacked(rec, NULL);
+    if (!paid) /* a pay saga before v3, a repeat, a tie in time: as the service shows it */
+        return swap_for_order(reply, r, id, err);
+    protobuf_c_message_free_unpacked(*reply, NULL);
+    *reply = &o->base;
+    r->held = NULL;
+    return LB_OK;
 }
 
 const edge_hooks edge_orders_pay_hooks = { .prepare = pay_prepare, .reply_swap = pay_swap };

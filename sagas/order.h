@@ -53,6 +53,7 @@ extern const saga_type saga_order_place_v3;
 extern const saga_type saga_order_place_v4;
 extern const saga_type saga_order_pay_v1;
 extern const saga_type saga_order_pay_v2;
+extern const saga_type saga_order_pay_v3;
 
 /* --- order_common.c -------------------------------------------------------- */
 

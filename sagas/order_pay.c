@@ -1,5 +1,5 @@
-/* order_pay.c - paying an order ("order_pay" v2, v1 for the sagas started on
- * it; one saga per pay request).
+/* order_pay.c - paying an order ("order_pay" v3, v1-v2 for the sagas started
+ * on them; one saga per pay request).
  *
  *   charge the card     a gateway outage is retried with backoff; a decline
  *                       is final: the saga FAILS and the buyer hears 402,
@@ -15,7 +15,13 @@
  * PAID is refused (the deadline passed and the order was cancelled
  * meanwhile), the charge is refunded. The place saga's id is the order id;
  * a pay saga's correlation is the order id too (pay_correlation): its
- * participants' events come back to it by their saga_id field. */
+ * participants' events come back to it by their saga_id field.
+ *
+ * v3 keeps a record (PaySagaRecord): when the order became PAID, from the
+ * order service's OrderStatusSet. The saga's answer carries it, so the edge
+ * answers the payment with the order it read before paying, moved to PAID,
+ * instead of reading the order again (one order query a checkout fewer). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "layby/v1/order.pb-c.h"
@@ -73,6 +79,24 @@ build_mark_paid(ProtobufCMessage **out, const saga_build_in *in, lb_err *err)
     return order_saga_copy(out, &c.base, err);
 }
 
+/* OrderStatusSet of order_paid -> when the order became PAID (an OrderRefused
+ * leaves the record as it is). */
+static lb_status
+merge_paid(ProtobufCMessage *record, const ProtobufCMessage *event, lb_err *err)
+{
+    if (event->descriptor != &layby__v1__order_status_set__descriptor)
+        return LB_OK;
+    Layby__V1__PaySagaRecord *r = (Layby__V1__PaySagaRecord *)record;
+    const Layby__V1__OrderStatusSet *e = (const Layby__V1__OrderStatusSet *)event;
+    char *at = strdup(e->at);
+    if (at == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "record");
+    if (r->paid_at != NULL && r->paid_at != protobuf_c_empty_string)
+        free(r->paid_at);
+    r->paid_at = at;
+    return LB_OK;
+}
+
 /* The pay saga belongs to its order's flow (DESIGN §2): its messages carry
  * the order id as correlation, beside the place saga's. */
 static const char *
@@ -87,7 +111,7 @@ pay_correlation(const ProtobufCMessage *start)
  * away. v1 gave up after 5 attempts and refunded while its PAID commands were
  * still queued: the order became PAID and was delivered, its money refunded.
  * A refusal (the order was cancelled meanwhile) is final and still refunds. */
-#define PAY_STEPS(fwd)                                                                             \
+#define PAY_STEPS(fwd, paid_merge)                                                                           \
     [PAY_CHARGE] = {                                                                               \
         .name = "charge", .command = &layby__v1__charge__descriptor,                               \
         .subject = SUBJ_PAYMENT_CHARGE, .build = build_charge,                                     \
@@ -108,11 +132,12 @@ pay_correlation(const ProtobufCMessage *start)
         .on_ok = &layby__v1__order_status_set__descriptor, .on_ok_subject = SUBJ_ORDER_STATUS_SET, \
         .on_fail = &layby__v1__order_refused__descriptor, .on_fail_subject = SUBJ_ORDER_REFUSED,   \
         .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,              \
-        .forward = (fwd),                                                                          \
+        .forward = (fwd), .merge = (paid_merge),                                                   \
     }
 
-static const saga_step pay_steps_v1[PAY__STEPS] = { PAY_STEPS(false) };
-static const saga_step pay_steps_v2[PAY__STEPS] = { PAY_STEPS(true) };
+static const saga_step pay_steps_v1[PAY__STEPS] = { PAY_STEPS(false, NULL) };
+static const saga_step pay_steps_v2[PAY__STEPS] = { PAY_STEPS(true, NULL) };
+static const saga_step pay_steps_v3[PAY__STEPS] = { PAY_STEPS(true, merge_paid) };
 /* clang-format on */
 
 const saga_type saga_order_pay_v1 = {
@@ -131,4 +156,14 @@ const saga_type saga_order_pay_v2 = {
     .steps = pay_steps_v2,
     .n_steps = PAY__STEPS,
     .correlation = pay_correlation,
+};
+
+const saga_type saga_order_pay_v3 = {
+    .name = "order_pay",
+    .version = 3,
+    .start = &layby__v1__pay_order__descriptor,
+    .steps = pay_steps_v3,
+    .n_steps = PAY__STEPS,
+    .correlation = pay_correlation,
+    .record = &layby__v1__pay_saga_record__descriptor,
 };

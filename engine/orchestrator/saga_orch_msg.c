@@ -90,6 +90,14 @@ saga_orch_msg_outcome(ProtobufCMessage **out, const saga_type *t, const saga_sta
     m->status = dup(saga_status_name(s->status), &oom);
     m->step = s->step;
     m->step_name = dup(step_name(t, s), &oom);
+    if (s->record_len > 0 && !oom) { /* the requester may answer from it (order_pay v3) */
+        m->record.data = malloc(s->record_len);
+        oom = m->record.data == NULL;
+        if (!oom) {
+            memcpy(m->record.data, s->record, s->record_len);
+            m->record.len = s->record_len;
+        }
+    }
     if (oom) {
         protobuf_c_message_free_unpacked(&m->base, NULL);
         return lb_err_set(err, LB_ERR_NOMEM, "SagaOutcome fields");

@@ -108,7 +108,7 @@ emit_notify(svc_batch *b, svc_item *it, const Layby__V1__SetOrderStatus *c, int6
 
 static lb_status
 emit_status_set(svc_batch *b, svc_item *it, const Layby__V1__SetOrderStatus *c, int64_t total,
-                const char *member_id, lb_err *err)
+                const char *member_id, const char *at, lb_err *err)
 {
     lb_status st = emit_notify(b, it, c, total, err);
     if (st != LB_OK)
@@ -121,6 +121,7 @@ emit_status_set(svc_batch *b, svc_item *it, const Layby__V1__SetOrderStatus *c, 
     ev.status = c->status;
     ev.total = total;
     ev.member_id = (char *)member_id;
+    ev.at = (char *)at;
     bus_envelope env;
     bus_envelope_init(&env, &layby__v1__order_status_set__descriptor, it->env);
     return svc_emit_answer(b, it, SUBJ_ORDER_STATUS_SET, &env, &ev.base, err);
@@ -313,7 +314,8 @@ set_one(svc_batch *b, svc_item *it, lb_err *err)
     if ((st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_HISTORY_HAS), 2, hp, err)) != LB_OK)
         goto out;
     if (PQntuples(res) == 1) { /* reached before: the first outcome again */
-        st = emit_status_set(b, it, c, atoll(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 1), err);
+        st = emit_status_set(b, it, c, atoll(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 1),
+                             PQgetvalue(res, 0, 2), err);
         goto out;
     }
     PQclear(res);
@@ -354,7 +356,7 @@ set_one(svc_batch *b, svc_item *it, lb_err *err)
     const char *ap[] = { c->order_id, c->status, when, c->reason };
     if ((st = store_exec(s, NULL, ORDER_SQL(ORDER_SQL_HISTORY_ADD), 4, ap, err)) != LB_OK)
         goto out;
-    st = emit_status_set(b, it, c, atoll(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 1), err);
+    st = emit_status_set(b, it, c, atoll(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 1), when, err);
 out:
     store_array_free(&shorts);
     PQclear(res);

@@ -68,7 +68,8 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
         "INSERT INTO order_history (order_id, status, at, reason) "
         "VALUES ($1::uuid, $2, $3::timestamptz, $4) ON CONFLICT DO NOTHING" },
     [ORDER_SQL_HISTORY_HAS] = { "order_history_has",
-        "SELECT o.total_won, o.member_id::text FROM order_history h JOIN orders o USING (order_id) "
+        "SELECT o.total_won, o.member_id::text, " TS("h.at") " FROM order_history h "
+        "JOIN orders o USING (order_id) "
         "WHERE h.order_id = $1::uuid AND h.status = $2" },
     [ORDER_SQL_LINES] = { "order_lines",
         "SELECT product_id::text, quantity, name, unit_price_won FROM order_lines "

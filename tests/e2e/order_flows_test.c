@@ -295,7 +295,23 @@ Test(order_flows, place_pay_deliver_and_return_inside_the_window)
     cr_assert_eq(json_integer_value(json_object_get(j, "total")), 3000000);
     json_t *items = json_object_get(j, "items");
     cr_assert_str_eq(jstr(json_array_get(items, 0), "name"), "Laptop 14");
+    /* The answer is the order read before paying moved to PAID at the time
+     * the pay saga's record says (order_pay v3, no read after): it must be
+     * the order as the service shows it, timeline and all (but the delivery,
+     * which only GET fills; the order stays PAID for the 500 ms before
+     * shipping). */
+    char get_path[128];
+    snprintf(get_path, sizeof get_path, "/api/v1/orders/%s", order);
+    tsupport_resp g;
+    call(&g, "GET", get_path, alice_auth, NULL, NULL);
+    cr_assert_eq(g.status, 200, "%s", g.body);
+    json_t *shown = tsupport_http_json(&g);
+    json_object_del(shown, "delivery");
+    json_object_del(j, "delivery"); /* null in the pay answer */
+    cr_assert(json_equal(j, shown), "pay answered %s\nGET shows %s", r.body, g.body);
+    json_decref(shown);
     json_decref(j);
+    cr_assert_eq(sql_int("SELECT version FROM saga.sagas WHERE saga_type = 'order_pay'"), 3);
 
     wait_order(order, "PAID", "DELIVERED");
     signal(&r, alice_auth, order, "return");
