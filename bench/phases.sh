@@ -9,6 +9,15 @@
 # batch, their share of the batch time; the pull before the batch (fetch) and
 # the relay's publish (layby_outbox_drain_seconds) beside them.
 #
+# Also prints, from the same run, the statements' calls and mean time
+# (pg_stat_statements, reset before the sagas start) and each hop's p50/p99
+# (bench/saga_timeline.py over layby-ctl replay). LAYBY_PHASES_NOOP=1 runs the
+# participant stateless (no inbox, no commit: bench/run.sh's no-op participant,
+# the issue's "participant hop"); the default participant commits, as the
+# orchestrator does, but makes three awaited round trips per command (test
+# code), so it saturates first: at load 10 it kept up with 170 sagas/s, not
+# with 500.
+#
 # BUILD (default build/bench-test) is a test build (the test saga types); the
 # stack is scripts/dev's on free ports in a temp folder (LAYBY_DEV_VAR,
 # lb_stack_ports_free) from build/release, as bench/cluster.sh. Not part of
@@ -51,13 +60,16 @@ PPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 LAYBY_ORCHESTRATOR_NATS_USER=$LAYBY_CTL_NATS_USER LAYBY_ORCHESTRATOR_NATS_PASSWORD=$LAYBY_CTL_NATS_PASSWORD \
     "$BT"/layby-orchestrator 2>"$OUT/orchestrator.log" &
 PIDS+=($!)
-"$BT"/layby-sagatest --database-url "$LAYBY_PG_ADMIN_URL?options=-csearch_path%3Dsagatest" \
+${LAYBY_PHASES_NOOP:+env LAYBY_SAGATEST_NOOP=1} "$BT"/layby-sagatest --database-url "$LAYBY_PG_ADMIN_URL?options=-csearch_path%3Dsagatest" \
     --nats-user "$LAYBY_CTL_NATS_USER" --nats-password "$LAYBY_CTL_NATS_PASSWORD" \
     --metrics-port "$PPORT" --log-level warn 2>"$OUT/participant.log" &
 PIDS+=($!)
 for port in "$LAYBY_ORCHESTRATOR_METRICS_PORT" "$PPORT"; do
     until curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null; do sleep 0.2; done
 done
+psql -qAt "$LAYBY_PG_ADMIN_URL" -c 'SELECT pg_stat_statements_reset()' >/dev/null
+since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+sleep 1 # replay --since has a resolution of a second
 "$BT"/bench/bench_saga --count "$COUNT" --rate "$RATE" | tee "$OUT/saga"
 curl -fsS "http://127.0.0.1:$LAYBY_ORCHESTRATOR_METRICS_PORT/metrics" >"$OUT/orchestrator.metrics"
 curl -fsS "http://127.0.0.1:$PPORT/metrics" >"$OUT/participant.metrics"
@@ -81,3 +93,10 @@ for who in orchestrator participant; do
             printf " drain_ms=%.3f\n", dc ? ds / dc * 1000 : 0
         }' "$OUT/$who.metrics"
 done | tee "$OUT/results"
+psql -A -F ' | ' "$LAYBY_PG_ADMIN_URL" -c "SELECT calls, round(mean_exec_time::numeric, 3) AS mean_ms,
+    round(total_exec_time::numeric, 1) AS total_ms, left(regexp_replace(query, '\s+', ' ', 'g'), 100) AS query
+    FROM pg_stat_statements WHERE calls >= 50 ORDER BY total_exec_time DESC LIMIT 12" | tee "$OUT/statements"
+for s in LAYBY_CMD LAYBY_EVT; do
+    "$BT"/layby-ctl replay "$s" --since "$since" --limit $((COUNT * 8 + 1000)) >"$OUT/$s.jsonl"
+done
+bench/saga_timeline.py "$OUT/LAYBY_CMD.jsonl" "$OUT/LAYBY_EVT.jsonl" | tee "$OUT/timeline"
