@@ -170,21 +170,18 @@ create_one(svc_batch *b, svc_item *it, lb_err *err)
     if (items_validate(c, &why) != LB_OK)
         return emit_refused(b, it, c->saga_id, c->step, c->attempt, c->order_id, true, why.code,
                             why.field, why.msg, err);
-    PGresult *res = NULL, *addr = NULL;
+    PGresult *res = NULL;
     Layby__V1__AddressDraft *d = NULL;
     store_array pids = { 0 }, qtys = { 0 };
-    const char *gp[] = { c->order_id, "" };
-    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_GET), 2, gp, err);
+    const char *gp[] = { c->order_id, c->address_id };
+    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_CREATE_LOOK), 2, gp, err);
     if (st != LB_OK)
         goto out;
-    if (PQntuples(res) == 1) { /* a repeat */
+    if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) { /* a repeat */
         st = emit_created(b, it, c, err);
         goto out;
     }
-    const char *ap[] = { c->address_id };
-    if ((st = store_exec(s, &addr, ORDER_SQL(ORDER_SQL_ADDRESS_GET), 1, ap, err)) != LB_OK)
-        goto out;
-    if (PQntuples(addr) == 0 || strcmp(PQgetvalue(addr, 0, 1), c->member_id) != 0) {
+    if (PQgetisnull(res, 0, 1) || strcmp(PQgetvalue(res, 0, 1), c->member_id) != 0) {
         st = emit_refused(b, it, c->saga_id, c->step, c->attempt, c->order_id, true,
                           LB_ERR_NOT_FOUND, "addressId", "no such address", err);
         goto out;
@@ -194,15 +191,10 @@ create_one(svc_batch *b, svc_item *it, lb_err *err)
     char ad[64], ship_ad[64], sealed[ORDER_SEALED_MAX * 2 + 3], when[32];
     order_ad_address(ad, sizeof ad, c->address_id);
     order_ad_ship_to(ship_ad, sizeof ship_ad, c->order_id);
-    if ((st = order_address_open(&d, PQgetvalue(addr, 0, 2), ad, err)) != LB_OK ||
+    if ((st = order_address_open(&d, PQgetvalue(res, 0, 2), ad, err)) != LB_OK ||
         (st = order_address_seal(sealed, sizeof sealed, d, ship_ad, err)) != LB_OK)
         goto out;
     lb_time_format(when, sizeof when, it->now_ms);
-    const char *ip[] = {
-        c->order_id, c->member_id, c->address_id, sealed, c->from_wishlist ? "true" : "false", when
-    };
-    if ((st = store_exec(s, NULL, ORDER_SQL(ORDER_SQL_ORDER_INSERT), 6, ip, err)) != LB_OK)
-        goto out;
     store_array_begin(&pids);
     store_array_begin(&qtys);
     for (size_t i = 0; i < c->n_items; i++) {
@@ -215,10 +207,11 @@ create_one(svc_batch *b, svc_item *it, lb_err *err)
         st = lb_err_set(err, LB_ERR_NOMEM, "order lines");
         goto out;
     }
-    const char *lp[] = { c->order_id, pids.p, qtys.p };
-    const char *hp[] = { c->order_id, "PENDING", when, "" };
-    if ((st = store_exec(s, NULL, ORDER_SQL(ORDER_SQL_LINE_INSERT), 3, lp, err)) != LB_OK ||
-        (st = store_exec(s, NULL, ORDER_SQL(ORDER_SQL_HISTORY_ADD), 4, hp, err)) != LB_OK)
+    const char *ip[] = {
+        c->order_id, c->member_id, c->address_id, sealed, c->from_wishlist ? "true" : "false",
+        when,        pids.p,       qtys.p
+    };
+    if ((st = store_exec(s, NULL, ORDER_SQL(ORDER_SQL_ORDER_INSERT), 8, ip, err)) != LB_OK)
         goto out;
     st = emit_created(b, it, c, err);
 out:
@@ -227,7 +220,6 @@ out:
     store_array_free(&pids);
     store_array_free(&qtys);
     PQclear(res);
-    PQclear(addr);
     return st;
 }
 
@@ -297,8 +289,13 @@ set_one(svc_batch *b, svc_item *it, lb_err *err)
                             LB_ERR_INVALID, "status", "unknown order status", err);
     PGresult *res = NULL;
     store_array shorts = { 0 };
-    const char *lp[] = { c->order_id };
-    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_LOCK), 1, lp, err);
+    /* The order locked and, in the same round trip, its entry for the status
+     * when it reached it before. An entry committed after this statement's
+     * snapshot (another instance set the status while this one waited for the
+     * lock) is not seen here: the status then is c->status already, which no
+     * move allows, and the history is asked again below with a new snapshot. */
+    const char *lp[] = { c->order_id, c->status };
+    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_LOCK), 2, lp, err);
     if (st != LB_OK)
         goto out;
     if (PQntuples(res) == 0) {
@@ -306,21 +303,29 @@ set_one(svc_batch *b, svc_item *it, lb_err *err)
                           LB_ERR_NOT_FOUND, "orderId", "no such order", err);
         goto out;
     }
+    if (!PQgetisnull(res, 0, 3)) { /* reached before: the first outcome again */
+        st = emit_status_set(b, it, c, atoll(PQgetvalue(res, 0, 2)), PQgetvalue(res, 0, 1),
+                             PQgetvalue(res, 0, 3), err);
+        goto out;
+    }
     char now_status[32];
     snprintf(now_status, sizeof now_status, "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
     res = NULL;
-    const char *hp[] = { c->order_id, c->status };
-    if ((st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_HISTORY_HAS), 2, hp, err)) != LB_OK)
-        goto out;
-    if (PQntuples(res) == 1) { /* reached before: the first outcome again */
-        st = emit_status_set(b, it, c, atoll(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 1),
-                             PQgetvalue(res, 0, 2), err);
-        goto out;
+    bool allowed = expected(c, now_status) && order_transition_ok(now_status, c->status);
+    if (!allowed) {
+        const char *hp[] = { c->order_id, c->status };
+        if ((st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_HISTORY_HAS), 2, hp, err)) != LB_OK)
+            goto out;
+        if (PQntuples(res) == 1) { /* reached meanwhile: the first outcome again */
+            st = emit_status_set(b, it, c, atoll(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 1),
+                                 PQgetvalue(res, 0, 2), err);
+            goto out;
+        }
+        PQclear(res);
+        res = NULL;
     }
-    PQclear(res);
-    res = NULL;
-    if (!expected(c, now_status) || !order_transition_ok(now_status, c->status)) {
+    if (!allowed) {
         bool cancel = strcmp(c->status, "CANCELLED") == 0;
         bool ret = strcmp(c->status, "RETURN_REQUESTED") == 0;
         lb_status code = cancel ? LB_ERR_NOT_CANCELLABLE
@@ -352,9 +357,6 @@ set_one(svc_batch *b, svc_item *it, lb_err *err)
         shorts.p
     };
     if ((st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_SET), 6, sp, err)) != LB_OK)
-        goto out;
-    const char *ap[] = { c->order_id, c->status, when, c->reason };
-    if ((st = store_exec(s, NULL, ORDER_SQL(ORDER_SQL_HISTORY_ADD), 4, ap, err)) != LB_OK)
         goto out;
     st = emit_status_set(b, it, c, atoll(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 1), when, err);
 out:

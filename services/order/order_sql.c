@@ -38,19 +38,31 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
     [ORDER_SQL_ADDRESS_LIST] = { "order_address_list",
         "SELECT " ADDRESS_COLS " FROM addresses WHERE member_id = $1::uuid "
         "ORDER BY created_at, address_id" },
-    [ORDER_SQL_ORDER_GET] = { "order_order_get",
-        "SELECT " ORDER_COLS " FROM orders WHERE order_id = $1::uuid "
-        "AND ($2 = '' OR member_id = nullif($2, '')::uuid)" },
+    /* create's first look, one round trip: whether the order exists (a
+     * repeat) and the address it is to ship to (none: no row of a). */
+    [ORDER_SQL_CREATE_LOOK] = { "order_create_look",
+        "SELECT EXISTS (SELECT 1 FROM orders WHERE order_id = $1::uuid), a.member_id::text, "
+        "encode(a.sealed, 'hex') FROM (SELECT 1) one "
+        "LEFT JOIN addresses a ON a.address_id = $2::uuid" },
+    /* set_status's first look: the order locked, and its history entry of
+     * status $2 when it reached it before (NULL at otherwise). */
     [ORDER_SQL_ORDER_LOCK] = { "order_order_lock",
-        "SELECT status, member_id::text FROM orders WHERE order_id = $1::uuid FOR UPDATE" },
+        "SELECT o.status, o.member_id::text, o.total_won, " TS("h.at") " FROM orders o "
+        "LEFT JOIN order_history h ON h.order_id = o.order_id AND h.status = $2 "
+        "WHERE o.order_id = $1::uuid FOR UPDATE OF o" },
+    /* The order PENDING with its lines and its first history entry, one
+     * statement (was three); nothing when it exists already (a racing repeat). */
     [ORDER_SQL_ORDER_INSERT] = { "order_order_insert",
-        "INSERT INTO orders (order_id, member_id, address_id, ship_to, status, from_wishlist, "
-        "created_at, updated_at) VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bytea, 'PENDING', "
-        "$5::boolean, $6::timestamptz, $6::timestamptz) ON CONFLICT (order_id) DO NOTHING "
-        "RETURNING order_id::text" },
-    [ORDER_SQL_LINE_INSERT] = { "order_line_insert",
-        "INSERT INTO order_lines (order_id, line_no, product_id, quantity) "
-        "SELECT $1::uuid, n, p, q FROM unnest($2::uuid[], $3::bigint[]) WITH ORDINALITY AS l(p, q, n)" },
+        "WITH o AS (INSERT INTO orders (order_id, member_id, address_id, ship_to, status, "
+        "from_wishlist, created_at, updated_at) VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bytea, "
+        "'PENDING', $5::boolean, $6::timestamptz, $6::timestamptz) ON CONFLICT (order_id) "
+        "DO NOTHING RETURNING order_id), "
+        "l AS (INSERT INTO order_lines (order_id, line_no, product_id, quantity) "
+        "SELECT o.order_id, n, p, q FROM o, "
+        "unnest($7::uuid[], $8::bigint[]) WITH ORDINALITY AS x(p, q, n)), "
+        "h AS (INSERT INTO order_history (order_id, status, at, reason) "
+        "SELECT order_id, 'PENDING', $6::timestamptz, '' FROM o) "
+        "SELECT order_id::text FROM o" },
     /* The reserved name and price of each product, then the total from them. */
     [ORDER_SQL_LINE_PRICE] = { "order_line_price",
         "WITH s AS (UPDATE order_lines l SET name = v.name, unit_price_won = v.price "
@@ -58,15 +70,16 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
         "WHERE l.order_id = $1::uuid AND l.product_id = v.p RETURNING l.quantity * v.price AS sub) "
         "UPDATE orders SET total_won = (SELECT coalesce(sum(sub), 0) FROM s) "
         "WHERE order_id = $1::uuid" },
+    /* The move and its history entry, one statement (was two). */
     [ORDER_SQL_ORDER_SET] = { "order_order_set",
-        "UPDATE orders SET status = $2, updated_at = $3::timestamptz, "
+        "WITH u AS (UPDATE orders SET status = $2, updated_at = $3::timestamptz, "
         "reason = CASE WHEN $4 = '' THEN reason ELSE $4 END, "
         "payment_deadline = coalesce($5::timestamptz, payment_deadline), "
         "short_products = CASE WHEN cardinality($6::uuid[]) = 0 THEN short_products ELSE $6::uuid[] END "
-        "WHERE order_id = $1::uuid RETURNING total_won, member_id::text" },
-    [ORDER_SQL_HISTORY_ADD] = { "order_history_add",
-        "INSERT INTO order_history (order_id, status, at, reason) "
-        "VALUES ($1::uuid, $2, $3::timestamptz, $4) ON CONFLICT DO NOTHING" },
+        "WHERE order_id = $1::uuid RETURNING order_id, total_won, member_id::text), "
+        "h AS (INSERT INTO order_history (order_id, status, at, reason) "
+        "SELECT order_id, $2, $3::timestamptz, $4 FROM u ON CONFLICT DO NOTHING) "
+        "SELECT total_won, member_id FROM u" },
     [ORDER_SQL_HISTORY_HAS] = { "order_history_has",
         "SELECT o.total_won, o.member_id::text, " TS("h.at") " FROM order_history h "
         "JOIN orders o USING (order_id) "
