@@ -426,14 +426,6 @@ ctl_replay(const ctl_cmd *cmd, int argc, char **argv)
 
 /* --- tail -------------------------------------------------------------------- */
 
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static lb_status
 tail_run(jsCtx *js, const ctl_range *rg, printer *p, lb_err *err)
 {
@@ -449,10 +441,10 @@ tail_run(jsCtx *js, const ctl_range *rg, printer *p, lb_err *err)
     /* Tells a waiting caller (a test, a script) that nothing published from
      * now on is missed. */
     ctl_progress("layby-ctl events tail: following %s %s\n", rg->stream, rg->subject);
-    int64_t end = p->c->for_ms > 0 ? now_ms() + p->c->for_ms : INT64_MAX;
+    int64_t end = p->c->for_ms > 0 ? lb_mono_us() / 1000 + p->c->for_ms : INT64_MAX;
     lb_status st = LB_OK;
     while (st == LB_OK && (p->c->count == 0 || p->printed < p->c->count)) {
-        int64_t left = end - now_ms();
+        int64_t left = end - lb_mono_us() / 1000;
         if (left <= 0)
             break;
         natsMsg *m = NULL;

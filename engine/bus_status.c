@@ -71,14 +71,6 @@ bus_status_durables(jsCtx *js)
     return arr;
 }
 
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* fd connected to host:port within the deadline, or -1 with *why. */
 static int
 probe_connect(const char *host, const char *port, int64_t deadline, const char **why)
@@ -99,7 +91,7 @@ probe_connect(const char *host, const char *port, int64_t deadline, const char *
         return -1;
     }
     struct pollfd p = { .fd = fd, .events = POLLOUT };
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - lb_mono_us() / 1000;
     int soerr = 0;
     socklen_t len = sizeof soerr;
     if (left <= 0 || poll(&p, 1, (int)left) != 1 ||
@@ -130,7 +122,7 @@ probe_info(const char *url, int64_t timeout_ms, const char **why)
     host[hl] = '\0';
     if (p[hl] == ':')
         snprintf(port, sizeof port, "%.*s", (int)strcspn(p + hl + 1, "/"), p + hl + 1);
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = lb_mono_us() / 1000 + timeout_ms;
     int fd = probe_connect(host, port, deadline, why);
     if (fd < 0)
         return NULL;
@@ -139,7 +131,7 @@ probe_info(const char *url, int64_t timeout_ms, const char **why)
     char *eol = NULL;
     while (eol == NULL && n < sizeof buf - 1) {
         struct pollfd pf = { .fd = fd, .events = POLLIN };
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - lb_mono_us() / 1000;
         if (left <= 0 || poll(&pf, 1, (int)left) != 1)
             break;
         ssize_t k = read(fd, buf + n, sizeof buf - 1 - n);

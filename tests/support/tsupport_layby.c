@@ -2,7 +2,6 @@
  * bus, the test saga's participant, reading one metric of a daemon, checking a
  * daemon's log and exit, and stopping PostgreSQL for outage tests. */
 #include <criterion/criterion.h>
-#include <curl/curl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,6 +13,7 @@
 #include "engine/bus.h"
 #include "engine/bus_topology.h"
 #include "engine/id.h"
+#include "engine/metrics_scrape.h"
 #include "layby/v1/catalog.pb-c.h"
 #include "layby/v1/saga.pb-c.h"
 #include "sagas_test.h"
@@ -155,45 +155,18 @@ tsupport_daemons_kill(tsupport_proc *procs, size_t n)
     memset(procs, 0, n * sizeof *procs);
 }
 
-typedef struct body {
-    char buf[65536];
-    size_t len;
-} body;
-
-static size_t
-collect(void *p, size_t size, size_t n, void *arg)
-{
-    body *b = arg;
-    size_t k = size * n;
-    if (b->len + k >= sizeof b->buf)
-        k = sizeof b->buf - b->len - 1;
-    memcpy(b->buf + b->len, p, k);
-    b->len += k;
-    b->buf[b->len] = '\0';
-    return size * n;
-}
-
 long long
 tsupport_metric(int port, const char *series)
 {
-    static body b;
-    b.len = 0;
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
-    CURL *c = curl_easy_init();
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    cr_assert_eq(curl_easy_perform(c), CURLE_OK);
-    curl_easy_cleanup(c);
-    char key[256];
-    snprintf(key, sizeof key, "%s ", series);
-    /* at a line's start: "# HELP <name> <text>" holds an unlabelled name too */
-    const char *at = strstr(b.buf, key);
-    while (at != NULL && at != b.buf && at[-1] != '\n')
-        at = strstr(at + 1, key);
-    cr_assert_not_null(at, "no %s in the metrics of port %d", series, port);
-    return atoll(at + strlen(key));
+    char *text = NULL;
+    lb_err err = { 0 };
+    cr_assert_eq(metrics_scrape(&text, url, 5000, &err), LB_OK, "%s", err.msg);
+    double v = metrics_series_sum(text, series);
+    free(text);
+    cr_assert(v >= 0, "no %s in the metrics of port %d", series, port);
+    return (long long)v;
 }
 
 void
