@@ -34,17 +34,27 @@
 static tcluster cl;
 static bus *client;
 
+/* A client of the three nodes that waits wait_ms for a publish's ack and
+ * sends it again for 30 s. */
+static bus *
+client_open(const char *name, int64_t wait_ms)
+{
+    bus *b = NULL;
+    bus_opts o = BUS_OPTS_INIT;
+    o.url = cl.urls;
+    o.name = name;
+    o.publish_wait_ms = wait_ms;
+    o.publish_retry_ms = 30000;
+    lb_err err = { 0 };
+    cr_assert_eq(bus_open(&b, &o, &err), LB_OK, "%s", err.msg);
+    return b;
+}
+
 static void
 setup(void)
 {
     tcluster_start(&cl, "laybytest", NULL);
-    bus_opts o = BUS_OPTS_INIT;
-    o.url = cl.urls;
-    o.name = "cluster-test";
-    o.publish_wait_ms = 2000;
-    o.publish_retry_ms = 30000;
-    lb_err err = { 0 };
-    cr_assert_eq(bus_open(&client, &o, &err), LB_OK, "%s", err.msg);
+    client = client_open("cluster-test", 2000);
 }
 
 static void
@@ -249,14 +259,8 @@ Test(cluster_bus, an_ack_too_late_is_sent_again_under_the_same_id_and_stored_onc
 {
     cr_assert(tsupport_poll_until(stream_added, NULL, 30000), "no R3 stream within 30 s");
     cr_assert(tsupport_poll_until(replicas_current, NULL, 30000), "replicas not current");
-    bus *hasty = NULL;
-    bus_opts o = BUS_OPTS_INIT;
-    o.url = cl.urls;
-    o.name = "cluster-test-hasty";
-    o.publish_wait_ms = 1;
-    o.publish_retry_ms = 30000;
+    bus *hasty = client_open("cluster-test-hasty", 1);
     lb_err err = { 0 };
-    cr_assert_eq(bus_open(&hasty, &o, &err), LB_OK, "%s", err.msg);
     char(*ids)[ID_STR_LEN] = calloc(HASTY, ID_STR_LEN);
     for (int i = 0; i < HASTY; i++) {
         bus_envelope env;
