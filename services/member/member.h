@@ -42,6 +42,11 @@
 #define MEMBER_ARGON_MEMLIMIT (19u * 1024u * 1024u)
 #define MEMBER_ARGON_OPSLIMIT 2u
 
+/* The hashing cgroup's weight (--hash-cgroup-shares; member_pool.c): the
+ * string is the option's default, the number the unit test's. */
+#define MEMBER_HASH_CGROUP_SHARES_STR "32"
+#define MEMBER_HASH_CGROUP_SHARES     32
+
 #define MEMBER_STATUS_PENDING "PENDING_VERIFICATION"
 #define MEMBER_STATUS_ACTIVE  "ACTIVE"
 
@@ -55,16 +60,19 @@ typedef struct member_cfg {
     int64_t access_ttl_ms;
     int64_t refresh_ttl_ms;
     int64_t code_ttl_ms;
-    int64_t code_tries;        /* wrong tries per code before 429 */
-    int64_t resend_gap_ms;     /* at most one code per gap */
-    int64_t resend_per_hour;   /* and this many per hour */
-    int64_t login_fail_max;    /* failures per window, per username and per address */
-    int64_t login_window_ms;   /* the failure window */
-    int64_t hash_threads;      /* Argon2id pool */
-    int64_t hash_queue;        /* logins waiting for the pool before 429 */
-    const char *hash_priority; /* the pool threads' scheduling (member_pool.c) */
-    int64_t argon_memlimit;    /* bytes */
-    int64_t argon_opslimit;    /* passes */
+    int64_t code_tries;           /* wrong tries per code before 429 */
+    int64_t resend_gap_ms;        /* at most one code per gap */
+    int64_t resend_per_hour;      /* and this many per hour */
+    int64_t login_fail_max;       /* failures per window, per username and per address */
+    int64_t login_window_ms;      /* the failure window */
+    int64_t hash_threads;         /* Argon2id pool */
+    int64_t hash_queue;           /* logins waiting for the pool before 429 */
+    const char *hash_priority;    /* the pool threads' scheduling (member_pool.c) */
+    const char *hash_cgroup;      /* "" or a cpu cgroup the pool threads join */
+    int64_t hash_cgroup_shares;   /* its weight (v1 shares); 0: an idle group */
+    int64_t hash_cgroup_grace_ms; /* a hash's time in it before it leaves */
+    int64_t argon_memlimit;       /* bytes */
+    int64_t argon_opslimit;       /* passes */
 } member_cfg;
 
 extern member_cfg member_conf;
@@ -131,14 +139,27 @@ lb_status member_index(uint8_t out[MEMBER_HASH_BYTES], const char *kind, const c
 lb_status member_pw_hash(char out[crypto_pwhash_STRBYTES], const char *pw, lb_err *err);
 /* LB_OK when pw matches hash; LB_ERR_CREDENTIALS when not. */
 lb_status member_pw_verify(const char *hash, const char *pw, lb_err *err);
+/* Where the hashing threads hash (member_pool.c): dir "" or NULL = none;
+ * otherwise a cpu cgroup folder, made if missing and given a weight of
+ * `shares` (v1 cpu.shares; 0: idle, cpu.idle = 1), that each thread moves
+ * itself into; a job that has hashed there for grace_ms (0: no limit) has its
+ * thread moved to the folder's parent until its next job. */
+typedef struct member_pool_cgroup {
+    const char *dir;
+    int64_t shares;
+    int64_t grace_ms;
+} member_pool_cgroup;
 /* Starts `threads` hashing threads scheduled as `priority` ("normal", "low",
  * "batch", "idle"); admits threads + queue jobs at once. LB_ERR_CONFIG for an
- * unknown priority or one the threads cannot take. */
+ * unknown priority or one the threads cannot take. cg (NULL: none): the
+ * cgroup; one it cannot use only logs member.hash_cgroup_failed, once. */
 lb_status member_pool_new(member_pool **out, size_t threads, size_t queue, const char *priority,
-                          lb_err *err);
+                          const member_pool_cgroup *cg, lb_err *err);
 void member_pool_free(member_pool *p); /* joins its threads; NULL is a no-op */
 /* Jobs admitted and not yet done (running or waiting). */
 size_t member_pool_in_flight(member_pool *p);
+/* Jobs whose thread a grace took out of the cgroup, since the start. */
+size_t member_pool_cgroup_left(member_pool *p);
 
 /* --- key-value state (member_kv.c) ------------------------------------------ */
 

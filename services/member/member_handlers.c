@@ -451,9 +451,12 @@ member_ctx_open(member_ctx **out, const svc_cfg *sc, lb_err *err)
                               (unsigned long long)mc->argon_opslimit, (size_t)mc->argon_memlimit,
                               crypto_pwhash_ALG_ARGON2ID13) != 0)
         st = lb_err_set(err, LB_ERR_NOMEM, "argon2id dummy hash");
+    const member_pool_cgroup cg = { .dir = mc->hash_cgroup,
+                                    .shares = mc->hash_cgroup_shares,
+                                    .grace_ms = mc->hash_cgroup_grace_ms };
     if (st == LB_OK)
         st = member_pool_new(&c->pool, (size_t)mc->hash_threads, (size_t)mc->hash_queue,
-                             mc->hash_priority, err);
+                             mc->hash_priority, &cg, err);
     if (st == LB_OK) {
         bus_opts bo = BUS_OPTS_INIT;
         bo.url = sc->nats_url;

@@ -14,6 +14,39 @@
  * without CAP_SYS_NICE, which is why the responders do not lower their own
  * for the length of a hash.
  *
+ * Groups: Linux schedules groups before threads (an autogroup per session, or
+ * a cgroup), and whether a waking thread preempts at once is decided where
+ * the two threads' groups meet: SCHED_IDLE wins only against threads of its
+ * own group. A PostgreSQL backend (a session of its own) waking on the
+ * hashing core waits for the member's group's turn like any other group's
+ * thread, and shares the core with the hash half and half. With --hash-cgroup
+ * each pool thread moves itself into a cpu cgroup of a low weight
+ * (--hash-cgroup-shares, default 32: cgroup v1 cpu.shares, v2 cpu.weight 3,
+ * against 1024 for a busy session): a hash then takes ~3 % of a core another
+ * group wants, and EEVDF gives the waking group the core after at most the
+ * hash's protected slice, since a low weight's virtual deadline lies far
+ * ahead. Unlike an idle cgroup (cpu.idle = 1, shares 0 here; it weighs 3:
+ * the hash gets ~0.3 %, and only when no group wants the core is it sure to
+ * run) the weight is a share the hash keeps beside each busy group. The threads
+ * join it (cgroup v1 takes one thread in `tasks`; v2 a threaded cgroup's
+ * `cgroup.threads`) and set its weight each time a pool starts; every member
+ * process that names the folder shares that weight. It needs the right to
+ * write there (root, or a delegated subtree); without it the threads stay
+ * where they were and member.hash_cgroup_failed says so once. The folder is
+ * left behind (empty once the threads end).
+ *
+ * Grace: a weight is a share only against the groups busy on that core; on a
+ * machine other work saturates (other sessions: builds, a second stack: load
+ * 11 here) 32 shares against ~5 busy groups a core is ~0.6 % and a 50 ms
+ * hash waits ~8 s (bench/members_ab.sh: sign-ups 504 at 64 shares, at
+ * load 11). So a login waits in the cgroup at most
+ * --hash-cgroup-grace (default 250 ms, 5 x a quiet hash): its submitter then
+ * moves the hashing thread to the cgroup's parent (the process's own group,
+ * where SCHED_IDLE still yields to the member's session) for the rest of that
+ * job, and the thread goes back into the cgroup when it takes the next one.
+ * Under a storm on a quiet machine a hash ends well within the grace; under
+ * saturation logins go on at the speed they had without the cgroup.
+ *
  * Admission: at most threads + queue jobs are in flight; a further one is
  * refused at once (LB_ERR_THROTTLED -> 429), so a login storm ties up at most
  * that many responder threads, each blocked (no CPU) until its job is done.
@@ -24,12 +57,20 @@
  *          done; member_pool_free() is called after the last submitter left. */
 #define _GNU_SOURCE /* SCHED_IDLE, SCHED_BATCH */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "engine/log.h"
 #include "member.h"
 
 /* How the pool's threads are scheduled; the rows are what --hash-priority
@@ -52,12 +93,24 @@ static const pool_priority pool_priorities[] = {
 };
 /* clang-format on */
 
+typedef struct member_pool member_pool;
+
+/* A hashing thread and where it hashes. */
+typedef struct pool_thread {
+    member_pool *p;
+    pthread_t id;
+    char tid[24]; /* its kernel thread id, as cgroup files take it */
+    bool joined;  /* in the cgroup (not taken out by a grace) */
+} pool_thread;
+
 typedef struct pool_job {
     const char *hash; /* verify against it; NULL: hash pw into out */
     const char *pw;
     char *out;
     int rc; /* libsodium's */
     bool done;
+    pool_thread *by;    /* the thread hashing it; NULL while queued */
+    int64_t started_us; /* when that thread took it */
     struct pool_job *next;
 } pool_job;
 
@@ -69,9 +122,15 @@ struct member_pool {
     size_t in_flight, max_in_flight;
     bool stopping;
     const pool_priority *prio;
-    size_t started;  /* threads that applied prio (or failed to) */
-    int start_errno; /* the first failure to apply it */
-    pthread_t *threads;
+    char cgroup[PATH_MAX];        /* "": none */
+    char cgroup_parent[PATH_MAX]; /* where a grace moves a thread */
+    bool cgroup_v1;               /* `tasks`, else v2's `cgroup.threads` */
+    int64_t grace_us;             /* 0: never */
+    int cgroup_errno;             /* the first failure to use it (logged) */
+    size_t cgroup_left;           /* hashes a grace took out */
+    size_t started;               /* threads that applied prio (or failed to) */
+    int start_errno;              /* the first failure to apply it */
+    pool_thread *threads;
     size_t n_threads;
 };
 
@@ -95,10 +154,73 @@ priority_apply(const pool_priority *pr)
     return rc;
 }
 
+static int
+cgroup_file_write(const char *dir, const char *name, const char *text)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+        return ENAMETOOLONG;
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    size_t len = strlen(text);
+    int rc = write(fd, text, len) == (ssize_t)len ? 0 : errno;
+    close(fd);
+    return rc;
+}
+
+/* Makes p->cgroup (if missing) a group of the pool's weight. shares 0: an
+ * idle group instead. cpu.idle is written either way, so a folder an idle
+ * run left behind takes a weight again (the kernel refuses cpu.shares while a
+ * group is idle); a kernel before 5.15 has no cpu.idle, which only matters
+ * when idle is asked for. */
+static int
+cgroup_setup(member_pool *p, int64_t shares)
+{
+    if (mkdir(p->cgroup, 0755) != 0 && errno != EEXIST)
+        return errno;
+    char probe[PATH_MAX + 8], weight[24];
+    snprintf(probe, sizeof probe, "%s/tasks", p->cgroup);
+    p->cgroup_v1 = access(probe, F_OK) == 0;
+    if (!p->cgroup_v1)
+        cgroup_file_write(p->cgroup, "cgroup.type", "threaded"); /* may already be */
+    int rc = cgroup_file_write(p->cgroup, "cpu.idle", shares == 0 ? "1" : "0");
+    if (rc == ENOENT && shares > 0)
+        rc = 0;
+    if (rc == 0 && shares > 0) {
+        /* v2's weight is v1's shares scaled from 1024 to 100, at least 1 */
+        int64_t w = p->cgroup_v1 ? shares : (shares * 100 + 512) / 1024;
+        snprintf(weight, sizeof weight, "%lld", (long long)(w < 1 ? 1 : w));
+        rc = cgroup_file_write(p->cgroup, p->cgroup_v1 ? "cpu.shares" : "cpu.weight", weight);
+    }
+    return rc;
+}
+
+/* Moves thread t into dir (the cgroup or its parent). Under p->mu. */
+static int
+cgroup_move(member_pool *p, const char *dir, pool_thread *t)
+{
+    return cgroup_file_write(dir, p->cgroup_v1 ? "tasks" : "cgroup.threads", t->tid);
+}
+
+/* Under p->mu: logged once a pool, not once a thread or a job. */
+static void
+cgroup_failed(member_pool *p, int rc)
+{
+    if (rc == 0 || p->cgroup_errno != 0)
+        return;
+    p->cgroup_errno = rc;
+    log_warn(NULL, "member.hash_cgroup_failed",
+             "the hashing threads stay in their process's scheduling group",
+             LOG_STR("cgroup", p->cgroup), LOG_INT("errno", rc));
+}
+
 static void *
 pool_worker(void *arg)
 {
-    member_pool *p = arg;
+    pool_thread *t = arg;
+    member_pool *p = t->p;
+    snprintf(t->tid, sizeof t->tid, "%ld", (long)syscall(SYS_gettid));
     int rc = priority_apply(p->prio);
     pthread_mutex_lock(&p->mu);
     if (rc != 0 && p->start_errno == 0)
@@ -114,6 +236,13 @@ pool_worker(void *arg)
         p->head = j->next;
         if (p->head == NULL)
             p->tail = NULL;
+        j->by = t;
+        j->started_us = lb_mono_us();
+        if (p->cgroup[0] != '\0' && !t->joined && p->cgroup_errno == 0) {
+            int cg = cgroup_move(p, p->cgroup, t); /* at first, or after a grace */
+            t->joined = cg == 0;
+            cgroup_failed(p, cg);
+        }
         pthread_mutex_unlock(&p->mu);
         if (j->hash != NULL)
             j->rc = crypto_pwhash_str_verify(j->hash, j->pw, strlen(j->pw));
@@ -129,8 +258,27 @@ pool_worker(void *arg)
     return NULL;
 }
 
+/* Where a grace moves a thread: the folder's parent (on cgroup v2 a threaded
+ * cgroup is a child of the process's own; on v1 the hierarchy's root holds a
+ * process autogroups still apply to). */
+static void
+cgroup_parent_set(member_pool *p)
+{
+    snprintf(p->cgroup_parent, sizeof p->cgroup_parent, "%s", p->cgroup);
+    char *slash = strrchr(p->cgroup_parent, '/');
+    while (slash != NULL && slash > p->cgroup_parent && slash[1] == '\0') {
+        *slash = '\0'; /* a trailing slash */
+        slash = strrchr(p->cgroup_parent, '/');
+    }
+    if (slash != NULL)
+        *slash = '\0';
+    else
+        snprintf(p->cgroup_parent, sizeof p->cgroup_parent, ".");
+}
+
 lb_status
-member_pool_new(member_pool **out, size_t threads, size_t queue, const char *priority, lb_err *err)
+member_pool_new(member_pool **out, size_t threads, size_t queue, const char *priority,
+                const member_pool_cgroup *cg, lb_err *err)
 {
     const pool_priority *pr = priority_find(priority);
     if (pr == NULL)
@@ -144,12 +292,27 @@ member_pool_new(member_pool **out, size_t threads, size_t queue, const char *pri
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work, NULL);
-    pthread_cond_init(&p->done, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the grace's deadlines */
+    pthread_cond_init(&p->done, &ca);
+    pthread_condattr_destroy(&ca);
     p->prio = pr;
     p->max_in_flight = threads + queue;
-    for (; p->n_threads < threads; p->n_threads++)
-        if (pthread_create(&p->threads[p->n_threads], NULL, pool_worker, p) != 0)
+    if (cg != NULL && cg->dir != NULL && cg->dir[0] != '\0') {
+        if (snprintf(p->cgroup, sizeof p->cgroup, "%s", cg->dir) >= (int)sizeof p->cgroup)
+            cgroup_failed(p, ENAMETOOLONG);
+        else
+            cgroup_failed(p, cgroup_setup(p, cg->shares));
+        cgroup_parent_set(p);
+        p->grace_us = cg->grace_ms * 1000;
+    }
+    for (; p->n_threads < threads; p->n_threads++) {
+        pool_thread *t = &p->threads[p->n_threads];
+        t->p = p;
+        if (pthread_create(&t->id, NULL, pool_worker, t) != 0)
             break;
+    }
     pthread_mutex_lock(&p->mu);
     while (p->started < p->n_threads)
         pthread_cond_wait(&p->work, &p->mu);
@@ -175,7 +338,7 @@ member_pool_free(member_pool *p)
     pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->mu);
     for (size_t i = 0; i < p->n_threads; i++)
-        pthread_join(p->threads[i], NULL);
+        pthread_join(p->threads[i].id, NULL);
     pthread_cond_destroy(&p->work);
     pthread_cond_destroy(&p->done);
     pthread_mutex_destroy(&p->mu);
@@ -190,6 +353,62 @@ member_pool_in_flight(member_pool *p)
     size_t n = p->in_flight;
     pthread_mutex_unlock(&p->mu);
     return n;
+}
+
+size_t
+member_pool_cgroup_left(member_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->cgroup_left;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+/* Under p->mu: j's thread leaves the cgroup once j has hashed there for the
+ * grace. The move is made while j is not done, so it is j's thread (the
+ * worker marks done under the same lock). */
+static void
+pool_grace_check(member_pool *p, pool_job *j)
+{
+    pool_thread *t = j->by;
+    if (t == NULL || !t->joined || lb_mono_us() - j->started_us < p->grace_us)
+        return;
+    int rc = cgroup_move(p, p->cgroup_parent, t);
+    if (rc != 0) {
+        /* No right to the parent (it must be the process's own group): the
+         * thread stays in, so the cgroup gets a busy group's weight for good
+         * and is not joined again; logged once. */
+        cgroup_file_write(p->cgroup, p->cgroup_v1 ? "cpu.shares" : "cpu.weight",
+                          p->cgroup_v1 ? "1024" : "100");
+        cgroup_failed(p, rc);
+    }
+    t->joined = false; /* the next job joins the cgroup again (if it can) */
+    p->cgroup_left++;
+}
+
+/* Waits for j's worker to mark it done, watching the grace. */
+static void
+pool_wait(member_pool *p, pool_job *j)
+{
+    while (!j->done) {
+        if (p->grace_us == 0 || p->cgroup[0] == '\0') {
+            pthread_cond_wait(&p->done, &p->mu);
+            continue;
+        }
+        int64_t until = (j->by != NULL ? j->started_us : lb_mono_us()) + p->grace_us;
+        struct timespec now, ts;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t left = until - lb_mono_us();
+        left = left < 1000 ? 1000 : left;
+        ts.tv_sec = now.tv_sec + (time_t)(left / 1000000);
+        ts.tv_nsec = now.tv_nsec + (long)(left % 1000000) * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&p->done, &p->mu, &ts) == ETIMEDOUT && !j->done)
+            pool_grace_check(p, j);
+    }
 }
 
 /* Runs j on the pool and waits for it; false when the pool is full. */
@@ -208,8 +427,7 @@ pool_run(member_pool *p, pool_job *j)
         p->head = j;
     p->tail = j;
     pthread_cond_signal(&p->work);
-    while (!j->done)
-        pthread_cond_wait(&p->done, &p->mu);
+    pool_wait(p, j);
     p->in_flight--;
     pthread_mutex_unlock(&p->mu);
     return true;
