@@ -44,10 +44,8 @@ payment_verdict payment_gateway_call(const char *card_token, int64_t earlier_out
 
 typedef enum payment_stmt_id {
     PAYMENT_SQL_CAPTURE_GET,
-    PAYMENT_SQL_VOID_HAS,
     PAYMENT_SQL_ORDER_LOCK,
-    PAYMENT_SQL_ATTEMPT_GET,
-    PAYMENT_SQL_OUTAGES,
+    PAYMENT_SQL_CHARGE_LOOK,
     PAYMENT_SQL_CHARGE_INSERT,
     PAYMENT_SQL_REFUND_GET,
     PAYMENT_SQL_CHARGE_LOCK,

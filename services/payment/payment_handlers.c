@@ -121,40 +121,29 @@ answer_capture(svc_batch *b, svc_item *it, const Layby__V1__Charge *c, bool *don
     return st;
 }
 
-/* Answers a repeated attempt with its stored outcome; *done says whether it did. */
+/* Answers from what CHARGE_LOOK found before any gateway call: the order's
+ * capture, a refund that voided this payment, or this attempt's stored
+ * outcome (a repeat), in that order; *done says whether it did. */
 static lb_status
-answer_attempt(svc_batch *b, svc_item *it, const Layby__V1__Charge *c, const char *key, bool *done,
-               lb_err *err)
+answer_looked(svc_batch *b, svc_item *it, const Layby__V1__Charge *c, const PGresult *res,
+              bool *done, lb_err *err)
 {
-    PGresult *res = NULL;
-    const char *p[] = { key };
-    lb_status st =
-        store_exec(svc_batch_store(b), &res, PAYMENT_SQL(PAYMENT_SQL_ATTEMPT_GET), 1, p, err);
-    if (st != LB_OK)
-        return st;
-    *done = PQntuples(res) == 1;
-    if (*done) {
-        const char *status = PQgetvalue(res, 0, 0);
+    *done = true;
+    if (!PQgetisnull(res, 0, 0))
+        return emit_captured(b, it, c, PQgetvalue(res, 0, 0), atoll(PQgetvalue(res, 0, 1)), err);
+    if (strcmp(PQgetvalue(res, 0, 2), "t") == 0)
+        return emit_failed(b, it, c, true, LB_ERR_STATE, "this payment was cancelled", err);
+    if (!PQgetisnull(res, 0, 3)) {
+        const char *status = PQgetvalue(res, 0, 3);
         if (strcmp(status, "CAPTURED") == 0)
-            st = emit_captured(b, it, c, PQgetvalue(res, 0, 1), atoll(PQgetvalue(res, 0, 2)), err);
-        else if (strcmp(status, "DECLINED") == 0)
-            st = emit_failed(b, it, c, true, LB_ERR_PAYMENT_DECLINED, PQgetvalue(res, 0, 3), err);
-        else
-            st = emit_failed(b, it, c, false, LB_ERR_UNAVAILABLE, PQgetvalue(res, 0, 3), err);
+            return emit_captured(b, it, c, PQgetvalue(res, 0, 4), atoll(PQgetvalue(res, 0, 5)),
+                                 err);
+        if (strcmp(status, "DECLINED") == 0)
+            return emit_failed(b, it, c, true, LB_ERR_PAYMENT_DECLINED, PQgetvalue(res, 0, 6), err);
+        return emit_failed(b, it, c, false, LB_ERR_UNAVAILABLE, PQgetvalue(res, 0, 6), err);
     }
-    PQclear(res);
-    return st;
-}
-
-static int64_t
-outages_of(store *s, const char *order_id, lb_status *st, lb_err *err)
-{
-    PGresult *res = NULL;
-    const char *p[] = { order_id };
-    *st = store_exec(s, &res, PAYMENT_SQL(PAYMENT_SQL_OUTAGES), 1, p, err);
-    int64_t n = *st == LB_OK ? atoll(PQgetvalue(res, 0, 0)) : 0;
-    PQclear(res);
-    return n;
+    *done = false;
+    return LB_OK;
 }
 
 /* clang-format off */
@@ -182,23 +171,19 @@ charge_one(svc_batch *b, svc_item *it, lb_err *err)
     if (c->card_token[0] == '\0')
         return emit_failed(b, it, c, true, LB_ERR_INVALID, "cardToken is required", err);
     bool done = false;
-    lb_status st = order_lock(s, c->order_id, err);
-    if (st != LB_OK || (st = answer_capture(b, it, c, &done, err)) != LB_OK || done)
-        return st;
-    PGresult *res = NULL;
-    const char *vp[] = { c->order_id, c->saga_id };
-    if ((st = store_exec(s, &res, PAYMENT_SQL(PAYMENT_SQL_VOID_HAS), 2, vp, err)) != LB_OK)
-        return st;
-    bool voided = PQntuples(res) > 0;
-    PQclear(res);
-    if (voided)
-        return emit_failed(b, it, c, true, LB_ERR_STATE, "this payment was cancelled", err);
     char key[128];
     snprintf(key, sizeof key, "%s:%u:%u", c->saga_id, c->step, c->attempt);
-    if ((st = answer_attempt(b, it, c, key, &done, err)) != LB_OK || done)
+    PGresult *res = NULL;
+    const char *lp[] = { c->order_id, c->saga_id, key };
+    lb_status st = order_lock(s, c->order_id, err);
+    if (st != LB_OK ||
+        (st = store_exec(s, &res, PAYMENT_SQL(PAYMENT_SQL_CHARGE_LOOK), 3, lp, err)) != LB_OK)
         return st;
-    int64_t outages = outages_of(s, c->order_id, &st, err);
-    if (st != LB_OK)
+    st = answer_looked(b, it, c, res, &done, err);
+    int64_t outages = atoll(PQgetvalue(res, 0, 7));
+    PQclear(res);
+    res = NULL;
+    if (st != LB_OK || done)
         return st;
     /* The gateway call happens inside the transaction: a crash before commit
      * forgets it, and the redelivered command calls again, as a real client

@@ -8,19 +8,25 @@ const store_stmt payment_stmts[PAYMENT_STMTS_COUNT] = {
     [PAYMENT_SQL_CAPTURE_GET] = { "payment_capture_get",
         "SELECT charge_id::text, amount_won FROM charges WHERE order_id = $1::uuid "
         "AND status = 'CAPTURED'" },
-    /* A refund of this saga came first: its charge must not happen any more.
-     * Nor any charge once the order's place saga (its id is the order id)
-     * gave the money back: the order is being cancelled (invariant 5). */
-    [PAYMENT_SQL_VOID_HAS] = { "payment_void_has",
-        "SELECT 1 FROM refunds WHERE order_id = $1::uuid "
-        "AND (saga_id = $2::uuid OR saga_id = $1::uuid)" },
     /* Charges and refunds of one order, one transaction at a time (invariant 5). */
     [PAYMENT_SQL_ORDER_LOCK] = { "payment_order_lock",
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))" },
-    [PAYMENT_SQL_ATTEMPT_GET] = { "payment_attempt_get",
-        "SELECT status, charge_id::text, amount_won, reason FROM charges WHERE attempt_key = $1" },
-    [PAYMENT_SQL_OUTAGES] = { "payment_outages",
-        "SELECT count(*) FROM charges WHERE order_id = $1::uuid AND status = 'FAILED'" },
+    /* Everything a charge looks at before calling the gateway, in one round
+     * trip (was four): the order's capture (columns 0-1, NULL when none);
+     * whether a refund of this saga came first, or the order's place saga
+     * (its id is the order id) gave the money back: the order is being
+     * cancelled, no charge may happen any more (2, invariant 5); this
+     * attempt's stored outcome (3-6, NULL when it is a new attempt); the
+     * order's outages so far (7). One capture per order and one charge per
+     * attempt key (unique indexes): one row. */
+    [PAYMENT_SQL_CHARGE_LOOK] = { "payment_charge_look",
+        "SELECT c.charge_id::text, c.amount_won, EXISTS (SELECT 1 FROM refunds "
+        "WHERE order_id = $1::uuid AND (saga_id = $2::uuid OR saga_id = $1::uuid)), "
+        "a.status, a.charge_id::text, a.amount_won, a.reason, "
+        "(SELECT count(*) FROM charges WHERE order_id = $1::uuid AND status = 'FAILED') "
+        "FROM (SELECT 1) one "
+        "LEFT JOIN charges c ON c.order_id = $1::uuid AND c.status = 'CAPTURED' "
+        "LEFT JOIN charges a ON a.attempt_key = $3" },
     /* No conflict target: the attempt key and the one-capture index both count. */
     [PAYMENT_SQL_CHARGE_INSERT] = { "payment_charge_insert",
         "INSERT INTO charges (charge_id, order_id, saga_id, attempt_key, status, amount_won, "
