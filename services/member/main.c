@@ -28,7 +28,7 @@ static const cfg_opt member_opts[] = {
     { "hash-queue",      "LAYBY_MEMBER_HASH_QUEUE",      CFG_INT, "1",     OFF(hash_queue),     0, 1024, "logins waiting for a hash slot before 429" },
     { "hash-cgroup",     "LAYBY_MEMBER_HASH_CGROUP",     CFG_STR, "",      OFF(hash_cgroup),    0, 0,   "a cpu cgroup folder (v1: /sys/fs/cgroup/cpu/NAME) the hashing threads join at a low weight; empty = none" },
     { "hash-cgroup-shares", "LAYBY_MEMBER_HASH_CGROUP_SHARES", CFG_INT, MEMBER_HASH_CGROUP_SHARES_STR, OFF(hash_cgroup_shares), 0, 1024, "that cgroup's weight (v1 cpu.shares; v2 cpu.weight = shares / 10.24); 0 = idle (cpu.idle)" },
-    { "hash-cgroup-grace", "LAYBY_MEMBER_HASH_CGROUP_GRACE", CFG_MS, "250ms", OFF(hash_cgroup_grace_ms), 0, 60000, "a hash's time in that cgroup before its thread leaves it for the rest of the hash; 0 = no limit" },
+    { "hash-cgroup-grace", "LAYBY_MEMBER_HASH_CGROUP_GRACE", CFG_MS, "100ms", OFF(hash_cgroup_grace_ms), 0, 60000, "a hash's time in that cgroup before its thread leaves it for the rest of the hash; 0 = no limit" },
     { "hash-priority",   "LAYBY_MEMBER_HASH_PRIORITY",   CFG_STR, "idle",  OFF(hash_priority),  0, 0,   "hashing threads' scheduling: normal, low (nice 19), batch, idle (SCHED_IDLE)" },
     { "argon-memlimit",  "LAYBY_MEMBER_ARGON_MEMLIMIT",  CFG_INT, "19922944", OFF(argon_memlimit), 19922944, 1LL << 32, "Argon2id memory, bytes (>= 19 MiB)" },
     { "argon-opslimit",  "LAYBY_MEMBER_ARGON_OPSLIMIT",  CFG_INT, "2",     OFF(argon_opslimit), 2, 100, "Argon2id passes (>= 2)" },

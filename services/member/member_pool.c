@@ -40,7 +40,7 @@
  * 11 here) 32 shares against ~5 busy groups a core is ~0.6 % and a 50 ms
  * hash waits ~8 s (bench/members_ab.sh: sign-ups 504 at 64 shares, at
  * load 11). So a login waits in the cgroup at most
- * --hash-cgroup-grace (default 250 ms, 5 x a quiet hash): its submitter then
+ * --hash-cgroup-grace (default 100 ms, 2 x a quiet hash): its submitter then
  * moves the hashing thread to the cgroup's parent (the process's own group,
  * where SCHED_IDLE still yields to the member's session) for the rest of that
  * job, and the thread goes back into the cgroup when it takes the next one.
