@@ -34,15 +34,66 @@ struct bus {
 #endif
 };
 
-lb_status
-bus_fetch(natsMsgList *list, natsSubscription *sub, int batch, int64_t wait_ms, lb_err *err)
+static int
+fetch_waiting(natsSubscription *sub)
 {
-    /* Up to half a batch waiting is safe (Fetch stops at batch - waiting, which
-     * is then at least waiting); more, and it may only take those. */
     int waiting = 0, bytes = 0;
-    if (natsSubscription_GetPending(sub, &waiting, &bytes) == NATS_OK && waiting > batch / 2 &&
-        waiting < batch)
-        batch = waiting;
+    return natsSubscription_GetPending(sub, &waiting, &bytes) == NATS_OK ? waiting : 0;
+}
+
+/* One message: Fetch's target is 1, which its arithmetic cannot get wrong,
+ * whatever already waits in the subscription (bus.h). */
+static natsStatus
+fetch_one(natsMsg **out, natsSubscription *sub, int64_t wait_ms)
+{
+    natsMsgList one = { 0 };
+    jsErrCode jerr = 0;
+    natsStatus ns = natsSubscription_Fetch(&one, sub, 1, wait_ms, &jerr);
+    *out = NULL;
+    if (ns == NATS_OK && one.Count > 0) {
+        *out = one.Msgs[0];
+        one.Count = 0; /* the message is ours now: Destroy frees the array only */
+    } else if (ns == NATS_OK) {
+        ns = NATS_TIMEOUT;
+    }
+    natsMsgList_Destroy(&one);
+    return ns;
+}
+
+/* Takes up to batch of the messages waiting in sub, one Fetch(1) each. */
+static lb_status
+fetch_waiting_ones(natsMsgList *list, natsSubscription *sub, int batch, lb_err *err)
+{
+    /* natsMsgList_Destroy() frees Msgs with free() (nats.c's NATS_FREE). */
+    list->Msgs = malloc((size_t)batch * sizeof *list->Msgs);
+    if (list->Msgs == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "fetch of %d", batch);
+    natsMsg *m = NULL;
+    while (list->Count < batch && fetch_waiting(sub) > 0 && fetch_one(&m, sub, 1) == NATS_OK)
+        list->Msgs[list->Count++] = m;
+    if (list->Count > 0)
+        return LB_OK;
+    natsMsgList_Destroy(list); /* only status messages (408) waited */
+    return lb_err_set(err, LB_ERR_TIMEOUT, "fetch: nothing waited");
+}
+
+lb_status
+bus_fetch(natsMsgList *list, bus *b, natsSubscription *sub, int batch, int64_t wait_ms, lb_err *err)
+{
+    memset(list, 0, sizeof *list);
+    if (batch < 1)
+        batch = 1;
+    if (fetch_waiting(sub) > 0)
+        return fetch_waiting_ones(list, sub, batch, err);
+    if (b != NULL && !bus_connected(b)) {
+        /* No pull request while disconnected: it would wait in the reconnect
+         * buffer and be answered with all the others at once after it. */
+        for (int64_t slept = 0; slept < wait_ms && !bus_connected(b); slept += 20) {
+            struct timespec ts = { 0, 20 * 1000 * 1000 };
+            nanosleep(&ts, NULL);
+        }
+        return lb_err_set(err, LB_ERR_TIMEOUT, "fetch: NATS is disconnected");
+    }
     jsErrCode jerr = 0;
     natsStatus ns = natsSubscription_Fetch(list, sub, batch, wait_ms, &jerr);
     if (ns == NATS_TIMEOUT)

@@ -142,20 +142,32 @@ lb_status bus_command(natsMsg **reply, bus *b, const char *subject, bus_envelope
                       const ProtobufCMessage *cmd, int64_t timeout_ms, lb_err *err);
 
 /* Fetches up to batch messages from a pull subscription, waiting at most
- * wait_ms for the first: natsSubscription_Fetch() with a guard. LB_OK fills
- * *list (natsMsgList_Destroy() it); LB_ERR_TIMEOUT when nothing came; the
- * status of bus__nats_err() otherwise.
- * Why the guard: in nats.c 3.4 (Debian 12), when messages answering earlier
- * pull requests already wait in the subscription, Fetch lowers its target by
- * their number and then, if they were more than half the batch, keeps adding
- * messages past the end of its array (heap corruption; fixed upstream in 3.9;
- * tests/integration/bus_fetch_test.c). So when more than half a batch waits,
- * this asks for exactly those: Fetch takes them, reaches its target and sends
- * no request.
- * What remains is the microseconds between this check and Fetch's own: more
- * than half a batch would have to land in them. One thread per subscription,
- * as Fetch itself requires. */
-lb_status bus_fetch(natsMsgList *list, natsSubscription *sub, int batch, int64_t wait_ms,
+ * wait_ms for the first. LB_OK fills *list (natsMsgList_Destroy() it);
+ * LB_ERR_TIMEOUT when nothing came; the status of bus__nats_err() otherwise.
+ * b (may be NULL) is the subscription's bus: while it is disconnected, this
+ * waits instead of fetching.
+ * Why not natsSubscription_Fetch(sub, batch) alone: in nats.c 3.4 (Debian
+ * 12), when messages already wait in the subscription, Fetch takes them,
+ * lowers its target by their number and, if they were more than half the
+ * batch, keeps adding messages past the end of its array for as long as
+ * answers to other pull requests keep coming (heap corruption; fixed
+ * upstream in 3.9). Asking for exactly the number waiting is not enough:
+ * status messages (408) count as waiting but are not taken, and more answers
+ * stream in between the count and Fetch's own. So:
+ *  - messages waiting: taken one Fetch(1) at a time (a target of 1 cannot
+ *    be passed), up to batch, and no request is sent;
+ *  - nothing waiting, disconnected: no Fetch. Each Fetch sends a pull
+ *    request; those sent while disconnected wait in the reconnect buffer
+ *    and were all answered at once after it, a stream of up to batch
+ *    messages each into the subscription while the next Fetch(batch) ran:
+ *    the twin orchestrator of the chaos run died of it with SIGSEGV after a
+ *    nats-server restart (tests/integration/bus_fetch_test.c);
+ *  - nothing waiting, connected: Fetch(batch). Its answers end with its
+ *    wait (the request expires 10 ms before it on the server), so only a
+ *    request still answered after its Fetch gave up (a server stalled past
+ *    the wait) could stream into the next one.
+ * One thread per subscription, as Fetch itself requires. */
+lb_status bus_fetch(natsMsgList *list, bus *b, natsSubscription *sub, int batch, int64_t wait_ms,
                     lb_err *err);
 
 /* Decodes a reply: Layby-Type names either `want` (-> *out, LB_OK) or

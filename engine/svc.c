@@ -251,7 +251,8 @@ consumer_main(void *arg)
         natsMsgList list = { 0 };
         lb_err err;
         int64_t t_fetch = lb_mono_us();
-        lb_status st = bus_fetch(&list, ct->sub, (int)s->cfg.batch, s->cfg.fetch_wait_ms, &err);
+        lb_status st =
+            bus_fetch(&list, s->bus, ct->sub, (int)s->cfg.batch, s->cfg.fetch_wait_ms, &err);
         if (st == LB_OK)
             metrics_observe_us(s->m_phase[SVC__PHASE_FETCH], lb_mono_us() - t_fetch);
         if (st == LB_ERR_TIMEOUT) {

@@ -563,7 +563,7 @@ hold_take_buffered(svc__worker *w)
         return;
     natsMsgList list = { 0 };
     lb_err ignored;
-    if (bus_fetch(&list, w->sub, waiting, 1, &ignored) != LB_OK || list.Count == 0) {
+    if (bus_fetch(&list, w->s->bus, w->sub, waiting, 1, &ignored) != LB_OK || list.Count == 0) {
         natsMsgList_Destroy(&list);
         return;
     }

@@ -22,7 +22,11 @@
 #
 # LAYBY_TEST_SQL_DIR=<dir> applies the migrations of another folder (to try
 # the runner on throwaway files). LAYBY_TEST_KEEP=1 keeps the temp folder (logs, data) for a look afterwards;
-# when ctest fails, the server logs are copied to BUILD_DIR/Testing/layby-logs.
+# when ctest fails, the server and daemon logs are copied to
+# BUILD_DIR/Testing/layby-logs (LAYBY_TEST_LOG_DIR=<dir> copies them there
+# instead). LAYBY_TEST_CORE_DIR=<dir> runs every daemon the suites start in
+# <dir>/<name>-<n>/ with core files allowed (tsupport.c), so a crash leaves
+# its core there.
 set -euo pipefail
 
 [ $# -ge 1 ] || { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2; }
@@ -108,8 +112,9 @@ lb_say "harness: servers ready in $(lb_elapsed "$t0") s (postgres :$PG_PORT, nat
 rc=0
 (cd "$BUILD" && ctest --output-on-failure "$@") || rc=$?
 if [ $rc -ne 0 ]; then
-    mkdir -p "$BUILD/Testing/layby-logs"
-    cp -L "$LB_LOG"/*.log "$TMP"/*.log "$BUILD/Testing/layby-logs/" 2>/dev/null || true
-    lb_say "harness: ctest failed ($rc); logs copied to $BUILD/Testing/layby-logs"
+    keep=${LAYBY_TEST_LOG_DIR:-$BUILD/Testing/layby-logs}
+    mkdir -p "$keep"
+    cp -L "$LB_LOG"/*.log "$TMP"/*.log "$keep/" 2>/dev/null || true
+    lb_say "harness: ctest failed ($rc); logs copied to $keep"
 fi
 exit $rc

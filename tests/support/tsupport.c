@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -411,9 +412,40 @@ log_open(tsupport_proc *p, const char *tmp)
     return -1;
 }
 
+/* With LAYBY_TEST_CORE_DIR set (bench/chaos.sh), the daemon whose log is
+ * <name>-<n>.log runs in <LAYBY_TEST_CORE_DIR>/<name>-<n>/, which the
+ * parent creates here, so that a crash leaves its core file there (with
+ * the usual core_pattern "core", relative to the crashing process's
+ * folder; bench/chaos.sh lists them and says where they go otherwise).
+ * out is "" when unset or when the folder cannot be made. */
 static void
-child_exec(const char *path, char **argv, const char *const *env, int log_fd)
+core_dir_make(char *out, size_t cap, const tsupport_proc *p)
 {
+    const char *root = getenv("LAYBY_TEST_CORE_DIR");
+    out[0] = '\0';
+    if (root == NULL || root[0] == '\0')
+        return;
+    const char *base = strrchr(p->log, '/');
+    base = base != NULL ? base + 1 : p->log;
+    int n = snprintf(out, cap, "%s/%.*s", root, (int)(strlen(base) - strlen(".log")), base);
+    mkdir(root, 0755);
+    if (n < 0 || (size_t)n >= cap || (mkdir(out, 0755) != 0 && errno != EEXIST))
+        out[0] = '\0';
+}
+
+static void
+child_exec(const char *path, char **argv, const char *const *env, int log_fd, const char *core_dir)
+{
+    if (core_dir[0] != '\0') {
+        /* as large a core as the hard limit allows, written where we run */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_CORE, &rl) == 0) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_CORE, &rl);
+        }
+        if (chdir(core_dir) != 0)
+            _exit(126);
+    }
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -447,11 +479,13 @@ tsupport_daemon_spawn(tsupport_proc *p, const char *name, int port, const char *
     argv[argc] = NULL;
 
     int fd = log_open(p, tsupport_env_req("LAYBY_TEST_TMP"));
+    char core_dir[PATH_MAX];
+    core_dir_make(core_dir, sizeof core_dir, p);
     pid_t pid = fork();
     if (pid < 0)
         cr_assert_fail("fork: %s", strerror(errno));
     if (pid == 0)
-        child_exec(path, argv, env, fd);
+        child_exec(path, argv, env, fd, core_dir);
     close(fd);
     p->pid = pid;
     FILE *pf = fopen(p->pid_file, "w");
