@@ -138,8 +138,7 @@ typedef enum place_result {
 typedef struct client {
     CURL *curl;
     const member *m;
-    char body[65536];
-    size_t body_len;
+    char body[65536]; /* the last answer's */
 } client;
 
 typedef struct flow {
@@ -189,52 +188,14 @@ pause_ms(int ms)
 
 /* --- HTTP from the client threads (no asserts here) ------------------------------- */
 
-static size_t
-on_body(char *p, size_t sz, size_t n, void *ud)
-{
-    client *c = ud;
-    size_t got = sz * n, take = got;
-    if (take > sizeof c->body - 1 - c->body_len)
-        take = sizeof c->body - 1 - c->body_len;
-    memcpy(c->body + c->body_len, p, take);
-    c->body_len += take;
-    c->body[c->body_len] = '\0';
-    return got;
-}
-
 /* One request; 0 when no answer came (connection refused or reset: a
  * daemon was killed), else the HTTP status. */
 static long
 call_once(client *c, const char *method, const char *path, const char *auth, const char *body,
           const char *idem)
 {
-    char url[256], key[160];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", run.port, path);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    if (auth != NULL)
-        h = curl_slist_append(h, auth);
-    if (idem != NULL) {
-        snprintf(key, sizeof key, "Idempotency-Key: %s", idem);
-        h = curl_slist_append(h, key);
-    }
-    c->body_len = 0;
-    c->body[0] = '\0';
-    curl_easy_reset(c->curl);
-    curl_easy_setopt(c->curl, CURLOPT_URL, url);
-    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 20L);
-    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-    if (body != NULL) {
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    long status = 0;
-    if (curl_easy_perform(c->curl) == CURLE_OK)
-        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
+    long status = tsupport_http_try(c->curl, run.port, method, path, auth, idem, body, c->body,
+                                    sizeof c->body);
     if (status != 0 && status < 500)
         tchaos_rate_answered(&run.rate);
     return status;

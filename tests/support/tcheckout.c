@@ -31,55 +31,16 @@ typedef struct client {
     tcheckout_run *run;
     const tcheckout_member *m;
     CURL *curl;
-    int edge; /* the edge it talks to now */
-    char body[16384];
-    size_t body_len;
+    int edge;         /* the edge it talks to now */
+    char body[16384]; /* the last answer's */
 } client;
-
-static size_t
-on_body(char *p, size_t sz, size_t n, void *ud)
-{
-    client *c = ud;
-    size_t got = sz * n, take = got;
-    if (take > sizeof c->body - 1 - c->body_len)
-        take = sizeof c->body - 1 - c->body_len;
-    memcpy(c->body + c->body_len, p, take);
-    c->body_len += take;
-    c->body[c->body_len] = '\0';
-    return got;
-}
 
 /* One request to the client's edge; 0 when no answer came. */
 static long
 call_once(client *c, const char *method, const char *path, const char *body, const char *idem)
 {
-    char url[256], key[160];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", c->run->ports[c->edge], path);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    h = curl_slist_append(h, c->m->auth);
-    if (idem != NULL) {
-        snprintf(key, sizeof key, "Idempotency-Key: %s", idem);
-        h = curl_slist_append(h, key);
-    }
-    c->body_len = 0;
-    c->body[0] = '\0';
-    curl_easy_reset(c->curl);
-    curl_easy_setopt(c->curl, CURLOPT_URL, url);
-    curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
-    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, 20L);
-    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
-    if (body != NULL) {
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-    }
-    long status = 0;
-    if (curl_easy_perform(c->curl) == CURLE_OK)
-        curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    return status;
+    return tsupport_http_try(c->curl, c->run->ports[c->edge], method, path, c->m->auth, idem, body,
+                             c->body, sizeof c->body);
 }
 
 /* A request repeated with the same Idempotency-Key while it gets no answer or

@@ -253,6 +253,16 @@ size_t tsupport_http_on_header(char *p, size_t sz, size_t n, void *resp);
  * when no answer came within 20 s. */
 void tsupport_http_call(tsupport_resp *r, int port, const char *method, const char *path,
                         const char *const *hdrs, const char *body, bool chunked);
+/* For client threads (never asserts): method path on http://127.0.0.1:<port>
+ * through the caller's handle curl (a CURL *: curl.h stays out of this
+ * header, its socket declarations clash with suites' names; reset first, so
+ * its connection is kept),
+ * as JSON, with the header line auth ("Authorization: Bearer ..."; NULL =
+ * none), an Idempotency-Key idem (NULL = none) and body (NULL = none); the
+ * answer's body goes into out (cap bytes, NUL-terminated, cut beyond).
+ * Returns the HTTP status, 0 when no answer came within 20 s. */
+long tsupport_http_try(void *curl, int port, const char *method, const char *path, const char *auth,
+                       const char *idem, const char *body, char *out, size_t cap);
 /* Value of response header name (case-insensitive, without CRLF) into out
  * (n bytes); false if absent or longer than n - 1. */
 bool tsupport_http_header(const tsupport_resp *r, const char *name, char *out, size_t n);

@@ -55,6 +55,53 @@ tsupport_http_on_header(char *p, size_t sz, size_t n, void *resp)
     return take_data(p, sz, n, r->headers, sizeof r->headers, &r->headers_len);
 }
 
+/* Where tsupport_http_try() puts a body. */
+typedef struct sink {
+    char *p;
+    size_t cap, len;
+} sink;
+
+static size_t
+on_sink(char *p, size_t sz, size_t n, void *ud)
+{
+    sink *s = ud;
+    return take_data(p, sz, n, s->p, s->cap, &s->len);
+}
+
+long
+tsupport_http_try(void *curl, int port, const char *method, const char *path, const char *auth,
+                  const char *idem, const char *body, char *out, size_t cap)
+{
+    char url[256], key[160];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (auth != NULL)
+        h = curl_slist_append(h, auth);
+    if (idem != NULL) {
+        snprintf(key, sizeof key, "Idempotency-Key: %s", idem);
+        h = curl_slist_append(h, key);
+    }
+    sink s = { out, cap, 0 };
+    out[0] = '\0';
+    curl_easy_reset(curl);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_sink);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, HTTP_TIMEOUT_S);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    if (body != NULL) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    long status = 0;
+    if (curl_easy_perform(curl) == CURLE_OK)
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    return status;
+}
+
 typedef struct upload {
     const char *data;
     size_t left;
