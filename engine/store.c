@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 #define STORE_UNREAD_MAX 256 /* names kept for error messages; more are counted only */
 #define STORE_KEEP_MAX   4   /* results kept for store_take() per transaction */
 
@@ -31,10 +33,9 @@ struct store {
     const char *session_sql; /* borrowed; run on every connect, before preparing */
     /* state */
     PGconn *pg;
-    bool prepared;                /* stmts prepared on this pg */
-    bool gone;                    /* the server sent FATAL on this pg: its backend is ending */
-    PQnoticeReceiver notice_next; /* libpq's default (prints it), called after ours */
-    bool in_tx;                   /* between store_begin and commit/rollback: pipeline mode */
+    bool prepared; /* stmts prepared on this pg */
+    bool gone;     /* the server sent FATAL on this pg: its backend is ending */
+    bool in_tx;    /* between store_begin and commit/rollback: pipeline mode */
     /* Statements sent in this transaction whose results are not read yet;
      * keep[i] >= 0 names the kept[] slot that receives the result. */
     const char *unread[STORE_UNREAD_MAX];
@@ -85,16 +86,26 @@ prepare_all(store *s, lb_err *err)
 
 /* Sees the error a backend sends as it ends (pg_terminate_backend,
  * PostgreSQL shutting down) while the session is idle: libpq hands an error
- * that answers no query to the notice receiver. */
+ * that answers no query to the notice receiver. Notices go to the JSON log,
+ * not to libpq's default receiver, which printed bare "FATAL:  terminating
+ * connection ..." lines among the JSON ones: severity, SQLSTATE and the
+ * primary message only, since detail and context may quote row values. */
 static void
 notice_seen(void *arg, const PGresult *r)
 {
     store *s = arg;
     const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
-    if (sev != NULL && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *text = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    bool ending = sev != NULL && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0);
+    if (ending)
         s->gone = true;
-    if (s->notice_next != NULL)
-        s->notice_next(NULL, r); /* libpq's default takes no argument */
+    if (ending || (sev != NULL && (strcmp(sev, "ERROR") == 0 || strcmp(sev, "WARNING") == 0)))
+        log_warn(NULL, "store.notice", "PostgreSQL says", LOG_STR("severity", sev),
+                 LOG_STR("sqlstate", state ? state : ""), LOG_STR("pg_message", text ? text : ""));
+    else
+        log_debug(NULL, "store.notice", "PostgreSQL says", LOG_STR("severity", sev ? sev : ""),
+                  LOG_STR("sqlstate", state ? state : ""), LOG_STR("pg_message", text ? text : ""));
 }
 
 static lb_status
@@ -106,7 +117,7 @@ connect_pg(store *s, lb_err *err)
     s->gone = false;
     s->pg = PQconnectdb(s->url);
     if (s->pg != NULL)
-        s->notice_next = PQsetNoticeReceiver(s->pg, notice_seen, s);
+        PQsetNoticeReceiver(s->pg, notice_seen, s);
     if (PQstatus(s->pg) != CONNECTION_OK) {
         char msg[LB_ERR_MSG_MAX];
         snprintf(msg, sizeof msg, "%s", PQerrorMessage(s->pg));

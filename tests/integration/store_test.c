@@ -5,8 +5,10 @@
  * failure and after its backend was killed; a backend that ended while
  * idle is replaced before the next transaction. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store.h"
 #include "tsupport.h"
@@ -209,6 +211,53 @@ Test(store, a_session_ended_while_idle_is_replaced_before_the_next_transaction)
     cr_assert_eq(store_commit(db, &err), LB_OK, "the transaction ran on the dead session: %s",
                  err.msg);
     cr_assert_eq(rows(), 1);
+}
+
+/* What a backend says as it ends (FATAL: terminating connection due to
+ * administrator command) reaches the daemon's log as a JSON line, not as
+ * libpq's bare "FATAL:  ..." text among them: the test's stderr, where the
+ * log goes, is caught in a file while the session is killed and replaced. */
+Test(store, a_backend_s_last_words_are_a_json_log_line)
+{
+    lb_err err;
+    PGresult *r = NULL;
+    cr_assert_eq(store_exec(db, &r, "st_pid", 0, NULL, &err), LB_OK, "%s", err.msg);
+    char sql[128], kill[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+             PQgetvalue(r, 0, 0));
+    snprintf(kill, sizeof kill, "SELECT pg_terminate_backend(%s)", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    char path[] = "/tmp/layby-store-test-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    tsupport_sql(kill);
+    for (int i = 0; i < 50 && tsupport_sql_int(sql) > 0; i++)
+        tsupport_sql("SELECT pg_sleep(0.02)");
+    lb_status st = store_begin(db, &err); /* sees the FATAL, connects again */
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    cr_assert_eq(st, LB_OK, "%s", err.msg);
+    store_rollback(db);
+    FILE *f = fdopen(fd, "r");
+    rewind(f);
+    char line[2048];
+    int json = 0, bare = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (line[0] == '{' && strstr(line, "\"event\":\"store.notice\"") != NULL &&
+            strstr(line, "\"severity\":\"FATAL\"") != NULL &&
+            strstr(line, "\"sqlstate\":\"57P01\"") != NULL)
+            json++;
+        else if (line[0] != '{')
+            bare++;
+    }
+    fclose(f);
+    unlink(path);
+    cr_expect_eq(json, 1, "the FATAL as a JSON line");
+    cr_expect_eq(bare, 0, "lines that are not JSON on the log");
 }
 
 static void
