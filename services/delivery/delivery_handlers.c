@@ -145,21 +145,35 @@ advance_one(svc_batch *b, svc_item *it, lb_err *err)
     bool found = false, yes = false;
     char id[ID_STR_LEN], status[32], when[32];
     lb_time_format(when, sizeof when, it->now_ms);
-    lb_status st = lock_delivery(s, c->order_id, &found, id, status, err);
+    /* The delivery locked, whether it reached c->status before and whether it
+     * was voided, in one round trip. An entry committed after this statement's
+     * snapshot (another instance advanced it while this one waited for the
+     * lock) is not seen: the status then is c->status already, which no move
+     * allows, and the history is asked again with a new snapshot. */
+    PGresult *res = NULL;
+    const char *lp[] = { c->order_id, c->status };
+    lb_status st = store_exec(s, &res, DELIVERY_SQL(DELIVERY_SQL_ADVANCE_LOOK), 2, lp, err);
     if (st != LB_OK)
         return st;
+    found = !PQgetisnull(res, 0, 0);
+    id[0] = status[0] = '\0';
     if (found) {
-        if ((st = has_row(s, DELIVERY_SQL_HISTORY_HAS, id, c->status, 2, &yes, err)) != LB_OK)
-            return st;
-        if (yes) /* reached before: the first outcome again */
-            return emit_advanced(b, it, c, id, err);
-    } else if (strcmp(c->status, "PREPARING") == 0) {
-        if ((st = has_row(s, DELIVERY_SQL_VOIDED, c->order_id, NULL, 1, &yes, err)) != LB_OK)
-            return st;
-        if (yes)
-            return emit_refused(b, it, c, LB_ERR_STATE, "the delivery was cancelled", err);
+        snprintf(id, ID_STR_LEN, "%s", PQgetvalue(res, 0, 0));
+        snprintf(status, sizeof status, "%s", PQgetvalue(res, 0, 1));
     }
+    bool reached = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+    bool voided = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+    PQclear(res);
+    if (reached) /* reached before: the first outcome again */
+        return emit_advanced(b, it, c, id, err);
+    if (!found && strcmp(c->status, "PREPARING") == 0 && voided)
+        return emit_refused(b, it, c, LB_ERR_STATE, "the delivery was cancelled", err);
     if (!delivery_transition_ok(status, c->status)) {
+        if (found &&
+            (st = has_row(s, DELIVERY_SQL_HISTORY_HAS, id, c->status, 2, &yes, err)) != LB_OK)
+            return st;
+        if (yes) /* reached meanwhile: the first outcome again */
+            return emit_advanced(b, it, c, id, err);
         char why[128];
         snprintf(why, sizeof why, "delivery %s cannot become %s", found ? status : "(none)",
                  c->status);

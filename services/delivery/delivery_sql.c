@@ -7,8 +7,15 @@
 const store_stmt delivery_stmts[DELIVERY_STMTS_COUNT] = {
     [DELIVERY_SQL_LOCK] = { "delivery_lock",
         "SELECT delivery_id::text, status FROM deliveries WHERE order_id = $1::uuid FOR UPDATE" },
-    [DELIVERY_SQL_VOIDED] = { "delivery_voided",
-        "SELECT 1 FROM voided WHERE order_id = $1::uuid" },
+    /* advance's first look, one round trip (was two): the order's delivery
+     * locked (NULL when none), whether it reached status $2 before, whether
+     * the order's delivery was voided (cancelled before it was made). */
+    [DELIVERY_SQL_ADVANCE_LOOK] = { "delivery_advance_look",
+        "SELECT d.delivery_id::text, d.status, EXISTS (SELECT 1 FROM delivery_history h "
+        "WHERE h.delivery_id = d.delivery_id AND h.status = $2), "
+        "EXISTS (SELECT 1 FROM voided WHERE order_id = $1::uuid) FROM (SELECT 1) one "
+        "LEFT JOIN LATERAL (SELECT delivery_id, status FROM deliveries "
+        "WHERE order_id = $1::uuid FOR UPDATE) d ON true" },
     [DELIVERY_SQL_VOID] = { "delivery_void",
         "INSERT INTO voided (order_id, at) VALUES ($1::uuid, $2::timestamptz) "
         "ON CONFLICT DO NOTHING" },
