@@ -42,12 +42,13 @@ if [ -s "$OUT/rate.csv" ] && [ -s "$OUT/faults.csv" ]; then
         "chaos run, ${SECS} s, seed ${seed:-?} ($(basename "$BUILD"))" | tee "$OUT/recovery.md"
 fi
 cat "$OUT/summary.txt" 2>/dev/null || echo "chaos: no summary (the test failed before its end)"
-find "$OUT/cores" -type d -empty -delete 2>/dev/null || true
+# -mindepth 1: cores/ itself stays, or the find below fails (set -e, pipefail)
+find "$OUT/cores" -mindepth 1 -type d -empty -delete 2>/dev/null || true
 find "$OUT/cores" -type f -name 'core*' 2>/dev/null | sort | while read -r core; do
     dir=$(basename "$(dirname "$core")") # <name>-<n>: the log <name>-<n>.log
     bin="$(cd "$BUILD" && pwd)/${dir%-*}"
     echo "chaos: core $core of $bin (log $OUT/logs/$dir.log): gdb -batch -ex 'thread apply all bt' $bin $core"
-done
+done || true
 case $pattern in
     core*) ;;
     *) echo "chaos: cores went to core_pattern '$pattern', not $OUT/cores" ;;
