@@ -166,22 +166,31 @@ Test(store, binary_results_inside_a_transaction)
     cr_assert_eq(store_commit(db, &err), LB_OK, "%s", err.msg);
 }
 
-Test(store, killed_backend_fails_the_transaction_then_reconnects)
+/* Ends db's backend from another session (pg_terminate_backend) and waits
+ * until it is gone. Inside a transaction too: the pid is read on db's own
+ * session. */
+static void
+session_terminate(void)
 {
     lb_err err;
     PGresult *r = NULL;
     cr_assert_eq(store_exec(db, &r, "st_pid", 0, NULL, &err), LB_OK, "%s", err.msg);
-    char sql[128];
+    char sql[128], kill[128];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
              PQgetvalue(r, 0, 0));
-    char kill[128];
     snprintf(kill, sizeof kill, "SELECT pg_terminate_backend(%s)", PQgetvalue(r, 0, 0));
     PQclear(r);
-    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
-    put("1", "a", LB_OK);
     tsupport_sql(kill);
     for (int i = 0; i < 50 && tsupport_sql_int(sql) > 0; i++)
         tsupport_sql("SELECT pg_sleep(0.02)");
+}
+
+Test(store, killed_backend_fails_the_transaction_then_reconnects)
+{
+    lb_err err;
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
+    put("1", "a", LB_OK);
+    session_terminate();
     lb_status s = store_commit(db, &err);
     cr_assert_eq(s, LB_ERR_DB, "a lost connection is retryable, got %d (%s)", s, err.msg);
     store_rollback(db);
@@ -196,16 +205,7 @@ Test(store, killed_backend_fails_the_transaction_then_reconnects)
 Test(store, a_session_ended_while_idle_is_replaced_before_the_next_transaction)
 {
     lb_err err;
-    PGresult *r = NULL;
-    cr_assert_eq(store_exec(db, &r, "st_pid", 0, NULL, &err), LB_OK, "%s", err.msg);
-    char sql[128], kill[128];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
-             PQgetvalue(r, 0, 0));
-    snprintf(kill, sizeof kill, "SELECT pg_terminate_backend(%s)", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    tsupport_sql(kill);
-    for (int i = 0; i < 50 && tsupport_sql_int(sql) > 0; i++)
-        tsupport_sql("SELECT pg_sleep(0.02)");
+    session_terminate();
     cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
     put("1", "a", LB_OK);
     cr_assert_eq(store_commit(db, &err), LB_OK, "the transaction ran on the dead session: %s",
@@ -220,22 +220,13 @@ Test(store, a_session_ended_while_idle_is_replaced_before_the_next_transaction)
 Test(store, a_backend_s_last_words_are_a_json_log_line)
 {
     lb_err err;
-    PGresult *r = NULL;
-    cr_assert_eq(store_exec(db, &r, "st_pid", 0, NULL, &err), LB_OK, "%s", err.msg);
-    char sql[128], kill[128];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
-             PQgetvalue(r, 0, 0));
-    snprintf(kill, sizeof kill, "SELECT pg_terminate_backend(%s)", PQgetvalue(r, 0, 0));
-    PQclear(r);
     char path[] = "/tmp/layby-store-test-XXXXXX";
     int fd = mkstemp(path);
     cr_assert(fd >= 0);
     fflush(stderr);
     int saved = dup(2);
     dup2(fd, 2);
-    tsupport_sql(kill);
-    for (int i = 0; i < 50 && tsupport_sql_int(sql) > 0; i++)
-        tsupport_sql("SELECT pg_sleep(0.02)");
+    session_terminate();
     lb_status st = store_begin(db, &err); /* sees the FATAL, connects again */
     fflush(stderr);
     dup2(saved, 2);
@@ -279,16 +270,7 @@ Test(store, a_session_setting_holds_after_a_reconnect)
     cr_assert_eq(store_session_set(db, "SET plan_cache_mode = force_generic_plan", &err), LB_OK,
                  "%s", err.msg);
     assert_plans("force_generic_plan");
-    PGresult *r = NULL;
-    cr_assert_eq(store_exec(db, &r, "st_pid", 0, NULL, &err), LB_OK, "%s", err.msg);
-    char sql[128], kill[128];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
-             PQgetvalue(r, 0, 0));
-    snprintf(kill, sizeof kill, "SELECT pg_terminate_backend(%s)", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    tsupport_sql(kill);
-    for (int i = 0; i < 50 && tsupport_sql_int(sql) > 0; i++)
-        tsupport_sql("SELECT pg_sleep(0.02)");
+    session_terminate();
     lb_status s = store_exec(db, NULL, "st_pid", 0, NULL, &err);
     cr_assert_eq(s, LB_ERR_DB, "the killed connection fails first, got %d", s);
     cr_assert_eq(store_ensure(db, &err), LB_OK, "%s", err.msg);
