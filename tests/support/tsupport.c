@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -221,6 +222,35 @@ tsupport_nats_stop(void)
         cr_assert_fail("nats-server (pid %d) did not stop in %d ms", (int)pid, NATS_STOP_MS);
 }
 
+/* Every thread of pid stopped (state T or t in /proc/pid/task/N/stat): kill()
+ * only queues SIGSTOP, and nats-server's threads on the other core go on
+ * until each takes it (CI once saw a publish acked 30 ms after the signal). */
+static bool
+nats_frozen(void *arg)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)*(pid_t *)arg);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return false;
+    bool all = true;
+    struct dirent *e;
+    while (all && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[sizeof dir + sizeof e->d_name + 8], line[512];
+        snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue; /* a thread that just ended */
+        const char *rp = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
+        fclose(f);
+        all = rp != NULL && (rp[2] == 'T' || rp[2] == 't');
+    }
+    closedir(d);
+    return all;
+}
+
 void
 tsupport_nats_signal(int sig)
 {
@@ -230,6 +260,8 @@ tsupport_nats_signal(int sig)
     kill(pid, sig);
     if (sig == SIGKILL && !tsupport_poll_until(nats_down, &pid, NATS_STOP_MS))
         cr_assert_fail("nats-server (pid %d) did not die in %d ms", (int)pid, NATS_STOP_MS);
+    if (sig == SIGSTOP && !tsupport_poll_until(nats_frozen, &pid, NATS_STOP_MS))
+        cr_assert_fail("nats-server (pid %d) did not stop in %d ms", (int)pid, NATS_STOP_MS);
 }
 
 void

@@ -66,7 +66,8 @@ natsStatus tsupport_nats_connect(natsConnection **out, const char *who, natsErrH
 /* Stops the test nats-server (SIGTERM, waits until it exited). */
 void tsupport_nats_stop(void);
 /* Sends sig to the test nats-server: SIGSTOP freezes it with every
- * connection open (what clients send goes unread and unanswered), SIGCONT
+ * connection open (what clients send goes unread and unanswered; returns
+ * once every thread of it has stopped), SIGCONT
  * thaws it, SIGKILL kills it (and waits until it is gone, frozen or not). */
 void tsupport_nats_signal(int sig);
 /* Starts it again with the same config, port and JetStream store; waits until
