@@ -12,7 +12,10 @@
  *      product, as a random signed-in member) and pays it (tok_visa); a 202
  *      is followed by polling GET /api/v1/orders/{id} until PAYMENT_PENDING
  *      or PAID. Checkouts/s = paid checkouts finished inside the window;
- *   3. half: the same paced at half the best rate, for p50/p99 of each call.
+ *   3. half: the same paced at half the best rate, for p50/p99 of each call;
+ *   4. quarter: paced at a quarter of the best rate for --quarter-seconds
+ *      (issue 25: each call's p99 there against the disk's 4-commit floor,
+ *      which bench/run.sh measures with bench_fsync beside this program).
  *   Tokens are reused across clients (members are few, checkouts many).
  *
  * Flash mode (--flash B): B members each place one order for one unit of a
@@ -26,10 +29,11 @@
  * checkout_peak (one per level), checkout_cpu (per level: cores used by each
  * process from /proc/<pid>/stat, PostgreSQL commits and WAL syncs per
  * checkout from pg_stat_database / pg_stat_wal when LAYBY_PG_ADMIN_URL is
- * set), checkout_half, checkout_flash.
+ * set), checkout_half, checkout_quarter, checkout_flash.
  *
- * --levels 1 runs only the --clients window, --half 0 skips the paced run
- * (bench/checkout_profile.sh profiles one load that way).
+ * --levels 1 runs only the --clients window, --half 0 skips the paced runs
+ * (bench/checkout_profile.sh profiles one load that way); --quarter-seconds 0
+ * skips only the quarter.
  *
  * Environment: LAYBY_BENCH_EDGE_URL (else http://127.0.0.1:$LAYBY_EDGE_PORT,
  * else :8080), LAYBY_MAILBOX, LAYBY_JWT_PRIVATE_KEY_FILE, LAYBY_JWT_ISSUER,
@@ -561,7 +565,7 @@ mark_run(const char *what, int64_t clients)
 
 static int
 checkout_mode(int64_t n_members, int64_t n_products, int64_t clients, int64_t seconds,
-              int64_t n_levels, int64_t with_half)
+              int64_t n_levels, int64_t with_half, int64_t quarter_seconds)
 {
     members ms = { 0 };
     products ps = { 0 };
@@ -605,23 +609,36 @@ checkout_mode(int64_t n_members, int64_t n_products, int64_t clients, int64_t se
         free(ps.id);
         return r.errors == 0 ? 0 : 1;
     }
-    int64_t half = (int64_t)(best / 2);
-    if (half < 1)
-        half = 1;
-    checkouts_run(&r, (size_t)clients, seconds, half);
-    printf("checkout_half rate=%lld seconds=%lld checkouts=%ld per_s=%.1f late=%ld http202=%ld "
-           "errors=%ld place_p50_ms=%.1f place_p99_ms=%.1f pay_p50_ms=%.1f pay_p99_ms=%.1f "
-           "checkout_p50_ms=%.1f checkout_p99_ms=%.1f peak_per_s=%.1f\n",
-           (long long)half, (long long)seconds, r.done, (double)r.done / (double)seconds, r.late,
-           r.http202, r.errors, bench_lat_pct_ms(&r.place, 50), bench_lat_pct_ms(&r.place, 99),
-           bench_lat_pct_ms(&r.pay, 50), bench_lat_pct_ms(&r.pay, 99),
-           bench_lat_pct_ms(&r.checkout, 50), bench_lat_pct_ms(&r.checkout, 99), best);
-    bench_lat_free(&r.place);
-    bench_lat_free(&r.pay);
-    bench_lat_free(&r.checkout);
+    /* Paced runs: half the peak (issue 20's figure), then a quarter (issue 25's). */
+    const struct {
+        const char *name;
+        int64_t div, seconds;
+    } paced[] = { { "checkout_half", 2, seconds }, { "checkout_quarter", 4, quarter_seconds } };
+    long errors = 0;
+    for (size_t p = 0; p < LB_COUNTOF(paced); p++) {
+        if (paced[p].seconds < 1)
+            continue;
+        int64_t rate = (int64_t)(best / (double)paced[p].div);
+        if (rate < 1)
+            rate = 1;
+        checkouts_run(&r, (size_t)clients, paced[p].seconds, rate);
+        printf("%s rate=%lld seconds=%lld checkouts=%ld per_s=%.1f late=%ld http202=%ld "
+               "errors=%ld place_p50_ms=%.1f place_p99_ms=%.1f pay_p50_ms=%.1f pay_p99_ms=%.1f "
+               "checkout_p50_ms=%.1f checkout_p99_ms=%.1f peak_per_s=%.1f\n",
+               paced[p].name, (long long)rate, (long long)paced[p].seconds, r.done,
+               (double)r.done / (double)paced[p].seconds, r.late, r.http202, r.errors,
+               bench_lat_pct_ms(&r.place, 50), bench_lat_pct_ms(&r.place, 99),
+               bench_lat_pct_ms(&r.pay, 50), bench_lat_pct_ms(&r.pay, 99),
+               bench_lat_pct_ms(&r.checkout, 50), bench_lat_pct_ms(&r.checkout, 99), best);
+        fflush(stdout);
+        bench_lat_free(&r.place);
+        bench_lat_free(&r.pay);
+        bench_lat_free(&r.checkout);
+        errors += r.errors;
+    }
     free(ms.v);
     free(ps.id);
-    return r.errors == 0 ? 0 : 1;
+    return errors == 0 ? 0 : 1;
 }
 
 /* --- the flash sale --------------------------------------------------------------- */
@@ -768,7 +785,7 @@ int
 main(int argc, char **argv)
 {
     int64_t n_members = 128, n_products = 200, clients = 48, seconds = 10, flash = 0, units = 100;
-    int64_t n_levels = 3, with_half = 1;
+    int64_t n_levels = 3, with_half = 1, quarter_seconds = 20;
     const bench_flag flags[] = {
         { "members", &n_members, "members signed in for real (checkout mode)" },
         { "products", &n_products, "products with plenty of stock (checkout mode)" },
@@ -777,7 +794,8 @@ main(int argc, char **argv)
         { "flash", &flash, "buyers of a flash sale (flash mode when > 0)" },
         { "units", &units, "units on sale (flash mode)" },
         { "levels", &n_levels, "closed-loop levels: 3 (clients/4, /2, all) or 1 (all)" },
-        { "half", &with_half, "1: then the paced run at half the peak; 0: not" },
+        { "half", &with_half, "1: then the paced runs at half and a quarter of the peak; 0: not" },
+        { "quarter-seconds", &quarter_seconds, "length of the run at a quarter (0 = none)" },
     };
     if (bench_flags(argc, argv, flags, LB_COUNTOF(flags)) != 0)
         return 2;
@@ -796,9 +814,9 @@ main(int argc, char **argv)
         return 2;
     }
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    int rc = flash > 0
-                 ? flash_mode(flash, units, clients)
-                 : checkout_mode(n_members, n_products, clients, seconds, n_levels, with_half);
+    int rc = flash > 0 ? flash_mode(flash, units, clients)
+                       : checkout_mode(n_members, n_products, clients, seconds, n_levels, with_half,
+                                       quarter_seconds);
     curl_global_cleanup();
     return rc;
 }
