@@ -598,7 +598,9 @@ event_seen(void *arg)
 Test(members, query_path_events_leave_at_once_not_at_the_sweep)
 {
     teardown();
-    /* a sweep 30 s away: only the hand-off on commit publishes in time */
+    /* a sweep 30 s away: only the hand-off on commit publishes in time. The
+     * bounds below are a third of the sweep, not a latency target: CI runs
+     * this under ASan beside another suite group on 2 cores. */
     const char *const env[] = { "LAYBY_MEMBER_RESEND_GAP=0", "LAYBY_RELAY_SWEEP=30s", NULL };
     stack_start(env);
     natsConnection *nc = NULL;
@@ -609,20 +611,20 @@ Test(members, query_path_events_leave_at_once_not_at_the_sweep)
     sign_up("olga", "olga@example.com", "010-2468-1357", id, sizeof id);
     int64_t t0 = lb_now_ms();
     evt_want w = { js, SUBJ_MEMBER_SIGNED_UP, id };
-    cr_assert(tsupport_poll_until(event_seen, &w, 1500),
-              "MemberSignedUp not on LAYBY_EVT within 1.5 s of the answer");
+    cr_assert(tsupport_poll_until(event_seen, &w, 10000),
+              "MemberSignedUp not on LAYBY_EVT within 10 s of the answer");
     cr_log_info("signed_up event %lld ms after the answer", (long long)(lb_now_ms() - t0));
     t0 = lb_now_ms();
     char code[8];
     code_request("olga", "olga@example.com", 1, code); /* through LAYBY_CMD and the mailer */
     int64_t mail_ms = lb_now_ms() - t0;
-    cr_assert_lt(mail_ms, 5000, "the code mail took %lld ms", (long long)mail_ms);
+    cr_assert_lt(mail_ms, 10000, "the code mail took %lld ms", (long long)mail_ms);
     tsupport_resp r;
     confirm(&r, "olga", code);
     cr_assert_eq(r.status, 200, "%s", r.body);
     t0 = lb_now_ms();
     w.subject = SUBJ_MEMBER_ACTIVATED;
-    cr_assert(tsupport_poll_until(event_seen, &w, 1500), "MemberActivated not within 1.5 s");
+    cr_assert(tsupport_poll_until(event_seen, &w, 10000), "MemberActivated not within 10 s");
     cr_log_info("activated event %lld ms, code mail %lld ms", (long long)(lb_now_ms() - t0),
                 (long long)mail_ms);
     jsCtx_Destroy(js);
