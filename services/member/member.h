@@ -149,10 +149,17 @@ typedef struct member_pool_cgroup {
     int64_t shares;
     int64_t grace_ms;
 } member_pool_cgroup;
+#ifdef LAYBY_TEST_HOOKS
+/* shares for a cgroup whose weight is not set (tests: a cgroup v2 hierarchy
+ * without the cpu controller still tries the thread moves) */
+#define MEMBER_HASH_CGROUP_NO_WEIGHT (-1)
+#endif
 /* Starts `threads` hashing threads scheduled as `priority` ("normal", "low",
  * "batch", "idle"); admits threads + queue jobs at once. LB_ERR_CONFIG for an
  * unknown priority or one the threads cannot take. cg (NULL: none): the
- * cgroup; one it cannot use only logs member.hash_cgroup_failed, once. */
+ * cgroup; one it cannot use only logs member.hash_cgroup_failed, once; a
+ * thread that cannot leave it after a grace logs
+ * member.hash_cgroup_leave_failed, once, and the pool goes on without it. */
 lb_status member_pool_new(member_pool **out, size_t threads, size_t queue, const char *priority,
                           const member_pool_cgroup *cg, lb_err *err);
 void member_pool_free(member_pool *p); /* joins its threads; NULL is a no-op */

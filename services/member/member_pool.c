@@ -47,6 +47,16 @@
  * Under a storm on a quiet machine a hash ends well within the grace; under
  * saturation logins go on at the speed they had without the cgroup.
  *
+ * A thread that cannot leave (the parent refuses the move: not writable, not a
+ * cgroup any more) would hash at the low weight for good. So the cgroup gets
+ * a busy group's weight at once (its current hash then ends as without the
+ * cgroup), every thread in the cgroup is replaced by one its submitter starts
+ * (a new thread is born in its creator's group, outside the cgroup) and leaves
+ * after its current hash, and no thread joins again: the pool ends up hashing
+ * as without the cgroup, and member.hash_cgroup_leave_failed says so once,
+ * with whether the weight could be raised (if not, that one hash ends at the
+ * low weight).
+ *
  * Admission: at most threads + queue jobs are in flight; a further one is
  * refused at once (LB_ERR_THROTTLED -> 429), so a login storm ties up at most
  * that many responder threads, each blocked (no CPU) until its job is done.
@@ -101,6 +111,7 @@ typedef struct pool_thread {
     pthread_t id;
     char tid[24]; /* its kernel thread id, as cgroup files take it */
     bool joined;  /* in the cgroup (not taken out by a grace) */
+    bool retire;  /* stuck in the cgroup: ends after its current job */
 } pool_thread;
 
 typedef struct pool_job {
@@ -126,12 +137,12 @@ struct member_pool {
     char cgroup_parent[PATH_MAX]; /* where a grace moves a thread */
     bool cgroup_v1;               /* `tasks`, else v2's `cgroup.threads` */
     int64_t grace_us;             /* 0: never */
-    int cgroup_errno;             /* the first failure to use it (logged) */
+    int cgroup_errno;             /* the first failure to use it (logged); no joins after */
     size_t cgroup_left;           /* hashes a grace took out */
     size_t started;               /* threads that applied prio (or failed to) */
     int start_errno;              /* the first failure to apply it */
-    pool_thread *threads;
-    size_t n_threads;
+    pool_thread *threads;         /* max_threads slots: a replacement per thread at most */
+    size_t n_threads, max_threads;
 };
 
 static const pool_priority *
@@ -184,6 +195,10 @@ cgroup_setup(member_pool *p, int64_t shares)
     p->cgroup_v1 = access(probe, F_OK) == 0;
     if (!p->cgroup_v1)
         cgroup_file_write(p->cgroup, "cgroup.type", "threaded"); /* may already be */
+#ifdef LAYBY_TEST_HOOKS
+    if (shares == MEMBER_HASH_CGROUP_NO_WEIGHT)
+        return 0; /* a v2 hierarchy without the cpu controller: the moves alone */
+#endif
     int rc = cgroup_file_write(p->cgroup, "cpu.idle", shares == 0 ? "1" : "0");
     if (rc == ENOENT && shares > 0)
         rc = 0;
@@ -228,11 +243,11 @@ pool_worker(void *arg)
     p->started++;
     pthread_cond_broadcast(&p->work);
     for (;;) {
-        while (p->head == NULL && !p->stopping)
+        while (p->head == NULL && !p->stopping && !t->retire)
             pthread_cond_wait(&p->work, &p->mu);
-        pool_job *j = p->head;
+        pool_job *j = t->retire ? NULL : p->head;
         if (j == NULL)
-            break; /* stopping, and nothing left */
+            break; /* stopping and nothing left, or replaced */
         p->head = j->next;
         if (p->head == NULL)
             p->tail = NULL;
@@ -276,6 +291,21 @@ cgroup_parent_set(member_pool *p)
         snprintf(p->cgroup_parent, sizeof p->cgroup_parent, ".");
 }
 
+/* Under p->mu (or before the pool is shared): a thread in the next free
+ * slot. 0 or pthread_create's error (EAGAIN when the slots are used up). */
+static int
+pool_thread_start(member_pool *p)
+{
+    if (p->n_threads == p->max_threads)
+        return EAGAIN;
+    pool_thread *t = &p->threads[p->n_threads];
+    t->p = p;
+    int rc = pthread_create(&t->id, NULL, pool_worker, t);
+    if (rc == 0)
+        p->n_threads++;
+    return rc;
+}
+
 lb_status
 member_pool_new(member_pool **out, size_t threads, size_t queue, const char *priority,
                 const member_pool_cgroup *cg, lb_err *err)
@@ -286,7 +316,7 @@ member_pool_new(member_pool **out, size_t threads, size_t queue, const char *pri
     if (threads == 0)
         return lb_err_set(err, LB_ERR_CONFIG, "hash pool needs a thread");
     member_pool *p = calloc(1, sizeof *p);
-    if (p == NULL || (p->threads = calloc(threads, sizeof *p->threads)) == NULL) {
+    if (p == NULL || (p->threads = calloc(2 * threads, sizeof *p->threads)) == NULL) {
         free(p);
         return lb_err_set(err, LB_ERR_NOMEM, "hash pool");
     }
@@ -307,13 +337,10 @@ member_pool_new(member_pool **out, size_t threads, size_t queue, const char *pri
         cgroup_parent_set(p);
         p->grace_us = cg->grace_ms * 1000;
     }
-    for (; p->n_threads < threads; p->n_threads++) {
-        pool_thread *t = &p->threads[p->n_threads];
-        t->p = p;
-        if (pthread_create(&t->id, NULL, pool_worker, t) != 0)
-            break;
-    }
+    p->max_threads = 2 * threads;
     pthread_mutex_lock(&p->mu);
+    while (p->n_threads < threads && pool_thread_start(p) == 0)
+        ;
     while (p->started < p->n_threads)
         pthread_cond_wait(&p->work, &p->mu);
     int e = p->start_errno;
@@ -364,6 +391,50 @@ member_pool_cgroup_left(member_pool *p)
     return n;
 }
 
+/* Under p->mu: thread t could not leave the cgroup (rc). The cgroup takes a
+ * busy group's weight (not idle, 1024 shares), so the hashes running there end as they would
+ * without it; every thread in it is replaced by one started here (this thread is not in the cgroup,
+ * and a thread is born in its creator's group) and ends after its current job; cgroup_errno keeps
+ * any thread from joining again. While a stuck thread finishes, threads + 1 may hash: the admission
+ * limit is the same. Runs once a pool at most: no thread is in the cgroup after it, and none joins
+ * again, so the line is logged once. */
+static void
+cgroup_stuck(member_pool *p, const pool_thread *t, int rc)
+{
+    /* an idle group first stops being one: the kernel refuses a weight till then */
+    int weight_rc = cgroup_file_write(p->cgroup, "cpu.idle", "0");
+    if (weight_rc == ENOENT)
+        weight_rc = 0; /* before 5.15: never idle */
+    if (weight_rc == 0)
+        weight_rc = cgroup_file_write(p->cgroup, p->cgroup_v1 ? "cpu.shares" : "cpu.weight",
+                                      p->cgroup_v1 ? "1024" : "100");
+    if (p->cgroup_errno == 0)
+        p->cgroup_errno = rc;
+    size_t replaced = 0, stuck = 0;
+    for (size_t i = 0, n = p->n_threads; i < n; i++) {
+        pool_thread *in = &p->threads[i];
+        if (!in->joined || in->retire)
+            continue;
+        stuck++;
+        in->joined = false; /* no grace to take any more */
+        if (pool_thread_start(p) == 0) {
+            in->retire = true;
+            replaced++;
+        }
+    }
+    pthread_cond_broadcast(&p->work); /* an idle stuck thread ends now */
+    log_warn(NULL, "member.hash_cgroup_leave_failed",
+             weight_rc == 0 ? "a hashing thread could not leave the cgroup: its hash goes on at a "
+                              "busy group's weight; the threads in it are replaced by threads "
+                              "outside it and none joins again"
+                            : "a hashing thread could not leave the cgroup nor raise its weight: "
+                              "its hash goes on at the low weight; the threads in it are "
+                              "replaced by threads outside it and none joins again",
+             LOG_STR("cgroup", p->cgroup), LOG_STR("parent", p->cgroup_parent),
+             LOG_STR("tid", t->tid), LOG_INT("errno", rc), LOG_INT("weight_errno", weight_rc),
+             LOG_INT("stuck", stuck), LOG_INT("replaced", replaced));
+}
+
 /* Under p->mu: j's thread leaves the cgroup once j has hashed there for the
  * grace. The move is made while j is not done, so it is j's thread (the
  * worker marks done under the same lock). */
@@ -375,12 +446,8 @@ pool_grace_check(member_pool *p, pool_job *j)
         return;
     int rc = cgroup_move(p, p->cgroup_parent, t);
     if (rc != 0) {
-        /* No right to the parent (it must be the process's own group): the
-         * thread stays in, so the cgroup gets a busy group's weight for good
-         * and is not joined again; logged once. */
-        cgroup_file_write(p->cgroup, p->cgroup_v1 ? "cpu.shares" : "cpu.weight",
-                          p->cgroup_v1 ? "1024" : "100");
-        cgroup_failed(p, rc);
+        cgroup_stuck(p, t, rc);
+        return;
     }
     t->joined = false; /* the next job joins the cgroup again (if it can) */
     p->cgroup_left++;
@@ -391,7 +458,9 @@ static void
 pool_wait(member_pool *p, pool_job *j)
 {
     while (!j->done) {
-        if (p->grace_us == 0 || p->cgroup[0] == '\0') {
+        /* No grace to watch: none set, or j's thread hashes outside the cgroup
+         * (its join failed, or its grace was taken) */
+        if (p->grace_us == 0 || p->cgroup[0] == '\0' || (j->by != NULL && !j->by->joined)) {
             pthread_cond_wait(&p->done, &p->mu);
             continue;
         }

@@ -4,11 +4,20 @@
  * (SCHED_IDLE by default), so a login storm does not slow the requests. */
 #define _GNU_SOURCE /* sched_setaffinity, sched_getcpu */
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -411,4 +420,396 @@ Test(member_pool, a_hash_leaves_the_cgroup_after_the_grace_and_comes_back)
                   (long long)took / 1000);
     cr_log_info("grace: hashes took %lld and %lld ms beside a spinning session",
                 (long long)took / 1000, (long long)took2 / 1000);
+}
+
+/* --- a thread that can join the cgroup but not leave it ------------------- */
+
+/* The leave's target: a cgroup of its own (the member's group in OPERATIONS
+ * §2's v1 recipe) whose `tasks` the test makes read-only; the hashing cgroup
+ * is its child. One pair a test: tests run at once. */
+typedef struct leave_dirs {
+    char parent[128], dir[160];
+} leave_dirs;
+
+static void
+leave_dirs_init(leave_dirs *d, const char *name)
+{
+    snprintf(d->parent, sizeof d->parent, "%s/layby-test-%s", TEST_CGROUP_PARENT, name);
+    snprintf(d->dir, sizeof d->dir, "%s/hash", d->parent);
+}
+
+static int
+file_chmod(const char *dir, const char *name, mode_t mode)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return chmod(path, mode) == 0 ? 0 : errno;
+}
+
+/* Threads listed in a cgroup's `tasks` (v1) or `cgroup.threads` (v2). */
+static int
+cgroup_thread_count(const char *dir, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    long tid;
+    int n = 0;
+    while (f != NULL && fscanf(f, "%ld", &tid) == 1)
+        n++;
+    if (f != NULL)
+        fclose(f);
+    return n;
+}
+
+static void
+cgroup_threads_gone_wait(const char *dir, const char *name)
+{
+    const struct timespec ms = { .tv_nsec = 10000000 };
+    for (int i = 0; i < 6000 && cgroup_thread_count(dir, name) > 0; i++)
+        nanosleep(&ms, NULL);
+}
+
+static int
+file_read_int(const char *dir, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    int v = -1;
+    if (f == NULL || fscanf(f, "%d", &v) != 1)
+        v = -1;
+    if (f != NULL)
+        fclose(f);
+    return v;
+}
+
+/* A left-over of an earlier run that failed half-way: writable again and gone. */
+static void
+test_leave_reset(const leave_dirs *d)
+{
+    file_chmod(d->parent, "tasks", 0644);
+    file_chmod(d->dir, "cpu.shares", 0644);
+    file_chmod(d->dir, "cpu.idle", 0644);
+    rmdir(d->dir);
+    rmdir(d->parent);
+}
+
+/* This thread's CAP_DAC_OVERRIDE on or off (effective only; it stays
+ * permitted): root writes a read-only file only with it. Capabilities are a
+ * thread's own, and the pool's threads were made before it went. */
+static void
+dac_override_set(bool on)
+{
+    struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct d[2];
+    cr_assert_eq(syscall(SYS_capget, &h, d), 0, "capget: %s", strerror(errno));
+    if (on)
+        d[0].effective |= 1u << CAP_DAC_OVERRIDE;
+    else
+        d[0].effective &= ~(1u << CAP_DAC_OVERRIDE);
+    cr_assert_eq(syscall(SYS_capset, &h, d), 0, "capset: %s", strerror(errno));
+}
+
+/* The daemon's log (this process's stderr) goes to a file meanwhile. */
+typedef struct log_catch {
+    char path[64];
+    int saved;
+} log_catch;
+
+static void
+log_catch_start(log_catch *lc)
+{
+    snprintf(lc->path, sizeof lc->path, "/tmp/layby-pool-log-XXXXXX");
+    int fd = mkstemp(lc->path);
+    cr_assert(fd >= 0);
+    fflush(stderr);
+    lc->saved = dup(2);
+    dup2(fd, 2);
+    close(fd);
+}
+
+/* Puts stderr back (and what was caught on it); returns the lines of `event`
+ * and the first one's integer `key` in *value. */
+static int
+log_catch_end(log_catch *lc, const char *event, const char *key, json_int_t *value)
+{
+    fflush(stderr);
+    dup2(lc->saved, 2);
+    close(lc->saved);
+    FILE *f = fopen(lc->path, "r");
+    cr_assert_not_null(f);
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        fputs(line, stderr);
+        json_t *o = json_loads(line, 0, NULL);
+        const char *ev = json_string_value(json_object_get(o, "event"));
+        if (ev != NULL && strcmp(ev, event) == 0 && n++ == 0 && value != NULL)
+            *value = json_integer_value(json_object_get(o, key));
+        json_decref(o);
+    }
+    fclose(f);
+    unlink(lc->path);
+    return n;
+}
+
+/* Threads of this process at SCHED_IDLE: the pool's (the test's are normal). */
+static int
+idle_thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    cr_assert_not_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.' && sched_getscheduler((pid_t)atol(e->d_name)) == SCHED_IDLE)
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* The hash's thread joins the cgroup (of `shares`; 0: idle), its grace
+ * (1 ms) ends and the move back to the parent is refused (the parent's
+ * `tasks` read-only, this thread without CAP_DAC_OVERRIDE). What must hold:
+ * the login is answered, and so are the next ones; the failure is logged
+ * once; the cgroup takes a busy group's weight (not idle, 1024 shares) while
+ * the stuck hash ends; the stuck thread ends after it and the pool hashes
+ * outside the cgroup from then on (at SCHED_IDLE, as without the cgroup), so
+ * no thread is left at the low weight. With raise_blocked the cgroup's
+ * `cpu.shares` and `cpu.idle` are read-only too: the stuck hash ends at the
+ * low weight, and the log line says so. */
+static void
+leave_refused(const char *name, int64_t shares, bool raise_blocked)
+{
+    test_cgroup_require();
+    leave_dirs d;
+    leave_dirs_init(&d, name);
+    test_leave_reset(&d);
+    cr_assert(mkdir(d.parent, 0755) == 0 || errno == EEXIST, "%s", strerror(errno));
+    const member_pool_cgroup cg = { .dir = d.dir, .shares = shares, .grace_ms = 1 };
+    log_catch lc;
+    log_catch_start(&lc);
+    pool_start_in(1, 0, "idle", &cg);
+    cr_assert_eq(file_chmod(d.parent, "tasks", 0444), 0);
+    if (raise_blocked) {
+        cr_assert_eq(file_chmod(d.dir, "cpu.shares", 0444), 0);
+        cr_assert_eq(file_chmod(d.dir, "cpu.idle", 0444), 0);
+    }
+    dac_override_set(false);
+
+    char h[crypto_pwhash_STRBYTES];
+    lb_err err;
+    lb_status st[4];
+    st[0] = member_pw_hash(h, PW, &err);
+    int weight = file_read_int(d.dir, "cpu.shares"), idle = file_read_int(d.dir, "cpu.idle");
+    cgroup_threads_gone_wait(d.dir, "tasks"); /* the stuck thread ends */
+    int stuck = cgroup_thread_count(d.dir, "tasks");
+    st[1] = member_pw_verify(h, PW, &err);
+    st[2] = member_pw_hash(h, PW, &err);
+    st[3] = member_pw_verify(h, PW, &err);
+    int rejoined = cgroup_thread_count(d.dir, "tasks");
+    int idle_threads = idle_thread_count();
+    size_t left = member_pool_cgroup_left(ctx.pool);
+    member_pool_free(ctx.pool);
+    ctx.pool = NULL;
+    dac_override_set(true);
+    json_int_t weight_errno = -1;
+    int lines =
+        log_catch_end(&lc, "member.hash_cgroup_leave_failed", "weight_errno", &weight_errno);
+    test_leave_reset(&d);
+
+    for (size_t i = 0; i < LB_COUNTOF(st); i++)
+        cr_assert_eq(st[i], LB_OK, "login %zu after the refused leave: %s", i, err.msg);
+    cr_assert_eq(lines, 1, "member.hash_cgroup_leave_failed logged %d times, not once", lines);
+    cr_assert_eq(stuck, 0, "%d thread(s) still in the cgroup after their hash", stuck);
+    cr_assert_eq(rejoined, 0, "%d thread(s) joined the cgroup again", rejoined);
+    cr_assert_eq(idle_threads, 1, "%d hashing threads at SCHED_IDLE (one replacement expected)",
+                 idle_threads);
+    cr_assert_eq(left, 0, "a grace counted as taken: %zu", left);
+    if (raise_blocked) {
+        cr_assert(shares == 0 ? idle == 1 : weight == shares,
+                  "read-only, yet cpu.idle %d, cpu.shares %d", idle, weight);
+        cr_assert_eq(weight_errno, EACCES, "the log line's weight_errno: %lld",
+                     (long long)weight_errno);
+    } else {
+        cr_assert(idle == 0 && weight == 1024,
+                  "the stuck hash's cgroup kept cpu.idle %d, cpu.shares %d (shares %lld)", idle,
+                  weight, (long long)shares);
+        cr_assert_eq(weight_errno, 0, "the log line's weight_errno: %lld", (long long)weight_errno);
+    }
+}
+
+/* The default cgroup, then both modes by name (the default is one of them). */
+Test(member_pool, a_thread_that_cannot_leave_the_cgroup_is_replaced_and_logins_go_on)
+{
+    leave_refused("leave", MEMBER_HASH_CGROUP_SHARES, false);
+}
+
+Test(member_pool, a_thread_that_cannot_leave_nor_raise_the_weight_is_logged_and_replaced)
+{
+    leave_refused("leave-raise", MEMBER_HASH_CGROUP_SHARES, true);
+}
+
+Test(member_pool, a_thread_that_cannot_leave_an_idle_cgroup_gets_a_busy_weight)
+{
+    leave_refused("leave-idle", 0, false);
+}
+
+Test(member_pool, a_thread_that_cannot_leave_a_32_share_cgroup_gets_a_busy_weight)
+{
+    leave_refused("leave-32", 32, false);
+}
+
+/* --- cgroup v2 ------------------------------------------------------------ */
+
+/* A cgroup v2 hierarchy for the test: mounted in a mount namespace of this
+ * thread's own (threads it starts later share it), so nothing outside sees
+ * the mount. The folder the member uses there is a child of its own cgroup
+ * (a thread moves only inside its process's threaded subtree). */
+typedef struct v2_tree {
+    char mnt[64];
+    char own[320];  /* this process's cgroup: where a grace moves a thread */
+    char dir[384];  /* the hashing cgroup, a threaded child of it */
+    char ctrl[256]; /* the hierarchy's controllers (cgroup.controllers) */
+    bool cpu;       /* the cpu controller is among them and can be enabled */
+} v2_tree;
+
+/* false (and why in why) when no v2 hierarchy can be had here. */
+static bool
+v2_tree_mount(v2_tree *v, char *why, size_t why_len)
+{
+    memset(v, 0, sizeof *v);
+    if (unshare(CLONE_NEWNS) != 0) {
+        snprintf(why, why_len, "unshare(CLONE_NEWNS): %s", strerror(errno));
+        return false;
+    }
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+        snprintf(why, why_len, "mount --make-rprivate /: %s", strerror(errno));
+        return false;
+    }
+    snprintf(v->mnt, sizeof v->mnt, "/tmp/layby-cgroup2-XXXXXX");
+    if (mkdtemp(v->mnt) == NULL || mount("none", v->mnt, "cgroup2", 0, NULL) != 0) {
+        snprintf(why, why_len, "mount -t cgroup2 none %s: %s", v->mnt, strerror(errno));
+        rmdir(v->mnt);
+        return false;
+    }
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    char line[512], rel[256] = "";
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "0::", 3) == 0)
+            sscanf(line + 3, "%255s", rel);
+    if (f != NULL)
+        fclose(f);
+    snprintf(v->own, sizeof v->own, "%s%s", v->mnt, strcmp(rel, "/") == 0 ? "" : rel);
+    snprintf(v->dir, sizeof v->dir, "%s/layby-test-v2-%ld", v->own, (long)getpid());
+    char path[512];
+    snprintf(path, sizeof path, "%s/cgroup.controllers", v->mnt);
+    f = fopen(path, "r");
+    if (f != NULL && fgets(v->ctrl, sizeof v->ctrl, f) != NULL)
+        v->ctrl[strcspn(v->ctrl, "\n")] = '\0';
+    if (f != NULL)
+        fclose(f);
+    /* a threaded child gets cpu.weight only with +cpu in its parent's
+     * subtree_control (which the root of the hierarchy may take too) */
+    char words[260];
+    snprintf(words, sizeof words, " %s ", v->ctrl);
+    if (strstr(words, " cpu ") != NULL) {
+        snprintf(path, sizeof path, "%s/cgroup.subtree_control", v->own);
+        int fd = open(path, O_WRONLY);
+        v->cpu = fd >= 0 && write(fd, "+cpu", 4) == 4;
+        if (fd >= 0)
+            close(fd);
+    }
+    return true;
+}
+
+static void
+v2_tree_unmount(v2_tree *v)
+{
+    rmdir(v->dir);
+    umount(v->mnt);
+    rmdir(v->mnt);
+}
+
+static void
+file_read_line(const char *dir, const char *name, char *out, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    out[0] = '\0';
+    if (f != NULL && fgets(out, (int)len, f) != NULL)
+        out[strcspn(out, "\n")] = '\0';
+    if (f != NULL)
+        fclose(f);
+}
+
+/* The member's cgroup v2 path (OPERATIONS §2): the folder is made a threaded
+ * child of the member's own cgroup, each hash's thread joins it through
+ * `cgroup.threads`, leaves it for the parent when its grace (1 ms) ends, and
+ * joins again for the next hash; nothing is logged as failed. with_weight:
+ * also cpu.weight = shares / 10.24 (3 for 32), which needs the cpu controller
+ * in the v2 hierarchy; without it the moves are tried alone. */
+static void
+v2_grace_round_trip(bool with_weight)
+{
+    v2_tree v;
+    char why[256];
+    if (!v2_tree_mount(&v, why, sizeof why))
+        cr_skip_test("no cgroup v2 hierarchy here: %s", why);
+    if (with_weight && !v.cpu) {
+        v2_tree_unmount(&v);
+        cr_skip_test("cgroup v2 mounts here, but without the cpu controller (its "
+                     "cgroup.controllers: \"%s\"): cpu is bound to a cgroup v1 hierarchy, "
+                     "and a controller serves one hierarchy at a time",
+                     v.ctrl);
+    }
+#ifdef LAYBY_TEST_HOOKS
+    const int64_t shares = with_weight ? MEMBER_HASH_CGROUP_SHARES : MEMBER_HASH_CGROUP_NO_WEIGHT;
+#else
+    const int64_t shares = MEMBER_HASH_CGROUP_SHARES;
+    if (!with_weight) {
+        v2_tree_unmount(&v);
+        cr_skip_test("the moves alone need LAYBY_TEST_HOOKS");
+    }
+#endif
+    const member_pool_cgroup cg = { .dir = v.dir, .shares = shares, .grace_ms = 1 };
+    log_catch lc;
+    log_catch_start(&lc);
+    pool_start_in(1, 0, "idle", &cg);
+    char h[crypto_pwhash_STRBYTES], type[32], weight[32];
+    lb_err err;
+    lb_status st = member_pw_hash(h, PW, &err);
+    size_t left = member_pool_cgroup_left(ctx.pool);
+    lb_status st2 = member_pw_verify(h, PW, &err);
+    size_t left2 = member_pool_cgroup_left(ctx.pool);
+    int in = cgroup_thread_count(v.dir, "cgroup.threads");
+    file_read_line(v.dir, "cgroup.type", type, sizeof type);
+    file_read_line(v.dir, "cpu.weight", weight, sizeof weight);
+    member_pool_free(ctx.pool);
+    ctx.pool = NULL;
+    int failed = log_catch_end(&lc, "member.hash_cgroup_failed", "errno", NULL);
+    v2_tree_unmount(&v);
+
+    cr_assert_eq(st, LB_OK, "%s", err.msg);
+    cr_assert_eq(st2, LB_OK, "%s", err.msg);
+    cr_assert_eq(failed, 0, "member.hash_cgroup_failed logged for %s", v.dir);
+    cr_assert_str_eq(type, "threaded", "the folder's cgroup.type");
+    cr_assert_eq(left, 1, "the first hash left the cgroup %zu times (joined and left once)", left);
+    cr_assert_eq(left2, 2, "the next hash: %zu in all (joined again?)", left2);
+    cr_assert_eq(in, 0, "%d thread(s) still in the cgroup after their grace", in);
+    if (with_weight)
+        cr_assert_str_eq(weight, "3", "cpu.weight for %lld shares", (long long)shares);
+    cr_log_info("cgroup v2 at %s (controllers \"%s\"): threaded folder joined and left twice%s",
+                v.mnt, v.ctrl, with_weight ? ", cpu.weight 3" : ", no weight (no cpu controller)");
+}
+
+Test(member_pool, a_cgroup_v2_threaded_folder_is_joined_and_left_after_the_grace)
+{
+    v2_grace_round_trip(false);
+}
+
+Test(member_pool, a_cgroup_v2_folder_gets_the_weight_and_is_joined_and_left)
+{
+    v2_grace_round_trip(true);
 }
