@@ -16,7 +16,9 @@
 #   own19   its own session, autogroup nice 19 (weight 15 against 1024)
 #   cgroup  the caller's session, the hashing thread in a cpu cgroup of the
 #           member's default weight (LAYBY_MEMBER_HASH_CGROUP=$LAYBY_AB_CGROUP,
-#           default /sys/fs/cgroup/cpu/layby-hash: member_pool.c)
+#           default /sys/fs/cgroup/cpu/layby-hash: member_pool.c); the
+#           default is idle (as the idle mode) since 2026-12-03: cgroup32
+#           is the former 32-share default
 #   cgroupN the same at N shares (cgroup64: cpu.shares 64)
 #   idle    the same cgroup made idle (cpu.idle = 1, shares 0)
 # Each round restarts the member once per mode, in turn (A B C A B C ...: the

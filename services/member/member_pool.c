@@ -20,14 +20,15 @@
  * own group. A PostgreSQL backend (a session of its own) waking on the
  * hashing core waits for the member's group's turn like any other group's
  * thread, and shares the core with the hash half and half. With --hash-cgroup
- * each pool thread moves itself into a cpu cgroup of a low weight
- * (--hash-cgroup-shares, default 32: cgroup v1 cpu.shares, v2 cpu.weight 3,
- * against 1024 for a busy session): a hash then takes ~3 % of a core another
- * group wants, and EEVDF gives the waking group the core after at most the
- * hash's protected slice, since a low weight's virtual deadline lies far
- * ahead. Unlike an idle cgroup (cpu.idle = 1, shares 0 here; it weighs 3:
- * the hash gets ~0.3 %, and only when no group wants the core is it sure to
- * run) the weight is a share the hash keeps beside each busy group. The threads
+ * each pool thread moves itself into a cpu cgroup, by default an idle one
+ * (--hash-cgroup-shares 0: cpu.idle = 1): any other group's thread waking on
+ * the hashing core preempts the hash at once, and the hash gets only CPU no
+ * other group wants (the grace below bounds the wait). Shares above 0 make
+ * it a group of that weight instead (32: cgroup v1 cpu.shares, v2
+ * cpu.weight 3, against 1024 for a busy session): a hash keeps ~3 % of a core
+ * each busy group wants, but EEVDF lets it finish its protected slice before
+ * a waking thread runs, which on a quiet machine made a /me wait a whole hash
+ * now and then (docs/DECISIONS.md §9 has both modes' figures). The threads
  * join it (cgroup v1 takes one thread in `tasks`; v2 a threaded cgroup's
  * `cgroup.threads`) and set its weight each time a pool starts; every member
  * process that names the folder shares that weight. It needs the right to

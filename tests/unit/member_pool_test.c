@@ -226,13 +226,18 @@ Test(member_pool, a_normal_priority_pool_shares_the_core)
 #define TEST_CGROUP_PARENT "/sys/fs/cgroup/cpu"
 #define TEST_CGROUP        TEST_CGROUP_PARENT "/layby-test-hash"
 #define TEST_CGROUP_GRACE  TEST_CGROUP_PARENT "/layby-test-grace" /* tests run at once */
+#define TEST_CGROUP_IDLE   TEST_CGROUP_PARENT "/layby-test-idle"
+#define TEST_WEIGHT_SHARES 32 /* the weighted mode's figure (DECISIONS §9) */
 
-/* Moves this process's threads out of TEST_CGROUP, back to the root group:
- * in the idle group, on a loaded machine, the hash could wait for minutes. */
+/* Moves this process's threads out of dir, back to the root group: in a
+ * low-weight or idle group, on a loaded machine, the hash could wait for
+ * minutes. */
 static void
-test_cgroup_leave(void)
+test_cgroup_leave(const char *dir)
 {
-    FILE *f = fopen(TEST_CGROUP "/tasks", "r");
+    char tasks[256];
+    snprintf(tasks, sizeof tasks, "%s/tasks", dir);
+    FILE *f = fopen(tasks, "r");
     long tid;
     while (f != NULL && fscanf(f, "%ld", &tid) == 1) {
         char mine[64];
@@ -245,6 +250,20 @@ test_cgroup_leave(void)
     }
     if (f != NULL)
         fclose(f);
+}
+
+static int
+file_read_int(const char *dir, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    int v = -1;
+    if (f == NULL || fscanf(f, "%d", &v) != 1)
+        v = -1;
+    if (f != NULL)
+        fclose(f);
+    return v;
 }
 
 /* CPU the pool's SCHED_IDLE thread gets while a process of another session
@@ -280,7 +299,7 @@ pool_share_beside_another_session(const member_pool_cgroup *cg, int64_t spin_us,
     int64_t pool =
         cpu_us(CLOCK_PROCESS_CPUTIME_ID) - all0 - (cpu_us(CLOCK_THREAD_CPUTIME_ID) - me0);
     if (cg != NULL)
-        test_cgroup_leave(); /* the rest of the hash at full speed */
+        test_cgroup_leave(cg->dir); /* the rest of the hash at full speed */
     cr_assert_eq(member_pool_in_flight(ctx.pool), 1,
                  "the hash (%lld passes) ended within the window (pool %lld us vs %lld us)",
                  (long long)member_conf.argon_opslimit, (long long)pool, (long long)spin_us);
@@ -316,7 +335,7 @@ test_cgroup_require(void)
 Test(member_pool, a_low_weight_cgroup_leaves_the_core_to_other_sessions_and_still_hashes)
 {
     test_cgroup_require();
-    const int64_t shares = MEMBER_HASH_CGROUP_SHARES;
+    const int64_t shares = TEST_WEIGHT_SHARES;
     const member_pool_cgroup cg = { .dir = TEST_CGROUP, .shares = shares }; /* no grace */
     const double expect = (double)shares / 1024.0, lo = expect / 3.0, hi = 0.1;
     double got[3] = { 0 };
@@ -329,6 +348,26 @@ Test(member_pool, a_low_weight_cgroup_leaves_the_core_to_other_sessions_and_stil
               "the hashing thread took %.4f, %.4f, %.4f x another session's CPU, not within "
               "[%.4f, %.2f) (weight %lld: %.4f)",
               got[0], got[1], got[2], lo, hi, (long long)shares, expect);
+}
+
+/* The default (MEMBER_HASH_CGROUP_SHARES 0): an idle cgroup. Beside another
+ * session spinning on its core the hash gets only what that session leaves
+ * (0.0007-0.006 x here), less than a third of what 32 shares keep (0.031 x),
+ * so /me's threads, whichever group they are in, never wait for it. Best of
+ * three 1 s windows, as above. */
+Test(member_pool, the_default_idle_cgroup_leaves_the_core_to_other_sessions)
+{
+    test_cgroup_require();
+    cr_assert_eq(MEMBER_HASH_CGROUP_SHARES, 0, "the default is no longer the idle cgroup");
+    const member_pool_cgroup cg = { .dir = TEST_CGROUP_IDLE, .shares = MEMBER_HASH_CGROUP_SHARES };
+    const double below = (double)TEST_WEIGHT_SHARES / 1024.0 / 3.0;
+    double best = 1e9;
+    for (int i = 0; i < 3 && best >= below; i++) {
+        double got = pool_share_beside_another_session(&cg, 1000000, 300000);
+        best = got < best ? got : best;
+    }
+    cr_assert_lt(best, below, "the idle cgroup's hash took %.4f x another session's CPU", best);
+    cr_assert_eq(file_read_int(TEST_CGROUP_IDLE, "cpu.idle"), 1, "cpu.idle of the default");
 }
 
 /* Sessions are scheduling groups only with autogroups on and this process in
@@ -365,12 +404,12 @@ Test(member_pool, sched_idle_alone_shares_the_core_with_other_sessions)
     cr_assert_gt(share, 0.5, "the hashing thread got only %.2f x another session's CPU", share);
 }
 
-/* The grace: a hash the cgroup's weight would keep waiting (another session
- * spins on the core for as long as the test lasts) leaves the cgroup after
- * the grace and ends at the speed it has without the cgroup; the thread is
- * back in the cgroup for the next job. The cgroup has the least weight (2
- * shares), so without the grace the same hash (50 ms of CPU at 0.2 %) would
- * take ~25 s of that session's CPU. */
+/* The grace: a hash the cgroup would keep waiting (another session spins on
+ * the core for as long as the test lasts) leaves the cgroup after the grace
+ * and ends at the speed it has without the cgroup; the thread is back in the
+ * cgroup for the next job. The cgroup is the default, idle (it gets only CPU
+ * nobody wants), so without the grace the same hash (50 ms of CPU) would wait
+ * for the spinner to end. */
 Test(member_pool, a_hash_leaves_the_cgroup_after_the_grace_and_comes_back)
 {
     test_cgroup_require();
@@ -379,7 +418,9 @@ Test(member_pool, a_hash_leaves_the_cgroup_after_the_grace_and_comes_back)
     CPU_SET(sched_getcpu(), &one);
     cr_assert_eq(sched_setaffinity(0, sizeof one, &one), 0);
     member_conf.argon_opslimit = passes_for(50000);
-    const member_pool_cgroup cg = { .dir = TEST_CGROUP_GRACE, .shares = 2, .grace_ms = 200 };
+    const member_pool_cgroup cg = { .dir = TEST_CGROUP_GRACE,
+                                    .shares = MEMBER_HASH_CGROUP_SHARES,
+                                    .grace_ms = 200 };
     pool_start_in(1, 0, "idle", &cg);
     pid_t parent = getpid(), child = fork();
     cr_assert_geq(child, 0);
@@ -468,20 +509,6 @@ cgroup_threads_gone_wait(const char *dir, const char *name)
     const struct timespec ms = { .tv_nsec = 10000000 };
     for (int i = 0; i < 6000 && cgroup_thread_count(dir, name) > 0; i++)
         nanosleep(&ms, NULL);
-}
-
-static int
-file_read_int(const char *dir, const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "r");
-    int v = -1;
-    if (f == NULL || fscanf(f, "%d", &v) != 1)
-        v = -1;
-    if (f != NULL)
-        fclose(f);
-    return v;
 }
 
 /* A left-over of an earlier run that failed half-way: writable again and gone. */
@@ -765,9 +792,9 @@ v2_grace_round_trip(bool with_weight)
                      v.ctrl);
     }
 #ifdef LAYBY_TEST_HOOKS
-    const int64_t shares = with_weight ? MEMBER_HASH_CGROUP_SHARES : MEMBER_HASH_CGROUP_NO_WEIGHT;
+    const int64_t shares = with_weight ? TEST_WEIGHT_SHARES : MEMBER_HASH_CGROUP_NO_WEIGHT;
 #else
-    const int64_t shares = MEMBER_HASH_CGROUP_SHARES;
+    const int64_t shares = TEST_WEIGHT_SHARES;
     if (!with_weight) {
         v2_tree_unmount(&v);
         cr_skip_test("the moves alone need LAYBY_TEST_HOOKS");
