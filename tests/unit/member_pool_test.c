@@ -840,3 +840,42 @@ Test(member_pool, a_cgroup_v2_folder_gets_the_weight_and_is_joined_and_left)
 {
     v2_grace_round_trip(true);
 }
+
+/* The cgroup removed meanwhile (an operator's rmdir once it was empty: the
+ * grace had taken the thread out): the next hash cannot join it, is answered
+ * where the thread is, and member.hash_cgroup_failed is logged once, not once
+ * a hash. */
+Test(member_pool, a_cgroup_removed_meanwhile_is_logged_once_and_logins_go_on)
+{
+    test_cgroup_require();
+    const char *dir = TEST_CGROUP_PARENT "/layby-test-removed";
+    rmdir(dir);
+    const member_pool_cgroup cg = { .dir = dir,
+                                    .shares = MEMBER_HASH_CGROUP_SHARES,
+                                    .grace_ms = 1 };
+    log_catch lc;
+    log_catch_start(&lc);
+    pool_start_in(1, 0, "idle", &cg);
+    char h[crypto_pwhash_STRBYTES];
+    lb_err err;
+    lb_status st[4];
+    st[0] = member_pw_hash(h, PW, &err);
+    size_t left = member_pool_cgroup_left(ctx.pool);
+    int removed = rmdir(dir) == 0 ? 0 : errno;
+    for (size_t i = 1; i < LB_COUNTOF(st); i++)
+        st[i] = i % 2 ? member_pw_verify(h, PW, &err) : member_pw_hash(h, PW, &err);
+    size_t left2 = member_pool_cgroup_left(ctx.pool);
+    member_pool_free(ctx.pool);
+    ctx.pool = NULL;
+    json_int_t e = 0;
+    int lines = log_catch_end(&lc, "member.hash_cgroup_failed", "errno", &e);
+    rmdir(dir);
+
+    cr_assert_eq(left, 1, "the first hash's thread was not taken out by the grace");
+    cr_assert_eq(removed, 0, "rmdir %s: %s", dir, strerror(removed));
+    for (size_t i = 0; i < LB_COUNTOF(st); i++)
+        cr_assert_eq(st[i], LB_OK, "login %zu: %s", i, err.msg);
+    cr_assert_eq(left2, 1, "a grace taken after the cgroup was gone: %zu", left2);
+    cr_assert_eq(lines, 1, "member.hash_cgroup_failed logged %d times, not once", lines);
+    cr_assert_eq(e, ENOENT, "the line's errno: %lld", (long long)e);
+}
