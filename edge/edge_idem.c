@@ -6,7 +6,8 @@
  *
  * States of one key:
  *   absent  -> claim   kvStore_Create (atomic: of racing requests one wins;
- *                      the losers read the winner's claim)
+ *                      the losers read the winner's claim). Created first,
+ *                      read only when that fails: one round trip a first try
  *   claim   -> outcome kvStore_Put after a final answer (2xx but 202, 4xx)
  *   claim stays when the answer was 202 or 5xx, or the edge crashed: a repeat
  *   then runs the route again, which is safe because the entity id is derived
@@ -169,11 +170,23 @@ edge_idem_begin_or_reply(edge_idem *idem, bool *replied, edge_req *r, const char
     char *claim = record_text(idem->body_hash, 0, NULL, NULL);
     if (claim == NULL)
         return;
-    /* Two rounds: a lost Create race means the winner's claim is there now. */
+    /* Create first: a first try, the usual case, is one round trip, where a
+     * read before it made two (a checkout has two keyed POSTs). Only a key
+     * that exists (a repeat, or another request with this key won the race)
+     * is read. Two rounds: the record may vanish between the failed Create
+     * and the read (TTL), and the next Create claims it then. A Create that
+     * timed out but landed reads back as our own claim: idem->repeat is then
+     * set for a first try, as a lost read-then-create race set it before. */
     for (int round = 0; round < 2 && !*replied && !idem->active; round++) {
-        kvEntry *e = NULL;
-        natsStatus s = kvStore_Get(&e, kv, idem->kv_key);
+        uint64_t rev = 0;
+        natsStatus s = kvStore_Create(&rev, kv, idem->kv_key, claim, (int)strlen(claim));
         if (s == NATS_OK) {
+            idem->active = true;
+            break;
+        }
+        kvEntry *e = NULL;
+        natsStatus g = kvStore_Get(&e, kv, idem->kv_key);
+        if (g == NATS_OK) {
             json_t *rec =
                 json_loadb((const char *)kvEntry_Value(e), (size_t)kvEntry_ValueLen(e), 0, NULL);
             kvEntry_Destroy(e);
@@ -181,16 +194,11 @@ edge_idem_begin_or_reply(edge_idem *idem, bool *replied, edge_req *r, const char
             json_decref(rec);
             idem->active = !*replied; /* a claim: go on, then record the outcome */
             idem->repeat = idem->active;
-        } else if (s == NATS_NOT_FOUND) {
-            uint64_t rev = 0;
-            s = kvStore_Create(&rev, kv, idem->kv_key, claim, (int)strlen(claim));
-            if (s == NATS_OK)
-                idem->active = true;
-            else if (round == 1)
-                kv_warn(r, s, "claim idempotency key");
-        } else {
-            kv_warn(r, s, "read idempotency key");
+        } else if (g != NATS_NOT_FOUND) {
+            kv_warn(r, g, "read idempotency key");
             break;
+        } else if (round == 1) {
+            kv_warn(r, s, "claim idempotency key");
         }
     }
     free(claim);

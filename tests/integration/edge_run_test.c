@@ -293,6 +293,22 @@ Test(edge_run, a_repeat_with_the_same_key_is_sent_once)
     tsupport_http_assert_error(&c, 422, "unprocessable", NULL);
 }
 
+/* A 202 leaves only the claim (what an edge that died before the outcome
+ * leaves too): the key is taken, so another body with it is 422 and the
+ * route is not run for it; the first body is run again. */
+Test(edge_run, a_claim_without_an_outcome_refuses_another_body)
+{
+    app.cfg.command_timeout_ms = 20000;
+    app.cfg.saga_wait_ms = 200;
+    tsupport_resp r, s;
+    json_decref(call(&r, "POST", "/lost", "{\"label\":\"x\"}", "Idempotency-Key: lost-2"));
+    cr_assert_eq(r.status, 202, "%s", r.body);
+    json_decref(call(&s, "POST", "/lost", "{\"label\":\"y\"}", "Idempotency-Key: lost-2"));
+    tsupport_http_assert_error(&s, 422, "unprocessable", NULL);
+    json_decref(call(&s, "POST", "/lost", "{\"label\":\"x\"}", "Idempotency-Key: lost-2"));
+    cr_assert_eq(s.status, 202, "the claim's own body goes on: %s", s.body);
+}
+
 Test(edge_run, an_unanswered_command_is_202_pending_with_its_new_id)
 {
     /* /lost starts a saga: it waits --saga-wait, not --command-timeout */
