@@ -19,6 +19,9 @@
 #                   planning ms (wall time of the backend: on a loaded machine
 #                   it includes waiting for a core)
 #   profile_sql     the same per statement, the costliest first ($LAYBY_PROFILE_TOP, 30)
+#   profile_js      JetStream publishes per stream (LAYBY_CMD, LAYBY_EVT:
+#                   each a hop: stored, delivered, acked; `layby-ctl bus info`,
+#                   the streams' last sequence before and after)
 #   profile_hot     per table, updates and how many were HOT (pg_stat_user_tables,
 #                   since the stack started, read 11 s after the run so every
 #                   backend has flushed its counts)
@@ -62,6 +65,9 @@ cpu_ticks() {
     done
     return 0
 }
+js_seqs() {
+    "$BUILD/layby-ctl" --json bus info | jq -r '.streams[] | select(.lastSeq != null) | "\(.name) \(.lastSeq)"'
+}
 pg_counts() {
     q "SELECT (SELECT sum(xact_commit) FROM pg_stat_database), wal_sync, wal_records, wal_bytes FROM pg_stat_wal"
 }
@@ -86,13 +92,13 @@ cat >"$TMPD/mark" <<MARK
 #!/usr/bin/env bash
 set -e
 . "$ROOT/scripts/lib/common.sh"
-$(declare -f q cpu_ticks pg_counts)
-LB_RUN=$LB_RUN POSTMASTER=$POSTMASTER
+$(declare -f q cpu_ticks pg_counts js_seqs)
+LB_RUN=$LB_RUN POSTMASTER=$POSTMASTER BUILD=$BUILD
 if [ "\$1" = begin ]; then
     q "SELECT pg_stat_statements_reset()" >/dev/null
-    cpu_ticks >"$TMPD/cpu_a"; pg_counts >"$TMPD/pg_a"
+    cpu_ticks >"$TMPD/cpu_a"; pg_counts >"$TMPD/pg_a"; js_seqs >"$TMPD/js_a"
 else
-    cpu_ticks >"$TMPD/cpu_b"; pg_counts >"$TMPD/pg_b"
+    cpu_ticks >"$TMPD/cpu_b"; pg_counts >"$TMPD/pg_b"; js_seqs >"$TMPD/js_b"
 fi
 MARK
 chmod +x "$TMPD/mark"
@@ -106,6 +112,9 @@ HZ=$(getconf CLK_TCK)
         FNR == NR { a[$1] += $2; next } { b[$1] += $2 }
         END { for (k in b) printf "profile_cpu process=%s ms_per_checkout=%.2f\n", k, (b[k] - a[k]) * 1000 / hz / n }' \
         "$TMPD/cpu_a" "$TMPD/cpu_b" | sort -t= -k3 -rn
+    awk -v n="$N" 'FNR == NR { a[$1] = $2; next } ($1 in a) {
+        printf "profile_js stream=%s publishes_per_checkout=%.2f\n", $1, ($2 - a[$1]) / n }' \
+        "$TMPD/js_a" "$TMPD/js_b"
     paste -d ' ' "$TMPD/pg_a" "$TMPD/pg_b" | awk -v n="$N" '{
         printf "profile_pg checkouts=%d commits_per_checkout=%.1f wal_syncs_per_checkout=%.2f wal_records_per_checkout=%.0f wal_kb_per_checkout=%.1f\n",
             n, ($5 - $1) / n, ($6 - $2) / n, ($7 - $3) / n, ($8 - $4) / 1024 / n }'
