@@ -98,7 +98,8 @@ typedef struct prod {
     const char *id; /* borrowed from the lock result */
     const char *name;
     int64_t price, available, reserved, sold, returned, restocked, version;
-    int row; /* in the lock result, for a full Product reply */
+    int64_t loaded_available; /* available as locked: stock_changed announces a change of it */
+    int row;                  /* in the lock result, for a full Product reply */
     bool dirty;
 } prod;
 
@@ -395,6 +396,7 @@ products_lock(ctx *c, const svc_item *items, size_t n, lb_err *err)
                               .name = PQgetvalue(p, r, CATALOG_COL_NAME),
                               .price = atoll(PQgetvalue(p, r, CATALOG_COL_PRICE)),
                               .available = atoll(PQgetvalue(p, r, CATALOG_COL_STOCK)),
+                              .loaded_available = atoll(PQgetvalue(p, r, CATALOG_COL_STOCK)),
                               .version = atoll(PQgetvalue(p, r, CATALOG_COL_VERSION)),
                               .reserved = atoll(PQgetvalue(p, r, CATALOG_PRODUCT_COLS + 0)),
                               .sold = atoll(PQgetvalue(p, r, CATALOG_PRODUCT_COLS + 1)),
@@ -758,14 +760,17 @@ orders_write(ctx *c, int64_t now_ms, lb_err *err)
     return st;
 }
 
-/* One layby.evt.product.stock_changed per changed product per batch: the read
- * models need the result, not every step (a flash sale's batch is one event). */
+/* One layby.evt.product.stock_changed per product whose available units the
+ * batch changed: the read models need the result, not every step (a flash
+ * sale's batch is one event). A sale confirmed (reserved -> sold) leaves them
+ * as they were and announces nothing: one event a checkout fewer (issue 20).
+ * Its version is skipped, which readers allow (they keep the highest). */
 static lb_status
 changes_emit(ctx *c, lb_err *err)
 {
     for (size_t i = 0; i < c->n_prods; i++) {
         const prod *p = &c->prods[i];
-        if (!p->dirty)
+        if (!p->dirty || p->available == p->loaded_available)
             continue;
         lb_status st =
             catalog_msg_emit_stock_changed(c->b, NULL, p->id, p->available, p->version, err);

@@ -442,12 +442,19 @@ Test(catalog_stock, reserve_release_confirm_and_return_each_delivered_twice_chan
     wait_events(SUBJ_STOCK_RELEASED, 2);
     cr_assert_eq(product_int(pid, "stock_available"), 7);
     cr_assert_eq(product_int(pid, "reserved"), 3);
-    /* Confirm o1 twice: 3 sold once. */
+    /* Confirm o1 twice: 3 sold once. The units available stay 7, so the read
+     * models hear nothing (every row of the batch published: outbox empty). */
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM catalog.outbox");
+    uint64_t changes = events_on(SUBJ_PRODUCT_STOCK_CHANGED);
+    cr_assert_geq(changes, 2, "the reservations and the release announce their stock");
     send_op(SUBJ_CATALOG_CONFIRM_STOCK, &layby__v1__confirm_stock__descriptor, o1, 1);
     send_op(SUBJ_CATALOG_CONFIRM_STOCK, &layby__v1__confirm_stock__descriptor, o1, 2);
     wait_events(SUBJ_STOCK_CONFIRMED, 2);
     cr_assert_eq(product_int(pid, "reserved"), 0);
     cr_assert_eq(product_int(pid, "sold"), 3);
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM catalog.outbox");
+    cr_assert_eq(events_on(SUBJ_PRODUCT_STOCK_CHANGED), changes,
+                 "a confirmed sale changes no units available: no stock_changed");
     /* Two workers may publish the two answers in either order: look at both. */
     uint32_t attempts = 0;
     for (uint64_t seq = 1; seq <= stream_last_seq(); seq++) {
@@ -466,6 +473,7 @@ Test(catalog_stock, reserve_release_confirm_and_return_each_delivered_twice_chan
     send_op(SUBJ_CATALOG_RESTOCK_RETURNED, &layby__v1__restock_returned__descriptor, o1, 2);
     wait_events(SUBJ_STOCK_RETURNED, 2);
     cr_assert_eq(product_int(pid, "stock_available"), 10);
+    wait_events(SUBJ_PRODUCT_STOCK_CHANGED, changes + 1); /* the return announces its units */
     cr_assert_eq(product_int(pid, "returned"), 3);
     cr_assert_eq(product_int(pid, "sold"), 3);
     /* Confirm of a released order is refused, finally. */
