@@ -22,7 +22,7 @@
 #             ordered read of the same messages (bench_replay), and `events replay --check`
 #             over 10,000 of (c)'s recorded sagas (sagas re-decided and compared per second)
 #   (g)       checkouts over HTTP (bench_checkout): 128 members signed in for real, then
-#             place + pay with 12/24/48 clients (the peak), then paced at half of it and at
+#             place + pay with 48/96/192 clients (the peak), then paced at half of it and at
 #             a quarter (each call's p99 against the disk's 4-commit floor, bench_fsync run
 #             right after it, issue 25); and the flash sale over HTTP (2,000 members with
 #             minted tokens, 100 units)
@@ -185,7 +185,7 @@ done
 : >"$OUT/flash_http"
 : >"$OUT/fsync_g"
 for i in $(seq "$RUNS"); do
-    $B/bench/bench_checkout --members 128 --clients 48 --seconds 10 | tee -a "$OUT/checkout" >&2 ||
+    $B/bench/bench_checkout --members 128 --clients 192 --seconds 10 | tee -a "$OUT/checkout" >&2 ||
         say "(g) bench_checkout run $i failed"
     # The disk's floor in the same minutes as the quarter run just before (issue 25):
     # the baseline's, minutes earlier, is another disk on this machine.

@@ -32,7 +32,7 @@
 static const cfg_opt edge_opts[] = {
     { "host", "LAYBY_EDGE_HOST", CFG_STR, "127.0.0.1", OFF(host), 0, 0, "address to listen on" },
     { "port", "LAYBY_EDGE_PORT", CFG_INT, "8080", OFF(port), 1, 65535, "HTTP port" },
-    { "threads", "LAYBY_EDGE_THREADS", CFG_INT, "64", OFF(threads), 1, 4096,
+    { "threads", "LAYBY_EDGE_THREADS", CFG_INT, "256", OFF(threads), 1, 4096,
       "worker threads (one per concurrent keep-alive client)" },
     { "max-body", "LAYBY_EDGE_MAX_BODY", CFG_INT, "65536", OFF(max_body), 1, 64 << 20,
       "largest request body in bytes (413 above)" },

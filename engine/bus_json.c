@@ -19,14 +19,16 @@
  * writes one per stored message (see ctl_events.c); bus_json_tree() parses
  * the same text for the commands that want a tree, so both agree. */
 
-/* "YYYY-MM-DDTHH:MM:SS.mmmZ"; the part up to the second is kept from the
- * last call, as a replay's neighbours mostly share their second. */
+/* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ": microseconds, so that the hops of a flow
+ * can be told apart from JetStream's clock alone (bench/saga_timeline.py);
+ * the part up to the second is kept from the last call, as a replay's
+ * neighbours mostly share their second. */
 static lb_status
-time_write(codec_buf *b, int64_t ms)
+time_write(codec_buf *b, int64_t us)
 {
     static _Thread_local int64_t last_s = INT64_MIN;
     static _Thread_local char last[32];
-    int64_t s = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+    int64_t s = us >= 0 ? us / 1000000 : (us - 999999) / 1000000;
     if (s != last_s) {
         char when[40];
         lb_time_format(when, sizeof when, s * 1000);
@@ -34,7 +36,7 @@ time_write(codec_buf *b, int64_t ms)
         last_s = s;
     }
     char text[64];
-    int n = snprintf(text, sizeof text, "\"%s.%03dZ\"", last, (int)(ms - s * 1000));
+    int n = snprintf(text, sizeof text, "\"%s.%06dZ\"", last, (int)(us - s * 1000000));
     return codec_buf_add(b, text, (size_t)n);
 }
 
@@ -197,7 +199,7 @@ bus_json_write(codec_buf *b, natsMsg *m, uint64_t seq, int64_t time_ns)
     if (s == LB_OK)
         s = codec_buf_int(b, (int64_t)seq);
     if (s == LB_OK && (s = key_write(b, "time", false)) == LB_OK)
-        s = time_write(b, time_ns / 1000000);
+        s = time_write(b, time_ns / 1000);
     if (s == LB_OK && (s = key_write(b, "subject", false)) == LB_OK)
         s = header_value_write(b, subject ? subject : "");
     if (s == LB_OK && (s = key_write(b, "headers", false)) == LB_OK)

@@ -437,10 +437,19 @@ Test(ctl_events, replay_prints_a_known_flow_as_protobuf_itself_decodes_it)
     char steps[64] = "", changes[64] = "";
     json_int_t last_step = -1;
     cr_assert_geq(json_array_size(lines), 2 + 3 + 2, "%s", text);
+    const char *prev_time = "";
     json_array_foreach(lines, i, o)
     {
         json_t *body = json_object_get(o, "body");
         cr_assert_str_eq(jstr(json_object_get(o, "headers"), BUS_H_CORRELATION), id);
+        /* When the stream stored it, to the microsecond (the hops of a flow
+         * are told apart by it: bench/saga_timeline.py), in sequence order. */
+        const char *t = jstr(o, "time");
+        cr_assert(t != NULL && strlen(t) == 27 && t[19] == '.' && t[26] == 'Z',
+                  "time is RFC 3339 UTC with microseconds: %s", t ? t : "(none)");
+        cr_assert_geq(strcmp(t, prev_time), 0, "times in sequence order: %s after %s", t,
+                      prev_time);
+        prev_time = t;
         if (i < 2) {
             cr_assert_null(body, "undecodable: no body");
             cr_assert_not_null(jstr(o, "bodyBase64"));
