@@ -789,7 +789,7 @@ main(int argc, char **argv)
     const bench_flag flags[] = {
         { "members", &n_members, "members signed in for real (checkout mode)" },
         { "products", &n_products, "products with plenty of stock (checkout mode)" },
-        { "clients", &clients, "concurrent clients (connections; the edge has LAYBY_EDGE_THREADS workers, 256)" },
+        { "clients", &clients, "concurrent clients (connections; at most LAYBY_EDGE_THREADS)" },
         { "seconds", &seconds, "length of each window (checkout mode)" },
         { "flash", &flash, "buyers of a flash sale (flash mode when > 0)" },
         { "units", &units, "units on sale (flash mode)" },
