@@ -565,7 +565,7 @@ mark_run(const char *what, int64_t clients)
 
 static int
 checkout_mode(int64_t n_members, int64_t n_products, int64_t clients, int64_t seconds,
-              int64_t n_levels, int64_t with_half, int64_t quarter_seconds)
+              int64_t n_levels, int64_t with_half, int64_t quarter_seconds, int64_t peak)
 {
     members ms = { 0 };
     products ps = { 0 };
@@ -574,11 +574,13 @@ checkout_mode(int64_t n_members, int64_t n_products, int64_t clients, int64_t se
         return 1;
     run r = { .ms = &ms, .ps = &ps, .seed = (unsigned)lb_now_ms() };
     snprintf(r.run_tag, sizeof r.run_tag, "%s", ms.tag);
-    double best = 0;
+    double best = (double)peak;
     int64_t levels[] = { clients / 4 > 0 ? clients / 4 : 1, clients / 2 > 0 ? clients / 2 : 1,
                          clients };
     /* --levels 1 runs only --clients (a profile of one load, no half) */
     size_t first = n_levels >= 3 ? 0 : LB_COUNTOF(levels) - (size_t)n_levels;
+    if (peak > 0) /* --peak: the paced runs only, at rates of a peak given (A/B at equal rates) */
+        first = LB_COUNTOF(levels);
     for (size_t l = first; l < LB_COUNTOF(levels); l++) {
         bench_usage a, b;
         int64_t ta = lb_mono_us();
@@ -785,7 +787,7 @@ int
 main(int argc, char **argv)
 {
     int64_t n_members = 128, n_products = 200, clients = 48, seconds = 10, flash = 0, units = 100;
-    int64_t n_levels = 3, with_half = 1, quarter_seconds = 20;
+    int64_t n_levels = 3, with_half = 1, quarter_seconds = 20, peak = 0;
     const bench_flag flags[] = {
         { "members", &n_members, "members signed in for real (checkout mode)" },
         { "products", &n_products, "products with plenty of stock (checkout mode)" },
@@ -796,6 +798,7 @@ main(int argc, char **argv)
         { "levels", &n_levels, "closed-loop levels: 3 (clients/4, /2, all) or 1 (all)" },
         { "half", &with_half, "1: then the paced runs at half and a quarter of the peak; 0: not" },
         { "quarter-seconds", &quarter_seconds, "length of the run at a quarter (0 = none)" },
+        { "peak", &peak, "> 0: no closed loops; pace at half and a quarter of this rate" },
     };
     if (bench_flags(argc, argv, flags, LB_COUNTOF(flags)) != 0)
         return 2;
@@ -816,7 +819,7 @@ main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = flash > 0 ? flash_mode(flash, units, clients)
                        : checkout_mode(n_members, n_products, clients, seconds, n_levels, with_half,
-                                       quarter_seconds);
+                                       quarter_seconds, peak);
     curl_global_cleanup();
     return rc;
 }
