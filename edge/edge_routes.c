@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "edge_app.h"
 #include "log.h"
@@ -183,4 +184,83 @@ edge_dispatch(struct mg_connection *conn, void *cbdata)
     log_write(access_level(r.status, us), &lc, "edge.request", "request", kvs, LB_COUNTOF(kvs));
     edge_req_destroy(&r);
     return r.status;
+}
+
+/* --- listening ------------------------------------------------------------------ */
+
+static int
+civetweb_log(const struct mg_connection *conn, const char *message)
+{
+    (void)conn;
+    log_warn(NULL, "edge.civetweb", message);
+    return 1; /* handled: civetweb prints nothing itself */
+}
+
+/* civetweb accepts connections once mg_start() has started its threads, which
+ * is before mg_set_request_handler() can install edge_dispatch(): a request
+ * in between got civetweb's own 404 (the chaos run's clients, repeating their
+ * POSTs the moment a killed edge listened again, got five). begin_request runs
+ * before civetweb looks for a handler, so each such request waits here until
+ * the handler is in place. */
+static atomic_bool listen_routed;
+
+static int
+listen_wait_routed(struct mg_connection *conn)
+{
+    (void)conn;
+    for (int i = 0; i < 10000 && !atomic_load(&listen_routed); i++)
+        usleep(1000);
+    return 0; /* civetweb goes on to the handler */
+}
+
+lb_status
+edge_listen_open(struct mg_context **out, edge_app *app, lb_err *err)
+{
+    char ports[128], threads[16], timeout[24];
+    if (lb_fmt(ports, sizeof ports, err, "%s:%lld", app->cfg.host, (long long)app->cfg.port) !=
+        LB_OK)
+        return err->code;
+    snprintf(threads, sizeof threads, "%lld", (long long)app->cfg.threads);
+    snprintf(timeout, sizeof timeout, "%lld", (long long)app->cfg.request_timeout_ms);
+    /* tcp_nodelay: a response leaves as headers then body; with Nagle the body
+     * waits for the client's delayed ACK, 40 ms per keep-alive request. */
+    const char *options[] = {
+        "listening_ports",
+        ports,
+        "num_threads",
+        threads,
+        "enable_keep_alive",
+        "yes",
+        "request_timeout_ms",
+        timeout,
+        "tcp_nodelay",
+        "1",
+        NULL,
+    };
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.log_message = civetweb_log;
+    cb.begin_request = listen_wait_routed;
+    atomic_store(&listen_routed, false);
+    struct mg_context *ctx = mg_start(&cb, app, options);
+    if (ctx == NULL)
+        return lb_err_set(err, LB_ERR_CONFIG, "cannot listen on %s (see edge.civetweb log)", ports);
+    *out = ctx;
+    return LB_OK;
+}
+
+void
+edge_listen_route(struct mg_context *ctx, edge_app *app)
+{
+    mg_set_request_handler(ctx, "/", edge_dispatch, app);
+    atomic_store(&listen_routed, true);
+}
+
+lb_status
+edge_listen(struct mg_context **out, edge_app *app, lb_err *err)
+{
+    lb_status s = edge_listen_open(out, app, err);
+    if (s == LB_OK)
+        edge_listen_route(*out, app);
+    return s;
 }

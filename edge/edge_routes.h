@@ -214,4 +214,16 @@ void edge_routes_metrics_init(void);
 /* The civetweb request handler for "/": cbdata is the edge_app. */
 int edge_dispatch(struct mg_connection *conn, void *cbdata);
 
+/* Starts civetweb on app->cfg's host, port, workers and request timeout with
+ * edge_dispatch() for every path. No request is answered before the handler
+ * is in place, however early a client connects. Call once per process; stop
+ * with mg_stop(*out). */
+struct mg_context;
+lb_status edge_listen(struct mg_context **out, edge_app *app, lb_err *err);
+/* Its two halves, so that a test can hold the moment between them: open
+ * starts civetweb (a request that arrives waits), route installs the handler
+ * (the waiting requests go on to it). */
+lb_status edge_listen_open(struct mg_context **out, edge_app *app, lb_err *err);
+void edge_listen_route(struct mg_context *ctx, edge_app *app);
+
 #endif

@@ -71,54 +71,11 @@ static const cfg_opt edge_opts[] = {
 static const char about[] = "layby HTTP edge: JSON over HTTP to commands and queries on NATS.";
 
 static int
-civetweb_log(const struct mg_connection *conn, const char *message)
-{
-    (void)conn;
-    log_warn(NULL, "edge.civetweb", message);
-    return 1; /* handled: civetweb prints nothing itself */
-}
-
-static int
 fail(const char *what, const lb_err *err)
 {
     fprintf(stderr, "layby-edge: %s: %s\n", what, err->msg);
     log_error(NULL, "edge.start_failed", what, LOG_ERR(err));
     return 1;
-}
-
-static lb_status
-start_http(struct mg_context **out, edge_app *app, lb_err *err)
-{
-    char ports[128], threads[16], timeout[24];
-    if (lb_fmt(ports, sizeof ports, err, "%s:%lld", app->cfg.host, (long long)app->cfg.port) !=
-        LB_OK)
-        return err->code;
-    snprintf(threads, sizeof threads, "%lld", (long long)app->cfg.threads);
-    snprintf(timeout, sizeof timeout, "%lld", (long long)app->cfg.request_timeout_ms);
-    /* tcp_nodelay: a response leaves as headers then body; with Nagle the body
-     * waits for the client's delayed ACK, 40 ms per keep-alive request. */
-    const char *options[] = {
-        "listening_ports",
-        ports,
-        "num_threads",
-        threads,
-        "enable_keep_alive",
-        "yes",
-        "request_timeout_ms",
-        timeout,
-        "tcp_nodelay",
-        "1",
-        NULL,
-    };
-    struct mg_callbacks cb;
-    memset(&cb, 0, sizeof cb);
-    cb.log_message = civetweb_log;
-    struct mg_context *ctx = mg_start(&cb, app, options);
-    if (ctx == NULL)
-        return lb_err_set(err, LB_ERR_CONFIG, "cannot listen on %s (see edge.civetweb log)", ports);
-    mg_set_request_handler(ctx, "/", edge_dispatch, app);
-    *out = ctx;
-    return LB_OK;
 }
 
 /* Settings and logging. Returns -1 to go on, else the exit code (0 after --help). */
@@ -211,7 +168,7 @@ main(int argc, char **argv)
     }
     edge_routes_metrics_init();
     mg_init_library(0);
-    if (start_http(&http, &app, &err) != LB_OK) {
+    if (edge_listen(&http, &app, &err) != LB_OK) {
         fail("http", &err);
         goto out_library;
     }
