@@ -168,13 +168,13 @@ setup(void)
                  NATS_OK);
     cr_assert_eq(natsConnection_Flush(bus_conn(app.bus)), NATS_OK);
 
+    /* civetweb as the edge starts it (edge_listen), on a port of its choosing */
     mg_init_library(0);
-    const char *opts[] = { "listening_ports", "127.0.0.1:0", "num_threads", "4", NULL };
-    struct mg_callbacks cb;
-    memset(&cb, 0, sizeof cb);
-    http = mg_start(&cb, &app, opts);
-    cr_assert_not_null(http);
-    mg_set_request_handler(http, "/", edge_dispatch, &app);
+    app.cfg.host = "127.0.0.1";
+    app.cfg.port = 0;
+    app.cfg.threads = 4;
+    app.cfg.request_timeout_ms = 30000;
+    cr_assert_eq(edge_listen(&http, &app, &err), LB_OK, "%s", err.msg);
     struct mg_server_port ports[2];
     cr_assert_eq(mg_get_server_ports(http, 2, ports), 1);
     port = ports[0].port;
