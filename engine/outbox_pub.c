@@ -8,13 +8,19 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "fault.h"
 #include "log.h"
 
+/* Contexts set aside by context_reset(), destroyed with the publisher. */
+#define PUB_RETIRED_MAX 4
+
 struct outbox_pub {
     bus *b;
     jsCtx *js;
+    jsCtx *retired[PUB_RETIRED_MAX]; /* oldest first */
+    size_t n_retired;
     atomic_int errors; /* JetStream refusals since the last outbox_pub_rows() */
     metrics_metric *m_errors;
 };
@@ -66,6 +72,8 @@ outbox_pub_free(outbox_pub *p)
     if (p == NULL)
         return;
     bus_js_destroy(p->js, 2000);
+    for (size_t i = 0; i < p->n_retired; i++)
+        jsCtx_Destroy(p->retired[i]); /* their rows went again on a newer context */
     free(p);
 }
 
@@ -77,7 +85,7 @@ outbox_pub_free(outbox_pub *p)
  * that timed out starts over on a new context: the rows are still in the
  * table (or the batch is redelivered) and go again with their ids as
  * Nats-Msg-Id, so a copy stored after all is dropped as a duplicate.
- * Destroying a context frees its pending messages. Only while connected:
+ * The old context keeps its pending messages until it is destroyed. Only while connected:
  * publishes made during an outage wait in the reconnect buffer and are
  * answered once it is back, so they must not be sent again on top. */
 static void
@@ -88,7 +96,17 @@ context_reset(outbox_pub *p)
         return;
     if (context_open(p, &fresh) != NATS_OK)
         return; /* the next wait tries again */
-    jsCtx_Destroy(p->js);
+    /* The old context is set aside, not destroyed: its acks may be arriving
+     * right now (they were late, not lost), and nats.c 3.4.1 can then touch
+     * the freed ack subscription from its reader thread (a SEGV in
+     * natsConn_processMsg, seen in bus_command under ASan). Resets are rare;
+     * the oldest of a few goes when more come, long after its acks. */
+    if (p->n_retired == PUB_RETIRED_MAX) {
+        jsCtx_Destroy(p->retired[0]);
+        memmove(p->retired, p->retired + 1, (PUB_RETIRED_MAX - 1) * sizeof p->retired[0]);
+        p->n_retired--;
+    }
+    p->retired[p->n_retired++] = p->js;
     p->js = fresh;
     log_warn(NULL, "outbox.publisher_reset",
              "outbox publishes unacknowledged for 5 s; they go again on a new context");
