@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""bench/flow_hops.py - every hop of any flow, from the streams alone.
+
+    since=$(date -u +%Y-%m-%dT%H:%M:%SZ); sleep 1
+    ... run checkouts (bench_checkout) ...
+    for s in LAYBY_CMD LAYBY_EVT; do
+        build/release/layby-ctl events replay $s --since $since --json \
+            --limit 500000 > /tmp/$s.jsonl
+    done
+    bench/flow_hops.py /tmp/LAYBY_CMD.jsonl /tmp/LAYBY_EVT.jsonl
+
+Where bench/saga_timeline.py knows the test saga's subjects, this one follows
+the `Layby-Causation` header: each stored message names the message that made
+it, so "cause stored -> effect stored" (JetStream's clock, microseconds) is one
+hop, whoever wrote the effect: the orchestrator (an answer -> the next
+command), a participant (a command -> its answer) or a relay. Hops are grouped
+by "cause subject -> effect subject" and printed in the order they first
+happen in a flow, with count, p50, p90, p99 and mean in ms; then each flow's
+span (its first stored message to its last) per kind of first message.
+Needs python3 only; an analysis aid, not part of any build.
+"""
+import collections
+import json
+import statistics
+import sys
+from datetime import datetime
+
+
+def stored_us(s):
+    return int(datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() * 1e6)
+
+
+def short(subject):
+    return subject.removeprefix("layby.")
+
+
+def pct(xs, q):
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def main(paths):
+    by_id, flows = {}, collections.defaultdict(list)
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                m = json.loads(line)
+                h = m.get("headers") or {}
+                mid = h.get("Nats-Msg-Id")
+                rec = (stored_us(m["time"]), m["subject"], h.get("Layby-Causation"))
+                if mid:
+                    by_id[mid] = rec
+                flows[h.get("Layby-Correlation")].append(rec)
+    hops, first_seen = collections.defaultdict(list), {}
+    for at, subj, cause in by_id.values():
+        c = by_id.get(cause) if cause else None
+        if c is None:
+            continue
+        key = f"{short(c[1])} -> {short(subj)}"
+        hops[key].append((at - c[0]) / 1000.0)
+        first_seen[key] = min(first_seen.get(key, c[0]), c[0])
+    print(f"{'hop (cause stored -> effect stored)':<72} {'n':>6} {'p50':>7} {'p90':>7} "
+          f"{'p99':>7} {'mean':>7}")
+    rank = collections.defaultdict(list)
+    for flow in flows.values():
+        flow.sort()
+        t0 = flow[0][0]
+        for at, subj, cause in flow:
+            c = by_id.get(cause) if cause else None
+            if c:
+                rank[f"{short(c[1])} -> {short(subj)}"].append(at - t0)
+    for key in sorted(hops, key=lambda k: statistics.median(rank[k]) if rank[k] else 0):
+        xs = sorted(hops[key])
+        if len(xs) < 10:
+            continue
+        print(f"{key:<72} {len(xs):>6} {pct(xs, .5):>7.2f} {pct(xs, .9):>7.2f} "
+              f"{pct(xs, .99):>7.2f} {statistics.fmean(xs):>7.2f}")
+    spans = collections.defaultdict(list)
+    for flow in flows.values():
+        if len(flow) > 1:
+            spans[short(flow[0][1])].append((flow[-1][0] - flow[0][0]) / 1000.0)
+    print("\nflow span (first stored -> last stored), by first message:")
+    for k, xs in sorted(spans.items(), key=lambda kv: -len(kv[1])):
+        xs.sort()
+        if len(xs) >= 10:
+            print(f"  {k:<60} n={len(xs):>6} p50={pct(xs, .5):.1f} p99={pct(xs, .99):.1f} ms")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
