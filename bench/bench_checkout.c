@@ -623,15 +623,21 @@ checkout_mode(int64_t n_members, int64_t n_products, int64_t clients, int64_t se
         int64_t rate = (int64_t)(best / (double)paced[p].div);
         if (rate < 1)
             rate = 1;
+        /* from_ms/to_ms (wall clock) let run.sh read this run's hops from the
+         * streams afterwards (bench/flow_hops.py --from-ms --to-ms). */
+        int64_t from_ms = lb_now_ms();
         checkouts_run(&r, (size_t)clients, paced[p].seconds, rate);
+        int64_t to_ms = lb_now_ms();
         printf("%s rate=%lld seconds=%lld checkouts=%ld per_s=%.1f late=%ld http202=%ld "
                "errors=%ld place_p50_ms=%.1f place_p99_ms=%.1f pay_p50_ms=%.1f pay_p99_ms=%.1f "
-               "checkout_p50_ms=%.1f checkout_p99_ms=%.1f peak_per_s=%.1f\n",
+               "checkout_p50_ms=%.1f checkout_p99_ms=%.1f peak_per_s=%.1f from_ms=%lld "
+               "to_ms=%lld\n",
                paced[p].name, (long long)rate, (long long)paced[p].seconds, r.done,
                (double)r.done / (double)paced[p].seconds, r.late, r.http202, r.errors,
                bench_lat_pct_ms(&r.place, 50), bench_lat_pct_ms(&r.place, 99),
                bench_lat_pct_ms(&r.pay, 50), bench_lat_pct_ms(&r.pay, 99),
-               bench_lat_pct_ms(&r.checkout, 50), bench_lat_pct_ms(&r.checkout, 99), best);
+               bench_lat_pct_ms(&r.checkout, 50), bench_lat_pct_ms(&r.checkout, 99), best,
+               (long long)from_ms, (long long)to_ms);
         fflush(stdout);
         bench_lat_free(&r.place);
         bench_lat_free(&r.pay);

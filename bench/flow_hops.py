@@ -17,8 +17,20 @@ command), a participant (a command -> its answer) or a relay. Hops are grouped
 by "cause subject -> effect subject" and printed in the order they first
 happen in a flow, with count, p50, p90, p99 and mean in ms; then each flow's
 span (its first stored message to its last) per kind of first message.
+
+    --from-ms A --to-ms B   only hops whose cause was stored in [A, B)
+                            (wall-clock ms; bench_checkout prints a paced
+                            run's window as from_ms/to_ms)
+    --summary               one line instead of the tables, for run.sh:
+        hops orch_n= orch_p50_ms= part_n= part_p50_ms= ratio=
+    where an orchestrator hop is a saga's input (a start command or an
+    event) -> the command it decided, and a participant hop a service's
+    command -> its answer (`evt.*`, not `evt.saga.*`); p50 over all hops of
+    each kind, ratio = orchestrator / participant (issue 25: <= 2 at the
+    same load).
 Needs python3 only; an analysis aid, not part of any build.
 """
+import argparse
 import collections
 import json
 import statistics
@@ -38,8 +50,44 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def main(paths):
+def kind(cause, effect):
+    """'orch', 'part' or None, from the two subjects (see --summary)."""
+    if effect.startswith("layby.cmd.") and not effect.startswith("layby.cmd.saga."):
+        if cause.startswith("layby.cmd.saga.start.") or cause.startswith("layby.evt."):
+            return "orch"
+    if (cause.startswith("layby.cmd.") and not cause.startswith("layby.cmd.saga.")
+            and effect.startswith("layby.evt.") and not effect.startswith("layby.evt.saga.")):
+        return "part"
+    return None
+
+
+def summary(by_id, lo, hi):
+    got = {"orch": [], "part": []}
+    for at, subj, cause in by_id.values():
+        c = by_id.get(cause) if cause else None
+        if c is None or not lo <= c[0] < hi:
+            continue
+        k = kind(c[1], subj)
+        if k:
+            got[k].append((at - c[0]) / 1000.0)
+    o, p = sorted(got["orch"]), sorted(got["part"])
+    if not o or not p:
+        print(f"hops orch_n={len(o)} part_n={len(p)} ratio=-")
+        return
+    print(f"hops orch_n={len(o)} orch_p50_ms={pct(o, .5):.2f} part_n={len(p)} "
+          f"part_p50_ms={pct(p, .5):.2f} ratio={pct(o, .5) / pct(p, .5):.2f}")
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description="every hop of any flow, from the streams")
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--from-ms", type=int, default=0)
+    ap.add_argument("--to-ms", type=int, default=1 << 62)
+    ap.add_argument("--summary", action="store_true")
+    a = ap.parse_args(argv)
+    lo, hi = a.from_ms * 1000, a.to_ms * 1000
     by_id, flows = {}, collections.defaultdict(list)
+    paths = a.files
     for path in paths:
         with open(path) as f:
             for line in f:
@@ -50,14 +98,16 @@ def main(paths):
                 if mid:
                     by_id[mid] = rec
                 flows[h.get("Layby-Correlation")].append(rec)
-    hops, first_seen = collections.defaultdict(list), {}
+    if a.summary:
+        summary(by_id, lo, hi)
+        return
+    hops = collections.defaultdict(list)
     for at, subj, cause in by_id.values():
         c = by_id.get(cause) if cause else None
-        if c is None:
+        if c is None or not lo <= c[0] < hi:
             continue
         key = f"{short(c[1])} -> {short(subj)}"
         hops[key].append((at - c[0]) / 1000.0)
-        first_seen[key] = min(first_seen.get(key, c[0]), c[0])
     print(f"{'hop (cause stored -> effect stored)':<72} {'n':>6} {'p50':>7} {'p90':>7} "
           f"{'p99':>7} {'mean':>7}")
     rank = collections.defaultdict(list)

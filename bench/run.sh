@@ -24,7 +24,9 @@
 #   (g)       checkouts over HTTP (bench_checkout): 128 members signed in for real, then
 #             place + pay with 48/96/192 clients (the peak), then paced at half of it and at
 #             a quarter (each call's p99 against the disk's 4-commit floor, bench_fsync run
-#             right after it, issue 25); and the flash sale over HTTP (2,000 members with
+#             right after it, issue 25; and the quarter's orchestrator hop p50 against its
+#             participants', read back from the streams by bench/flow_hops.py); and the
+#             flash sale over HTTP (2,000 members with
 #             minted tokens, 100 units)
 # and prints one table of medians with ratios to the baselines. docs/BENCHMARKS.md
 # records the results. Nothing else should run on the machine meanwhile.
@@ -184,9 +186,25 @@ done
 : >"$OUT/checkout"
 : >"$OUT/flash_http"
 : >"$OUT/fsync_g"
+: >"$OUT/hops_g"
 for i in $(seq "$RUNS"); do
     $B/bench/bench_checkout --members 128 --clients 192 --seconds 10 | tee -a "$OUT/checkout" >&2 ||
         say "(g) bench_checkout run $i failed"
+    # Issue 25's hop ratio at the same load: the quarter's orchestrator and
+    # participant hops, read back from the streams (bench/flow_hops.py).
+    qline=$(grep '^checkout_quarter' "$OUT/checkout" | tail -1 || true)
+    qf=$(field from_ms <<<"$qline")
+    qt=$(field to_ms <<<"$qline")
+    if [ -n "$qf" ] && [ -n "$qt" ]; then
+        for s in LAYBY_CMD LAYBY_EVT; do
+            $B/layby-ctl events replay --stream $s --json --limit 2000000 \
+                --since "$(date -u -d @$((qf / 1000 - 1)) +%FT%TZ)" \
+                --until "$(date -u -d @$((qt / 1000 + 3)) +%FT%TZ)" >"$OUT/hops_$s.jsonl"
+        done
+        bench/flow_hops.py --summary --from-ms "$qf" --to-ms "$qt" \
+            "$OUT/hops_LAYBY_CMD.jsonl" "$OUT/hops_LAYBY_EVT.jsonl" | tee -a "$OUT/hops_g" >&2
+        rm -f "$OUT"/hops_LAYBY_*.jsonl
+    fi
     # The disk's floor in the same minutes as the quarter run just before (issue 25):
     # the baseline's, minutes earlier, is another disk on this machine.
     $B/bench/bench_fsync --seconds 10 --rate 500 --commits 4 | tee -a "$OUT/fsync_g" >&2
@@ -283,6 +301,10 @@ printf '%-44s %12s  %s / %s / %s x the floor beside it (%s ms; target <= 3)\n' \
     "(g) at a quarter: place / pay / checkout p99 ms" \
     "$(ckq place_p99_ms) / $(ckq pay_p99_ms) / $(ckq checkout_p99_ms)" "$(xfloor "$(ckq place_p99_ms)")" \
     "$(xfloor "$(ckq pay_p99_ms)")" "$(xfloor "$(ckq checkout_p99_ms)")" "$FG"
+HG="$OUT/hops_g"
+printf '%-44s %12s  %s x (target <= 2; %s / %s hops)\n' "(g) at a quarter: orch. / participant hop p50" \
+    "$(field orch_p50_ms <"$HG" | median) / $(field part_p50_ms <"$HG" | median)" \
+    "$(field ratio <"$HG" | median)" "$(field orch_n <"$HG" | median)" "$(field part_n <"$HG" | median)"
 printf '%-44s %12s  (%s)\n' "(g) HTTP flash sale 2,000/100: sold out, s" "$(field soldout_s <"$OUT/flash_http" | median)" \
     "$(sed -n 1p "$OUT/flash_http" | grep -o 'payment_pending=[0-9]* out_of_stock=[0-9]* http202=[0-9]* http5xx=[0-9]* timeouts=[0-9]*')"
 echo "raw results: $OUT"
