@@ -395,23 +395,37 @@ bus_js_destroy(jsCtx *js, int64_t wait_ms)
 }
 
 void
+bus_disconnect(bus *b)
+{
+    if (b == NULL || atomic_exchange(&b->closing, true))
+        return;
+    bus_js_destroy(b->js, 2000);
+    b->js = NULL;
+    if (b->nc == NULL)
+        return;
+    natsConnection_FlushTimeout(b->nc, 1000);
+    /* Close joins nats.c's reader thread: from here on nothing is delivered,
+     * so subscriptions and contexts can be destroyed without racing it. */
+    natsConnection_Close(b->nc);
+    /* Wait (bounded) for the closed callback: no callback may touch b after free. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&b->lock);
+    while (!b->closed)
+        if (pthread_cond_timedwait(&b->closed_cond, &b->lock, &until) != 0)
+            break;
+    pthread_mutex_unlock(&b->lock);
+}
+
+void
 bus_close(bus *b)
 {
     if (b == NULL)
         return;
-    atomic_store(&b->closing, true);
-    bus_js_destroy(b->js, 2000);
+    bus_disconnect(b);
     if (b->nc != NULL) {
-        natsConnection_FlushTimeout(b->nc, 1000);
-        natsConnection_Close(b->nc);
-        /* Wait (bounded) for the closed callback: no callback may touch b after free. */
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 5;
         pthread_mutex_lock(&b->lock);
-        while (!b->closed)
-            if (pthread_cond_timedwait(&b->closed_cond, &b->lock, &until) != 0)
-                break;
         bool closed = b->closed;
         pthread_mutex_unlock(&b->lock);
         natsConnection_Destroy(b->nc);

@@ -102,6 +102,12 @@ lb_status bus_servers_split(char *buf, size_t cap, const char *urls, const char 
 
 /* Connects with unlimited reconnects (retrying a first connect that fails). */
 lb_status bus_open(bus **out, const bus_opts *opts, lb_err *err);
+/* Waits for the bus's own async publishes, then closes the connection, which
+ * joins nats.c's reader thread: after it, subscriptions and JetStream
+ * contexts made on this bus can be destroyed without a delivery racing them
+ * (nats.c 3.4.1 crashed in natsConn_processMsg when they were destroyed on a
+ * live connection). Once; bus_close() calls it if not done. NULL is a no-op. */
+void bus_disconnect(bus *b);
 void bus_close(bus *b); /* NULL is a no-op; flushes pending async publishes first */
 /* Waits up to wait_ms for js's pending async publishes, then destroys it (NULL: no-op). */
 void bus_js_destroy(jsCtx *js, int64_t wait_ms);

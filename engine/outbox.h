@@ -116,7 +116,12 @@ void outbox_relay_wake(outbox_relay *r);
 void outbox_relay_hand(outbox_relay *r, outbox_buf *committed);
 /* Publishes everything committed so far on the caller's thread (tests, shutdown). */
 lb_status outbox_relay_drain(outbox_relay *r, size_t *published, lb_err *err);
-/* Stops the thread, publishes what is still committed, frees. NULL is a no-op. */
+/* Stops the threads and publishes what is still committed; the relay keeps its
+ * JetStream contexts until outbox_relay_free(), so a caller can close the
+ * connection in between (svc.c: nothing is destroyed while nats.c's reader
+ * thread may still deliver to it). Once; NULL is a no-op. */
+void outbox_relay_stop(outbox_relay *r);
+/* outbox_relay_stop() if not done yet, then frees. NULL is a no-op. */
 void outbox_relay_free(outbox_relay *r);
 
 #endif

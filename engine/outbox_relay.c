@@ -102,6 +102,7 @@ struct outbox_relay {
     pthread_mutex_t lock; /* guards queue */
     outbox_buf queue;     /* handed-off rows waiting for the publisher lane */
     atomic_bool stop;
+    bool stopped; /* outbox_relay_stop() ran (creator's thread only) */
     metrics_metric *m_published, *m_backlog, *m_errors, *m_latency, *m_swept;
 };
 
@@ -500,10 +501,11 @@ outbox_relay_wake(outbox_relay *r)
 }
 
 void
-outbox_relay_free(outbox_relay *r)
+outbox_relay_stop(outbox_relay *r)
 {
-    if (r == NULL)
+    if (r == NULL || r->stopped)
         return;
+    r->stopped = true;
     atomic_store(&r->stop, true);
     relay_lane *lanes[] = { &r->pub, &r->sweeper };
     bool started = false;
@@ -523,6 +525,14 @@ outbox_relay_free(outbox_relay *r)
             log_warn(NULL, "outbox.final_drain_failed", "rows left for the next start",
                      LOG_ERR(&err));
     }
+}
+
+void
+outbox_relay_free(outbox_relay *r)
+{
+    if (r == NULL)
+        return;
+    outbox_relay_stop(r);
     lane_free(&r->pub);
     lane_free(&r->sweeper);
     outbox_buf_destroy(&r->queue);

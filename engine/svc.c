@@ -477,6 +477,16 @@ out:
     if (progress_started)
         pthread_join(pt.thread, NULL);
     svc__tick_stop(tk);
+    /* outbox_relay_stop() publishes what was committed before it returns, so a
+     * clean stop leaves no backlog (a crash leaves it to the next sweep). Then
+     * the connection closes, which joins nats.c's reader thread, and only then
+     * are subscriptions and contexts destroyed: a late delivery (a fetch's
+     * status, an ack) racing their destruction crashed nats.c 3.4.1 in
+     * natsConn_processMsg (a cluster_faults daemon at its stop, under ASan).
+     * The query threads answer what they hold first. */
+    svc__query_join(qp);
+    outbox_relay_stop(s->relay);
+    bus_disconnect(s->bus);
     svc__query_stop(qp);
     for (size_t i = 0; i < n_threads; i++) {
         if (cts[i].sub != NULL)
@@ -485,8 +495,6 @@ out:
         pthread_mutex_destroy(&cts[i].inflight.lock);
     }
     free(cts);
-    /* outbox_relay_free() publishes what was committed before it returns, so a
-     * clean stop leaves no backlog (a crash leaves it to the next sweep). */
     outbox_relay_free(s->relay);
     s->relay = NULL;
     metrics_server_stop(ms);

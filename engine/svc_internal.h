@@ -135,6 +135,9 @@ bool svc__worker_held_take(svc__worker *w, natsMsgList *out);
 
 typedef struct svc__query_pool svc__query_pool;
 lb_status svc__query_start(svc__query_pool **out, svc *s, lb_err *err);
+/* Joins the query threads once svc_stop() told them (each ends within its
+ * 200 ms wait); svc__query_stop() joins if not done, then frees. */
+void svc__query_join(svc__query_pool *qp);
 void svc__query_stop(svc__query_pool *qp); /* NULL is a no-op */
 
 typedef struct svc__tick svc__tick;

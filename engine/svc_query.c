@@ -331,7 +331,7 @@ query_main(void *arg)
 }
 
 void
-svc__query_stop(svc__query_pool *qp)
+svc__query_join(svc__query_pool *qp)
 {
     if (qp == NULL)
         return;
@@ -339,6 +339,18 @@ svc__query_stop(svc__query_pool *qp)
         query_thread *qt = &qp->t[i];
         if (qt->started)
             pthread_join(qt->thread, NULL);
+        qt->started = false;
+    }
+}
+
+void
+svc__query_stop(svc__query_pool *qp)
+{
+    if (qp == NULL)
+        return;
+    svc__query_join(qp);
+    for (size_t i = 0; i < qp->n; i++) {
+        query_thread *qt = &qp->t[i];
         store_close(qt->db);
         outbox_buf_destroy(&qt->out);
     }
