@@ -35,11 +35,8 @@ import collections
 import json
 import statistics
 import sys
-from datetime import datetime
 
-
-def stored_us(s):
-    return int(datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() * 1e6)
+from saga_timeline import stored_ms  # the stream's RFC 3339 `time`, in ms
 
 
 def short(subject):
@@ -69,7 +66,7 @@ def summary(by_id, lo, hi):
             continue
         k = kind(c[1], subj)
         if k:
-            got[k].append((at - c[0]) / 1000.0)
+            got[k].append(at - c[0])
     o, p = sorted(got["orch"]), sorted(got["part"])
     if not o or not p:
         print(f"hops orch_n={len(o)} part_n={len(p)} ratio=-")
@@ -82,10 +79,10 @@ def main(argv):
     ap = argparse.ArgumentParser(description="every hop of any flow, from the streams")
     ap.add_argument("files", nargs="+")
     ap.add_argument("--from-ms", type=int, default=0)
-    ap.add_argument("--to-ms", type=int, default=1 << 62)
+    ap.add_argument("--to-ms", type=int, default=1 << 50)
     ap.add_argument("--summary", action="store_true")
     a = ap.parse_args(argv)
-    lo, hi = a.from_ms * 1000, a.to_ms * 1000
+    lo, hi = a.from_ms, a.to_ms
     by_id, flows = {}, collections.defaultdict(list)
     paths = a.files
     for path in paths:
@@ -94,7 +91,7 @@ def main(argv):
                 m = json.loads(line)
                 h = m.get("headers") or {}
                 mid = h.get("Nats-Msg-Id")
-                rec = (stored_us(m["time"]), m["subject"], h.get("Layby-Causation"))
+                rec = (stored_ms(m["time"]), m["subject"], h.get("Layby-Causation"))
                 if mid:
                     by_id[mid] = rec
                 flows[h.get("Layby-Correlation")].append(rec)
@@ -107,7 +104,7 @@ def main(argv):
         if c is None or not lo <= c[0] < hi:
             continue
         key = f"{short(c[1])} -> {short(subj)}"
-        hops[key].append((at - c[0]) / 1000.0)
+        hops[key].append(at - c[0])
     print(f"{'hop (cause stored -> effect stored)':<72} {'n':>6} {'p50':>7} {'p90':>7} "
           f"{'p99':>7} {'mean':>7}")
     rank = collections.defaultdict(list)
@@ -127,7 +124,7 @@ def main(argv):
     spans = collections.defaultdict(list)
     for flow in flows.values():
         if len(flow) > 1:
-            spans[short(flow[0][1])].append((flow[-1][0] - flow[0][0]) / 1000.0)
+            spans[short(flow[0][1])].append(flow[-1][0] - flow[0][0])
     print("\nflow span (first stored -> last stored), by first message:")
     for k, xs in sorted(spans.items(), key=lambda kv: -len(kv[1])):
         xs.sort()
