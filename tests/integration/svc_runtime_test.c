@@ -363,7 +363,9 @@ Test(svc_runtime, killed_among_200_commands_counts_each_once, .init = setup_cras
     send_counts(N, "k");
     tsupport_proc *p = &procs[0];
     const char *fault[] = { "LAYBY_FAULT=svc.after_commit:5", "LAYBY_SAGATEST_BATCH=8", NULL };
-    tsupport_sagatest_start(p, fault);
+    /* Spawned, not started: with the queue already full it can reach its fifth
+     * commit (and die there) before /healthz first answers. */
+    tsupport_sagatest_spawn(p, fault);
     tsupport_expect_fault_kill(p, WAIT_MS);
     int64_t done = tsupport_sql_int("SELECT count(*) FROM sagatest.counts");
     cr_assert_lt(done, N, "killed in the middle, not after the end");
@@ -394,7 +396,9 @@ Test(svc_runtime, a_killed_service_s_batch_comes_back_seconds_after_its_restart)
     send_counts(N, "k");
     tsupport_proc *p = &procs[0];
     const char *fault[] = { "LAYBY_FAULT=svc.after_commit:5", "LAYBY_SAGATEST_BATCH=8", NULL };
-    tsupport_sagatest_start(p, fault);
+    /* Spawned, not started: with the queue already full it can reach its fifth
+     * commit (and die there) before /healthz first answers. */
+    tsupport_sagatest_spawn(p, fault);
     tsupport_expect_fault_kill(p, WAIT_MS);
     int64_t done = tsupport_sql_int("SELECT count(*) FROM sagatest.counts");
     cr_assert_lt(done, N, "killed in the middle, not after the end");
