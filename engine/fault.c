@@ -42,3 +42,10 @@ fault_point(const char *name)
         raise(SIGKILL);
     }
 }
+
+bool
+fault_held(const char *name)
+{
+    return atomic_load_explicit(&fault_armed, memory_order_relaxed) &&
+           strcmp(name, fault_name) == 0;
+}

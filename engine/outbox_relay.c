@@ -313,6 +313,10 @@ publisher_main(void *arg)
     outbox_relay *r = arg;
     int64_t backoff_ms = 0;
     while (!atomic_load(&r->stop)) {
+        if (fault_held("relay.hold")) { /* test builds: only the final drain publishes */
+            lane_wait(&r->pub, r->opts.sweep_ms);
+            continue;
+        }
         lb_err err;
         size_t n = 0;
         lb_status st = publish_handed(r, &n, &err);
@@ -429,6 +433,10 @@ sweeper_main(void *arg)
     relay_lane *l = &r->sweeper;
     int64_t backoff_ms = 0;
     while (!atomic_load(&r->stop)) {
+        if (fault_held("relay.hold")) {
+            lane_wait(l, r->opts.sweep_ms);
+            continue;
+        }
         lb_err err;
         size_t n = 0;
         lb_status st = sweep(l, RELAY_SWEEP_GRACE_MS, &n, &err);

@@ -422,6 +422,29 @@ Test(svc_runtime, a_killed_service_s_batch_comes_back_seconds_after_its_restart)
     tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
 }
 
+/* A clean stop (SIGTERM) leaves no backlog: svc.c stops the relay, which
+ * publishes and deletes what was committed, before the connection closes.
+ * The relay is held (LAYBY_FAULT=relay.hold, test builds) so that nothing is
+ * published while the service runs: every event in the stream afterwards is
+ * the final drain's. A crash leaves the rows to the next start's sweep. */
+Test(svc_runtime, a_clean_stop_publishes_every_committed_event_first)
+{
+    enum {
+        N = 50
+    };
+    tsupport_proc *p = &procs[0];
+    const char *hold[] = { "LAYBY_FAULT=relay.hold", NULL };
+    tsupport_sagatest_start(p, hold);
+    send_counts(N, "drain");
+    assert_each_counted_once(N);
+    cr_assert_eq(stream_msgs("LAYBY_EVT"), 0, "the held relay published");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.outbox"), N);
+    tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.outbox"), 0,
+                 "rows left in the outbox after a clean stop");
+    cr_assert_eq(stream_msgs("LAYBY_EVT"), N, "each committed event published once at the stop");
+}
+
 /* A handler slower than AckWait (a gateway call, an SMTP conversation) is
  * reported in progress while it runs (svc.c, the progress thread), so the
  * server neither redelivers its message nor spends a delivery on it. */
