@@ -670,6 +670,8 @@ follow_main(void *arg)
             event_apply(m, msg);
             natsMsg_Destroy(msg);
         } else if (s == NATS_INVALID_SUBSCRIPTION || s == NATS_CONNECTION_CLOSED) {
+            if (atomic_load(&m->stop))
+                break; /* the edge is stopping: it closed the connection */
             log_warn(NULL, "edge.model_follow_failed", "ordered consumer gone; starting again",
                      LOG_STR("error", natsStatus_GetText(s)));
             natsSubscription_Destroy(sub);
@@ -754,11 +756,18 @@ edge_model_follow(edge_model *m, bus *b, int64_t query_timeout_ms, lb_err *err)
 }
 
 void
+edge_model_stop(edge_model *m)
+{
+    if (m != NULL)
+        atomic_store(&m->stop, true);
+}
+
+void
 edge_model_free(edge_model *m)
 {
     if (m == NULL)
         return;
-    atomic_store(&m->stop, true);
+    edge_model_stop(m);
     if (m->started)
         pthread_join(m->thread, NULL);
     for (size_t i = 0; i < m->n; i++)

@@ -54,6 +54,9 @@
 typedef struct edge_model edge_model;
 
 lb_status edge_model_new(edge_model **out, lb_err *err);
+/* Tells the follower to stop without waiting for it; at the edge's stop this
+ * comes before the connection closes, so the close does not read as a fault. */
+void edge_model_stop(edge_model *m);
 void edge_model_free(edge_model *m); /* NULL is a no-op */
 
 /* Starts the follower on b (borrowed; outlives the model). query_timeout_ms

@@ -183,6 +183,8 @@ watch_main(void *arg)
         if (s != NATS_OK) {
             kvWatcher_Destroy(w);
             w = NULL;
+            if (atomic_load(&rv->stop))
+                break; /* the edge is stopping: it closed the connection */
             nap_ms(RETRY_WAIT_MS);
             continue;
         }
@@ -214,11 +216,18 @@ edge_revoke_watch(edge_revoke *rv, bus *b, const char *bucket, lb_err *err)
 }
 
 void
+edge_revoke_stop(edge_revoke *rv)
+{
+    if (rv != NULL)
+        atomic_store(&rv->stop, true);
+}
+
+void
 edge_revoke_free(edge_revoke *rv)
 {
     if (rv == NULL)
         return;
-    atomic_store(&rv->stop, true);
+    edge_revoke_stop(rv);
     if (rv->started)
         pthread_join(rv->thread, NULL);
     for (size_t i = 0; i < BUCKETS; i++)

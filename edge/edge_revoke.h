@@ -28,6 +28,8 @@
 typedef struct edge_revoke edge_revoke;
 
 lb_status edge_revoke_new(edge_revoke **out, lb_err *err);
+/* Tells the watcher to stop without waiting for it (see edge_model_stop()). */
+void edge_revoke_stop(edge_revoke *rv);
 void edge_revoke_free(edge_revoke *rv); /* NULL is a no-op */
 /* Starts following bucket through b (borrowed; outlives the set). Until the
  * bucket exists the watcher retries every second. */

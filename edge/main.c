@@ -185,8 +185,15 @@ out_library:
     if (app.kv != NULL)
         kvStore_Destroy(app.kv);
 out_bus:
-    edge_model_free(app.model);    /* stops its follower before the bus goes */
-    edge_revoke_free(app.revoked); /* stops its watcher before the bus goes */
+    /* The connection closes (joining nats.c's reader thread) before the
+     * follower and the watcher destroy their subscriptions: a late delivery
+     * racing a subscription's destruction crashed nats.c 3.4.1 in
+     * natsConn_processMsg (engine/svc.c, the same order for the services). */
+    edge_model_stop(app.model);
+    edge_revoke_stop(app.revoked);
+    bus_disconnect(app.bus);
+    edge_model_free(app.model);
+    edge_revoke_free(app.revoked);
     bus_close(app.bus);
 out_auth:
     edge_auth_free(app.auth);
