@@ -1,7 +1,8 @@
 /* fault_test.c - crash points (engine/fault.h): in a test build the named
  * point kills with SIGKILL on its n-th pass and says so on stderr; other
  * points and unset LAYBY_FAULT do nothing. A build without LAYBY_TEST_HOOKS
- * (Release) has no crash points: LAYBY_FAULT is ignored. Each case runs in a
+ * (Release) has no crash points: LAYBY_FAULT is ignored. A hold point never
+ * kills; it is held only when named, and never in Release. Each case runs in a
  * child process, since a firing point kills whoever passes it. */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -36,7 +37,32 @@ run_child(const char *spec, const char *point, int passes)
     return status;
 }
 
+/* Exits 1 from a child when fault_held(point) is true under LAYBY_FAULT = spec. */
+static int
+held_in_child(const char *spec, const char *point)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        setenv("LAYBY_FAULT", spec, 1);
+        fault_init();
+        (void)point; /* fault_held() is false without LAYBY_TEST_HOOKS */
+        _exit(fault_held(point) ? 1 : 0);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status), "a hold point must never kill");
+    return WEXITSTATUS(status);
+}
+
 #ifdef LAYBY_TEST_HOOKS
+
+Test(fault, a_hold_point_is_held_only_when_named)
+{
+    cr_assert_eq(held_in_child("relay.hold", "relay.hold"), 1);
+    cr_assert_eq(held_in_child("svc.after_commit", "relay.hold"), 0);
+}
 
 static bool
 killed(int status)
@@ -65,6 +91,7 @@ Test(fault, a_build_without_test_hooks_ignores_layby_fault)
 {
     int rc = run_child("svc.after_commit", "svc.after_commit", 3);
     cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "a crash point fired in a release build");
+    cr_assert_eq(held_in_child("relay.hold", "relay.hold"), 0, "a hold point in a release build");
 }
 
 #endif
