@@ -397,6 +397,8 @@ Test(saga, duplicated_and_reordered_events_leave_the_same_final_state)
              "SELECT count(DISTINCT step) FROM sagatest.effects WHERE saga_id = '%s'", id);
     cr_assert_eq(tsupport_sql_int(sql), 3);
     cr_assert_eq(effects(id, "undo"), 0);
+    /* The COMPLETED row commits with its event's outbox row, published after. */
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM saga.outbox");
     cr_assert_eq(subject_count("layby.evt.saga.completed"), 1);
 }
 
