@@ -14,7 +14,8 @@
 #include "engine/fault.h"
 
 /* Runs fault_init() with LAYBY_FAULT = spec (NULL = unset) in a child, passes
- * `point` `passes` times, then exits 0. Returns the child's wait status. */
+ * `point` `passes` times, then exits 1 if `point` is held (fault_held()), else
+ * 0. Returns the child's wait status. */
 static int
 run_child(const char *spec, const char *point, int passes)
 {
@@ -27,31 +28,21 @@ run_child(const char *spec, const char *point, int passes)
         else
             unsetenv("LAYBY_FAULT");
         fault_init();
-        (void)point; /* fault_point() is empty without LAYBY_TEST_HOOKS */
+        (void)point; /* fault_point() is empty, fault_held() false, without LAYBY_TEST_HOOKS */
         for (int i = 0; i < passes; i++)
             fault_point(point);
-        _exit(0);
+        _exit(fault_held(point) ? 1 : 0);
     }
     int status = 0;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     return status;
 }
 
-/* Exits 1 from a child when fault_held(point) is true under LAYBY_FAULT = spec. */
+/* 1 when `point` is held under LAYBY_FAULT = spec, 0 when not; never killed. */
 static int
 held_in_child(const char *spec, const char *point)
 {
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        setenv("LAYBY_FAULT", spec, 1);
-        fault_init();
-        (void)point; /* fault_held() is false without LAYBY_TEST_HOOKS */
-        _exit(fault_held(point) ? 1 : 0);
-    }
-    int status = 0;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    int status = run_child(spec, point, 0);
     cr_assert(WIFEXITED(status), "a hold point must never kill");
     return WEXITSTATUS(status);
 }
