@@ -20,7 +20,7 @@
  * own group. A PostgreSQL backend (a session of its own) waking on the
  * hashing core waits for the member's group's turn like any other group's
  * thread, and shares the core with the hash half and half. With --hash-cgroup
- * each pool thread moves itself into a cpu cgroup, by default an idle one
+ * each pool thread is moved into a cpu cgroup, by default an idle one
  * (--hash-cgroup-shares 0: cpu.idle = 1): any other group's thread waking on
  * the hashing core preempts the hash at once, and the hash gets only CPU no
  * other group wants (the grace below bounds the wait). Shares above 0 make
@@ -28,10 +28,15 @@
  * cpu.weight 3, against 1024 for a busy session): a hash keeps ~3 % of a core
  * each busy group wants, but EEVDF lets it finish its protected slice before
  * a waking thread runs, which on a quiet machine made a /me wait a whole hash
- * now and then (docs/DECISIONS.md §9 has both modes' figures). The threads
- * join it (cgroup v1 takes one thread in `tasks`; v2 a threaded cgroup's
- * `cgroup.threads`) and set its weight each time a pool starts; every member
- * process that names the folder shares that weight. It needs the right to
+ * now and then (docs/DECISIONS.md §9 has both modes' figures). A job's
+ * submitter moves the thread that took the job into it (cgroup v1 takes one
+ * thread in `tasks`; v2 a threaded cgroup's `cgroup.threads`), never the
+ * thread itself: the kernel reschedules a thread the moment it lands in the
+ * group, and a worker that moved itself there while holding the pool's lock
+ * was left holding it until the group's next turn (~1 s beside one busy
+ * session, longer the busier the core), with every login and the grace
+ * waiting behind it. The pool sets the cgroup's weight each time it starts;
+ * every member process that names the folder shares that weight. It needs the right to
  * write there (root, or a delegated subtree); without it the threads stay
  * where they were and member.hash_cgroup_failed says so once. The folder is
  * left behind (empty once the threads end).
@@ -121,6 +126,7 @@ typedef struct pool_job {
     char *out;
     int rc; /* libsodium's */
     bool done;
+    bool placed;        /* its submitter put `by` in the cgroup (or found it there) */
     pool_thread *by;    /* the thread hashing it; NULL while queued */
     int64_t started_us; /* when that thread took it */
     struct pool_job *next;
@@ -212,7 +218,8 @@ cgroup_setup(member_pool *p, int64_t shares)
     return rc;
 }
 
-/* Moves thread t into dir (the cgroup or its parent). Under p->mu. */
+/* Moves thread t into dir (the cgroup or its parent). Under p->mu, by a
+ * submitter, never by t itself (pool_place). */
 static int
 cgroup_move(member_pool *p, const char *dir, pool_thread *t)
 {
@@ -254,11 +261,14 @@ pool_worker(void *arg)
             p->tail = NULL;
         j->by = t;
         j->started_us = lb_mono_us();
-        if (p->cgroup[0] != '\0' && !t->joined && p->cgroup_errno == 0) {
-            int cg = cgroup_move(p, p->cgroup, t); /* at first, or after a grace */
-            t->joined = cg == 0;
-            cgroup_failed(p, cg);
-        }
+        /* With a cgroup, hash only once the submitter placed t (pool_place),
+         * so the grace counts time in the cgroup. The wait lets go of p->mu:
+         * the move may leave t waiting for the cgroup's turn, and then t
+         * holds nothing. */
+        if (p->cgroup[0] != '\0')
+            pthread_cond_broadcast(&p->done);
+        while (p->cgroup[0] != '\0' && !j->placed)
+            pthread_cond_wait(&p->work, &p->mu);
         pthread_mutex_unlock(&p->mu);
         if (j->hash != NULL)
             j->rc = crypto_pwhash_str_verify(j->hash, j->pw, strlen(j->pw));
@@ -454,11 +464,36 @@ pool_grace_check(member_pool *p, pool_job *j)
     p->cgroup_left++;
 }
 
-/* Waits for j's worker to mark it done, watching the grace. */
+/* Under p->mu: j's thread, which has just taken j and waits to be placed,
+ * joins the cgroup (at first, or after a grace took it out). The submitter
+ * moves it while the thread waits on p->work, without p->mu, so a thread the
+ * move leaves waiting for the cgroup's turn holds no lock anybody waits
+ * for. */
+static void
+pool_place(member_pool *p, pool_job *j)
+{
+    pool_thread *t = j->by;
+    if (t == NULL || j->placed)
+        return;
+    j->placed = true;
+    if (p->cgroup[0] == '\0')
+        return; /* t does not wait for it */
+    if (!t->joined && p->cgroup_errno == 0) {
+        int rc = cgroup_move(p, p->cgroup, t);
+        t->joined = rc == 0;
+        cgroup_failed(p, rc);
+        j->started_us = lb_mono_us(); /* the grace counts from here */
+    }
+    pthread_cond_broadcast(&p->work); /* t waits for this to hash */
+}
+
+/* Waits for j's worker to mark it done, placing its thread and watching the
+ * grace. */
 static void
 pool_wait(member_pool *p, pool_job *j)
 {
     while (!j->done) {
+        pool_place(p, j);
         /* No grace to watch: none set, or j's thread hashes outside the cgroup
          * (its join failed, or its grace was taken) */
         if (p->grace_us == 0 || p->cgroup[0] == '\0' || (j->by != NULL && !j->by->joined)) {
