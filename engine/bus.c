@@ -17,8 +17,9 @@
 #include "layby/v1/common.pb-c.h"
 #include "log.h"
 
-/* No spinning: on two cores a thread spinning for a nats.c lock keeps the
- * core from the thread that holds it. With the default (2,000 tries) the
+/* nats.c tries a contended lock this many times before it sleeps (2,000 by
+ * default). None: on two cores a thread spinning for a lock keeps the core
+ * from the thread that holds it. With the default the
  * edge's 256 civetweb workers spent a quarter of their CPU in
  * natsMutex_Lock and trylock under the checkout load; without, the edge's
  * CPU a checkout fell 17 % (docs/BENCHMARKS.md, fifteenth sitting). */
@@ -347,10 +348,7 @@ bus_open(bus **out, const bus_opts *opts, lb_err *err)
     pthread_cond_init(&b->closed_cond, NULL);
     b->publish_wait_ms = opts->publish_wait_ms > 0 ? opts->publish_wait_ms : 5000;
     b->publish_retry_ms = opts->publish_retry_ms > 0 ? opts->publish_retry_ms : 15000;
-    /* nats.c spins BUS_LOCK_SPIN times on a contended lock before it sleeps
-     * (2,000 by default). Only the first call of a process sets it: later
-     * ones, and every nats.c call, find the library open. */
-    nats_Open(BUS_LOCK_SPIN);
+    nats_Open(BUS_LOCK_SPIN); /* sets it on a process's first call only */
     if ((s = natsOptions_Create(&o)) != NATS_OK)
         goto out_nats;
     if ((st = bus_servers_set(o, opts->url, err)) != LB_OK) {

@@ -36,10 +36,10 @@
  * was left holding it until the group's next turn (~1 s beside one busy
  * session, longer the busier the core), with every login and the grace
  * waiting behind it. The pool sets the cgroup's weight each time it starts;
- * every member process that names the folder shares that weight. It needs the right to
- * write there (root, or a delegated subtree); without it the threads stay
- * where they were and member.hash_cgroup_failed says so once. The folder is
- * left behind (empty once the threads end).
+ * every member process that names the folder shares that weight. It needs
+ * the right to write there (root, or a delegated subtree); without it the
+ * threads stay where they were and member.hash_cgroup_failed says so once.
+ * The folder is left behind (empty once the threads end).
  *
  * Grace: a weight is a share only against the groups busy on that core; on a
  * machine other work saturates (other sessions: builds, a second stack: load
@@ -126,7 +126,8 @@ typedef struct pool_job {
     char *out;
     int rc; /* libsodium's */
     bool done;
-    bool placed;        /* its submitter put `by` in the cgroup (or found it there) */
+    bool to_place;      /* `by` waits for its submitter to move it into the cgroup */
+    bool placed;        /* that submitter is done with it (pool_place) */
     pool_thread *by;    /* the thread hashing it; NULL while queued */
     int64_t started_us; /* when that thread took it */
     struct pool_job *next;
@@ -261,14 +262,17 @@ pool_worker(void *arg)
             p->tail = NULL;
         j->by = t;
         j->started_us = lb_mono_us();
-        /* With a cgroup, hash only once the submitter placed t (pool_place),
-         * so the grace counts time in the cgroup. The wait lets go of p->mu:
-         * the move may leave t waiting for the cgroup's turn, and then t
-         * holds nothing. */
-        if (p->cgroup[0] != '\0')
+        /* A thread to move into the cgroup hashes only once its submitter
+         * moved it (pool_place), so the grace counts time in the cgroup. The
+         * wait lets go of p->mu: the move may leave t waiting for the
+         * cgroup's turn, and then t holds nothing. A thread still in the
+         * cgroup from its last job goes on at once. */
+        j->to_place = p->cgroup[0] != '\0' && !t->joined && p->cgroup_errno == 0;
+        if (j->to_place) {
             pthread_cond_broadcast(&p->done);
-        while (p->cgroup[0] != '\0' && !j->placed)
-            pthread_cond_wait(&p->work, &p->mu);
+            while (!j->placed)
+                pthread_cond_wait(&p->work, &p->mu);
+        }
         pthread_mutex_unlock(&p->mu);
         if (j->hash != NULL)
             j->rc = crypto_pwhash_str_verify(j->hash, j->pw, strlen(j->pw));
@@ -464,8 +468,8 @@ pool_grace_check(member_pool *p, pool_job *j)
     p->cgroup_left++;
 }
 
-/* Under p->mu: j's thread, which has just taken j and waits to be placed,
- * joins the cgroup (at first, or after a grace took it out). The submitter
+/* Under p->mu: j's thread, which has just taken j and (to_place) waits to be
+ * placed, joins the cgroup (at first, or after a grace took it out). The submitter
  * moves it while the thread waits on p->work, without p->mu, so a thread the
  * move leaves waiting for the cgroup's turn holds no lock anybody waits
  * for. */
@@ -476,9 +480,9 @@ pool_place(member_pool *p, pool_job *j)
     if (t == NULL || j->placed)
         return;
     j->placed = true;
-    if (p->cgroup[0] == '\0')
-        return; /* t does not wait for it */
-    if (!t->joined && p->cgroup_errno == 0) {
+    if (!j->to_place)
+        return;                 /* t did not wait */
+    if (p->cgroup_errno == 0) { /* else another job's thread could not leave meanwhile */
         int rc = cgroup_move(p, p->cgroup, t);
         t->joined = rc == 0;
         cgroup_failed(p, rc);
