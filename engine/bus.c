@@ -25,6 +25,29 @@
  * CPU a checkout fell 17 % (docs/BENCHMARKS.md, fifteenth sitting). */
 #define BUS_LOCK_SPIN 0
 
+/* nats.c 3.4 frees every message it allocated (all received messages, and
+ * natsMsg_Create's) on a collector thread of its own: natsMsg_Destroy() hands
+ * the message to natsGC_collect(), which queues it and wakes that thread, one
+ * futex wake-up and two context switches a message whenever the collector
+ * sleeps, as it does between messages. That was a fifth of the edge's and the
+ * orchestrator's context switches at the checkout peak (docs/BENCHMARKS.md,
+ * sixteenth sitting). libnats calls natsGC_collect() through its PLT, so this
+ * definition in the executable takes the library's place, as a program's own
+ * malloc does: it answers "not collected", and natsMsg_Destroy() then frees
+ * the message at once on the caller's thread, the path nats.c takes for every
+ * message it does not collect (natsMsg_free). Nothing in nats.c keeps a
+ * destroyed message for later: the collector frees as soon as it runs. A
+ * libnats that binds the call inside itself keeps its collector: the same
+ * frees, later. tests/unit/bus_msg_test.c watches the wake-ups. */
+bool natsGC_collect(void *item);
+
+bool
+natsGC_collect(void *item)
+{
+    (void)item;
+    return false;
+}
+
 struct bus {
     natsConnection *nc;
     jsCtx *js;
