@@ -3,6 +3,7 @@
  * with its id, so another member's order is simply not found. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "order.h"
 
@@ -199,11 +200,15 @@ order_get(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, l
         return lb_err_field(err, LB_ERR_INVALID, "memberId", "memberId must be a UUID");
     store *s = svc_query_store(q);
     PGresult *res = NULL;
-    const char *p[] = { g->order_id, g->member_id };
-    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_FULL), 2, p, err);
+    const char *p[] = { g->order_id };
+    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_FULL), 1, p, err);
     if (st != LB_OK)
         return st;
-    if (PQntuples(res) == 0 || atoi(PQgetvalue(res, 0, FULL_KIND)) != 0) {
+    /* Another member's order is not found, as one that does not exist
+     * (DESIGN §5); both ids are canonical UUID text (id_valid, ::text). */
+    if (PQntuples(res) == 0 || atoi(PQgetvalue(res, 0, FULL_KIND)) != 0 ||
+        (g->member_id[0] != '\0' &&
+         strcasecmp(PQgetvalue(res, 0, FULL_COLS + 1), g->member_id) != 0)) {
         PQclear(res);
         return lb_err_set(err, LB_ERR_NOT_FOUND, "no such order");
     }

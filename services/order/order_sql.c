@@ -91,10 +91,14 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
      * name, quantity, unit price) and its timeline (2: -, -, -, -, status,
      * -, at, reason) in one statement: one round trip instead of three, as
      * the edge reads an order back three times a checkout. Ordered by kind,
-     * then line number or time. */
+     * then line number or time. By the order's id alone: order_get() checks
+     * the member. With a member condition on a parameter ("$2 = '' OR
+     * member_id = ...") PostgreSQL kept choosing a custom plan on some
+     * connections, and planned this statement on every second call, 0.35 ms
+     * each, more than its execution (docs/BENCHMARKS.md, sixteenth sitting);
+     * with the key alone the generic plan is the custom one. */
     [ORDER_SQL_ORDER_FULL] = { "order_order_full",
-        "WITH o AS (SELECT * FROM orders WHERE order_id = $1::uuid "
-        "AND ($2 = '' OR member_id = nullif($2, '')::uuid)) "
+        "WITH o AS (SELECT * FROM orders WHERE order_id = $1::uuid) "
         "SELECT 0 AS k, 0::bigint AS n, " ORDER_COLS " FROM o "
         "UNION ALL SELECT 1, l.line_no, l.product_id::text, NULL, NULL, NULL, l.name, l.quantity, "
         "l.unit_price_won::text, NULL, NULL, NULL, NULL FROM order_lines l JOIN o USING (order_id) "
