@@ -19,10 +19,10 @@
 
 /* nats.c tries a contended lock this many times before it sleeps (2,000 by
  * default). None: on two cores a thread spinning for a lock keeps the core
- * from the thread that holds it. With the default the
- * edge's 256 civetweb workers spent a quarter of their CPU in
- * natsMutex_Lock and trylock under the checkout load; without, the edge's
- * CPU a checkout fell 17 % (docs/BENCHMARKS.md, fifteenth sitting). */
+ * from the thread that holds it. With the default the edge's 256 civetweb
+ * workers spent a quarter of their CPU in natsMutex_Lock and trylock under
+ * the checkout load; without, the edge's CPU a checkout fell 17 %
+ * (docs/BENCHMARKS.md, fifteenth sitting). */
 #define BUS_LOCK_SPIN 0
 
 /* nats.c 3.4 frees every message it allocated (all received messages, and
