@@ -15,6 +15,11 @@
  * that first read moved to PAID at the time the pay saga's record says
  * (order_pay v3), and reads the order again only when it cannot.
  *
+ * Both sagas' answering steps (saga.h .answers: place's payment_pending,
+ * pay's order_paid) have the order service answer the edge directly, one
+ * orchestrator hop before the saga's own reply: the rows accept its
+ * OrderStatusSet (step_answer) as well as the saga's outcome.
+ *
  * The admin's order (GET /api/v1/admin/orders/{id}, the console's order
  * page) gathers the order, its payment ledger and its delivery. */
 #include <stdio.h>
@@ -237,12 +242,16 @@ place_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
     return d->from_wishlist ? items_from_wishlist(d, r, p->order_id, err) : LB_OK;
 }
 
+/* The reply is the saga's outcome, or the order service's OrderStatusSet
+ * (PAYMENT_PENDING) when its step answered first (saga.h .answers). */
 static lb_status
 place_swap(ProtobufCMessage **reply, edge_req *r, lb_err *err)
 {
-    const Layby__V1__SagaOutcome *o = (const Layby__V1__SagaOutcome *)*reply;
     char id[ID_STR_LEN];
-    snprintf(id, sizeof id, "%s", o->saga_id);
+    if ((*reply)->descriptor == &layby__v1__order_status_set__descriptor)
+        snprintf(id, sizeof id, "%s", ((const Layby__V1__OrderStatusSet *)*reply)->order_id);
+    else
+        snprintf(id, sizeof id, "%s", ((const Layby__V1__SagaOutcome *)*reply)->saga_id);
     return swap_for_order(reply, r, id, err);
 }
 
@@ -308,22 +317,40 @@ order_paid_at(Layby__V1__Order *o, const char *paid_at)
     return true;
 }
 
+/* When the pay saga's reply says the order became PAID: the order service's
+ * OrderStatusSet when its step answered first (saga.h .answers), else the
+ * saga's outcome and its record (v3). "" when it does not say. */
+static void
+reply_paid_at(char *out, size_t n, const ProtobufCMessage *reply)
+{
+    out[0] = '\0';
+    if (reply->descriptor == &layby__v1__order_status_set__descriptor) {
+        const Layby__V1__OrderStatusSet *set = (const Layby__V1__OrderStatusSet *)reply;
+        if (strcmp(set->status, "PAID") == 0)
+            snprintf(out, n, "%s", set->at);
+        return;
+    }
+    const Layby__V1__SagaOutcome *o = (const Layby__V1__SagaOutcome *)reply;
+    if (strcmp(o->status, "COMPLETED") != 0 || o->record.len == 0)
+        return;
+    Layby__V1__PaySagaRecord *rec =
+        layby__v1__pay_saga_record__unpack(NULL, o->record.len, o->record.data);
+    if (rec != NULL) {
+        snprintf(out, n, "%s", rec->paid_at);
+        layby__v1__pay_saga_record__free_unpacked(rec, NULL);
+    }
+}
+
 static lb_status
 pay_swap(ProtobufCMessage **reply, edge_req *r, lb_err *err)
 {
-    char id[ID_STR_LEN];
+    char id[ID_STR_LEN], paid_at[64];
     if (!edge_param_copy(r, "id", id, sizeof id))
         return lb_err_set(err, LB_ERR_INTERNAL, "pay route without {id}");
-    const Layby__V1__SagaOutcome *out = (const Layby__V1__SagaOutcome *)*reply;
     Layby__V1__Order *o = (Layby__V1__Order *)r->held;
-    Layby__V1__PaySagaRecord *rec = NULL;
-    if (o != NULL && strcmp(out->status, "COMPLETED") == 0 && out->record.len > 0 &&
-        strcmp(o->order_id, id) == 0)
-        rec = layby__v1__pay_saga_record__unpack(NULL, out->record.len, out->record.data);
-    bool paid = rec != NULL && order_paid_at(o, rec->paid_at);
-    if (rec != NULL)
-        layby__v1__pay_saga_record__free_unpacked(rec, NULL);
-    if (!paid) /* a pay saga before v3, a repeat, a tie in time: as the service shows it */
+    reply_paid_at(paid_at, sizeof paid_at, *reply);
+    if (o == NULL || strcmp(o->order_id, id) != 0 || !order_paid_at(o, paid_at))
+        /* a pay saga before v3, a repeat, a tie in time: as the service shows it */
         return swap_for_order(reply, r, id, err);
     protobuf_c_message_free_unpacked(*reply, NULL);
     *reply = &o->base;

@@ -159,9 +159,13 @@ struct edge_route {
     const char *body_field;                    /* request field holding the body; NULL = the
                                                   body is the request itself */
     const ProtobufCMessageDescriptor *reply;   /* the success reply */
-    const ProtobufCMessageDescriptor *answer;  /* what the client gets when the reply_swap
-                                                  hook replaces the reply; NULL = reply */
-    int status;                                /* success status; 204 sends no body */
+    /* SAGA_START rows: the success event of the saga's answering step
+     * (saga.h .answers), accepted as the reply too: that participant answers
+     * one hop before the saga does. The reply_swap hook gets either. */
+    const ProtobufCMessageDescriptor *step_answer;
+    const ProtobufCMessageDescriptor *answer; /* what the client gets when the reply_swap
+                                                 hook replaces the reply; NULL = reply */
+    int status;                               /* success status; 204 sends no body */
     const char *location;    /* Location pattern, {jsonName} from the reply (from the
                                 request on 202), e.g. "/api/v1/products/{productId}" */
     bool idempotent;         /* takes Idempotency-Key (POST that creates or pays) */

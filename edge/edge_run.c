@@ -22,6 +22,7 @@
  *   6. send, and remember a final outcome under the Idempotency-Key.
  */
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 #include "edge_outcome.h"
 #include "edge_routes.h"
 #include "edge_run.h"
+#include "metrics.h"
 
 #define WAIT(f) offsetof(edge_cfg, f)
 
@@ -209,6 +211,28 @@ on_pending(edge_outcome *o, edge_req *r, const ProtobufCMessage *req)
         edge_outcome_location(o, rt->location, req);
 }
 
+/* The type a success reply decodes as: the row's reply, or its step_answer
+ * when the saga's answering participant (saga.h .answers) spoke first. Those
+ * are counted, so a stack shows whether its buyers hear the participant or
+ * wait the extra hop for the saga. */
+static const ProtobufCMessageDescriptor *
+reply_want(const edge_route *rt, natsMsg *reply)
+{
+    static _Atomic(metrics_metric *) early;
+    const char *type = NULL;
+    if (rt->step_answer == NULL || natsMsgHeader_Get(reply, BUS_H_TYPE, &type) != NATS_OK ||
+        type == NULL || strcmp(type, rt->step_answer->name) != 0)
+        return rt->reply;
+    metrics_metric *m = atomic_load(&early);
+    if (m == NULL) {
+        m = metrics_counter("layby_edge_step_answers_total", "",
+                            "saga starts answered by the saga's answering step, a hop early");
+        atomic_store(&early, m);
+    }
+    metrics_add(m, 1);
+    return rt->step_answer;
+}
+
 /* Step 5. */
 static void
 send_and_wait(edge_outcome *o, edge_req *r, const ProtobufCMessage *req)
@@ -228,7 +252,7 @@ send_and_wait(edge_outcome *o, edge_req *r, const ProtobufCMessage *req)
         edge_outcome_throttled(o, reply); /* any service's rate limit: 429 + Retry-After */
     } else if (s == LB_OK) {
         ProtobufCMessage *p = NULL;
-        s = bus_reply_decode(&p, reply, rt->reply, &err);
+        s = bus_reply_decode(&p, reply, reply_want(rt, reply), &err);
         if (s == LB_OK && rt->hooks && rt->hooks->reply_swap &&
             (s = rt->hooks->reply_swap(&p, r, &err)) != LB_OK) {
             if (lb_status_http(s) >= 500)

@@ -270,6 +270,15 @@ typedef struct saga_step {
     saga_duration_fn duration;
     const saga_retry *retry; /* COMMAND: required; WAIT, DELAY: unused */
     bool reply;              /* answer the requester (OK, RUNNING) once this step is DONE */
+    /* The participant's answer to this step's command answers the requester
+     * too: until the saga has replied, the command carries the saga's
+     * Layby-Reply, so the participant's outcome (svc_emit_answer) reaches a
+     * waiting requester one hop before the saga's own reply (R7), which still
+     * follows and finds nobody waiting. Only for a COMMAND step whose DONE is
+     * that reply (.reply, .ends or the last step) and whose participant
+     * answers as the saga would: its success is the saga's, and its refusals
+     * are final, with the code the saga fails with (saga_types_check). */
+    bool answers;
     bool ends;  /* once DONE the saga COMPLETES; later steps run only after a GOTO signal */
     bool pivot; /* once DONE, neither it nor any earlier step is ever compensated */
     /* NULL = always run. Only for a command step without compensation, reply,

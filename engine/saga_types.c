@@ -273,6 +273,15 @@ step_check(const saga_type *t, size_t i, lb_err *err)
                           "%s: only a command step without compensation, reply, ends or pivot "
                           "may be skipped",
                           what);
+    /* An answering step's command carries the requester's inbox: only where
+     * its outcome is the saga's one reply (R7), or a requester would hear a
+     * step's answer while the saga goes on to decide something else. */
+    if (step->answers && (step->kind != SAGA_STEP_COMMAND || step->command == NULL ||
+                          !(step->reply || step->ends || i + 1 == t->n_steps)))
+        return lb_err_set(err, LB_ERR_CONFIG,
+                          "%s: only a command step whose success is the saga's reply (reply, "
+                          "ends or the last step) may answer the requester",
+                          what);
     return events_check(step, what, err);
 }
 

@@ -111,7 +111,7 @@ pay_correlation(const ProtobufCMessage *start)
  * away. v1 gave up after 5 attempts and refunded while its PAID commands were
  * still queued: the order became PAID and was delivered, its money refunded.
  * A refusal (the order was cancelled meanwhile) is final and still refunds. */
-#define PAY_STEPS(fwd, paid_merge)                                                                           \
+#define PAY_STEPS(fwd, paid_merge, answer)                                                                         \
     [PAY_CHARGE] = {                                                                               \
         .name = "charge", .command = &layby__v1__charge__descriptor,                               \
         .subject = SUBJ_PAYMENT_CHARGE, .build = build_charge,                                     \
@@ -132,12 +132,16 @@ pay_correlation(const ProtobufCMessage *start)
         .on_ok = &layby__v1__order_status_set__descriptor, .on_ok_subject = SUBJ_ORDER_STATUS_SET, \
         .on_fail = &layby__v1__order_refused__descriptor, .on_fail_subject = SUBJ_ORDER_REFUSED,   \
         .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,              \
-        .forward = (fwd), .merge = (paid_merge),                                                   \
+        .forward = (fwd), .merge = (paid_merge), .answers = (answer),                              \
     }
 
-static const saga_step pay_steps_v1[PAY__STEPS] = { PAY_STEPS(false, NULL) };
-static const saga_step pay_steps_v2[PAY__STEPS] = { PAY_STEPS(true, NULL) };
-static const saga_step pay_steps_v3[PAY__STEPS] = { PAY_STEPS(true, merge_paid) };
+static const saga_step pay_steps_v1[PAY__STEPS] = { PAY_STEPS(false, NULL, false) };
+static const saga_step pay_steps_v2[PAY__STEPS] = { PAY_STEPS(true, NULL, false) };
+/* v3: order_paid answers the buyer (saga.h .answers, added in place: it
+ * changes who answers, not what is decided): the order service's
+ * OrderStatusSet, PAID at its `at`, reaches the waiting edge one
+ * orchestrator hop before this saga's reply. */
+static const saga_step pay_steps_v3[PAY__STEPS] = { PAY_STEPS(true, merge_paid, true) };
 /* clang-format on */
 
 const saga_type saga_order_pay_v1 = {

@@ -498,11 +498,16 @@ static const saga_step place_steps_v3[ORDER_PLACE__STEPS] = {
  * were still queued at the stopped delivery service; the undo (cancel the
  * delivery) came after them, found it shipped and the saga went STUCK. A
  * final refusal still fails the step, and `cancel` still applies up to the
- * delay before shipping. */
+ * delay before shipping.
+ * payment_pending answers the buyer (saga.h .answers, added to v4 in place:
+ * it changes who answers, not what is decided): the order service's
+ * OrderStatusSet reaches the waiting edge one orchestrator hop before this
+ * saga's reply. */
 static const saga_step place_steps_v4[ORDER_PLACE__STEPS] = {
     PLACE_STEPS_SHARED(true),
     [P(WISHLIST)] = { WISHLIST_STEP, .skip = skip_wishlist },
-    [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, REFUND_UNDO },
+    [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, .answers = true,
+                     REFUND_UNDO },
     [P(WAIT_PAID)] = { WAIT_PAID_STEP },
 };
 

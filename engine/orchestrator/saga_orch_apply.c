@@ -206,6 +206,11 @@ effects(svc_batch *b, const saga_orch_input *oi, slot *sl, const saga_decision *
             break;
         bus_envelope env;
         saga_envelope(&env, cmd->descriptor, sl, oi->item);
+        /* An answering step (saga.h): its participant answers the requester
+         * directly, one hop before this saga's reply would. */
+        if (!d->cmds[i].compensate && sl->t->steps[d->cmds[i].step].answers &&
+            !(sl->state.flags & SAGA_F_REPLIED))
+            snprintf(env.reply, sizeof env.reply, "%s", sl->state.reply_to);
         s = svc_emit(b, d->cmds[i].subject, &env, cmd, err);
         protobuf_c_message_free_unpacked(cmd, NULL);
     }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "id.h"
+#include "layby/v1/order.pb-c.h"
 #include "lb.h"
 #include "tsupport.h"
 
@@ -359,6 +360,67 @@ Test(order_flows, place_pay_deliver_and_return_inside_the_window)
     tsupport_http_assert_error(&r, 404, "not_found", NULL);
     pay(&r, bob_auth, order, "tok_visa", NULL);
     tsupport_http_assert_error(&r, 404, "not_found", NULL);
+}
+
+/* The steps that make the order payable and paid answer the buyer (saga.h
+ * .answers): their SetOrderStatus commands carry the edge's inbox, so the
+ * order service's OrderStatusSet answers a hop before the saga's reply would.
+ * No other command of the flow carries it: its participant would answer the
+ * buyer with a step's outcome while the saga still decides. */
+Test(order_flows, payable_and_paid_are_answered_by_the_order_service_a_hop_early)
+{
+    stack_start(NULL);
+    natsConnection *nc = NULL;
+    natsSubscription *sub = NULL;
+    cr_assert_eq(tsupport_nats_connect(&nc, "CTL", NULL, NULL), NATS_OK);
+    cr_assert_eq(natsConnection_SubscribeSync(&sub, nc, "layby.cmd.>"), NATS_OK);
+    cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
+    char product[ID_STR_LEN], address[ID_STR_LEN], order[ID_STR_LEN];
+    product_add(5, 1000, product);
+    address_add(alice_auth, address);
+    place_ok(address, product, 1, order);
+    tsupport_resp r;
+    pay(&r, alice_auth, order, "tok_visa", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *j = tsupport_http_json(&r);
+    cr_assert_str_eq(jstr(j, "status"), "PAID");
+    json_decref(j);
+
+    /* every command of the order's flow, up to the delivery PREPARING */
+    int answering = 0, silent = 0;
+    bool delivered = false;
+    while (!delivered) {
+        natsMsg *m = NULL;
+        cr_assert_eq(natsSubscription_NextMsg(&m, sub, WAIT_MS), NATS_OK,
+                     "the flow's commands stopped after %d", answering + silent);
+        const char *subject = natsMsg_GetSubject(m), *corr = NULL, *reply = NULL;
+        bool mine = natsMsgHeader_Get(m, "Layby-Correlation", &corr) == NATS_OK &&
+                    strcmp(corr, order) == 0 && strncmp(subject, "layby.cmd.saga.", 15) != 0;
+        bool replies = natsMsgHeader_Get(m, "Layby-Reply", &reply) == NATS_OK && reply[0];
+        if (mine && strcmp(subject, "layby.cmd.order.set_status") == 0) {
+            Layby__V1__SetOrderStatus *c = layby__v1__set_order_status__unpack(
+                NULL, (size_t)natsMsg_GetDataLength(m), (const uint8_t *)natsMsg_GetData(m));
+            cr_assert_not_null(c);
+            cr_assert(replies && strncmp(reply, "_INBOX.", 7) == 0,
+                      "setting %s answers the buyer: Layby-Reply \"%s\"", c->status,
+                      reply ? reply : "");
+            answering++;
+            layby__v1__set_order_status__free_unpacked(c, NULL);
+        } else if (mine) {
+            cr_assert(!replies, "%s carries the buyer's inbox %s", subject, reply);
+            silent++;
+            delivered = strcmp(subject, "layby.cmd.delivery.advance") == 0;
+        }
+        natsMsg_Destroy(m);
+    }
+    cr_assert_eq(answering, 2, "PAYMENT_PENDING and PAID");
+    cr_assert_eq(silent, 5, "create, reserve, charge, confirm, delivery");
+    /* and the edge took the order service's answers (the saga's come later;
+     * at least one of the two was first, whatever the scheduler did) */
+    long long early = tsupport_metric(edge->port, "layby_edge_step_answers_total");
+    cr_assert(early >= 1 && early <= 2, "%lld", early);
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(nc);
 }
 
 Test(order_flows, out_of_stock_is_409_and_the_order_rejected)

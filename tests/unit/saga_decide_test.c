@@ -765,6 +765,51 @@ Test(saga_skip, a_step_the_start_rules_out_is_never_sent_and_never_undone)
     cr_assert(strstr(err.msg, "may be skipped"), "%s", err.msg);
 }
 
+/* --- a step that answers the requester (.answers) ------------------------------ */
+
+/* Its command carries the requester's inbox, so it may only be a step whose
+ * success is the saga's one reply: one marked reply, one that ends the saga,
+ * or the last. A middle step's participant would answer while the saga still
+ * had steps that may fail. */
+Test(saga_decide, only_the_step_whose_success_is_the_reply_may_answer_the_requester)
+{
+    lb_err err = { 0 };
+    static const saga_step ok_reply[] = { V2_STEP("a", .reply = true, .answers = true),
+                                          V2_STEP("b") };
+    static const saga_step ok_last[] = { V2_STEP("a"), V2_STEP("b", .answers = true) };
+    static const saga_step middle[] = { V2_STEP("a", .answers = true), V2_STEP("b") };
+    static const saga_step waits[] = {
+        { .name = "w",
+          .kind = SAGA_STEP_WAIT,
+          .on_ok = &layby__v1__test_step_done__descriptor,
+          .on_ok_subject = SAGA_SUBJ_TEST_DONE,
+          .timeout_ms = 2000,
+          .retry = &v2_retry,
+          .answers = true },
+    };
+    struct {
+        const saga_step *steps;
+        size_t n;
+        lb_status want;
+    } cases[] = {
+        { ok_reply, LB_COUNTOF(ok_reply), LB_OK },
+        { ok_last, LB_COUNTOF(ok_last), LB_OK },
+        { middle, LB_COUNTOF(middle), LB_ERR_CONFIG },
+        { waits, LB_COUNTOF(waits), LB_ERR_CONFIG },
+    };
+    for (size_t i = 0; i < LB_COUNTOF(cases); i++) {
+        saga_type t = { .name = "answers",
+                        .version = 1,
+                        .start = &layby__v1__start_test_saga__descriptor,
+                        .steps = cases[i].steps,
+                        .n_steps = cases[i].n };
+        lb_err_clear(&err);
+        cr_assert_eq(saga_type_check(&t, &err), cases[i].want, "case %zu: %s", i, err.msg);
+        if (cases[i].want != LB_OK)
+            cr_assert(strstr(err.msg, "may answer the requester"), "case %zu: %s", i, err.msg);
+    }
+}
+
 /* --- a repeated START after an early OK (a step with .reply) ------------------ */
 
 /* a answers the requester (as order_place's payment_pending does); b may
