@@ -277,7 +277,7 @@ typedef struct saga_step {
      * follows and finds nobody waiting. Only for a COMMAND step whose DONE is
      * that reply (.reply, .ends or the last step) and whose participant
      * answers as the saga would: its success is the saga's, and its refusals
-     * are final, with the code the saga fails with (saga_types_check). */
+     * are final, with the code the saga fails with (saga_type_check). */
     bool answers;
     bool ends;  /* once DONE the saga COMPLETES; later steps run only after a GOTO signal */
     bool pivot; /* once DONE, neither it nor any earlier step is ever compensated */
