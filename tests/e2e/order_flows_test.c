@@ -177,6 +177,23 @@ pay(tsupport_resp *r, const char *auth, const char *order, const char *token, co
     call(r, "POST", path, auth, body, idem);
 }
 
+/* One unit of a new product (stock 5, price won) placed by alice and paid
+ * with a card: the order's id into order. */
+static void
+order_paid(int price, char order[ID_STR_LEN])
+{
+    char product[ID_STR_LEN], address[ID_STR_LEN];
+    product_add(5, price, product);
+    address_add(alice_auth, address);
+    place_ok(address, product, 1, order);
+    tsupport_resp r;
+    pay(&r, alice_auth, order, "tok_visa", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_t *j = tsupport_http_json(&r);
+    cr_assert_str_eq(jstr(j, "status"), "PAID");
+    json_decref(j);
+}
+
 static void
 signal(tsupport_resp *r, const char *auth, const char *order, const char *what)
 {
@@ -375,16 +392,8 @@ Test(order_flows, payable_and_paid_are_answered_by_the_order_service_a_hop_early
     cr_assert_eq(tsupport_nats_connect(&nc, "CTL", NULL, NULL), NATS_OK);
     cr_assert_eq(natsConnection_SubscribeSync(&sub, nc, "layby.cmd.>"), NATS_OK);
     cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
-    char product[ID_STR_LEN], address[ID_STR_LEN], order[ID_STR_LEN];
-    product_add(5, 1000, product);
-    address_add(alice_auth, address);
-    place_ok(address, product, 1, order);
-    tsupport_resp r;
-    pay(&r, alice_auth, order, "tok_visa", NULL);
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    json_t *j = tsupport_http_json(&r);
-    cr_assert_str_eq(jstr(j, "status"), "PAID");
-    json_decref(j);
+    char order[ID_STR_LEN];
+    order_paid(1000, order);
 
     /* every command of the order's flow, up to the delivery PREPARING */
     int answering = 0, silent = 0;
@@ -599,14 +608,10 @@ Test(order_flows, return_outside_the_window_is_409)
     stack_start((const char *const[]){ "LAYBY_FAST=1", "LAYBY_SHIP_DELAY=200ms",
                                        "LAYBY_DELIVER_DELAY=200ms", "LAYBY_RETURN_WINDOW=1s",
                                        NULL });
-    char product[ID_STR_LEN], address[ID_STR_LEN], order[ID_STR_LEN];
-    product_add(5, 2000, product);
-    address_add(alice_auth, address);
-    place_ok(address, product, 1, order);
-    tsupport_resp r;
-    pay(&r, alice_auth, order, "tok_visa", NULL);
-    cr_assert_eq(r.status, 200, "%s", r.body);
+    char order[ID_STR_LEN];
+    order_paid(2000, order);
     wait_order(order, "PAID", "DELIVERED");
+    tsupport_resp r;
     tsupport_wait_count(WAIT_MS, 1,
                         "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s' "
                         "AND status = 'COMPLETED'",
