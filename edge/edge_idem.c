@@ -8,7 +8,8 @@
  *   absent  -> claim   kvStore_Create (atomic: of racing requests one wins;
  *                      the losers read the winner's claim). Created first,
  *                      read only when that fails: one round trip a first try
- *   claim   -> outcome kvStore_Put after a final answer (2xx but 202, 4xx)
+ *   claim   -> outcome kvStore_Put of a final answer (2xx but 202, 4xx), before
+ *                      it is sent: a repeat that follows the answer finds it
  *   claim stays when the answer was 202 or 5xx, or the edge crashed: a repeat
  *   then runs the route again, which is safe because the entity id is derived
  *   from the key and the service answers a repeat with what it stored.

@@ -19,7 +19,7 @@
  *      checkout's place and pay, short so a buyer is not kept waiting while
  *      a saga still decides), --command-timeout for commands and signals,
  *      --query-timeout for queries.
- *   6. send, and remember a final outcome under the Idempotency-Key.
+ *   6. remember a final outcome under the Idempotency-Key, then send.
  */
 #include <jansson.h>
 #include <stdatomic.h>
@@ -337,8 +337,11 @@ edge_route_run(edge_req *r)
     } else if (!local_answered(&o, r, req)) {
         send_and_wait(&o, r, req);
     }
-    edge_outcome_send(r, &o);
+    /* Remembered before it is sent: a client that repeats the moment it has
+     * the answer must find the outcome, not the claim (which would run the
+     * route again and answer anew). Sent first, a repeat raced the put. */
     edge_idem_finish(&idem, r, o.status, o.body, o.location);
+    edge_outcome_send(r, &o);
     edge_outcome_destroy(&o);
 out_req:
     protobuf_c_message_free_unpacked(req, NULL);
