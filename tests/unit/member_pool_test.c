@@ -170,7 +170,10 @@ Test(member_pool, a_cgroup_it_cannot_use_changes_nothing)
 
 /* CPU the pool's thread gets while this thread spins on the same core for
  * spin_us of its own CPU, over what this thread got (both pinned to one
- * CPU; other processes on it slow both alike). */
+ * CPU; other processes on it slow both alike). -1 when the hash ended
+ * within the window, which then measured nothing: the passes were counted
+ * while other work slowed them (CI runs two suites at once), and ran
+ * faster after. */
 static double
 pool_share_while_spinning(const char *priority, int64_t spin_us)
 {
@@ -190,11 +193,15 @@ pool_share_while_spinning(const char *priority, int64_t spin_us)
             x = x + (uint64_t)i;
     int64_t me = cpu_us(CLOCK_THREAD_CPUTIME_ID) - me0;
     int64_t others = cpu_us(CLOCK_PROCESS_CPUTIME_ID) - all0 - me;
-    cr_assert_eq(member_pool_in_flight(ctx.pool), 1,
-                 "the hash (%lld passes) ended within the window (%s: %lld us vs %lld us)",
-                 (long long)member_conf.argon_opslimit, priority, (long long)others, (long long)me);
+    bool measured = member_pool_in_flight(ctx.pool) == 1;
     pthread_join(a.th, NULL);
     cr_assert_eq(a.st, LB_OK);
+    if (!measured) {
+        cr_log_warn("the hash (%lld passes) ended within the window (%s: %lld us vs %lld us)",
+                    (long long)member_conf.argon_opslimit, priority, (long long)others,
+                    (long long)me);
+        return -1.0;
+    }
     cr_log_info("%s: pool thread %lld us, this one %lld us (%lld passes)", priority,
                 (long long)others, (long long)me, (long long)member_conf.argon_opslimit);
     return (double)others / (double)me;
@@ -206,9 +213,9 @@ pool_share_while_spinning(const char *priority, int64_t spin_us)
 Test(member_pool, an_idle_priority_pool_leaves_the_core_to_other_threads)
 {
     double share = 1e9;
-    for (int i = 0; i < 3 && share >= 0.2; i++) {
+    for (int i = 0; i < 5 && share >= 0.2; i++) {
         double s = pool_share_while_spinning("idle", 200000);
-        share = s < share ? s : share;
+        share = s >= 0 && s < share ? s : share;
     }
     cr_assert_lt(share, 0.2, "the hashing thread took %.2f x the CPU of a normal thread", share);
 }
@@ -217,7 +224,9 @@ Test(member_pool, an_idle_priority_pool_leaves_the_core_to_other_threads)
  * measurement above can tell the two apart. */
 Test(member_pool, a_normal_priority_pool_shares_the_core)
 {
-    double share = pool_share_while_spinning("normal", 200000);
+    double share = -1.0;
+    for (int i = 0; i < 5 && share < 0; i++) /* until a window measured something */
+        share = pool_share_while_spinning("normal", 200000);
     cr_assert_gt(share, 0.5, "the hashing thread got only %.2f x the CPU of the other", share);
 }
 
