@@ -427,9 +427,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int status = edge_dispatch(c, &app);
     check_response(c, status);
     /* A service may refuse the caller itself (layby-member: a token that
-     * names no login, a spent refresh token): that 401 is the service's. */
+     * names no login, a spent refresh token, wrong credentials): a 401 from
+     * any Failure the service answered is the service's. */
     bool service_401 = cur.reply_mode == 2 &&
-                       (lb_status)((unsigned)cur.reply_n % LB__STATUS_COUNT) == LB_ERR_UNAUTHORIZED;
+                       lb_status_http((lb_status)((unsigned)cur.reply_n % LB__STATUS_COUNT)) == 401;
     if (cur.sent > 0 && cur.route != NULL && cur.route->who != EDGE_PUBLIC && status == 401 &&
         !service_401)
         fuzz_fail("sent a message, then answered 401");
