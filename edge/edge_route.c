@@ -246,6 +246,13 @@ row_check(const edge_route *rt, lb_err *err)
                               "schema, no answer, Location or 204",
                               rt->method, rt->path);
     }
+    /* The step's event is not what the client gets: the hook turns either
+     * reply into the answer. */
+    if (rt->step_answer != NULL &&
+        (rt->kind != EDGE_KIND_SAGA_START || rt->hooks == NULL || rt->hooks->reply_swap == NULL))
+        return lb_err_set(err, LB_ERR_CONFIG,
+                          "%s %s: a step_answer is for a saga start with a reply_swap hook",
+                          rt->method, rt->path);
     if (rt->answer != NULL && (rt->hooks == NULL || rt->hooks->reply_swap == NULL))
         return lb_err_set(err, LB_ERR_CONFIG, "%s %s: an answer type needs a reply_swap hook",
                           rt->method, rt->path);

@@ -211,18 +211,13 @@ on_pending(edge_outcome *o, edge_req *r, const ProtobufCMessage *req)
         edge_outcome_location(o, rt->location, req);
 }
 
-/* The type a success reply decodes as: the row's reply, or its step_answer
- * when the saga's answering participant (saga.h .answers) spoke first. Those
- * are counted, so a stack shows whether its buyers hear the participant or
- * wait the extra hop for the saga. */
-static const ProtobufCMessageDescriptor *
-reply_want(const edge_route *rt, natsMsg *reply)
+/* Counts a saga start answered by its answering step's participant (saga.h
+ * .answers) rather than the saga, so a stack shows whether its buyers hear
+ * the participant or wait the extra hop. */
+static void
+count_step_answer(void)
 {
     static _Atomic(metrics_metric *) early;
-    const char *type = NULL;
-    if (rt->step_answer == NULL || natsMsgHeader_Get(reply, BUS_H_TYPE, &type) != NATS_OK ||
-        type == NULL || strcmp(type, rt->step_answer->name) != 0)
-        return rt->reply;
     metrics_metric *m = atomic_load(&early);
     if (m == NULL) {
         m = metrics_counter("layby_edge_step_answers_total", "",
@@ -230,7 +225,6 @@ reply_want(const edge_route *rt, natsMsg *reply)
         atomic_store(&early, m);
     }
     metrics_add(m, 1);
-    return rt->step_answer;
 }
 
 /* Step 5. */
@@ -252,7 +246,10 @@ send_and_wait(edge_outcome *o, edge_req *r, const ProtobufCMessage *req)
         edge_outcome_throttled(o, reply); /* any service's rate limit: 429 + Retry-After */
     } else if (s == LB_OK) {
         ProtobufCMessage *p = NULL;
-        s = bus_reply_decode(&p, reply, reply_want(rt, reply), &err);
+        const ProtobufCMessageDescriptor *wants[] = { rt->reply, rt->step_answer };
+        s = bus_reply_decode_any(&p, reply, wants, rt->step_answer ? 2 : 1, &err);
+        if (s == LB_OK && p->descriptor == rt->step_answer)
+            count_step_answer();
         if (s == LB_OK && rt->hooks && rt->hooks->reply_swap &&
             (s = rt->hooks->reply_swap(&p, r, &err)) != LB_OK) {
             if (lb_status_http(s) >= 500)

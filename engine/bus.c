@@ -663,6 +663,13 @@ lb_status
 bus_reply_decode(ProtobufCMessage **out, natsMsg *reply, const ProtobufCMessageDescriptor *want,
                  lb_err *err)
 {
+    return bus_reply_decode_any(out, reply, &want, 1, err);
+}
+
+lb_status
+bus_reply_decode_any(ProtobufCMessage **out, natsMsg *reply,
+                     const ProtobufCMessageDescriptor *const *wants, size_t n, lb_err *err)
+{
     const char *type = NULL;
     if (natsMsgHeader_Get(reply, BUS_H_TYPE, &type) != NATS_OK || type == NULL)
         return lb_err_set(err, LB_ERR_DECODE, "reply without %s", BUS_H_TYPE);
@@ -681,7 +688,9 @@ bus_reply_decode(ProtobufCMessage **out, natsMsg *reply, const ProtobufCMessageD
         protobuf_c_message_free_unpacked(f, NULL);
         return code;
     }
-    if (strcmp(type, want->name) != 0)
-        return lb_err_set(err, LB_ERR_DECODE, "reply is %s, expected %s", type, want->name);
-    return codec_unpack(out, want, data, len, err);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(type, wants[i]->name) == 0)
+            return codec_unpack(out, wants[i], data, len, err);
+    return lb_err_set(err, LB_ERR_DECODE, "reply is %s, expected %s", type,
+                      n > 0 ? wants[0]->name : "nothing");
 }

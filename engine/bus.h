@@ -180,6 +180,12 @@ lb_status bus_fetch(natsMsgList *list, bus *b, natsSubscription *sub, int batch,
  * layby.v1.Failure (-> its status, message and field in err). */
 lb_status bus_reply_decode(ProtobufCMessage **out, natsMsg *reply,
                            const ProtobufCMessageDescriptor *want, lb_err *err);
+/* The same for a reply that may be any of wants[0..n) (a saga start's: the
+ * saga's outcome, or its answering step's event); (*out)->descriptor says
+ * which. */
+lb_status bus_reply_decode_any(ProtobufCMessage **out, natsMsg *reply,
+                               const ProtobufCMessageDescriptor *const *wants, size_t n,
+                               lb_err *err);
 
 /* Copies the last nats.c error text (nats_GetLastError) into err. */
 lb_status bus__nats_err(lb_err *err, natsStatus s, const char *what);

@@ -641,6 +641,10 @@ static const edge_route bad_rows[][2] = {
     { { .method = "GET", .path = "/x", .kind = EDGE_KIND_QUERY, .summary = "s", .operation = "a",
         .subject = "s", .request = &layby__v1__get_product__descriptor,
         .reply = &layby__v1__product__descriptor, .status = 200,
+        .step_answer = &layby__v1__get_product__descriptor } }, /* a step answer, no saga */
+    { { .method = "GET", .path = "/x", .kind = EDGE_KIND_QUERY, .summary = "s", .operation = "a",
+        .subject = "s", .request = &layby__v1__get_product__descriptor,
+        .reply = &layby__v1__product__descriptor, .status = 200,
         .hooks = &fills_nope_hooks } }, /* fills a field the request lacks */
     { { .method = "GET", .path = "/x", .kind = EDGE_KIND_QUERY, .summary = "s", .operation = "a",
         .subject = "s", .request = &layby__v1__get_product__descriptor,
