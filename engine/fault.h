@@ -11,7 +11,8 @@
  * not acked), mailer.after_send (a mail handed to SMTP or the mailbox, its command not committed).
  * A hold point does not kill: while LAYBY_FAULT names it, fault_held() is true and the code there
  * holds its work back. Hold points: relay.hold (the relay's lanes publish nothing, so what a clean
- * stop publishes is visibly the final drain's).
+ * stop publishes is visibly the final drain's), edge.idem_slow (the edge records an
+ * Idempotency-Key outcome 200 ms late).
  *
  * Ownership: none.  Threads: safe; the counter is atomic.
  */

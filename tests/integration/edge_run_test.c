@@ -28,6 +28,7 @@
 #include "edge_app.h"
 #include "edge_routes.h"
 #include "engine/log.h"
+#include "fault.h"
 #include "layby/v1/common.pb-c.h"
 #include "tsupport.h"
 
@@ -296,6 +297,29 @@ Test(edge_run, a_repeat_with_the_same_key_is_sent_once)
     cr_assert_eq(atomic_load(&calls), 1, "the repeat was answered from the bucket");
     json_decref(call(&c, "PUT", path, "{\"fInt32\":6}", "Idempotency-Key: k-1"));
     tsupport_http_assert_error(&c, 422, "unprocessable", NULL);
+}
+
+/* The outcome is recorded before the answer is sent: with the record made
+ * 200 ms late (hold point edge.idem_slow, test builds), a repeat sent the
+ * moment the answer arrives is still answered from the bucket, not run
+ * again. Sent first, the repeat found only the claim (CI once hit that). */
+Test(edge_run, a_repeat_right_after_the_answer_finds_the_outcome)
+{
+#ifndef LAYBY_TEST_HOOKS
+    cr_skip_test("needs the test hooks (edge.idem_slow)");
+#else
+    setenv("LAYBY_FAULT", "edge.idem_slow", 1); /* this test's process only */
+    fault_init();
+    tsupport_resp a, b;
+    char path[128];
+    snprintf(path, sizeof path, "/t/%s", uuid);
+    json_decref(call(&a, "PUT", path, "{\"fInt32\":5}", "Idempotency-Key: k-slow"));
+    cr_assert_eq(a.status, 201, "%s", a.body);
+    json_decref(call(&b, "PUT", path, "{\"fInt32\":5}", "Idempotency-Key: k-slow"));
+    cr_assert_eq(b.status, 201, "%s", b.body);
+    cr_assert_str_eq(a.body, b.body, "the repeat ran the route again");
+    cr_assert_eq(atomic_load(&calls), 1, "the repeat was answered from the bucket");
+#endif
 }
 
 /* A 202 leaves only the claim (what an edge that died before the outcome
