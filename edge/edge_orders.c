@@ -17,8 +17,10 @@
  *
  * Both sagas' answering steps (saga.h .answers: place's payment_pending,
  * pay's order_paid) have the order service answer the edge directly, one
- * orchestrator hop before the saga's own reply: the rows accept its
- * OrderStatusSet (step_answer) as well as the saga's outcome.
+ * orchestrator hop before the saga's own reply: the rows accept its answer
+ * (step_answer) as well as the saga's outcome. Place's is the order itself
+ * (proto answer_order), so a place reads nothing back; pay's is the
+ * OrderStatusSet, from which the first read is moved to PAID.
  *
  * The admin's order (GET /api/v1/admin/orders/{id}, the console's order
  * page) gathers the order, its payment ledger and its delivery. */
@@ -242,11 +244,15 @@ place_prepare(ProtobufCMessage *req, edge_req *r, lb_err *err)
     return d->from_wishlist ? items_from_wishlist(d, r, p->order_id, err) : LB_OK;
 }
 
-/* The reply is the saga's outcome, or the order service's OrderStatusSet
- * (PAYMENT_PENDING) when its step answered first (saga.h .answers). */
+/* The reply is the order service's Order when its step answered first
+ * (saga.h .answers, proto answer_order): the answer as it is. Else it is
+ * the saga's outcome, or the OrderStatusSet of an order service from before
+ * answer_order, and the order is read back. */
 static lb_status
 place_swap(ProtobufCMessage **reply, edge_req *r, lb_err *err)
 {
+    if ((*reply)->descriptor == &layby__v1__order__descriptor)
+        return LB_OK;
     char id[ID_STR_LEN];
     if ((*reply)->descriptor == &layby__v1__order_status_set__descriptor)
         snprintf(id, sizeof id, "%s", ((const Layby__V1__OrderStatusSet *)*reply)->order_id);

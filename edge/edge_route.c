@@ -248,7 +248,7 @@ row_check(const edge_route *rt, lb_err *err)
     }
     /* The step's event is not what the client gets: the hook turns either
      * reply into the answer. */
-    if (rt->step_answer != NULL &&
+    if (rt->step_answer[0] != NULL &&
         (rt->kind != EDGE_KIND_SAGA_START || rt->hooks == NULL || rt->hooks->reply_swap == NULL))
         return lb_err_set(err, LB_ERR_CONFIG,
                           "%s %s: a step_answer is for a saga start with a reply_swap hook",

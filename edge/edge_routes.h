@@ -140,6 +140,8 @@ typedef struct edge_hooks {
 } edge_hooks;
 
 /* Sentinel-terminated lists for a row, written inline in the table. */
+#define EDGE_STEP_ANSWERS 2 /* types a row's step_answer may name */
+
 #define EDGE_BINDS(...)  ((const edge_bind[]){ __VA_ARGS__, { .from = EDGE_FROM_END } })
 #define EDGE_ERRORS(...) ((const lb_status[]){ __VA_ARGS__, LB_OK })
 #define EDGE_REMAP(...)  ((const edge_remap[]){ __VA_ARGS__, { LB_OK, LB_OK } })
@@ -159,10 +161,13 @@ struct edge_route {
     const char *body_field;                    /* request field holding the body; NULL = the
                                                   body is the request itself */
     const ProtobufCMessageDescriptor *reply;   /* the success reply */
-    /* SAGA_START rows: the success event of the saga's answering step
-     * (saga.h .answers), accepted as the reply too: that participant answers
-     * one hop before the saga does. The reply_swap hook gets either. */
-    const ProtobufCMessageDescriptor *step_answer;
+    /* SAGA_START rows: what the participant of the saga's answering step
+     * (saga.h .answers) may answer, accepted as the reply too: it answers one
+     * hop before the saga does. Up to EDGE_STEP_ANSWERS, unused ones NULL (the
+     * place row: the Order a current order service answers, and the
+     * OrderStatusSet of one from before proto answer_order). The reply_swap
+     * hook gets any of them, or the reply. */
+    const ProtobufCMessageDescriptor *step_answer[EDGE_STEP_ANSWERS];
     const ProtobufCMessageDescriptor *answer; /* what the client gets when the reply_swap
                                                  hook replaces the reply; NULL = reply */
     int status;                               /* success status; 204 sends no body */

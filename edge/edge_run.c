@@ -246,9 +246,12 @@ send_and_wait(edge_outcome *o, edge_req *r, const ProtobufCMessage *req)
         edge_outcome_throttled(o, reply); /* any service's rate limit: 429 + Retry-After */
     } else if (s == LB_OK) {
         ProtobufCMessage *p = NULL;
-        const ProtobufCMessageDescriptor *wants[] = { rt->reply, rt->step_answer };
-        s = bus_reply_decode_any(&p, reply, wants, rt->step_answer ? 2 : 1, &err);
-        if (s == LB_OK && p->descriptor == rt->step_answer)
+        const ProtobufCMessageDescriptor *wants[1 + EDGE_STEP_ANSWERS] = { rt->reply };
+        size_t n_wants = 1;
+        for (size_t i = 0; i < EDGE_STEP_ANSWERS && rt->step_answer[i] != NULL; i++)
+            wants[n_wants++] = rt->step_answer[i];
+        s = bus_reply_decode_any(&p, reply, wants, n_wants, &err);
+        if (s == LB_OK && p->descriptor != rt->reply)
             count_step_answer();
         if (s == LB_OK && rt->hooks && rt->hooks->reply_swap &&
             (s = rt->hooks->reply_swap(&p, r, &err)) != LB_OK) {

@@ -220,6 +220,10 @@ build_order_status(ProtobufCMessage **out, const saga_build_in *in, lb_err *err)
         /* updated_ms is when this command was decided; the wait starts right
          * after this step, so the real deadline is a little later, never earlier. */
         c.payment_deadline_ms = in->s->updated_ms + in->s->durations_ms[P(WAIT_PAID)];
+        /* v4's step answers the buyer (.answers): with the order itself, so
+         * the edge's place need not read it back. Without a Layby-Reply (the
+         * saga has replied, or an older version) the flag changes nothing. */
+        c.answer_order = true;
     }
     return order_saga_copy(out, &c.base, err);
 }

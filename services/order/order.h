@@ -96,6 +96,15 @@ lb_status order_list(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage
 lb_status order_audit(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
                       lb_err *err);
 
+/* The order order_id as GetOrder answers it: lines, timeline, the ship-to
+ * opened (one statement, ORDER_SQL_ORDER_FULL, on s: a query's connection or
+ * a batch's transaction, which sees its own writes, and waits for the
+ * statements sent before it). member_id "" is any member's; another member's
+ * order is LB_ERR_NOT_FOUND. *out is the caller's; owner (ID_STR_LEN, or
+ * NULL) gets the order's member id, which Order does not carry. */
+lb_status order_view_read(Layby__V1__Order **out, char *owner, store *s, const char *order_id,
+                          const char *member_id, lb_err *err);
+
 /* True when an order may go from status `from` to `to` (DESIGN §6). */
 bool order_transition_ok(const char *from, const char *to);
 /* True for a status name of DESIGN §6's order machine. */

@@ -106,6 +106,29 @@ emit_notify(svc_batch *b, svc_item *it, const Layby__V1__SetOrderStatus *c, int6
     return svc_emit(b, SUBJ_ORDER_PAID, &env, &ev.base, err);
 }
 
+/* Whether the requester of item it waits for the order itself (proto
+ * answer_order: the place saga's payable step answering the buyer), and has
+ * no answer yet. */
+static bool
+wants_order(const Layby__V1__SetOrderStatus *c, const svc_item *it)
+{
+    return c->answer_order && it->env->reply[0] != '\0' && it->reply == NULL;
+}
+
+/* The order as GetOrder would show it now, read in this transaction (after
+ * the move), becomes the item's answer (svc_emit_answer() keeps it): the
+ * edge's place answers with it instead of asking the order back, a query
+ * round trip after the commit. owner (ID_STR_LEN or NULL) gets its member. */
+static lb_status
+answer_order(svc_batch *b, svc_item *it, const char *order_id, char *owner, lb_err *err)
+{
+    Layby__V1__Order *view = NULL;
+    lb_status st = order_view_read(&view, owner, svc_batch_store(b), order_id, "", err);
+    if (st == LB_OK)
+        it->reply = &view->base;
+    return st;
+}
+
 static lb_status
 emit_status_set(svc_batch *b, svc_item *it, const Layby__V1__SetOrderStatus *c, int64_t total,
                 const char *member_id, const char *at, lb_err *err)
@@ -113,6 +136,8 @@ emit_status_set(svc_batch *b, svc_item *it, const Layby__V1__SetOrderStatus *c, 
     lb_status st = emit_notify(b, it, c, total, err);
     if (st != LB_OK)
         return st;
+    if (wants_order(c, it) && (st = answer_order(b, it, c->order_id, NULL, err)) != LB_OK)
+        return st; /* a repeat: the order as it is now */
     Layby__V1__OrderStatusSet ev = LAYBY__V1__ORDER_STATUS_SET__INIT;
     ev.saga_id = c->saga_id;
     ev.step = c->step;
@@ -356,6 +381,17 @@ set_one(svc_batch *b, svc_item *it, lb_err *err)
         c->order_id, c->status, when, c->reason, c->payment_deadline_ms > 0 ? deadline : NULL,
         shorts.p
     };
+    if (wants_order(c, it)) {
+        /* The move is sent without waiting and the order read behind it: one
+         * round trip for both, and the read gives the total and the member. */
+        char owner[ID_STR_LEN];
+        if ((st = store_exec(s, NULL, ORDER_SQL(ORDER_SQL_ORDER_SET), 6, sp, err)) != LB_OK ||
+            (st = answer_order(b, it, c->order_id, owner, err)) != LB_OK)
+            goto out;
+        st = emit_status_set(b, it, c, ((const Layby__V1__Order *)it->reply)->total, owner, when,
+                             err);
+        goto out;
+    }
     if ((st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_SET), 6, sp, err)) != LB_OK)
         goto out;
     st = emit_status_set(b, it, c, atoll(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 1), when, err);

@@ -1,6 +1,7 @@
 /* order_query.c - reads: one order with lines and timeline, a member's
  * orders (newest first, keyset cursor on the UUIDv7 order id). A member asks
  * with its id, so another member's order is simply not found. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -191,27 +192,23 @@ kind_start(const PGresult *res, int from, int kind)
 }
 
 lb_status
-order_get(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, lb_err *err)
+order_view_read(Layby__V1__Order **out, char *owner, store *s, const char *order_id,
+                const char *member_id, lb_err *err)
 {
-    const Layby__V1__GetOrder *g = (const Layby__V1__GetOrder *)req;
-    if (!id_valid(g->order_id))
-        return lb_err_set(err, LB_ERR_NOT_FOUND, "no such order");
-    if (g->member_id[0] != '\0' && !id_valid(g->member_id))
-        return lb_err_field(err, LB_ERR_INVALID, "memberId", "memberId must be a UUID");
-    store *s = svc_query_store(q);
     PGresult *res = NULL;
-    const char *p[] = { g->order_id };
+    const char *p[] = { order_id };
     lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_FULL), 1, p, err);
     if (st != LB_OK)
         return st;
     /* Another member's order is not found, as one that does not exist
      * (DESIGN §5); both ids are canonical UUID text (id_valid, ::text). */
     if (PQntuples(res) == 0 || atoi(PQgetvalue(res, 0, FULL_KIND)) != 0 ||
-        (g->member_id[0] != '\0' &&
-         strcasecmp(PQgetvalue(res, 0, FULL_COLS + 1), g->member_id) != 0)) {
+        (member_id[0] != '\0' && strcasecmp(PQgetvalue(res, 0, FULL_COLS + 1), member_id) != 0)) {
         PQclear(res);
         return lb_err_set(err, LB_ERR_NOT_FOUND, "no such order");
     }
+    if (owner != NULL)
+        snprintf(owner, ID_STR_LEN, "%s", PQgetvalue(res, 0, FULL_COLS + 1));
     int lines = kind_start(res, 1, 1), events = kind_start(res, lines, 2);
     Layby__V1__Order *o = NULL;
     if ((st = order_from_row(&o, res, 0, FULL_COLS, err)) == LB_OK &&
@@ -224,8 +221,20 @@ order_get(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, l
             protobuf_c_message_free_unpacked(&o->base, NULL);
         return st;
     }
-    *reply = &o->base;
+    *out = o;
     return LB_OK;
+}
+
+lb_status
+order_get(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, lb_err *err)
+{
+    const Layby__V1__GetOrder *g = (const Layby__V1__GetOrder *)req;
+    if (!id_valid(g->order_id))
+        return lb_err_set(err, LB_ERR_NOT_FOUND, "no such order");
+    if (g->member_id[0] != '\0' && !id_valid(g->member_id))
+        return lb_err_field(err, LB_ERR_INVALID, "memberId", "memberId must be a UUID");
+    return order_view_read((Layby__V1__Order **)reply, NULL, svc_query_store(q), g->order_id,
+                           g->member_id, err);
 }
 
 lb_status

@@ -18,6 +18,7 @@
 #include "id.h"
 #include "layby/v1/order.pb-c.h"
 #include "lb.h"
+#include "subjects.h"
 #include "tsupport.h"
 
 #define AUTH_MAX 2048
@@ -381,19 +382,45 @@ Test(order_flows, place_pay_deliver_and_return_inside_the_window)
 
 /* The steps that make the order payable and paid answer the buyer (saga.h
  * .answers): their SetOrderStatus commands carry the edge's inbox, so the
- * order service's OrderStatusSet answers a hop before the saga's reply would.
- * No other command of the flow carries it: its participant would answer the
- * buyer with a step's outcome while the saga still decides. */
+ * order service answers a hop before the saga's reply would. No other command
+ * of the flow carries it: its participant would answer the buyer with a
+ * step's outcome while the saga still decides. Payable answers with the
+ * order itself (proto answer_order): the place reads nothing back, and
+ * shows the order as GET does. */
 Test(order_flows, payable_and_paid_are_answered_by_the_order_service_a_hop_early)
 {
     stack_start(NULL);
     natsConnection *nc = NULL;
-    natsSubscription *sub = NULL;
+    natsSubscription *sub = NULL, *reads = NULL;
     cr_assert_eq(tsupport_nats_connect(&nc, "CTL", NULL, NULL), NATS_OK);
     cr_assert_eq(natsConnection_SubscribeSync(&sub, nc, "layby.cmd.>"), NATS_OK);
+    cr_assert_eq(natsConnection_SubscribeSync(&reads, nc, SUBJ_ORDER_GET_ORDER), NATS_OK);
     cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
-    char order[ID_STR_LEN];
-    order_paid(1000, order);
+    char product[ID_STR_LEN], address[ID_STR_LEN], order[ID_STR_LEN];
+    product_add(5, 1000, product);
+    address_add(alice_auth, address);
+    tsupport_resp r;
+    place(&r, alice_auth, address, product, 1, NULL);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    json_t *placed = tsupport_http_json(&r);
+    snprintf(order, sizeof order, "%s", jstr(placed, "orderId"));
+    natsMsg *read = NULL;
+    cr_assert_eq(natsSubscription_NextMsg(&read, reads, 500), NATS_TIMEOUT,
+                 "the place read the order back");
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/orders/%s", order);
+    tsupport_resp g;
+    call(&g, "GET", path, alice_auth, NULL, NULL);
+    cr_assert_eq(g.status, 200, "%s", g.body);
+    json_t *shown = tsupport_http_json(&g);
+    json_object_del(shown, "delivery");
+    json_object_del(placed, "delivery");
+    cr_assert(json_equal(placed, shown), "place answered %s\nGET shows %s", r.body, g.body);
+    cr_assert_str_eq(jstr(json_object_get(placed, "shipTo"), "recipient"), "Kim Minji");
+    json_decref(shown);
+    json_decref(placed);
+    pay(&r, alice_auth, order, "tok_visa", NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
 
     /* every command of the order's flow, up to the delivery PREPARING */
     int answering = 0, silent = 0;
@@ -428,6 +455,7 @@ Test(order_flows, payable_and_paid_are_answered_by_the_order_service_a_hop_early
      * at least one of the two was first, whatever the scheduler did) */
     long long early = tsupport_metric(edge->port, "layby_edge_step_answers_total");
     cr_assert(early >= 1 && early <= 2, "%lld", early);
+    natsSubscription_Destroy(reads);
     natsSubscription_Destroy(sub);
     natsConnection_Destroy(nc);
 }

@@ -347,6 +347,86 @@ refund(const char *saga, uint32_t step, const char *order, int64_t amount,
                 (ProtobufCMessage **)out, err);
 }
 
+/* SetOrderStatus with answer_order (the place saga's payable step) answers
+ * its requester with the order as GetOrder shows it, read in the move's
+ * transaction: the edge's place answers with it and reads nothing back. A
+ * repeat answers the order again; without the flag the answer stays the
+ * OrderStatusSet (the pay saga's PAID, operators). */
+static Layby__V1__Order *
+set_status_order(const char *order, const char *status, const char *product, lb_err *err)
+{
+    Layby__V1__OrderLine line = LAYBY__V1__ORDER_LINE__INIT;
+    line.product_id = (char *)product;
+    line.name = "Laptop 14";
+    line.unit_price = 1500000;
+    Layby__V1__OrderLine *lines[] = { &line };
+    Layby__V1__SetOrderStatus c = LAYBY__V1__SET_ORDER_STATUS__INIT;
+    c.saga_id = (char *)SAGA;
+    c.step = 2;
+    c.attempt = 1;
+    c.order_id = (char *)order;
+    c.status = (char *)status;
+    c.lines = lines;
+    c.n_lines = 1;
+    c.payment_deadline_ms = lb_now_ms() + 60000;
+    c.answer_order = true;
+    ProtobufCMessage *out = NULL;
+    cr_assert_eq(
+        send("layby.cmd.order.set_status", &c.base, &layby__v1__order__descriptor, &out, err),
+        LB_OK, "%s", err->msg);
+    return (Layby__V1__Order *)out;
+}
+
+Test(order_services, a_move_asked_to_answer_with_the_order_answers_it_as_get_shows_it)
+{
+    char saga[ID_STR_LEN], alice[ID_STR_LEN], order[ID_STR_LEN], product[ID_STR_LEN];
+    id_new(saga);
+    SAGA = saga;
+    id_new(alice);
+    id_new(order);
+    id_new(product);
+    Layby__V1__Address *a = address_create(alice, "12 Teheran-ro", false);
+    lb_err err;
+    order_create(order, alice, a->address_id, product, LB_OK, &err);
+    Layby__V1__Order *o = set_status_order(order, "PAYMENT_PENDING", product, &err);
+    cr_assert_str_eq(o->order_id, order);
+    cr_assert_str_eq(o->status, "PAYMENT_PENDING");
+    cr_assert_eq(o->total, 3000000, "priced in the same transaction");
+    cr_assert_eq(o->n_items, 1);
+    cr_assert_str_eq(o->items[0]->name, "Laptop 14");
+    cr_assert_eq(o->n_timeline, 2, "PENDING and the move just made");
+    cr_assert_str_eq(o->timeline[1]->status, "PAYMENT_PENDING");
+    cr_assert_neq(o->payment_deadline[0], '\0');
+    cr_assert_not_null(o->ship_to);
+    cr_assert_str_eq(o->ship_to->recipient, "Kim Minji", "the ship-to opened");
+
+    /* the same as GetOrder answers */
+    Layby__V1__GetOrder g = LAYBY__V1__GET_ORDER__INIT;
+    g.member_id = alice;
+    g.order_id = order;
+    Layby__V1__Order *shown = NULL;
+    cr_assert_eq(query("layby.qry.order.get_order", &g.base, &layby__v1__order__descriptor,
+                       (ProtobufCMessage **)&shown, &err),
+                 LB_OK, "%s", err.msg);
+    uint8_t a1[4096], a2[4096];
+    size_t n1 = protobuf_c_message_get_packed_size(&o->base);
+    cr_assert(n1 <= sizeof a1 && n1 == protobuf_c_message_get_packed_size(&shown->base));
+    protobuf_c_message_pack(&o->base, a1);
+    protobuf_c_message_pack(&shown->base, a2);
+    cr_assert(memcmp(a1, a2, n1) == 0, "the answer differs from GetOrder's");
+
+    /* a repeat answers the order again, unchanged */
+    Layby__V1__Order *again = set_status_order(order, "PAYMENT_PENDING", product, &err);
+    cr_assert_eq(again->n_timeline, 2);
+    cr_assert_str_eq(again->timeline[1]->at, o->timeline[1]->at);
+    /* without the flag: the OrderStatusSet, as before */
+    cr_assert_eq(set_status(order, "PAID", NULL, 0, &err), LB_OK, "%s", err.msg);
+    protobuf_c_message_free_unpacked(&again->base, NULL);
+    protobuf_c_message_free_unpacked(&shown->base, NULL);
+    protobuf_c_message_free_unpacked(&o->base, NULL);
+    protobuf_c_message_free_unpacked(&a->base, NULL);
+}
+
 Test(order_services, one_capture_per_order_whoever_asks)
 {
     char s1[ID_STR_LEN], s2[ID_STR_LEN], order[ID_STR_LEN];

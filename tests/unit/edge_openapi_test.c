@@ -641,7 +641,7 @@ static const edge_route bad_rows[][2] = {
     { { .method = "GET", .path = "/x", .kind = EDGE_KIND_QUERY, .summary = "s", .operation = "a",
         .subject = "s", .request = &layby__v1__get_product__descriptor,
         .reply = &layby__v1__product__descriptor, .status = 200,
-        .step_answer = &layby__v1__get_product__descriptor } }, /* a step answer, no saga */
+        .step_answer = { &layby__v1__get_product__descriptor } } }, /* a step answer, no saga */
     { { .method = "GET", .path = "/x", .kind = EDGE_KIND_QUERY, .summary = "s", .operation = "a",
         .subject = "s", .request = &layby__v1__get_product__descriptor,
         .reply = &layby__v1__product__descriptor, .status = 200,
