@@ -195,6 +195,24 @@ order_paid(int price, char order[ID_STR_LEN])
     json_decref(j);
 }
 
+/* The answer (r, decoded as answer) of a `what` call is alice's order as
+ * GET /api/v1/orders/{id} shows it, but the delivery, which only GET fills
+ * (null in the answers). */
+static void
+assert_shown_as_get(json_t *answer, const tsupport_resp *r, const char *order, const char *what)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/orders/%s", order);
+    tsupport_resp g;
+    call(&g, "GET", path, alice_auth, NULL, NULL);
+    cr_assert_eq(g.status, 200, "%s", g.body);
+    json_t *shown = tsupport_http_json(&g);
+    json_object_del(shown, "delivery");
+    json_object_del(answer, "delivery");
+    cr_assert(json_equal(answer, shown), "%s answered %s\nGET shows %s", what, r->body, g.body);
+    json_decref(shown);
+}
+
 static void
 signal(tsupport_resp *r, const char *auth, const char *order, const char *what)
 {
@@ -319,16 +337,7 @@ Test(order_flows, place_pay_deliver_and_return_inside_the_window)
      * the order as the service shows it, timeline and all (but the delivery,
      * which only GET fills; the order stays PAID for the 500 ms before
      * shipping). */
-    char get_path[128];
-    snprintf(get_path, sizeof get_path, "/api/v1/orders/%s", order);
-    tsupport_resp g;
-    call(&g, "GET", get_path, alice_auth, NULL, NULL);
-    cr_assert_eq(g.status, 200, "%s", g.body);
-    json_t *shown = tsupport_http_json(&g);
-    json_object_del(shown, "delivery");
-    json_object_del(j, "delivery"); /* null in the pay answer */
-    cr_assert(json_equal(j, shown), "pay answered %s\nGET shows %s", r.body, g.body);
-    json_decref(shown);
+    assert_shown_as_get(j, &r, order, "pay");
     json_decref(j);
     cr_assert_eq(sql_int("SELECT version FROM saga.sagas WHERE saga_type = 'order_pay'"), 3);
 
@@ -407,17 +416,8 @@ Test(order_flows, payable_and_paid_are_answered_by_the_order_service_a_hop_early
     natsMsg *read = NULL;
     cr_assert_eq(natsSubscription_NextMsg(&read, reads, 500), NATS_TIMEOUT,
                  "the place read the order back");
-    char path[128];
-    snprintf(path, sizeof path, "/api/v1/orders/%s", order);
-    tsupport_resp g;
-    call(&g, "GET", path, alice_auth, NULL, NULL);
-    cr_assert_eq(g.status, 200, "%s", g.body);
-    json_t *shown = tsupport_http_json(&g);
-    json_object_del(shown, "delivery");
-    json_object_del(placed, "delivery");
-    cr_assert(json_equal(placed, shown), "place answered %s\nGET shows %s", r.body, g.body);
+    assert_shown_as_get(placed, &r, order, "place");
     cr_assert_str_eq(jstr(json_object_get(placed, "shipTo"), "recipient"), "Kim Minji");
-    json_decref(shown);
     json_decref(placed);
     pay(&r, alice_auth, order, "tok_visa", NULL);
     cr_assert_eq(r.status, 200, "%s", r.body);

@@ -234,8 +234,12 @@ order_create(const char *order, const char *member, const char *address, const c
         want, "%s", err->msg);
 }
 
+/* SetOrderStatus as the place saga sends it (lines and the deadline when a
+ * product is given). answer_order asks for the order itself as the answer
+ * (into *out when out is not NULL), else it is the OrderStatusSet. */
 static lb_status
-set_status(const char *order, const char *status, const char *product, int64_t price, lb_err *err)
+set_status_answer(const char *order, const char *status, const char *product, int64_t price,
+                  bool answer_order, ProtobufCMessage **out, lb_err *err)
 {
     Layby__V1__OrderLine line = LAYBY__V1__ORDER_LINE__INIT;
     line.product_id = (char *)product;
@@ -253,8 +257,17 @@ set_status(const char *order, const char *status, const char *product, int64_t p
         c.n_lines = 1;
         c.payment_deadline_ms = lb_now_ms() + 60000;
     }
-    return send("layby.cmd.order.set_status", &c.base, &layby__v1__order_status_set__descriptor,
-                NULL, err);
+    c.answer_order = answer_order;
+    return send("layby.cmd.order.set_status", &c.base,
+                answer_order ? &layby__v1__order__descriptor
+                             : &layby__v1__order_status_set__descriptor,
+                out, err);
+}
+
+static lb_status
+set_status(const char *order, const char *status, const char *product, int64_t price, lb_err *err)
+{
+    return set_status_answer(order, status, product, price, false, NULL, err);
 }
 
 Test(order_services, order_snapshots_lines_and_moves_once_per_status)
@@ -355,25 +368,9 @@ refund(const char *saga, uint32_t step, const char *order, int64_t amount,
 static Layby__V1__Order *
 set_status_order(const char *order, const char *status, const char *product, lb_err *err)
 {
-    Layby__V1__OrderLine line = LAYBY__V1__ORDER_LINE__INIT;
-    line.product_id = (char *)product;
-    line.name = "Laptop 14";
-    line.unit_price = 1500000;
-    Layby__V1__OrderLine *lines[] = { &line };
-    Layby__V1__SetOrderStatus c = LAYBY__V1__SET_ORDER_STATUS__INIT;
-    c.saga_id = (char *)SAGA;
-    c.step = 2;
-    c.attempt = 1;
-    c.order_id = (char *)order;
-    c.status = (char *)status;
-    c.lines = lines;
-    c.n_lines = 1;
-    c.payment_deadline_ms = lb_now_ms() + 60000;
-    c.answer_order = true;
     ProtobufCMessage *out = NULL;
-    cr_assert_eq(
-        send("layby.cmd.order.set_status", &c.base, &layby__v1__order__descriptor, &out, err),
-        LB_OK, "%s", err->msg);
+    cr_assert_eq(set_status_answer(order, status, product, 1500000, true, &out, err), LB_OK, "%s",
+                 err->msg);
     return (Layby__V1__Order *)out;
 }
 
