@@ -419,28 +419,19 @@ write_all(store *db, batch_out *o, slot *slots, size_t n, lb_err *err)
             s = saga_row(o, &slots[i], err);
     if (s != LB_OK)
         return s;
-    store_array *sa[] = { SAGA_ARRAYS(o) };
-    store_array *la[] = { LOG_ARRAYS(o) };
-    const char *sp[LB_COUNTOF(sa)], *lp[LB_COUNTOF(la)];
+    /* The saga rows' arrays, then the log's: saga_write's $1-$12, $13-$21. */
+    store_array *arrays[] = { SAGA_ARRAYS(o), LOG_ARRAYS(o) };
+    const char *p[LB_COUNTOF(arrays)];
     bool oom = false;
-    for (size_t i = 0; i < LB_COUNTOF(sa); i++) {
-        store_array_end(sa[i]);
-        oom |= sa[i]->oom;
-        sp[i] = sa[i]->p;
-    }
-    for (size_t i = 0; i < LB_COUNTOF(la); i++) {
-        store_array_end(la[i]);
-        oom |= la[i]->oom;
-        lp[i] = la[i]->p;
+    for (size_t i = 0; i < LB_COUNTOF(arrays); i++) {
+        store_array_end(arrays[i]);
+        oom |= arrays[i]->oom;
+        p[i] = arrays[i]->p;
     }
     if (oom)
         return lb_err_set(err, LB_ERR_NOMEM, "saga arrays");
-    /* Sagas first: a new saga's log rows reference its row. */
-    if (o->n_sagas > 0 &&
-        (s = store_exec(db, NULL, "saga_write", (int)LB_COUNTOF(sa), sp, err)) != LB_OK)
-        return s;
-    if (o->n_logs > 0)
-        s = store_exec(db, NULL, "saga_log", (int)LB_COUNTOF(la), lp, err);
+    if (o->n_sagas > 0 || o->n_logs > 0)
+        s = store_exec(db, NULL, "saga_write", (int)LB_COUNTOF(arrays), p, err);
     return s;
 }
 
@@ -464,12 +455,9 @@ saga_orch_apply(svc_batch *b, saga_orch_input *ins, size_t n, lb_err *err)
         if (ns == 0 || strcmp(slots[ns - 1].id, slots[i].id) != 0)
             slots[ns++] = slots[i];
     {
-        store_array *sa[] = { SAGA_ARRAYS(o) };
-        store_array *la[] = { LOG_ARRAYS(o) };
-        for (size_t i = 0; i < LB_COUNTOF(sa); i++)
-            store_array_begin(sa[i]);
-        for (size_t i = 0; i < LB_COUNTOF(la); i++)
-            store_array_begin(la[i]);
+        store_array *arrays[] = { SAGA_ARRAYS(o), LOG_ARRAYS(o) };
+        for (size_t i = 0; i < LB_COUNTOF(arrays); i++)
+            store_array_begin(arrays[i]);
     }
     if ((s = load(b, slots, ns, err)) != LB_OK)
         goto out;
@@ -484,12 +472,9 @@ saga_orch_apply(svc_batch *b, saga_orch_input *ins, size_t n, lb_err *err)
         s = write_all(svc_batch_store(b), o, slots, ns, err);
 out:
     if (o != NULL) {
-        store_array *sa[] = { SAGA_ARRAYS(o) };
-        store_array *la[] = { LOG_ARRAYS(o) };
-        for (size_t i = 0; i < LB_COUNTOF(sa); i++)
-            store_array_free(sa[i]);
-        for (size_t i = 0; i < LB_COUNTOF(la); i++)
-            store_array_free(la[i]);
+        store_array *arrays[] = { SAGA_ARRAYS(o), LOG_ARRAYS(o) };
+        for (size_t i = 0; i < LB_COUNTOF(arrays); i++)
+            store_array_free(arrays[i]);
         free(o);
     }
     for (size_t i = 0; slots != NULL && i < ns; i++) {

@@ -13,11 +13,21 @@ static const char SAGA_SQL_LOCK[] =
  * retried, when the row is there to lock (saga_orch_apply.c, invariant 4).
  * Existing sagas, locked by saga_lock, are updated through ON CONFLICT, which
  * finds each row by the key's index whatever the planner thinks of the join.
- * correlation (sql/0770) is written once, by the INSERT: it never changes. */
+ * correlation (sql/0770) is written once, by the INSERT: it never changes.
+ * The batch's log rows ($13-$21) go in the same statement (lg): one statement
+ * a batch instead of two, which at low rates, where every input is its own
+ * batch, is a tenth of the orchestrator's statements (docs/BENCHMARKS.md,
+ * eighteenth sitting). The log has no key to the saga's row (sql/0002), so the
+ * order of the two inserts inside the statement does not matter. */
 static const char SAGA_SQL_WRITE[] =
     "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[], "
     "$6::text[], $7::bytea[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bool[], "
     "$12::uuid[]) AS u(id, t, v, st, s, stt, sta, due, cr, up, fresh, corr)), "
+    "lg AS (INSERT INTO saga.saga_log (saga_id, at, msg_id, input_kind, input, verdict, "
+    "from_status, to_status, line) "
+    "SELECT l.id, to_timestamp(l.at / 1000.0), l.m, l.k, l.i, l.v, l.f, l.t, l.l "
+    "FROM unnest($13::uuid[], $14::bigint[], $15::text[], $16::text[], $17::bytea[], "
+    "$18::text[], $19::text[], $20::text[], $21::text[]) AS l(id, at, m, k, i, v, f, t, l)), "
     "ins AS (INSERT INTO saga.sagas (saga_id, saga_type, version, status, state, start_type, "
     "start, timer_due_at, created_at, updated_at, correlation) "
     "SELECT u.id, u.t, u.v, u.st, u.s, u.stt, u.sta, to_timestamp(u.due / 1000.0), "
@@ -28,12 +38,6 @@ static const char SAGA_SQL_WRITE[] =
     "to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0) FROM u WHERE NOT u.fresh "
     "ON CONFLICT (saga_id) DO UPDATE SET status = EXCLUDED.status, state = EXCLUDED.state, "
     "timer_due_at = EXCLUDED.timer_due_at, updated_at = EXCLUDED.updated_at, parked_error = NULL";
-static const char SAGA_SQL_LOG[] =
-    "INSERT INTO saga.saga_log (saga_id, at, msg_id, input_kind, input, verdict, from_status, "
-    "to_status, line) "
-    "SELECT u.id, to_timestamp(u.at / 1000.0), u.m, u.k, u.i, u.v, u.f, u.t, u.l "
-    "FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bytea[], $6::text[], "
-    "$7::text[], $8::text[], $9::text[]) AS u(id, at, m, k, i, v, f, t, l)";
 /* Due timers of sagas nobody else holds right now (SKIP LOCKED: two
  * orchestrators never fire the same timer; a busy saga is taken next tick).
  * The index is on the timer's second (timer_slot, sql/0760: timer_due_at is
@@ -66,7 +70,6 @@ static const char SAGA_SQL_COUNTS[] =
 const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT] = {
     { "saga_lock",       SAGA_SQL_LOCK },
     { "saga_write",      SAGA_SQL_WRITE },
-    { "saga_log",        SAGA_SQL_LOG },
     { "saga_timers_due", SAGA_SQL_TIMERS_DUE },
     { "saga_park",       SAGA_SQL_PARK },
     { "saga_prune",      SAGA_SQL_PRUNE },
