@@ -237,10 +237,14 @@ Test(cluster_bus, a_publisher_rides_through_the_stream_leaders_death_exactly_onc
     cr_assert_eq(atomic_load(&r->failed), 0, "%d publishes failed; first: %s",
                  atomic_load(&r->failed), r->first_error);
     cr_assert_eq(atomic_load(&r->done), TOTAL);
+    /* Told on stderr, not with cr_log_warn(): Criterion 2.4 exits 1 after
+     * any warning, so a run that rode through a long election "failed" with
+     * every test passing (CI, 2026-12-04). */
     if (atomic_load(&r->gave_up) > 0)
-        cr_log_warn("%d publishes outlived the bus's 30 s of retries (no stream leader) and were "
-                    "sent again",
-                    atomic_load(&r->gave_up));
+        fprintf(stderr,
+                "cluster_bus: %d publishes outlived the bus's 30 s of retries (no stream "
+                "leader) and were sent again\n",
+                atomic_load(&r->gave_up));
 
     stream_holds_each_once(r->ids, TOTAL);
     free(r);

@@ -197,9 +197,12 @@ pool_share_while_spinning(const char *priority, int64_t spin_us)
     pthread_join(a.th, NULL);
     cr_assert_eq(a.st, LB_OK);
     if (!measured) {
-        cr_log_warn("the hash (%lld passes) ended within the window (%s: %lld us vs %lld us)",
-                    (long long)member_conf.argon_opslimit, priority, (long long)others,
-                    (long long)me);
+        /* stderr, not cr_log_warn(): Criterion 2.4 exits 1 after any warning,
+         * which would fail the suite on the retry meant to spare it. */
+        fprintf(stderr,
+                "member_pool: the hash (%lld passes) ended within the window (%s: %lld us vs %lld "
+                "us)\n",
+                (long long)member_conf.argon_opslimit, priority, (long long)others, (long long)me);
         return -1.0;
     }
     cr_log_info("%s: pool thread %lld us, this one %lld us (%lld passes)", priority,
