@@ -115,15 +115,23 @@ product_add(int stock, int price, char out[ID_STR_LEN])
     json_decref(j);
 }
 
+/* GET of `prefix` + id as auth (NULL: nobody), which must answer 200: the
+ * body decoded (the caller's), the answer in *r. */
+static json_t *
+get_ok(tsupport_resp *r, const char *auth, const char *prefix, const char *id)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s%s", prefix, id);
+    call(r, "GET", path, auth, NULL, NULL);
+    cr_assert_eq(r->status, 200, "%s", r->body);
+    return tsupport_http_json(r);
+}
+
 static long long
 stock_of(const char *product)
 {
-    char path[128];
-    snprintf(path, sizeof path, "/api/v1/products/%s", product);
     tsupport_resp r;
-    call(&r, "GET", path, NULL, NULL, NULL);
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    json_t *j = tsupport_http_json(&r);
+    json_t *j = get_ok(&r, NULL, "/api/v1/products/", product);
     long long n = json_integer_value(json_object_get(j, "stockAvailable"));
     json_decref(j);
     return n;
@@ -201,12 +209,8 @@ order_paid(int price, char order[ID_STR_LEN])
 static void
 assert_shown_as_get(json_t *answer, const tsupport_resp *r, const char *order, const char *what)
 {
-    char path[128];
-    snprintf(path, sizeof path, "/api/v1/orders/%s", order);
     tsupport_resp g;
-    call(&g, "GET", path, alice_auth, NULL, NULL);
-    cr_assert_eq(g.status, 200, "%s", g.body);
-    json_t *shown = tsupport_http_json(&g);
+    json_t *shown = get_ok(&g, alice_auth, "/api/v1/orders/", order);
     json_object_del(shown, "delivery");
     json_object_del(answer, "delivery");
     cr_assert(json_equal(answer, shown), "%s answered %s\nGET shows %s", what, r->body, g.body);

@@ -270,6 +270,21 @@ set_status(const char *order, const char *status, const char *product, int64_t p
     return set_status_answer(order, status, product, price, false, NULL, err);
 }
 
+/* GetOrder of order as member, which must answer it (the caller's). */
+static Layby__V1__Order *
+order_of(const char *member, const char *order)
+{
+    Layby__V1__GetOrder g = LAYBY__V1__GET_ORDER__INIT;
+    g.member_id = (char *)member;
+    g.order_id = (char *)order;
+    Layby__V1__Order *o = NULL;
+    lb_err err;
+    cr_assert_eq(query("layby.qry.order.get_order", &g.base, &layby__v1__order__descriptor,
+                       (ProtobufCMessage **)&o, &err),
+                 LB_OK, "%s", err.msg);
+    return o;
+}
+
 Test(order_services, order_snapshots_lines_and_moves_once_per_status)
 {
     char saga[ID_STR_LEN], alice[ID_STR_LEN], bob[ID_STR_LEN], order[ID_STR_LEN],
@@ -304,13 +319,7 @@ Test(order_services, order_snapshots_lines_and_moves_once_per_status)
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM orders.order_history"), 4);
 
     /* The order as its owner sees it; another member does not see it. */
-    Layby__V1__GetOrder g = LAYBY__V1__GET_ORDER__INIT;
-    g.member_id = alice;
-    g.order_id = order;
-    Layby__V1__Order *o = NULL;
-    cr_assert_eq(query("layby.qry.order.get_order", &g.base, &layby__v1__order__descriptor,
-                       (ProtobufCMessage **)&o, &err),
-                 LB_OK, "%s", err.msg);
+    Layby__V1__Order *o = order_of(alice, order);
     cr_assert_str_eq(o->status, "CANCELLED");
     cr_assert_eq(o->n_items, 1);
     cr_assert_str_eq(o->items[0]->name, "Laptop 14");
@@ -321,7 +330,9 @@ Test(order_services, order_snapshots_lines_and_moves_once_per_status)
     cr_assert_str_eq(o->ship_to->street, "12 Teheran-ro");
     cr_assert_neq(o->payment_deadline[0], '\0');
     protobuf_c_message_free_unpacked(&o->base, NULL);
+    Layby__V1__GetOrder g = LAYBY__V1__GET_ORDER__INIT;
     g.member_id = bob;
+    g.order_id = order;
     cr_assert_eq(query("layby.qry.order.get_order", &g.base, &layby__v1__order__descriptor,
                        (ProtobufCMessage **)&o, &err),
                  LB_ERR_NOT_FOUND);
@@ -398,13 +409,7 @@ Test(order_services, a_move_asked_to_answer_with_the_order_answers_it_as_get_sho
     cr_assert_str_eq(o->ship_to->recipient, "Kim Minji", "the ship-to opened");
 
     /* the same as GetOrder answers */
-    Layby__V1__GetOrder g = LAYBY__V1__GET_ORDER__INIT;
-    g.member_id = alice;
-    g.order_id = order;
-    Layby__V1__Order *shown = NULL;
-    cr_assert_eq(query("layby.qry.order.get_order", &g.base, &layby__v1__order__descriptor,
-                       (ProtobufCMessage **)&shown, &err),
-                 LB_OK, "%s", err.msg);
+    Layby__V1__Order *shown = order_of(alice, order);
     uint8_t a1[4096], a2[4096];
     size_t n1 = protobuf_c_message_get_packed_size(&o->base);
     cr_assert(n1 <= sizeof a1 && n1 == protobuf_c_message_get_packed_size(&shown->base));
