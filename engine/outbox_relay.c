@@ -70,8 +70,16 @@ static const store_stmt relay_stmts[] = {
 #define RELAY_PRUNE_ROUNDS    50    /* x 1000 ids per prune: keeps up with 5,000 msg/s */
 #define RELAY_SWEEP_GRACE_MS  2000  /* rows younger than this belong to a hand-off */
 #define RELAY_QUEUE_MAX       65536 /* handed-off rows kept in memory; beyond, the sweep */
-#define RELAY_DELETE_EVERY_MS 20    /* published ids wait at most this long for their delete */
-#define RELAY_DELETE_BATCH    4096  /* ... or until this many are waiting */
+/* Published ids wait at most RELAY_DELETE_EVERY_MS for their delete. Each
+ * delete is a round trip that the next hand-off waits behind: at 20 ms a
+ * relay below its peak made one every 20 ms, and 200 ms gave 5 % more
+ * checkouts a second at the peak and 10 % lower p50s below it
+ * (docs/BENCHMARKS.md, nineteenth sitting). It stays well under the sweep's
+ * grace, so the sweep never takes a row a hand-off already published. */
+#define RELAY_DELETE_EVERY_MS 200
+#define RELAY_DELETE_BATCH    4096 /* ... or less, once this many ids wait */
+_Static_assert(RELAY_DELETE_EVERY_MS * 4 <= RELAY_SWEEP_GRACE_MS,
+               "a published row's delete comes long before a sweep may take it");
 
 /* One thread's tools: its connection, its JetStream context (publish errors
  * are counted per context) and its wake-up pipe. */

@@ -445,6 +445,28 @@ Test(svc_runtime, a_clean_stop_publishes_every_committed_event_first)
     cr_assert_eq(stream_msgs("LAYBY_EVT"), N, "each committed event published once at the stop");
 }
 
+/* The relay deletes what it published from a hand-off itself, many ids a
+ * statement, long before the sweep's grace: the sweep is for what a crash or
+ * an outage left, and one that had to take these rows would publish each a
+ * second time (dropped as a duplicate, but a store and an ack per row). */
+Test(svc_runtime, a_hand_off_deletes_its_own_rows_before_any_sweep)
+{
+    enum {
+        N = 50
+    };
+    tsupport_proc *p = &procs[0];
+    tsupport_sagatest_start(p, NULL);
+    send_counts(N, "handoff");
+    assert_each_counted_once(N);
+    wait_stream("LAYBY_EVT", N);
+    tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM sagatest.outbox");
+    cr_assert_eq(tsupport_metric(p->port, "layby_outbox_swept_total{service=\"sagatest\"}"), 0,
+                 "the sweep took rows a hand-off had published");
+    cr_assert_eq(tsupport_metric(p->port, "layby_outbox_published_total{service=\"sagatest\"}"), N);
+    cr_assert_eq(stream_msgs("LAYBY_EVT"), N);
+    tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
+}
+
 /* A handler slower than AckWait (a gateway call, an SMTP conversation) is
  * reported in progress while it runs (svc.c, the progress thread), so the
  * server neither redelivers its message nor spends a delivery on it. */
