@@ -65,10 +65,24 @@ typedef struct svc_item {
  * Returns LB_OK, or an error that rolls the batch back. */
 typedef lb_status (*svc_handler_fn)(svc_batch *b, svc_item *items, size_t n, lb_err *err);
 
+/* Optional, per service: sees every message of a batch (duplicates too, since
+ * the inbox was not read yet) at the start of its transaction, and may send
+ * reads with store_send() whose results the handler needs. They share the inbox
+ * claim's round trip; the handler finds the ticket with svc_batch_prefetched().
+ * items[].outcome is ignored here. */
+typedef lb_status (*svc_prefetch_fn)(svc_batch *b, const svc_item *items, size_t n, lb_err *err);
+
 typedef struct svc_handler {
     const char *subject;                    /* exact subject the message arrives on */
     const ProtobufCMessageDescriptor *desc; /* body type; NULL = decode by Layby-Type */
     svc_handler_fn fn;
+    /* Optional: when a batch is this row's one message (and the service has
+     * no svc_def.prefetch), sends the handler's first read with the inbox
+     * claim, as svc_def.prefetch does with n = 1: one round trip fewer a
+     * message at low rates, where every batch is one message. The message is
+     * not validated yet: send nothing that bad input could make fail. The
+     * handler reads for itself when svc_batch_prefetched() gives -1. */
+    svc_prefetch_fn prefetch;
 } svc_handler;
 
 /* Answers one query from the service's queue group. *reply (owned by the
@@ -97,13 +111,6 @@ typedef struct svc_query_route {
     svc_query_fn fn;
     svc_query_kind kind;
 } svc_query_route;
-
-/* Optional, per service: sees every message of a batch (duplicates too, since
- * the inbox was not read yet) at the start of its transaction, and may send
- * reads with store_send() whose results the handler needs. They share the inbox
- * claim's round trip; the handler finds the ticket with svc_batch_prefetched().
- * items[].outcome is ignored here. */
-typedef lb_status (*svc_prefetch_fn)(svc_batch *b, const svc_item *items, size_t n, lb_err *err);
 
 /* Periodic work in its own transaction with the outbox (timers, pruning).
  * Sets *more when it should run again at once (a full batch was claimed). */
@@ -209,6 +216,10 @@ lb_status svc_batch_undo(svc_batch *b, const svc_mark *m, lb_err *err);
  * In the handler: that ticket (once; -1 when there is none, as in a tick). */
 void svc_batch_prefetch_set(svc_batch *b, int ticket);
 int svc_batch_prefetched(svc_batch *b);
+/* The result of the statement sent with ticket (by a prefetch, or by the
+ * handler when there was none), waiting for it if it is still in flight;
+ * *out is the caller's to PQclear(). */
+lb_status svc_batch_take(svc_batch *b, int ticket, PGresult **out, lb_err *err);
 /* Queues msg for the outbox of this transaction; published after commit.
  * env comes from bus_envelope_init(), usually with the item's envelope as cause. */
 lb_status svc_emit(svc_batch *b, const char *subject, const bus_envelope *env,

@@ -112,6 +112,16 @@ svc_batch_prefetched(svc_batch *b)
 }
 
 lb_status
+svc_batch_take(svc_batch *b, int ticket, PGresult **out, lb_err *err)
+{
+    lb_status st = store_flush(b->db, err);
+    if (st != LB_OK)
+        return st;
+    *out = store_take(b->db, ticket);
+    return *out != NULL ? LB_OK : lb_err_set(err, LB_ERR_DB, "a sent read's result is gone");
+}
+
+lb_status
 svc_emit(svc_batch *b, const char *subject, const bus_envelope *env, const ProtobufCMessage *msg,
          lb_err *err)
 {
@@ -427,13 +437,16 @@ run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
         goto out_free;
     if ((st = inbox_claim_send(w->db, ids, k, &claim, err)) != LB_OK)
         goto out_rollback;
-    if (w->s->def->prefetch != NULL) {
+    svc_prefetch_fn prefetch = w->s->def->prefetch;
+    if (prefetch == NULL && k == 1)
+        prefetch = es[0]->h->prefetch;
+    if (prefetch != NULL) {
         for (size_t i = 0; i < k; i++)
             items[i] = (svc_item){ .subject = natsMsg_GetSubject(es[i]->m),
                                    .env = &es[i]->env,
                                    .msg = es[i]->msg,
                                    .now_ms = now };
-        if ((st = w->s->def->prefetch(b, items, k, err)) != LB_OK)
+        if ((st = prefetch(b, items, k, err)) != LB_OK)
             goto out_rollback;
     }
     /* One round trip: BEGIN, the inbox claim and the prefetched reads. */

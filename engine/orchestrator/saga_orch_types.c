@@ -70,7 +70,7 @@ add_handler(const char *subject, const ProtobufCMessageDescriptor *desc, lb_err 
     }
     if (orch.n_handlers == HANDLERS_MAX)
         return lb_err_set(err, LB_ERR_CONFIG, "more than %d saga handler rows", HANDLERS_MAX);
-    orch.handlers[orch.n_handlers++] = (svc_handler){ subject, desc, saga_orch_on_input };
+    orch.handlers[orch.n_handlers++] = (svc_handler){ subject, desc, saga_orch_on_input, NULL };
     return LB_OK;
 }
 

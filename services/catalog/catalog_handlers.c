@@ -9,15 +9,15 @@
 /* clang-format off */
 static const svc_handler catalog_handlers[] = {
     /* subject                          body type                                     handler */
-    { SUBJ_CATALOG_CREATE_PRODUCT,    &layby__v1__create_product__descriptor,       catalog_product_create },
-    { SUBJ_CATALOG_RESERVE_STOCK,     &layby__v1__reserve_stock__descriptor,        catalog_stock_handle },
-    { SUBJ_CATALOG_RELEASE_STOCK,     &layby__v1__release_stock__descriptor,        catalog_stock_handle },
-    { SUBJ_CATALOG_CONFIRM_STOCK,     &layby__v1__confirm_stock__descriptor,        catalog_stock_handle },
-    { SUBJ_CATALOG_RESTOCK_RETURNED,  &layby__v1__restock_returned__descriptor,     catalog_stock_handle },
-    { SUBJ_CATALOG_ADJUST_STOCK,      &layby__v1__adjust_stock__descriptor,         catalog_stock_handle },
-    { SUBJ_CATALOG_WISHLIST_PUT,      &layby__v1__put_wishlist_item__descriptor,    catalog_wishlist_handle },
-    { SUBJ_CATALOG_WISHLIST_REMOVE,   &layby__v1__remove_wishlist_item__descriptor, catalog_wishlist_handle },
-    { SUBJ_CATALOG_WISHLIST_ORDERED,  &layby__v1__order_wishlist__descriptor,       catalog_wishlist_handle },
+    { SUBJ_CATALOG_CREATE_PRODUCT,    &layby__v1__create_product__descriptor,       catalog_product_create, NULL },
+    { SUBJ_CATALOG_RESERVE_STOCK,     &layby__v1__reserve_stock__descriptor,        catalog_stock_handle, NULL },
+    { SUBJ_CATALOG_RELEASE_STOCK,     &layby__v1__release_stock__descriptor,        catalog_stock_handle, NULL },
+    { SUBJ_CATALOG_CONFIRM_STOCK,     &layby__v1__confirm_stock__descriptor,        catalog_stock_handle, NULL },
+    { SUBJ_CATALOG_RESTOCK_RETURNED,  &layby__v1__restock_returned__descriptor,     catalog_stock_handle, NULL },
+    { SUBJ_CATALOG_ADJUST_STOCK,      &layby__v1__adjust_stock__descriptor,         catalog_stock_handle, NULL },
+    { SUBJ_CATALOG_WISHLIST_PUT,      &layby__v1__put_wishlist_item__descriptor,    catalog_wishlist_handle, NULL },
+    { SUBJ_CATALOG_WISHLIST_REMOVE,   &layby__v1__remove_wishlist_item__descriptor, catalog_wishlist_handle, NULL },
+    { SUBJ_CATALOG_WISHLIST_ORDERED,  &layby__v1__order_wishlist__descriptor,       catalog_wishlist_handle, NULL },
 };
 
 static const svc_query_route catalog_queries[] = {

@@ -309,8 +309,8 @@ delivery_get(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply
 
 /* clang-format off */
 static const svc_handler delivery_handlers[] = {
-    { SUBJ_DELIVERY_ADVANCE, &layby__v1__advance_delivery__descriptor, delivery_advance },
-    { SUBJ_DELIVERY_CANCEL,  &layby__v1__cancel_delivery__descriptor,  delivery_cancel },
+    { SUBJ_DELIVERY_ADVANCE, &layby__v1__advance_delivery__descriptor, delivery_advance, NULL },
+    { SUBJ_DELIVERY_CANCEL,  &layby__v1__cancel_delivery__descriptor,  delivery_cancel, NULL },
 };
 
 static const svc_query_route delivery_queries[] = {

@@ -99,7 +99,7 @@ mailer_send(svc_batch *b, svc_item *items, size_t n, lb_err *err)
 /* clang-format off */
 static const svc_handler mailer_handlers[] = {
     /* subject          body type                              handler */
-    { SUBJ_MAILER_SEND, &layby__v1__send_mail__descriptor, mailer_send },
+    { SUBJ_MAILER_SEND, &layby__v1__send_mail__descriptor, mailer_send, NULL },
 };
 
 static const svc_consumer mailer_consumers[] = {

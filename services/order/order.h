@@ -85,6 +85,10 @@ lb_status order_address_update(svc_batch *b, svc_item *items, size_t n, lb_err *
 lb_status order_address_delete(svc_batch *b, svc_item *items, size_t n, lb_err *err);
 lb_status order_create(svc_batch *b, svc_item *items, size_t n, lb_err *err);
 lb_status order_status_set(svc_batch *b, svc_item *items, size_t n, lb_err *err);
+/* Their first reads sent with the inbox claim when a batch is one such
+ * command (svc_handler.prefetch). */
+lb_status order_create_prefetch(svc_batch *b, const svc_item *items, size_t n, lb_err *err);
+lb_status order_status_prefetch(svc_batch *b, const svc_item *items, size_t n, lb_err *err);
 
 lb_status order_addresses_list(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply,
                                lb_err *err);

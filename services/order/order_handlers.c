@@ -3,12 +3,12 @@
 
 /* clang-format off */
 static const svc_handler order_handlers[] = {
-    /* subject                    body type                                   handler */
-    { SUBJ_ORDER_CREATE_ADDRESS, &layby__v1__create_address__descriptor,   order_address_create },
-    { SUBJ_ORDER_UPDATE_ADDRESS, &layby__v1__update_address__descriptor,   order_address_update },
-    { SUBJ_ORDER_DELETE_ADDRESS, &layby__v1__delete_address__descriptor,   order_address_delete },
-    { SUBJ_ORDER_CREATE,         &layby__v1__create_order__descriptor,     order_create },
-    { SUBJ_ORDER_SET_STATUS,     &layby__v1__set_order_status__descriptor, order_status_set },
+    /* subject                    body type                                   handler               prefetch */
+    { SUBJ_ORDER_CREATE_ADDRESS, &layby__v1__create_address__descriptor,   order_address_create, NULL },
+    { SUBJ_ORDER_UPDATE_ADDRESS, &layby__v1__update_address__descriptor,   order_address_update, NULL },
+    { SUBJ_ORDER_DELETE_ADDRESS, &layby__v1__delete_address__descriptor,   order_address_delete, NULL },
+    { SUBJ_ORDER_CREATE,         &layby__v1__create_order__descriptor,     order_create,         order_create_prefetch },
+    { SUBJ_ORDER_SET_STATUS,     &layby__v1__set_order_status__descriptor, order_status_set,     order_status_prefetch },
 };
 
 static const svc_query_route order_queries[] = {

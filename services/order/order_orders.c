@@ -179,6 +179,31 @@ items_validate(const Layby__V1__CreateOrder *c, lb_err *err)
     return LB_OK;
 }
 
+/* The order if it exists, and the address with its owner (CREATE_LOOK):
+ * read now into *res, or (res NULL) sent as the prefetch, *ticket. */
+static lb_status
+create_look(svc_batch *b, const Layby__V1__CreateOrder *c, int *ticket, PGresult **res, lb_err *err)
+{
+    const char *p[] = { c->order_id, c->address_id };
+    store *s = svc_batch_store(b);
+    if (res == NULL)
+        return store_send(s, ticket, ORDER_SQL(ORDER_SQL_CREATE_LOOK), 2, p, 0, err);
+    return store_exec(s, res, ORDER_SQL(ORDER_SQL_CREATE_LOOK), 2, p, err);
+}
+
+lb_status
+order_create_prefetch(svc_batch *b, const svc_item *items, size_t n, lb_err *err)
+{
+    const Layby__V1__CreateOrder *c = (const Layby__V1__CreateOrder *)items[0].msg;
+    int t = -1;
+    if (n != 1 || !id_valid(c->order_id) || !id_valid(c->address_id))
+        return LB_OK; /* the handler refuses it without reading */
+    lb_status st = create_look(b, c, &t, NULL, err);
+    if (st == LB_OK)
+        svc_batch_prefetch_set(b, t);
+    return st;
+}
+
 static lb_status
 create_one(svc_batch *b, svc_item *it, lb_err *err)
 {
@@ -198,8 +223,8 @@ create_one(svc_batch *b, svc_item *it, lb_err *err)
     PGresult *res = NULL;
     Layby__V1__AddressDraft *d = NULL;
     store_array pids = { 0 }, qtys = { 0 };
-    const char *gp[] = { c->order_id, c->address_id };
-    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_CREATE_LOOK), 2, gp, err);
+    int t = svc_batch_prefetched(b);
+    lb_status st = t >= 0 ? svc_batch_take(b, t, &res, err) : create_look(b, c, NULL, &res, err);
     if (st != LB_OK)
         goto out;
     if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) { /* a repeat */
@@ -301,6 +326,32 @@ lines_price(store *s, const Layby__V1__SetOrderStatus *c, lb_err *err)
     return st;
 }
 
+/* The order locked and its history entry of the status asked for
+ * (ORDER_LOCK): read now into *res, or (res NULL) sent as the prefetch. */
+static lb_status
+order_lock(svc_batch *b, const Layby__V1__SetOrderStatus *c, int *ticket, PGresult **res,
+           lb_err *err)
+{
+    const char *p[] = { c->order_id, c->status };
+    store *s = svc_batch_store(b);
+    if (res == NULL)
+        return store_send(s, ticket, ORDER_SQL(ORDER_SQL_ORDER_LOCK), 2, p, 0, err);
+    return store_exec(s, res, ORDER_SQL(ORDER_SQL_ORDER_LOCK), 2, p, err);
+}
+
+lb_status
+order_status_prefetch(svc_batch *b, const svc_item *items, size_t n, lb_err *err)
+{
+    const Layby__V1__SetOrderStatus *c = (const Layby__V1__SetOrderStatus *)items[0].msg;
+    int t = -1;
+    if (n != 1 || !id_valid(c->order_id) || !order_status_known(c->status))
+        return LB_OK; /* the handler refuses it without reading */
+    lb_status st = order_lock(b, c, &t, NULL, err);
+    if (st == LB_OK)
+        svc_batch_prefetch_set(b, t);
+    return st;
+}
+
 static lb_status
 set_one(svc_batch *b, svc_item *it, lb_err *err)
 {
@@ -319,8 +370,8 @@ set_one(svc_batch *b, svc_item *it, lb_err *err)
      * snapshot (another instance set the status while this one waited for the
      * lock) is not seen here: the status then is c->status already, which no
      * move allows, and the history is asked again below with a new snapshot. */
-    const char *lp[] = { c->order_id, c->status };
-    lb_status st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_LOCK), 2, lp, err);
+    int t = svc_batch_prefetched(b);
+    lb_status st = t >= 0 ? svc_batch_take(b, t, &res, err) : order_lock(b, c, NULL, &res, err);
     if (st != LB_OK)
         goto out;
     if (PQntuples(res) == 0) {
@@ -333,8 +384,10 @@ set_one(svc_batch *b, svc_item *it, lb_err *err)
                              PQgetvalue(res, 0, 3), err);
         goto out;
     }
-    char now_status[32];
+    char now_status[32], member[ID_STR_LEN];
     snprintf(now_status, sizeof now_status, "%s", PQgetvalue(res, 0, 0));
+    snprintf(member, sizeof member, "%s", PQgetvalue(res, 0, 1));
+    int64_t total = atoll(PQgetvalue(res, 0, 2));
     PQclear(res);
     res = NULL;
     bool allowed = expected(c, now_status) && order_transition_ok(now_status, c->status);
@@ -390,6 +443,15 @@ set_one(svc_batch *b, svc_item *it, lb_err *err)
             goto out;
         st = emit_status_set(b, it, c, ((const Layby__V1__Order *)it->reply)->total, owner, when,
                              err);
+        goto out;
+    }
+    if (c->n_lines == 0) {
+        /* The total and the member are the locked row's (only lines_price
+         * changes the total): the move need not be waited for, its failure
+         * fails the commit. */
+        if ((st = store_exec(s, NULL, ORDER_SQL(ORDER_SQL_ORDER_SET), 6, sp, err)) != LB_OK)
+            goto out;
+        st = emit_status_set(b, it, c, total, member, when, err);
         goto out;
     }
     if ((st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_SET), 6, sp, err)) != LB_OK)

@@ -254,9 +254,9 @@ sagatest_on_count(svc_batch *b, svc_item *items, size_t n, lb_err *err)
 
 /* clang-format off */
 static const svc_handler sagatest_handlers[] = {
-    { SAGA_SUBJ_TEST_DO,   &layby__v1__test_step_do__descriptor,   sagatest_on_command },
-    { SAGA_SUBJ_TEST_UNDO, &layby__v1__test_step_undo__descriptor, sagatest_on_command },
-    { SAGATEST_SUBJ_COUNT, &layby__v1__test_step_do__descriptor,   sagatest_on_count },
+    { SAGA_SUBJ_TEST_DO,   &layby__v1__test_step_do__descriptor,   sagatest_on_command, NULL },
+    { SAGA_SUBJ_TEST_UNDO, &layby__v1__test_step_undo__descriptor, sagatest_on_command, NULL },
+    { SAGATEST_SUBJ_COUNT, &layby__v1__test_step_do__descriptor,   sagatest_on_count, NULL },
 };
 static const svc_consumer sagatest_consumers[] = {
     { "LAYBY_CMD", "sagatest" },

@@ -81,8 +81,8 @@ Test(bus_topology, a_service_whose_durables_miss_a_handler_does_not_start)
 {
     static const svc_consumer consumers[] = { { "LAYBY_EVT", "orchestrator-sagatest" } };
     static const svc_handler handlers[] = {
-        { "layby.evt.sagatest.done", NULL, noop_handler },
-        { "layby.evt.product.created", NULL, noop_handler },
+        { "layby.evt.sagatest.done", NULL, noop_handler, NULL },
+        { "layby.evt.product.created", NULL, noop_handler, NULL },
     };
     svc_def def = {
         .name = "orchestrator", .consumers = consumers, .n_consumers = 1, .handlers = handlers
@@ -105,7 +105,7 @@ Test(bus_topology, a_service_whose_durables_miss_a_handler_does_not_start)
 Test(bus_topology, a_durable_missing_from_the_service_table_reads_nothing)
 {
     static const svc_consumer unknown[] = { { "LAYBY_CMD", "nobody" } };
-    static const svc_handler handlers[] = { { "layby.cmd.nobody.x", NULL, noop_handler } };
+    static const svc_handler handlers[] = { { "layby.cmd.nobody.x", NULL, noop_handler, NULL } };
     svc_def def = { .name = "nobody", .consumers = unknown, .n_consumers = 1 };
     svc_cfg cfg = { 0 };
     svc *s = NULL;
@@ -126,7 +126,7 @@ Test(bus_topology, a_service_cannot_read_another_services_durable)
 {
     static const svc_consumer theirs[] = { { "LAYBY_CMD", "catalog" } };
     static const svc_handler handlers[] = { { "layby.cmd.catalog.create_product", NULL,
-                                              noop_handler } };
+                                              noop_handler, NULL } };
     svc_def def = { .name = "member",
                     .consumers = theirs,
                     .n_consumers = 1,
