@@ -216,10 +216,15 @@ lb_status svc_batch_undo(svc_batch *b, const svc_mark *m, lb_err *err);
  * In the handler: that ticket (once; -1 when there is none, as in a tick). */
 void svc_batch_prefetch_set(svc_batch *b, int ticket);
 int svc_batch_prefetched(svc_batch *b);
-/* The result of the statement sent with ticket (by a prefetch, or by the
- * handler when there was none), waiting for it if it is still in flight;
- * *out is the caller's to PQclear(). */
-lb_status svc_batch_take(svc_batch *b, int ticket, PGresult **out, lb_err *err);
+/* A handler's first read, statement name with values (text parameters and
+ * results). In its row's prefetch (out NULL): sent with the inbox claim, its
+ * ticket left for the handler. In the handler: that result when it was sent
+ * (*out, the caller's to PQclear()), else the statement run now. */
+lb_status svc_batch_read_first(svc_batch *b, PGresult **out, const char *name, int nparams,
+                               const char *const *values, lb_err *err);
+/* Whether a prefetched read waits for the handler (svc_batch_prefetched()
+ * would give its ticket). */
+bool svc_batch_has_prefetched(const svc_batch *b);
 /* Queues msg for the outbox of this transaction; published after commit.
  * env comes from bus_envelope_init(), usually with the item's envelope as cause. */
 lb_status svc_emit(svc_batch *b, const char *subject, const bus_envelope *env,

@@ -111,14 +111,30 @@ svc_batch_prefetched(svc_batch *b)
     return t;
 }
 
-lb_status
-svc_batch_take(svc_batch *b, int ticket, PGresult **out, lb_err *err)
+bool
+svc_batch_has_prefetched(const svc_batch *b)
 {
-    lb_status st = store_flush(b->db, err);
-    if (st != LB_OK)
+    return b->prefetch_ticket >= 0;
+}
+
+lb_status
+svc_batch_read_first(svc_batch *b, PGresult **out, const char *name, int nparams,
+                     const char *const *values, lb_err *err)
+{
+    int t = -1;
+    lb_status st;
+    if (out == NULL) {
+        if ((st = store_send(b->db, &t, name, nparams, values, 0, err)) == LB_OK)
+            svc_batch_prefetch_set(b, t);
         return st;
-    *out = store_take(b->db, ticket);
-    return *out != NULL ? LB_OK : lb_err_set(err, LB_ERR_DB, "a sent read's result is gone");
+    }
+    if ((t = svc_batch_prefetched(b)) < 0)
+        return store_exec(b->db, out, name, nparams, values, err);
+    if ((st = store_flush(b->db, err)) != LB_OK)
+        return st;
+    *out = store_take(b->db, t);
+    return *out != NULL ? LB_OK
+                        : lb_err_set(err, LB_ERR_DB, "%s: the prefetched result is gone", name);
 }
 
 lb_status

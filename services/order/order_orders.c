@@ -179,29 +179,22 @@ items_validate(const Layby__V1__CreateOrder *c, lb_err *err)
     return LB_OK;
 }
 
-/* The order if it exists, and the address with its owner (CREATE_LOOK):
- * read now into *res, or (res NULL) sent as the prefetch, *ticket. */
+/* The order if it exists, and the address with its owner (CREATE_LOOK). */
 static lb_status
-create_look(svc_batch *b, const Layby__V1__CreateOrder *c, int *ticket, PGresult **res, lb_err *err)
+create_look(svc_batch *b, const Layby__V1__CreateOrder *c, PGresult **res, lb_err *err)
 {
     const char *p[] = { c->order_id, c->address_id };
-    store *s = svc_batch_store(b);
-    if (res == NULL)
-        return store_send(s, ticket, ORDER_SQL(ORDER_SQL_CREATE_LOOK), 2, p, 0, err);
-    return store_exec(s, res, ORDER_SQL(ORDER_SQL_CREATE_LOOK), 2, p, err);
+    return svc_batch_read_first(b, res, ORDER_SQL(ORDER_SQL_CREATE_LOOK), 2, p, err);
 }
 
 lb_status
 order_create_prefetch(svc_batch *b, const svc_item *items, size_t n, lb_err *err)
 {
+    (void)n; /* one: svc_handler.prefetch */
     const Layby__V1__CreateOrder *c = (const Layby__V1__CreateOrder *)items[0].msg;
-    int t = -1;
-    if (n != 1 || !id_valid(c->order_id) || !id_valid(c->address_id))
+    if (!id_valid(c->order_id) || !id_valid(c->address_id))
         return LB_OK; /* the handler refuses it without reading */
-    lb_status st = create_look(b, c, &t, NULL, err);
-    if (st == LB_OK)
-        svc_batch_prefetch_set(b, t);
-    return st;
+    return create_look(b, c, NULL, err);
 }
 
 static lb_status
@@ -223,8 +216,7 @@ create_one(svc_batch *b, svc_item *it, lb_err *err)
     PGresult *res = NULL;
     Layby__V1__AddressDraft *d = NULL;
     store_array pids = { 0 }, qtys = { 0 };
-    int t = svc_batch_prefetched(b);
-    lb_status st = t >= 0 ? svc_batch_take(b, t, &res, err) : create_look(b, c, NULL, &res, err);
+    lb_status st = create_look(b, c, &res, err);
     if (st != LB_OK)
         goto out;
     if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) { /* a repeat */
@@ -326,30 +318,22 @@ lines_price(store *s, const Layby__V1__SetOrderStatus *c, lb_err *err)
     return st;
 }
 
-/* The order locked and its history entry of the status asked for
- * (ORDER_LOCK): read now into *res, or (res NULL) sent as the prefetch. */
+/* The order locked and its history entry of the status asked for (ORDER_LOCK). */
 static lb_status
-order_lock(svc_batch *b, const Layby__V1__SetOrderStatus *c, int *ticket, PGresult **res,
-           lb_err *err)
+order_lock(svc_batch *b, const Layby__V1__SetOrderStatus *c, PGresult **res, lb_err *err)
 {
     const char *p[] = { c->order_id, c->status };
-    store *s = svc_batch_store(b);
-    if (res == NULL)
-        return store_send(s, ticket, ORDER_SQL(ORDER_SQL_ORDER_LOCK), 2, p, 0, err);
-    return store_exec(s, res, ORDER_SQL(ORDER_SQL_ORDER_LOCK), 2, p, err);
+    return svc_batch_read_first(b, res, ORDER_SQL(ORDER_SQL_ORDER_LOCK), 2, p, err);
 }
 
 lb_status
 order_status_prefetch(svc_batch *b, const svc_item *items, size_t n, lb_err *err)
 {
+    (void)n; /* one: svc_handler.prefetch */
     const Layby__V1__SetOrderStatus *c = (const Layby__V1__SetOrderStatus *)items[0].msg;
-    int t = -1;
-    if (n != 1 || !id_valid(c->order_id) || !order_status_known(c->status))
+    if (!id_valid(c->order_id) || !order_status_known(c->status))
         return LB_OK; /* the handler refuses it without reading */
-    lb_status st = order_lock(b, c, &t, NULL, err);
-    if (st == LB_OK)
-        svc_batch_prefetch_set(b, t);
-    return st;
+    return order_lock(b, c, NULL, err);
 }
 
 static lb_status
@@ -370,8 +354,7 @@ set_one(svc_batch *b, svc_item *it, lb_err *err)
      * snapshot (another instance set the status while this one waited for the
      * lock) is not seen here: the status then is c->status already, which no
      * move allows, and the history is asked again below with a new snapshot. */
-    int t = svc_batch_prefetched(b);
-    lb_status st = t >= 0 ? svc_batch_take(b, t, &res, err) : order_lock(b, c, NULL, &res, err);
+    lb_status st = order_lock(b, c, &res, err);
     if (st != LB_OK)
         goto out;
     if (PQntuples(res) == 0) {

@@ -167,33 +167,29 @@ charge_key(char *key, size_t cap, const Layby__V1__Charge *c)
 }
 
 /* The order locked (invariant 5), then what CHARGE_LOOK finds for this
- * attempt: read now into *res, or (res NULL) sent as the prefetch. */
+ * attempt: the lock leaves right before the look, with it in the prefetch,
+ * or here when nothing was prefetched. */
 static lb_status
-charge_look(svc_batch *b, const Layby__V1__Charge *c, int *ticket, PGresult **res, lb_err *err)
+charge_look(svc_batch *b, const Layby__V1__Charge *c, PGresult **res, lb_err *err)
 {
     char key[128];
     charge_key(key, sizeof key, c);
     const char *lp[] = { c->order_id, c->saga_id, key };
-    store *s = svc_batch_store(b);
-    lb_status st = order_lock(s, c->order_id, err);
-    if (st != LB_OK)
+    lb_status st = LB_OK;
+    if ((res == NULL || !svc_batch_has_prefetched(b)) &&
+        (st = order_lock(svc_batch_store(b), c->order_id, err)) != LB_OK)
         return st;
-    if (res == NULL)
-        return store_send(s, ticket, PAYMENT_SQL(PAYMENT_SQL_CHARGE_LOOK), 3, lp, 0, err);
-    return store_exec(s, res, PAYMENT_SQL(PAYMENT_SQL_CHARGE_LOOK), 3, lp, err);
+    return svc_batch_read_first(b, res, PAYMENT_SQL(PAYMENT_SQL_CHARGE_LOOK), 3, lp, err);
 }
 
 static lb_status
 charge_prefetch(svc_batch *b, const svc_item *items, size_t n, lb_err *err)
 {
+    (void)n; /* one: svc_handler.prefetch */
     const Layby__V1__Charge *c = (const Layby__V1__Charge *)items[0].msg;
-    int t = -1;
-    if (n != 1 || !id_valid(c->order_id) || !id_valid(c->saga_id))
+    if (!id_valid(c->order_id) || !id_valid(c->saga_id))
         return LB_OK; /* the handler refuses it without reading */
-    lb_status st = charge_look(b, c, &t, NULL, err);
-    if (st == LB_OK)
-        svc_batch_prefetch_set(b, t);
-    return st;
+    return charge_look(b, c, NULL, err);
 }
 
 static lb_status
@@ -211,8 +207,7 @@ charge_one(svc_batch *b, svc_item *it, lb_err *err)
     char key[128];
     charge_key(key, sizeof key, c);
     PGresult *res = NULL;
-    int t = svc_batch_prefetched(b);
-    lb_status st = t >= 0 ? svc_batch_take(b, t, &res, err) : charge_look(b, c, NULL, &res, err);
+    lb_status st = charge_look(b, c, &res, err);
     if (st != LB_OK)
         return st;
     st = answer_looked(b, it, c, res, &done, err);
