@@ -80,8 +80,9 @@ typedef struct svc_handler {
      * no svc_def.prefetch), sends the handler's first read with the inbox
      * claim, as svc_def.prefetch does with n = 1: one round trip fewer a
      * message at low rates, where every batch is one message. The message is
-     * not validated yet: send nothing that bad input could make fail. The
-     * handler reads for itself when svc_batch_prefetched() gives -1. */
+     * not validated yet: send nothing that bad input could make fail. Both
+     * sides read through svc_batch_read_first(), which in a larger batch
+     * reads in the handler. */
     svc_prefetch_fn prefetch;
 } svc_handler;
 

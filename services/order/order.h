@@ -104,9 +104,8 @@ lb_status order_audit(svc_query *q, const ProtobufCMessage *req, ProtobufCMessag
  * opened (one statement, ORDER_SQL_ORDER_FULL, on s: a query's connection or
  * a batch's transaction, which sees its own writes, and waits for the
  * statements sent before it). member_id "" is any member's; another member's
- * order is LB_ERR_NOT_FOUND. *out is the caller's; owner (ID_STR_LEN, or
- * NULL) gets the order's member id, which Order does not carry. */
-lb_status order_view_read(Layby__V1__Order **out, char *owner, store *s, const char *order_id,
+ * order is LB_ERR_NOT_FOUND. *out is the caller's. */
+lb_status order_view_read(Layby__V1__Order **out, store *s, const char *order_id,
                           const char *member_id, lb_err *err);
 
 /* True when an order may go from status `from` to `to` (DESIGN §6). */

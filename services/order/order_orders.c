@@ -118,12 +118,12 @@ wants_order(const Layby__V1__SetOrderStatus *c, const svc_item *it)
 /* The order as GetOrder would show it now, read in this transaction (after
  * the move), becomes the item's answer (svc_emit_answer() keeps it): the
  * edge's place answers with it instead of asking the order back, a query
- * round trip after the commit. owner (ID_STR_LEN or NULL) gets its member. */
+ * round trip after the commit. */
 static lb_status
-answer_order(svc_batch *b, svc_item *it, const char *order_id, char *owner, lb_err *err)
+answer_order(svc_batch *b, svc_item *it, const char *order_id, lb_err *err)
 {
     Layby__V1__Order *view = NULL;
-    lb_status st = order_view_read(&view, owner, svc_batch_store(b), order_id, "", err);
+    lb_status st = order_view_read(&view, svc_batch_store(b), order_id, "", err);
     if (st == LB_OK)
         it->reply = &view->base;
     return st;
@@ -136,7 +136,7 @@ emit_status_set(svc_batch *b, svc_item *it, const Layby__V1__SetOrderStatus *c, 
     lb_status st = emit_notify(b, it, c, total, err);
     if (st != LB_OK)
         return st;
-    if (wants_order(c, it) && (st = answer_order(b, it, c->order_id, NULL, err)) != LB_OK)
+    if (wants_order(c, it) && (st = answer_order(b, it, c->order_id, err)) != LB_OK)
         return st; /* a repeat: the order as it is now */
     Layby__V1__OrderStatusSet ev = LAYBY__V1__ORDER_STATUS_SET__INIT;
     ev.saga_id = c->saga_id;
@@ -420,26 +420,22 @@ set_one(svc_batch *b, svc_item *it, lb_err *err)
     if (wants_order(c, it)) {
         /* The move is sent without waiting and the order read behind it: one
          * round trip for both, and the read gives the total and the member. */
-        char owner[ID_STR_LEN];
         if ((st = store_exec(s, NULL, ORDER_SQL(ORDER_SQL_ORDER_SET), 6, sp, err)) != LB_OK ||
-            (st = answer_order(b, it, c->order_id, owner, err)) != LB_OK)
+            (st = answer_order(b, it, c->order_id, err)) != LB_OK)
             goto out;
-        st = emit_status_set(b, it, c, ((const Layby__V1__Order *)it->reply)->total, owner, when,
+        st = emit_status_set(b, it, c, ((const Layby__V1__Order *)it->reply)->total, member, when,
                              err);
         goto out;
     }
-    if (c->n_lines == 0) {
-        /* The total and the member are the locked row's (only lines_price
-         * changes the total): the move need not be waited for, its failure
-         * fails the commit. */
-        if ((st = store_exec(s, NULL, ORDER_SQL(ORDER_SQL_ORDER_SET), 6, sp, err)) != LB_OK)
-            goto out;
-        st = emit_status_set(b, it, c, total, member, when, err);
+    /* Without lines the total and the member are the locked row's (only
+     * lines_price changes the total): the move is not waited for, and its
+     * failure fails the commit. With lines, the total it wrote is read back. */
+    if ((st = store_exec(s, c->n_lines > 0 ? &res : NULL, ORDER_SQL(ORDER_SQL_ORDER_SET), 6, sp,
+                         err)) != LB_OK)
         goto out;
-    }
-    if ((st = store_exec(s, &res, ORDER_SQL(ORDER_SQL_ORDER_SET), 6, sp, err)) != LB_OK)
-        goto out;
-    st = emit_status_set(b, it, c, atoll(PQgetvalue(res, 0, 0)), PQgetvalue(res, 0, 1), when, err);
+    if (res != NULL)
+        total = atoll(PQgetvalue(res, 0, 0));
+    st = emit_status_set(b, it, c, total, member, when, err);
 out:
     store_array_free(&shorts);
     PQclear(res);

@@ -192,8 +192,8 @@ kind_start(const PGresult *res, int from, int kind)
 }
 
 lb_status
-order_view_read(Layby__V1__Order **out, char *owner, store *s, const char *order_id,
-                const char *member_id, lb_err *err)
+order_view_read(Layby__V1__Order **out, store *s, const char *order_id, const char *member_id,
+                lb_err *err)
 {
     PGresult *res = NULL;
     const char *p[] = { order_id };
@@ -207,8 +207,6 @@ order_view_read(Layby__V1__Order **out, char *owner, store *s, const char *order
         PQclear(res);
         return lb_err_set(err, LB_ERR_NOT_FOUND, "no such order");
     }
-    if (owner != NULL)
-        snprintf(owner, ID_STR_LEN, "%s", PQgetvalue(res, 0, FULL_COLS + 1));
     int lines = kind_start(res, 1, 1), events = kind_start(res, lines, 2);
     Layby__V1__Order *o = NULL;
     if ((st = order_from_row(&o, res, 0, FULL_COLS, err)) == LB_OK &&
@@ -233,7 +231,7 @@ order_get(svc_query *q, const ProtobufCMessage *req, ProtobufCMessage **reply, l
         return lb_err_set(err, LB_ERR_NOT_FOUND, "no such order");
     if (g->member_id[0] != '\0' && !id_valid(g->member_id))
         return lb_err_field(err, LB_ERR_INVALID, "memberId", "memberId must be a UUID");
-    return order_view_read((Layby__V1__Order **)reply, NULL, svc_query_store(q), g->order_id,
+    return order_view_read((Layby__V1__Order **)reply, svc_query_store(q), g->order_id,
                            g->member_id, err);
 }
 

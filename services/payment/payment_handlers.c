@@ -170,10 +170,8 @@ charge_key(char *key, size_t cap, const Layby__V1__Charge *c)
  * attempt: the lock leaves right before the look, with it in the prefetch,
  * or here when nothing was prefetched. */
 static lb_status
-charge_look(svc_batch *b, const Layby__V1__Charge *c, PGresult **res, lb_err *err)
+charge_look(svc_batch *b, const Layby__V1__Charge *c, const char *key, PGresult **res, lb_err *err)
 {
-    char key[128];
-    charge_key(key, sizeof key, c);
     const char *lp[] = { c->order_id, c->saga_id, key };
     lb_status st = LB_OK;
     if ((res == NULL || !svc_batch_has_prefetched(b)) &&
@@ -189,7 +187,9 @@ charge_prefetch(svc_batch *b, const svc_item *items, size_t n, lb_err *err)
     const Layby__V1__Charge *c = (const Layby__V1__Charge *)items[0].msg;
     if (!id_valid(c->order_id) || !id_valid(c->saga_id))
         return LB_OK; /* the handler refuses it without reading */
-    return charge_look(b, c, NULL, err);
+    char key[128];
+    charge_key(key, sizeof key, c);
+    return charge_look(b, c, key, NULL, err);
 }
 
 static lb_status
@@ -207,7 +207,7 @@ charge_one(svc_batch *b, svc_item *it, lb_err *err)
     char key[128];
     charge_key(key, sizeof key, c);
     PGresult *res = NULL;
-    lb_status st = charge_look(b, c, &res, err);
+    lb_status st = charge_look(b, c, key, &res, err);
     if (st != LB_OK)
         return st;
     st = answer_looked(b, it, c, res, &done, err);
