@@ -428,6 +428,34 @@ refund(const char *saga, uint32_t step, const char *order, int64_t amount,
                 (ProtobufCMessage **)out, err);
 }
 
+/* A lone command whose ids are not UUIDs is refused at once: the read that
+ * goes with its inbox claim (svc_handler.prefetch) is not sent for it, since
+ * it would fail the whole transaction on the cast and the command would be
+ * retried until it is dead-lettered. */
+Test(order_services, lone_commands_with_malformed_ids_are_refused_at_once)
+{
+    char saga[ID_STR_LEN], member[ID_STR_LEN], address[ID_STR_LEN], product[ID_STR_LEN];
+    id_new(saga);
+    SAGA = saga;
+    id_new(member);
+    id_new(address);
+    id_new(product);
+    lb_err err;
+    order_create("not-a-uuid", member, address, product, LB_ERR_INVALID, &err);
+    char order[ID_STR_LEN];
+    id_new(order);
+    order_create(order, member, "not-a-uuid", product, LB_ERR_NOT_FOUND, &err);
+    cr_assert_str_eq(err.field, "addressId");
+    cr_assert_eq(set_status("not-a-uuid", "PAID", NULL, 0, &err), LB_ERR_NOT_FOUND);
+    cr_assert_eq(set_status(order, "SHIPPED?", NULL, 0, &err), LB_ERR_INVALID);
+    cr_assert_eq(charge(saga, 1, "not-a-uuid", "tok_visa", NULL, &err), LB_ERR_INVALID);
+    cr_assert_eq(charge("not-a-uuid", 1, order, "tok_visa", NULL, &err), LB_ERR_INVALID);
+    cr_assert_eq(tsupport_metric(procs[0].port, "layby_svc_batch_retries_total{service=\"order\"}"),
+                 0);
+    cr_assert_eq(
+        tsupport_metric(procs[1].port, "layby_svc_batch_retries_total{service=\"payment\"}"), 0);
+}
+
 /* SetOrderStatus with answer_order (the place saga's payable step) answers
  * its requester with the order as GetOrder shows it, read in the move's
  * transaction: the edge's place answers with it and reads nothing back. A
