@@ -15,6 +15,10 @@
 static const char OUTBOX_SQL_INBOX_CLAIM[] =
     "INSERT INTO inbox (msg_id) SELECT unnest($1::text[]) "
     "ON CONFLICT DO NOTHING RETURNING msg_id";
+/* The claim of a speculative batch (svc.h svc_speculate_fn): a duplicate
+ * fails the transaction, which then runs again the ordinary way. */
+static const char OUTBOX_SQL_INBOX_CLAIM_ALL[] =
+    "INSERT INTO inbox (msg_id) SELECT unnest($1::text[])";
 static const char OUTBOX_SQL_INSERT[] =
     "INSERT INTO outbox (id, subject, msg_type, correlation, causation, actor, reply, traceparent, body) "
     "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
@@ -22,13 +26,15 @@ static const char OUTBOX_SQL_INSERT[] =
 
 const store_stmt outbox_stmts[] = {
     { "outbox_inbox_claim", OUTBOX_SQL_INBOX_CLAIM },
+    { "outbox_inbox_claim_all", OUTBOX_SQL_INBOX_CLAIM_ALL },
     { "outbox_insert",      OUTBOX_SQL_INSERT },
 };
 /* clang-format on */
 const size_t outbox_stmts_len = LB_COUNTOF(outbox_stmts);
 
-lb_status
-inbox_claim_send(store *s, const char *const *ids, size_t n, int *ticket, lb_err *err)
+/* ticket NULL: the strict claim, sent without keeping its (empty) result. */
+static lb_status
+claim_send(store *s, const char *const *ids, size_t n, int *ticket, lb_err *err)
 {
     store_array a = { 0 };
     store_array_begin(&a);
@@ -40,9 +46,22 @@ inbox_claim_send(store *s, const char *const *ids, size_t n, int *ticket, lb_err
         return lb_err_set(err, LB_ERR_NOMEM, "inbox ids");
     }
     const char *params[] = { a.p };
-    lb_status st = store_send(s, ticket, "outbox_inbox_claim", 1, params, 0, err);
+    lb_status st = ticket != NULL ? store_send(s, ticket, "outbox_inbox_claim", 1, params, 0, err)
+                                  : store_exec(s, NULL, "outbox_inbox_claim_all", 1, params, err);
     store_array_free(&a);
     return st;
+}
+
+lb_status
+inbox_claim_send(store *s, const char *const *ids, size_t n, int *ticket, lb_err *err)
+{
+    return claim_send(s, ids, n, ticket, err);
+}
+
+lb_status
+inbox_claim_all_send(store *s, const char *const *ids, size_t n, lb_err *err)
+{
+    return claim_send(s, ids, n, NULL, err);
 }
 
 lb_status

@@ -44,6 +44,8 @@ extern const size_t outbox_stmts_len;
  * marks which of the n ids are new: fresh[i] is true for the first occurrence
  * of an id not seen before. */
 lb_status inbox_claim_send(store *s, const char *const *ids, size_t n, int *ticket, lb_err *err);
+/* The claim of a speculative batch: every id new, or the transaction fails. */
+lb_status inbox_claim_all_send(store *s, const char *const *ids, size_t n, lb_err *err);
 lb_status inbox_claim_fresh(store *s, int ticket, const char *const *ids, size_t n, bool *fresh,
                             lb_err *err);
 

@@ -158,6 +158,13 @@ svc_new(svc **out, const svc_def *def, const svc_cfg *cfg, lb_err *err)
         [SVC__PHASE_HANDLE] = "handle", [SVC__PHASE_WRITE] = "write",
         [SVC__PHASE_COMMIT] = "commit", [SVC__PHASE_SETTLE] = "settle",
     };
+    char sl[160];
+    snprintf(sl, sizeof sl, "%s,result=\"committed\"", labels);
+    s->m_spec_ok = metrics_counter("layby_svc_speculations_total", sl,
+                                   "batches run from what the service remembers (svc.h)");
+    snprintf(sl, sizeof sl, "%s,result=\"failed\"", labels);
+    s->m_spec_failed = metrics_counter("layby_svc_speculations_total", sl,
+                                       "batches run from what the service remembers (svc.h)");
     for (size_t i = 0; i < SVC__PHASES; i++) {
         char pl[160];
         snprintf(pl, sizeof pl, "%s,phase=\"%s\"", labels, phase_names[i]);

@@ -72,6 +72,19 @@ typedef lb_status (*svc_handler_fn)(svc_batch *b, svc_item *items, size_t n, lb_
  * items[].outcome is ignored here. */
 typedef lb_status (*svc_prefetch_fn)(svc_batch *b, const svc_item *items, size_t n, lb_err *err);
 
+/* Optional, per service (the orchestrator): whether the handlers can decide
+ * every message of a batch from what the service remembers, without reading
+ * first. Then the batch is one round trip instead of two: BEGIN, an inbox
+ * claim that fails on a duplicate instead of skipping it, the handlers' writes,
+ * the outbox rows and COMMIT leave together, and the handlers (which see
+ * svc_batch_speculative()) must send, before their writes, a check that fails
+ * the transaction when what they remembered is no longer so. On any failure
+ * the batch is rolled back and runs again at once the ordinary way
+ * (layby_svc_speculations_total{result}); a worker whose speculations keep
+ * failing (another instance moves the same rows) asks less often. Called
+ * before the transaction, on the worker's thread; items[].outcome is ignored. */
+typedef bool (*svc_speculate_fn)(const svc_item *items, size_t n);
+
 typedef struct svc_handler {
     const char *subject;                    /* exact subject the message arrives on */
     const ProtobufCMessageDescriptor *desc; /* body type; NULL = decode by Layby-Type */
@@ -139,8 +152,9 @@ typedef struct svc_def {
     size_t n_queries;
     const store_stmt *stmts; /* prepared on every connection of the service */
     size_t n_stmts;
-    svc_prefetch_fn prefetch; /* NULL = none */
-    svc_tick_fn tick;         /* NULL = none */
+    svc_prefetch_fn prefetch;   /* NULL = none */
+    svc_speculate_fn speculate; /* NULL = never */
+    svc_tick_fn tick;           /* NULL = none */
     int64_t tick_interval_ms;
     svc_housekeep_fn housekeep; /* NULL = none; runs only where a tick runs */
     cfg_group opts; /* the daemon's own settings besides svc_cfg ({NULL, NULL, 0} = none) */
@@ -203,7 +217,7 @@ store *svc_batch_store(svc_batch *b);
  * mark of a transaction is a subtransaction, so set one per unit of work
  * only on a path that needs it, not in the hot path. */
 typedef struct svc_mark {
-    size_t n_out, n_replies;
+    size_t n_out, n_replies, n_hooks;
 } svc_mark;
 /* Sets the savepoint; waits for the statements in flight and reports their
  * failure, as svc_batch_check() does. */
@@ -226,6 +240,13 @@ lb_status svc_batch_read_first(svc_batch *b, PGresult **out, const char *name, i
 /* Whether a prefetched read waits for the handler (svc_batch_prefetched()
  * would give its ticket). */
 bool svc_batch_has_prefetched(const svc_batch *b);
+/* Whether this batch runs from what the service remembers (svc_speculate_fn). */
+bool svc_batch_speculative(const svc_batch *b);
+/* Calls fn(arg, true) once the batch's transaction committed, or fn(arg,
+ * false) when it rolls back or svc_batch_undo() drops the part it was set in
+ * (also when this call fails): once either way, so arg may be freed there. */
+typedef void (*svc_commit_fn)(void *arg, bool committed);
+lb_status svc_batch_on_commit(svc_batch *b, svc_commit_fn fn, void *arg, lb_err *err);
 /* Queues msg for the outbox of this transaction; published after commit.
  * env comes from bus_envelope_init(), usually with the item's envelope as cause. */
 lb_status svc_emit(svc_batch *b, const char *subject, const bus_envelope *env,

@@ -31,6 +31,16 @@ svc__batch_init(svc_batch *b, svc *s, store *db)
     outbox_buf_init(&b->out);
 }
 
+/* Ends the hooks from the n-th on: told whether their part committed. */
+static void
+hooks_end(svc_batch *b, size_t n, bool committed)
+{
+    for (size_t i = n; i < b->n_hooks; i++)
+        b->hooks[i].fn(b->hooks[i].arg, committed);
+    if (n < b->n_hooks)
+        b->n_hooks = n;
+}
+
 void
 svc__batch_reset(svc_batch *b)
 {
@@ -38,7 +48,9 @@ svc__batch_reset(svc_batch *b)
     for (size_t i = 0; i < b->n_replies; i++)
         natsMsg_Destroy(b->replies[i].msg);
     b->n_replies = 0;
+    hooks_end(b, 0, false);
     b->prefetch_ticket = -1;
+    b->speculative = false;
 }
 
 void
@@ -47,6 +59,7 @@ svc__batch_destroy(svc_batch *b)
     svc__batch_reset(b);
     outbox_buf_destroy(&b->out);
     free(b->replies);
+    free(b->hooks);
 }
 
 void
@@ -58,6 +71,7 @@ svc__batch_after_commit(svc_batch *b)
         natsMsg_Destroy(b->replies[i].msg);
     }
     b->n_replies = 0;
+    hooks_end(b, 0, true);
     if (b->s->relay != NULL)
         outbox_relay_hand(b->s->relay, &b->out);
     outbox_buf_reset(&b->out);
@@ -74,6 +88,7 @@ svc_batch_mark(svc_batch *b, svc_mark *m, lb_err *err)
 {
     m->n_out = b->out.n;
     m->n_replies = b->n_replies;
+    m->n_hooks = b->n_hooks;
     return store_exec_sql(b->db, "SAVEPOINT svc_mark", err);
 }
 
@@ -91,10 +106,34 @@ svc_batch_undo(svc_batch *b, const svc_mark *m, lb_err *err)
         natsMsg_Destroy(b->replies[i].msg);
     if (m->n_replies < b->n_replies)
         b->n_replies = m->n_replies;
+    hooks_end(b, m->n_hooks, false);
     /* Ends the aborted pipeline run first (store_flush reads up to its sync). */
     lb_err ignored;
     store_flush(b->db, &ignored);
     return store_exec_sql(b->db, "ROLLBACK TO SAVEPOINT svc_mark", err);
+}
+
+bool
+svc_batch_speculative(const svc_batch *b)
+{
+    return b->speculative;
+}
+
+lb_status
+svc_batch_on_commit(svc_batch *b, svc_commit_fn fn, void *arg, lb_err *err)
+{
+    if (b->n_hooks == b->cap_hooks) {
+        size_t cap = b->cap_hooks ? b->cap_hooks * 2 : 4;
+        svc__commit_hook *h = realloc(b->hooks, cap * sizeof *h);
+        if (h == NULL) {
+            fn(arg, false);
+            return lb_err_set(err, LB_ERR_NOMEM, "commit hook");
+        }
+        b->hooks = h;
+        b->cap_hooks = cap;
+    }
+    b->hooks[b->n_hooks++] = (svc__commit_hook){ fn, arg };
+    return LB_OK;
 }
 
 void
@@ -425,50 +464,69 @@ phase_end(svc__worker *w, svc__phase p, int64_t *t)
     *t = now;
 }
 
-/* Runs es[0..k) in one transaction. On LB_OK everything committed, replies
- * went out and the messages were acked. */
+/* The items of es[0..k) as a prefetch or speculate hook sees them. */
+static void
+items_of(svc_item *items, entry **es, size_t k, int64_t now)
+{
+    for (size_t i = 0; i < k; i++)
+        items[i] = (svc_item){ .subject = natsMsg_GetSubject(es[i]->m),
+                               .env = &es[i]->env,
+                               .msg = es[i]->msg,
+                               .now_ms = now };
+}
+
+/* Runs es[0..k) in one transaction, items having room for k. On LB_OK
+ * everything committed, replies went out and the messages were acked.
+ *
+ * The ordinary way is two round trips: BEGIN, the inbox claim and the
+ * prefetched reads; then the handlers' writes, the outbox rows and COMMIT.
+ * Speculative (svc_speculate_fn), the first one's wait is skipped: the strict
+ * claim and the handlers' check travel with the writes, so a duplicate or a
+ * stale memory fails the COMMIT, and nothing of the batch is kept. */
 static lb_status
-run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
+run_tx_once(svc__worker *w, entry **es, size_t k, svc_item *items, bool speculative, int64_t now,
+            lb_err *err)
 {
     svc_batch *b = &w->b;
     const char *ids_stack[256];
     bool fresh_stack[256];
-    svc_item items_stack[64];
     const char **ids = k <= 256 ? ids_stack : malloc(k * sizeof *ids);
     bool *fresh = k <= 256 ? fresh_stack : malloc(k * sizeof *fresh);
-    svc_item *items = k <= 64 ? items_stack : malloc(k * sizeof *items);
     size_t n_items = 0;
     lb_status st = LB_OK;
-    if (ids == NULL || fresh == NULL || items == NULL) {
+    if (ids == NULL || fresh == NULL) {
         st = lb_err_set(err, LB_ERR_NOMEM, "batch arrays");
         goto out_free;
     }
     for (size_t i = 0; i < k; i++)
         ids[i] = es[i]->env.msg_id;
-    int64_t now = lb_now_ms();
     int64_t t = lb_mono_us();
     svc__batch_reset(b);
     int claim = -1;
     if ((st = store_begin(w->db, err)) != LB_OK)
         goto out_free;
-    if ((st = inbox_claim_send(w->db, ids, k, &claim, err)) != LB_OK)
-        goto out_rollback;
-    svc_prefetch_fn prefetch = w->s->def->prefetch;
-    if (prefetch == NULL && k == 1)
-        prefetch = es[0]->h->prefetch;
-    if (prefetch != NULL) {
+    if (speculative) {
+        b->speculative = true;
+        if ((st = inbox_claim_all_send(w->db, ids, k, err)) != LB_OK)
+            goto out_rollback;
         for (size_t i = 0; i < k; i++)
-            items[i] = (svc_item){ .subject = natsMsg_GetSubject(es[i]->m),
-                                   .env = &es[i]->env,
-                                   .msg = es[i]->msg,
-                                   .now_ms = now };
-        if ((st = prefetch(b, items, k, err)) != LB_OK)
+            fresh[i] = true;
+    } else {
+        if ((st = inbox_claim_send(w->db, ids, k, &claim, err)) != LB_OK)
+            goto out_rollback;
+        svc_prefetch_fn prefetch = w->s->def->prefetch;
+        if (prefetch == NULL && k == 1)
+            prefetch = es[0]->h->prefetch;
+        if (prefetch != NULL) {
+            items_of(items, es, k, now);
+            if ((st = prefetch(b, items, k, err)) != LB_OK)
+                goto out_rollback;
+        }
+        /* One round trip: BEGIN, the inbox claim and the prefetched reads. */
+        if ((st = store_flush(w->db, err)) != LB_OK ||
+            (st = inbox_claim_fresh(w->db, claim, ids, k, fresh, err)) != LB_OK)
             goto out_rollback;
     }
-    /* One round trip: BEGIN, the inbox claim and the prefetched reads. */
-    if ((st = store_flush(w->db, err)) != LB_OK ||
-        (st = inbox_claim_fresh(w->db, claim, ids, k, fresh, err)) != LB_OK)
-        goto out_rollback;
     phase_end(w, SVC__PHASE_READ, &t);
     if ((st = handlers_run(w, es, k, fresh, now, items, &n_items, err)) != LB_OK)
         goto out_rollback;
@@ -488,13 +546,47 @@ out_rollback:
     store_rollback(w->db);
     svc__batch_reset(b);
 out_free:
-    for (size_t i = 0; items != NULL && i < n_items; i++)
+    for (size_t i = 0; i < n_items; i++)
         if (items[i].reply != NULL)
             protobuf_c_message_free_unpacked(items[i].reply, NULL);
     if (ids != ids_stack)
         free(ids);
     if (fresh != fresh_stack)
         free(fresh);
+    return st;
+}
+
+/* Runs es[0..k) in one transaction: speculative first when the service says
+ * it can (svc_speculate_fn), and on any failure of that at once the ordinary
+ * way, so a speculation costs a failing batch one round trip and never a
+ * delivery. */
+static lb_status
+run_tx(svc__worker *w, entry **es, size_t k, lb_err *err)
+{
+    svc_item items_stack[64];
+    svc_item *items = k <= 64 ? items_stack : malloc(k * sizeof *items);
+    if (items == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "batch items");
+    int64_t now = lb_now_ms();
+    svc_speculate_fn speculate = w->s->def->speculate;
+    bool spec = false;
+    if (speculate != NULL && w->spec_credit < 0) {
+        w->spec_credit++;
+    } else if (speculate != NULL) {
+        items_of(items, es, k, now);
+        spec = speculate(items, k);
+    }
+    lb_status st = LB_ERR_INTERNAL;
+    if (spec) {
+        st = run_tx_once(w, es, k, items, true, now, err);
+        metrics_add(st == LB_OK ? w->s->m_spec_ok : w->s->m_spec_failed, 1);
+        if (st != LB_OK)
+            w->spec_credit -= SVC__SPEC_PENALTY;
+        else if (w->spec_credit < SVC__SPEC_CREDIT_MAX)
+            w->spec_credit++;
+    }
+    if (st != LB_OK)
+        st = run_tx_once(w, es, k, items, false, now, err);
     if (items != items_stack)
         free(items);
     return st;

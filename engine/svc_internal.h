@@ -56,7 +56,8 @@ struct svc {
     svc__durable *durables; /* one per def->consumers[], same order */
     metrics_metric *m_handled, *m_duplicates, *m_redelivered, *m_dead, *m_retries, *m_batch;
     metrics_metric *m_db_waits, *m_queries, *m_query_lat, *m_progress;
-    metrics_metric *m_phase[SVC__PHASES]; /* layby_svc_phase_seconds{phase=...} */
+    metrics_metric *m_spec_ok, *m_spec_failed; /* layby_svc_speculations_total{result} */
+    metrics_metric *m_phase[SVC__PHASES];      /* layby_svc_phase_seconds{phase=...} */
 };
 
 /* Session of a consumer thread's connection. Its statements are the batch's:
@@ -74,19 +75,28 @@ typedef struct svc__pending_reply {
     natsMsg *msg;
 } svc__pending_reply;
 
+/* An svc_batch_on_commit() call waiting for the transaction's end. */
+typedef struct svc__commit_hook {
+    svc_commit_fn fn;
+    void *arg;
+} svc__commit_hook;
+
 struct svc_batch {
     svc *s;
     store *db;
     outbox_buf out;
     svc__pending_reply *replies;
     size_t n_replies, cap_replies;
+    svc__commit_hook *hooks;
+    size_t n_hooks, cap_hooks;
     int prefetch_ticket; /* -1 = none */
+    bool speculative;    /* svc_speculate_fn said yes for this transaction */
 };
 
 void svc__batch_init(svc_batch *b, svc *s, store *db);
-void svc__batch_reset(svc_batch *b); /* drops queued rows and replies (rollback) */
+void svc__batch_reset(svc_batch *b); /* drops queued rows, replies and hooks (rollback) */
 void svc__batch_destroy(svc_batch *b);
-/* After commit: sends the queued replies and wakes the relay. */
+/* After commit: sends the queued replies, runs the commit hooks, wakes the relay. */
 void svc__batch_after_commit(svc_batch *b);
 
 /* The batch a consumer thread has in hand, seen by the progress thread
@@ -120,7 +130,13 @@ typedef struct svc__worker {
      * handled as the next batches, oldest first. */
     natsMsgList held[4];
     int n_held;
+    /* Speculation's credit (svc_speculate_fn): +1 a batch that committed so,
+     * -SVC__SPEC_PENALTY one that failed; below 0 the worker does not ask, and
+     * each batch it runs the ordinary way earns 1 back. */
+    int spec_credit;
 } svc__worker;
+#define SVC__SPEC_PENALTY    8
+#define SVC__SPEC_CREDIT_MAX 32
 
 void svc__worker_init(svc__worker *w, svc *s, store *db, const svc_consumer *c, svc__durable *d,
                       svc__inflight *inflight);

@@ -16,7 +16,7 @@
 #include "engine/saga.h"
 #include "engine/svc.h"
 
-#define SAGA_ORCH_STMTS_COUNT 6
+#define SAGA_ORCH_STMTS_COUNT 7
 extern const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT];
 /* The admin reads it answers (saga_orch_admin.c): layby.qry.orchestrator.saga_list|saga_show. */
 #define SAGA_ORCH_QUERIES_COUNT 3
@@ -42,6 +42,28 @@ lb_status saga_orch_apply(svc_batch *b, saga_orch_input *ins, size_t n, lb_err *
  * saga_orch_apply() reads the rows from it. */
 lb_status saga_orch_lock_send(svc_batch *b, const char (*ids)[ID_STR_LEN], size_t n, lb_err *err);
 
+/* A saga's row as this orchestrator last wrote it (saga_orch_mem.c): what
+ * saga_write stored, owned buffers. */
+typedef struct saga_mem_row {
+    saga_status status;
+    const char *start_type; /* a codec descriptor's name (static) */
+    uint8_t *state, *start;
+    size_t state_len, start_len;
+} saga_mem_row;
+void saga_orch_mem_row_free(saga_mem_row *r);
+/* Whether saga id's row is remembered. */
+bool saga_orch_mem_has(const char *id);
+/* A copy of saga id's remembered row into *out (the caller's to free), or
+ * *found false. */
+lb_status saga_orch_mem_get(const char *id, saga_mem_row *out, bool *found, lb_err *err);
+/* The rows one transaction writes, remembered once it commits:
+ * saga_orch_mem_batch_add() takes r's buffers (*b created on first use), and
+ * saga_orch_mem_batch_commit(b, committed) is the svc_batch_on_commit() hook
+ * that stores them (or drops them) and frees b. */
+typedef struct saga_mem_batch saga_mem_batch;
+lb_status saga_orch_mem_batch_add(saga_mem_batch **b, const char *id, saga_mem_row *r, lb_err *err);
+void saga_orch_mem_batch_commit(void *arg, bool committed);
+
 /* The saga types this orchestrator runs (saga_orch_types.c): sagas/ and, in a
  * test build, tests/sagas/. saga_orch_init() registers them and derives
  * saga_orch_def's consumers and handler rows; call it once before threads. */
@@ -51,6 +73,7 @@ lb_status saga_orch_init(lb_err *err);
  * version; NULL if none. */
 const saga_type *saga_orch_start_type(const char *subject);
 /* The handler of every row (saga_orch_handlers.c). */
+bool saga_orch_speculate(const svc_item *items, size_t n);
 lb_status saga_orch_on_input(svc_batch *b, svc_item *items, size_t n, lb_err *err);
 
 /* Builders (saga_orch_msg.c). *out is the caller's. */

@@ -113,6 +113,32 @@ saga_orch_lock_send(svc_batch *b, const char (*ids)[ID_STR_LEN], size_t n, lb_er
     return s;
 }
 
+/* Fills sl from a stored row: its state, and its start command (type name
+ * and bytes, kept raw for the memory). */
+static lb_status
+slot_fill(slot *sl, const uint8_t *state, size_t state_len, const char *start_type,
+          const uint8_t *start, size_t start_len, lb_err *err)
+{
+    lb_status s = saga_state_unpack(&sl->state, state, state_len, err);
+    if (s != LB_OK)
+        return s;
+    if ((s = saga_registry_for(&sl->t, saga_orch_registry(), &sl->state, err)) != LB_OK)
+        return s;
+    const ProtobufCMessageDescriptor *d = codec_type_find(start_type);
+    if (d == NULL)
+        return lb_err_set(err, LB_ERR_DECODE, "saga %s: unknown start type %s", sl->id, start_type);
+    if ((s = codec_unpack(&sl->start, d, start, start_len, err)) != LB_OK)
+        return s;
+    if ((sl->start_buf = malloc(start_len ? start_len : 1)) == NULL)
+        return lb_err_set(err, LB_ERR_NOMEM, "start copy");
+    memcpy(sl->start_buf, start, start_len);
+    sl->start_len = start_len;
+    sl->start_type = d->name;
+    sl->exists = true;
+    sl->stored = true;
+    return LB_OK;
+}
+
 /* Loads and locks the rows of every saga named; unknown ones stay !exists.
  * The rows come from the batch's prefetch when it ran (saga_orch_prefetch():
  * same lock, one round trip fewer), else from a lock statement now. */
@@ -136,28 +162,68 @@ load(svc_batch *b, slot *slots, size_t n, lb_err *err)
     }
     for (int row = 0; row < PQntuples(r) && s == LB_OK; row++) {
         slot *sl = slot_find(slots, n, PQgetvalue(r, row, 0));
-        if (sl == NULL)
-            continue;
-        s = saga_state_unpack(&sl->state, (const uint8_t *)PQgetvalue(r, row, 1),
-                              (size_t)PQgetlength(r, row, 1), err);
-        if (s != LB_OK)
-            break;
-        if ((s = saga_registry_for(&sl->t, saga_orch_registry(), &sl->state, err)) != LB_OK)
-            break;
-        const ProtobufCMessageDescriptor *d = codec_type_find(PQgetvalue(r, row, 2));
-        if (d == NULL) {
-            s = lb_err_set(err, LB_ERR_DECODE, "saga %s: unknown start type %s", sl->id,
-                           PQgetvalue(r, row, 2));
-            break;
-        }
-        s = codec_unpack(&sl->start, d, (const uint8_t *)PQgetvalue(r, row, 3),
-                         (size_t)PQgetlength(r, row, 3), err);
-        sl->start_type = d->name;
-        sl->exists = true;
-        sl->stored = true;
+        if (sl != NULL)
+            s = slot_fill(sl, (const uint8_t *)PQgetvalue(r, row, 1),
+                          (size_t)PQgetlength(r, row, 1), PQgetvalue(r, row, 2),
+                          (const uint8_t *)PQgetvalue(r, row, 3), (size_t)PQgetlength(r, row, 3),
+                          err);
     }
     PQclear(r);
     return s;
+}
+
+/* A speculative batch (svc.h svc_speculate_fn): the rows as this orchestrator
+ * last wrote them (saga_orch_mem.c) instead of a read, and saga_unchanged sent
+ * ahead of the batch's writes, which locks them as load() would and fails the
+ * transaction if any of them moved since. A saga not remembered stays
+ * !exists: a START then inserts it (and fails on the key if it was there
+ * after all); any other input for it fails the speculation (check_remembered()). */
+static lb_status
+load_remembered(svc_batch *b, slot *slots, size_t n, lb_err *err)
+{
+    store_array ids = { 0 }, states = { 0 }, statuses = { 0 };
+    store_array *arrays[] = { &ids, &states, &statuses };
+    for (size_t i = 0; i < LB_COUNTOF(arrays); i++)
+        store_array_begin(arrays[i]);
+    size_t held = 0;
+    lb_status s = LB_OK;
+    for (size_t i = 0; i < n && s == LB_OK; i++) {
+        saga_mem_row r;
+        bool found = false;
+        if ((s = saga_orch_mem_get(slots[i].id, &r, &found, err)) != LB_OK || !found)
+            continue;
+        s = slot_fill(&slots[i], r.state, r.state_len, r.start_type, r.start, r.start_len, err);
+        store_array_text(&ids, slots[i].id);
+        store_array_bytea(&states, r.state, r.state_len);
+        store_array_text(&statuses, saga_status_name(r.status));
+        held++;
+        saga_orch_mem_row_free(&r);
+    }
+    const char *p[LB_COUNTOF(arrays)];
+    bool oom = false;
+    for (size_t i = 0; i < LB_COUNTOF(arrays); i++) {
+        store_array_end(arrays[i]);
+        oom |= arrays[i]->oom;
+        p[i] = arrays[i]->p;
+    }
+    if (s == LB_OK && oom)
+        s = lb_err_set(err, LB_ERR_NOMEM, "remembered rows");
+    if (s == LB_OK && held > 0)
+        s = store_exec(svc_batch_store(b), NULL, "saga_unchanged", (int)LB_COUNTOF(arrays), p, err);
+    for (size_t i = 0; i < LB_COUNTOF(arrays); i++)
+        store_array_free(arrays[i]);
+    return s;
+}
+
+/* A speculative batch decides only inputs whose saga was remembered, or that
+ * start one: anything else needs the row read. */
+static lb_status
+check_remembered(const saga_orch_input *ins, size_t n, slot *slots, size_t ns, lb_err *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ins[i].in.kind != SAGA_IN_START && !slot_find(slots, ns, ins[i].saga_id)->exists)
+            return lb_err_set(err, LB_ERR_STATE, "saga %s is not remembered", ins[i].saga_id);
+    return LB_OK;
 }
 
 /* Envelope of something the saga sends: correlation = the saga's flow
@@ -266,8 +332,10 @@ log_row(batch_out *o, const saga_orch_input *oi, const slot *sl, const saga_deci
     return LB_OK;
 }
 
+/* The slot's new row into o's arrays, and into *mb to be remembered once the
+ * transaction commits (its packed state, and the start's bytes, taken). */
 static lb_status
-saga_row(batch_out *o, const slot *sl, lb_err *err)
+saga_row(batch_out *o, slot *sl, saga_mem_batch **mb, lb_err *err)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -280,8 +348,9 @@ saga_row(batch_out *o, const slot *sl, lb_err *err)
     store_array_text(&o->s_status, saga_status_name(sl->state.status));
     store_array_bytea(&o->s_state, buf, len);
     store_array_text(&o->s_stt, sl->start_type);
-    store_array_bytea(&o->s_start, sl->start_buf ? sl->start_buf : (const uint8_t *)"",
-                      sl->start_buf ? sl->start_len : 0);
+    /* Only an INSERT writes the start (it never changes). */
+    store_array_bytea(&o->s_start, sl->stored ? (const uint8_t *)"" : sl->start_buf,
+                      sl->stored ? 0 : sl->start_len);
     if (sl->state.has_timer)
         store_array_int(&o->s_due, sl->state.timer.due_ms);
     else
@@ -296,9 +365,15 @@ saga_row(batch_out *o, const slot *sl, lb_err *err)
         store_array_null(&o->s_corr);
     else
         store_array_text(&o->s_corr, corr);
-    free(buf);
     o->n_sagas++;
-    return LB_OK;
+    saga_mem_row r = { .status = sl->state.status,
+                       .start_type = sl->start_type,
+                       .state = buf,
+                       .state_len = len,
+                       .start = sl->start_buf,
+                       .start_len = sl->start_len };
+    sl->start_buf = NULL;
+    return saga_orch_mem_batch_add(mb, sl->id, &r, err);
 }
 
 /* Fills the kind-specific part of an input once its saga is known. */
@@ -411,12 +486,21 @@ out:
 }
 
 static lb_status
-write_all(store *db, batch_out *o, slot *slots, size_t n, lb_err *err)
+write_all(svc_batch *b, batch_out *o, slot *slots, size_t n, lb_err *err)
 {
     lb_status s = LB_OK;
+    saga_mem_batch *mb = NULL;
     for (size_t i = 0; i < n && s == LB_OK; i++)
         if (slots[i].changed)
-            s = saga_row(o, &slots[i], err);
+            s = saga_row(o, &slots[i], &mb, err);
+    if (mb != NULL) {
+        lb_err e2;
+        lb_status s2 = svc_batch_on_commit(b, saga_orch_mem_batch_commit, mb, &e2);
+        if (s == LB_OK && s2 != LB_OK) {
+            *err = e2;
+            s = s2;
+        }
+    }
     if (s != LB_OK)
         return s;
     /* The saga rows' arrays, then the log's: saga_write's $1-$12, $13-$21. */
@@ -431,7 +515,7 @@ write_all(store *db, batch_out *o, slot *slots, size_t n, lb_err *err)
     if (oom)
         return lb_err_set(err, LB_ERR_NOMEM, "saga arrays");
     if (o->n_sagas > 0 || o->n_logs > 0)
-        s = store_exec(db, NULL, "saga_write", (int)LB_COUNTOF(arrays), p, err);
+        s = store_exec(svc_batch_store(b), NULL, "saga_write", (int)LB_COUNTOF(arrays), p, err);
     return s;
 }
 
@@ -459,7 +543,13 @@ saga_orch_apply(svc_batch *b, saga_orch_input *ins, size_t n, lb_err *err)
         for (size_t i = 0; i < LB_COUNTOF(arrays); i++)
             store_array_begin(arrays[i]);
     }
-    if ((s = load(b, slots, ns, err)) != LB_OK)
+    if (svc_batch_speculative(b))
+        s = load_remembered(b, slots, ns, err);
+    else
+        s = load(b, slots, ns, err);
+    if (s == LB_OK && svc_batch_speculative(b))
+        s = check_remembered(ins, n, slots, ns, err);
+    if (s != LB_OK)
         goto out;
     for (size_t i = 0; i < n && s == LB_OK; i++) {
         slot *sl = slot_find(slots, ns, ins[i].saga_id);
@@ -469,7 +559,7 @@ saga_orch_apply(svc_batch *b, saga_orch_input *ins, size_t n, lb_err *err)
         s = decide_one(b, o, &ins[i], sl, err);
     }
     if (s == LB_OK)
-        s = write_all(svc_batch_store(b), o, slots, ns, err);
+        s = write_all(b, o, slots, ns, err);
 out:
     if (o != NULL) {
         store_array *arrays[] = { SAGA_ARRAYS(o), LOG_ARRAYS(o) };

@@ -21,6 +21,13 @@
 #define SAGA_PRUNE_EVERY_MS 10000
 #define SAGA_PRUNE_ROUNDS   20 /* x 500 sagas per prune */
 
+/* The orchestrator's own settings, filled by svc_main() before threads start. */
+typedef struct saga_orch_cfg {
+    int64_t retention_ms; /* keep finished sagas this long */
+    bool speculate;       /* decide from the rows it wrote when it can (saga_orch_mem.c) */
+} saga_orch_cfg;
+static saga_orch_cfg saga_orch_conf;
+
 /* --- inputs from messages ------------------------------------------------- */
 
 /* The string field `name` of m, or NULL when m has none. */
@@ -113,6 +120,23 @@ saga_orch_prefetch(svc_batch *b, const svc_item *items, size_t n, lb_err *err)
     return s;
 }
 
+/* svc_def.speculate: a batch is decided from memory (saga_orch_mem.c) when
+ * every input's saga is remembered, or the input starts one. */
+bool
+saga_orch_speculate(const svc_item *items, size_t n)
+{
+    if (!saga_orch_conf.speculate)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        saga_orch_input oi;
+        lb_err why;
+        if (input_from_item(&oi, &items[i], &why) && oi.in.kind != SAGA_IN_START &&
+            !saga_orch_mem_has(oi.saga_id))
+            return false;
+    }
+    return true;
+}
+
 lb_status
 saga_orch_on_input(svc_batch *b, svc_item *items, size_t n, lb_err *err)
 {
@@ -132,12 +156,6 @@ saga_orch_on_input(svc_batch *b, svc_item *items, size_t n, lb_err *err)
 }
 
 /* --- timers and housekeeping ---------------------------------------------- */
-
-/* The orchestrator's own settings, filled by svc_main() before threads start. */
-typedef struct saga_orch_cfg {
-    int64_t retention_ms; /* keep finished sagas this long */
-} saga_orch_cfg;
-static saga_orch_cfg saga_orch_conf;
 static int64_t saga_orch_last_gauge_ms, saga_orch_last_prune_ms; /* tick thread only */
 
 /* svc_def.housekeep: outside the tick's transaction (svc_query.c), so a
@@ -326,6 +344,9 @@ saga_orch_tick(svc_batch *b, int64_t now_ms, bool *more, lb_err *err)
 static const cfg_opt saga_orch_opts[] = {
     { "saga-retention", "LAYBY_SAGA_RETENTION", CFG_MS, "30d", offsetof(saga_orch_cfg, retention_ms),
       60000, INT64_MAX, "keep finished sagas and their logs this long" },
+    { "saga-speculate", "LAYBY_SAGA_SPECULATE", CFG_BOOL, "true", offsetof(saga_orch_cfg, speculate),
+      0, 0, "decide an input from the saga's row as this orchestrator wrote it, checked in the "
+      "commit's round trip, instead of reading the row first" },
 };
 
 /* clang-format on */
@@ -339,6 +360,7 @@ svc_def saga_orch_def = {
     .queries = saga_orch_admin_queries,
     .n_queries = SAGA_ORCH_QUERIES_COUNT,
     .prefetch = saga_orch_prefetch,
+    .speculate = saga_orch_speculate,
     .tick = saga_orch_tick,
     .tick_interval_ms = 50,
     .housekeep = saga_orch_housekeep,

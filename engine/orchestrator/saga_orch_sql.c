@@ -38,6 +38,10 @@ static const char SAGA_SQL_WRITE[] =
     "to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0) FROM u WHERE NOT u.fresh "
     "ON CONFLICT (saga_id) DO UPDATE SET status = EXCLUDED.status, state = EXCLUDED.state, "
     "timer_due_at = EXCLUDED.timer_due_at, updated_at = EXCLUDED.updated_at, parked_error = NULL";
+/* A batch decided from remembered rows (saga_orch_mem.c): locks them and
+ * fails the transaction unless they are as remembered (sql/0940). */
+static const char SAGA_SQL_UNCHANGED[] =
+    "SELECT saga.lock_unchanged($1::uuid[], $2::bytea[], $3::text[])";
 /* Due timers of sagas nobody else holds right now (SKIP LOCKED: two
  * orchestrators never fire the same timer; a busy saga is taken next tick).
  * The index is on the timer's second (timer_slot, sql/0760: timer_due_at is
@@ -70,6 +74,7 @@ static const char SAGA_SQL_COUNTS[] =
 const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT] = {
     { "saga_lock",       SAGA_SQL_LOCK },
     { "saga_write",      SAGA_SQL_WRITE },
+    { "saga_unchanged",  SAGA_SQL_UNCHANGED },
     { "saga_timers_due", SAGA_SQL_TIMERS_DUE },
     { "saga_park",       SAGA_SQL_PARK },
     { "saga_prune",      SAGA_SQL_PRUNE },

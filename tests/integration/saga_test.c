@@ -6,17 +6,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/bus.h"
 #include "engine/bus_topology.h"
 #include "engine/id.h"
+#include "engine/saga.h"
 #include "layby/v1/common.pb-c.h"
 #include "layby/v1/saga.pb-c.h"
 #include "sagas_test.h"
 #include "tsupport.h"
 
-#define WAIT_MS 30000
-#define HANDLED "layby_svc_messages_handled_total{service=\"orchestrator\"}"
+#define WAIT_MS     30000
+#define HANDLED     "layby_svc_messages_handled_total{service=\"orchestrator\"}"
+#define DUPLICATES  "layby_svc_messages_duplicate_total{service=\"orchestrator\"}"
+#define SPEC_OK     "layby_svc_speculations_total{service=\"orchestrator\",result=\"committed\"}"
+#define SPEC_FAILED "layby_svc_speculations_total{service=\"orchestrator\",result=\"failed\"}"
 
 static bus *admin;
 static tsupport_proc procs[4]; /* stopped and checked in teardown whatever happened */
@@ -400,6 +405,137 @@ Test(saga, duplicated_and_reordered_events_leave_the_same_final_state)
     /* The COMPLETED row commits with its event's outbox row, published after. */
     tsupport_wait_count(WAIT_MS, 0, "SELECT count(*) FROM saga.outbox");
     cr_assert_eq(subject_count("layby.evt.saga.completed"), 1);
+}
+
+/* Rewrites saga id's row as another orchestrator would after an operator
+ * resolved it: state and status RESOLVED, no timer. */
+static void
+row_resolve_elsewhere(const char *id)
+{
+    const char *p[] = { id };
+    PGresult *r = PQexecParams(tsupport_pg(), "SELECT state FROM saga.sagas WHERE saga_id = $1", 1,
+                               NULL, p, NULL, NULL, 1);
+    cr_assert_eq(PQntuples(r), 1, "%s", PQerrorMessage(tsupport_pg()));
+    static saga_state st;
+    lb_err err;
+    cr_assert_eq(saga_state_unpack(&st, (const uint8_t *)PQgetvalue(r, 0, 0),
+                                   (size_t)PQgetlength(r, 0, 0), &err),
+                 LB_OK, "%s", err.msg);
+    PQclear(r);
+    st.status = SAGA_RESOLVED;
+    st.has_timer = false;
+    snprintf(st.resolved_by, sizeof st.resolved_by, "ops-elsewhere");
+    snprintf(st.resolve_reason, sizeof st.resolve_reason, "refunded by hand");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    cr_assert_eq(saga_state_pack(&buf, &len, &st, &err), LB_OK, "%s", err.msg);
+    const char *v[] = { id, (const char *)buf };
+    int lens[] = { 0, (int)len }, fmts[] = { 0, 1 };
+    r = PQexecParams(tsupport_pg(),
+                     "UPDATE saga.sagas SET state = $2, status = 'RESOLVED', timer_due_at = NULL "
+                     "WHERE saga_id = $1",
+                     2, NULL, v, lens, fmts, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(tsupport_pg()));
+    PQclear(r);
+    free(buf);
+}
+
+/* The orchestrator decides an input for a saga it wrote a moment ago from the
+ * row it remembers, without reading it (svc.h svc_speculate_fn). Here the row
+ * was moved since by someone else (another orchestrator resolved the STUCK
+ * saga): the check in the commit's round trip fails that speculation and the
+ * input is decided again on the row as it is. Decided on the remembered STUCK
+ * row, the retry would start compensating over the operator's resolution. */
+Test(saga, an_input_decided_from_memory_sees_the_row_another_moved)
+{
+    tsupport_sagatest_start(&procs[0], NULL);
+    start_orchestrator(&procs[1], 0, NULL);
+    char id[ID_STR_LEN];
+    saga_start(id, "2:fail 1:undofail=99");
+    wait_status(id, "STUCK");
+    cr_assert_gt(tsupport_metric(procs[1].port, SPEC_OK), 0, "its inputs were decided from memory");
+    int64_t undo_tries = tries(id, 1, "undo");
+    int64_t failed = tsupport_metric(procs[1].port, SPEC_FAILED);
+    row_resolve_elsewhere(id);
+    Layby__V1__RetrySaga r = LAYBY__V1__RETRY_SAGA__INIT;
+    r.saga_id = id;
+    r.actor = "ops-anna";
+    r.reason = "gateway fixed";
+    natsMsg *reply = command(SAGA_SUBJ_RETRY, &r.base);
+    ProtobufCMessage *out = NULL;
+    lb_err err;
+    cr_assert_neq(bus_reply_decode(&out, reply, &layby__v1__saga_outcome__descriptor, &err), LB_OK,
+                  "the retry of a resolved saga is refused");
+    natsMsg_Destroy(reply);
+    cr_assert_eq(tsupport_metric(procs[1].port, SPEC_FAILED), failed + 1,
+                 "tried from memory first, and that failed");
+    wait_status(id, "RESOLVED");
+    cr_assert_eq(tries(id, 1, "undo"), undo_tries, "no compensation was sent again");
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s' AND input_kind = 'RETRY' "
+             "AND verdict = 'REFUSED'",
+             id);
+    cr_assert_eq(tsupport_sql_int(sql), 1, "decided once, on the row as it was");
+}
+
+/* A message handled already and delivered again while the orchestrator still
+ * remembers its saga (the stream's duplicate window had passed): the
+ * speculative batch's inbox claim fails on it and the ordinary claim skips it.
+ * The decider would only IGNORE it, so what shows a second handling is a
+ * second log row of the same message. */
+static void
+events_duplicate_window(int64_t ms)
+{
+    jsStreamInfo *si = NULL, *out = NULL;
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_GetStreamInfo(&si, bus_js(admin), "LAYBY_EVT", NULL, &jerr), NATS_OK);
+    si->Config->Duplicates = ms * 1000000;
+    cr_assert_eq(js_UpdateStream(&out, bus_js(admin), si->Config, NULL, &jerr), NATS_OK,
+                 "update LAYBY_EVT: %d", (int)jerr);
+    jsStreamInfo_Destroy(out);
+    jsStreamInfo_Destroy(si);
+}
+
+static void
+teardown_window(void)
+{
+    bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
+    events_duplicate_window(o.duplicates_ms);
+    teardown();
+}
+
+Test(saga, a_message_delivered_again_to_a_speculating_orchestrator_is_skipped_by_the_inbox,
+     .fini = teardown_window)
+{
+    events_duplicate_window(500);
+    start_orchestrator(&procs[1], 0, NULL);
+    char id[ID_STR_LEN];
+    saga_start(id, "");
+    tsupport_wait_count(WAIT_MS, 1, "SELECT count(*) FROM saga.sagas WHERE saga_id = '%s'", id);
+    Layby__V1__TestStepDone d = LAYBY__V1__TEST_STEP_DONE__INIT;
+    d.saga_id = id;
+    d.attempt = 1;
+    bus_envelope env;
+    bus_envelope_init(&env, d.base.descriptor, NULL);
+    snprintf(env.correlation, sizeof env.correlation, "%s", id);
+    lb_err err;
+    cr_assert_eq(bus_publish(admin, SAGA_SUBJ_TEST_DONE, &env, &d.base, &err), LB_OK, "%s",
+                 err.msg);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM saga.saga_log WHERE msg_id = '%s'", env.msg_id);
+    tsupport_wait_count(WAIT_MS, 1, "%s", sql);
+    int64_t ok = tsupport_metric(procs[1].port, SPEC_OK);
+    cr_assert_gt(ok, 0, "the step's answer was decided from memory");
+    struct timespec ts = { 1, 0 }; /* past the stream's duplicate window */
+    nanosleep(&ts, NULL);
+    int64_t failed = tsupport_metric(procs[1].port, SPEC_FAILED);
+    cr_assert_eq(bus_publish(admin, SAGA_SUBJ_TEST_DONE, &env, &d.base, &err), LB_OK, "%s",
+                 err.msg);
+    wait_metric_positive(&procs[1], DUPLICATES); /* the inbox skipped it */
+    cr_assert_eq(tsupport_metric(procs[1].port, SPEC_FAILED), failed + 1,
+                 "it was tried from memory first");
+    cr_assert_eq(tsupport_sql_int(sql), 1, "handled once");
 }
 
 Test(saga, timers_survive_a_restart)
