@@ -23,20 +23,22 @@ trap 'runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/pg" -m fast stop >/dev/null;
 p() { psql -h "$T/sock" -p "$PORT" -U postgres -q -v ON_ERROR_STOP=1 "$@"; }
 p -c "CREATE ROLE saga" -c "CREATE SCHEMA saga AUTHORIZATION saga"
 for f in 0002_saga_init 0004_saga_outbox_quiet 0700_saga_cancelled 0760_saga_hot_updates \
-    0770_saga_correlation 0790_saga_parked_error 0930_saga_overview; do
+    0770_saga_correlation 0790_saga_parked_error 0930_saga_overview 0940_saga_plain_timer_columns; do
     p -f "$SRC/sql/$f.sql"
 done
 COLS="saga_id, saga_type, version, status, state, start_type, start, created_at, updated_at"
-p -c "INSERT INTO saga.sagas ($COLS) SELECT gen_random_uuid(),
+FCOLS="$COLS, finished_at" # finished ones: finished_at = updated_at (sql/0940)
+p -c "INSERT INTO saga.sagas ($FCOLS) SELECT gen_random_uuid(),
   CASE WHEN g % 2 = 0 THEN 'order_place' ELSE 'order_pay' END, 1,
   CASE WHEN g % 50 = 0 THEN 'CANCELLED' WHEN g % 97 = 0 THEN 'FAILED' ELSE 'COMPLETED' END,
   '\\x00', 't', '\\x00', now() - make_interval(secs => (2000000 - g) * 0.3 + 3600),
+  now() - make_interval(secs => (2000000 - g) * 0.3 + 3599),
   now() - make_interval(secs => (2000000 - g) * 0.3 + 3599) FROM generate_series(1, 2000000) g"
-p -c "INSERT INTO saga.sagas ($COLS) SELECT gen_random_uuid(),
+p -c "INSERT INTO saga.sagas ($FCOLS) SELECT gen_random_uuid(),
   CASE WHEN g % 2 = 0 THEN 'order_place' ELSE 'order_pay' END, 1,
   CASE WHEN g % 50 = 0 THEN 'CANCELLED' ELSE 'COMPLETED' END, '\\x00', 't', '\\x00',
-  now() - make_interval(secs => g / 30.0), now() - make_interval(secs => g / 30.0)
-  FROM generate_series(1, 9000) g"
+  now() - make_interval(secs => g / 30.0), now() - make_interval(secs => g / 30.0),
+  now() - make_interval(secs => g / 30.0) FROM generate_series(1, 9000) g"
 p -c "INSERT INTO saga.sagas ($COLS) SELECT gen_random_uuid(), 'order_place', 1,
   CASE WHEN g % 100 = 0 THEN 'STUCK' ELSE 'RUNNING' END, '\\x00', 't', '\\x00', now(), now()
   FROM generate_series(1, 2000) g"

@@ -50,6 +50,7 @@ typedef struct batch_out {
     store_array s_id, s_type, s_ver, s_status, s_state, s_stt, s_start, s_due, s_cr, s_up, s_fresh,
         s_corr;
     store_array l_id, l_at, l_msg, l_kind, l_in, l_verdict, l_from, l_to, l_line;
+    store_array s_fin; /* the saga row's status is a finished one */
     size_t n_sagas, n_logs;
 } batch_out;
 
@@ -59,6 +60,8 @@ typedef struct batch_out {
 #define LOG_ARRAYS(o)                                                                             \
     &(o)->l_id, &(o)->l_at, &(o)->l_msg, &(o)->l_kind, &(o)->l_in, &(o)->l_verdict, &(o)->l_from, \
         &(o)->l_to, &(o)->l_line
+/* saga_write's parameters in order: $1-$12, $13-$21, $22. */
+#define WRITE_ARRAYS(o) SAGA_ARRAYS(o), LOG_ARRAYS(o), &(o)->s_fin
 
 static int
 slot_cmp(const void *a, const void *b)
@@ -358,6 +361,7 @@ saga_row(batch_out *o, slot *sl, saga_mem_batch **mb, lb_err *err)
     store_array_int(&o->s_cr, sl->state.created_ms);
     store_array_int(&o->s_up, sl->state.updated_ms);
     store_array_text(&o->s_fresh, sl->stored ? "f" : "t");
+    store_array_text(&o->s_fin, saga_status_terminal(sl->state.status) ? "t" : "f");
     /* NULL when it is the saga's own id: only sagas of another's flow (a pay
      * saga: the order's) are in the column's partial index. */
     const char *corr = saga_correlation(sl->t, sl->id, sl->start);
@@ -503,8 +507,7 @@ write_all(svc_batch *b, batch_out *o, slot *slots, size_t n, lb_err *err)
     }
     if (s != LB_OK)
         return s;
-    /* The saga rows' arrays, then the log's: saga_write's $1-$12, $13-$21. */
-    store_array *arrays[] = { SAGA_ARRAYS(o), LOG_ARRAYS(o) };
+    store_array *arrays[] = { WRITE_ARRAYS(o) };
     const char *p[LB_COUNTOF(arrays)];
     bool oom = false;
     for (size_t i = 0; i < LB_COUNTOF(arrays); i++) {
@@ -539,7 +542,7 @@ saga_orch_apply(svc_batch *b, saga_orch_input *ins, size_t n, lb_err *err)
         if (ns == 0 || strcmp(slots[ns - 1].id, slots[i].id) != 0)
             slots[ns++] = slots[i];
     {
-        store_array *arrays[] = { SAGA_ARRAYS(o), LOG_ARRAYS(o) };
+        store_array *arrays[] = { WRITE_ARRAYS(o) };
         for (size_t i = 0; i < LB_COUNTOF(arrays); i++)
             store_array_begin(arrays[i]);
     }
@@ -562,7 +565,7 @@ saga_orch_apply(svc_batch *b, saga_orch_input *ins, size_t n, lb_err *err)
         s = write_all(b, o, slots, ns, err);
 out:
     if (o != NULL) {
-        store_array *arrays[] = { SAGA_ARRAYS(o), LOG_ARRAYS(o) };
+        store_array *arrays[] = { WRITE_ARRAYS(o) };
         for (size_t i = 0; i < LB_COUNTOF(arrays); i++)
             store_array_free(arrays[i]);
         free(o);

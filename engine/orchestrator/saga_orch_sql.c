@@ -18,30 +18,53 @@ static const char SAGA_SQL_LOCK[] =
  * a batch instead of two, which at low rates, where every input is its own
  * batch, is a tenth of the orchestrator's statements (docs/BENCHMARKS.md,
  * eighteenth sitting). The log has no key to the saga's row (sql/0002), so the
- * order of the two inserts inside the statement does not matter. */
+ * order of the two inserts inside the statement does not matter.
+ * timer_slot (the due timer's second, which the sweep's index keys on) and
+ * finished_at (updated_at once finished: pruning's and the overview's key)
+ * are written here, not generated (sql/0940): $8 / 1000 is
+ * saga.timer_slot(timer_due_at) for the millisecond times the orchestrator
+ * writes, $22 says whether the status is a finished one (saga_status_terminal()). */
 static const char SAGA_SQL_WRITE[] =
     "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[], "
     "$6::text[], $7::bytea[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bool[], "
-    "$12::uuid[]) AS u(id, t, v, st, s, stt, sta, due, cr, up, fresh, corr)), "
+    "$12::uuid[], $22::bool[]) AS u(id, t, v, st, s, stt, sta, due, cr, up, fresh, corr, fin)), "
     "lg AS (INSERT INTO saga.saga_log (saga_id, at, msg_id, input_kind, input, verdict, "
     "from_status, to_status, line) "
     "SELECT l.id, to_timestamp(l.at / 1000.0), l.m, l.k, l.i, l.v, l.f, l.t, l.l "
     "FROM unnest($13::uuid[], $14::bigint[], $15::text[], $16::text[], $17::bytea[], "
     "$18::text[], $19::text[], $20::text[], $21::text[]) AS l(id, at, m, k, i, v, f, t, l)), "
     "ins AS (INSERT INTO saga.sagas (saga_id, saga_type, version, status, state, start_type, "
-    "start, timer_due_at, created_at, updated_at, correlation) "
-    "SELECT u.id, u.t, u.v, u.st, u.s, u.stt, u.sta, to_timestamp(u.due / 1000.0), "
-    "to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0), u.corr FROM u WHERE u.fresh) "
+    "start, timer_due_at, timer_slot, created_at, updated_at, finished_at, correlation) "
+    "SELECT u.id, u.t, u.v, u.st, u.s, u.stt, u.sta, to_timestamp(u.due / 1000.0), u.due / 1000, "
+    "to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0), "
+    "CASE WHEN u.fin THEN to_timestamp(u.up / 1000.0) END, u.corr FROM u WHERE u.fresh) "
     "INSERT INTO saga.sagas (saga_id, saga_type, version, status, state, start_type, start, "
-    "timer_due_at, created_at, updated_at) "
-    "SELECT u.id, u.t, u.v, u.st, u.s, u.stt, u.sta, to_timestamp(u.due / 1000.0), "
-    "to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0) FROM u WHERE NOT u.fresh "
+    "timer_due_at, timer_slot, created_at, updated_at, finished_at) "
+    "SELECT u.id, u.t, u.v, u.st, u.s, u.stt, u.sta, to_timestamp(u.due / 1000.0), u.due / 1000, "
+    "to_timestamp(u.cr / 1000.0), to_timestamp(u.up / 1000.0), "
+    "CASE WHEN u.fin THEN to_timestamp(u.up / 1000.0) END FROM u WHERE NOT u.fresh "
     "ON CONFLICT (saga_id) DO UPDATE SET status = EXCLUDED.status, state = EXCLUDED.state, "
-    "timer_due_at = EXCLUDED.timer_due_at, updated_at = EXCLUDED.updated_at, parked_error = NULL";
-/* A batch decided from remembered rows (saga_orch_mem.c): locks them and
- * fails the transaction unless they are as remembered (sql/0940). */
+    "timer_due_at = EXCLUDED.timer_due_at, timer_slot = EXCLUDED.timer_slot, "
+    "updated_at = EXCLUDED.updated_at, finished_at = EXCLUDED.finished_at, parked_error = NULL";
+/* The check of a batch decided from remembered rows (saga_orch_mem.c, svc.h
+ * svc_speculate_fn), sent before the batch's writes in the same round trip:
+ * locks the rows in id order, as saga_lock does, and fails the transaction
+ * unless every row's state and status are still the bytes remembered. Under
+ * READ COMMITTED a row another transaction moved while this one waited for
+ * its lock is compared in its new version (the lock re-reads it), so a
+ * concurrent step is seen, never overwritten. The failure is a cast of text
+ * to int, evaluated only when the count is short (it is not a constant, so
+ * the planner cannot fold it): the writes and COMMIT leave before this
+ * answer is read, and only an error stops them. (A PL/pgSQL function with a
+ * RAISE says the same more plainly, at the price of a function call and a
+ * migration; measured, neither was cheaper.) */
 static const char SAGA_SQL_UNCHANGED[] =
-    "SELECT saga.lock_unchanged($1::uuid[], $2::bytea[], $3::text[])";
+    "SELECT CASE WHEN count(*) = cardinality($1::uuid[]) THEN 0 "
+    "ELSE ('saga rows changed since this orchestrator wrote them: ' || count(*))::int END "
+    "FROM (SELECT 1 FROM saga.sagas s "
+    "JOIN unnest($1::uuid[], $2::bytea[], $3::text[]) AS r(id, state, status) "
+    "ON s.saga_id = r.id AND s.state = r.state AND s.status = r.status "
+    "ORDER BY s.saga_id FOR UPDATE OF s) locked";
 /* Due timers of sagas nobody else holds right now (SKIP LOCKED: two
  * orchestrators never fire the same timer; a busy saga is taken next tick).
  * The index is on the timer's second (timer_slot, sql/0760: timer_due_at is
@@ -58,7 +81,8 @@ static const char SAGA_SQL_TIMERS_DUE[] =
  * stored (it may not even decode). Returns what the SagaChanged event needs. */
 static const char SAGA_SQL_PARK[] =
     "WITH old AS (SELECT saga_id, status FROM saga.sagas WHERE saga_id = $1::uuid) "
-    "UPDATE saga.sagas g SET status = 'STUCK', timer_due_at = NULL, parked_error = $2, "
+    "UPDATE saga.sagas g SET status = 'STUCK', timer_due_at = NULL, timer_slot = NULL, "
+    "finished_at = NULL, parked_error = $2, "
     "updated_at = to_timestamp($3::bigint / 1000.0) FROM old WHERE g.saga_id = old.saga_id "
     "RETURNING g.saga_type, g.version, old.status";
 /* finished_at: updated_at of a finished saga, NULL before (sql/0760). */

@@ -130,9 +130,10 @@ age(const char *id, int secs)
 {
     char sql[512];
     snprintf(sql, sizeof sql,
-             "UPDATE saga.sagas SET updated_at = now() - make_interval(secs => %d) "
+             "UPDATE saga.sagas SET updated_at = now() - make_interval(secs => %d), finished_at = "
+             "CASE WHEN finished_at IS NOT NULL THEN now() - make_interval(secs => %d) END "
              "WHERE saga_id = '%s'",
-             secs, id);
+             secs, secs, id);
     tsupport_sql(sql);
 }
 
@@ -288,9 +289,11 @@ Test(saga_faults, one_bad_saga_row_among_due_timers_is_parked_and_the_others_fir
     tsupport_sql(sql);
     state_rewrite(unknown, state_v99);
     state_rewrite(broken, state_broken);
-    tsupport_sql("UPDATE saga.sagas SET timer_due_at = now() WHERE timer_due_at IS NOT NULL");
+    tsupport_sql("UPDATE saga.sagas SET timer_due_at = now(), timer_slot = saga.timer_slot(now()) "
+                 "WHERE timer_due_at IS NOT NULL");
     snprintf(sql, sizeof sql,
-             "UPDATE saga.sagas SET timer_due_at = now() - interval '1 minute' "
+             "UPDATE saga.sagas SET timer_due_at = now() - interval '1 minute', "
+             "timer_slot = saga.timer_slot(now() - interval '1 minute') "
              "WHERE saga_id IN ('%s', '%s', '%s')",
              garbage, unknown, broken);
     tsupport_sql(sql);
@@ -431,7 +434,8 @@ Test(saga_faults, a_failing_prune_leaves_the_timers_firing, .fini = teardown_pru
     tsupport_daemon_kill(&procs[1]);
     tsupport_sql(PRUNE_REFUSE);
     age(old, 61);
-    tsupport_sql("UPDATE saga.sagas SET timer_due_at = now() WHERE timer_due_at IS NOT NULL");
+    tsupport_sql("UPDATE saga.sagas SET timer_due_at = now(), timer_slot = saga.timer_slot(now()) "
+                 "WHERE timer_due_at IS NOT NULL");
     int64_t last_id = tsupport_sql_int("SELECT last_value FROM saga.saga_log_id_seq");
     start_orchestrator(&procs[1], 0, env);
     tsupport_wait_count(WAIT_MS, N + 1,
@@ -495,7 +499,8 @@ Test(saga_faults, a_v1_saga_in_flight_finishes_on_v1_after_v2_is_registered)
     cr_assert_str_eq(steps_done(v2), "0,1,2,3");
     /* Step b's timer would fire in 30 s: due now. */
     char sql[256];
-    snprintf(sql, sizeof sql, "UPDATE saga.sagas SET timer_due_at = now() WHERE saga_id = '%s'",
+    snprintf(sql, sizeof sql, "UPDATE saga.sagas SET timer_due_at = now(), timer_slot = saga.timer_slot(now()) "
+             "WHERE saga_id = '%s'",
              v1);
     tsupport_sql(sql);
     wait_status(v1, "COMPLETED");
@@ -533,7 +538,8 @@ Test(saga_faults, killed_after_a_tick_committed_each_timer_decision_applies_once
     cr_assert_eq(tsupport_daemon_stop(&procs[1], 15000), 0, "log %s", procs[1].log);
     const char *fault[] = { "LAYBY_FAULT=svc.tick_after_commit", NULL };
     start_orchestrator(&procs[1], 0, fault);
-    tsupport_sql("UPDATE saga.sagas SET timer_due_at = now() WHERE timer_due_at IS NOT NULL");
+    tsupport_sql("UPDATE saga.sagas SET timer_due_at = now(), timer_slot = saga.timer_slot(now()) "
+                 "WHERE timer_due_at IS NOT NULL");
     tsupport_expect_fault_kill(&procs[1], WAIT_MS);
     /* Killed after the commit: the decisions and their commands are kept. */
     cr_assert_gt(tsupport_sql_int("SELECT count(*) FROM saga.saga_log WHERE input_kind = 'TIMER' "

@@ -118,7 +118,8 @@ bench_sagas_start(int n, const char *script)
 static void
 timers_due_now(void)
 {
-    tsupport_sql("UPDATE saga.sagas SET timer_due_at = now() WHERE timer_due_at IS NOT NULL");
+    tsupport_sql("UPDATE saga.sagas SET timer_due_at = now(), timer_slot = saga.timer_slot(now()) "
+                 "WHERE timer_due_at IS NOT NULL");
 }
 
 static bool
@@ -432,7 +433,8 @@ row_resolve_elsewhere(const char *id)
     const char *v[] = { id, (const char *)buf };
     int lens[] = { 0, (int)len }, fmts[] = { 0, 1 };
     r = PQexecParams(tsupport_pg(),
-                     "UPDATE saga.sagas SET state = $2, status = 'RESOLVED', timer_due_at = NULL "
+                     "UPDATE saga.sagas SET state = $2, status = 'RESOLVED', timer_due_at = NULL, "
+                     "timer_slot = NULL, finished_at = updated_at "
                      "WHERE saga_id = $1",
                      2, NULL, v, lens, fmts, 0);
     cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(tsupport_pg()));
