@@ -240,13 +240,11 @@ outbox_buf_write(store *s, const outbox_buf *b, lb_err *err)
         store_array_bytea(&a[8], row->body, row->len);
     }
     const char *params[COLS];
-    bool oom = false;
-    for (int c = 0; c < COLS; c++) {
-        store_array_end(&a[c]);
-        oom |= a[c].oom;
-        params[c] = a[c].p;
-    }
-    lb_status st = oom ? lb_err_set(err, LB_ERR_NOMEM, "outbox arrays")
+    store_array *ap[COLS];
+    for (int c = 0; c < COLS; c++)
+        ap[c] = &a[c];
+    lb_status st = !store_arrays_end(ap, COLS, params)
+                       ? lb_err_set(err, LB_ERR_NOMEM, "outbox arrays")
                        : store_exec(s, NULL, "outbox_insert", COLS, params, err);
     for (int c = 0; c < COLS; c++)
         store_array_free(&a[c]);

@@ -89,6 +89,9 @@ void store_array_bytea(store_array *a, const uint8_t *b, size_t n);
 void store_array_null(store_array *a);
 void store_array_end(store_array *a);
 void store_array_free(store_array *a);
+/* Ends arrays[0..n) and points params[i] at each literal: a statement's array
+ * parameters in one call. False when one of them ran out of memory. */
+bool store_arrays_end(store_array *const *arrays, size_t n, const char **params);
 
 /* Maps a failed result to a status and fills err with PQresultErrorMessage. */
 lb_status store__result_err(const PGresult *r, PGconn *pg, lb_err *err, const char *what);

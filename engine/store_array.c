@@ -109,6 +109,18 @@ store_array_end(store_array *a)
     putc_(a, '}');
 }
 
+bool
+store_arrays_end(store_array *const *arrays, size_t n, const char **params)
+{
+    bool oom = false;
+    for (size_t i = 0; i < n; i++) {
+        store_array_end(arrays[i]);
+        oom |= arrays[i]->oom;
+        params[i] = arrays[i]->p;
+    }
+    return !oom;
+}
+
 void
 store_array_free(store_array *a)
 {

@@ -203,13 +203,7 @@ load_remembered(svc_batch *b, slot *slots, size_t n, lb_err *err)
         saga_orch_mem_row_free(&r);
     }
     const char *p[LB_COUNTOF(arrays)];
-    bool oom = false;
-    for (size_t i = 0; i < LB_COUNTOF(arrays); i++) {
-        store_array_end(arrays[i]);
-        oom |= arrays[i]->oom;
-        p[i] = arrays[i]->p;
-    }
-    if (s == LB_OK && oom)
+    if (!store_arrays_end(arrays, LB_COUNTOF(arrays), p) && s == LB_OK)
         s = lb_err_set(err, LB_ERR_NOMEM, "remembered rows");
     if (s == LB_OK && held > 0)
         s = store_exec(svc_batch_store(b), NULL, "saga_unchanged", (int)LB_COUNTOF(arrays), p, err);
@@ -509,13 +503,7 @@ write_all(svc_batch *b, batch_out *o, slot *slots, size_t n, lb_err *err)
         return s;
     store_array *arrays[] = { WRITE_ARRAYS(o) };
     const char *p[LB_COUNTOF(arrays)];
-    bool oom = false;
-    for (size_t i = 0; i < LB_COUNTOF(arrays); i++) {
-        store_array_end(arrays[i]);
-        oom |= arrays[i]->oom;
-        p[i] = arrays[i]->p;
-    }
-    if (oom)
+    if (!store_arrays_end(arrays, LB_COUNTOF(arrays), p))
         return lb_err_set(err, LB_ERR_NOMEM, "saga arrays");
     if (o->n_sagas > 0 || o->n_logs > 0)
         s = store_exec(svc_batch_store(b), NULL, "saga_write", (int)LB_COUNTOF(arrays), p, err);

@@ -152,6 +152,25 @@ command(const char *subject, const ProtobufCMessage *m)
     return reply;
 }
 
+/* An operator's retry of saga id; LB_OK when it was accepted (the reply is a
+ * SagaOutcome), else the refusal's status. */
+static lb_status
+retry_saga(const char *id, const char *reason)
+{
+    Layby__V1__RetrySaga r = LAYBY__V1__RETRY_SAGA__INIT;
+    r.saga_id = (char *)id;
+    r.actor = "ops-anna";
+    r.reason = (char *)reason;
+    natsMsg *reply = command(SAGA_SUBJ_RETRY, &r.base);
+    ProtobufCMessage *out = NULL;
+    lb_err err;
+    lb_status st = bus_reply_decode(&out, reply, &layby__v1__saga_outcome__descriptor, &err);
+    if (out != NULL)
+        protobuf_c_message_free_unpacked(out, NULL);
+    natsMsg_Destroy(reply);
+    return st;
+}
+
 static char *
 sql_text(const char *sql)
 {
@@ -296,17 +315,7 @@ Test(saga, a_compensation_that_keeps_failing_is_stuck_until_an_operator_retries)
     saga_start(id, "2:fail 1:undofail=4"); /* the retry policy allows 3 */
     wait_status(id, "STUCK");
     cr_assert_eq(effects(id, "undo"), 0);
-    Layby__V1__RetrySaga r = LAYBY__V1__RETRY_SAGA__INIT;
-    r.saga_id = id;
-    r.actor = "ops-anna";
-    r.reason = "gateway fixed";
-    natsMsg *reply = command(SAGA_SUBJ_RETRY, &r.base);
-    ProtobufCMessage *out = NULL;
-    lb_err err;
-    cr_assert_eq(bus_reply_decode(&out, reply, &layby__v1__saga_outcome__descriptor, &err), LB_OK,
-                 "%s", err.msg);
-    protobuf_c_message_free_unpacked(out, NULL);
-    natsMsg_Destroy(reply);
+    cr_assert_eq(retry_saga(id, "gateway fixed"), LB_OK);
     wait_status(id, "FAILED");
     cr_assert_eq(effects(id, "undo"), 2, "both steps undone once");
     tsupport_wait_count(
@@ -337,15 +346,7 @@ Test(saga, a_stuck_saga_resolved_by_an_operator_is_recorded_and_left_alone)
              id);
     cr_assert_eq(tsupport_sql_int(sql), 1);
     /* A retry of a resolved saga is refused, and says so. */
-    Layby__V1__RetrySaga again = LAYBY__V1__RETRY_SAGA__INIT;
-    again.saga_id = id;
-    again.actor = "ops-anna";
-    again.reason = "oops";
-    reply = command(SAGA_SUBJ_RETRY, &again.base);
-    ProtobufCMessage *out = NULL;
-    lb_err err;
-    cr_assert_neq(bus_reply_decode(&out, reply, &layby__v1__saga_outcome__descriptor, &err), LB_OK);
-    natsMsg_Destroy(reply);
+    cr_assert_neq(retry_saga(id, "oops"), LB_OK);
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM saga.sagas WHERE status = 'RESOLVED'"), 1);
 }
 
@@ -459,16 +460,8 @@ Test(saga, an_input_decided_from_memory_sees_the_row_another_moved)
     int64_t undo_tries = tries(id, 1, "undo");
     int64_t failed = tsupport_metric(procs[1].port, SPEC_FAILED);
     row_resolve_elsewhere(id);
-    Layby__V1__RetrySaga r = LAYBY__V1__RETRY_SAGA__INIT;
-    r.saga_id = id;
-    r.actor = "ops-anna";
-    r.reason = "gateway fixed";
-    natsMsg *reply = command(SAGA_SUBJ_RETRY, &r.base);
-    ProtobufCMessage *out = NULL;
-    lb_err err;
-    cr_assert_neq(bus_reply_decode(&out, reply, &layby__v1__saga_outcome__descriptor, &err), LB_OK,
+    cr_assert_neq(retry_saga(id, "gateway fixed"), LB_OK,
                   "the retry of a resolved saga is refused");
-    natsMsg_Destroy(reply);
     cr_assert_eq(tsupport_metric(procs[1].port, SPEC_FAILED), failed + 1,
                  "tried from memory first, and that failed");
     wait_status(id, "RESOLVED");
