@@ -499,7 +499,8 @@ Test(saga_faults, a_v1_saga_in_flight_finishes_on_v1_after_v2_is_registered)
     cr_assert_str_eq(steps_done(v2), "0,1,2,3");
     /* Step b's timer would fire in 30 s: due now. */
     char sql[256];
-    snprintf(sql, sizeof sql, "UPDATE saga.sagas SET timer_due_at = now(), timer_slot = saga.timer_slot(now()) "
+    snprintf(sql, sizeof sql,
+             "UPDATE saga.sagas SET timer_due_at = now(), timer_slot = saga.timer_slot(now()) "
              "WHERE saga_id = '%s'",
              v1);
     tsupport_sql(sql);
