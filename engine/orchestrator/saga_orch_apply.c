@@ -116,12 +116,14 @@ saga_orch_lock_send(svc_batch *b, const char (*ids)[ID_STR_LEN], size_t n, lb_er
     return s;
 }
 
-/* Fills sl from a stored row: its state, and its start command (type name
- * and bytes, kept raw for the memory). */
+/* Fills sl from a stored row: its state, and its start command (type name,
+ * and the raw bytes in start, which sl takes whatever happens: the memory
+ * keeps them once the row is written). */
 static lb_status
-slot_fill(slot *sl, const uint8_t *state, size_t state_len, const char *start_type,
-          const uint8_t *start, size_t start_len, lb_err *err)
+slot_fill(slot *sl, const uint8_t *state, size_t state_len, const char *start_type, uint8_t *start,
+          size_t start_len, lb_err *err)
 {
+    sl->start_buf = start;
     lb_status s = saga_state_unpack(&sl->state, state, state_len, err);
     if (s != LB_OK)
         return s;
@@ -132,9 +134,6 @@ slot_fill(slot *sl, const uint8_t *state, size_t state_len, const char *start_ty
         return lb_err_set(err, LB_ERR_DECODE, "saga %s: unknown start type %s", sl->id, start_type);
     if ((s = codec_unpack(&sl->start, d, start, start_len, err)) != LB_OK)
         return s;
-    if ((sl->start_buf = malloc(start_len ? start_len : 1)) == NULL)
-        return lb_err_set(err, LB_ERR_NOMEM, "start copy");
-    memcpy(sl->start_buf, start, start_len);
     sl->start_len = start_len;
     sl->start_type = d->name;
     sl->exists = true;
@@ -165,11 +164,17 @@ load(svc_batch *b, slot *slots, size_t n, lb_err *err)
     }
     for (int row = 0; row < PQntuples(r) && s == LB_OK; row++) {
         slot *sl = slot_find(slots, n, PQgetvalue(r, row, 0));
-        if (sl != NULL)
-            s = slot_fill(sl, (const uint8_t *)PQgetvalue(r, row, 1),
-                          (size_t)PQgetlength(r, row, 1), PQgetvalue(r, row, 2),
-                          (const uint8_t *)PQgetvalue(r, row, 3), (size_t)PQgetlength(r, row, 3),
-                          err);
+        if (sl == NULL)
+            continue;
+        size_t len = (size_t)PQgetlength(r, row, 3);
+        uint8_t *start = malloc(len ? len : 1);
+        if (start == NULL) {
+            s = lb_err_set(err, LB_ERR_NOMEM, "start copy");
+            break;
+        }
+        memcpy(start, PQgetvalue(r, row, 3), len);
+        s = slot_fill(sl, (const uint8_t *)PQgetvalue(r, row, 1), (size_t)PQgetlength(r, row, 1),
+                      PQgetvalue(r, row, 2), start, len, err);
     }
     PQclear(r);
     return s;
@@ -196,6 +201,7 @@ load_remembered(svc_batch *b, slot *slots, size_t n, lb_err *err)
         if ((s = saga_orch_mem_get(slots[i].id, &r, &found, err)) != LB_OK || !found)
             continue;
         s = slot_fill(&slots[i], r.state, r.state_len, r.start_type, r.start, r.start_len, err);
+        r.start = NULL; /* the slot's now */
         store_array_text(&ids, slots[i].id);
         store_array_bytea(&states, r.state, r.state_len);
         store_array_text(&statuses, saga_status_name(r.status));
