@@ -345,6 +345,11 @@ typedef struct run {
     bench_lat place, pay, checkout;
     unsigned seed;
     char run_tag[12];
+    /* LAYBY_BENCH_SERIES=<file>: the paced runs' calls, one line each,
+     * "<run> place|pay <ms since the run began> <latency ms>": a tail made
+     * of stalls shows as slow calls clustered in time. */
+    FILE *series;
+    const char *series_run;
 } run;
 
 static unsigned
@@ -430,6 +435,14 @@ checkout_failed(run *r, client *k, const char *what)
 }
 
 static void
+series_add(run *r, const char *call, int64_t sent_us, int64_t rtt_us)
+{
+    if (r->series != NULL && r->series_run != NULL)
+        fprintf(r->series, "%s %s %.3f %.3f\n", r->series_run, call,
+                (double)(sent_us - r->t0_us) / 1e3, (double)rtt_us / 1e3);
+}
+
+static void
 checkout_paid(run *r, client *k)
 {
     int64_t now = lb_mono_us();
@@ -452,8 +465,10 @@ client_done(bench_call *c, void *arg)
     case STEP_PLACE:
         if ((c->status == 201 || c->status == 202) &&
             bench_resp_str(c, "orderId", k->order, ID_STR_LEN)) {
-            if (k->started_us >= r->t0_us && now <= r->end_us)
+            if (k->started_us >= r->t0_us && now <= r->end_us) {
                 bench_lat_add(&r->place, rtt);
+                series_add(r, "place", c->sent_us, rtt);
+            }
             r->http202 += c->status == 202;
             k->at = c->status == 201 ? STEP_PAY : STEP_POLL_PLACED;
             k->wake_us = c->status == 201 ? now : now + POLL_US;
@@ -463,8 +478,10 @@ client_done(bench_call *c, void *arg)
         break;
     case STEP_PAY:
         if (c->status == 200 || c->status == 202) {
-            if (now <= r->end_us)
+            if (now <= r->end_us) {
                 bench_lat_add(&r->pay, rtt);
+                series_add(r, "pay", c->sent_us, rtt);
+            }
             r->http202 += c->status == 202;
             if (c->status == 200) {
                 checkout_paid(r, k);
@@ -617,9 +634,13 @@ checkout_mode(int64_t n_members, int64_t n_products, int64_t clients, int64_t se
         int64_t div, seconds;
     } paced[] = { { "checkout_half", 2, seconds }, { "checkout_quarter", 4, quarter_seconds } };
     long errors = 0;
+    const char *series = getenv("LAYBY_BENCH_SERIES");
+    if (series != NULL && (r.series = fopen(series, "w")) == NULL)
+        fprintf(stderr, "bench: cannot write %s\n", series);
     for (size_t p = 0; p < LB_COUNTOF(paced); p++) {
         if (paced[p].seconds < 1)
             continue;
+        r.series_run = paced[p].name;
         int64_t rate = (int64_t)(best / (double)paced[p].div);
         if (rate < 1)
             rate = 1;
@@ -644,6 +665,8 @@ checkout_mode(int64_t n_members, int64_t n_products, int64_t clients, int64_t se
         bench_lat_free(&r.checkout);
         errors += r.errors;
     }
+    if (r.series != NULL)
+        fclose(r.series);
     free(ms.v);
     free(ps.id);
     return errors == 0 ? 0 : 1;

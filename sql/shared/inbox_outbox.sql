@@ -32,3 +32,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 -- Queue-like churn: every row is deleted within seconds, so vacuum after a
 -- fixed number of dead rows rather than a fraction of the table.
 ALTER TABLE outbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000);
+
+-- Both are written by every message and read only by key (or the sweep's
+-- and the pruning's indexed ranges): analyzed rarely, not on every
+-- autovacuum round (why in 0950_saga_rare_analyze.sql).
+ALTER TABLE inbox SET (autovacuum_analyze_scale_factor = 1.0, autovacuum_analyze_threshold = 100000);
+ALTER TABLE outbox SET (autovacuum_analyze_scale_factor = 1.0, autovacuum_analyze_threshold = 100000);

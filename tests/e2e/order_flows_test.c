@@ -313,6 +313,51 @@ occurrences(const char *hay, const char *needle)
 
 /* --- flows -------------------------------------------------------------------- */
 
+/* What every table has had written so far (pg_stat_user_tables), kept on
+ * the test's own session (a temporary table) for writes_analyzed_rarely(). */
+static void
+writes_before(void)
+{
+    tsupport_sql("SET client_min_messages = warning; DROP TABLE IF EXISTS pg_temp.writes_before; "
+                 "CREATE TEMP TABLE writes_before AS SELECT relid, "
+                 "n_tup_ins + n_tup_upd + n_tup_del AS n FROM pg_stat_user_tables");
+}
+
+/* The tables a purchase writes are analyzed rarely, not on every autovacuum
+ * round (sql/0950_saga_rare_analyze.sql: each analyze was a burst of CPU and
+ * made every session re-plan): every table written since writes_before(),
+ * taken from PostgreSQL's own counts, carries the setting, but
+ * catalog.products, whose list and search plans follow the statistics, and
+ * orders.addresses, which the address book writes (here before the purchase:
+ * a service reports its counts when idle, PostgreSQL 15 within about 10 s,
+ * so they may land after writes_before()). The purchase's last write, the
+ * refund, is waited for first. */
+static void
+writes_analyzed_rarely(void)
+{
+    static const char written[] =
+        "SELECT s.schemaname || '.' || s.relname FROM pg_stat_user_tables s "
+        "JOIN pg_class c ON c.oid = s.relid "
+        "LEFT JOIN pg_temp.writes_before b ON b.relid = s.relid "
+        "WHERE s.n_tup_ins + s.n_tup_upd + s.n_tup_del > coalesce(b.n, 0) "
+        "AND s.schemaname <> 'public' AND s.schemaname NOT LIKE 'pg\\_temp%' ";
+    char q[1024];
+    snprintf(q, sizeof q, "SELECT count(*) FROM (%s AND s.relname = 'refunds') w", written);
+    tsupport_wait_count(WAIT_MS, 1, "%s", q);
+    snprintf(q, sizeof q,
+             "SELECT coalesce(string_agg(t, ', ' ORDER BY t), '') FROM (%s AND "
+             "(s.schemaname, s.relname) NOT IN (('catalog', 'products'), ('orders', 'addresses')) "
+             "AND NOT coalesce("
+             "c.reloptions @> '{autovacuum_analyze_scale_factor=1.0}', false)) w(t)",
+             written);
+    PGresult *res = PQexec(tsupport_pg(), q);
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(tsupport_pg()));
+    cr_expect_str_empty(PQgetvalue(res, 0, 0),
+                        "written by a purchase, analyzed on every autovacuum round: %s",
+                        PQgetvalue(res, 0, 0));
+    PQclear(res);
+}
+
 Test(order_flows, place_pay_deliver_and_return_inside_the_window)
 {
     const char *env[] = { "LAYBY_FAST=1",
@@ -325,6 +370,7 @@ Test(order_flows, place_pay_deliver_and_return_inside_the_window)
     char product[ID_STR_LEN], address[ID_STR_LEN], order[ID_STR_LEN];
     product_add(5, 1500000, product);
     address_add(alice_auth, address);
+    writes_before();
     place_ok(address, product, 2, order);
     cr_assert_eq(stock_of(product), 3);
 
@@ -391,6 +437,8 @@ Test(order_flows, place_pay_deliver_and_return_inside_the_window)
     tsupport_http_assert_error(&r, 404, "not_found", NULL);
     pay(&r, bob_auth, order, "tok_visa", NULL);
     tsupport_http_assert_error(&r, 404, "not_found", NULL);
+
+    writes_analyzed_rarely();
 }
 
 /* The steps that make the order payable and paid answer the buyer (saga.h

@@ -1,0 +1,22 @@
+-- saga: the tables every checkout writes are analyzed rarely (issue 25: the
+-- slowest 1 % of checkouts at a quarter of the peak sat in autovacuum rounds,
+-- docs/BENCHMARKS.md, twenty-first sitting).
+--
+-- With the default thresholds (50 rows + 10 % of the table) a table that
+-- changes thousands of rows a second was analyzed on every autovacuum round
+-- (autovacuum_naptime, 10 s in the local stack): a burst of CPU each round
+-- (ANALYZE samples 30,000 rows and sorts every column's values; saga.sagas
+-- and saga.saga_log took about 0.1 s each), and new statistics make every
+-- session re-plan each prepared statement on the table at its next use
+-- (PostgreSQL's PREPARE: "whenever ... their planner statistics have been
+-- updated since the previous use"), so every service's session re-planned at
+-- once. The statements on these tables look rows up by key, or by an indexed
+-- range whose generic plan (SVC_BATCH_SESSION_SQL) takes no value from the
+-- histogram: their plans do not follow the statistics. Analyzed once they
+-- changed by their own size plus 100,000 rows: a large table rarely, a fresh
+-- one after its first 100,000 changes. VACUUM is not changed (it keeps the
+-- thresholds of 0002 and 0760); the inbox and outbox of every schema get the
+-- same in sql/shared/inbox_outbox.sql, and the other schemas' tables in
+-- 0951-0954.
+ALTER TABLE saga.sagas SET (autovacuum_analyze_scale_factor = 1.0, autovacuum_analyze_threshold = 100000);
+ALTER TABLE saga.saga_log SET (autovacuum_analyze_scale_factor = 1.0, autovacuum_analyze_threshold = 100000);

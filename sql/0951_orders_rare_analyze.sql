@@ -1,0 +1,5 @@
+-- orders: the tables every checkout writes are analyzed rarely; why in
+-- 0950_saga_rare_analyze.sql.
+ALTER TABLE orders.orders SET (autovacuum_analyze_scale_factor = 1.0, autovacuum_analyze_threshold = 100000);
+ALTER TABLE orders.order_lines SET (autovacuum_analyze_scale_factor = 1.0, autovacuum_analyze_threshold = 100000);
+ALTER TABLE orders.order_history SET (autovacuum_analyze_scale_factor = 1.0, autovacuum_analyze_threshold = 100000);
