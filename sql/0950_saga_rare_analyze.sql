@@ -10,9 +10,9 @@
 -- session re-plan each prepared statement on the table at its next use
 -- (PostgreSQL's PREPARE: "whenever ... their planner statistics have been
 -- updated since the previous use"), so every service's session re-planned at
--- once. The statements on these tables look rows up by key, or by an indexed
--- range whose generic plan (SVC_BATCH_SESSION_SQL) takes no value from the
--- histogram: their plans do not follow the statistics. Analyzed once they
+-- once. The statements on these tables look rows up by key, or walk an
+-- index in its order (the sweeps, prunes and timers: ORDER BY ... LIMIT), so
+-- their plans do not need the statistics. Analyzed once they
 -- changed by their own size plus 100,000 rows: a large table rarely, a fresh
 -- one after its first 100,000 changes. VACUUM is not changed (it keeps the
 -- thresholds of 0002 and 0760); the inbox and outbox of every schema get the

@@ -85,10 +85,13 @@ static const char SAGA_SQL_PARK[] =
     "finished_at = NULL, parked_error = $2, "
     "updated_at = to_timestamp($3::bigint / 1000.0) FROM old WHERE g.saga_id = old.saga_id "
     "RETURNING g.saga_type, g.version, old.status";
-/* finished_at: updated_at of a finished saga, NULL before (sql/0760). */
+/* finished_at: updated_at of a finished saga, NULL before (sql/0760).
+ * Oldest first, in sagas_finished's order, so the plan needs no statistics
+ * (saga.sagas is analyzed rarely, sql/0950). */
 static const char SAGA_SQL_PRUNE[] =
     "WITH gone AS (DELETE FROM saga.sagas WHERE saga_id IN (SELECT saga_id FROM saga.sagas "
-    "WHERE finished_at < now() - make_interval(secs => $1::bigint / 1000.0) LIMIT 500) "
+    "WHERE finished_at < now() - make_interval(secs => $1::bigint / 1000.0) "
+    "ORDER BY finished_at LIMIT 500) "
     "RETURNING saga_id) "
     "DELETE FROM saga.saga_log WHERE saga_id IN (SELECT saga_id FROM gone)";
 static const char SAGA_SQL_COUNTS[] =
