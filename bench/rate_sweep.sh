@@ -18,7 +18,8 @@ B=build/release
 RATES=("$@")
 [ ${#RATES[@]} -gt 0 ] || RATES=(10 25 50 75 110)
 eval "$(scripts/dev env)"
-OUT=$(mktemp -d /tmp/layby-sweep.XXXXXX)
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
 
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
@@ -46,4 +47,3 @@ for rate in "${RATES[@]}"; do
     printf '%6s %6s %22s %22s %16s\n' "$rate" "$(cat "$OUT/busy.$rate")" "$pl50 / $pl99" "$py50 / $py99" \
         "$(awk -v a="$pl99" -v b="$py99" -v f="$F" 'BEGIN {printf "%.1f / %.1f x", a / f, b / f}')"
 done
-rm -rf "$OUT"
