@@ -19,7 +19,16 @@
  * URL's user and password on that server and the service's database; the
  * same rule as scripts/lib/pg.sh: NNNN_public_<schema>_* follows its schema,
  * other `public` ones go to every server, each server keeps its own
- * public.schema_migrations. */
+ * public.schema_migrations.
+ *
+ * Shared tables (the .sql files of sql/shared: the inbox and outbox every service schema
+ * has, scripts/lib/pg.sh lb_pg_shared): after the numbered migrations,
+ * migrate applies each file to every service schema on its server, one
+ * transaction per schema as its role. The files are idempotent and carry
+ * their tables' settings, so they run on every migrate: a release's change to
+ * them reaches the schemas made before it. status counts a schema as pending
+ * when a table the files create (CREATE TABLE IF NOT EXISTS <name>) is
+ * missing there. */
 #include <dirent.h>
 #include <errno.h>
 #include <regex.h>
@@ -62,9 +71,16 @@ typedef struct db_server {
     char conninfo[2048];
 } db_server;
 
+#define SHARED_MAX 16 /* files in sql/shared, and the tables they create */
+
 typedef struct mig_set {
     mig m[MIG_MAX];
     size_t n;
+    char shared[SHARED_MAX][256]; /* sql/shared's files, in name order */
+    size_t n_shared;
+    char *shared_sql[SHARED_MAX]; /* their texts (owned) */
+    char tables[SHARED_MAX][64];  /* the tables they create */
+    size_t n_tables;
 } mig_set;
 
 static int
@@ -304,46 +320,120 @@ file_read(const char *dir, const char *name, lb_err *err)
     return buf;
 }
 
-/* One migration in one transaction, as its schema's role. */
+/* sql[0..n) in one transaction as schema's role (`public`: as the connecting
+ * superuser), with search_path = schema: all or nothing. what names a failure. */
 static lb_status
-mig_apply(PGconn *pg, const mig *m, const char *dir, lb_err *err)
+tx_as(PGconn *pg, const char *schema, char *const *sql, size_t n, const char *what, lb_err *err)
 {
-    char *sql = file_read(dir, m->name, err);
-    if (sql == NULL)
-        return err->code;
-    char as[256], version[16];
-    if (strcmp(m->schema, "public") == 0)
+    char as[256];
+    if (strcmp(schema, "public") == 0)
         snprintf(as, sizeof as, "BEGIN; SET LOCAL search_path = public;");
     else
         snprintf(as, sizeof as, "BEGIN; SET LOCAL ROLE \"%s\"; SET LOCAL search_path = \"%s\";",
-                 m->schema, m->schema);
-    snprintf(version, sizeof version, "%d", m->version);
-    const char *params[] = { version, m->name };
+                 schema, schema);
     lb_status st = LB_OK;
     PGresult *r = PQexec(pg, as);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        st = db_error(r, pg, m->name, err);
-    else if (PQclear(r), r = PQexec(pg, sql),
-             PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        st = db_error(r, pg, m->name, err);
-    else if (PQclear(r), r = PQexec(pg, "RESET ROLE"), PQresultStatus(r) != PGRES_COMMAND_OK)
-        st = db_error(r, pg, m->name, err);
-    else if (PQclear(r),
-             r = PQexecParams(pg,
-                              "INSERT INTO public.schema_migrations (version, name)"
-                              " VALUES ($1::int, $2)",
-                              2, NULL, params, NULL, NULL, 0),
-             PQresultStatus(r) != PGRES_COMMAND_OK)
-        st = db_error(r, pg, "public.schema_migrations", err);
+        st = db_error(r, pg, what, err);
     else
         PQclear(r);
+    for (size_t i = 0; st == LB_OK && i < n; i++) {
+        r = PQexec(pg, sql[i]);
+        ExecStatusType x = PQresultStatus(r);
+        if (x != PGRES_COMMAND_OK && x != PGRES_TUPLES_OK && x != PGRES_EMPTY_QUERY)
+            st = db_error(r, pg, what, err);
+        else
+            PQclear(r);
+    }
     r = PQexec(pg, st == LB_OK ? "COMMIT" : "ROLLBACK");
     if (st == LB_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
-        st = db_error(r, pg, m->name, err);
+        st = db_error(r, pg, what, err);
     else
         PQclear(r);
-    free(sql);
     return st;
+}
+
+/* One migration in one transaction, as its schema's role, recorded in the
+ * same transaction (the name is checked by mig_scan: [0-9a-z_.] only). */
+static lb_status
+mig_apply(PGconn *pg, const mig *m, const char *dir, lb_err *err)
+{
+    char record[512];
+    char *sql[2] = { file_read(dir, m->name, err), record };
+    if (sql[0] == NULL)
+        return err->code;
+    snprintf(record, sizeof record,
+             "RESET ROLE; INSERT INTO public.schema_migrations (version, name) VALUES (%d, '%s')",
+             m->version, m->name);
+    lb_status st = tx_as(pg, m->schema, sql, 2, m->name, err);
+    free(sql[0]);
+    return st;
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* sql/shared's files (none when the folder is missing), their texts and the
+ * tables they create, into s. */
+static lb_status
+shared_scan(mig_set *s, const char *sql_dir, lb_err *err)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/shared", sql_dir);
+    s->n_shared = s->n_tables = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return errno == ENOENT ? LB_OK
+                               : lb_err_set(err, LB_ERR_CONFIG, "%s: %s", dir, strerror(errno));
+    lb_status st = LB_OK;
+    struct dirent *e;
+    while (st == LB_OK && (e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || e->d_name[0] == '.' || strcmp(e->d_name + len - 4, ".sql") != 0)
+            continue;
+        if (s->n_shared == SHARED_MAX)
+            st = lb_err_set(err, LB_ERR_INVALID, "%s: more than %d files", dir, SHARED_MAX);
+        else
+            snprintf(s->shared[s->n_shared++], sizeof s->shared[0], "%s", e->d_name);
+    }
+    closedir(d);
+    qsort(s->shared, s->n_shared, sizeof s->shared[0], name_cmp);
+    regex_t re;
+    regmatch_t g[2];
+    regcomp(&re, "CREATE TABLE IF NOT EXISTS ([a-z_][a-z0-9_]*)", REG_EXTENDED | REG_ICASE);
+    for (size_t i = 0; st == LB_OK && i < s->n_shared; i++) {
+        if ((s->shared_sql[i] = file_read(dir, s->shared[i], err)) == NULL) {
+            st = err->code;
+            break;
+        }
+        for (const char *p = s->shared_sql[i]; regexec(&re, p, 2, g, 0) == 0; p += g[0].rm_eo)
+            if (s->n_tables < SHARED_MAX)
+                snprintf(s->tables[s->n_tables++], sizeof s->tables[0], "%.*s",
+                         (int)(g[1].rm_eo - g[1].rm_so), p + g[1].rm_so);
+    }
+    regfree(&re);
+    return st;
+}
+
+/* Whether every table the shared files create exists in schema. */
+static lb_status
+shared_present(bool *present, PGconn *pg, const mig_set *s, const char *schema, lb_err *err)
+{
+    *present = true;
+    for (size_t i = 0; i < s->n_tables && *present; i++) {
+        const char *p[] = { schema, s->tables[i] };
+        PGresult *r = PQexecParams(
+            pg, "SELECT to_regclass(quote_ident($1) || '.' || quote_ident($2)) IS NOT NULL", 2,
+            NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            return db_error(r, pg, "pg_class", err);
+        *present = PQgetvalue(r, 0, 0)[0] == 't';
+        PQclear(r);
+    }
+    return LB_OK;
 }
 
 /* Whether schema is `public` or owned by a role of its name. */
@@ -362,12 +452,54 @@ schema_known(bool *known, PGconn *pg, const char *schema, lb_err *err)
     return LB_OK;
 }
 
+/* What status and migrate found over all servers. */
+typedef struct db_report {
+    json_t *migrations, *shared, *servers;
+    size_t pending, applied_now;
+    bool many; /* more than one server: each line names its server */
+} db_report;
+
+/* The shared files on each service schema homed on server i: applied when
+ * migrating (every time: they are idempotent), then present or pending. */
+static lb_status
+db_server_shared(PGconn *pg, const mig_set *s, const db_server *srv, size_t i,
+                 const size_t *home_of, bool migrate, db_report *rep, lb_err *err)
+{
+    lb_status st = LB_OK;
+    for (size_t k = 0; st == LB_OK && s->n_shared > 0 && k < svc_table_n_schemas; k++) {
+        const char *schema = svc_table_schemas[k].schema;
+        bool known = false, present = false;
+        if (home_of[k] != i || (st = schema_known(&known, pg, schema, err)) != LB_OK)
+            continue;
+        if (!known && migrate)
+            st = lb_err_set(err, LB_ERR_INVALID,
+                            "sql/shared: no schema '%s' owned by its role on %s (create both "
+                            "first: OPERATIONS.md section 6)",
+                            schema, srv->where);
+        else if (known && migrate &&
+                 (st = tx_as(pg, schema, s->shared_sql, s->n_shared, "sql/shared", err)) == LB_OK)
+            ctl_progress("shared tables applied: %s%s%s\n", schema, rep->many ? " on " : "",
+                         rep->many ? srv->where : "");
+        if (st == LB_OK && known)
+            st = shared_present(&present, pg, s, schema, err);
+        if (st != LB_OK)
+            break;
+        rep->pending += !present;
+        json_array_append_new(rep->shared,
+                              json_pack("{s:s,s:s,s:s}", "schema", schema, "state",
+                                        present ? "applied" : "pending", "server", srv->where));
+        if (!ctl_out.json)
+            printf("sh    %-10s %-8s sql/shared%s%s\n", schema, present ? "applied" : "PENDING",
+                   rep->many ? "  on " : "", rep->many ? srv->where : "");
+    }
+    return st;
+}
+
 /* status or migrate on one server: its migrations (mig_on) printed and
- * counted; applied ones marked in s. */
+ * counted, applied ones marked in s; then the shared tables. */
 static lb_status
 db_server_run(mig_set *s, const db_conf *conf, const db_server *srv, size_t i,
-              const size_t *home_of, bool many, bool migrate, json_t *arr, size_t *pending,
-              size_t *applied_now, lb_err *err)
+              const size_t *home_of, bool migrate, db_report *rep, lb_err *err)
 {
     PGconn *pg = NULL;
     for (size_t k = 0; k < s->n; k++)
@@ -386,21 +518,25 @@ db_server_run(mig_set *s, const db_conf *conf, const db_server *srv, size_t i,
                                 m->name, m->schema, srv->where);
             else if ((st = mig_apply(pg, m, conf->sql_dir, err)) == LB_OK) {
                 m->applied = true;
-                (*applied_now)++;
-                ctl_progress("migration applied: %s%s%s\n", m->name, many ? " on " : "",
-                             many ? srv->where : "");
+                rep->applied_now++;
+                ctl_progress("migration applied: %s%s%s\n", m->name, rep->many ? " on " : "",
+                             rep->many ? srv->where : "");
             }
         }
-        *pending += !m->applied;
-        json_array_append_new(arr,
+        rep->pending += !m->applied;
+        json_array_append_new(rep->migrations,
                               json_pack("{s:i,s:s,s:s,s:s,s:s}", "version", m->version, "schema",
                                         m->schema, "name", m->name, "state",
                                         m->applied ? "applied" : "pending", "server", srv->where));
         if (!ctl_out.json)
             printf("%04d  %-10s %-8s %s%s%s\n", m->version, m->schema,
-                   m->applied ? "applied" : "PENDING", m->name, many ? "  on " : "",
-                   many ? srv->where : "");
+                   m->applied ? "applied" : "PENDING", m->name, rep->many ? "  on " : "",
+                   rep->many ? srv->where : "");
     }
+    /* After the numbered ones, as scripts/lib/pg.sh does: a schema's first
+     * migration may be what creates it on an upgraded server. */
+    if (st == LB_OK)
+        st = db_server_shared(pg, s, srv, i, home_of, migrate, rep, err);
     PQfinish(pg);
     return st;
 }
@@ -421,37 +557,43 @@ db_run(const ctl_cmd *cmd, int argc, char **argv, bool migrate)
         free(home_of);
         return rc;
     }
-    size_t pending = 0, applied_now = 0;
+    db_report rep = { .migrations = json_array(), .shared = json_array(), .servers = json_array() };
     lb_status st = mig_scan(s, conf.sql_dir, &err);
+    if (st == LB_OK)
+        st = shared_scan(s, conf.sql_dir, &err);
     if (st == LB_OK && (conf.admin_url == NULL || conf.admin_url[0] == '\0'))
         st =
             lb_err_set(&err, LB_ERR_CONFIG, "no superuser URL (--admin-url or LAYBY_PG_ADMIN_URL)");
     if (st == LB_OK)
         st = servers_find(srv, &n_srv, home_of, conf.admin_url, &err);
-    json_t *arr = json_array(), *servers = json_array();
+    rep.many = n_srv > 1;
     for (size_t i = 0; st == LB_OK && i < n_srv; i++) {
-        st = db_server_run(s, &conf, &srv[i], i, home_of, n_srv > 1, migrate, arr, &pending,
-                           &applied_now, &err);
-        json_array_append_new(servers, json_string(srv[i].where));
+        st = db_server_run(s, &conf, &srv[i], i, home_of, migrate, &rep, &err);
+        json_array_append_new(rep.servers, json_string(srv[i].where));
     }
+    for (size_t i = 0; i < s->n_shared; i++)
+        free(s->shared_sql[i]);
     free(s);
     free(srv);
     free(home_of);
     if (st != LB_OK) {
-        json_decref(arr);
-        json_decref(servers);
+        json_decref(rep.migrations);
+        json_decref(rep.shared);
+        json_decref(rep.servers);
         return ctl_fail(cmd, &err);
     }
     if (ctl_out.json)
-        ctl_json_doc(json_pack("{s:o,s:o,s:I,s:I}", "migrations", arr, "servers", servers,
-                               "pending", (json_int_t)pending, "appliedNow",
-                               (json_int_t)applied_now));
+        ctl_json_doc(json_pack("{s:o,s:o,s:o,s:I,s:I}", "migrations", rep.migrations, "shared",
+                               rep.shared, "servers", rep.servers, "pending",
+                               (json_int_t)rep.pending, "appliedNow", (json_int_t)rep.applied_now));
     else {
-        json_decref(arr);
-        json_decref(servers);
-        printf("%zu pending%s\n", pending, migrate ? "" : " (layby-ctl db migrate applies them)");
+        json_decref(rep.migrations);
+        json_decref(rep.shared);
+        json_decref(rep.servers);
+        printf("%zu pending%s\n", rep.pending,
+               migrate ? "" : " (layby-ctl db migrate applies them)");
     }
-    return pending == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+    return rep.pending == 0 ? CTL_EXIT_OK : CTL_EXIT_FAIL;
 }
 
 int

@@ -33,8 +33,9 @@ static const ctl_cmd ctl_cmds[] = {
       "the migrations of sql/: applied or pending (exit 1 when one is pending)", NULL,
       &ctl_db_flags },
     { "db migrate", 0, ctl_db_migrate,
-      "apply the pending migrations, each in one transaction as its schema's role", NULL,
-      &ctl_db_flags },
+      "apply the pending migrations, each in one transaction as its schema's role, then "
+      "sql/shared to every service schema",
+      NULL, &ctl_db_flags },
     { "bus info", CTL_NEEDS_NATS, ctl_bus_info,
       "each stream's and durable's configuration and state", NULL, NULL },
     { "token mint", 0, ctl_token_mint,

@@ -55,13 +55,16 @@ static const char RELAY_SQL_CLAIM[] =
     "RETURNING id::text, subject, msg_type, correlation, causation, actor, reply, traceparent, body";
 static const char RELAY_SQL_DELETE[] =
     "DELETE FROM outbox WHERE id = ANY($1::uuid[])";
-/* Oldest first, in the index's order: the plan then needs no statistics (the
- * inbox is analyzed rarely, sql/0950; without ORDER BY a table with none was
- * read whole for ids that were not old enough: 150 ms a prune). */
+/* A plan that needs no statistics (the inbox is analyzed rarely, sql/shared):
+ * the oldest ids first, in the received_at index's order (without ORDER BY a
+ * table with none was read whole for ids not old enough: 150 ms a prune),
+ * then deleted by primary key from an array. `msg_id IN (SELECT ...)` was
+ * planned as a hash join over the whole table below some size (a 31,500-id
+ * inbox read whole at each prune, svc_runtime_test). */
 static const char RELAY_SQL_INBOX_PRUNE[] =
-    "DELETE FROM inbox WHERE msg_id IN (SELECT msg_id FROM inbox "
+    "DELETE FROM inbox WHERE msg_id = ANY(ARRAY(SELECT msg_id FROM inbox "
     "WHERE received_at < now() - make_interval(secs => $1::bigint / 1000.0) "
-    "ORDER BY received_at LIMIT 1000)";
+    "ORDER BY received_at LIMIT 1000))";
 
 static const store_stmt relay_stmts[] = {
     { "relay_claim",       RELAY_SQL_CLAIM },

@@ -1,7 +1,8 @@
 -- The inbox and outbox every service schema has (engine/outbox.h), written
 -- once. scripts/lib/pg.sh applies it to each schema of the service table
 -- (etc/services.tsv) after the numbered migrations, as the schema's role with
--- search_path = that schema, on every `scripts/dev up` and harness start: so
+-- search_path = that schema, on every `scripts/dev up` and harness start, and
+-- so does every `layby-ctl db migrate` (cli/ctl_db.c): so
 -- it must stay idempotent, and a service's migrations hold only its business
 -- tables. Schemas made before this file (catalog, saga: 0001-0004) have the
 -- same tables from their own migrations. A change to these tables is a

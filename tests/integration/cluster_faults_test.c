@@ -726,6 +726,17 @@ ctl_db_check(void)
     }
     cr_expect_gt(catalog_there, 0, "no catalog migration checked on %s: %s", where2, out);
     cr_expect_eq(catalog_elsewhere, 0, "catalog migrations checked off its cluster: %s", out);
+    /* The shared inbox and outbox: each schema checked once, where it lives. */
+    size_t shared_ok = 0, shared_misplaced = 0;
+    json_array_foreach(json_object_get(doc, "shared"), i, o)
+    {
+        bool cat = strcmp(json_string_value(json_object_get(o, "schema")), "catalog") == 0;
+        bool there = strcmp(json_string_value(json_object_get(o, "server")), where2) == 0;
+        shared_ok += strcmp(json_string_value(json_object_get(o, "state")), "applied") == 0;
+        shared_misplaced += cat != there;
+    }
+    cr_expect_eq(shared_ok, svc_table_n_schemas, "shared tables: %s", out);
+    cr_expect_eq(shared_misplaced, 0, "shared tables checked off their cluster: %s", out);
     json_decref(doc);
     free(out);
 

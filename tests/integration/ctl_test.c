@@ -1,9 +1,11 @@
 /* ctl_test.c - the operator commands of the real layby-ctl binary against real
  * nats-server, PostgreSQL, layby-orchestrator, the test participant and
  * layby-catalog: saga list/show/retry/resolve/replay on a STUCK saga, replay
- * of LAYBY_EVT as JSON lines, and dlq show/retry of poison messages. */
+ * of LAYBY_EVT as JSON lines, dlq show/retry of poison messages, and
+ * db status/migrate (on the stack's database and on a fresh one). */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include "engine/bus.h"
 #include "engine/bus_topology.h"
 #include "engine/id.h"
+#include "engine/svc_table.h"
 #include "layby/v1/catalog.pb-c.h"
 #include "layby/v1/saga.pb-c.h"
 #include "sagas_test.h"
@@ -367,4 +370,101 @@ Test(ctl, db_status_and_migrate)
     char rm[64];
     snprintf(rm, sizeof rm, "rm -rf %s", dir);
     cr_assert_eq(system(rm), 0);
+}
+
+/* The one value of a one-row query on pg (the caller frees it). */
+static char *
+fresh_value(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(pg));
+    cr_assert_eq(PQntuples(r), 1, "%s", sql);
+    char *v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+/* An operator's install without the dev scripts: roles exist, each service's
+ * schema is made and owned by its role (OPERATIONS.md section 6), then
+ * `layby-ctl db migrate` must leave every schema with its business tables and
+ * the shared inbox and outbox with their settings; and a later migrate
+ * brings a schema's shared tables back to what sql/shared says (an upgrade
+ * whose release changed them). */
+Test(ctl, db_migrate_makes_every_schema_whole_on_a_fresh_database)
+{
+    const char *admin_url = tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL");
+    char sql[600], url[1024], q[1024], *out = NULL;
+    snprintf(sql, sizeof sql, "%s/sql", LAYBY_SOURCE_DIR);
+    const char *slash = strrchr(admin_url, '/');
+    cr_assert(slash != NULL && strchr(slash, '?') == NULL, "a URL ending /<dbname>: %s", admin_url);
+    snprintf(url, sizeof url, "%.*s/layby_ctl_fresh", (int)(slash - admin_url), admin_url);
+    tsupport_sql("DROP DATABASE IF EXISTS layby_ctl_fresh");
+    tsupport_sql("CREATE DATABASE layby_ctl_fresh");
+    PGconn *pg = PQconnectdb(url);
+    cr_assert_eq(PQstatus(pg), CONNECTION_OK, "%s", PQerrorMessage(pg));
+    for (size_t k = 0; k < svc_table_n_schemas; k++) {
+        snprintf(q, sizeof q, "CREATE SCHEMA \"%s\" AUTHORIZATION \"%s\"",
+                 svc_table_schemas[k].schema, svc_table_schemas[k].schema);
+        PQclear(PQexec(pg, q));
+    }
+    PQclear(PQexec(pg, "CREATE TABLE public.schema_migrations (version int PRIMARY KEY,"
+                       " name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"));
+    /* Every schema on the admin URL's server, whatever the harness's stack. */
+    char env_buf[16][96];
+    const char *env[17] = { NULL };
+    cr_assert_lt(svc_table_n_schemas, 16);
+    for (size_t k = 0; k < svc_table_n_schemas; k++) {
+        snprintf(env_buf[k], sizeof env_buf[k], "%s=", svc_table_schemas[k].url_env);
+        env[k] = env_buf[k];
+    }
+    const char *status[] = { "db", "status", "--admin-url", url, "--sql-dir", sql, NULL };
+    const char *migrate[] = { "db", "migrate", "--admin-url", url, "--sql-dir", sql, NULL };
+
+    cr_assert_eq(tsupport_ctl_run(&out, true, env, status), 1, "%s", out);
+    cr_assert_not_null(strstr(out, "PENDING  0001_catalog_init.sql"), "%s", out);
+    cr_assert_not_null(strstr(out, "sh    orders     PENDING"), "%s", out);
+    free(out);
+    cr_assert_eq(tsupport_ctl_run(&out, true, env, migrate), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "shared tables applied: orders"), "%s", out);
+    free(out);
+
+    for (size_t k = 0; k < svc_table_n_schemas; k++) {
+        const char *schema = svc_table_schemas[k].schema;
+        snprintf(q, sizeof q,
+                 "SELECT string_agg(c.relname || ':' || pg_get_userbyid(c.relowner) || ':' ||"
+                 " coalesce(array_to_string(c.reloptions, ','), ''), ' ' ORDER BY c.relname)"
+                 " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                 " WHERE n.nspname = '%s' AND c.relname IN ('inbox', 'outbox')",
+                 schema);
+        char *v = fresh_value(pg, q), want[512];
+        snprintf(want, sizeof want,
+                 "inbox:%s:autovacuum_analyze_scale_factor=1.0,"
+                 "autovacuum_analyze_threshold=100000 "
+                 "outbox:%s:autovacuum_vacuum_scale_factor=0,autovacuum_vacuum_threshold=2000,"
+                 "autovacuum_analyze_scale_factor=1.0,autovacuum_analyze_threshold=100000",
+                 schema, schema);
+        cr_expect_str_eq(v, want, "schema %s", schema);
+        free(v);
+    }
+    char *orders = fresh_value(pg, "SELECT count(*) FROM pg_tables WHERE schemaname = 'orders'"
+                                   " AND tablename = 'orders' AND tableowner = 'orders'");
+    cr_expect_str_eq(orders, "1", "the business tables too");
+    free(orders);
+    cr_assert_eq(tsupport_ctl_run(&out, true, env, status), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "sh    orders     applied"), "%s", out);
+    cr_assert_not_null(strstr(out, "\n0 pending"), "%s", out);
+    free(out);
+
+    /* A schema made before a change to sql/shared: migrate brings it over. */
+    PQclear(PQexec(pg, "ALTER TABLE delivery.outbox RESET (autovacuum_analyze_threshold)"));
+    cr_assert_eq(tsupport_ctl_run(&out, true, env, migrate), 0, "%s", out);
+    cr_assert_null(strstr(out, "migration applied"), "numbered ones once: %s", out);
+    free(out);
+    char *opt = fresh_value(pg, "SELECT array_to_string(reloptions, ',') FROM pg_class"
+                                " WHERE oid = 'delivery.outbox'::regclass");
+    cr_expect_not_null(strstr(opt, "autovacuum_analyze_threshold=100000"), "%s", opt);
+    free(opt);
+
+    PQfinish(pg);
+    tsupport_sql("DROP DATABASE layby_ctl_fresh");
 }

@@ -751,6 +751,36 @@ Test(svc_runtime, inbox_pruning_deletes_what_is_old_enough_and_nothing_else)
     tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
 }
 
+/* The inbox is analyzed rarely (sql/shared), so the prune's plan must need
+ * no statistics. Without ORDER BY, `received_at < ... LIMIT 1000` on a table
+ * with none is guessed to match a third of it and read in the heap's order:
+ * a large inbox was read whole for ids not old enough (150 ms a prune of a
+ * 200,000-id one); and `msg_id IN (SELECT ...)` hash-joined the whole table
+ * below ~100,000 ids. Here the old ids lie behind 30,000 young ones, and
+ * the prune must find them by index. */
+Test(svc_runtime, inbox_pruning_reads_by_index_on_a_table_never_analyzed)
+{
+    tsupport_sql("INSERT INTO sagatest.inbox (msg_id, received_at) SELECT 'young-' || i, "
+                 "now() - interval '1 minute' FROM generate_series(1, 30000) i");
+    tsupport_sql("INSERT INTO sagatest.inbox (msg_id, received_at) SELECT 'old-' || i, "
+                 "now() - interval '2 hours' FROM generate_series(1, 1500) i");
+    tsupport_sql("DELETE FROM pg_statistic WHERE starelid = 'sagatest.inbox'::regclass");
+    tsupport_table_stats before = tsupport_table_stats_get("sagatest.inbox");
+    const char *env[] = { "LAYBY_INBOX_KEEP=1h", NULL };
+    tsupport_sagatest_start(&procs[0], env);
+    tsupport_table_stats after =
+        tsupport_table_stats_wait("sagatest.inbox", before.deleted + 1500, WAIT_MS);
+    cr_assert_eq(after.deleted - before.deleted, 1500, "the prune's deletes were not counted");
+    cr_assert_eq(after.seq_scans, before.seq_scans, "the prune read the inbox whole (%lld -> %lld)",
+                 (long long)before.seq_scans, (long long)after.seq_scans);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM sagatest.inbox"), 30000,
+                 "the old ids, and only they, were pruned");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM pg_statistic"
+                                  " WHERE starelid = 'sagatest.inbox'::regclass"),
+                 0, "the inbox was analyzed meanwhile: the test proves nothing");
+    tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
+}
+
 /* Inserts n outbox rows of the participant in one transaction, created age_s
  * seconds ago, shaped as its handler writes them (a layby.evt.sagatest.counted
  * event each, ids from gen_random_uuid: any uuid will do for the relay). */

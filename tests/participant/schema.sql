@@ -2,11 +2,8 @@
 -- saga suites as the superuser: test data never goes into sql/ migrations.
 DROP SCHEMA IF EXISTS sagatest CASCADE;
 CREATE SCHEMA sagatest;
-CREATE TABLE sagatest.inbox (msg_id text PRIMARY KEY, received_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE sagatest.outbox (
-    id uuid PRIMARY KEY, subject text NOT NULL, msg_type text NOT NULL, correlation text NOT NULL,
-    causation text NOT NULL, actor text NOT NULL, reply text NOT NULL, traceparent text NOT NULL,
-    body bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+-- its inbox and outbox are every service's: sql/shared, applied after this
+-- file by tsupport_sagatest_setup() (tests/support/tsupport_layby.c)
 -- deliveries seen per (saga, step, kind): drives the scripts (fail the first N)
 CREATE TABLE sagatest.tries (saga_id uuid, step int, kind text, n int NOT NULL,
     PRIMARY KEY (saga_id, step, kind));

@@ -126,6 +126,35 @@ tsupport_sql_int(const char *sql)
     return v;
 }
 
+tsupport_table_stats
+tsupport_table_stats_get(const char *table)
+{
+    char sql[512];
+    tsupport_table_stats s;
+    /* This session's own counts (a CREATE INDEX reads its table) are
+     * reported at the end of this statement, before the reads below. */
+    tsupport_sql("SELECT pg_stat_force_next_flush()");
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(seq_scan, 0) FROM pg_stat_user_tables WHERE relid = '%s'::regclass",
+             table);
+    s.seq_scans = tsupport_sql_int(sql);
+    snprintf(sql, sizeof sql,
+             "SELECT n_tup_del FROM pg_stat_user_tables WHERE relid = '%s'::regclass", table);
+    s.deleted = tsupport_sql_int(sql);
+    return s;
+}
+
+tsupport_table_stats
+tsupport_table_stats_wait(const char *table, int64_t deleted, int timeout_ms)
+{
+    tsupport_table_stats s = tsupport_table_stats_get(table);
+    for (int waited = 0; s.deleted < deleted && waited < timeout_ms; waited += 100) {
+        usleep(100 * 1000);
+        s = tsupport_table_stats_get(table);
+    }
+    return s;
+}
+
 /* --- NATS ------------------------------------------------------------------- */
 
 natsStatus

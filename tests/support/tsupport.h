@@ -54,6 +54,19 @@ void tsupport_sql(const char *sql);
 /* Runs a query returning one row with one integer column (count(*), say). */
 int64_t tsupport_sql_int(const char *sql);
 
+/* PostgreSQL's own counts for a table (pg_stat_user_tables): sequential
+ * scans and deleted rows so far, this session's own included. Another
+ * session reports its counts within ~1 s of going idle (10 s at most), not
+ * at each commit. */
+typedef struct tsupport_table_stats {
+    int64_t seq_scans, deleted;
+} tsupport_table_stats;
+tsupport_table_stats tsupport_table_stats_get(const char *table);
+/* Waits up to timeout_ms until table's deleted-rows count is at least
+ * deleted; returns the counts then (the caller asserts on them). Waiting on
+ * the statistics, not on count(*), which would scan the table itself. */
+tsupport_table_stats tsupport_table_stats_wait(const char *table, int64_t deleted, int timeout_ms);
+
 /* --- NATS -------------------------------------------------------------------- */
 
 /* Connects as the user of LAYBY_<who>_NATS_USER/_PASSWORD (who: "CTL" = admin,

@@ -62,16 +62,29 @@ tsupport_saga_wait_status(int timeout_ms, const char *id, const char *status)
                         id, status);
 }
 
-void
-tsupport_sagatest_setup(struct bus *admin)
+/* Runs the SQL file at path, after the statements of before. */
+static void
+sql_file_run(const char *before, const char *path)
 {
-    FILE *f = fopen(LAYBY_SOURCE_DIR "/tests/participant/schema.sql", "r");
-    cr_assert_not_null(f);
-    static char sql[8192];
-    size_t n = fread(sql, 1, sizeof sql - 1, f);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    static char sql[16384];
+    size_t n = (size_t)snprintf(sql, sizeof sql, "%s\n", before);
+    n += fread(sql + n, 1, sizeof sql - n - 1, f);
+    cr_assert(feof(f), "%s: larger than %zu bytes", path, sizeof sql);
     fclose(f);
     sql[n] = '\0';
     tsupport_sql(sql);
+}
+
+void
+tsupport_sagatest_setup(struct bus *admin)
+{
+    sql_file_run("", LAYBY_SOURCE_DIR "/tests/participant/schema.sql");
+    /* The inbox and outbox as every service schema has them (indexes and
+     * storage settings too), so what the runtime suites find holds there. */
+    sql_file_run("SET search_path = sagatest;", LAYBY_SOURCE_DIR "/sql/shared/inbox_outbox.sql");
+    tsupport_sql("RESET search_path");
     /* a row of tests/support/services-test.tsv, compiled into test builds */
     const bus_topology_consumer *c = bus_topology_consumer_find("LAYBY_CMD", "sagatest");
     cr_assert_not_null(c,
