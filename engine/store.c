@@ -30,9 +30,15 @@ struct store {
     char *url;
     const store_stmt *stmts; /* borrowed table */
     size_t n_stmts;
-    const char *session_sql; /* borrowed; run on every connect, before preparing */
+    bool generic_default; /* store_generic_plans() */
+    bool any_generic;     /* a stmts[] row starts with STORE_GENERIC */
     /* state */
     PGconn *pg;
+    enum {
+        PLAN_AUTO,
+        PLAN_GENERIC,
+        PLAN_UNKNOWN
+    } plan_now;    /* the session's plan_cache_mode */
     bool prepared; /* stmts prepared on this pg */
     bool gone;     /* the server sent FATAL on this pg: its backend is ending */
     bool in_tx;    /* between store_begin and commit/rollback: pipeline mode */
@@ -124,12 +130,14 @@ connect_pg(store *s, lb_err *err)
         msg[strcspn(msg, "\n")] = '\0';
         return lb_err_set(err, LB_ERR_DB, "connect to PostgreSQL: %s", msg);
     }
-    if (s->session_sql != NULL) {
-        lb_status st = store_exec_sql(s, s->session_sql, err);
-        if (st != LB_OK)
-            return st;
-    }
+    s->plan_now = PLAN_AUTO; /* PostgreSQL's default; plan_ensure() sets another */
     return prepare_all(s, err);
+}
+
+static bool
+sql_generic(const char *sql)
+{
+    return strncmp(sql, STORE_GENERIC, sizeof STORE_GENERIC - 1) == 0;
 }
 
 lb_status
@@ -142,6 +150,8 @@ store_open(store **out, const char *url, const store_stmt *stmts, size_t n, lb_e
     }
     s->stmts = stmts;
     s->n_stmts = n;
+    for (size_t i = 0; i < n; i++)
+        s->any_generic |= sql_generic(stmts[i].sql);
     lb_status st = connect_pg(s, err);
     if (st != LB_OK) {
         store_close(s);
@@ -151,13 +161,10 @@ store_open(store **out, const char *url, const store_stmt *stmts, size_t n, lb_e
     return LB_OK;
 }
 
-lb_status
-store_session_set(store *s, const char *sql, lb_err *err)
+void
+store_generic_plans(store *s)
 {
-    s->session_sql = sql;
-    if (s->pg == NULL || PQstatus(s->pg) != CONNECTION_OK)
-        return LB_OK; /* store_ensure() runs it on the next connect */
-    return store_exec_sql(s, sql, err);
+    s->generic_default = true;
 }
 
 void
@@ -334,6 +341,38 @@ pipeline_exec(store *s, PGresult **out, const char *name, bool prepared, int npa
     return st;
 }
 
+/* Whether statement `name` of the table starts with STORE_GENERIC (the
+ * callers pass the table's own name pointer; a copy is found by its text). */
+static bool
+stmt_generic(const store *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_stmts; i++)
+        if (s->stmts[i].name == name)
+            return sql_generic(s->stmts[i].sql);
+    for (size_t i = 0; i < s->n_stmts; i++)
+        if (strcmp(s->stmts[i].name, name) == 0)
+            return sql_generic(s->stmts[i].sql);
+    return false;
+}
+
+/* Sets the session's plan_cache_mode to what statement `name` needs, when it
+ * has another: inside a transaction the SET leaves with the statement (a
+ * rollback undoes it, so store_rollback() forgets the mode), outside one it is
+ * a round trip of its own. */
+static lb_status
+plan_ensure(store *s, const char *name, lb_err *err)
+{
+    bool generic = s->generic_default || (s->any_generic && stmt_generic(s, name));
+    if (s->plan_now == (generic ? PLAN_GENERIC : PLAN_AUTO))
+        return LB_OK;
+    const char *sql =
+        generic ? "SET plan_cache_mode = force_generic_plan" : "SET plan_cache_mode = auto";
+    lb_status st = s->in_tx ? pipeline_send(s, sql, false, 0, NULL, NULL, NULL, 0, -1, err)
+                            : store_exec_sql(s, sql, err);
+    s->plan_now = st == LB_OK ? (generic ? PLAN_GENERIC : PLAN_AUTO) : PLAN_UNKNOWN;
+    return st;
+}
+
 lb_status
 store_exec_sql(store *s, const char *sql, lb_err *err)
 {
@@ -372,8 +411,10 @@ store_send(store *s, int *ticket, const char *name, int nparams, const char *con
     if (!s->in_tx || s->n_kept == STORE_KEEP_MAX)
         return lb_err_set(err, LB_ERR_INTERNAL, "store_send %s: no transaction or too many kept",
                           name);
-    lb_status st =
-        pipeline_send(s, name, true, nparams, values, NULL, NULL, result_format, s->n_kept, err);
+    lb_status st = plan_ensure(s, name, err);
+    if (st == LB_OK)
+        st = pipeline_send(s, name, true, nparams, values, NULL, NULL, result_format, s->n_kept,
+                           err);
     if (st == LB_OK)
         *ticket = s->n_kept++;
     return st;
@@ -440,6 +481,7 @@ store_rollback(store *s)
         s->n_unread = 0;
         kept_clear(s);
     }
+    s->plan_now = PLAN_UNKNOWN; /* a SET sent in the transaction is undone with it */
     if (s->pg == NULL || PQstatus(s->pg) != CONNECTION_OK)
         return;
     PQclear(PQexec(s->pg, "ROLLBACK"));
@@ -449,13 +491,16 @@ lb_status
 store_exec_bin(store *s, PGresult **out, const char *name, int nparams, const char *const *values,
                const int *lengths, const int *formats, int result_format, lb_err *err)
 {
+    lb_status st = plan_ensure(s, name, err);
+    if (st != LB_OK)
+        return st;
     if (s->in_tx)
         return pipeline_exec(s, out, name, true, nparams, values, lengths, formats, result_format,
                              out != NULL, err);
     PGresult *r = PQexecPrepared(s->pg, name, nparams, values, lengths, formats, result_format);
     ExecStatusType t = PQresultStatus(r);
     if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
-        lb_status st = store__result_err(r, s->pg, err, name);
+        st = store__result_err(r, s->pg, err, name);
         PQclear(r);
         return st;
     }

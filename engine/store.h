@@ -20,8 +20,15 @@
 
 typedef struct store_stmt {
     const char *name; /* prepared-statement name, also the C constant's name */
-    const char *sql;
+    const char *sql;  /* may start with STORE_GENERIC */
 } store_stmt;
+
+/* The start of a statement planned once per connection, whatever the
+ * connection's default (store_generic_plans): for a statement whose generic
+ * plan is the plan any parameters get, where PostgreSQL's own choice
+ * (plan_cache_mode auto) may still plan it at every call. A comment, so
+ * pg_stat_statements and the server's log show it with the statement. */
+#define STORE_GENERIC "/* generic plan */ "
 
 typedef struct store store;
 
@@ -31,9 +38,13 @@ void store_close(store *s); /* NULL is a no-op */
 PGconn *store_pg(store *s);
 /* Reconnects if the connection is bad (and re-prepares). */
 lb_status store_ensure(store *s, lb_err *err);
-/* Runs sql (a SET, borrowed: static storage) now and on every reconnect,
- * before the statements are prepared. */
-lb_status store_session_set(store *s, const char *sql, lb_err *err);
+/* Every statement on this connection planned once (plan_cache_mode =
+ * force_generic_plan), now and after every reconnect. Without it PostgreSQL
+ * chooses per statement (auto), but for STORE_GENERIC ones. The store sets
+ * plan_cache_mode itself, before the statement that needs another mode than
+ * the session has (one SET, inside the transaction's pipeline or a round
+ * trip of its own outside one); it assumes a new session starts in auto. */
+void store_generic_plans(store *s);
 
 /* A transaction is pipelined (store.c): BEGIN leaves with the first statement
  * that waits for its result, and inside a transaction a statement whose result

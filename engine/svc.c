@@ -443,9 +443,10 @@ svc_run(svc *s, lb_err *err)
         ct->c = &s->def->consumers[i % s->def->n_consumers];
         ct->d = &s->durables[i % s->def->n_consumers];
         if (!s->def->stateless &&
-            ((st = store_open(&ct->db, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK ||
-             (st = store_session_set(ct->db, SVC_BATCH_SESSION_SQL, err)) != LB_OK))
+            (st = store_open(&ct->db, s->cfg.db_url, s->stmts, s->n_stmts, err)) != LB_OK)
             goto out;
+        if (!s->def->stateless)
+            store_generic_plans(ct->db); /* why: svc_internal.h, batch connections */
         if ((st = bind_consumer(ct, err)) != LB_OK)
             goto out;
     }

@@ -60,15 +60,16 @@ struct svc {
     metrics_metric *m_phase[SVC__PHASES];      /* layby_svc_phase_seconds{phase=...} */
 };
 
-/* Session of a consumer thread's connection. Its statements are the batch's:
- * lookups by key (= ANY of an id array) and array writes, whose generic plan
- * is the plan a custom one finds. PostgreSQL still planned some of them anew on
- * every call (the orchestrator's saga_lock, the catalog's stock batch), because
- * the generic plan's estimate for an array of unknown length looks dearer:
- * about 1 ms of a checkout's 13 ms of statement time (docs/BENCHMARKS.md).
- * Not for the query threads: their list statements have optional filters
- * (`$1 = '' OR ...`), where only a custom plan picks the index that fits. */
-#define SVC_BATCH_SESSION_SQL "SET plan_cache_mode = force_generic_plan"
+/* Batch connections: a consumer thread's connection plans every statement
+ * once (store_generic_plans). Its statements are the batch's: lookups by key
+ * (= ANY of an id array) and array writes, whose generic plan is the plan a
+ * custom one finds. PostgreSQL still planned some of them anew on every call
+ * (the orchestrator's saga_lock, the catalog's stock batch), because the
+ * generic plan's estimate for an array of unknown length looks dearer: about
+ * 1 ms of a checkout's 13 ms of statement time (docs/BENCHMARKS.md). Not for
+ * the query threads: their list statements have optional filters (`$1 = ''
+ * OR ...`), where only a custom plan picks the index that fits; a key lookup
+ * they share with the batches starts with STORE_GENERIC (store.h) instead. */
 
 /* A core-NATS message held until the transaction commits. */
 typedef struct svc__pending_reply {

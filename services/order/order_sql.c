@@ -96,9 +96,15 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
      * member_id = ...") PostgreSQL kept choosing a custom plan on some
      * connections, and planned this statement on every second call, 0.35 ms
      * each, more than its execution (docs/BENCHMARKS.md, sixteenth sitting);
-     * with the key alone the generic plan is the custom one. */
+     * with the key alone the generic plan is the custom one. STORE_GENERIC
+     * too: on the query threads (auto) PostgreSQL still planned it at every
+     * GetOrder, the pay's read of the order, 0.31 ms a checkout at the peak
+     * (twenty-second sitting): the tables it joins are analyzed rarely
+     * (sql/0951), so its estimates grow with them, and a generic plan built
+     * later always looked dearer than the average of the custom plans
+     * before it. */
     [ORDER_SQL_ORDER_FULL] = { "order_order_full",
-        "WITH o AS (SELECT * FROM orders WHERE order_id = $1::uuid) "
+        STORE_GENERIC "WITH o AS (SELECT * FROM orders WHERE order_id = $1::uuid) "
         "SELECT 0 AS k, 0::bigint AS n, " ORDER_COLS " FROM o "
         "UNION ALL SELECT 1, l.line_no, l.product_id::text, NULL, NULL, NULL, l.name, l.quantity, "
         "l.unit_price_won::text, NULL, NULL, NULL, NULL FROM order_lines l JOIN o USING (order_id) "

@@ -3,7 +3,8 @@
  * their failures surface at the next wait or at COMMIT with the statement's
  * name, a rollback leaves nothing behind, and the store stays usable after a
  * failure and after its backend was killed; a backend that ended while
- * idle is replaced before the next transaction. */
+ * idle is replaced before the next transaction; plan modes per connection
+ * and per statement. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,9 @@ static const store_stmt stmts[] = {
     { "st_pid",   "SELECT pg_backend_pid()" },
     { "st_bin",   "SELECT k, v::bytea FROM storetest.t ORDER BY k" },
     { "st_plans", "SELECT current_setting('plan_cache_mode')" },
+    { "st_get_generic", STORE_GENERIC "SELECT v FROM storetest.t WHERE k = $1::int" },
+    { "st_planned", "SELECT generic_plans || '/' || custom_plans FROM pg_prepared_statements "
+                    "WHERE name = $1" },
 };
 /* clang-format on */
 
@@ -261,20 +265,66 @@ assert_plans(const char *want)
     PQclear(r);
 }
 
+/* How PostgreSQL ran prepared statement name on the store's session so far:
+ * "<calls on the generic plan>/<custom plans>". */
+static void
+assert_planned(const char *name, const char *want)
+{
+    lb_err err;
+    PGresult *r = NULL;
+    const char *p[] = { name };
+    cr_assert_eq(store_exec(db, &r, "st_planned", 1, p, &err), LB_OK, "%s", err.msg);
+    cr_assert_str_eq(PQgetvalue(r, 0, 0), want, "%s planned %s", name, PQgetvalue(r, 0, 0));
+    PQclear(r);
+}
+
 /* The svc runtime's batch connections force generic plans (svc_internal.h):
  * a reconnect must not quietly bring back a plan per call. */
-Test(store, a_session_setting_holds_after_a_reconnect)
+Test(store, generic_plans_hold_after_a_reconnect)
 {
     lb_err err;
     assert_plans("auto");
-    cr_assert_eq(store_session_set(db, "SET plan_cache_mode = force_generic_plan", &err), LB_OK,
-                 "%s", err.msg);
+    store_generic_plans(db);
     assert_plans("force_generic_plan");
     session_terminate();
     lb_status s = store_exec(db, NULL, "st_pid", 0, NULL, &err);
     cr_assert_eq(s, LB_ERR_DB, "the killed connection fails first, got %d", s);
     cr_assert_eq(store_ensure(db, &err), LB_OK, "%s", err.msg);
     assert_plans("force_generic_plan");
+}
+
+/* A STORE_GENERIC statement on a connection that plans as PostgreSQL
+ * chooses (the query threads) is planned once: PostgreSQL's own choice
+ * plans the first five calls anew, and kept doing so for the order read
+ * (order_sql.c). The statements around it keep the connection's mode, in and
+ * out of transactions and after a rollback undid the switch. */
+Test(store, a_generic_statement_is_planned_once_whatever_the_connection_does)
+{
+    lb_err err;
+    put("1", "a", LB_OK);
+    const char *p[] = { "1" };
+    for (int i = 0; i < 8; i++) {
+        PGresult *r = NULL;
+        cr_assert_eq(store_exec(db, &r, "st_get_generic", 1, p, &err), LB_OK, "%s", err.msg);
+        cr_assert_str_eq(PQgetvalue(r, 0, 0), "a");
+        PQclear(r);
+        cr_assert_eq(store_exec(db, NULL, "st_get", 1, p, &err), LB_OK, "%s", err.msg);
+    }
+    assert_planned("st_get_generic", "8/0"); /* calls on the generic plan / custom plans */
+    assert_planned("st_get", "3/5");         /* PostgreSQL's auto: five custom plans first */
+    assert_plans("auto");
+
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_exec(db, NULL, "st_get_generic", 1, p, &err), LB_OK, "%s", err.msg);
+    store_rollback(db); /* undoes the SET sent with it */
+    cr_assert_eq(store_exec(db, NULL, "st_get_generic", 1, p, &err), LB_OK, "%s", err.msg);
+    assert_planned("st_get_generic", "10/0"); /* the rolled-back call counts too */
+    assert_plans("auto");
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_exec(db, NULL, "st_get_generic", 1, p, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_commit(db, &err), LB_OK, "%s", err.msg);
+    assert_plans("auto");
+    assert_planned("st_get_generic", "11/0");
 }
 
 Test(store, sent_reads_share_one_round_trip_and_keep_their_results)
