@@ -341,14 +341,10 @@ pipeline_exec(store *s, PGresult **out, const char *name, bool prepared, int npa
     return st;
 }
 
-/* Whether statement `name` of the table starts with STORE_GENERIC (the
- * callers pass the table's own name pointer; a copy is found by its text). */
+/* Whether statement `name` of the table starts with STORE_GENERIC. */
 static bool
 stmt_generic(const store *s, const char *name)
 {
-    for (size_t i = 0; i < s->n_stmts; i++)
-        if (s->stmts[i].name == name)
-            return sql_generic(s->stmts[i].sql);
     for (size_t i = 0; i < s->n_stmts; i++)
         if (strcmp(s->stmts[i].name, name) == 0)
             return sql_generic(s->stmts[i].sql);

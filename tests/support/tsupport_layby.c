@@ -2,6 +2,7 @@
  * bus, the test saga's participant, reading one metric of a daemon, checking a
  * daemon's log and exit, and stopping PostgreSQL for outage tests. */
 #include <criterion/criterion.h>
+#include <glob.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -82,8 +83,14 @@ tsupport_sagatest_setup(struct bus *admin)
 {
     sql_file_run("", LAYBY_SOURCE_DIR "/tests/participant/schema.sql");
     /* The inbox and outbox as every service schema has them (indexes and
-     * storage settings too), so what the runtime suites find holds there. */
-    sql_file_run("SET search_path = sagatest;", LAYBY_SOURCE_DIR "/sql/shared/inbox_outbox.sql");
+     * storage settings too), so what the runtime suites find holds there:
+     * every file of sql/shared, in name order, as scripts/lib/pg.sh applies
+     * them. */
+    glob_t g;
+    cr_assert_eq(glob(LAYBY_SOURCE_DIR "/sql/shared/*.sql", 0, NULL, &g), 0, "sql/shared");
+    for (size_t i = 0; i < g.gl_pathc; i++)
+        sql_file_run("SET search_path = sagatest;", g.gl_pathv[i]);
+    globfree(&g);
     tsupport_sql("RESET search_path");
     /* a row of tests/support/services-test.tsv, compiled into test builds */
     const bus_topology_consumer *c = bus_topology_consumer_find("LAYBY_CMD", "sagatest");
