@@ -409,7 +409,9 @@ teardown_prune(void)
 /* saga.sagas and saga.saga_log are analyzed rarely (sql/0950), so the
  * prune's plan must need no statistics. With `saga_id IN (SELECT ...)`
  * PostgreSQL hash-joined the whole log at every round (a 240,000-row log
- * read for 500 sagas: 42 ms against 4 ms by index). */
+ * read for 500 sagas: 42 ms against 4 ms by index). 4 log rows a saga:
+ * 82,000 changes stay below the tables' analyze threshold (100,000), so
+ * autovacuum cannot give them statistics during the test. */
 Test(saga_faults, the_prune_finds_sagas_and_their_log_by_index)
 {
     tsupport_sql("INSERT INTO saga.sagas (saga_id, saga_type, version, status, state, start_type,"
@@ -420,7 +422,7 @@ Test(saga_faults, the_prune_finds_sagas_and_their_log_by_index)
                  " FROM generate_series(1, 20500) i) x");
     tsupport_sql("INSERT INTO saga.saga_log (saga_id, at, msg_id, input_kind, input, verdict,"
                  " from_status, to_status, line) SELECT saga_id, now(), 'm' || g, 'START', '\\x00',"
-                 " 'APPLIED', 'RUNNING', 'RUNNING', 'l' FROM saga.sagas, generate_series(1, 8) g");
+                 " 'APPLIED', 'RUNNING', 'RUNNING', 'l' FROM saga.sagas, generate_series(1, 4) g");
     tsupport_sql("DELETE FROM pg_statistic WHERE starelid IN ('saga.sagas'::regclass,"
                  " 'saga.saga_log'::regclass)");
     tsupport_table_stats sagas = tsupport_table_stats_get("saga.sagas");
@@ -430,13 +432,13 @@ Test(saga_faults, the_prune_finds_sagas_and_their_log_by_index)
     tsupport_table_stats sagas2 =
         tsupport_table_stats_wait("saga.sagas", sagas.deleted + 500, WAIT_MS);
     tsupport_table_stats log2 =
-        tsupport_table_stats_wait("saga.saga_log", log.deleted + 4000, WAIT_MS);
+        tsupport_table_stats_wait("saga.saga_log", log.deleted + 2000, WAIT_MS);
     cr_assert_eq(sagas2.deleted - sagas.deleted, 500, "the prune's deletes were not counted");
-    cr_assert_eq(log2.deleted - log.deleted, 4000, "the log's deletes were not counted");
+    cr_assert_eq(log2.deleted - log.deleted, 2000, "the log's deletes were not counted");
     cr_assert_eq(sagas2.seq_scans, sagas.seq_scans, "saga.sagas was read whole");
     cr_assert_eq(log2.seq_scans, log.seq_scans, "saga.saga_log was read whole");
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM saga.sagas"), 20000);
-    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM saga.saga_log"), 160000);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM saga.saga_log"), 80000);
     cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM pg_statistic WHERE starelid IN"
                                   " ('saga.sagas'::regclass, 'saga.saga_log'::regclass)"),
                  0, "analyzed meanwhile: the test proves nothing");
