@@ -44,42 +44,72 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
         "SELECT EXISTS (SELECT 1 FROM orders WHERE order_id = $1::uuid), a.member_id::text, "
         "encode(a.sealed, 'hex') FROM (SELECT 1) one "
         "LEFT JOIN addresses a ON a.address_id = $2::uuid" },
+    /* The same for a group of commands: row n for the n-th pair. */
+    [ORDER_SQL_CREATE_LOOK_MANY] = { "order_create_look_many",
+        "SELECT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = x.o), a.member_id::text, "
+        "encode(a.sealed, 'hex') FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS x(o, a, n) "
+        "LEFT JOIN addresses a ON a.address_id = x.a ORDER BY x.n" },
     /* set_status's first look: the order locked, and its history entry of
      * status $2 when it reached it before (NULL at otherwise). */
     [ORDER_SQL_ORDER_LOCK] = { "order_order_lock",
         "SELECT o.status, o.member_id::text, o.total_won, " TS("h.at") " FROM orders o "
         "LEFT JOIN order_history h ON h.order_id = o.order_id AND h.status = $2 "
         "WHERE o.order_id = $1::uuid FOR UPDATE OF o" },
-    /* The order PENDING with its lines and its first history entry, one
-     * statement (was three); nothing when it exists already (a racing repeat). */
+    /* The same for a group's orders (distinct), each row led by the position
+     * of its pair: locked in key order (LockRows runs above the sort), so
+     * groups of two instances never wait on each other in a cycle. No row
+     * for an order that does not exist. */
+    [ORDER_SQL_ORDER_LOCK_MANY] = { "order_order_lock_many",
+        "SELECT x.n, o.status, o.member_id::text, o.total_won, " TS("h.at") " "
+        "FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS x(o, s, n) "
+        "JOIN orders o ON o.order_id = x.o "
+        "LEFT JOIN order_history h ON h.order_id = o.order_id AND h.status = x.s "
+        "ORDER BY o.order_id FOR UPDATE OF o" },
+    /* New orders PENDING with their lines and first history entries, one
+     * statement for a group (order_orders.c create_rows): orders $1-$6, lines
+     * $7-$10 naming their order. Inserted in key order (no cycle with another
+     * instance's group); an order that exists already (a racing repeat) is
+     * skipped with its lines. */
     [ORDER_SQL_ORDER_INSERT] = { "order_order_insert",
         "WITH o AS (INSERT INTO orders (order_id, member_id, address_id, ship_to, status, "
-        "from_wishlist, created_at, updated_at) VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bytea, "
-        "'PENDING', $5::boolean, $6::timestamptz, $6::timestamptz) ON CONFLICT (order_id) "
-        "DO NOTHING RETURNING order_id), "
+        "from_wishlist, created_at, updated_at) SELECT id, m, a, s, 'PENDING', w, t, t "
+        "FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bytea[], $5::boolean[], "
+        "$6::timestamptz[]) AS v(id, m, a, s, w, t) ORDER BY id "
+        "ON CONFLICT (order_id) DO NOTHING RETURNING order_id, created_at), "
         "l AS (INSERT INTO order_lines (order_id, line_no, product_id, quantity) "
-        "SELECT o.order_id, n, p, q FROM o, "
-        "unnest($7::uuid[], $8::bigint[]) WITH ORDINALITY AS x(p, q, n)), "
+        "SELECT x.o, x.n, x.p, x.q FROM unnest($7::uuid[], $8::int[], $9::uuid[], $10::bigint[]) "
+        "AS x(o, n, p, q) JOIN o ON o.order_id = x.o), "
         "h AS (INSERT INTO order_history (order_id, status, at, reason) "
-        "SELECT order_id, 'PENDING', $6::timestamptz, '' FROM o) "
+        "SELECT order_id, 'PENDING', created_at, '' FROM o) "
         "SELECT order_id::text FROM o" },
-    /* The reserved name and price of each product, then the total from them. */
+    /* The reserved name and price of each line ($1 its order), then each
+     * such order's total from its lines. */
     [ORDER_SQL_LINE_PRICE] = { "order_line_price",
         "WITH s AS (UPDATE order_lines l SET name = v.name, unit_price_won = v.price "
-        "FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS v(p, name, price) "
-        "WHERE l.order_id = $1::uuid AND l.product_id = v.p RETURNING l.quantity * v.price AS sub) "
-        "UPDATE orders SET total_won = (SELECT coalesce(sum(sub), 0) FROM s) "
-        "WHERE order_id = $1::uuid" },
-    /* The move and its history entry, one statement (was two). */
+        "FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[]) AS v(o, p, name, price) "
+        "WHERE l.order_id = v.o AND l.product_id = v.p "
+        "RETURNING l.order_id, l.quantity * v.price AS sub), "
+        "t AS (SELECT d.o, coalesce(sum(s.sub), 0) AS total "
+        "FROM (SELECT DISTINCT o FROM unnest($1::uuid[]) AS u(o)) d "
+        "LEFT JOIN s ON s.order_id = d.o GROUP BY d.o) "
+        "UPDATE orders SET total_won = t.total FROM t WHERE orders.order_id = t.o" },
+    /* The moves of a group's orders (distinct, locked) with their history
+     * entries, one statement: each row led by the move's position. A reason
+     * or short products ($6: comma-separated ids) left empty keep the
+     * order's; a NULL deadline keeps it. */
     [ORDER_SQL_ORDER_SET] = { "order_order_set",
-        "WITH u AS (UPDATE orders SET status = $2, updated_at = $3::timestamptz, "
-        "reason = CASE WHEN $4 = '' THEN reason ELSE $4 END, "
-        "payment_deadline = coalesce($5::timestamptz, payment_deadline), "
-        "short_products = CASE WHEN cardinality($6::uuid[]) = 0 THEN short_products ELSE $6::uuid[] END "
-        "WHERE order_id = $1::uuid RETURNING order_id, total_won, member_id::text), "
+        "WITH v AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], "
+        "$5::timestamptz[], $6::text[]) WITH ORDINALITY AS v(o, s, t, r, d, sh, n)), "
+        "u AS (UPDATE orders SET status = v.s, updated_at = v.t, "
+        "reason = CASE WHEN v.r = '' THEN orders.reason ELSE v.r END, "
+        "payment_deadline = coalesce(v.d, orders.payment_deadline), "
+        "short_products = CASE WHEN v.sh = '' THEN orders.short_products "
+        "ELSE string_to_array(v.sh, ',')::uuid[] END "
+        "FROM v WHERE orders.order_id = v.o RETURNING v.n, orders.order_id, orders.total_won, "
+        "v.s, v.t, v.r), "
         "h AS (INSERT INTO order_history (order_id, status, at, reason) "
-        "SELECT order_id, $2, $3::timestamptz, $4 FROM u ON CONFLICT DO NOTHING) "
-        "SELECT total_won, member_id FROM u" },
+        "SELECT order_id, s, t, r FROM u ON CONFLICT DO NOTHING) "
+        "SELECT n, total_won FROM u" },
     [ORDER_SQL_HISTORY_HAS] = { "order_history_has",
         "SELECT o.total_won, o.member_id::text, " TS("h.at") " FROM order_history h "
         "JOIN orders o USING (order_id) "

@@ -212,53 +212,82 @@ Test(order_services, invalid_address_names_the_field)
 
 static const char *SAGA = NULL;
 
+/* CreateOrder of 2 x product, in *cmd (its parts live in cmd). */
+typedef struct create_cmd {
+    Layby__V1__OrderItem item;
+    Layby__V1__OrderItem *items[1];
+    Layby__V1__CreateOrder c;
+} create_cmd;
+
+static void
+create_cmd_fill(create_cmd *cmd, const char *order, const char *member, const char *address,
+                const char *product)
+{
+    layby__v1__order_item__init(&cmd->item);
+    cmd->item.product_id = (char *)product;
+    cmd->item.quantity = 2;
+    cmd->items[0] = &cmd->item;
+    layby__v1__create_order__init(&cmd->c);
+    cmd->c.saga_id = (char *)SAGA;
+    cmd->c.step = 0;
+    cmd->c.attempt = 1;
+    cmd->c.order_id = (char *)order;
+    cmd->c.member_id = (char *)member;
+    cmd->c.address_id = (char *)address;
+    cmd->c.items = cmd->items;
+    cmd->c.n_items = 1;
+}
+
 static void
 order_create(const char *order, const char *member, const char *address, const char *product,
              lb_status want, lb_err *err)
 {
-    Layby__V1__OrderItem item = LAYBY__V1__ORDER_ITEM__INIT;
-    item.product_id = (char *)product;
-    item.quantity = 2;
-    Layby__V1__OrderItem *items[] = { &item };
-    Layby__V1__CreateOrder c = LAYBY__V1__CREATE_ORDER__INIT;
-    c.saga_id = (char *)SAGA;
-    c.step = 0;
-    c.attempt = 1;
-    c.order_id = (char *)order;
-    c.member_id = (char *)member;
-    c.address_id = (char *)address;
-    c.items = items;
-    c.n_items = 1;
-    cr_assert_eq(
-        send("layby.cmd.order.create", &c.base, &layby__v1__order_created__descriptor, NULL, err),
-        want, "%s", err->msg);
+    create_cmd cmd;
+    create_cmd_fill(&cmd, order, member, address, product);
+    cr_assert_eq(send("layby.cmd.order.create", &cmd.c.base, &layby__v1__order_created__descriptor,
+                      NULL, err),
+                 want, "%s", err->msg);
 }
 
 /* SetOrderStatus as the place saga sends it (lines and the deadline when a
  * product is given). answer_order asks for the order itself as the answer
  * (into *out when out is not NULL), else it is the OrderStatusSet. */
+typedef struct set_cmd {
+    Layby__V1__OrderLine line;
+    Layby__V1__OrderLine *lines[1];
+    Layby__V1__SetOrderStatus c;
+} set_cmd;
+
+static void
+set_cmd_fill(set_cmd *cmd, const char *order, const char *status, const char *product,
+             int64_t price, bool answer_order)
+{
+    layby__v1__order_line__init(&cmd->line);
+    cmd->line.product_id = (char *)product;
+    cmd->line.name = "Laptop 14";
+    cmd->line.unit_price = price;
+    cmd->lines[0] = &cmd->line;
+    layby__v1__set_order_status__init(&cmd->c);
+    cmd->c.saga_id = (char *)SAGA;
+    cmd->c.step = 2;
+    cmd->c.attempt = 1;
+    cmd->c.order_id = (char *)order;
+    cmd->c.status = (char *)status;
+    if (product != NULL) {
+        cmd->c.lines = cmd->lines;
+        cmd->c.n_lines = 1;
+        cmd->c.payment_deadline_ms = lb_now_ms() + 60000;
+    }
+    cmd->c.answer_order = answer_order;
+}
+
 static lb_status
 set_status_answer(const char *order, const char *status, const char *product, int64_t price,
                   bool answer_order, ProtobufCMessage **out, lb_err *err)
 {
-    Layby__V1__OrderLine line = LAYBY__V1__ORDER_LINE__INIT;
-    line.product_id = (char *)product;
-    line.name = "Laptop 14";
-    line.unit_price = price;
-    Layby__V1__OrderLine *lines[] = { &line };
-    Layby__V1__SetOrderStatus c = LAYBY__V1__SET_ORDER_STATUS__INIT;
-    c.saga_id = (char *)SAGA;
-    c.step = 2;
-    c.attempt = 1;
-    c.order_id = (char *)order;
-    c.status = (char *)status;
-    if (product != NULL) {
-        c.lines = lines;
-        c.n_lines = 1;
-        c.payment_deadline_ms = lb_now_ms() + 60000;
-    }
-    c.answer_order = answer_order;
-    return send("layby.cmd.order.set_status", &c.base,
+    set_cmd cmd;
+    set_cmd_fill(&cmd, order, status, product, price, answer_order);
+    return send("layby.cmd.order.set_status", &cmd.c.base,
                 answer_order ? &layby__v1__order__descriptor
                              : &layby__v1__order_status_set__descriptor,
                 out, err);
@@ -346,6 +375,22 @@ Test(order_services, order_snapshots_lines_and_moves_once_per_status)
     protobuf_c_message_free_unpacked(&a->base, NULL);
 }
 
+/* Publishes cmd to JetStream as a saga would, its outcome to reply ("" for
+ * none), without waiting for it. */
+static void
+publish_cmd(const char *subject, const ProtobufCMessage *cmd, const char *reply)
+{
+    bus_envelope env;
+    bus_envelope_init(&env, cmd->descriptor, NULL);
+    snprintf(env.reply, sizeof env.reply, "%s", reply);
+    natsMsg *m = NULL;
+    lb_err err;
+    cr_assert_eq(bus_msg_new(&m, subject, &env, cmd, &err), LB_OK, "%s", err.msg);
+    jsErrCode jerr = 0;
+    cr_assert_eq(js_PublishMsg(NULL, bus_js(admin), m, NULL, &jerr), NATS_OK);
+    natsMsg_Destroy(m);
+}
+
 /* Moves queued while the order service was away arrive as one batch: one
  * transaction for all of them, each move read as it would be alone (a lone
  * move's read goes with the inbox claim, svc_handler.prefetch; a batch's
@@ -370,19 +415,10 @@ Test(order_services, moves_queued_while_away_are_one_transaction)
     }
     cr_assert_eq(tsupport_daemon_stop(&procs[0], 10000), 0);
     for (int i = 0; i < K; i++) {
-        Layby__V1__SetOrderStatus c = LAYBY__V1__SET_ORDER_STATUS__INIT;
-        c.saga_id = saga;
-        c.step = 4;
-        c.attempt = 1;
-        c.order_id = orders[i];
-        c.status = "PAID";
-        bus_envelope env;
-        bus_envelope_init(&env, c.base.descriptor, NULL);
-        natsMsg *m = NULL;
-        cr_assert_eq(bus_msg_new(&m, "layby.cmd.order.set_status", &env, &c.base, &err), LB_OK);
-        jsErrCode jerr = 0;
-        cr_assert_eq(js_PublishMsg(NULL, bus_js(admin), m, NULL, &jerr), NATS_OK);
-        natsMsg_Destroy(m);
+        set_cmd cmd;
+        set_cmd_fill(&cmd, orders[i], "PAID", NULL, 0, false);
+        cmd.c.step = 4;
+        publish_cmd("layby.cmd.order.set_status", &cmd.c.base, "");
     }
     tsupport_daemon_start(&procs[0], "layby-order", 0, NULL, NULL);
     tsupport_wait_count(WAIT_MS, K, "SELECT count(*) FROM orders.orders WHERE status = 'PAID'");
@@ -393,6 +429,188 @@ Test(order_services, moves_queued_while_away_are_one_transaction)
                  0);
     cr_assert_eq(
         tsupport_sql_int("SELECT count(*) FROM orders.order_history WHERE status = 'PAID'"), K);
+    protobuf_c_message_free_unpacked(&a->base, NULL);
+}
+
+/* A group of creates and moves in one batch is decided with a few
+ * statements for the whole group (order_orders.c), and each command as it
+ * would be alone: repeats of an order inside the group, refusals, an order
+ * created earlier in the same batch, the place's answer with the order. The
+ * commands queue while the service is away, so they arrive as one batch;
+ * each names its own reply subject, so every outcome is checked. */
+enum {
+    G_NEW1,
+    G_NEW2,
+    G_NEW1_AGAIN,
+    G_OTHERS_ADDRESS,
+    G_BAD_ID, /* creates */
+    G_PRICE,
+    G_ANSWER,
+    G_PRICE_AGAIN,
+    G_TOO_EARLY,
+    G_NO_ORDER,
+    G_PRICE_NEW,
+    G_PAID,
+    G_PAID_AFTER,
+    G__COUNT
+};
+
+static void
+group_reply(char *out, size_t n, const char *tag, int i)
+{
+    snprintf(out, n, "_INBOX.%s.%d", tag, i);
+}
+
+Test(order_services, a_group_of_commands_is_decided_as_each_would_be_alone)
+{
+    char saga[ID_STR_LEN], alice[ID_STR_LEN], bob[ID_STR_LEN], product[ID_STR_LEN], tag[ID_STR_LEN],
+        n1[ID_STR_LEN], n2[ID_STR_LEN], n3[ID_STR_LEN], e[4][ID_STR_LEN], none[ID_STR_LEN];
+    id_new(saga);
+    SAGA = saga;
+    id_new(alice);
+    id_new(bob);
+    id_new(product);
+    id_new(tag);
+    id_new(n1);
+    id_new(n2);
+    id_new(n3);
+    id_new(none);
+    Layby__V1__Address *a = address_create(alice, "12 Teheran-ro", false);
+    lb_err err;
+    /* e[0..2] PENDING, e[3] PAYMENT_PENDING (2 x 500,000). */
+    for (int i = 0; i < 4; i++) {
+        id_new(e[i]);
+        order_create(e[i], alice, a->address_id, product, LB_OK, &err);
+    }
+    cr_assert_eq(set_status(e[3], "PAYMENT_PENDING", product, 500000, &err), LB_OK, "%s", err.msg);
+
+    natsSubscription *sub = NULL;
+    char subj[96];
+    snprintf(subj, sizeof subj, "_INBOX.%s.*", tag);
+    cr_assert_eq(natsConnection_SubscribeSync(&sub, bus_conn(admin), subj), NATS_OK);
+    cr_assert_eq(natsConnection_Flush(bus_conn(admin)), NATS_OK);
+    cr_assert_eq(tsupport_daemon_stop(&procs[0], 10000), 0);
+    char reply[G__COUNT][96];
+    for (int i = 0; i < G__COUNT; i++)
+        group_reply(reply[i], sizeof reply[i], tag, i);
+    struct {
+        const char *order, *member;
+    } creates[] = {
+        [G_NEW1] = { n1, alice },
+        [G_NEW2] = { n2, alice },
+        [G_NEW1_AGAIN] = { n1, alice },
+        [G_OTHERS_ADDRESS] = { n3, bob },
+        [G_BAD_ID] = { "not-a-uuid", alice },
+    };
+    for (int i = G_NEW1; i <= G_BAD_ID; i++) {
+        create_cmd cmd;
+        create_cmd_fill(&cmd, creates[i].order, creates[i].member, a->address_id, product);
+        publish_cmd("layby.cmd.order.create", &cmd.c.base, reply[i]);
+    }
+    struct {
+        const char *order, *status, *product;
+        int64_t price;
+        bool answer;
+    } moves[] = {
+        [G_PRICE] = { e[0], "PAYMENT_PENDING", product, 1500000, false },
+        [G_ANSWER] = { e[1], "PAYMENT_PENDING", product, 700000, true },
+        [G_PRICE_AGAIN] = { e[0], "PAYMENT_PENDING", product, 9, false },
+        [G_TOO_EARLY] = { e[2], "PAID", NULL, 0, false },
+        [G_NO_ORDER] = { none, "PAID", NULL, 0, false },
+        [G_PRICE_NEW] = { n1, "PAYMENT_PENDING", product, 100, false },
+        [G_PAID] = { e[3], "PAID", NULL, 0, false },
+        [G_PAID_AFTER] = { e[0], "PAID", NULL, 0, false },
+    };
+    for (int i = G_PRICE; i < G__COUNT; i++) {
+        set_cmd cmd;
+        set_cmd_fill(&cmd, moves[i].order, moves[i].status, moves[i].product, moves[i].price,
+                     moves[i].answer);
+        publish_cmd("layby.cmd.order.set_status", &cmd.c.base, reply[i]);
+    }
+    tsupport_daemon_start(&procs[0], "layby-order", 0, NULL, NULL);
+
+    ProtobufCMessage *got[G__COUNT] = { 0 };
+    lb_status st[G__COUNT];
+    lb_err why[G__COUNT];
+    bool seen[G__COUNT] = { 0 };
+    for (int k = 0; k < G__COUNT; k++) {
+        natsMsg *m = NULL;
+        cr_assert_eq(natsSubscription_NextMsg(&m, sub, WAIT_MS), NATS_OK, "%d of %d answers", k,
+                     G__COUNT);
+        const char *last = strrchr(natsMsg_GetSubject(m), '.');
+        int i = atoi(last + 1);
+        cr_assert(i >= 0 && i < G__COUNT && !seen[i], "answer %s", natsMsg_GetSubject(m));
+        seen[i] = true;
+        const ProtobufCMessageDescriptor *want =
+            i <= G_BAD_ID     ? &layby__v1__order_created__descriptor
+            : moves[i].answer ? &layby__v1__order__descriptor
+                              : &layby__v1__order_status_set__descriptor;
+        st[i] = bus_reply_decode(&got[i], m, want, &why[i]);
+        natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(sub);
+    cr_assert_eq(tsupport_metric(procs[0].port,
+                                 "layby_svc_phase_seconds_count{service=\"order\",phase=\"read\"}"),
+                 1, "the queued commands were not one transaction");
+    cr_assert_eq(tsupport_metric(procs[0].port, "layby_svc_batch_retries_total{service=\"order\"}"),
+                 0, "the group failed and was retried one by one");
+
+    for (int i = G_NEW1; i <= G_NEW1_AGAIN; i++)
+        cr_assert_eq(st[i], LB_OK, "create %d: %s", i, why[i].msg);
+    cr_assert_eq(st[G_OTHERS_ADDRESS], LB_ERR_NOT_FOUND);
+    cr_assert_str_eq(why[G_OTHERS_ADDRESS].field, "addressId");
+    cr_assert_eq(st[G_BAD_ID], LB_ERR_INVALID);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM orders.orders"), 6, "e0-e3, n1, n2");
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM orders.order_lines"), 6);
+
+    cr_assert_eq(st[G_PRICE], LB_OK, "%s", why[G_PRICE].msg);
+    cr_assert_eq(((Layby__V1__OrderStatusSet *)got[G_PRICE])->total, 3000000);
+    cr_assert_eq(st[G_ANSWER], LB_OK, "%s", why[G_ANSWER].msg);
+    Layby__V1__Order *o = (Layby__V1__Order *)got[G_ANSWER];
+    cr_assert_str_eq(o->status, "PAYMENT_PENDING");
+    cr_assert_eq(o->total, 1400000);
+    cr_assert_eq(o->n_items, 1);
+    cr_assert_str_eq(o->items[0]->name, "Laptop 14");
+    cr_assert_eq(st[G_PRICE_AGAIN], LB_OK, "a repeat answers as the first did");
+    cr_assert_eq(((Layby__V1__OrderStatusSet *)got[G_PRICE_AGAIN])->total, 3000000);
+    cr_assert_eq(st[G_TOO_EARLY], LB_ERR_STATE, "PENDING -> PAID");
+    cr_assert_eq(st[G_NO_ORDER], LB_ERR_NOT_FOUND);
+    cr_assert_eq(st[G_PRICE_NEW], LB_OK, "an order created in the same batch: %s",
+                 why[G_PRICE_NEW].msg);
+    cr_assert_eq(((Layby__V1__OrderStatusSet *)got[G_PRICE_NEW])->total, 200);
+    cr_assert_eq(st[G_PAID], LB_OK, "%s", why[G_PAID].msg);
+    cr_assert_eq(((Layby__V1__OrderStatusSet *)got[G_PAID])->total, 1000000,
+                 "the locked row's total");
+    cr_assert_str_eq(((Layby__V1__OrderStatusSet *)got[G_PAID])->member_id, alice);
+    cr_assert_eq(st[G_PAID_AFTER], LB_OK, "PAID after the group's PAYMENT_PENDING: %s",
+                 why[G_PAID_AFTER].msg);
+    cr_assert_eq(((Layby__V1__OrderStatusSet *)got[G_PAID_AFTER])->total, 3000000);
+
+    char q[256];
+    const struct {
+        const char *order, *status;
+        long long total, history;
+    } want[] = {
+        { e[0], "PAID", 3000000, 3 },      { e[1], "PAYMENT_PENDING", 1400000, 2 },
+        { e[2], "PENDING", 0, 1 },         { e[3], "PAID", 1000000, 3 },
+        { n1, "PAYMENT_PENDING", 200, 2 }, { n2, "PENDING", 0, 1 },
+    };
+    for (size_t i = 0; i < LB_COUNTOF(want); i++) {
+        snprintf(q, sizeof q,
+                 "SELECT count(*) FROM orders.orders o WHERE order_id = '%s' AND status = '%s' "
+                 "AND total_won = %lld AND (SELECT count(*) FROM orders.order_history h "
+                 "WHERE h.order_id = o.order_id) = %lld",
+                 want[i].order, want[i].status, want[i].total, want[i].history);
+        cr_assert_eq(tsupport_sql_int(q), 1, "order %zu: status, total or history", i);
+    }
+    snprintf(q, sizeof q,
+             "SELECT count(*) FROM orders.orders WHERE order_id IN ('%s', '%s') "
+             "AND payment_deadline IS NOT NULL",
+             e[0], n1);
+    cr_assert_eq(tsupport_sql_int(q), 2, "the deadlines were kept");
+    for (int i = 0; i < G__COUNT; i++)
+        if (got[i] != NULL)
+            protobuf_c_message_free_unpacked(got[i], NULL);
     protobuf_c_message_free_unpacked(&a->base, NULL);
 }
 
