@@ -47,11 +47,18 @@
 /* clang-format off */
 /* Claim and delete in one statement: the rows stay locked (and invisible as
  * deleted) until our COMMIT, which comes only after JetStream acked them all; a
- * failed publish rolls the delete back and the rows are claimed again. */
+ * failed publish rolls the delete back and the rows are claimed again. The
+ * ids are deleted by primary key from an array, as the prunes below: with
+ * `id IN (SELECT ...)` a never-analyzed outbox was hash-joined whole at
+ * every claim, so a backlog of n rows cost n^2 / batch row reads to drain
+ * (svc_runtime_test). Planned once (STORE_GENERIC): a custom plan knows the
+ * LIMIT, and below ~1/10 of the rows the table seems to hold it chose a
+ * sequential scan and a sort to find them, at every claim again. The
+ * generic plan walks the primary key (UUIDv7: the oldest rows first). */
 static const char RELAY_SQL_CLAIM[] =
-    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox "
+    STORE_GENERIC "DELETE FROM outbox WHERE id = ANY(ARRAY(SELECT id FROM outbox "
     "WHERE created_at < now() - make_interval(secs => $2::bigint / 1000.0) "
-    "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) "
+    "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)) "
     "RETURNING id::text, subject, msg_type, correlation, causation, actor, reply, traceparent, body";
 static const char RELAY_SQL_DELETE[] =
     "DELETE FROM outbox WHERE id = ANY($1::uuid[])";

@@ -803,6 +803,38 @@ outbox_rows_insert(int n, int age_s)
     tsupport_sql(sql);
 }
 
+/* A backlog (the relay was away, or NATS was) is swept by primary key: each
+ * claim walks the id index for its LIMIT and deletes those ids, whatever
+ * the planner thinks of a table never analyzed (the outbox is analyzed
+ * rarely, sql/shared). `id IN (SELECT ... FOR UPDATE SKIP LOCKED)` was
+ * planned as a hash join over the whole outbox there: every claim read the
+ * table whole, so draining a backlog cost its size squared. */
+Test(svc_runtime, a_swept_backlog_is_claimed_by_index_on_a_table_never_analyzed)
+{
+    enum {
+        N = 20000
+    };
+    /* Nor vacuumed: a VACUUM mid-drain (the deletes make one due) tells the
+     * planner how few rows are left, and a plan rebuilt from that may scan a
+     * table it knows is small; that is a fair choice, not the one tested. */
+    tsupport_sql("ALTER TABLE sagatest.outbox SET (autovacuum_enabled = false)");
+    outbox_rows_insert(N, 60);
+    tsupport_sql("DELETE FROM pg_statistic WHERE starelid = 'sagatest.outbox'::regclass");
+    tsupport_table_stats before = tsupport_table_stats_get("sagatest.outbox");
+    tsupport_sagatest_start(&procs[0], NULL);
+    tsupport_table_stats after =
+        tsupport_table_stats_wait("sagatest.outbox", before.deleted + N, WAIT_MS * 3);
+    cr_assert_eq(after.deleted - before.deleted, N, "the sweep's deletes were not counted");
+    wait_stream("LAYBY_EVT", N);
+    cr_assert_eq(after.seq_scans, before.seq_scans,
+                 "the sweep read the outbox whole (%lld -> %lld sequential scans)",
+                 (long long)before.seq_scans, (long long)after.seq_scans);
+    cr_assert_eq(tsupport_sql_int("SELECT count(*) FROM pg_statistic"
+                                  " WHERE starelid = 'sagatest.outbox'::regclass"),
+                 0, "the outbox was analyzed meanwhile: the test proves nothing");
+    tsupport_daemons_stop_checked(procs, LB_COUNTOF(procs));
+}
+
 /* Three relays sweep one outbox at once: each row is claimed by one of them
  * (FOR UPDATE SKIP LOCKED) and published once. LAYBY_EVT's duplicate window
  * is cut to 100 ms so a row published by two sweeps would show as two. */
