@@ -37,14 +37,14 @@ run() { # run TAG ROOT
     local tag=$1 root=$2 out pids t0 t1
     stack_down "$A"
     stack_down "$B"
-    (cd "$root" && rm -rf var && LAYBY_DEV_BUILD=0 scripts/dev up >/dev/null)
+    (cd "$root" && rm -rf var && LAYBY_DEV_BUILD=0 scripts/dev up >/dev/null 2>&1)
     eval "$(cd "$root" && scripts/dev env)"
     local bc=$root/build/release/bench/bench_checkout
     "$bc" --members 128 --clients 192 --levels 1 --seconds 5 --half 0 >/dev/null
     psql -q "$LAYBY_PG_ADMIN_URL" -c 'SELECT pg_stat_statements_reset()' >/dev/null
     pids=$(mktemp)
     psql -At "$LAYBY_PG_ADMIN_URL" \
-        -c 'SELECT usename, pid FROM pg_stat_activity WHERE usename IS NOT NULL' >"$pids"
+        -c 'SELECT usename, pid FROM pg_stat_activity WHERE usename IS NOT NULL AND pid <> pg_backend_pid()' >"$pids"
     t0=$(role_ticks "$pids")
     out=$("$bc" --members 128 --clients 192 --levels 1 --seconds 10 --half 0 |
         grep '^checkout_peak')

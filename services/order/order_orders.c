@@ -354,11 +354,65 @@ order_role_of(const svc_item *items, const order_role *roles, size_t i,
     return ROLE_LEAD;
 }
 
+/* How a handler's group is read first: the check that refuses a command
+ * before any read, and the two fields of each lead its first statement
+ * takes as arrays (the order id, then the address or the status). */
+typedef struct order_group_kind {
+    lb_status (*check)(svc_batch *b, svc_item *it, bool *ok, lb_err *err);
+    const char *(*order_of)(const svc_item *it);
+    const char *(*second_of)(const svc_item *it);
+    order_stmt_id first_read;
+} order_group_kind;
+
+/* A group's commands in roles[] (room for n, zeroed): each checked (a
+ * refusal answered at once, ROLE_DONE), then a lead or later; the leads'
+ * items in lead_item[0..*leads), their first read into *res (NULL without
+ * leads), its rows the caller's to match to the leads. */
+static lb_status
+order_group_read(svc_batch *b, const order_group_kind *kind, svc_item *items, size_t n,
+                 order_role *roles, size_t *lead_item, size_t *leads, PGresult **res, lb_err *err)
+{
+    store_array ids = { 0 }, second = { 0 };
+    store_array_begin(&ids);
+    store_array_begin(&second);
+    lb_status st = LB_OK;
+    *leads = 0;
+    *res = NULL;
+    for (size_t i = 0; st == LB_OK && i < n; i++) {
+        bool ok;
+        if ((st = kind->check(b, &items[i], &ok, err)) != LB_OK || !ok ||
+            (roles[i] = order_role_of(items, roles, i, kind->order_of)) != ROLE_LEAD)
+            continue;
+        lead_item[(*leads)++] = i;
+        store_array_text(&ids, kind->order_of(&items[i]));
+        store_array_text(&second, kind->second_of(&items[i]));
+    }
+    if (st == LB_OK && *leads > 0) {
+        store_array *arrays[] = { &ids, &second };
+        const char *p[2];
+        st = store_arrays_end(arrays, 2, p)
+                 ? store_exec(svc_batch_store(b), res, ORDER_SQL(kind->first_read), 2, p, err)
+                 : lb_err_set(err, LB_ERR_NOMEM, "order ids");
+    }
+    store_array_free(&ids);
+    store_array_free(&second);
+    return st;
+}
+
 static const char *
 create_order_of(const svc_item *it)
 {
     return ((const Layby__V1__CreateOrder *)it->msg)->order_id;
 }
+
+static const char *
+create_address_of(const svc_item *it)
+{
+    return ((const Layby__V1__CreateOrder *)it->msg)->address_id;
+}
+
+static const order_group_kind create_group = { create_check, create_order_of, create_address_of,
+                                               ORDER_SQL_CREATE_LOOK_MANY };
 
 /* A group of commands in two statements whatever its size (was two a
  * command): the looks, then the inserts; then repeats of an order within the
@@ -369,40 +423,20 @@ order_create(svc_batch *b, svc_item *items, size_t n, lb_err *err)
     if (n == 1)
         return create_one(b, &items[0], err);
     order_role *roles = calloc(n, sizeof *roles); /* ROLE_DONE */
+    size_t *lead_item = calloc(n, sizeof *lead_item), leads = 0, n_done = 0;
     svc_item **done = calloc(n, sizeof *done);
-    store_array oids = { 0 }, aids = { 0 };
     create_rows r;
     create_rows_begin(&r);
-    store_array_begin(&oids);
-    store_array_begin(&aids);
     PGresult *res = NULL;
-    lb_status st = roles && done ? LB_OK : lb_err_set(err, LB_ERR_NOMEM, "order group");
-    size_t leads = 0, n_done = 0;
-    for (size_t i = 0; st == LB_OK && i < n; i++) {
-        bool ok;
-        if ((st = create_check(b, &items[i], &ok, err)) != LB_OK || !ok ||
-            (roles[i] = order_role_of(items, roles, i, create_order_of)) != ROLE_LEAD)
-            continue;
-        const Layby__V1__CreateOrder *c = (const Layby__V1__CreateOrder *)items[i].msg;
-        leads++;
-        store_array_text(&oids, c->order_id);
-        store_array_text(&aids, c->address_id);
-    }
-    if (st == LB_OK && leads > 0) {
-        store_array *arrays[] = { &oids, &aids };
-        const char *p[2];
-        st = store_arrays_end(arrays, 2, p)
-                 ? store_exec(svc_batch_store(b), &res, ORDER_SQL(ORDER_SQL_CREATE_LOOK_MANY), 2, p,
-                              err)
-                 : lb_err_set(err, LB_ERR_NOMEM, "order ids");
-    }
-    /* Row k of the look is the k-th lead, in item order. */
-    for (size_t i = 0, k = 0; st == LB_OK && i < n; i++) {
+    lb_status st = roles && lead_item && done ? order_group_read(b, &create_group, items, n, roles,
+                                                                 lead_item, &leads, &res, err)
+                                              : lb_err_set(err, LB_ERR_NOMEM, "order group");
+    /* Row k of the look is the k-th lead's. */
+    for (size_t k = 0; st == LB_OK && k < leads; k++) {
         bool added;
-        if (roles[i] != ROLE_LEAD)
-            continue;
-        if ((st = create_decide(b, &items[i], res, (int)k++, 0, &r, &added, err)) == LB_OK && added)
-            done[n_done++] = &items[i];
+        svc_item *it = &items[lead_item[k]];
+        if ((st = create_decide(b, it, res, (int)k, 0, &r, &added, err)) == LB_OK && added)
+            done[n_done++] = it;
     }
     if (st == LB_OK && n_done > 0)
         st = create_rows_insert(svc_batch_store(b), &r, err);
@@ -413,9 +447,8 @@ order_create(svc_batch *b, svc_item *items, size_t n, lb_err *err)
             st = create_one(b, &items[i], err);
     PQclear(res);
     create_rows_free(&r);
-    store_array_free(&oids);
-    store_array_free(&aids);
     free(roles);
+    free(lead_item);
     free(done);
     return st;
 }
@@ -677,6 +710,15 @@ set_order_of(const svc_item *it)
     return ((const Layby__V1__SetOrderStatus *)it->msg)->order_id;
 }
 
+static const char *
+set_status_of(const svc_item *it)
+{
+    return ((const Layby__V1__SetOrderStatus *)it->msg)->status;
+}
+
+static const order_group_kind set_group = { set_check, set_order_of, set_status_of,
+                                            ORDER_SQL_ORDER_LOCK_MANY };
+
 /* A group of commands in three statements whatever its size (was three or
  * four a command): the orders locked in key order (two instances' groups
  * never wait on each other in a cycle), the lines priced, the moves; then
@@ -687,35 +729,15 @@ order_status_set(svc_batch *b, svc_item *items, size_t n, lb_err *err)
     if (n == 1)
         return set_one(b, &items[0], err);
     order_role *roles = calloc(n, sizeof *roles); /* ROLE_DONE */
-    size_t *lead_item = calloc(n, sizeof *lead_item);
+    size_t *lead_item = calloc(n, sizeof *lead_item), leads = 0;
     bool *found = calloc(n, sizeof *found);
-    store_array oids = { 0 }, statuses = { 0 };
-    store_array_begin(&oids);
-    store_array_begin(&statuses);
     PGresult *res = NULL;
     set_moves mv;
     lb_status st = set_moves_begin(&mv, n, err);
-    if (st == LB_OK && (roles == NULL || lead_item == NULL || found == NULL))
-        st = lb_err_set(err, LB_ERR_NOMEM, "order group");
-    size_t leads = 0;
-    for (size_t i = 0; st == LB_OK && i < n; i++) {
-        bool ok;
-        if ((st = set_check(b, &items[i], &ok, err)) != LB_OK || !ok ||
-            (roles[i] = order_role_of(items, roles, i, set_order_of)) != ROLE_LEAD)
-            continue;
-        const Layby__V1__SetOrderStatus *c = (const Layby__V1__SetOrderStatus *)items[i].msg;
-        lead_item[leads++] = i;
-        store_array_text(&oids, c->order_id);
-        store_array_text(&statuses, c->status);
-    }
-    if (st == LB_OK && leads > 0) {
-        store_array *arrays[] = { &oids, &statuses };
-        const char *p[2];
-        st = store_arrays_end(arrays, 2, p)
-                 ? store_exec(svc_batch_store(b), &res, ORDER_SQL(ORDER_SQL_ORDER_LOCK_MANY), 2, p,
-                              err)
-                 : lb_err_set(err, LB_ERR_NOMEM, "order ids");
-    }
+    if (st == LB_OK)
+        st = roles && lead_item && found
+                 ? order_group_read(b, &set_group, items, n, roles, lead_item, &leads, &res, err)
+                 : lb_err_set(err, LB_ERR_NOMEM, "order group");
     /* Rows in key order, each naming its lead (1-based); a lead with no row
      * has no order. */
     for (int r = 0; st == LB_OK && res != NULL && r < PQntuples(res); r++) {
@@ -737,8 +759,6 @@ order_status_set(svc_batch *b, svc_item *items, size_t n, lb_err *err)
             st = set_one(b, &items[i], err);
     PQclear(res);
     set_moves_free(&mv);
-    store_array_free(&oids);
-    store_array_free(&statuses);
     free(roles);
     free(lead_item);
     free(found);
