@@ -44,11 +44,16 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
         "SELECT EXISTS (SELECT 1 FROM orders WHERE order_id = $1::uuid), a.member_id::text, "
         "encode(a.sealed, 'hex') FROM (SELECT 1) one "
         "LEFT JOIN addresses a ON a.address_id = $2::uuid" },
-    /* The same for a group of commands: row n for the n-th pair. */
+    /* The same for a group of commands: row n for the n-th pair. Orders
+     * and addresses named by key (`= ANY`), as in every array statement
+     * here: the tables are analyzed rarely (sql/0951), and a join to the
+     * arrays alone may be planned over a whole table (the pricing's was). */
     [ORDER_SQL_CREATE_LOOK_MANY] = { "order_create_look_many",
-        "SELECT EXISTS (SELECT 1 FROM orders o WHERE o.order_id = x.o), a.member_id::text, "
-        "encode(a.sealed, 'hex') FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS x(o, a, n) "
-        "LEFT JOIN addresses a ON a.address_id = x.a ORDER BY x.n" },
+        "SELECT o.order_id IS NOT NULL, a.member_id::text, encode(a.sealed, 'hex') "
+        "FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS x(o, a, n) "
+        "LEFT JOIN orders o ON o.order_id = ANY($1::uuid[]) AND o.order_id = x.o "
+        "LEFT JOIN addresses a ON a.address_id = ANY($2::uuid[]) AND a.address_id = x.a "
+        "ORDER BY x.n" },
     /* set_status's first look: the order locked, and its history entry of
      * status $2 when it reached it before (NULL at otherwise). */
     [ORDER_SQL_ORDER_LOCK] = { "order_order_lock",
@@ -62,9 +67,9 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
     [ORDER_SQL_ORDER_LOCK_MANY] = { "order_order_lock_many",
         "SELECT x.n, o.status, o.member_id::text, o.total_won, " TS("h.at") " "
         "FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS x(o, s, n) "
-        "JOIN orders o ON o.order_id = x.o "
-        "LEFT JOIN order_history h ON h.order_id = o.order_id AND h.status = x.s "
-        "ORDER BY o.order_id FOR UPDATE OF o" },
+        "JOIN orders o ON o.order_id = ANY($1::uuid[]) AND o.order_id = x.o "
+        "LEFT JOIN order_history h ON h.order_id = ANY($1::uuid[]) AND h.order_id = o.order_id "
+        "AND h.status = x.s ORDER BY o.order_id FOR UPDATE OF o" },
     /* New orders PENDING with their lines and first history entries, one
      * statement for a group (order_orders.c create_rows): orders $1-$6, lines
      * $7-$10 naming their order. Inserted in key order (no cycle with another
@@ -83,18 +88,22 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
         "SELECT order_id, 'PENDING', created_at, '' FROM o) "
         "SELECT order_id::text FROM o" },
     /* The reserved name and price of each line ($1 its order), then each
-     * such order's total from its lines. */
+     * such order's total from its lines. Both tables are reached by key
+     * (`= ANY($1)`) whatever the planner thinks of their size: joined only
+     * to the unnest, the lines (whose key is order and line number, not
+     * product) were hash-joined over a sequential scan, 0.76 ms a call with
+     * one line at a quarter of the peak, against 0.13 ms for the single-row
+     * statement before it (docs/BENCHMARKS.md, twenty-third sitting). */
     [ORDER_SQL_LINE_PRICE] = { "order_line_price",
         "WITH s AS (UPDATE order_lines l SET name = v.name, unit_price_won = v.price "
         "FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[]) AS v(o, p, name, price) "
-        "WHERE l.order_id = v.o AND l.product_id = v.p "
-        "RETURNING l.order_id, l.quantity * v.price AS sub), "
-        "t AS (SELECT d.o, coalesce(sum(s.sub), 0) AS total "
-        "FROM (SELECT DISTINCT o FROM unnest($1::uuid[]) AS u(o)) d "
-        "LEFT JOIN s ON s.order_id = d.o GROUP BY d.o) "
-        "UPDATE orders SET total_won = t.total FROM t WHERE orders.order_id = t.o" },
+        "WHERE l.order_id = ANY($1::uuid[]) AND l.order_id = v.o AND l.product_id = v.p "
+        "RETURNING l.order_id, l.quantity * v.price AS sub) "
+        "UPDATE orders SET total_won = coalesce((SELECT sum(s.sub) FROM s "
+        "WHERE s.order_id = orders.order_id), 0) WHERE order_id = ANY($1::uuid[])" },
     /* The moves of a group's orders (distinct, locked) with their history
-     * entries, one statement: each row led by the move's position. A reason
+     * entries, one statement: each row led by the move's position; the
+     * orders by key, as above. A reason
      * or short products ($6: comma-separated ids) left empty keep the
      * order's; a NULL deadline keeps it. */
     [ORDER_SQL_ORDER_SET] = { "order_order_set",
@@ -105,7 +114,8 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
         "payment_deadline = coalesce(v.d, orders.payment_deadline), "
         "short_products = CASE WHEN v.sh = '' THEN orders.short_products "
         "ELSE string_to_array(v.sh, ',')::uuid[] END "
-        "FROM v WHERE orders.order_id = v.o RETURNING v.n, orders.order_id, orders.total_won, "
+        "FROM v WHERE orders.order_id = ANY($1::uuid[]) AND orders.order_id = v.o "
+        "RETURNING v.n, orders.order_id, orders.total_won, "
         "v.s, v.t, v.r), "
         "h AS (INSERT INTO order_history (order_id, status, at, reason) "
         "SELECT order_id, s, t, r FROM u ON CONFLICT DO NOTHING) "
