@@ -836,8 +836,11 @@ Test(svc_runtime, a_swept_backlog_is_claimed_by_index_on_a_table_never_analyzed)
 }
 
 /* Three relays sweep one outbox at once: each row is claimed by one of them
- * (FOR UPDATE SKIP LOCKED) and published once. LAYBY_EVT's duplicate window
- * is cut to 100 ms so a row published by two sweeps would show as two. */
+ * and published once. The claim's DELETE makes it one: a second sweep's
+ * DELETE of a row waits for the first and then finds it gone (without SKIP
+ * LOCKED, which only spares that wait, this test still passes).
+ * LAYBY_EVT's duplicate window is cut to 100 ms so a row published by two
+ * sweeps would show as two. */
 Test(svc_runtime, three_relays_sweeping_at_once_publish_each_row_once)
 {
     bus_topology_opts o = BUS_TOPOLOGY_OPTS_INIT;
