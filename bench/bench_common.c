@@ -245,18 +245,37 @@ bench_usage_read(bench_usage *u)
     PQfinish(pg);
 }
 
+static double
+usage_before(const bench_usage *a, const char *name)
+{
+    for (size_t k = 0; k < a->n; k++)
+        if (strcmp(a->name[k], name) == 0)
+            return a->cpu_s[k];
+    return 0;
+}
+
+double
+bench_usage_stack_ms(const bench_usage *a, const bench_usage *b, long units)
+{
+    if (units <= 0)
+        return 0;
+    double s = 0;
+    for (size_t i = 0; i < b->n; i++)
+        if (strcmp(b->name[i], "bench_checkout") != 0)
+            s += b->cpu_s[i] - usage_before(a, b->name[i]);
+    return s * 1000.0 / (double)units;
+}
+
 void
 bench_usage_print(const char *label, const bench_usage *a, const bench_usage *b, double secs,
                   long units)
 {
     printf("checkout_cpu %s seconds=%.1f", label, secs);
-    for (size_t i = 0; i < b->n; i++) {
-        double before = 0;
-        for (size_t k = 0; k < a->n; k++)
-            if (strcmp(a->name[k], b->name[i]) == 0)
-                before = a->cpu_s[k];
-        printf(" %s=%.2f", b->name[i], (b->cpu_s[i] - before) / secs);
-    }
+    for (size_t i = 0; i < b->n; i++)
+        printf(" %s=%.2f", b->name[i], (b->cpu_s[i] - usage_before(a, b->name[i])) / secs);
+    if (units > 0)
+        printf(" checkouts=%ld stack_ms_per_checkout=%.2f", units,
+               bench_usage_stack_ms(a, b, units));
     if (units > 0 && b->commits > 0)
         printf(" commits_per_checkout=%.1f wal_syncs_per_checkout=%.2f",
                (double)(b->commits - a->commits) / (double)units,

@@ -75,10 +75,13 @@ typedef struct bench_usage {
     long long commits, wal_syncs;
 } bench_usage;
 void bench_usage_read(bench_usage *u);
-/* One line "checkout_cpu <label> seconds=S <name>=<cores> ... [commits_per_checkout=
- * wal_syncs_per_checkout=]": cores used between a and b over secs, and per unit of
- * work when units > 0. */
+/* One line "checkout_cpu <label> seconds=S <name>=<cores> ... [checkouts=N
+ * stack_ms_per_checkout= commits_per_checkout= wal_syncs_per_checkout=]": cores
+ * used between a and b over secs, and per unit of work when units > 0. */
 void bench_usage_print(const char *label, const bench_usage *a, const bench_usage *b, double secs,
                        long units);
+/* The stack's CPU between a and b in ms per unit of work: every process read
+ * but the load generator (bench_checkout). 0 when units <= 0. */
+double bench_usage_stack_ms(const bench_usage *a, const bench_usage *b, long units);
 
 #endif

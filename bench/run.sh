@@ -301,6 +301,11 @@ printf '%-44s %12s  %s / %s / %s x the floor beside it (%s ms; target <= 3)\n' \
     "(g) at a quarter: place / pay / checkout p99 ms" \
     "$(ckq place_p99_ms) / $(ckq pay_p99_ms) / $(ckq checkout_p99_ms)" "$(xfloor "$(ckq place_p99_ms)")" \
     "$(xfloor "$(ckq pay_p99_ms)")" "$(xfloor "$(ckq checkout_p99_ms)")" "$FG"
+# What a checkout costs at a quarter against the peak: the quarter's p99 is
+# queueing on cores that the unbatched work keeps busy (docs/BENCHMARKS.md).
+ckc() { { grep '^checkout_cost' "$OUT/checkout" || true; } | field "$1" | median; }
+printf '%-44s %12s  %s x the peak'"'"'s (%s ms)\n' "(g) the stack's CPU a checkout at a quarter, ms" \
+    "$(ckc quarter_ms)" "$(ckc quarter_x)" "$(ckc peak_ms)"
 HG="$OUT/hops_g"
 printf '%-44s %12s  %s x (target <= 2; %s / %s hops)\n' "(g) at a quarter: orch. / participant hop p50" \
     "$(field orch_p50_ms <"$HG" | median) / $(field part_p50_ms <"$HG" | median)" \
