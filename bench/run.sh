@@ -286,13 +286,15 @@ printf '%-44s %12s  %s x raw ordered read (%s/s)\n' "(f) events replay --json, e
     "$(ratio "$RJ" "$RR")" "$RR"
 printf '%-44s %12s  (%s)\n' "(f) events replay --check, sagas/s" "$(field per_s <"$OUT/check" | median)" \
     "$(sed -n 1p "$OUT/check" | grep -o 'checked=[0-9]* differ=[0-9]*')"
-ckhalf() { { grep '^checkout_half' "$OUT/checkout" || true; } | field "$1" | median; }
+# ck LINE FIELD: the median of FIELD over bench_checkout's "checkout_LINE ..." lines.
+ck() { { grep "^checkout_$1 " "$OUT/checkout" || true; } | field "$2" | median; }
+ckhalf() { ck half "$1"; }
 CK=$(ckhalf peak_per_s)
 printf '%-44s %12s  %s x pgbench\n' "(g) checkouts/s at the peak (place + pay)" "$CK" "$(ratio "$CK" "$PG")"
 printf '%-44s %12s\n' "(g) at half: place p50 / p99 ms" "$(ckhalf place_p50_ms) / $(ckhalf place_p99_ms)"
 printf '%-44s %12s\n' "(g) at half: pay p50 / p99 ms" "$(ckhalf pay_p50_ms) / $(ckhalf pay_p99_ms)"
 printf '%-44s %12s\n' "(g) at half: checkout p50 / p99 ms" "$(ckhalf checkout_p50_ms) / $(ckhalf checkout_p99_ms)"
-ckq() { { grep '^checkout_quarter' "$OUT/checkout" || true; } | field "$1" | median; }
+ckq() { ck quarter "$1"; }
 FG=$(field floor_p99_ms <"$OUT/fsync_g" | median)
 xfloor() { awk -v a="$1" -v b="$FG" 'BEGIN {if (a != "" && b > 0) printf "%.1f", a / b; else printf "-"}'; }
 printf '%-44s %12s\n' "(g) at a quarter: place / pay / checkout p50 ms" \
@@ -303,9 +305,8 @@ printf '%-44s %12s  %s / %s / %s x the floor beside it (%s ms; target <= 3)\n' \
     "$(xfloor "$(ckq pay_p99_ms)")" "$(xfloor "$(ckq checkout_p99_ms)")" "$FG"
 # What a checkout costs at a quarter against the peak: the quarter's p99 is
 # queueing on cores that the unbatched work keeps busy (docs/BENCHMARKS.md).
-ckc() { { grep '^checkout_cost' "$OUT/checkout" || true; } | field "$1" | median; }
 printf '%-44s %12s  %s x the peak'"'"'s (%s ms)\n' "(g) the stack's CPU a checkout at a quarter, ms" \
-    "$(ckc quarter_ms)" "$(ckc quarter_x)" "$(ckc peak_ms)"
+    "$(ck cost quarter_ms)" "$(ck cost quarter_x)" "$(ck cost peak_ms)"
 HG="$OUT/hops_g"
 printf '%-44s %12s  %s x (target <= 2; %s / %s hops)\n' "(g) at a quarter: orch. / participant hop p50" \
     "$(field orch_p50_ms <"$HG" | median) / $(field part_p50_ms <"$HG" | median)" \
