@@ -16,10 +16,11 @@
 #include "layby/v1/saga.pb-c.h"
 #include "saga_orch.h"
 
-#define SAGA_TICK_BATCH     256
-#define SAGA_GAUGE_EVERY_MS 5000
-#define SAGA_PRUNE_EVERY_MS 10000
-#define SAGA_PRUNE_ROUNDS   20 /* x 500 sagas per prune */
+#define SAGA_TICK_BATCH             256
+#define SAGA_GAUGE_EVERY_MS         5000  /* COMPENSATING, STUCK */
+#define SAGA_RUNNING_GAUGE_EVERY_MS 60000 /* RUNNING: every saga in flight */
+#define SAGA_PRUNE_EVERY_MS         10000
+#define SAGA_PRUNE_ROUNDS           20 /* x 500 sagas per prune */
 
 /* The orchestrator's own settings, filled by svc_main() before threads start. */
 typedef struct saga_orch_cfg {
@@ -156,7 +157,61 @@ saga_orch_on_input(svc_batch *b, svc_item *items, size_t n, lb_err *err)
 }
 
 /* --- timers and housekeeping ---------------------------------------------- */
-static int64_t saga_orch_last_gauge_ms, saga_orch_last_prune_ms; /* tick thread only */
+static int64_t saga_orch_last_gauge_ms, saga_orch_last_running_ms,
+    saga_orch_last_prune_ms; /* tick thread only */
+
+/* Sets layby_saga_sagas{status} of each status in covered from r's
+ * (status, count) rows, 0 for one r does not name (it has no sagas). */
+static void
+gauges_set(PGresult *r, const saga_status *covered, size_t n)
+{
+    for (size_t c = 0; c < n; c++) {
+        long long count = 0;
+        for (int i = 0; i < PQntuples(r); i++)
+            if (saga_status_from_name(PQgetvalue(r, i, 0)) == covered[c])
+                count = atoll(PQgetvalue(r, i, 1));
+        char labels[64];
+        snprintf(labels, sizeof labels, "status=\"%s\"", saga_status_name(covered[c]));
+        metrics_set(metrics_gauge("layby_saga_sagas", labels, "unfinished sagas by status"), count);
+    }
+}
+
+/* Unfinished sagas only: finished ones are announced (SagaChanged) and
+ * pruned, and counting them would scan the whole table. Of the unfinished,
+ * COMPENSATING and STUCK are few and what an operator is paged for: counted
+ * every SAGA_GAUGE_EVERY_MS from their entries in sagas_active. RUNNING is
+ * every saga in flight, in a shop every order until its return window
+ * closes (weeks of orders): counting it reads one index entry a saga (21 ms
+ * for 125,000, and PostgreSQL planned two parallel workers for it, 62 ms on
+ * three processes, every 5 s, docs/BENCHMARKS.md twenty-fifth sitting). So
+ * it is counted once a minute, in one process: SET LOCAL needs the
+ * transaction. */
+static void
+saga_orch_gauges(store *db, int64_t now)
+{
+    lb_err err;
+    PGresult *r = NULL;
+    if (now - saga_orch_last_gauge_ms >= SAGA_GAUGE_EVERY_MS) {
+        static const saga_status few[] = { SAGA_COMPENSATING, SAGA_STUCK };
+        saga_orch_last_gauge_ms = now;
+        if (store_exec(db, &r, "saga_counts", 0, NULL, &err) == LB_OK) {
+            gauges_set(r, few, LB_COUNTOF(few));
+            PQclear(r);
+        }
+    }
+    if (now - saga_orch_last_running_ms >= SAGA_RUNNING_GAUGE_EVERY_MS) {
+        saga_orch_last_running_ms = now;
+        if (store_begin(db, &err) != LB_OK)
+            return;
+        if (store_exec_sql(db, "SET LOCAL max_parallel_workers_per_gather = 0", &err) == LB_OK &&
+            store_exec(db, &r, "saga_count_running", 0, NULL, &err) == LB_OK) {
+            static const saga_status running[] = { SAGA_RUNNING };
+            gauges_set(r, running, LB_COUNTOF(running));
+            PQclear(r);
+        }
+        store_rollback(db); /* read only: nothing to commit */
+    }
+}
 
 /* svc_def.housekeep: outside the tick's transaction (svc_query.c), so a
  * failed prune is logged and never rolls back the timers the tick fired; each
@@ -165,26 +220,7 @@ static void
 saga_orch_housekeep(store *db, int64_t now)
 {
     lb_err err;
-    if (now - saga_orch_last_gauge_ms >= SAGA_GAUGE_EVERY_MS) {
-        saga_orch_last_gauge_ms = now;
-        PGresult *r = NULL;
-        if (store_exec(db, &r, "saga_counts", 0, NULL, &err) == LB_OK) {
-            int64_t by[SAGA__STATUS_COUNT] = { 0 };
-            for (int i = 0; i < PQntuples(r); i++)
-                by[saga_status_from_name(PQgetvalue(r, i, 0))] = atoll(PQgetvalue(r, i, 1));
-            /* Unfinished sagas only: finished ones are announced (SagaChanged)
-             * and pruned, and counting them would scan the whole table. */
-            for (int s = SAGA_RUNNING; s < SAGA__STATUS_COUNT; s++) {
-                if (saga_status_terminal((saga_status)s))
-                    continue;
-                char labels[64];
-                snprintf(labels, sizeof labels, "status=\"%s\"", saga_status_name(s));
-                metrics_set(metrics_gauge("layby_saga_sagas", labels, "unfinished sagas by status"),
-                            by[s]);
-            }
-            PQclear(r);
-        }
-    }
+    saga_orch_gauges(db, now);
     if (now - saga_orch_last_prune_ms >= SAGA_PRUNE_EVERY_MS) {
         saga_orch_last_prune_ms = now;
         char keep[24];

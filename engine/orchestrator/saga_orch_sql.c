@@ -97,9 +97,14 @@ static const char SAGA_SQL_PRUNE[] =
     "ORDER BY finished_at LIMIT 500)) "
     "RETURNING saga_id) "
     "DELETE FROM saga.saga_log WHERE saga_id = ANY(ARRAY(SELECT saga_id FROM gone))";
+/* The unfinished sagas' gauges, from sagas_active alone (sql/0002): the few
+ * COMPENSATING and STUCK ones every few seconds, RUNNING (every saga in
+ * flight) once a minute (saga_orch_handlers.c, saga_orch_gauges). */
 static const char SAGA_SQL_COUNTS[] =
     "SELECT status, count(*) FROM saga.sagas "
-    "WHERE status IN ('RUNNING', 'COMPENSATING', 'STUCK') GROUP BY status";
+    "WHERE status IN ('COMPENSATING', 'STUCK') GROUP BY status";
+static const char SAGA_SQL_COUNT_RUNNING[] =
+    "SELECT 'RUNNING', count(*) FROM saga.sagas WHERE status = 'RUNNING'";
 
 const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT] = {
     { "saga_lock",       SAGA_SQL_LOCK },
@@ -109,5 +114,6 @@ const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT] = {
     { "saga_park",       SAGA_SQL_PARK },
     { "saga_prune",      SAGA_SQL_PRUNE },
     { "saga_counts",     SAGA_SQL_COUNTS },
+    { "saga_count_running", SAGA_SQL_COUNT_RUNNING },
 };
 /* clang-format on */

@@ -8,10 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/bus.h"
 #include "engine/bus_topology.h"
 #include "engine/id.h"
+#include "engine/metrics_scrape.h"
 #include "layby/v1/saga.pb-c.h"
 #include "sagas_test.h"
 #include "tsupport.h"
@@ -387,6 +389,86 @@ Test(saga_faults, pruning_deletes_finished_sagas_past_the_retention_and_nothing_
         cr_assert_eq(sql_int("SELECT count(*) FROM saga.saga_log WHERE saga_id = '%s'", ids[i]),
                      logs[i], "and its log");
     }
+}
+
+/* --- the status gauges ----------------------------------------------------- */
+
+#define GAUGE_RUNNING "layby_saga_sagas{status=\"RUNNING\"}"
+#define GAUGE_STUCK   "layby_saga_sagas{status=\"STUCK\"}"
+
+/* Inserts n sagas of status, with no timer (no tick takes them). */
+static void
+sagas_insert(int n, const char *status)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO saga.sagas (saga_id, saga_type, version, status, state, start_type,"
+             " start, created_at, updated_at) SELECT gen_random_uuid(), 'sagatest', 1, '%s',"
+             " '\\x00', 'layby.v1.TestSagaStart', '\\x00', now(), now()"
+             " FROM generate_series(1, %d)",
+             status, n);
+    tsupport_sql(sql);
+}
+
+typedef struct gauge_want {
+    int port;
+    const char *series;
+    double value;
+} gauge_want;
+
+/* The series is there and has the value (absent before the first round). */
+static bool
+gauge_is(void *arg)
+{
+    const gauge_want *w = arg;
+    char url[64], *text = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", w->port);
+    lb_err err = { 0 };
+    if (metrics_scrape(&text, url, 5000, &err) != LB_OK)
+        return false;
+    double v = metrics_series_sum(text, w->series);
+    free(text);
+    return v == w->value;
+}
+
+/* Index entries of sagas_active read so far, after the orchestrator's
+ * session flushed its statistics (at most every second when idle). */
+static int64_t
+sagas_active_reads(void)
+{
+    struct timespec ts = { 2, 0 };
+    nanosleep(&ts, NULL);
+    return tsupport_sql_int("SELECT idx_tup_read FROM pg_stat_user_indexes"
+                            " WHERE indexrelid = 'saga.sagas_active'::regclass");
+}
+
+/* The gauges of unfinished sagas must not read every saga in flight every
+ * few seconds: in a shop that is every order until its return window closes.
+ * 20,000 RUNNING sagas are counted once when the orchestrator starts; in the
+ * next 11 s (two rounds of the STUCK gauge, which sees a new STUCK saga) the
+ * gauges read a handful of index entries, not 20,000 a round. */
+Test(saga_faults, the_status_gauges_read_the_sagas_in_flight_once_a_minute)
+{
+    enum {
+        N_RUNNING = 20000
+    };
+    sagas_insert(N_RUNNING, "RUNNING");
+    sagas_insert(2, "STUCK");
+    start_orchestrator(&procs[1], 0, NULL);
+    gauge_want running = { procs[1].port, GAUGE_RUNNING, N_RUNNING };
+    gauge_want stuck = { procs[1].port, GAUGE_STUCK, 2 };
+    cr_assert(tsupport_poll_until(gauge_is, &running, WAIT_MS), "RUNNING was never %d", N_RUNNING);
+    cr_assert(tsupport_poll_until(gauge_is, &stuck, WAIT_MS), "STUCK was never 2");
+    int64_t before = sagas_active_reads();
+    sagas_insert(1, "STUCK");
+    stuck.value = 3;
+    cr_assert(tsupport_poll_until(gauge_is, &stuck, 7000), "the STUCK gauge missed a new saga");
+    struct timespec ts = { 5, 0 }; /* one more round of it */
+    nanosleep(&ts, NULL);
+    int64_t read = sagas_active_reads() - before;
+    cr_assert_lt(read, 1000, "the gauges read %lld index entries in two rounds: RUNNING recounted",
+                 (long long)read);
+    cr_assert(gauge_is(&running), "the RUNNING gauge kept its count");
 }
 
 /* Makes every delete from saga.sagas fail (dropped again in .fini). */
