@@ -121,7 +121,15 @@ connect_pg(store *s, lb_err *err)
         PQfinish(s->pg);
     s->prepared = false;
     s->gone = false;
-    s->pg = PQconnectdb(s->url);
+    /* No parallel workers in a daemon's sessions: its statements are short
+     * OLTP ones, and on the 2-core machine layby is measured on the plans
+     * that took two workers (the saga gauge's and the console Overview's
+     * counts over the sagas in flight) ran 3 times slower than alone and held
+     * both cores meanwhile (docs/BENCHMARKS.md, twenty-fifth sitting).
+     * Before dbname, so that an `options` in the URL still wins. */
+    static const char *const keys[] = { "options", "dbname", NULL };
+    const char *const vals[] = { "-c max_parallel_workers_per_gather=0", s->url, NULL };
+    s->pg = PQconnectdbParams(keys, vals, 1);
     if (s->pg != NULL)
         PQsetNoticeReceiver(s->pg, notice_seen, s);
     if (PQstatus(s->pg) != CONNECTION_OK) {

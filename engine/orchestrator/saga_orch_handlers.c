@@ -184,8 +184,7 @@ gauges_set(PGresult *r, const saga_status *covered, size_t n)
  * closes (weeks of orders): counting it reads one index entry a saga (21 ms
  * for 125,000, and PostgreSQL planned two parallel workers for it, 62 ms on
  * three processes, every 5 s, docs/BENCHMARKS.md twenty-fifth sitting). So
- * it is counted once a minute, in one process: SET LOCAL needs the
- * transaction. */
+ * it is counted once a minute (and by one process: store.c). */
 static void
 saga_orch_gauges(store *db, int64_t now)
 {
@@ -200,16 +199,12 @@ saga_orch_gauges(store *db, int64_t now)
         }
     }
     if (now - saga_orch_last_running_ms >= SAGA_RUNNING_GAUGE_EVERY_MS) {
+        static const saga_status running[] = { SAGA_RUNNING };
         saga_orch_last_running_ms = now;
-        if (store_begin(db, &err) != LB_OK)
-            return;
-        if (store_exec_sql(db, "SET LOCAL max_parallel_workers_per_gather = 0", &err) == LB_OK &&
-            store_exec(db, &r, "saga_count_running", 0, NULL, &err) == LB_OK) {
-            static const saga_status running[] = { SAGA_RUNNING };
+        if (store_exec(db, &r, "saga_count_running", 0, NULL, &err) == LB_OK) {
             gauges_set(r, running, LB_COUNTOF(running));
             PQclear(r);
         }
-        store_rollback(db); /* read only: nothing to commit */
     }
 }
 

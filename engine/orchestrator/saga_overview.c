@@ -2,13 +2,16 @@
  * (saga_view.h: saga_view_overview), one statement that stays cheap on
  * millions of sagas:
  *   - unfinished sagas (RUNNING, COMPENSATING, STUCK) by type and state, all
- *     of them, through the partial index sagas_active: few rows, however long
- *     the history;
+ *     of them, an index-only scan of the partial index sagas_active, which
+ *     carries saga_type (sql/0960): one index entry a saga in flight (in a
+ *     shop, every order until its return window closes), never a finished
+ *     one;
  *   - finished ones by type and state and by 10 s bucket for the last
  *     SAGA_OVERVIEW_BUCKETS buckets only, an index-only range scan of
  *     sagas_finished (finished_at) INCLUDE (saga_type, status) (sql/0930);
  *   - started ones per bucket, an index-only range of sagas_created.
- * So the cost follows the last five minutes' traffic, never the table's size
+ * So the cost follows the sagas in flight and the last five minutes' traffic,
+ * never the table's size
  * (docs/BENCHMARKS.md "the Overview's saga counts": 2 M rows). All-time
  * totals of finished sagas are not counted (layby-ctl status does, by a
  * full scan); pruning removes them anyway. */

@@ -22,6 +22,7 @@ static const store_stmt stmts[] = {
     { "st_pid",   "SELECT pg_backend_pid()" },
     { "st_bin",   "SELECT k, v::bytea FROM storetest.t ORDER BY k" },
     { "st_plans", "SELECT current_setting('plan_cache_mode')" },
+    { "st_parallel", "SELECT current_setting('max_parallel_workers_per_gather')" },
     { "st_get_generic", STORE_GENERIC "SELECT v FROM storetest.t WHERE k = $1::int" },
     { "st_planned", "SELECT generic_plans || '/' || custom_plans FROM pg_prepared_statements "
                     "WHERE name = $1" },
@@ -200,6 +201,41 @@ Test(store, killed_backend_fails_the_transaction_then_reconnects)
     store_rollback(db);
     cr_assert_eq(rows(), 0);
     assert_usable("2"); /* store_begin reconnects and prepares the statements again */
+}
+
+/* max_parallel_workers_per_gather of st's session. */
+static int
+parallel_workers(store *st)
+{
+    PGresult *r = NULL;
+    lb_err err;
+    cr_assert_eq(store_exec(st, &r, "st_parallel", 0, NULL, &err), LB_OK, "%s", err.msg);
+    int n = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+/* A daemon's sessions plan without parallel workers (store.c connect_pg),
+ * on every new session too; an operator's `options` in the URL wins. */
+Test(store, sessions_plan_without_parallel_workers_unless_the_url_says_otherwise)
+{
+    cr_assert_eq(tsupport_sql_int("SELECT current_setting('max_parallel_workers_per_gather')::int"),
+                 2, "the server's default, which the store's sessions must not have");
+    cr_assert_eq(parallel_workers(db), 0);
+    session_terminate();
+    lb_err err;
+    cr_assert_eq(store_ensure(db, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(parallel_workers(db), 0, "a reconnected session plans without them too");
+
+    const char *url = tsupport_env_req("LAYBY_TEST_PG_ADMIN_URL");
+    char own[1024];
+    snprintf(own, sizeof own, "%s%soptions=-c%%20max_parallel_workers_per_gather%%3D1", url,
+             strchr(url, '?') ? "&" : "?");
+    store *st = NULL;
+    cr_assert_eq(store_open(&st, own, stmts, LB_COUNTOF(stmts), &err), LB_OK, "%s", err.msg);
+    int n = parallel_workers(st);
+    store_close(st);
+    cr_assert_eq(n, 1, "the URL's options were overridden");
 }
 
 /* A backend that ends while its session is idle (pg_terminate_backend, a
