@@ -78,15 +78,22 @@ assert_usable(const char *k)
     cr_assert_eq(rows(), before + 1);
 }
 
+/* The integer that st's statement name (no parameters) answers. */
 static int64_t
-count_in_tx(void)
+stmt_int(store *st, const char *name)
 {
     PGresult *r = NULL;
     lb_err err;
-    cr_assert_eq(store_exec(db, &r, "st_count", 0, NULL, &err), LB_OK, "%s", err.msg);
+    cr_assert_eq(store_exec(st, &r, name, 0, NULL, &err), LB_OK, "%s: %s", name, err.msg);
     int64_t n = atoll(PQgetvalue(r, 0, 0));
     PQclear(r);
     return n;
+}
+
+static int64_t
+count_in_tx(void)
+{
+    return stmt_int(db, "st_count");
 }
 
 TestSuite(store, .init = setup, .fini = teardown);
@@ -204,15 +211,10 @@ Test(store, killed_backend_fails_the_transaction_then_reconnects)
 }
 
 /* max_parallel_workers_per_gather of st's session. */
-static int
+static int64_t
 parallel_workers(store *st)
 {
-    PGresult *r = NULL;
-    lb_err err;
-    cr_assert_eq(store_exec(st, &r, "st_parallel", 0, NULL, &err), LB_OK, "%s", err.msg);
-    int n = atoi(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return n;
+    return stmt_int(st, "st_parallel");
 }
 
 /* A daemon's sessions plan without parallel workers (store.c connect_pg),
@@ -233,7 +235,7 @@ Test(store, sessions_plan_without_parallel_workers_unless_the_url_says_otherwise
              strchr(url, '?') ? "&" : "?");
     store *st = NULL;
     cr_assert_eq(store_open(&st, own, stmts, LB_COUNTOF(stmts), &err), LB_OK, "%s", err.msg);
-    int n = parallel_workers(st);
+    int64_t n = parallel_workers(st);
     store_close(st);
     cr_assert_eq(n, 1, "the URL's options were overridden");
 }
