@@ -16,7 +16,7 @@
 #include "engine/saga.h"
 #include "engine/svc.h"
 
-#define SAGA_ORCH_STMTS_COUNT 8
+#define SAGA_ORCH_STMTS_COUNT 7
 extern const store_stmt saga_orch_stmts[SAGA_ORCH_STMTS_COUNT];
 /* The admin reads it answers (saga_orch_admin.c): layby.qry.orchestrator.saga_list|saga_show. */
 #define SAGA_ORCH_QUERIES_COUNT 3

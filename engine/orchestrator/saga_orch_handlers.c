@@ -16,11 +16,9 @@
 #include "layby/v1/saga.pb-c.h"
 #include "saga_orch.h"
 
-#define SAGA_TICK_BATCH             256
-#define SAGA_GAUGE_EVERY_MS         5000  /* COMPENSATING, STUCK */
-#define SAGA_RUNNING_GAUGE_EVERY_MS 60000 /* RUNNING: every saga in flight */
-#define SAGA_PRUNE_EVERY_MS         10000
-#define SAGA_PRUNE_ROUNDS           20 /* x 500 sagas per prune */
+#define SAGA_TICK_BATCH     256
+#define SAGA_PRUNE_EVERY_MS 10000
+#define SAGA_PRUNE_ROUNDS   20 /* x 500 sagas per prune */
 
 /* The orchestrator's own settings, filled by svc_main() before threads start. */
 typedef struct saga_orch_cfg {
@@ -157,52 +155,56 @@ saga_orch_on_input(svc_batch *b, svc_item *items, size_t n, lb_err *err)
 }
 
 /* --- timers and housekeeping ---------------------------------------------- */
-static int64_t saga_orch_last_gauge_ms, saga_orch_last_running_ms,
-    saga_orch_last_prune_ms; /* tick thread only */
-
-/* Sets layby_saga_sagas{status} of each status in covered from r's
- * (status, count) rows, 0 for one r does not name (it has no sagas). */
-static void
-gauges_set(PGresult *r, const saga_status *covered, size_t n)
-{
-    for (size_t c = 0; c < n; c++) {
-        long long count = 0;
-        for (int i = 0; i < PQntuples(r); i++)
-            if (saga_status_from_name(PQgetvalue(r, i, 0)) == covered[c])
-                count = atoll(PQgetvalue(r, i, 1));
-        char labels[64];
-        snprintf(labels, sizeof labels, "status=\"%s\"", saga_status_name(covered[c]));
-        metrics_set(metrics_gauge("layby_saga_sagas", labels, "unfinished sagas by status"), count);
-    }
-}
+static int64_t saga_orch_last_prune_ms; /* tick thread only */
 
 /* Unfinished sagas only: finished ones are announced (SagaChanged) and
  * pruned, and counting them would scan the whole table. Of the unfinished,
  * COMPENSATING and STUCK are few and what an operator is paged for: counted
- * every SAGA_GAUGE_EVERY_MS from their entries in sagas_active. RUNNING is
- * every saga in flight, in a shop every order until its return window
- * closes (weeks of orders): counting it reads one index entry a saga (21 ms
- * for 125,000, and PostgreSQL planned two parallel workers for it, 62 ms on
- * three processes, every 5 s, docs/BENCHMARKS.md twenty-fifth sitting). So
- * it is counted once a minute (and by one process: store.c). */
+ * every 5 s from their entries in sagas_active. RUNNING is every saga in
+ * flight, in a shop every order until its return window closes (weeks of
+ * orders): counting it reads one index entry a saga (21 ms for 125,000, and
+ * PostgreSQL planned two parallel workers for it, 62 ms on three processes,
+ * every 5 s, docs/BENCHMARKS.md twenty-fifth sitting). So it is counted once
+ * a minute (and by one process: store.c). Tick thread only. */
+static struct gauge_row {
+    const char *statuses; /* saga_counts' $1 */
+    saga_status covered[2];
+    size_t n;
+    int64_t every_ms, last_ms;
+} gauge_rows[] = {
+    { "{COMPENSATING,STUCK}", { SAGA_COMPENSATING, SAGA_STUCK }, 2, 5000, 0 },
+    { "{RUNNING}", { SAGA_RUNNING }, 1, 60000, 0 },
+};
+
+/* Sets layby_saga_sagas{status} of each status g covers from r's (status,
+ * count) rows, 0 for one r does not name (it has no sagas). */
+static void
+gauges_set(const struct gauge_row *g, PGresult *r)
+{
+    for (size_t c = 0; c < g->n; c++) {
+        long long count = 0;
+        for (int i = 0; i < PQntuples(r); i++)
+            if (saga_status_from_name(PQgetvalue(r, i, 0)) == g->covered[c])
+                count = atoll(PQgetvalue(r, i, 1));
+        char labels[64];
+        snprintf(labels, sizeof labels, "status=\"%s\"", saga_status_name(g->covered[c]));
+        metrics_set(metrics_gauge("layby_saga_sagas", labels, "unfinished sagas by status"), count);
+    }
+}
+
 static void
 saga_orch_gauges(store *db, int64_t now)
 {
-    lb_err err;
-    PGresult *r = NULL;
-    if (now - saga_orch_last_gauge_ms >= SAGA_GAUGE_EVERY_MS) {
-        static const saga_status few[] = { SAGA_COMPENSATING, SAGA_STUCK };
-        saga_orch_last_gauge_ms = now;
-        if (store_exec(db, &r, "saga_counts", 0, NULL, &err) == LB_OK) {
-            gauges_set(r, few, LB_COUNTOF(few));
-            PQclear(r);
-        }
-    }
-    if (now - saga_orch_last_running_ms >= SAGA_RUNNING_GAUGE_EVERY_MS) {
-        static const saga_status running[] = { SAGA_RUNNING };
-        saga_orch_last_running_ms = now;
-        if (store_exec(db, &r, "saga_count_running", 0, NULL, &err) == LB_OK) {
-            gauges_set(r, running, LB_COUNTOF(running));
+    for (size_t i = 0; i < LB_COUNTOF(gauge_rows); i++) {
+        struct gauge_row *g = &gauge_rows[i];
+        if (now - g->last_ms < g->every_ms)
+            continue;
+        g->last_ms = now;
+        PGresult *r = NULL;
+        lb_err err;
+        const char *p[] = { g->statuses };
+        if (store_exec(db, &r, "saga_counts", 1, p, &err) == LB_OK) {
+            gauges_set(g, r);
             PQclear(r);
         }
     }

@@ -13,7 +13,6 @@
 #include "engine/bus.h"
 #include "engine/bus_topology.h"
 #include "engine/id.h"
-#include "engine/metrics_scrape.h"
 #include "layby/v1/saga.pb-c.h"
 #include "sagas_test.h"
 #include "tsupport.h"
@@ -421,14 +420,7 @@ static bool
 gauge_is(void *arg)
 {
     const gauge_want *w = arg;
-    char url[64], *text = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", w->port);
-    lb_err err = { 0 };
-    if (metrics_scrape(&text, url, 5000, &err) != LB_OK)
-        return false;
-    double v = metrics_series_sum(text, w->series);
-    free(text);
-    return v == w->value;
+    return tsupport_metric_try(w->port, w->series) == w->value;
 }
 
 /* Index entries of sagas_active read so far, after the orchestrator's

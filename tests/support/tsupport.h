@@ -231,6 +231,9 @@ void tsupport_pg_start(void);
 /* The value of one series ("layby_svc_messages_handled_total{service=\"catalog\"}")
  * on the daemon serving /metrics at port; fails the test when it is absent. */
 long long tsupport_metric(int port, const char *series);
+/* The same without failing the test: -1 when the series is absent or the
+ * daemon does not answer (for polling a gauge before its first round). */
+double tsupport_metric_try(int port, const char *series);
 /* A valid CreateProduct for product pid named name (a laptop, stock 5) in the
  * caller's c and d; the strings are borrowed, so keep them alive while c is used. */
 struct Layby__V1__CreateProduct;
