@@ -109,6 +109,16 @@ lb_status bus_open(bus **out, const bus_opts *opts, lb_err *err);
  * live connection). Once; bus_close() calls it if not done. NULL is a no-op. */
 void bus_disconnect(bus *b);
 void bus_close(bus *b); /* NULL is a no-op; flushes pending async publishes first */
+
+/* nats.c 3.4.1 can free a subscription under its own reader thread (a
+ * subscription destroyed, or a connection closed, while a message for it
+ * arrives). engine/bus_release.c takes the place of libnats's
+ * natsSub_release() and frees each subscription half a second later;
+ * bus_open() calls bus_release_init(), which fails only if the library has
+ * no natsSub_release to defer to. bus_release_pending() counts the
+ * releases still waiting (tests). */
+lb_status bus_release_init(lb_err *err);
+size_t bus_release_pending(void);
 /* Waits up to wait_ms for js's pending async publishes, then destroys it (NULL: no-op). */
 void bus_js_destroy(jsCtx *js, int64_t wait_ms);
 natsConnection *bus_conn(bus *b);
