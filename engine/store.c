@@ -25,23 +25,33 @@
 #define STORE_UNREAD_MAX 256 /* names kept for error messages; more are counted only */
 #define STORE_KEEP_MAX   4   /* results kept for store_take() per transaction */
 
+/* plan_cache_mode values, and the SET that makes each the session's. */
+typedef enum store_plan {
+    PLAN_AUTO,
+    PLAN_GENERIC,
+    PLAN_CUSTOM,
+    PLAN_UNKNOWN
+} store_plan;
+
+static const char *const plan_set_sql[] = {
+    [PLAN_AUTO] = "SET plan_cache_mode = auto",
+    [PLAN_GENERIC] = "SET plan_cache_mode = force_generic_plan",
+    [PLAN_CUSTOM] = "SET plan_cache_mode = force_custom_plan",
+};
+
 struct store {
     /* config */
     char *url;
     const store_stmt *stmts; /* borrowed table */
     size_t n_stmts;
     bool generic_default; /* store_generic_plans() */
-    bool any_generic;     /* a stmts[] row starts with STORE_GENERIC */
+    bool any_marked;      /* a stmts[] row starts with STORE_GENERIC or STORE_CUSTOM */
     /* state */
     PGconn *pg;
-    enum {
-        PLAN_AUTO,
-        PLAN_GENERIC,
-        PLAN_UNKNOWN
-    } plan_now;    /* the session's plan_cache_mode */
-    bool prepared; /* stmts prepared on this pg */
-    bool gone;     /* the server sent FATAL on this pg: its backend is ending */
-    bool in_tx;    /* between store_begin and commit/rollback: pipeline mode */
+    store_plan plan_now; /* the session's plan_cache_mode */
+    bool prepared;       /* stmts prepared on this pg */
+    bool gone;           /* the server sent FATAL on this pg: its backend is ending */
+    bool in_tx;          /* between store_begin and commit/rollback: pipeline mode */
     /* Statements sent in this transaction whose results are not read yet;
      * keep[i] >= 0 names the kept[] slot that receives the result. */
     const char *unread[STORE_UNREAD_MAX];
@@ -142,10 +152,16 @@ connect_pg(store *s, lb_err *err)
     return prepare_all(s, err);
 }
 
-static bool
-sql_generic(const char *sql)
+/* The plan a statement's SQL asks for by its first comment, PLAN_UNKNOWN
+ * for none. */
+static store_plan
+sql_plan(const char *sql)
 {
-    return strncmp(sql, STORE_GENERIC, sizeof STORE_GENERIC - 1) == 0;
+    if (strncmp(sql, STORE_GENERIC, sizeof STORE_GENERIC - 1) == 0)
+        return PLAN_GENERIC;
+    if (strncmp(sql, STORE_CUSTOM, sizeof STORE_CUSTOM - 1) == 0)
+        return PLAN_CUSTOM;
+    return PLAN_UNKNOWN;
 }
 
 lb_status
@@ -159,7 +175,7 @@ store_open(store **out, const char *url, const store_stmt *stmts, size_t n, lb_e
     s->stmts = stmts;
     s->n_stmts = n;
     for (size_t i = 0; i < n; i++)
-        s->any_generic |= sql_generic(stmts[i].sql);
+        s->any_marked |= sql_plan(stmts[i].sql) != PLAN_UNKNOWN;
     lb_status st = connect_pg(s, err);
     if (st != LB_OK) {
         store_close(s);
@@ -349,31 +365,33 @@ pipeline_exec(store *s, PGresult **out, const char *name, bool prepared, int npa
     return st;
 }
 
-/* Whether statement `name` of the table starts with STORE_GENERIC. */
-static bool
-stmt_generic(const store *s, const char *name)
+/* The plan statement `name` asks for, PLAN_UNKNOWN for none. */
+static store_plan
+stmt_plan(const store *s, const char *name)
 {
     for (size_t i = 0; i < s->n_stmts; i++)
         if (strcmp(s->stmts[i].name, name) == 0)
-            return sql_generic(s->stmts[i].sql);
-    return false;
+            return sql_plan(s->stmts[i].sql);
+    return PLAN_UNKNOWN;
 }
 
 /* Sets the session's plan_cache_mode to what statement `name` needs, when it
  * has another: inside a transaction the SET leaves with the statement (a
  * rollback undoes it, so store_rollback() forgets the mode), outside one it is
- * a round trip of its own. */
+ * a round trip of its own. A marked statement has its plan; otherwise the
+ * connection's default. */
 static lb_status
 plan_ensure(store *s, const char *name, lb_err *err)
 {
-    bool generic = s->generic_default || (s->any_generic && stmt_generic(s, name));
-    if (s->plan_now == (generic ? PLAN_GENERIC : PLAN_AUTO))
+    store_plan want = s->any_marked ? stmt_plan(s, name) : PLAN_UNKNOWN;
+    if (want == PLAN_UNKNOWN)
+        want = s->generic_default ? PLAN_GENERIC : PLAN_AUTO;
+    if (s->plan_now == want)
         return LB_OK;
-    const char *sql =
-        generic ? "SET plan_cache_mode = force_generic_plan" : "SET plan_cache_mode = auto";
+    const char *sql = plan_set_sql[want];
     lb_status st = s->in_tx ? pipeline_send(s, sql, false, 0, NULL, NULL, NULL, 0, -1, err)
                             : store_exec_sql(s, sql, err);
-    s->plan_now = st == LB_OK ? (generic ? PLAN_GENERIC : PLAN_AUTO) : PLAN_UNKNOWN;
+    s->plan_now = st == LB_OK ? want : PLAN_UNKNOWN;
     return st;
 }
 

@@ -20,7 +20,7 @@
 
 typedef struct store_stmt {
     const char *name; /* prepared-statement name, also the C constant's name */
-    const char *sql;  /* may start with STORE_GENERIC */
+    const char *sql;  /* may start with STORE_GENERIC or STORE_CUSTOM */
 } store_stmt;
 
 /* The start of a statement planned once per connection, whatever the
@@ -29,6 +29,12 @@ typedef struct store_stmt {
  * (plan_cache_mode auto) may still plan it at every call. A comment, so
  * pg_stat_statements and the server's log show it with the statement. */
 #define STORE_GENERIC "/* generic plan */ "
+/* The start of a statement planned at every call, whatever the connection's
+ * default: for a statement whose best plan depends on its parameters (a
+ * keyset page whose optional cursor and filters a generic plan can only
+ * test row by row), where PostgreSQL's own choice may settle on the generic
+ * plan once the average of its custom plans looks dear enough. */
+#define STORE_CUSTOM  "/* custom plan */ "
 
 typedef struct store store;
 
@@ -40,7 +46,8 @@ PGconn *store_pg(store *s);
 lb_status store_ensure(store *s, lb_err *err);
 /* Every statement on this connection planned once (plan_cache_mode =
  * force_generic_plan), now and after every reconnect. Without it PostgreSQL
- * chooses per statement (auto), but for STORE_GENERIC ones. The store sets
+ * chooses per statement (auto), but for STORE_GENERIC and STORE_CUSTOM ones
+ * (STORE_CUSTOM wins over this default too). The store sets
  * plan_cache_mode itself, before the statement that needs another mode than
  * the session has (one SET, inside the transaction's pipeline or a round
  * trip of its own outside one); it assumes a new session starts in auto. */

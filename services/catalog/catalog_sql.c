@@ -24,7 +24,7 @@ static const char CATALOG_SQL_PRODUCT_GET[] =
  * $2/$3 the cursor's (created_at in µs, product_id) or NULL on the first page,
  * $4 category or NULL, $5 ILIKE pattern or NULL. */
 static const char CATALOG_SQL_PRODUCTS_PAGE[] =
-    "SELECT " PRODUCT_COLS " FROM catalog.products "
+    STORE_CUSTOM "SELECT " PRODUCT_COLS " FROM catalog.products "
     "WHERE ($2::bigint IS NULL OR (created_at, product_id) > "
     "(timestamptz 'epoch' + $2::bigint * interval '1 microsecond', $3::uuid)) "
     "AND ($4::text IS NULL OR category = $4::text) "

@@ -38,7 +38,7 @@ const store_stmt delivery_stmts[DELIVERY_STMTS_COUNT] = {
         "ORDER BY at, status" },
     /* A page of deliveries after order $1 ('' = from the first), $2 of them. */
     [DELIVERY_SQL_AUDIT] = { "delivery_audit",
-        "SELECT order_id::text, status, (extract(epoch FROM updated_at) * 1000)::bigint "
+        STORE_CUSTOM "SELECT order_id::text, status, (extract(epoch FROM updated_at) * 1000)::bigint "
         "FROM deliveries WHERE ($1 = '' OR order_id > nullif($1, '')::uuid) "
         "ORDER BY order_id LIMIT $2::int" },
 };

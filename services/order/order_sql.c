@@ -152,7 +152,7 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
         "h.status, NULL, " TS("h.at") ", h.reason, NULL, NULL, NULL "
         "FROM order_history h JOIN o USING (order_id) ORDER BY k, n" },
     [ORDER_SQL_ORDER_LIST] = { "order_order_list",
-        "SELECT " ORDER_COLS " FROM orders WHERE ($1 = '' OR member_id = nullif($1, '')::uuid) "
+        STORE_CUSTOM "SELECT " ORDER_COLS " FROM orders WHERE ($1 = '' OR member_id = nullif($1, '')::uuid) "
         "AND ($2 = '' OR order_id < nullif($2, '')::uuid) AND ($3 = '' OR status = $3) "
         "ORDER BY order_id DESC LIMIT $4::int" },
     [ORDER_SQL_AUDIT_BY_STATUS] = { "order_audit_by_status",
@@ -160,7 +160,7 @@ const store_stmt order_stmts[ORDER_STMTS_COUNT] = {
         "GROUP BY status ORDER BY status" },
     /* A page of orders after $1 ('' = from the first), $2 of them. */
     [ORDER_SQL_AUDIT_ORDERS] = { "order_audit_orders",
-        "SELECT order_id::text, status, total_won, "
+        STORE_CUSTOM "SELECT order_id::text, status, total_won, "
         "(extract(epoch FROM updated_at) * 1000)::bigint FROM orders "
         "WHERE ($1 = '' OR order_id > nullif($1, '')::uuid) ORDER BY order_id LIMIT $2::int" },
 };

@@ -66,7 +66,7 @@ const store_stmt payment_stmts[PAYMENT_STMTS_COUNT] = {
     /* A page of the orders with a charge attempt or a refund after $1 ('' =
      * from the first), $2 of them. */
     [PAYMENT_SQL_AUDIT_ORDERS] = { "payment_audit_orders",
-        "WITH ids AS (SELECT order_id FROM charges WHERE $1 = '' OR order_id > nullif($1, '')::uuid "
+        STORE_CUSTOM "WITH ids AS (SELECT order_id FROM charges WHERE $1 = '' OR order_id > nullif($1, '')::uuid "
         "UNION SELECT order_id FROM refunds WHERE $1 = '' OR order_id > nullif($1, '')::uuid "
         "ORDER BY 1 LIMIT $2::int) "
         "SELECT i.order_id::text, c.n, c.charged, "

@@ -24,6 +24,7 @@ static const store_stmt stmts[] = {
     { "st_plans", "SELECT current_setting('plan_cache_mode')" },
     { "st_parallel", "SELECT current_setting('max_parallel_workers_per_gather')" },
     { "st_get_generic", STORE_GENERIC "SELECT v FROM storetest.t WHERE k = $1::int" },
+    { "st_get_custom", STORE_CUSTOM "SELECT v FROM storetest.t WHERE k = $1::int" },
     { "st_planned", "SELECT generic_plans || '/' || custom_plans FROM pg_prepared_statements "
                     "WHERE name = $1" },
 };
@@ -363,6 +364,39 @@ Test(store, a_generic_statement_is_planned_once_whatever_the_connection_does)
     cr_assert_eq(store_commit(db, &err), LB_OK, "%s", err.msg);
     assert_plans("auto");
     assert_planned("st_get_generic", "11/0");
+}
+
+/* A STORE_CUSTOM statement is planned at every call, on a connection that
+ * plans everything once (the svc runtime's batch connections) as on one
+ * where PostgreSQL chooses: a keyset page's generic plan tests its cursor
+ * row by row (catalog_sql.c), and PostgreSQL's own choice took that plan once
+ * dearer searches had raised its average of custom plans. */
+Test(store, a_custom_statement_is_planned_at_every_call_whatever_the_connection_does)
+{
+    lb_err err;
+    put("1", "a", LB_OK);
+    const char *p[] = { "1" };
+    for (int i = 0; i < 8; i++) {
+        PGresult *r = NULL;
+        cr_assert_eq(store_exec(db, &r, "st_get_custom", 1, p, &err), LB_OK, "%s", err.msg);
+        cr_assert_str_eq(PQgetvalue(r, 0, 0), "a");
+        PQclear(r);
+        cr_assert_eq(store_exec(db, NULL, "st_get", 1, p, &err), LB_OK, "%s", err.msg);
+    }
+    assert_planned("st_get_custom", "0/8");
+    assert_planned("st_get", "3/5");
+    assert_plans("auto");
+
+    store_generic_plans(db);
+    cr_assert_eq(store_begin(db, &err), LB_OK, "%s", err.msg);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(store_exec(db, NULL, "st_get", 1, p, &err), LB_OK, "%s", err.msg);
+        cr_assert_eq(store_exec(db, NULL, "st_get_custom", 1, p, &err), LB_OK, "%s", err.msg);
+    }
+    cr_assert_eq(store_commit(db, &err), LB_OK, "%s", err.msg);
+    assert_planned("st_get_custom", "0/11");
+    assert_planned("st_get", "6/5"); /* the connection's default around it */
+    assert_plans("force_generic_plan");
 }
 
 Test(store, sent_reads_share_one_round_trip_and_keep_their_results)
