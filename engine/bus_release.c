@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "bus.h"
+#include "lb.h"
 
 #define BUS_RELEASE_GRACE_MS 500
 #define BUS_RELEASE_BATCH_MS 200 /* the reaper wakes at most every this long while busy */
@@ -58,12 +59,11 @@ static release_node *rel_head, *rel_tail; /* guarded by rel_lock; due_ms only gr
 static bool rel_running;                  /* guarded by rel_lock: this process's reaper is up */
 static size_t rel_pending;                /* guarded by rel_lock */
 
+/* lb_mono_us() reads CLOCK_MONOTONIC, the clock rel_cond waits on. */
 static int64_t
 mono_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return lb_mono_us() / 1000;
 }
 
 /* fork(): the child has the queue but not the reaper. */

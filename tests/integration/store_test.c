@@ -332,6 +332,22 @@ Test(store, generic_plans_hold_after_a_reconnect)
     assert_plans("force_generic_plan");
 }
 
+/* Runs the marked statement `name` (row 1 must read "a") and the plain
+ * st_get n times each, in turn, outside transactions. */
+static void
+marked_beside_plain(const char *name, int n)
+{
+    lb_err err;
+    const char *p[] = { "1" };
+    for (int i = 0; i < n; i++) {
+        PGresult *r = NULL;
+        cr_assert_eq(store_exec(db, &r, name, 1, p, &err), LB_OK, "%s", err.msg);
+        cr_assert_str_eq(PQgetvalue(r, 0, 0), "a");
+        PQclear(r);
+        cr_assert_eq(store_exec(db, NULL, "st_get", 1, p, &err), LB_OK, "%s", err.msg);
+    }
+}
+
 /* A STORE_GENERIC statement on a connection that plans as PostgreSQL
  * chooses (the query threads) is planned once: PostgreSQL's own choice
  * plans the first five calls anew, and kept doing so for the order read
@@ -342,13 +358,7 @@ Test(store, a_generic_statement_is_planned_once_whatever_the_connection_does)
     lb_err err;
     put("1", "a", LB_OK);
     const char *p[] = { "1" };
-    for (int i = 0; i < 8; i++) {
-        PGresult *r = NULL;
-        cr_assert_eq(store_exec(db, &r, "st_get_generic", 1, p, &err), LB_OK, "%s", err.msg);
-        cr_assert_str_eq(PQgetvalue(r, 0, 0), "a");
-        PQclear(r);
-        cr_assert_eq(store_exec(db, NULL, "st_get", 1, p, &err), LB_OK, "%s", err.msg);
-    }
+    marked_beside_plain("st_get_generic", 8);
     assert_planned("st_get_generic", "8/0"); /* calls on the generic plan / custom plans */
     assert_planned("st_get", "3/5");         /* PostgreSQL's auto: five custom plans first */
     assert_plans("auto");
@@ -376,13 +386,7 @@ Test(store, a_custom_statement_is_planned_at_every_call_whatever_the_connection_
     lb_err err;
     put("1", "a", LB_OK);
     const char *p[] = { "1" };
-    for (int i = 0; i < 8; i++) {
-        PGresult *r = NULL;
-        cr_assert_eq(store_exec(db, &r, "st_get_custom", 1, p, &err), LB_OK, "%s", err.msg);
-        cr_assert_str_eq(PQgetvalue(r, 0, 0), "a");
-        PQclear(r);
-        cr_assert_eq(store_exec(db, NULL, "st_get", 1, p, &err), LB_OK, "%s", err.msg);
-    }
+    marked_beside_plain("st_get_custom", 8);
     assert_planned("st_get_custom", "0/8");
     assert_planned("st_get", "3/5");
     assert_plans("auto");
