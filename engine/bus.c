@@ -372,7 +372,7 @@ bus_open(bus **out, const bus_opts *opts, lb_err *err)
     b->publish_wait_ms = opts->publish_wait_ms > 0 ? opts->publish_wait_ms : 5000;
     b->publish_retry_ms = opts->publish_retry_ms > 0 ? opts->publish_retry_ms : 15000;
     nats_Open(BUS_LOCK_SPIN); /* sets it on a process's first call only */
-    if ((st = bus_release_init(err)) != LB_OK) {
+    if ((st = bus_libnats_init(err)) != LB_OK) {
         bus_close(b);
         return st;
     }
@@ -443,7 +443,7 @@ bus_disconnect(bus *b)
     /* Close joins nats.c's reader thread: from here on nothing is delivered,
      * so subscriptions and contexts can be destroyed without racing it.
      * Close itself releases every subscription before that join, while
-     * messages may still arrive: bus_release.c keeps their memory past it. */
+     * messages may still arrive: bus_libnats.c keeps their memory past it. */
     natsConnection_Close(b->nc);
     /* Wait (bounded) for the closed callback: no callback may touch b after free. */
     struct timespec until;

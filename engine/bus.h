@@ -110,15 +110,15 @@ lb_status bus_open(bus **out, const bus_opts *opts, lb_err *err);
 void bus_disconnect(bus *b);
 void bus_close(bus *b); /* NULL is a no-op; flushes pending async publishes first */
 
-/* nats.c 3.4.1 can free a subscription under its own reader thread (a
+/* engine/bus_libnats.c takes the place of two functions of libnats 3.4.1 to
+ * mend two of its bugs: a subscription freed under the reader thread (a
  * subscription destroyed, or a connection closed, while a message for it
- * arrives). engine/bus_release.c takes the place of libnats's
- * natsSub_release() and frees each subscription half a second later;
- * bus_open() calls bus_release_init(), which fails only if the library has
- * no natsSub_release to defer to. bus_release_pending() counts the
- * releases still waiting (tests). */
-lb_status bus_release_init(lb_err *err);
-size_t bus_release_pending(void);
+ * arrives: each is now freed half a second later), and a connect that spins
+ * forever on a server that went quiet after its INFO. bus_open() calls
+ * bus_libnats_init(), which fails only if the library lacks either function.
+ * bus_libnats_releases_pending() counts the releases still waiting (tests). */
+lb_status bus_libnats_init(lb_err *err);
+size_t bus_libnats_releases_pending(void);
 /* Waits up to wait_ms for js's pending async publishes, then destroys it (NULL: no-op). */
 void bus_js_destroy(jsCtx *js, int64_t wait_ms);
 natsConnection *bus_conn(bus *b);

@@ -1,5 +1,5 @@
 /* bus_release_test.c - nats.c 3.4.1's reader thread and a subscription freed
- * under it (engine/bus.c, natsSub_release).
+ * under it (engine/bus_libnats.c, natsSub_release).
  *
  * nats.c 3.4.1 (Debian 12's libnats) takes a message's subscription from the
  * connection's table, lets go of the table's lock, builds the message and
@@ -8,7 +8,7 @@
  * about to lock: natsConnection_Close() releasing the request mux while
  * replies arrive (seen as a SEGV in bus_command_test's teardown under load),
  * or a reply inbox destroyed as its reply comes in (the edge's 202 after its
- * wait). Upstream fixed it in nats.c 3.6.0. layby defers every release of a
+ * wait). Upstream fixed it in nats.c 3.6.1. layby defers every release of a
  * subscription, so the memory outlives that gap.
  *
  * Both tests make the race as often as they can: messages stream to the
@@ -67,7 +67,7 @@ setup(void)
 {
     tsupport_reset();
     lb_err err = { 0 };
-    cr_assert_eq(bus_release_init(&err), LB_OK, "%s", err.msg);
+    cr_assert_eq(bus_libnats_init(&err), LB_OK, "%s", err.msg);
 }
 
 TestSuite(bus_release, .init = setup, .timeout = 120);
@@ -96,7 +96,7 @@ Test(bus_release, a_subscription_destroyed_while_its_messages_arrive_is_not_free
     }
     atomic_store(&streaming, false);
     pthread_join(t, NULL);
-    cr_expect_gt(bus_release_pending(), 0, "the releases were not deferred");
+    cr_expect_gt(bus_libnats_releases_pending(), 0, "the releases were not deferred");
     cr_expect_gt(n, 20, "only %d subscriptions in 5 s", n);
     cr_expect_gt(got, n * 9 / 10,
                  "the subscriptions were not in the stream's way: %d of %d had a message", got, n);

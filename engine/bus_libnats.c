@@ -1,34 +1,47 @@
-/* bus_release.c - every subscription nats.c lets go of is freed a while
- * later, not at once (bus.h, bus_release_init).
+/* bus_libnats.c - two functions of libnats 3.4.1 (Debian 12's nats.c) that
+ * layby takes the place of, to mend two bugs fixed upstream after it. libnats
+ * calls both through its PLT, so a definition in the executable takes the
+ * library's place, as natsGC_collect() does in bus.c; each finds the
+ * library's own with dlsym(RTLD_NEXT). bus_open() calls bus_libnats_init(),
+ * which also links this file into every program that opens a bus.
  *
- * Why: nats.c 3.4.1, the libnats of Debian 12, has a race in its reader
- * thread (natsConn_processMsg; fixed upstream in 3.6.0, nats.c PR #638). It
- * takes an incoming message's subscription from the connection's table,
- * lets go of the table's lock, builds the message, and only then locks the
- * subscription. A thread that removes the subscription and drops its last
- * reference inside that gap frees the memory the reader is about to lock:
- *   - natsConnection_Close() releases every subscription, and the request
- *     mux, while replies may still be arriving (bus_close; seen as a SEGV in
- *     bus_command_test's teardown under load);
- *   - natsSubscription_Destroy() of a reply inbox as its reply comes in
- *     (bus_command: the edge answering 202 just as the saga answers).
- * tests/integration/bus_release_test.c makes both races.
+ * 1. natsSub_release(): every subscription nats.c lets go of is freed
+ *    BUS_RELEASE_GRACE_MS later, not at once. nats.c's reader thread
+ *    (natsConn_processMsg; fixed in 3.6.1, nats.c PR #638) takes an incoming
+ *    message's subscription from the connection's table, lets go of the
+ *    table's lock, builds the message, and only then locks the
+ *    subscription. A thread that removes the subscription and drops its
+ *    last reference inside that gap frees the memory the reader is about
+ *    to lock:
+ *      - natsConnection_Close() releases every subscription, and the
+ *        request mux, while replies may still be arriving (bus_close; seen
+ *        as a SEGV in bus_command_test's teardown under load);
+ *      - natsSubscription_Destroy() of a reply inbox as its reply comes in
+ *        (bus_command: the edge answering 202 just as the saga answers).
+ *    libnats drops every reference through natsSub_release() (22 call
+ *    sites, all through the PLT). Here it queues the subscription; a reaper
+ *    thread hands it to the library's function once the grace has passed.
+ *    The reader's gap is a few microseconds. Deferring a release that is not
+ *    the last one only keeps a count higher for that long; the subscription
+ *    holds its connection, so the connection's memory waits too.
+ *    tests/integration/bus_release_test.c makes both races.
  *
- * How: libnats drops every reference through natsSub_release(), and calls
- * it through its PLT (22 call sites in 3.4.1, all through the PLT), so this
- * definition in the executable takes the library's place, as natsGC_collect
- * does in bus.c. It queues the subscription; a reaper thread hands it to
- * the library's own natsSub_release() (found with dlsym(RTLD_NEXT)) once
- * BUS_RELEASE_GRACE_MS have passed. The reader's gap is a few microseconds,
- * so a subscription's memory outlives it by far; deferring a release that
- * is not the last one only keeps a count higher for that long. The
- * subscription holds its connection, so the connection's memory waits too.
+ * 2. natsSock_Read(): a connect that never ends. Connecting, nats.c reads
+ *    the answer to its first PING a byte at a time (_readProto, the one
+ *    caller that passes n == NULL) and leaves that loop only on '\n' or
+ *    NATS_CONNECTION_CLOSED: a read that times out (a server that sent its
+ *    INFO and then said nothing within the connect timeout) or fails
+ *    appends the old byte again, forever; the thread spins on a core, its
+ *    buffer grows, the connection never comes (fixed in 3.8.0, nats.c PR
+ *    #707). For that caller any failure reads as a closed connection: the
+ *    attempt fails, and the next reconnect tries again. Every other call is
+ *    the library's own. tests/integration/bus_connect_test.c holds it.
  *
- * Threads: the queue is guarded by rel_lock. The reaper starts on the first
- * release in a process (again in a forked child: Criterion forks its tests),
- * and calls the library without any lock of ours held. Whatever is still
- * queued at exit stays reachable from the queue: nothing is freed under a
- * thread that may still run. */
+ * Threads: the release queue is guarded by rel_lock. The reaper starts on
+ * the first release in a process (again in a forked child: Criterion forks
+ * its tests) and calls the library without any lock of ours held. Whatever
+ * is still queued at exit stays reachable from the queue: nothing is freed
+ * under a thread that may still run. */
 #define _GNU_SOURCE /* RTLD_NEXT */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -44,6 +57,8 @@
 #define BUS_RELEASE_BATCH_MS 200 /* the reaper wakes at most every this long while busy */
 
 typedef void (*release_fn)(natsSubscription *sub);
+/* The library's natsSockCtx is internal: the pointer passes through. */
+typedef natsStatus (*sock_read_fn)(void *ctx, char *buffer, size_t max, int *n);
 
 typedef struct release_node {
     struct release_node *next;
@@ -51,8 +66,9 @@ typedef struct release_node {
     int64_t due_ms;
 } release_node;
 
-static pthread_once_t rel_once = PTHREAD_ONCE_INIT;
-static release_fn rel_real; /* libnats's natsSub_release, set once */
+static pthread_once_t libnats_once = PTHREAD_ONCE_INIT;
+static release_fn rel_real;    /* libnats's natsSub_release, set once */
+static sock_read_fn read_real; /* libnats's natsSock_Read, set once */
 static pthread_mutex_t rel_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t rel_cond;           /* CLOCK_MONOTONIC; new work for an idle reaper */
 static release_node *rel_head, *rel_tail; /* guarded by rel_lock; due_ms only grows */
@@ -87,7 +103,7 @@ atfork_child(void)
 }
 
 static void
-release_once(void)
+libnats_once_run(void)
 {
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -95,8 +111,11 @@ release_once(void)
     pthread_cond_init(&rel_cond, &ca);
     pthread_condattr_destroy(&ca);
     rel_real = (release_fn)dlsym(RTLD_NEXT, "natsSub_release");
+    read_real = (sock_read_fn)dlsym(RTLD_NEXT, "natsSock_Read");
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
+
+/* --- 1. subscriptions freed later ---------------------------------------------- */
 
 static void
 wait_until_ms(int64_t at_ms)
@@ -169,7 +188,7 @@ natsSub_release(natsSubscription *sub)
 {
     if (sub == NULL)
         return;
-    pthread_once(&rel_once, release_once);
+    pthread_once(&libnats_once, libnats_once_run);
     if (rel_real == NULL)
         return; /* no library function to defer to: keep the memory */
     release_node *n = malloc(sizeof *n);
@@ -193,18 +212,34 @@ natsSub_release(natsSubscription *sub)
     pthread_mutex_unlock(&rel_lock);
 }
 
-lb_status
-bus_release_init(lb_err *err)
+/* --- 2. the connect's byte-by-byte read -------------------------------------- */
+
+natsStatus natsSock_Read(void *ctx, char *buffer, size_t max, int *n);
+
+natsStatus
+natsSock_Read(void *ctx, char *buffer, size_t max, int *n)
 {
-    pthread_once(&rel_once, release_once);
-    if (rel_real == NULL)
+    pthread_once(&libnats_once, libnats_once_run);
+    if (read_real == NULL)
+        return NATS_CONNECTION_CLOSED; /* bus_libnats_init() refuses to open a bus */
+    natsStatus s = read_real(ctx, buffer, max, n);
+    if (n == NULL && s != NATS_OK && s != NATS_CONNECTION_CLOSED)
+        return NATS_CONNECTION_CLOSED; /* _readProto: end its loop (above) */
+    return s;
+}
+
+lb_status
+bus_libnats_init(lb_err *err)
+{
+    pthread_once(&libnats_once, libnats_once_run);
+    if (rel_real == NULL || read_real == NULL)
         return lb_err_set(err, LB_ERR_INTERNAL,
-                          "libnats without natsSub_release: cannot defer subscription frees");
+                          "libnats without natsSub_release or natsSock_Read: cannot mend it");
     return LB_OK;
 }
 
 size_t
-bus_release_pending(void)
+bus_libnats_releases_pending(void)
 {
     pthread_mutex_lock(&rel_lock);
     size_t n = rel_pending;
