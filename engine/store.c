@@ -45,7 +45,14 @@ struct store {
     const store_stmt *stmts; /* borrowed table */
     size_t n_stmts;
     bool generic_default; /* store_generic_plans() */
-    bool any_marked;      /* a stmts[] row starts with STORE_GENERIC or STORE_CUSTOM */
+    /* The rows of stmts[] that start with STORE_GENERIC or STORE_CUSTOM, and
+     * their plans: plan_ensure() looks a statement up among these few, not
+     * the whole table, at every statement. */
+    struct store_marked {
+        const char *name;
+        store_plan plan;
+    } * marked;
+    size_t n_marked;
     /* state */
     PGconn *pg;
     store_plan plan_now; /* the session's plan_cache_mode */
@@ -174,8 +181,16 @@ store_open(store **out, const char *url, const store_stmt *stmts, size_t n, lb_e
     }
     s->stmts = stmts;
     s->n_stmts = n;
-    for (size_t i = 0; i < n; i++)
-        s->any_marked |= sql_plan(stmts[i].sql) != PLAN_UNKNOWN;
+    s->marked = calloc(n + 1, sizeof *s->marked);
+    if (s->marked == NULL) {
+        store_close(s);
+        return lb_err_set(err, LB_ERR_NOMEM, "store");
+    }
+    for (size_t i = 0; i < n; i++) {
+        store_plan p = sql_plan(stmts[i].sql);
+        if (p != PLAN_UNKNOWN)
+            s->marked[s->n_marked++] = (struct store_marked){ stmts[i].name, p };
+    }
     lb_status st = connect_pg(s, err);
     if (st != LB_OK) {
         store_close(s);
@@ -198,6 +213,7 @@ store_close(store *s)
         return;
     if (s->pg != NULL)
         PQfinish(s->pg);
+    free(s->marked);
     free(s->url);
     free(s);
 }
@@ -369,9 +385,9 @@ pipeline_exec(store *s, PGresult **out, const char *name, bool prepared, int npa
 static store_plan
 stmt_plan(const store *s, const char *name)
 {
-    for (size_t i = 0; i < s->n_stmts; i++)
-        if (strcmp(s->stmts[i].name, name) == 0)
-            return sql_plan(s->stmts[i].sql);
+    for (size_t i = 0; i < s->n_marked; i++)
+        if (strcmp(s->marked[i].name, name) == 0)
+            return s->marked[i].plan;
     return PLAN_UNKNOWN;
 }
 
@@ -383,7 +399,7 @@ stmt_plan(const store *s, const char *name)
 static lb_status
 plan_ensure(store *s, const char *name, lb_err *err)
 {
-    store_plan want = s->any_marked ? stmt_plan(s, name) : PLAN_UNKNOWN;
+    store_plan want = stmt_plan(s, name);
     if (want == PLAN_UNKNOWN)
         want = s->generic_default ? PLAN_GENERIC : PLAN_AUTO;
     if (s->plan_now == want)
