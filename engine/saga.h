@@ -325,6 +325,10 @@ typedef struct saga_signal {
     lb_status code;    /* CANCEL: the failure the requester is told if still waiting
                           (0 = LB_ERR_STATE) */
     lb_status refused; /* the answer when no rule of this name allows it now */
+    /* That answer's text, for whoever sent the signal (a buyer, over HTTP);
+     * NULL = the engine's, which names the saga's status and step. The saga's
+     * log names them either way. */
+    const char *refused_text;
 } saga_signal;
 
 struct saga_type {

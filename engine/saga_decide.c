@@ -209,9 +209,15 @@ saga__reply_sender(ctx *c, lb_status code, const char *reason)
 void
 saga__refuse(ctx *c, lb_status code, const char *why)
 {
+    saga__refuse_as(c, code, why, why);
+}
+
+void
+saga__refuse_as(ctx *c, lb_status code, const char *why, const char *answer)
+{
     c->d->verdict = SAGA_REFUSED;
     saga__note(c, "refused: %s", why);
-    saga__reply_sender(c, code, why);
+    saga__reply_sender(c, code, answer);
 }
 
 /* --- moving forward and backward -------------------------------------------- */

@@ -235,7 +235,8 @@ saga__on_signal(ctx *c)
     if (r == NULL) { /* S1 */
         snprintf(why, sizeof why, "%s is not allowed while the saga is %s at %s", name,
                  saga_status_name(c->s->status), c->t->steps[c->s->step].name);
-        saga__refuse(c, known->refused != LB_OK ? known->refused : LB_ERR_STATE, why);
+        saga__refuse_as(c, known->refused != LB_OK ? known->refused : LB_ERR_STATE, why,
+                        known->refused_text != NULL ? known->refused_text : why);
         return;
     }
     saga__applied(c);

@@ -34,7 +34,10 @@ bool saga__copy_str(char *dst, size_t n, const char *src);
 void saga__copy_text(char *dst, size_t n, const char *src);
 void saga__ignore(saga__ctx *c, const char *why);
 void saga__applied(saga__ctx *c);
+/* Refuses the input: the log says why, the sender is answered code and why
+ * (refuse_as: answer instead, for a sender who is not an operator). */
 void saga__refuse(saga__ctx *c, lb_status code, const char *why);
+void saga__refuse_as(saga__ctx *c, lb_status code, const char *why, const char *answer);
 void saga__reply_sender(saga__ctx *c, lb_status code, const char *reason);
 void saga__clear_timer(saga__ctx *c);
 /* Runs step i, or completes the saga after its last step. */

@@ -55,6 +55,15 @@ extern const saga_type saga_order_pay_v1;
 extern const saga_type saga_order_pay_v2;
 extern const saga_type saga_order_pay_v3;
 
+/* What a buyer whose cancel or return is refused reads (the 409's message;
+ * the saga's log names its status and step). */
+#define ORDER_NOT_CANCELLABLE_TEXT                                                      \
+    "this order can no longer be cancelled: an order can be cancelled while it awaits " \
+    "payment, or once paid until its delivery ships"
+#define ORDER_NOT_RETURNABLE_TEXT                                                     \
+    "this order cannot be returned: a return is accepted in the return window after " \
+    "the delivery"
+
 /* --- order_common.c -------------------------------------------------------- */
 
 /* *out = a deep copy of m (whose strings may be borrowed). */

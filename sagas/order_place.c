@@ -515,12 +515,15 @@ static const saga_step place_steps_v4[ORDER_PLACE__STEPS] = {
     [P(WAIT_PAID)] = { WAIT_PAID_STEP },
 };
 
+/* The refusals' texts reach the buyer (the 409's message): DESIGN §6's rules
+ * in the shop's words, not the saga's step. */
 static const saga_signal place_signals[] = {
     /* name     first      last            action              to                 */
     { "cancel", P(CREATE), P(SHIP_DELAY), SAGA_SIGNAL_CANCEL, 0,
-      .code = LB_ERR_NOT_CANCELLABLE, .refused = LB_ERR_NOT_CANCELLABLE },
+      .code = LB_ERR_NOT_CANCELLABLE, .refused = LB_ERR_NOT_CANCELLABLE,
+      .refused_text = ORDER_NOT_CANCELLABLE_TEXT },
     { "return", P(WINDOW), P(WINDOW),     SAGA_SIGNAL_GOTO,   P(RETURN_REQUEST),
-      .refused = LB_ERR_NOT_RETURNABLE },
+      .refused = LB_ERR_NOT_RETURNABLE, .refused_text = ORDER_NOT_RETURNABLE_TEXT },
 };
 /* clang-format on */
 

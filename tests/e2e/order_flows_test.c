@@ -678,8 +678,14 @@ Test(order_flows, cancel_before_shipping_refunds_and_after_shipping_is_409)
     wait_order(o2, "PAID", "SHIPPING");
     signal(&r, alice_auth, o2, "cancel");
     tsupport_http_assert_error(&r, 409, "not_cancellable", NULL);
+    /* in the shop's words (sagas/order.h), not the saga's step */
+    cr_assert(strstr(r.body, "can no longer be cancelled") != NULL &&
+                  strstr(r.body, "saga") == NULL,
+              "%s", r.body);
     signal(&r, alice_auth, o2, "return");
     tsupport_http_assert_error(&r, 409, "not_returnable", NULL);
+    cr_assert(strstr(r.body, "cannot be returned") != NULL && strstr(r.body, "saga") == NULL, "%s",
+              r.body);
     wait_order(o2, "PAID", "SHIPPING");
 }
 

@@ -174,9 +174,9 @@ static const saga_step sagaflow_v1_steps[] = {
 _Static_assert(LB_COUNTOF(sagaflow_v1_steps) == SAGAFLOW__STEPS, "sagaflow steps");
 
 static const saga_signal sagaflow_v1_signals[] = {
-    /* name      first           last                 action              to                  code           refused */
-    { "cancel", SAGAFLOW_A,      SAGAFLOW_SHIP_DELAY, SAGA_SIGNAL_CANCEL, 0,                  LB_ERR_STATE,  LB_ERR_STATE },
-    { "return", SAGAFLOW_WINDOW, SAGAFLOW_WINDOW,     SAGA_SIGNAL_GOTO,   SAGAFLOW_RET_DELAY, LB_OK,         LB_ERR_CONFLICT },
+    /* name      first           last                 action              to                  code           refused          text */
+    { "cancel", SAGAFLOW_A,      SAGAFLOW_SHIP_DELAY, SAGA_SIGNAL_CANCEL, 0,                  LB_ERR_STATE,  LB_ERR_STATE,    NULL },
+    { "return", SAGAFLOW_WINDOW, SAGAFLOW_WINDOW,     SAGA_SIGNAL_GOTO,   SAGAFLOW_RET_DELAY, LB_OK,         LB_ERR_CONFLICT, NULL },
 };
 /* clang-format on */
 

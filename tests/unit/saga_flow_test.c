@@ -258,6 +258,45 @@ Test(saga_signals, cancel_with_nothing_to_undo_ends_at_once)
     drv_free(f.v);
 }
 
+Test(saga_signals, a_refused_signal_answers_the_types_text_and_logs_the_step)
+{
+    static const saga_step steps[] = {
+        { .name = "wait", .kind = SAGA_STEP_DELAY, .timeout_ms = 1000 },
+        { .name = "after", .kind = SAGA_STEP_DELAY, .timeout_ms = 1000 },
+    };
+    static const saga_signal sigs[] = {
+        { .name = "cancel",
+          .first = 0,
+          .last = 0,
+          .refused = LB_ERR_NOT_CANCELLABLE,
+          .refused_text = "too late to cancel" },
+        { .name = "return", .first = 0, .last = 0, .refused = LB_ERR_NOT_RETURNABLE },
+    };
+    static const saga_type t = { .name = "tiny",
+                                 .version = 1,
+                                 .start = &layby__v1__start_test_saga__descriptor,
+                                 .steps = steps,
+                                 .n_steps = 2,
+                                 .signals = sigs,
+                                 .n_signals = 2 };
+    lb_err err = { 0 };
+    cr_assert_eq(saga_type_check(&t, &err), LB_OK, "%s", err.msg);
+    flow f = { .v = drv_new(&t) };
+    flow_run(&f, "start fire sig:cancel?");
+    cr_assert_eq(f.v->d.reply.status, LB_ERR_NOT_CANCELLABLE);
+    cr_assert_str_eq(f.v->d.reply.reason, "too late to cancel");
+    cr_assert(strstr(f.v->d.log, "RUNNING at after") != NULL, "the log names the step: %s",
+              f.v->d.log);
+    /* without a text of its own, the sender reads the engine's */
+    flow_run(&f, "sig:return?");
+    cr_assert_eq(f.v->d.reply.status, LB_ERR_NOT_RETURNABLE);
+    cr_assert_str_eq(f.v->d.reply.reason,
+                     "return is not allowed while the saga is RUNNING at after");
+    cr_assert_eq(f.v->s.status, SAGA_RUNNING, "a refusal changes nothing");
+    replay_check(f.v);
+    drv_free(f.v);
+}
+
 Test(saga_signals, a_signal_for_no_saga_is_not_found)
 {
     flow *f = flow_new();
