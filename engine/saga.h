@@ -97,6 +97,13 @@ typedef enum saga_step_status {
     0x4u /* a wait step's success came before the saga reached \
             it (R10): it took effect, and the step is DONE the \
             moment it starts */
+#define SAGA_STEP_F_AHEAD                                          \
+    0x8u /* its first attempt went with the step before it         \
+            (saga_step.ahead) and the saga has not reached it yet: \
+            it may take effect, so a rollback undoes it too (R12) */
+#define SAGA_STEP_F_REFUSED                                       \
+    0x10u /* an AHEAD step's final failure came before the saga \
+             reached it: it fails the moment it starts (R12) */
 /* saga_state.flags */
 #define SAGA_F_REPLIED   0x1u /* the requester has had its one reply */
 #define SAGA_F_CANCELLED 0x2u /* a signal rolls it back: it ends CANCELLED, not FAILED */
@@ -112,6 +119,8 @@ typedef struct saga_step_state {
     uint16_t comp_attempt; /* compensation attempts sent, never reset */
     uint16_t comp_tries;   /* compensation attempts in the current budget
                               (an operator retry starts a new budget) */
+    uint16_t early_code;   /* REFUSED: the failure's lb_status (its text is the
+                              saga's fail_reason until the saga gets there) */
 } saga_step_state;
 
 typedef enum saga_timer_kind {
@@ -134,7 +143,9 @@ typedef struct saga_timer {
 
 /* Invariants (checked by saga_state_check()):
  * (1) RUNNING: steps before `step` are DONE or SKIPPED, steps after it PENDING
- *     (a wait step among them may carry SAGA_STEP_F_EARLY);
+ *     (a wait step among them may carry SAGA_STEP_F_EARLY; the step right
+ *     after it may have been sent ahead: AHEAD, attempt 1, and EARLY or
+ *     REFUSED once its outcome came);
  *     steps[step] is SENT with timer STEP_TIMEOUT(step, attempt) (DELAY for a
  *     delay step), or FAILED+RETRY_WAIT with timer STEP_RETRY(step, attempt).
  * (2) COMPENSATING: steps before `step` are DONE or SKIPPED; steps[step] is COMPENSATING
@@ -150,7 +161,8 @@ typedef struct saga_timer {
  *     without ever being sent); comp_tries <= comp_attempt;
  *     attempts only grow, so every message and timer names its attempt
  *     unambiguously.
- * (6) At most one command is in flight per saga and at most one timer exists. */
+ * (6) At most one command is in flight per saga (two while a step sent ahead
+ *     has not answered) and at most one timer exists. */
 typedef struct saga_state {
     /* identity, fixed by START */
     char id[ID_STR_LEN];              /* UUIDv7 = Layby-Correlation of everything it sends */
@@ -291,6 +303,15 @@ typedef struct saga_step {
      * that is merely away delays the order; giving up would compensate while
      * the commands given up on still sit queued and run when it returns. */
     bool forward;
+    /* Sent ahead (R12, COMMAND steps but the first): the first attempt of this
+     * step goes with the first attempt of the step before it, so the two
+     * participants work at once; its outcome is kept until the saga gets
+     * here, where it counts as it would have then. Only for a step that does
+     * not need the previous step's outcome (its builder reads the start
+     * command, not the record) and that the previous step's failure may
+     * undo: a rollback that starts before the saga gets here compensates it
+     * as a step that may have taken effect. */
+    bool ahead;
     saga_merge_fn merge; /* forward events -> record (saga_type.record required) */
     /* compensation (NULL = nothing to undo; DELAY steps have none) */
     const ProtobufCMessageDescriptor *compensate;

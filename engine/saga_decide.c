@@ -47,6 +47,15 @@
  *      it. Giving up could not undo it: the attempts given up on are still
  *      queued at the participant and run when it returns, after (or instead
  *      of) the compensation (docs/SAGAS.md §5.1).
+ * (R12) A step sent ahead (saga_step.ahead) has its first attempt sent with
+ *      the first attempt of the step before it. Its outcome, arriving while
+ *      the saga is still at that step, is kept (R4's second exception): a
+ *      success makes it DONE, a final failure makes it fail, the moment the
+ *      saga gets there, as if the outcome had come then. A transient failure
+ *      is left to its timeout, which starts when the saga gets there. Until
+ *      it answers it may take effect, so a rollback that starts below it
+ *      undoes it first (R5), and nothing ever resends it before the saga
+ *      gets there.
  * Start, operator and signal inputs are in saga_decide_ops.c.
  */
 #include "saga.h"
@@ -227,12 +236,60 @@ static void step_done(ctx *c, uint32_t i);
 /* Starts the next attempt of step i: sends its command (command step), or
  * only arms its deadline (wait step) or its delay (delay step). A wait step
  * whose event came early (R10) is done at once. */
+static void step_failed(ctx *c, uint32_t i, bool final, bool uncertain, lb_status code,
+                        const char *reason);
+
+/* R12: the saga gets to step i, whose first attempt went ahead: its outcome
+ * counts now if it came, else its timeout starts now. */
+static void
+reach_ahead(ctx *c, uint32_t i, int64_t dur)
+{
+    const saga_step *step = &c->t->steps[i];
+    saga_step_state *ss = &c->s->steps[i];
+    uint8_t had = ss->flags;
+    ss->status = SAGA_STEP_SENT;
+    ss->flags &= (uint8_t)~(SAGA_STEP_F_AHEAD | SAGA_STEP_F_EARLY | SAGA_STEP_F_REFUSED);
+    if (had & SAGA_STEP_F_EARLY) {
+        saga__note(c, "%s: done already (sent ahead)", step->name);
+        step_done(c, i);
+    } else if (had & SAGA_STEP_F_REFUSED) {
+        char reason[SAGA_REASON_MAX];
+        saga__copy_text(reason, sizeof reason, c->s->fail_reason);
+        saga__note(c, "%s: refused already (sent ahead)", step->name);
+        step_failed(c, i, true, false, (lb_status)ss->early_code, reason);
+    } else {
+        saga__note(c, "wait for %s (attempt %u, sent ahead)", step->name, ss->attempt);
+        set_timer(c, SAGA_TIMER_STEP_TIMEOUT, i, ss->attempt, dur);
+    }
+}
+
+/* R12: with the first attempt of step i goes the first attempt of the step
+ * after it, when that one is sent ahead (and this saga runs it). */
+static void
+send_ahead(ctx *c, uint32_t i)
+{
+    uint32_t n = i + 1;
+    if (n >= c->t->n_steps || !c->t->steps[n].ahead || c->s->steps[i].attempt != 1 ||
+        (c->s->skip_mask & (1u << n)) || c->s->steps[n].attempt != 0)
+        return;
+    saga_step_state *ns = &c->s->steps[n];
+    ns->flags |= SAGA_STEP_F_AHEAD;
+    ns->attempt = 1;
+    ns->tries = 1;
+    add_cmd(c, c->t->steps[n].subject, c->t->steps[n].command, n, 1, false);
+    saga__note(c, "send %s attempt 1 ahead", c->t->steps[n].name);
+}
+
 static void
 send_step(ctx *c, uint32_t i)
 {
     const saga_step *step = &c->t->steps[i];
     saga_step_state *ss = &c->s->steps[i];
     int64_t dur = duration_ms(c, i);
+    if (ss->flags & SAGA_STEP_F_AHEAD) {
+        reach_ahead(c, i, dur);
+        return;
+    }
     ss->status = SAGA_STEP_SENT;
     ss->flags &= (uint8_t)~SAGA_STEP_F_RETRY_WAIT;
     ss->attempt++;
@@ -245,6 +302,7 @@ send_step(ctx *c, uint32_t i)
     if (step->command != NULL) {
         add_cmd(c, step->subject, step->command, i, ss->attempt, false);
         saga__note(c, "send %s attempt %u", step->name, ss->attempt);
+        send_ahead(c, i);
     } else if (step->kind == SAGA_STEP_WAIT && (ss->flags & SAGA_STEP_F_EARLY)) {
         ss->flags &= (uint8_t)~SAGA_STEP_F_EARLY;
         saga__note(c, "%s: what it waits for came already", step->name);
@@ -328,13 +386,16 @@ saga__floor(const saga_type *t, const saga_state *s)
 }
 
 /* Step ss took or may have taken effect: DONE, failed without a final
- * answer (R5), or not reached yet while its event came early (R10). */
+ * answer (R5), not reached yet while its event came early (R10), or sent
+ * ahead and not refused (R12). */
 static bool
 took_effect(const saga_step_state *ss)
 {
     return ss->status == SAGA_STEP_DONE ||
            (ss->status == SAGA_STEP_FAILED && (ss->flags & SAGA_STEP_F_UNCERTAIN)) ||
-           (ss->status == SAGA_STEP_PENDING && (ss->flags & SAGA_STEP_F_EARLY));
+           (ss->status == SAGA_STEP_PENDING && (ss->flags & SAGA_STEP_F_EARLY)) ||
+           (ss->status == SAGA_STEP_PENDING && (ss->flags & SAGA_STEP_F_AHEAD) &&
+            !(ss->flags & SAGA_STEP_F_REFUSED));
 }
 
 bool
@@ -350,10 +411,10 @@ saga__compensate_from(ctx *c, int64_t from)
 {
     int64_t floor = (int64_t)saga__floor(c->t, c->s);
     c->s->status = SAGA_COMPENSATING;
-    /* R10: a step above `from` whose event came early took effect: undo it first */
+    /* R10, R12: a step above `from` whose event came early, or that was sent
+     * ahead, took or may have taken effect: undo it first */
     for (int64_t j = (int64_t)c->t->n_steps - 1; j > from; j--)
-        if (c->s->steps[j].status == SAGA_STEP_PENDING &&
-            (c->s->steps[j].flags & SAGA_STEP_F_EARLY)) {
+        if (c->s->steps[j].status == SAGA_STEP_PENDING && took_effect(&c->s->steps[j])) {
             from = j;
             break;
         }
@@ -501,10 +562,48 @@ early_wait_event(ctx *c, uint32_t i)
     return true;
 }
 
+/* R12: an outcome of a step sent ahead that the RUNNING saga has not
+ * reached yet is kept. True when the event was such a one (decided here). */
+static bool
+ahead_event(ctx *c, uint32_t i, bool ok)
+{
+    saga_step_state *ss = &c->s->steps[i];
+    if (!(ss->flags & SAGA_STEP_F_AHEAD) || c->s->status != SAGA_RUNNING || i <= c->s->step ||
+        ss->status != SAGA_STEP_PENDING)
+        return false;
+    if (ss->flags & (SAGA_STEP_F_EARLY | SAGA_STEP_F_REFUSED)) {
+        saga__ignore(c, "an outcome of this step sent ahead is kept already");
+        return true;
+    }
+    if (event_attempt(c, 1) != 1) {
+        saga__ignore(c, "only attempt 1 of a step sent ahead was sent");
+        return true;
+    }
+    if (!ok && !c->in->final) {
+        saga__ignore(c, "a transient failure of a step sent ahead: its timeout runs once the "
+                        "saga gets there");
+        return true;
+    }
+    if (!merge(c, i))
+        return true;
+    saga__applied(c);
+    if (ok) {
+        ss->flags |= SAGA_STEP_F_EARLY;
+        saga__note(c, "%s (sent ahead) done; kept", step_name(c, i));
+    } else {
+        ss->flags |= SAGA_STEP_F_REFUSED;
+        ss->early_code = (uint16_t)(c->in->code != LB_OK ? c->in->code : LB_ERR_UNPROCESSABLE);
+        saga__copy_text(c->s->fail_reason, sizeof c->s->fail_reason, event_reason(c));
+        saga__copy_text(c->s->last_error, sizeof c->s->last_error, event_reason(c));
+        saga__note(c, "%s (sent ahead) refused: %s; kept", step_name(c, i), event_reason(c));
+    }
+    return true;
+}
+
 static void
 ev_ok(ctx *c, uint32_t i)
 {
-    if (early_wait_event(c, i))
+    if (early_wait_event(c, i) || ahead_event(c, i, true))
         return;
     if (!forward_event_ok(c, i) || !merge(c, i))
         return;
@@ -517,7 +616,7 @@ ev_ok(ctx *c, uint32_t i)
 static void
 ev_fail(ctx *c, uint32_t i)
 {
-    if (!forward_event_ok(c, i))
+    if (ahead_event(c, i, false) || !forward_event_ok(c, i))
         return;
     saga_step_state *ss = &c->s->steps[i];
     /* A wait step has no retries: what it waited for said no (R8). */

@@ -43,7 +43,8 @@ static lb_status
 done_before(const check *k)
 {
     const saga_state *s = k->s;
-    bool early = s->status != SAGA_RUNNING && (s->steps[s->step].flags & SAGA_STEP_F_EARLY);
+    bool early = s->status != SAGA_RUNNING &&
+                 (s->steps[s->step].flags & (SAGA_STEP_F_EARLY | SAGA_STEP_F_AHEAD));
     for (uint32_t i = 0; i < s->step; i++)
         if (!done_or_skipped(&s->steps[i]) && !(early && s->steps[i].status == SAGA_STEP_FAILED &&
                                                 !(s->steps[i].flags & SAGA_STEP_F_RETRY_WAIT)))
@@ -81,9 +82,14 @@ check_running(const check *k)
     lb_status rc = done_before(k);
     if (rc != LB_OK)
         return rc;
-    for (uint32_t i = s->step + 1; i < k->t->n_steps; i++)
-        if (s->steps[i].status != SAGA_STEP_PENDING || s->steps[i].attempt != 0)
+    for (uint32_t i = s->step + 1; i < k->t->n_steps; i++) {
+        const saga_step_state *ss = &s->steps[i];
+        /* R12: only the next step, sent ahead with the current one's first attempt */
+        bool ahead = i == s->step + 1 && k->t->steps[i].ahead &&
+                     (ss->flags & SAGA_STEP_F_AHEAD) && ss->attempt == 1 && ss->tries == 1;
+        if (ss->status != SAGA_STEP_PENDING || (ss->attempt != 0 && !ahead))
             return lb_err_set(k->err, LB_ERR_INVALID, "(1) step %u after current was started", i);
+    }
     saga_timer_kind want =
         k->t->steps[s->step].kind == SAGA_STEP_DELAY ? SAGA_TIMER_DELAY : SAGA_TIMER_STEP_TIMEOUT;
     bool sent = cur->status == SAGA_STEP_SENT && !(cur->flags & SAGA_STEP_F_RETRY_WAIT) &&
@@ -202,7 +208,10 @@ check_fields(const check *k)
     for (uint32_t i = 0; i < SAGA_STEPS_MAX; i++) {
         const saga_step_state *ss = &s->steps[i];
         if (ss->status >= SAGA__STEP_STATUS_COUNT ||
-            (ss->flags & ~(SAGA_STEP_F_RETRY_WAIT | SAGA_STEP_F_UNCERTAIN | SAGA_STEP_F_EARLY)))
+            (ss->flags & ~(SAGA_STEP_F_RETRY_WAIT | SAGA_STEP_F_UNCERTAIN | SAGA_STEP_F_EARLY |
+                           SAGA_STEP_F_AHEAD | SAGA_STEP_F_REFUSED)) ||
+            ss->early_code >= LB__STATUS_COUNT ||
+            ((ss->flags & SAGA_STEP_F_REFUSED) && !(ss->flags & SAGA_STEP_F_AHEAD)))
             return lb_err_set(k->err, LB_ERR_INVALID, "step %u status or flags out of range", i);
         if (ss->tries > ss->attempt || ss->comp_tries > ss->comp_attempt ||
             (ss->status != SAGA_STEP_PENDING && ss->status != SAGA_STEP_SKIPPED &&
@@ -281,6 +290,7 @@ saga_state_pack(uint8_t **out, size_t *out_len, const saga_state *s, lb_err *err
         steps[i].tries = s->steps[i].tries;
         steps[i].comp_attempt = s->steps[i].comp_attempt;
         steps[i].comp_tries = s->steps[i].comp_tries;
+        steps[i].early_code = s->steps[i].early_code;
         step_ptrs[i] = &steps[i];
     }
     m.n_steps = n;
@@ -350,7 +360,7 @@ state_from_pb(saga_state *s, const Layby__V1__SagaState *m, lb_err *err)
         const Layby__V1__SagaStepState *p = m->steps[i];
         if (p->status >= SAGA__STEP_STATUS_COUNT || p->flags > UINT8_MAX ||
             p->attempt > UINT16_MAX || p->tries > UINT16_MAX || p->comp_attempt > UINT16_MAX ||
-            p->comp_tries > UINT16_MAX)
+            p->comp_tries > UINT16_MAX || p->early_code >= LB__STATUS_COUNT)
             return lb_err_set(err, LB_ERR_DECODE, "saga state: step %zu out of range", i);
         s->steps[i].status = (uint8_t)p->status;
         s->steps[i].flags = (uint8_t)p->flags;
@@ -358,6 +368,7 @@ state_from_pb(saga_state *s, const Layby__V1__SagaState *m, lb_err *err)
         s->steps[i].tries = (uint16_t)p->tries;
         s->steps[i].comp_attempt = (uint16_t)p->comp_attempt;
         s->steps[i].comp_tries = (uint16_t)p->comp_tries;
+        s->steps[i].early_code = (uint16_t)p->early_code;
     }
     if (m->timer_present_case == LAYBY__V1__SAGA_STATE__TIMER_PRESENT_TIMER) {
         if (m->timer->kind >= SAGA__TIMER_KIND_COUNT)

@@ -42,15 +42,17 @@ enum order_place_step {
     ORDER_PLACE__STEPS
 };
 
-/* order_place v4 is the one new orders start on; v1 (it refunded as the
- * undo of the wait step), v2 (it ran the wishlist step for every order) and
- * v3 (its steps after the payment gave up and compensated) stay registered
- * for the sagas started on them. order_pay v2 marks a charged order PAID
+/* order_place v5 is the one new orders start on; v1 (it refunded as the
+ * undo of the wait step), v2 (it ran the wishlist step for every order), v3
+ * (its steps after the payment gave up and compensated) and v4 (it reserved
+ * the stock only once the order was created) stay registered for the sagas
+ * started on them. order_pay v2 marks a charged order PAID
  * however long it takes; v1 gave up. */
 extern const saga_type saga_order_place_v1;
 extern const saga_type saga_order_place_v2;
 extern const saga_type saga_order_place_v3;
 extern const saga_type saga_order_place_v4;
+extern const saga_type saga_order_place_v5;
 extern const saga_type saga_order_pay_v1;
 extern const saga_type saga_order_pay_v2;
 extern const saga_type saga_order_pay_v3;

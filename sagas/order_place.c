@@ -1,9 +1,9 @@
 /* order_place.c - the saga of one order, from placing it to the end of its
- * return window ("order_place" v4, and v1-v3 for the sagas started on them;
+ * return window ("order_place" v5, and v1-v4 for the sagas started on them;
  * its id is the order id).
  *
  *   create (order PENDING)          undo: order CANCELLED, or REJECTED when stock was short
- *   reserve stock                   undo: release (reserved or sold units)
+ *   reserve stock (v5: sent with create) undo: release (reserved or sold units)
  *   wishlist: ordered lines leave it (v3: skipped unless ordered from the wishlist)
  *   order PAYMENT_PENDING, deadline reply: 201 to the buyer    undo: refund what was paid
  *   WAIT for OrderPaid (the pay saga) until the deadline
@@ -388,8 +388,9 @@ merge_reserve(ProtobufCMessage *record, const ProtobufCMessage *event, lb_err *e
     .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry
 
 /* Every step but wishlist, payment_pending and wait_payment, which the versions differ in;
- * fwd: whether the command steps after the payment are forward steps (v4). */
-#define PLACE_STEPS_SHARED(fwd)                                                                 \
+ * fwd: whether the command steps after the payment are forward steps (v4);
+ * ahd: whether reserve_stock is sent ahead, with create (v5). */
+#define PLACE_STEPS_SHARED(fwd, ahd)                                                                 \
     [P(CREATE)] = {                                                                             \
         .name = "create", .command = &layby__v1__create_order__descriptor,                      \
         .subject = SUBJ_ORDER_CREATE, .build = build_create,                                    \
@@ -407,7 +408,7 @@ merge_reserve(ProtobufCMessage *record, const ProtobufCMessage *event, lb_err *e
         .subject = SUBJ_CATALOG_RESERVE_STOCK, .build = build_reserve,                          \
         .on_ok = &layby__v1__stock_reserved__descriptor, .on_ok_subject = SUBJ_STOCK_RESERVED,  \
         .on_fail = &layby__v1__stock_rejected__descriptor, .on_fail_subject = SUBJ_STOCK_REJECTED, \
-        .merge = merge_reserve,                                                                 \
+        .merge = merge_reserve, .ahead = (ahd),                                                 \
         .timeout_ms = 5000, .duration = order_step_timeout_ms, .retry = &order_retry,           \
         .compensate = &layby__v1__release_stock__descriptor,                                    \
         .compensate_subject = SUBJ_CATALOG_RELEASE_STOCK, .build_compensate = build_stock_op,   \
@@ -465,7 +466,7 @@ merge_reserve(ProtobufCMessage *record, const ProtobufCMessage *event, lb_err *e
  * while compensating and was ignored) kept its money. Kept for the sagas
  * started on it (docs/SAGAS.md §7). */
 static const saga_step place_steps_v1[ORDER_PLACE__STEPS] = {
-    PLACE_STEPS_SHARED(false),
+    PLACE_STEPS_SHARED(false, false),
     [P(WISHLIST)] = { WISHLIST_STEP },
     [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true },
     [P(WAIT_PAID)] = { WAIT_PAID_STEP, REFUND_UNDO },
@@ -477,7 +478,7 @@ static const saga_step place_steps_v1[ORDER_PLACE__STEPS] = {
  * past the wait, refunds what was captured, or voids the order so that a
  * later charge is refused. */
 static const saga_step place_steps_v2[ORDER_PLACE__STEPS] = {
-    PLACE_STEPS_SHARED(false),
+    PLACE_STEPS_SHARED(false, false),
     [P(WISHLIST)] = { WISHLIST_STEP },
     [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, REFUND_UNDO },
     [P(WAIT_PAID)] = { WAIT_PAID_STEP },
@@ -488,7 +489,7 @@ static const saga_step place_steps_v2[ORDER_PLACE__STEPS] = {
  * through it, a command, a catalog transaction and an event that changed
  * nothing, a tenth of a checkout's cost (docs/BENCHMARKS.md, perf20). */
 static const saga_step place_steps_v3[ORDER_PLACE__STEPS] = {
-    PLACE_STEPS_SHARED(false),
+    PLACE_STEPS_SHARED(false, false),
     [P(WISHLIST)] = { WISHLIST_STEP, .skip = skip_wishlist },
     [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, REFUND_UNDO },
     [P(WAIT_PAID)] = { WAIT_PAID_STEP },
@@ -508,7 +509,25 @@ static const saga_step place_steps_v3[ORDER_PLACE__STEPS] = {
  * OrderStatusSet reaches the waiting edge one orchestrator hop before this
  * saga's reply. */
 static const saga_step place_steps_v4[ORDER_PLACE__STEPS] = {
-    PLACE_STEPS_SHARED(true),
+    PLACE_STEPS_SHARED(true, false),
+    [P(WISHLIST)] = { WISHLIST_STEP, .skip = skip_wishlist },
+    [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, .answers = true,
+                     REFUND_UNDO },
+    [P(WAIT_PAID)] = { WAIT_PAID_STEP },
+};
+
+/* v5: v4 with reserve_stock sent ahead (saga.h R12): the stock is reserved
+ * while the order is created, so a place waits for two participants at once
+ * and its answer comes two hops sooner (create and reserve one after the
+ * other were 4 of the place's 6 hops). Nothing else changes: the order is
+ * PENDING while its stock is reserved; a refusal that comes while the order
+ * is being created counts once it is created (REJECTED with its PENDING
+ * history); and an undo that starts before the saga reaches reserve_stock
+ * (the create refused, a cancel) releases the stock too (the catalog's
+ * release of a reservation never made is a no-op that refuses the late
+ * reserve, docs/SAGAS.md §5 rule 2). */
+static const saga_step place_steps_v5[ORDER_PLACE__STEPS] = {
+    PLACE_STEPS_SHARED(true, true),
     [P(WISHLIST)] = { WISHLIST_STEP, .skip = skip_wishlist },
     [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, .answers = true,
                      REFUND_UNDO },
@@ -565,6 +584,17 @@ const saga_type saga_order_place_v4 = {
     .version = 4,
     .start = &layby__v1__place_order__descriptor,
     .steps = place_steps_v4,
+    .n_steps = ORDER_PLACE__STEPS,
+    .signals = place_signals,
+    .n_signals = LB_COUNTOF(place_signals),
+    .record = &layby__v1__order_saga_record__descriptor,
+};
+
+const saga_type saga_order_place_v5 = {
+    .name = "order_place",
+    .version = 5,
+    .start = &layby__v1__place_order__descriptor,
+    .steps = place_steps_v5,
     .n_steps = ORDER_PLACE__STEPS,
     .signals = place_signals,
     .n_signals = LB_COUNTOF(place_signals),

@@ -19,7 +19,8 @@ const saga_type *const sagas_all[] = {
     &saga_order_place_v1, /* until no order placed before v2 is unfinished */
     &saga_order_place_v2, /* until no order placed before v3 is unfinished */
     &saga_order_place_v3, /* until no order placed before v4 is unfinished */
-    &saga_order_place_v4,
+    &saga_order_place_v4, /* until no order placed before v5 is unfinished */
+    &saga_order_place_v5,
     &saga_order_pay_v1, /* until no pay saga started before v2 is unfinished */
     &saga_order_pay_v2, /* until no pay saga started before v3 is unfinished */
     &saga_order_pay_v3,

@@ -329,6 +329,94 @@ Test(saga_steps, delay_steps_succeed_when_they_fire_and_ends_completes_early)
     flow_free(f);
 }
 
+/* --- a step sent ahead (R12) -------------------------------------------------------- */
+
+/* sagatest v1 (a, b, c, each undone) with b sent ahead, in the test's own memory. */
+typedef struct ahead_type {
+    saga_step steps[3];
+    saga_type t;
+} ahead_type;
+
+static void
+ahead_type_init(ahead_type *a)
+{
+    memcpy(a->steps, saga_sagatest_v1.steps, sizeof a->steps);
+    a->steps[1].ahead = true;
+    a->t = saga_sagatest_v1;
+    a->t.steps = a->steps;
+    lb_err err = { 0 };
+    cr_assert_eq(saga_type_check(&a->t, &err), LB_OK, "%s", err.msg);
+}
+
+Test(saga_steps, a_step_sent_ahead_goes_with_the_one_before_and_counts_when_reached)
+{
+    ahead_type a;
+    ahead_type_init(&a);
+    flow f = { .v = drv_new(&a.t) };
+    flow_run(&f, "start");
+    cr_assert_str_eq(f.v->cmds, "a1 b1", "b's first attempt goes with a's");
+    cr_assert_eq(f.v->s.timer.step, 0, "the timer is a's");
+    flow_run(&f, "ok:1 ok:1!");
+    cr_assert_eq(f.v->s.step, 0, "b's outcome is kept while the saga is at a");
+    flow_run(&f, "fail:0 fire");
+    cr_assert_str_eq(f.v->cmds, "a1 b1 a2", "a's retry does not send b again");
+    flow_run(&f, "ok:0");
+    cr_assert_str_eq(f.v->cmds, "a1 b1 a2 c1", "b was done already: on to c");
+    flow_run(&f, "ok:2");
+    cr_assert_eq(f.v->s.status, SAGA_COMPLETED);
+    replay_check(f.v);
+    drv_free(f.v);
+
+    /* b's refusal while a runs counts once a is done: a is undone, b is not */
+    f.v = drv_new(&a.t);
+    flow_run(&f, "start final:1");
+    cr_assert_eq(f.v->s.status, SAGA_RUNNING);
+    cr_assert_str_eq(f.v->s.fail_reason, "no stock", "kept for the reply");
+    flow_run(&f, "ok:0");
+    cr_assert_eq(f.v->s.status, SAGA_COMPENSATING);
+    cr_assert_eq(f.v->s.fail_code, LB_ERR_STOCK, "b's code");
+    flow_run(&f, "undone:0");
+    cr_assert_eq(f.v->s.status, SAGA_FAILED);
+    cr_assert_str_eq(f.v->cmds, "a1 b1 ~a1");
+    replay_check(f.v);
+    drv_free(f.v);
+
+    /* a transient failure of b while a runs is left to b's own timeout */
+    f.v = drv_new(&a.t);
+    flow_run(&f, "start fail:1! ok:0");
+    cr_assert_eq(f.v->s.step, 1);
+    cr_assert_eq(f.v->s.timer.kind, SAGA_TIMER_STEP_TIMEOUT);
+    cr_assert_eq(f.v->s.timer.attempt, 1, "b's timeout runs from here");
+    flow_run(&f, "fire fire ok:1");
+    cr_assert_str_eq(f.v->cmds, "a1 b1 b2 c1", "b's second attempt after its timeout: %s",
+                     f.v->cmds);
+    replay_check(f.v);
+    drv_free(f.v);
+}
+
+Test(saga_steps, a_rollback_before_the_saga_reaches_a_step_sent_ahead_undoes_it_too)
+{
+    ahead_type a;
+    ahead_type_init(&a);
+    /* a refused while b has not answered: b may have taken effect */
+    flow f = { .v = drv_new(&a.t) };
+    flow_run(&f, "start final:0");
+    cr_assert_eq(f.v->s.status, SAGA_COMPENSATING);
+    cr_assert_str_eq(f.v->cmds, "a1 b1 ~b1", "b is undone, a (refused) is not");
+    flow_run(&f, "ok:1! undone:1");
+    cr_assert_eq(f.v->s.status, SAGA_FAILED);
+    replay_check(f.v);
+    drv_free(f.v);
+
+    /* a refused after b said no: nothing to undo */
+    f.v = drv_new(&a.t);
+    flow_run(&f, "start final:1 final:0");
+    cr_assert_eq(f.v->s.status, SAGA_FAILED);
+    cr_assert_str_eq(f.v->cmds, "a1 b1");
+    replay_check(f.v);
+    drv_free(f.v);
+}
+
 Test(saga_steps, a_stale_or_early_delay_firing_changes_nothing)
 {
     flow *f = flow_new();
