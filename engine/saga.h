@@ -101,7 +101,7 @@ typedef enum saga_step_status {
     0x8u /* its first attempt went with the step before it         \
             (saga_step.ahead) and the saga has not reached it yet: \
             it may take effect, so a rollback undoes it too (R12) */
-#define SAGA_STEP_F_REFUSED                                       \
+#define SAGA_STEP_F_REFUSED                                     \
     0x10u /* an AHEAD step's final failure came before the saga \
              reached it: it fails the moment it starts (R12) */
 /* saga_state.flags */

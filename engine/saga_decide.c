@@ -248,7 +248,7 @@ reach_ahead(ctx *c, uint32_t i, int64_t dur)
     saga_step_state *ss = &c->s->steps[i];
     uint8_t had = ss->flags;
     ss->status = SAGA_STEP_SENT;
-    ss->flags &= (uint8_t)~(SAGA_STEP_F_AHEAD | SAGA_STEP_F_EARLY | SAGA_STEP_F_REFUSED);
+    ss->flags &= (uint8_t) ~(SAGA_STEP_F_AHEAD | SAGA_STEP_F_EARLY | SAGA_STEP_F_REFUSED);
     if (had & SAGA_STEP_F_EARLY) {
         saga__note(c, "%s: done already (sent ahead)", step->name);
         step_done(c, i);

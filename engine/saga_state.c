@@ -85,8 +85,8 @@ check_running(const check *k)
     for (uint32_t i = s->step + 1; i < k->t->n_steps; i++) {
         const saga_step_state *ss = &s->steps[i];
         /* R12: only the next step, sent ahead with the current one's first attempt */
-        bool ahead = i == s->step + 1 && k->t->steps[i].ahead &&
-                     (ss->flags & SAGA_STEP_F_AHEAD) && ss->attempt == 1 && ss->tries == 1;
+        bool ahead = i == s->step + 1 && k->t->steps[i].ahead && (ss->flags & SAGA_STEP_F_AHEAD) &&
+                     ss->attempt == 1 && ss->tries == 1;
         if (ss->status != SAGA_STEP_PENDING || (ss->attempt != 0 && !ahead))
             return lb_err_set(k->err, LB_ERR_INVALID, "(1) step %u after current was started", i);
     }

@@ -254,10 +254,9 @@ step_check(const saga_type *t, size_t i, lb_err *err)
      * saga's end depends on, since this one may still be out then. */
     if (step->ahead &&
         (i == 0 || step->kind != SAGA_STEP_COMMAND || step->command == NULL || step->pivot ||
-         step->answers ||
-         t->steps[i - 1].kind != SAGA_STEP_COMMAND || t->steps[i - 1].command == NULL ||
-         t->steps[i - 1].reply || t->steps[i - 1].ends || t->steps[i - 1].pivot ||
-         t->steps[i - 1].skip != NULL || t->steps[i - 1].ahead))
+         step->answers || t->steps[i - 1].kind != SAGA_STEP_COMMAND ||
+         t->steps[i - 1].command == NULL || t->steps[i - 1].reply || t->steps[i - 1].ends ||
+         t->steps[i - 1].pivot || t->steps[i - 1].skip != NULL || t->steps[i - 1].ahead))
         return lb_err_set(err, LB_ERR_CONFIG,
                           "%s: only a command step that does not answer the requester, after a "
                           "plain command step (no reply, ends, pivot, skip or ahead), may be "

@@ -52,8 +52,9 @@ static const struct {
     unsigned bit;
     const char *name;
 } step_flags[] = {
-    { SAGA_STEP_F_RETRY_WAIT, "retry-wait" },
-    { SAGA_STEP_F_UNCERTAIN, "uncertain" },
+    { SAGA_STEP_F_RETRY_WAIT, "retry-wait" }, { SAGA_STEP_F_UNCERTAIN, "uncertain" },
+    { SAGA_STEP_F_EARLY, "early" },           { SAGA_STEP_F_AHEAD, "ahead" },
+    { SAGA_STEP_F_REFUSED, "refused" },
 };
 
 /* --- shared ---------------------------------------------------------------- */
