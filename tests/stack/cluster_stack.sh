@@ -12,40 +12,10 @@
 # then `scripts/dev down` and nothing of it runs any more. Run as root after a
 # Release build (CI: .ci/run, after the Release compile). ~60-90 s.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-# shellcheck disable=SC2034 # scripts/lib reads it
-LB_ROOT=$ROOT
-for lib in "$ROOT"/scripts/lib/*.sh; do
-    # shellcheck disable=SC1090
-    . "$lib"
-done
-t0=$(lb_now)
-fail() {
-    printf 'cluster_stack: FAIL: %s\n' "$*" >&2
-    exit 1
-}
-ok() { printf 'cluster_stack: ok: %s\n' "$*" >&2; }
-
-TMP=$(mktemp -d /tmp/layby-cluster-stack.XXXXXX)
-chmod 755 "$TMP" # the postgres user keeps its clusters under var/ (lb_pg_locate)
-export LAYBY_DEV_VAR=$TMP/var
-# built by the caller (CI: the Release step before this one)
-export LAYBY_DEV_BUILD=${LAYBY_DEV_BUILD:-0}
-# shellcheck disable=SC2317 # runs from the EXIT trap
-cleanup() {
-    local rc=$?
-    set +e
-    "$ROOT/scripts/dev" down >/dev/null 2>&1
-    if [ $rc -ne 0 ]; then
-        mkdir -p "$ROOT/build/release/Testing/cluster-stack-logs"
-        cp -L "$LAYBY_DEV_VAR"/log/*.log "$ROOT/build/release/Testing/cluster-stack-logs/" 2>/dev/null
-        lb_say "cluster_stack: logs copied to build/release/Testing/cluster-stack-logs"
-    fi
-    rm -rf "$TMP"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck disable=SC2034 # lib.sh reads it
+STACK_TEST=cluster_stack
+# shellcheck source=tests/stack/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 lb_stack_ports_free
 lb_say "cluster_stack: scripts/dev up --cluster in $LAYBY_DEV_VAR"

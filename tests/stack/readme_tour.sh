@@ -14,41 +14,12 @@
 # seconds (default 300). Then `scripts/dev down`. Run as root after a
 # Release build (CI: .ci/run, after the Release compile). ~40 s.
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-# shellcheck disable=SC2034 # scripts/lib reads it
-LB_ROOT=$ROOT
-for lib in "$ROOT"/scripts/lib/*.sh; do
-    # shellcheck disable=SC1090
-    . "$lib"
-done
-t0=$(lb_now)
-fail() {
-    printf 'readme_tour: FAIL: %s\n' "$*" >&2
-    exit 1
-}
-ok() { printf 'readme_tour: ok: %s\n' "$*" >&2; }
-
-TMP=$(mktemp -d /tmp/layby-readme-tour.XXXXXX)
-chmod 755 "$TMP" # the postgres user keeps its cluster under var/ (lb_pg_locate)
-export LAYBY_DEV_VAR=$TMP/var
-export LAYBY_DEV_BUILD=${LAYBY_DEV_BUILD:-0} # built by the caller (CI's Release step)
-# shellcheck disable=SC2317 # runs from the EXIT trap
-cleanup() {
-    local rc=$?
-    set +e
-    "$ROOT/scripts/dev" down >/dev/null 2>&1
-    if [ $rc -ne 0 ]; then
-        tail -n 60 "$TMP/tour.out" >&2
-        mkdir -p "$ROOT/build/release/Testing/readme-tour-logs"
-        cp -L "$TMP/tour.sh" "$TMP/tour.out" "$LAYBY_DEV_VAR"/log/*.log \
-            "$ROOT/build/release/Testing/readme-tour-logs/" 2>/dev/null
-        lb_say "readme_tour: the tour, its output and the logs copied to build/release/Testing/readme-tour-logs"
-    fi
-    rm -rf "$TMP"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck disable=SC2034 # lib.sh reads it
+STACK_TEST=readme_tour
+# shellcheck source=tests/stack/lib.sh
+. "$(dirname "$0")/lib.sh"
+STACK_KEEP=("$TMP/tour.sh" "$TMP/tour.out")
+STACK_SHOW=$TMP/tour.out
 
 awk '/^## A short tour/ { in_tour = 1 }
      in_tour && /^```sh$/ { in_block = 1; next }

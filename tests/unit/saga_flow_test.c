@@ -233,23 +233,33 @@ Test(saga_signals, cancel_undoes_in_reverse_and_ends_cancelled)
     flow_free(f);
 }
 
+/* Two delay steps ("wait", "after") and the given signal rules: a type with
+ * nothing to undo. */
+static const saga_step tiny_steps[] = {
+    { .name = "wait", .kind = SAGA_STEP_DELAY, .timeout_ms = 1000 },
+    { .name = "after", .kind = SAGA_STEP_DELAY, .timeout_ms = 1000 },
+};
+
+static saga_type
+tiny_type(const saga_signal *sigs, size_t n)
+{
+    saga_type t = { .name = "tiny",
+                    .version = 1,
+                    .start = &layby__v1__start_test_saga__descriptor,
+                    .steps = tiny_steps,
+                    .n_steps = LB_COUNTOF(tiny_steps),
+                    .signals = sigs,
+                    .n_signals = n };
+    lb_err err = { 0 };
+    cr_assert_eq(saga_type_check(&t, &err), LB_OK, "%s", err.msg);
+    return t;
+}
+
 Test(saga_signals, cancel_with_nothing_to_undo_ends_at_once)
 {
     /* a rule covering a delay step only, reached with nothing done that has an undo */
-    static const saga_step steps[] = {
-        { .name = "wait", .kind = SAGA_STEP_DELAY, .timeout_ms = 1000 },
-        { .name = "after", .kind = SAGA_STEP_DELAY, .timeout_ms = 1000 },
-    };
     static const saga_signal sigs[] = { { .name = "cancel", .first = 0, .last = 0 } };
-    static const saga_type t = { .name = "tiny",
-                                 .version = 1,
-                                 .start = &layby__v1__start_test_saga__descriptor,
-                                 .steps = steps,
-                                 .n_steps = 2,
-                                 .signals = sigs,
-                                 .n_signals = 1 };
-    lb_err err = { 0 };
-    cr_assert_eq(saga_type_check(&t, &err), LB_OK, "%s", err.msg);
+    saga_type t = tiny_type(sigs, LB_COUNTOF(sigs));
     flow f = { .v = drv_new(&t) };
     flow_run(&f, "start sig:cancel");
     cr_assert_eq(f.v->s.status, SAGA_CANCELLED);
@@ -260,10 +270,6 @@ Test(saga_signals, cancel_with_nothing_to_undo_ends_at_once)
 
 Test(saga_signals, a_refused_signal_answers_the_types_text_and_logs_the_step)
 {
-    static const saga_step steps[] = {
-        { .name = "wait", .kind = SAGA_STEP_DELAY, .timeout_ms = 1000 },
-        { .name = "after", .kind = SAGA_STEP_DELAY, .timeout_ms = 1000 },
-    };
     static const saga_signal sigs[] = {
         { .name = "cancel",
           .first = 0,
@@ -272,15 +278,7 @@ Test(saga_signals, a_refused_signal_answers_the_types_text_and_logs_the_step)
           .refused_text = "too late to cancel" },
         { .name = "return", .first = 0, .last = 0, .refused = LB_ERR_NOT_RETURNABLE },
     };
-    static const saga_type t = { .name = "tiny",
-                                 .version = 1,
-                                 .start = &layby__v1__start_test_saga__descriptor,
-                                 .steps = steps,
-                                 .n_steps = 2,
-                                 .signals = sigs,
-                                 .n_signals = 2 };
-    lb_err err = { 0 };
-    cr_assert_eq(saga_type_check(&t, &err), LB_OK, "%s", err.msg);
+    saga_type t = tiny_type(sigs, LB_COUNTOF(sigs));
     flow f = { .v = drv_new(&t) };
     flow_run(&f, "start fire sig:cancel?");
     cr_assert_eq(f.v->d.reply.status, LB_ERR_NOT_CANCELLABLE);
@@ -394,27 +392,30 @@ Test(saga_steps, a_step_sent_ahead_goes_with_the_one_before_and_counts_when_reac
     drv_free(f.v);
 }
 
+/* Runs script on a fresh saga of t: it must end as want, having sent cmds. */
+static void
+ahead_case(const saga_type *t, const char *script, saga_status want, const char *cmds)
+{
+    flow f = { .v = drv_new(t) };
+    flow_run(&f, script);
+    cr_assert_eq(f.v->s.status, want, "%s: %s", script, saga_status_name(f.v->s.status));
+    cr_assert_str_eq(f.v->cmds, cmds, "%s", script);
+    replay_check(f.v);
+    drv_free(f.v);
+}
+
 Test(saga_steps, a_rollback_before_the_saga_reaches_a_step_sent_ahead_undoes_it_too)
 {
     ahead_type a;
     ahead_type_init(&a);
-    /* a refused while b has not answered: b may have taken effect */
-    flow f = { .v = drv_new(&a.t) };
-    flow_run(&f, "start final:0");
-    cr_assert_eq(f.v->s.status, SAGA_COMPENSATING);
-    cr_assert_str_eq(f.v->cmds, "a1 b1 ~b1", "b is undone, a (refused) is not");
-    flow_run(&f, "ok:1! undone:1");
-    cr_assert_eq(f.v->s.status, SAGA_FAILED);
-    replay_check(f.v);
-    drv_free(f.v);
-
+    /* a refused while b has not answered: b may have taken effect, and is
+     * undone (its late success changes nothing); a, refused, is not */
+    ahead_case(&a.t, "start final:0", SAGA_COMPENSATING, "a1 b1 ~b1");
+    ahead_case(&a.t, "start final:0 ok:1! undone:1", SAGA_FAILED, "a1 b1 ~b1");
     /* a refused after b said no: nothing to undo */
-    f.v = drv_new(&a.t);
-    flow_run(&f, "start final:1 final:0");
-    cr_assert_eq(f.v->s.status, SAGA_FAILED);
-    cr_assert_str_eq(f.v->cmds, "a1 b1");
-    replay_check(f.v);
-    drv_free(f.v);
+    ahead_case(&a.t, "start final:1 final:0", SAGA_FAILED, "a1 b1");
+    /* b done before a is refused: b is undone */
+    ahead_case(&a.t, "start ok:1 final:0 undone:1", SAGA_FAILED, "a1 b1 ~b1");
 }
 
 Test(saga_steps, a_stale_or_early_delay_firing_changes_nothing)
