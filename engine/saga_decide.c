@@ -233,9 +233,6 @@ saga__refuse_as(ctx *c, lb_status code, const char *why, const char *answer)
 
 static void step_done(ctx *c, uint32_t i);
 
-/* Starts the next attempt of step i: sends its command (command step), or
- * only arms its deadline (wait step) or its delay (delay step). A wait step
- * whose event came early (R10) is done at once. */
 static void step_failed(ctx *c, uint32_t i, bool final, bool uncertain, lb_status code,
                         const char *reason);
 
@@ -253,6 +250,7 @@ reach_ahead(ctx *c, uint32_t i, int64_t dur)
         saga__note(c, "%s: done already (sent ahead)", step->name);
         step_done(c, i);
     } else if (had & SAGA_STEP_F_REFUSED) {
+        /* a copy: step_failed() writes fail_reason from it */
         char reason[SAGA_REASON_MAX];
         saga__copy_text(reason, sizeof reason, c->s->fail_reason);
         saga__note(c, "%s: refused already (sent ahead)", step->name);
@@ -263,14 +261,15 @@ reach_ahead(ctx *c, uint32_t i, int64_t dur)
     }
 }
 
-/* R12: with the first attempt of step i goes the first attempt of the step
- * after it, when that one is sent ahead (and this saga runs it). */
+/* R12: the first time step i is sent, the first attempt of the step after
+ * it goes too, when that one is sent ahead (and this saga runs it). Never
+ * again: its attempt counts from 1 then. */
 static void
 send_ahead(ctx *c, uint32_t i)
 {
     uint32_t n = i + 1;
-    if (n >= c->t->n_steps || !c->t->steps[n].ahead || c->s->steps[i].attempt != 1 ||
-        (c->s->skip_mask & (1u << n)) || c->s->steps[n].attempt != 0)
+    if (n >= c->t->n_steps || !c->t->steps[n].ahead || (c->s->skip_mask & (1u << n)) ||
+        c->s->steps[n].attempt != 0)
         return;
     saga_step_state *ns = &c->s->steps[n];
     ns->flags |= SAGA_STEP_F_AHEAD;
@@ -280,6 +279,10 @@ send_ahead(ctx *c, uint32_t i)
     saga__note(c, "send %s attempt 1 ahead", c->t->steps[n].name);
 }
 
+/* Starts the next attempt of step i: sends its command (command step), or
+ * only arms its deadline (wait step) or its delay (delay step). A wait step
+ * whose event came early (R10) is done at once; a step sent ahead (R12)
+ * counts what it has heard. */
 static void
 send_step(ctx *c, uint32_t i)
 {

@@ -508,13 +508,13 @@ static const saga_step place_steps_v3[ORDER_PLACE__STEPS] = {
  * it changes who answers, not what is decided): the order service's
  * OrderStatusSet reaches the waiting edge one orchestrator hop before this
  * saga's reply. */
-static const saga_step place_steps_v4[ORDER_PLACE__STEPS] = {
-    PLACE_STEPS_SHARED(true, false),
-    [P(WISHLIST)] = { WISHLIST_STEP, .skip = skip_wishlist },
-    [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, .answers = true,
-                     REFUND_UNDO },
-    [P(WAIT_PAID)] = { WAIT_PAID_STEP },
-};
+/* v4's table, and v5's with ahd (reserve_stock sent ahead) */
+#define PLACE_STEPS_V4(ahd)                                                                \
+    PLACE_STEPS_SHARED(true, ahd), [P(WISHLIST)] = { WISHLIST_STEP, .skip = skip_wishlist }, \
+    [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, .answers = true,   \
+                     REFUND_UNDO },                                                          \
+    [P(WAIT_PAID)] = { WAIT_PAID_STEP }
+static const saga_step place_steps_v4[ORDER_PLACE__STEPS] = { PLACE_STEPS_V4(false) };
 
 /* v5: v4 with reserve_stock sent ahead (saga.h R12): the stock is reserved
  * while the order is created, so a place waits for two participants at once
@@ -526,13 +526,7 @@ static const saga_step place_steps_v4[ORDER_PLACE__STEPS] = {
  * (the create refused, a cancel) releases the stock too (the catalog's
  * release of a reservation never made is a no-op that refuses the late
  * reserve, docs/SAGAS.md §5 rule 2). */
-static const saga_step place_steps_v5[ORDER_PLACE__STEPS] = {
-    PLACE_STEPS_SHARED(true, true),
-    [P(WISHLIST)] = { WISHLIST_STEP, .skip = skip_wishlist },
-    [P(PENDING)] = { ORDER_STATUS_STEP("payment_pending"), .reply = true, .answers = true,
-                     REFUND_UNDO },
-    [P(WAIT_PAID)] = { WAIT_PAID_STEP },
-};
+static const saga_step place_steps_v5[ORDER_PLACE__STEPS] = { PLACE_STEPS_V4(true) };
 
 /* The refusals' texts reach the buyer (the 409's message): DESIGN §6's rules
  * in the shop's words, not the saga's step. */
@@ -546,57 +540,17 @@ static const saga_signal place_signals[] = {
 };
 /* clang-format on */
 
-const saga_type saga_order_place_v1 = {
-    .name = "order_place",
-    .version = 1,
-    .start = &layby__v1__place_order__descriptor,
-    .steps = place_steps_v1,
-    .n_steps = ORDER_PLACE__STEPS,
-    .signals = place_signals,
-    .n_signals = LB_COUNTOF(place_signals),
-    .record = &layby__v1__order_saga_record__descriptor,
-};
+/* One type per version: the same name, start, signals and record; their own steps. */
+#define PLACE_TYPE(v)                                                                        \
+    {                                                                                        \
+        .name = "order_place", .version = (v), .start = &layby__v1__place_order__descriptor, \
+        .steps = place_steps_v##v, .n_steps = ORDER_PLACE__STEPS, .signals = place_signals,  \
+        .n_signals = LB_COUNTOF(place_signals),                                              \
+        .record = &layby__v1__order_saga_record__descriptor,                                 \
+    }
 
-const saga_type saga_order_place_v2 = {
-    .name = "order_place",
-    .version = 2,
-    .start = &layby__v1__place_order__descriptor,
-    .steps = place_steps_v2,
-    .n_steps = ORDER_PLACE__STEPS,
-    .signals = place_signals,
-    .n_signals = LB_COUNTOF(place_signals),
-    .record = &layby__v1__order_saga_record__descriptor,
-};
-
-const saga_type saga_order_place_v3 = {
-    .name = "order_place",
-    .version = 3,
-    .start = &layby__v1__place_order__descriptor,
-    .steps = place_steps_v3,
-    .n_steps = ORDER_PLACE__STEPS,
-    .signals = place_signals,
-    .n_signals = LB_COUNTOF(place_signals),
-    .record = &layby__v1__order_saga_record__descriptor,
-};
-
-const saga_type saga_order_place_v4 = {
-    .name = "order_place",
-    .version = 4,
-    .start = &layby__v1__place_order__descriptor,
-    .steps = place_steps_v4,
-    .n_steps = ORDER_PLACE__STEPS,
-    .signals = place_signals,
-    .n_signals = LB_COUNTOF(place_signals),
-    .record = &layby__v1__order_saga_record__descriptor,
-};
-
-const saga_type saga_order_place_v5 = {
-    .name = "order_place",
-    .version = 5,
-    .start = &layby__v1__place_order__descriptor,
-    .steps = place_steps_v5,
-    .n_steps = ORDER_PLACE__STEPS,
-    .signals = place_signals,
-    .n_signals = LB_COUNTOF(place_signals),
-    .record = &layby__v1__order_saga_record__descriptor,
-};
+const saga_type saga_order_place_v1 = PLACE_TYPE(1);
+const saga_type saga_order_place_v2 = PLACE_TYPE(2);
+const saga_type saga_order_place_v3 = PLACE_TYPE(3);
+const saga_type saga_order_place_v4 = PLACE_TYPE(4);
+const saga_type saga_order_place_v5 = PLACE_TYPE(5);
