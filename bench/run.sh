@@ -224,6 +224,11 @@ done
 PG=$(median <"$OUT/pgbench")
 JS=$(field per_s <"$OUT/js" | median)
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+# pair_ratios FIELD NUM DEN: line n of NUM over line n of DEN (runs taken in
+# pairs, in turn), one ratio a line.
+pair_ratios() {
+    paste <(field "$1" <"$2") <(field "$1" <"$3") | awk '$2 > 0 {printf "%.2f\n", $1 / $2}'
+}
 wrkrate() { field per_s <"$OUT/$1" | median; }
 echo
 echo "medians of $RUNS runs ($(date -u +%FT%TZ), $(nproc) cores)"
@@ -265,8 +270,7 @@ LG=$(field per_s <"$OUT/login" | median)
 MI=$(field p99_ms <"$OUT/me_idle" | median)
 MS=$(field p99_ms <"$OUT/me_storm" | median)
 # storm / idle p99 of each pair (line n of both files), then their median
-ME_RATIOS=$(paste <(field p99_ms <"$OUT/me_idle") <(field p99_ms <"$OUT/me_storm") |
-    awk '$1 > 0 {printf "%.2f\n", $2 / $1}')
+ME_RATIOS=$(pair_ratios p99_ms "$OUT/me_storm" "$OUT/me_idle")
 MR=$(median <<<"$ME_RATIOS")
 ME=$(wrkrate me)
 CU=$(field cached_us <"$OUT/auth" | median)
@@ -274,8 +278,7 @@ FU=$(field first_seen_us <"$OUT/auth" | median)
 # CPU time a request may take when the cores are saturated: cores / req/s.
 REQ_US=$(awk -v r="$ME" -v c="$(nproc)" 'BEGIN {printf "%.0f", c * 1e6 / r}')
 printf '%-44s %12s\n' "(e) bare Argon2id verify/s, $POOL thread(s)" "$AR"
-LOGIN_RATIOS=$(paste <(field per_s <"$OUT/argon") <(field per_s <"$OUT/login") |
-    awk '$1 > 0 {printf "%.2f\n", $2 / $1}')
+LOGIN_RATIOS=$(pair_ratios per_s "$OUT/login" "$OUT/argon")
 printf '%-44s %12s  %s x bare verify loop (target >= 0.8; median of the pairs %s)\n' \
     "(e) logins/s through the edge" "$LG" "$(median <<<"$LOGIN_RATIOS")" "$(paste -sd" " <<<"$LOGIN_RATIOS")"
 printf '%-44s %12s\n' "(e) GET /me p99 ms at 100/s, idle" "$MI"
